@@ -1,0 +1,27 @@
+/**
+ * The byte-stream contract shared by every layer: the part of `Deno.Conn` the multiplexer, the RPC
+ * framing and the copy loops need. `Deno.Conn`, `Deno.TlsConn`, a yamux `Stream` and the in-memory
+ * pair in `memory_pair.ts` all satisfy it.
+ *
+ * @module
+ */
+
+/** A bidirectional byte stream with half-close, read and written through the fast `read`/`write` path. */
+export interface DuplexConn {
+  /** Reads up to `buffer.length` bytes into `buffer`; resolves to the count, or `null` at end of stream. */
+  read(buffer: Uint8Array): Promise<number | null>;
+  /** Writes some of `data`; resolves to the number of bytes written (callers loop until all is written). */
+  write(data: Uint8Array): Promise<number>;
+  /** Half-closes: the peer reads end of stream once it has read everything written before. */
+  closeWrite(): Promise<void>;
+  /** Closes both directions and releases the resource. Safe to call more than once. */
+  close(): void;
+}
+
+/** Writes all of `data` to `conn`, looping over short writes. */
+export async function writeAll(conn: Pick<DuplexConn, "write">, data: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < data.length) {
+    offset += await conn.write(offset === 0 ? data : data.subarray(offset));
+  }
+}

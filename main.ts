@@ -1,0 +1,112 @@
+/**
+ * tls-tunnel's command line: parses arguments and dispatches to `lib/cli/`. The only module that exits
+ * the process. SIGINT/SIGTERM abort one `AbortSignal` that every command receives.
+ *
+ * Exit codes: 0 success, 1 failure (invalid config, fatal error), 2 usage error, 130 interrupted.
+ *
+ * @module
+ */
+
+import { Command, CommanderError, Option } from "commander";
+import { checkCommand } from "./lib/cli/check.ts";
+import { certCommand } from "./lib/cli/cert.ts";
+import { templateCommand } from "./lib/cli/template.ts";
+import { clientCommand, demoCommand, serverCommand } from "./lib/cli/run.ts";
+import { versionCommand } from "./lib/cli/version.ts";
+import { type LogFormat, setupLogging } from "./lib/cli/logging.ts";
+import { VERSION } from "./lib/version.ts";
+
+const shutdown = new AbortController();
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  try {
+    Deno.addSignalListener(signal, () => shutdown.abort(new Error(`received ${signal}`)));
+  } catch {
+    // Signals are not available on every platform (SIGTERM on Windows); Ctrl-C still ends the process.
+  }
+}
+
+let exitCode = 0;
+const program = new Command()
+  .name("tls-tunnel")
+  .description("A TLS reverse tunnel: publish services behind NAT on a public server's ports.")
+  .version(VERSION, "-V, --version", "print the version")
+  .option("-v, --verbose", "more log detail (-vv for protocol traces)", (_value: string, previous: number) => previous + 1, 0)
+  .addOption(new Option("--log-format <format>", "log line format").choices(["text", "json"]).default("text"))
+  .exitOverride()
+  .configureOutput({ writeErr: (text) => Deno.stderr.writeSync(new TextEncoder().encode(text)) });
+
+program.hook("preAction", async () => {
+  const globals = program.opts<{ verbose: number; logFormat: LogFormat }>();
+  await setupLogging({ verbosity: globals.verbose, format: globals.logFormat });
+});
+
+program.command("server")
+  .description("run the public server")
+  .requiredOption("-c, --config <file>", "server config (TOML)")
+  .action(async (options: { config: string }) => {
+    exitCode = await serverCommand({ configPath: options.config, signal: shutdown.signal });
+  });
+
+program.command("client")
+  .description("run the client next to the services it publishes")
+  .requiredOption("-c, --config <file>", "client config (TOML)")
+  .action(async (options: { config: string }) => {
+    exitCode = await clientCommand({ configPath: options.config, signal: shutdown.signal });
+  });
+
+program.command("check")
+  .description("validate a server or client config and list every problem")
+  .requiredOption("-c, --config <file>", "config file (TOML)")
+  .addOption(new Option("--format <format>", "output format").choices(["text", "json"]).default("text"))
+  .action(async (options: { config: string; format: "text" | "json" }) => {
+    exitCode = await checkCommand({ configPath: options.config, format: options.format });
+  });
+
+program.command("template")
+  .description("print a commented example config")
+  .argument("<kind>", "server or client")
+  .option("-o, --output <file>", "write to this file instead of stdout")
+  .action(async (kind: string, options: { output?: string }) => {
+    exitCode = await templateCommand({ kind, ...(options.output ? { outputPath: options.output } : {}) });
+  });
+
+program.command("cert")
+  .description("create a CA and a server certificate it signs, for the server's cert_path/key_path")
+  .option("--cert-out <file>", "server certificate chain (PEM)", "cert.pem")
+  .option("--key-out <file>", "server private key (PEM)", "key.pem")
+  .option("--ca-out <file>", "CA certificate for the client's ca_cert_path (PEM)", "ca.pem")
+  .option("--common-name <name>", "server name in the certificate", "localhost")
+  .option("--alt-names <names>", "extra DNS names or IP addresses, comma-separated", "")
+  .option("--days <days>", "validity in days", "825")
+  .action(
+    async (
+      options: { certOut: string; keyOut: string; caOut: string; commonName: string; altNames: string; days: string },
+    ) => {
+      exitCode = await certCommand(options);
+    },
+  );
+
+program.command("demo")
+  .description("start a server, a local web service and a client on loopback, and fetch through the tunnel")
+  .action(async () => {
+    exitCode = await demoCommand({ signal: shutdown.signal });
+  });
+
+program.command("version")
+  .description("print version information")
+  .action(() => {
+    exitCode = versionCommand();
+  });
+
+try {
+  await program.parseAsync(Deno.args, { from: "user" });
+} catch (error) {
+  if (error instanceof CommanderError) {
+    // --help and --version end here with code 0; usage errors were already printed by commander.
+    exitCode = error.exitCode === 0 ? 0 : 2;
+  } else {
+    console.error(`tls-tunnel: ${error instanceof Error ? error.message : String(error)}`);
+    exitCode = 1;
+  }
+}
+Deno.exit(shutdown.signal.aborted && exitCode === 0 ? 0 : exitCode);
