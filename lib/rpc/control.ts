@@ -113,8 +113,18 @@ export const ProxySpec = z.object({
 /** One proxy as registered by the client. */
 export type ProxySpec = z.infer<typeof ProxySpec>;
 
+/** A client's request for a gentler bind retry than the server's (the server never retries more). */
+export const BindRetryRequest = z.object({
+  max_retries: z.number().int().min(0).optional(),
+  initial_delay_secs: z.number().positive().optional(),
+  max_delay_secs: z.number().positive().optional(),
+});
+
 /** `register_proxies` params. */
-export const RegisterProxiesParams = z.object({ proxies: z.array(z.unknown()).max(1024) });
+export const RegisterProxiesParams = z.object({
+  proxies: z.array(z.unknown()).max(1024),
+  bind_retry: BindRetryRequest.optional(),
+});
 /** `register_proxies` params. */
 export type RegisterProxiesParams = z.infer<typeof RegisterProxiesParams>;
 
@@ -129,6 +139,17 @@ export type ProxyRegistration =
     publish_port: number;
     /** The port asked for, when the bound one differs. */
     requested_port?: number;
+  }
+  | {
+    name: string;
+    /** The port is held by another process; the server keeps trying and reports via `proxy_status`. */
+    status: "retrying";
+    publish_addr: string;
+    publish_port: number;
+    code: ProxyRejectCodeValue;
+    reason: string;
+    /** Seconds until the next attempt. */
+    retry_after_seconds: number;
   }
   | {
     name: string;
@@ -151,10 +172,44 @@ export const HeartbeatParams = z.object({ time_ms: z.number() });
 /** `heartbeat` params and result. */
 export type HeartbeatParams = z.infer<typeof HeartbeatParams>;
 
+/** `proxy_status` params: a proxy's status changed (or a retry was scheduled). */
+export type ProxyStatusParams = {
+  proxy_name: string;
+  status: "pending" | "healthy" | "unhealthy" | "bind_failed" | "closed";
+  publish_addr: string;
+  /** The port bound or being tried. */
+  publish_port: number;
+  /** Why it is not healthy. */
+  error_message: string | null;
+  /** Seconds until the next bind attempt, while retrying. */
+  retry_after_seconds: number | null;
+};
+
+/** `proxy_health` params: the client's view of a proxy's local service. */
+export const ProxyHealthParams = z.object({
+  proxy_name: z.string(),
+  healthy: z.boolean(),
+  error: z.string().nullable().optional(),
+});
+/** `proxy_health` params. */
+export type ProxyHealthParams = z.infer<typeof ProxyHealthParams>;
+
+/** Codes of `push_exception` notifications. */
+export const NoticeCode = {
+  /** A bind attempt failed and will be retried; data: proxy_name, publish_addr, publish_port, retry_count, max_retries, retry_delay_secs, error. */
+  bindRetry: "PROXY_BIND_RETRY",
+  /** Retries are exhausted or the error is permanent; data: proxy_name, publish_addr, publish_port, max_retries, final_error. */
+  bindFailed: "PROXY_BIND_FAILED",
+  /** A retried bind succeeded; data: proxy_name, publish_addr, publish_port, retries. */
+  bindRecovered: "PROXY_BIND_RECOVERED",
+  /** The proxy got another port than it asked for or had before; data: proxy_name, requested_port, publish_port, reason. */
+  portChanged: "PORT_CHANGED",
+} as const;
+
 /** `push_exception` params. */
-export interface PushExceptionParams {
+export type PushExceptionParams = {
   level: "info" | "warning" | "error";
   message: string;
   code: string;
   data?: Record<string, unknown>;
-}
+};

@@ -57,9 +57,13 @@ export function decodeStreamHeaderBody(body: Uint8Array): StreamHeader {
   } catch (error) {
     throw new StreamHeaderError(`Stream header is not UTF-8 JSON: ${(error as Error).message}`);
   }
-  if (typeof value !== "object" || value === null) throw new StreamHeaderError("Stream header is not an object");
+  if (typeof value !== "object" || value === null) {
+    throw new StreamHeaderError("Stream header is not an object");
+  }
   const { proxy, peer_addr, conn_id } = value as Record<string, unknown>;
-  if (typeof proxy !== "string" || proxy.length === 0) throw new StreamHeaderError("Stream header lacks `proxy`");
+  if (typeof proxy !== "string" || proxy.length === 0) {
+    throw new StreamHeaderError("Stream header lacks `proxy`");
+  }
   if (typeof peer_addr !== "string") throw new StreamHeaderError("Stream header lacks `peer_addr`");
   if (typeof conn_id !== "number" || !Number.isSafeInteger(conn_id)) {
     throw new StreamHeaderError("Stream header lacks an integer `conn_id`");

@@ -4,6 +4,8 @@
  * @module
  */
 
+import { sleep } from "../_async.ts";
+
 /** Why a bind failed; decides whether retrying can help. */
 export type BindFailureKind = "address_in_use" | "permission_denied" | "address_not_available" | "other";
 
@@ -30,7 +32,12 @@ export class BindError extends Error {
 }
 
 /** Turns a failed `Deno.listen` into a {@linkcode BindError} whose message says what to do. */
-export function classifyBindError(error: unknown, hostname: string, port: number, key = "publish_port"): BindError {
+export function classifyBindError(
+  error: unknown,
+  hostname: string,
+  port: number,
+  key = "publish_port",
+): BindError {
   const where = `${hostname}:${port}`;
   const detail = error instanceof Error ? error.message : String(error);
   if (error instanceof Deno.errors.AddrInUse) {
@@ -52,7 +59,9 @@ export function classifyBindError(error: unknown, hostname: string, port: number
       { cause: error },
     );
   }
-  if (error instanceof Deno.errors.AddrNotAvailable || /not available|EADDRNOTAVAIL|Cannot assign/i.test(detail)) {
+  if (
+    error instanceof Deno.errors.AddrNotAvailable || /not available|EADDRNOTAVAIL|Cannot assign/i.test(detail)
+  ) {
     return new BindError(
       "address_not_available",
       hostname,
@@ -77,7 +86,12 @@ export function listenTcp(hostname: string, port: number, key?: string): Deno.Tc
 /** The local service could not be reached after every attempt. */
 export class LocalConnectError extends Error {
   override name = "LocalConnectError";
-  constructor(readonly hostname: string, readonly port: number, readonly attempts: number, options?: ErrorOptions) {
+  constructor(
+    readonly hostname: string,
+    readonly port: number,
+    readonly attempts: number,
+    options?: ErrorOptions,
+  ) {
     super(
       `Cannot reach the local service at ${hostname}:${port} after ${attempts} attempt(s): ` +
         `${options?.cause instanceof Error ? options.cause.message : String(options?.cause)}; ` +
@@ -117,20 +131,4 @@ export async function connectTcpWithRetry(
     }
   }
   throw new LocalConnectError(hostname, port, attempts, { cause: lastError });
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 }

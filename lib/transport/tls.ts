@@ -98,12 +98,17 @@ export async function dialTunnelTls(options: TlsDialOptions): Promise<DialedConn
 function describeDialError(error: unknown, where: string, timedOut: boolean, timeoutMs: number): Error {
   const detail = error instanceof Error ? error.message : String(error);
   if (timedOut) {
-    return new TlsDialError(`Timed out after ${timeoutMs} ms connecting to ${where}; is the server reachable?`, {
-      cause: error,
-    });
+    return new TlsDialError(
+      `Timed out after ${timeoutMs} ms connecting to ${where}; is the server reachable?`,
+      {
+        cause: error,
+      },
+    );
   }
   if (error instanceof Deno.errors.ConnectionRefused) {
-    return new TlsDialError(`Connection to ${where} refused: is the server running on that port?`, { cause: error });
+    return new TlsDialError(`Connection to ${where} refused: is the server running on that port?`, {
+      cause: error,
+    });
   }
   if (/certificate|UnknownIssuer|NotValidForName|BadCertificate|CaUsedAsEndEntity/i.test(detail)) {
     return new TlsDialError(

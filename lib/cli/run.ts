@@ -1,0 +1,186 @@
+/**
+ * The long-running commands: `server`, `client` and `demo`.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { ClientConfig, ServerConfig } from "../config/types.ts";
+import { ConfigError, loadClientConfig, loadServerConfig } from "../config/mod.ts";
+import { fingerprintSha256, generateCertificates } from "../transport/cert.ts";
+import { BindError } from "../transport/tcp.ts";
+import { TunnelServer } from "../tunnel/server.ts";
+import { FatalClientError, TunnelClient } from "../tunnel/client.ts";
+import type { ProxyRegistration } from "../rpc/control.ts";
+
+const logger = getLogger(["tls-tunnel", "cli"]);
+
+/** Options of {@linkcode serverCommand}. */
+export interface ServerCommandOptions {
+  /** Path of the server's TOML config. */
+  configPath: string;
+  /** Aborted on SIGINT/SIGTERM. */
+  signal: AbortSignal;
+}
+
+/** Loads a config with `load`, printing every problem on failure. */
+async function loadOrReport<T>(load: () => Promise<T>): Promise<T | null> {
+  try {
+    return await load();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return null;
+    }
+    throw error;
+  }
+}
+
+/** Reads the certificate and key named in the config, or generates a throw-away pair. */
+async function serverCertificate(config: ServerConfig): Promise<{ certPem: string; keyPem: string } | null> {
+  if (config.certPath !== undefined && config.keyPath !== undefined) {
+    try {
+      const [certPem, keyPem] = await Promise.all([
+        Deno.readTextFile(config.certPath),
+        Deno.readTextFile(config.keyPath),
+      ]);
+      logger.info("Using certificate {path} (SHA-256 {fingerprint})", {
+        path: config.certPath,
+        fingerprint: await fingerprintSha256(certPem),
+      });
+      return { certPem, keyPem };
+    } catch (error) {
+      console.error(
+        `tls-tunnel: cannot read server.cert_path/key_path (${config.certPath}, ${config.keyPath}): ` +
+          `${error instanceof Error ? error.message : String(error)}`,
+      );
+      return null;
+    }
+  }
+  const generated = await generateCertificates({
+    commonName: config.bindAddr === "0.0.0.0" ? "localhost" : config.bindAddr,
+    altNames: [],
+    validityDays: 30,
+  });
+  logger.warn(
+    "No cert_path/key_path: generated a throw-away certificate (CA SHA-256 {fingerprint}). Clients must use " +
+      "skip_verify or trust this CA; run `tls-tunnel cert` for a lasting one.",
+    { fingerprint: generated.caFingerprintSha256 },
+  );
+  return { certPem: generated.serverChainPem, keyPem: generated.serverKeyPem };
+}
+
+/** `tls-tunnel server -c FILE`: runs the server until SIGINT/SIGTERM. */
+export async function serverCommand(options: ServerCommandOptions): Promise<number> {
+  const config = await loadOrReport(() => loadServerConfig(options.configPath));
+  if (!config) return 1;
+  const certificate = await serverCertificate(config);
+  if (!certificate) return 1;
+  const server = new TunnelServer({ config, ...certificate, signal: options.signal });
+  try {
+    server.listen();
+  } catch (error) {
+    if (error instanceof BindError) {
+      console.error(`tls-tunnel: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+  await server.serve();
+  logger.info("Server stopped");
+  return 0;
+}
+
+/** Options of {@linkcode clientCommand}. */
+export interface ClientCommandOptions {
+  /** Path of the client's TOML config. */
+  configPath: string;
+  /** Aborted on SIGINT/SIGTERM. */
+  signal: AbortSignal;
+}
+
+/** `tls-tunnel client -c FILE`: runs the client until SIGINT/SIGTERM or a fatal refusal. */
+export async function clientCommand(options: ClientCommandOptions): Promise<number> {
+  const config = await loadOrReport(() => loadClientConfig(options.configPath));
+  if (!config) return 1;
+  let caCertPem: string | undefined;
+  if (config.caCertPath !== undefined) {
+    try {
+      caCertPem = await Deno.readTextFile(config.caCertPath);
+    } catch (error) {
+      console.error(
+        `tls-tunnel: cannot read client.ca_cert_path ${config.caCertPath}: ` +
+          `${error instanceof Error ? error.message : String(error)}`,
+      );
+      return 1;
+    }
+  }
+  if (config.skipVerify) {
+    logger.warn(
+      "skip_verify = true: the server's certificate is NOT verified; anyone on the path can impersonate it. " +
+        "Use ca_cert_path in production.",
+    );
+  }
+  const client = new TunnelClient({
+    config,
+    ...(caCertPem !== undefined ? { caCertPem } : {}),
+    signal: options.signal,
+    onRegistered: (registrations) => printProxyTable(config, registrations),
+  });
+  try {
+    await client.run();
+  } catch (error) {
+    if (error instanceof FatalClientError) {
+      console.error(`tls-tunnel: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+  logger.info("Client stopped");
+  return 0;
+}
+
+/** Prints the proxies' state after a registration: `web  healthy  0.0.0.0:8080 → 127.0.0.1:3000`. */
+function printProxyTable(config: ClientConfig, registrations: ProxyRegistration[]): void {
+  const rows = registrations.map((registration) => {
+    const proxy = config.proxies.find((candidate) => candidate.name === registration.name);
+    const local = proxy ? `${proxy.localAddr}:${proxy.localPort}` : "?";
+    const status = registration.status === "accepted" ? "healthy" : `rejected (${registration.code})`;
+    return [
+      registration.name,
+      status,
+      `${registration.publish_addr}:${registration.publish_port} → ${local}`,
+    ];
+  });
+  const widths = [0, 1].map((column) => Math.max(...rows.map((row) => (row[column] ?? "").length)));
+  for (const row of rows) {
+    logger.info("{line}", {
+      line: `${(row[0] ?? "").padEnd(widths[0] ?? 0)}  ${(row[1] ?? "").padEnd(widths[1] ?? 0)}  ${row[2]}`,
+    });
+  }
+}
+
+/** Options of {@linkcode demoCommand}. */
+export interface DemoCommandOptions {
+  /** Aborted on SIGINT/SIGTERM. */
+  signal: AbortSignal;
+}
+
+/**
+ * `tls-tunnel demo`: a server with a throw-away certificate, a small local web service and a client
+ * publishing it, all on loopback; fetches the published URL through the tunnel, prints it, and runs
+ * until interrupted.
+ */
+export async function demoCommand(options: DemoCommandOptions): Promise<number> {
+  const { startDemo } = await import("../tunnel/demo.ts");
+  const demo = await startDemo({ signal: options.signal });
+  try {
+    console.log(`Tunnel demo is up: ${demo.publishedUrl} → local web service ${demo.localUrl}`);
+    console.log(`Fetched through the tunnel: HTTP ${demo.firstResponse.status}: ${demo.firstResponse.body}`);
+    console.log("Press Ctrl-C to stop.");
+    await demo.done;
+    return 0;
+  } finally {
+    await demo.stop();
+  }
+}

@@ -1,0 +1,10 @@
+/**
+ * Statistics: live counters of proxies and sessions.
+ *
+ * @module
+ */
+
+export * from "./proxy_stats.ts";
+export * from "./snapshot.ts";
+export * from "./histogram.ts";
+export * from "./event_log.ts";

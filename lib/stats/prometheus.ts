@@ -1,0 +1,323 @@
+/**
+ * Renders a stats snapshot in the Prometheus text exposition format (version 0.0.4): `# HELP` and
+ * `# TYPE` per family, counters ending in `_total`, sizes in bytes, durations in seconds.
+ *
+ * Server series:
+ *
+ * | name | type | labels |
+ * | --- | --- | --- |
+ * | `tls_tunnel_info` | gauge (always 1) | `role`, `version` |
+ * | `tls_tunnel_start_time_seconds` | gauge | |
+ * | `tls_tunnel_clients_connected` | gauge | |
+ * | `tls_tunnel_sessions_total` | counter | |
+ * | `tls_tunnel_auth_failures_total` | counter | |
+ * | `tls_tunnel_streams_active` | gauge | |
+ * | `tls_tunnel_client_streams_active` | gauge | `client` |
+ * | `tls_tunnel_client_rtt_seconds` | gauge | `client` |
+ * | `tls_tunnel_client_connected_since_seconds` | gauge | `client`, `client_id`, `remote_addr` |
+ * | `tls_tunnel_proxy_*` | see below | `client`, `proxy` |
+ * | `tls_tunnel_stream_open_latency_seconds` | histogram | |
+ *
+ * Client series: `tls_tunnel_info`, `tls_tunnel_start_time_seconds`, `tls_tunnel_client_connected`,
+ * `tls_tunnel_client_state{state}`, `tls_tunnel_client_sessions_total`, `tls_tunnel_client_reconnects_total`,
+ * `tls_tunnel_client_rtt_seconds`, `tls_tunnel_client_next_attempt_seconds`, and the proxy series
+ * labelled with `proxy` only.
+ *
+ * Proxy series: `tls_tunnel_proxy_info` (1, with publish and local address labels),
+ * `tls_tunnel_proxy_up`, `tls_tunnel_proxy_status{status}` (a state set: 1 for the current status, 0 for
+ * the others), `tls_tunnel_proxy_connections_active`, `tls_tunnel_proxy_connections_total`,
+ * `tls_tunnel_proxy_connections_failed_total`, `tls_tunnel_proxy_received_bytes_total` (from outside
+ * peers towards the local service) and `tls_tunnel_proxy_sent_bytes_total` (back towards the peers).
+ *
+ * @module
+ */
+
+import type { ProxyStatus } from "./proxy_stats.ts";
+import type {
+  ClientRoleSnapshot,
+  HistogramSnapshot,
+  ProxySnapshot,
+  ServerSnapshot,
+  StatsSnapshot,
+} from "./snapshot.ts";
+
+/** The `Content-Type` of the text exposition format. */
+export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** Every proxy status, for the `tls_tunnel_proxy_status` state set. */
+export const PROXY_STATUSES: readonly ProxyStatus[] = [
+  "pending",
+  "healthy",
+  "unhealthy",
+  "bind_failed",
+  "closed",
+];
+
+/** Every client state, for the `tls_tunnel_client_state` state set. */
+export const CLIENT_STATES: readonly string[] = ["connecting", "connected", "waiting", "stopped"];
+
+/** Label names to values; values are escaped on output. */
+export type Labels = Record<string, string>;
+
+/** Escapes a label value: backslash, double quote and line feed, as the format requires. */
+export function escapeLabelValue(value: string): string {
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+/** Escapes `# HELP` text: backslash and line feed. */
+function escapeHelp(text: string): string {
+  return text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
+/** Formats a sample value; the format spells the non-finite values `NaN`, `+Inf`, `-Inf`. */
+export function formatSampleValue(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+function formatLabels(labels: Labels): string {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return "";
+  return `{${entries.map(([name, value]) => `${name}="${escapeLabelValue(value)}"`).join(",")}}`;
+}
+
+/** Collects families in order; each family's HELP/TYPE is written once, before its first sample. */
+class Exposition {
+  readonly #lines: string[] = [];
+  readonly #declared = new Set<string>();
+
+  /** Declares a family (idempotent). */
+  family(name: string, type: "counter" | "gauge" | "histogram", help: string): this {
+    if (!this.#declared.has(name)) {
+      this.#declared.add(name);
+      this.#lines.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`);
+    }
+    return this;
+  }
+
+  /** Adds one sample line. */
+  sample(name: string, labels: Labels, value: number): this {
+    this.#lines.push(`${name}${formatLabels(labels)} ${formatSampleValue(value)}`);
+    return this;
+  }
+
+  /** Declares a family and adds one sample. */
+  single(name: string, type: "counter" | "gauge", help: string, value: number, labels: Labels = {}): this {
+    return this.family(name, type, help).sample(name, labels, value);
+  }
+
+  toString(): string {
+    return this.#lines.length === 0 ? "" : this.#lines.join("\n") + "\n";
+  }
+}
+
+/** One family per proxy metric, samples for every proxy (families stay contiguous, as required). */
+function renderProxies(out: Exposition, proxies: Array<{ labels: Labels; proxy: ProxySnapshot }>): void {
+  if (proxies.length === 0) return;
+  out.family(
+    "tls_tunnel_proxy_info",
+    "gauge",
+    "Always 1; labels carry the proxy's published address and local target",
+  );
+  for (const { labels, proxy } of proxies) {
+    out.sample("tls_tunnel_proxy_info", {
+      ...labels,
+      publish_addr: proxy.publish_addr,
+      publish_port: String(proxy.publish_port),
+      local_addr: proxy.local_addr,
+      local_port: String(proxy.local_port),
+    }, 1);
+  }
+  out.family("tls_tunnel_proxy_up", "gauge", "1 when the proxy is healthy (accepting connections), else 0");
+  for (const { labels, proxy } of proxies) {
+    out.sample("tls_tunnel_proxy_up", labels, proxy.status === "healthy" ? 1 : 0);
+  }
+  out.family("tls_tunnel_proxy_status", "gauge", "Proxy status as a state set: 1 for the current status");
+  for (const { labels, proxy } of proxies) {
+    for (const status of PROXY_STATUSES) {
+      out.sample("tls_tunnel_proxy_status", { ...labels, status }, proxy.status === status ? 1 : 0);
+    }
+  }
+  const numeric: Array<[string, "counter" | "gauge", string, (proxy: ProxySnapshot) => number]> = [
+    [
+      "tls_tunnel_proxy_connections_active",
+      "gauge",
+      "Outside connections being carried now",
+      (proxy) => proxy.active_connections,
+    ],
+    [
+      "tls_tunnel_proxy_connections_total",
+      "counter",
+      "Outside connections accepted",
+      (proxy) => proxy.total_connections,
+    ],
+    [
+      "tls_tunnel_proxy_connections_failed_total",
+      "counter",
+      "Connections refused or failed before carrying data",
+      (proxy) => proxy.failed_connections,
+    ],
+    [
+      "tls_tunnel_proxy_received_bytes_total",
+      "counter",
+      "Bytes received from outside peers and carried towards the local service (counted live)",
+      (proxy) => proxy.bytes_in,
+    ],
+    [
+      "tls_tunnel_proxy_sent_bytes_total",
+      "counter",
+      "Bytes from the local service sent back to outside peers (counted live)",
+      (proxy) => proxy.bytes_out,
+    ],
+  ];
+  for (const [name, type, help, read] of numeric) {
+    out.family(name, type, help);
+    for (const { labels, proxy } of proxies) out.sample(name, labels, read(proxy));
+  }
+}
+
+function renderHistogram(out: Exposition, name: string, help: string, histogram: HistogramSnapshot): void {
+  out.family(name, "histogram", help);
+  histogram.bounds_secs.forEach((bound, index) => {
+    out.sample(`${name}_bucket`, { le: formatSampleValue(bound) }, histogram.cumulative_counts[index] ?? 0);
+  });
+  out.sample(`${name}_bucket`, { le: "+Inf" }, histogram.count);
+  out.sample(`${name}_sum`, {}, histogram.sum_secs);
+  out.sample(`${name}_count`, {}, histogram.count);
+}
+
+function renderServer(out: Exposition, snapshot: ServerSnapshot): void {
+  out.single(
+    "tls_tunnel_clients_connected",
+    "gauge",
+    "Clients with an authenticated session now",
+    snapshot.clients.length,
+  );
+  out.single(
+    "tls_tunnel_sessions_total",
+    "counter",
+    "Client sessions authenticated since start",
+    snapshot.sessions_total,
+  );
+  out.single(
+    "tls_tunnel_auth_failures_total",
+    "counter",
+    "Failed client authentications since start",
+    snapshot.auth_failures_total,
+  );
+  out.single(
+    "tls_tunnel_streams_active",
+    "gauge",
+    "yamux streams open now over all client sessions (control streams included)",
+    snapshot.clients.reduce((sum, client) => sum + client.streams, 0),
+  );
+  if (snapshot.clients.length > 0) {
+    out.family(
+      "tls_tunnel_client_streams_active",
+      "gauge",
+      "yamux streams open now in this client's session",
+    );
+    for (const client of snapshot.clients) {
+      out.sample("tls_tunnel_client_streams_active", { client: client.name }, client.streams);
+    }
+    out.family(
+      "tls_tunnel_client_connected_since_seconds",
+      "gauge",
+      "When the client's session authenticated (Unix time, seconds)",
+    );
+    for (const client of snapshot.clients) {
+      out.sample("tls_tunnel_client_connected_since_seconds", {
+        client: client.name,
+        client_id: client.client_id,
+        remote_addr: client.remote_addr,
+      }, client.connected_since_ms / 1000);
+    }
+    const measured = snapshot.clients.filter((client) => client.rtt_ms !== null);
+    if (measured.length > 0) {
+      out.family("tls_tunnel_client_rtt_seconds", "gauge", "Last keepalive round trip to the client");
+      for (const client of measured) {
+        out.sample("tls_tunnel_client_rtt_seconds", { client: client.name }, (client.rtt_ms ?? 0) / 1000);
+      }
+    }
+  }
+  renderProxies(
+    out,
+    snapshot.clients.flatMap((client) =>
+      client.proxies.map((proxy) => ({ labels: { client: client.name, proxy: proxy.name }, proxy }))
+    ),
+  );
+  renderHistogram(
+    out,
+    "tls_tunnel_stream_open_latency_seconds",
+    "Time to open a stream to the client for an outside connection",
+    snapshot.stream_open_latency,
+  );
+}
+
+function renderClient(out: Exposition, snapshot: ClientRoleSnapshot, nowMs: number): void {
+  out.single(
+    "tls_tunnel_client_connected",
+    "gauge",
+    "1 while the client has a registered session with the server",
+    snapshot.state === "connected" ? 1 : 0,
+  );
+  out.family("tls_tunnel_client_state", "gauge", "Client state as a state set: 1 for the current state");
+  for (const state of CLIENT_STATES) {
+    out.sample("tls_tunnel_client_state", { state }, snapshot.state === state ? 1 : 0);
+  }
+  out.single(
+    "tls_tunnel_client_sessions_total",
+    "counter",
+    "Sessions established with the server since start",
+    snapshot.sessions_total,
+  );
+  out.single(
+    "tls_tunnel_client_reconnects_total",
+    "counter",
+    "Sessions established after the first one (successful reconnects)",
+    Math.max(0, snapshot.sessions_total - 1),
+  );
+  if (snapshot.rtt_ms !== null) {
+    out.single(
+      "tls_tunnel_client_rtt_seconds",
+      "gauge",
+      "Last keepalive round trip to the server",
+      snapshot.rtt_ms / 1000,
+    );
+  }
+  if (snapshot.next_attempt_at_ms !== null) {
+    out.single(
+      "tls_tunnel_client_next_attempt_seconds",
+      "gauge",
+      "Seconds until the next reconnect attempt, while waiting",
+      Math.max(0, (snapshot.next_attempt_at_ms - nowMs) / 1000),
+    );
+  }
+  renderProxies(out, snapshot.proxies.map((proxy) => ({ labels: { proxy: proxy.name }, proxy })));
+}
+
+/**
+ * Renders `snapshot` in the Prometheus text format. Pure: the same snapshot and `nowMs` give the same
+ * text. `nowMs` only matters for the client's reconnect countdown.
+ */
+export function renderPrometheus(snapshot: StatsSnapshot, nowMs: number = Date.now()): string {
+  const out = new Exposition();
+  out.single(
+    "tls_tunnel_info",
+    "gauge",
+    "Always 1; labels carry the role and software version",
+    1,
+    { role: snapshot.role, version: snapshot.version },
+  );
+  out.single(
+    "tls_tunnel_start_time_seconds",
+    "gauge",
+    "When this process started (Unix time, seconds)",
+    snapshot.started_at_ms / 1000,
+  );
+  if (snapshot.role === "server") renderServer(out, snapshot);
+  else renderClient(out, snapshot, nowMs);
+  return out.toString();
+}

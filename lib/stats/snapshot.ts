@@ -1,0 +1,130 @@
+/**
+ * Point-in-time views of a server's or client's state, as served by the stats endpoint and read by
+ * the dashboard and `top`. Plain JSON-ready data; the roles build them (`snapshot()`), the stats
+ * module serves and renders them.
+ *
+ * @module
+ */
+
+import type { ProxyStatus } from "./proxy_stats.ts";
+
+/** One proxy's state and counters. */
+export interface ProxySnapshot {
+  /** Proxy name. */
+  name: string;
+  /** Published address on the server. */
+  publish_addr: string;
+  /** Published port (the bound one; 0 while not bound). */
+  publish_port: number;
+  /** The client-side target. */
+  local_addr: string;
+  /** The client-side target port. */
+  local_port: number;
+  /** Current status. */
+  status: ProxyStatus;
+  /** Last error, for people. */
+  last_error: string | null;
+  /** Outside connections open now. */
+  active_connections: number;
+  /** Outside connections since the proxy was published. */
+  total_connections: number;
+  /** Connections refused or failed before carrying data. */
+  failed_connections: number;
+  /** Bytes from outside peers towards the local service. */
+  bytes_in: number;
+  /** Bytes from the local service towards outside peers. */
+  bytes_out: number;
+}
+
+/** One connected client, as the server sees it. */
+export interface ClientSnapshot {
+  /** Display name (the `[[server.clients]]` name or the client_id). */
+  name: string;
+  /** The id the client sent. */
+  client_id: string;
+  /** Server-side session id. */
+  session_id: string;
+  /** "host:port" of the client's connection. */
+  remote_addr: string;
+  /** When it authenticated (ms since epoch). */
+  connected_since_ms: number;
+  /** Last keepalive round trip, ms. */
+  rtt_ms: number | null;
+  /** yamux streams open now (including the control stream). */
+  streams: number;
+  /** Its proxies. */
+  proxies: ProxySnapshot[];
+}
+
+/** A notification or event shown in the dashboard's "recent" list. */
+export interface EventSnapshot {
+  /** When (ms since epoch). */
+  time_ms: number;
+  /** "info" | "warning" | "error". */
+  level: "info" | "warning" | "error";
+  /** Machine code, e.g. CLIENT_CONNECTED, PROXY_BIND_RETRY. */
+  code: string;
+  /** For people. */
+  message: string;
+  /** The client it concerns, if any. */
+  client?: string;
+}
+
+/** Histogram of stream open latency (server opens a stream for an outside connection). */
+export interface HistogramSnapshot {
+  /** Upper bounds of the buckets, in seconds (Prometheus `le`), ascending; +Inf is implied. */
+  bounds_secs: number[];
+  /** Cumulative counts per bound, same length as `bounds_secs`. */
+  cumulative_counts: number[];
+  /** Observations in all. */
+  count: number;
+  /** Sum of observations, seconds. */
+  sum_secs: number;
+}
+
+/** The server's state. */
+export interface ServerSnapshot {
+  role: "server";
+  /** Software version. */
+  version: string;
+  /** When the server started (ms since epoch). */
+  started_at_ms: number;
+  /** "host:port" of the tunnel listener. */
+  listen_addr: string;
+  /** Connected clients. */
+  clients: ClientSnapshot[];
+  /** Clients that authenticated since start. */
+  sessions_total: number;
+  /** Authentication failures since start. */
+  auth_failures_total: number;
+  /** Stream open latency. */
+  stream_open_latency: HistogramSnapshot;
+  /** Most recent events, newest last (bounded). */
+  recent_events: EventSnapshot[];
+}
+
+/** The client's state. */
+export interface ClientRoleSnapshot {
+  role: "client";
+  /** Software version. */
+  version: string;
+  /** When the client started (ms since epoch). */
+  started_at_ms: number;
+  /** "host:port" of the server. */
+  server_addr: string;
+  /** "connecting" | "connected" | "waiting" | "stopped". */
+  state: string;
+  /** When the next reconnect attempt is due, while waiting (ms since epoch). */
+  next_attempt_at_ms: number | null;
+  /** Sessions established since start. */
+  sessions_total: number;
+  /** Last keepalive round trip, ms. */
+  rtt_ms: number | null;
+  /** Its proxies. */
+  proxies: ProxySnapshot[];
+  /** Most recent events, newest last (bounded). */
+  recent_events: EventSnapshot[];
+}
+
+/** What a stats endpoint serves. */
+export type StatsSnapshot = ServerSnapshot | ClientRoleSnapshot;

@@ -1,0 +1,421 @@
+/**
+ * The client role: dials the server, authenticates, registers its proxies, and carries each stream the
+ * server opens to the local service the stream's header names. Reconnects with backoff when the
+ * session ends; a rejected key is fatal.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { ClientConfig, ProxyConfig } from "../config/types.ts";
+import { Session } from "../mux/mod.ts";
+import { RpcError, RpcPeer } from "../rpc/mod.ts";
+import {
+  type AuthenticateParams,
+  type AuthenticateResult,
+  ControlErrorCode,
+  HeartbeatParams,
+  Method,
+  type ProxyRegistration,
+  type ProxySpec,
+  type RegisterProxiesResult,
+} from "../rpc/control.ts";
+import { readStreamHeader } from "../rpc/stream_header.ts";
+import { type DialedConn, dialTunnelTls } from "../transport/tls.ts";
+import { connectTcpWithRetry } from "../transport/tcp.ts";
+import { sleep, withTimeout } from "../_async.ts";
+import { closeQuietly, pipeBoth } from "../transport/pipe.ts";
+import type { DuplexConn } from "../transport/conn.ts";
+import { ProxyStats } from "../stats/proxy_stats.ts";
+import { EventLog } from "../stats/event_log.ts";
+import type { ClientRoleSnapshot } from "../stats/snapshot.ts";
+import { PROTOCOL_VERSION, VERSION } from "../version.ts";
+import { Backoff } from "./backoff.ts";
+
+const logger = getLogger(["tls-tunnel", "client"]);
+
+/** How long the client waits for the server to answer a control request. */
+const CONTROL_REQUEST_TIMEOUT_MS = 15_000;
+/** How long a new data stream has to deliver its header. */
+const STREAM_HEADER_TIMEOUT_MS = 10_000;
+/** TLS connect + handshake budget. */
+const DIAL_TIMEOUT_MS = 10_000;
+
+/** The server refused this client for a reason retrying cannot fix (wrong key, protocol mismatch). */
+export class FatalClientError extends Error {
+  override name = "FatalClientError";
+  constructor(message: string, readonly code: number, options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** Where the client is in its life cycle, for stats and logs. */
+export type ClientState = "connecting" | "connected" | "waiting" | "stopped";
+
+/** A proxy as the client sees it: its config, what the server said, and live counters. */
+export interface ClientProxyState {
+  /** The configured proxy. */
+  config: ProxyConfig;
+  /** The server's answer to the last registration, if any. */
+  registration: ProxyRegistration | null;
+  /** Live counters. */
+  stats: ProxyStats;
+}
+
+/** Options of {@linkcode TunnelClient}. */
+export interface TunnelClientOptions {
+  /** Validated client config. */
+  config: ClientConfig;
+  /** Contents of `ca_cert_path`, already read. */
+  caCertPem?: string;
+  /** Ends the client. */
+  signal?: AbortSignal;
+  /** Called after each registration with the server's per-proxy answers. */
+  onRegistered?: (registrations: ProxyRegistration[]) => void;
+}
+
+/** Derives a client id that stays the same across restarts of the same client on the same host. */
+export async function defaultClientId(config: ClientConfig): Promise<string> {
+  const host = hostnameOrFallback();
+  const basis = [
+    host,
+    `${config.serverAddr}:${config.serverPort}`,
+    ...config.proxies.map((proxy) => `${proxy.name}:${proxy.publishAddr}:${proxy.publishPort}`),
+  ].join("|");
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(basis)));
+  const hex = [...digest.subarray(0, 6)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  return `${host}-${hex}`;
+}
+
+/** This machine's name, or "client" when `--allow-sys=hostname` was not granted. */
+function hostnameOrFallback(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "client";
+  }
+}
+
+/** Turns a configured proxy into its wire form. */
+export function toProxySpec(proxy: ProxyConfig): ProxySpec {
+  const spec: ProxySpec = {
+    name: proxy.name,
+    proxy_type: proxy.proxyType,
+    publish_addr: proxy.publishAddr,
+    publish_port: proxy.publishPort,
+    local_addr: proxy.localAddr,
+    local_port: proxy.localPort,
+  };
+  if (proxy.publishPortRange) spec.publish_port_range = { ...proxy.publishPortRange };
+  if (proxy.fallbackToSystemPort) spec.fallback_to_system_port = true;
+  return spec;
+}
+
+/** The tunnel client. */
+export class TunnelClient {
+  /** Per-proxy state by name. */
+  readonly proxies = new Map<string, ClientProxyState>();
+  /** Current state. */
+  state: ClientState = "connecting";
+  /** When the next reconnect attempt is due (ms since epoch), while waiting. */
+  nextAttemptAtMs: number | null = null;
+  /** Sessions established since start. */
+  sessionsEstablished = 0;
+  /** The server's answer to the last `authenticate`. */
+  server: AuthenticateResult | null = null;
+  /** Recent events (connections, server notifications) for the stats endpoint. */
+  readonly events = new EventLog();
+  /** When the client was created (ms since epoch). */
+  readonly startedAtMs = Date.now();
+  readonly #config: ClientConfig;
+  readonly #options: TunnelClientOptions;
+  #session: Session | null = null;
+
+  constructor(options: TunnelClientOptions) {
+    this.#options = options;
+    this.#config = options.config;
+    for (const proxy of options.config.proxies) {
+      this.proxies.set(proxy.name, { config: proxy, registration: null, stats: new ProxyStats() });
+    }
+  }
+
+  /**
+   * Runs until the signal aborts (resolves) or the server refuses the client for good (rejects with
+   * {@linkcode FatalClientError}). Connection failures and lost sessions are retried with backoff.
+   */
+  async run(): Promise<void> {
+    const signal = this.#options.signal;
+    const clientId = this.#config.clientId ?? await defaultClientId(this.#config);
+    const backoff = new Backoff(this.#config.reconnect);
+    let attempt = 0;
+    try {
+      while (!signal?.aborted) {
+        attempt++;
+        this.state = "connecting";
+        let healthy = false;
+        try {
+          healthy = await this.#runSession(clientId, attempt);
+        } catch (error) {
+          if (error instanceof FatalClientError) throw error;
+          if (signal?.aborted) break;
+          logger.warn("Attempt {attempt} to reach {server} failed: {error}", {
+            attempt,
+            server: `${this.#config.serverAddr}:${this.#config.serverPort}`,
+            error: error instanceof Error ? error.message : String(error),
+          });
+        }
+        if (signal?.aborted) break;
+        if (healthy) {
+          backoff.reset();
+          attempt = 0;
+        }
+        if (backoff.exhausted) {
+          throw new FatalClientError(
+            `Gave up after ${this.#config.reconnect.maxAttempts} attempts to reach the server ` +
+              `(client.reconnect.max_attempts)`,
+            0,
+          );
+        }
+        const delayMs = backoff.nextDelayMs();
+        this.state = "waiting";
+        this.nextAttemptAtMs = Date.now() + delayMs;
+        logger.info("Reconnecting in {secs} s (attempt {next})", {
+          secs: (delayMs / 1000).toFixed(1),
+          next: attempt + 1,
+        });
+        try {
+          await sleep(delayMs, signal);
+        } catch {
+          break;
+        }
+        this.nextAttemptAtMs = null;
+      }
+    } finally {
+      this.state = "stopped";
+      this.nextAttemptAtMs = null;
+    }
+  }
+
+  /** One session: dial, authenticate, register, serve streams. Resolves true if it got registered. */
+  async #runSession(clientId: string, attempt: number): Promise<boolean> {
+    const signal = this.#options.signal;
+    const server = `${this.#config.serverAddr}:${this.#config.serverPort}`;
+    logger.info("Connecting to {server} (attempt {attempt})", { server, attempt });
+    const conn: DialedConn = await dialTunnelTls({
+      hostname: this.#config.serverAddr,
+      port: this.#config.serverPort,
+      serverName: this.#config.serverName,
+      ...(this.#options.caCertPem !== undefined ? { caCertPem: this.#options.caCertPem } : {}),
+      skipVerify: this.#config.skipVerify,
+      timeoutMs: DIAL_TIMEOUT_MS,
+      ...(signal ? { signal } : {}),
+    });
+    const session = new Session(conn, {
+      role: "client",
+      keepaliveIntervalMs: this.#config.keepaliveIntervalSecs * 1000,
+      keepaliveTimeoutMs: this.#config.keepaliveTimeoutSecs * 1000,
+    });
+    this.#session = session;
+    const onAbort = () => session.close();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let rpc: RpcPeer | null = null;
+    const streams = new Set<Promise<void>>();
+    try {
+      const control = await session.open();
+      rpc = new RpcPeer(control);
+      rpc.handle(Method.heartbeat, (raw: unknown) => {
+        const parsed = HeartbeatParams.safeParse(raw);
+        return { time_ms: parsed.success ? parsed.data.time_ms : Date.now() };
+      });
+      rpc.onNotification(Method.pushException, (params: unknown) => this.#onPushException(params));
+      const authParams: AuthenticateParams = {
+        auth_key: this.#config.authKey,
+        protocol_version: PROTOCOL_VERSION,
+        client_id: clientId,
+        client_version: VERSION,
+      };
+      let auth: AuthenticateResult;
+      try {
+        auth = await rpc.request<AuthenticateResult>(Method.authenticate, authParams, {
+          timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
+        });
+      } catch (error) {
+        if (
+          error instanceof RpcError &&
+          (error.code === ControlErrorCode.authFailed ||
+            error.code === ControlErrorCode.protocolVersionMismatch)
+        ) {
+          throw new FatalClientError(error.message, error.code, { cause: error });
+        }
+        throw error;
+      }
+      this.server = auth;
+      logger.info("Authenticated with {server} as {name} (server {version}, session {sessionId})", {
+        server,
+        name: auth.client_name,
+        version: auth.server_version,
+        sessionId: auth.session_id,
+      });
+      // Accept data streams before registering: the server may open one as soon as a port is bound.
+      const acceptLoop = (async () => {
+        for await (const stream of session) {
+          const carried = this.#carryStream(stream);
+          streams.add(carried);
+          carried.finally(() => streams.delete(carried));
+        }
+      })();
+      const registered = await rpc.request<RegisterProxiesResult>(
+        Method.registerProxies,
+        { proxies: this.#config.proxies.map(toProxySpec) },
+        { timeoutMs: CONTROL_REQUEST_TIMEOUT_MS },
+      );
+      this.#applyRegistrations(registered.proxies);
+      this.state = "connected";
+      this.sessionsEstablished++;
+      this.events.add({
+        level: "info",
+        code: "CONNECTED",
+        message: `Connected to ${server} as ${auth.client_name}`,
+      });
+      await Promise.race([session.closed, rpc.closed]);
+      this.events.add({ level: "warning", code: "DISCONNECTED", message: `Session with ${server} ended` });
+      logger.warn("Session with {server} ended: {reason}", {
+        server,
+        reason: session.error?.message ?? session.closeReason ?? "control stream closed",
+      });
+      session.close();
+      await acceptLoop.catch(() => {});
+      return true;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      rpc?.close();
+      session.close();
+      await session.closed;
+      await Promise.all([...streams]);
+      this.#session = null;
+      for (const proxy of this.proxies.values()) proxy.stats.setStatus("pending");
+    }
+  }
+
+  #applyRegistrations(registrations: ProxyRegistration[]): void {
+    for (const registration of registrations) {
+      const proxy = this.proxies.get(registration.name);
+      if (!proxy) continue;
+      proxy.registration = registration;
+      if (registration.status === "accepted") {
+        proxy.stats.setStatus("healthy");
+        logger.info("Proxy {proxy}: {publish} → {local}", {
+          proxy: registration.name,
+          publish: `${registration.publish_addr}:${registration.publish_port}`,
+          local: `${proxy.config.localAddr}:${proxy.config.localPort}`,
+        });
+      } else {
+        proxy.stats.setStatus("bind_failed", registration.reason);
+        logger.error("Proxy {proxy} rejected ({code}): {reason}", {
+          proxy: registration.name,
+          code: registration.code,
+          reason: registration.reason,
+        });
+      }
+    }
+    this.#options.onRegistered?.(registrations);
+  }
+
+  #onPushException(params: unknown): void {
+    if (typeof params !== "object" || params === null) return;
+    const { level, message, code, data } = params as Record<string, unknown>;
+    const text = typeof message === "string" ? message : "(no message)";
+    const properties = { code: typeof code === "string" ? code : "", data: data ?? null, message: text };
+    this.events.add({
+      level: level === "error" || level === "warning" ? level : "info",
+      code: properties.code || "SERVER_NOTICE",
+      message: text,
+    });
+    if (level === "error") logger.error("Server error {code}: {message} {data}", properties);
+    else if (level === "warning") logger.warn("Server warning {code}: {message} {data}", properties);
+    else logger.info("Server notice {code}: {message} {data}", properties);
+  }
+
+  async #carryStream(stream: DuplexConn & { reset(): void }): Promise<void> {
+    let header;
+    try {
+      header = await withTimeout(readStreamHeader(stream), STREAM_HEADER_TIMEOUT_MS, "a stream header");
+    } catch (error) {
+      logger.warn("Dropping a stream with a bad header: {error}", { error: String(error) });
+      stream.reset();
+      return;
+    }
+    const proxy = this.proxies.get(header.proxy);
+    if (!proxy) {
+      logger.warn("Server opened a stream for unknown proxy {proxy}; resetting it", { proxy: header.proxy });
+      stream.reset();
+      return;
+    }
+    const { config, stats } = proxy;
+    stats.totalConnections++;
+    stats.activeConnections++;
+    try {
+      let local: Deno.TcpConn;
+      try {
+        local = await connectTcpWithRetry(config.localAddr, config.localPort, {
+          attempts: this.#config.localConnectRetries,
+          retryDelayMs: this.#config.localRetryDelayMs,
+          ...(this.#options.signal ? { signal: this.#options.signal } : {}),
+        });
+      } catch (error) {
+        stats.failedConnections++;
+        stats.lastError = error instanceof Error ? error.message : String(error);
+        logger.warn("Proxy {proxy}: connection from {peer} dropped: {error}", {
+          proxy: config.name,
+          peer: header.peer_addr,
+          error: stats.lastError,
+        });
+        stream.reset();
+        return;
+      }
+      logger.debug("Proxy {proxy}: {peer} connected (conn {connId})", {
+        proxy: config.name,
+        peer: header.peer_addr,
+        connId: header.conn_id,
+      });
+      await pipeBoth(stream, local, {
+        onBytes: (direction, bytes) => {
+          if (direction === "aToB") stats.bytesIn += bytes;
+          else stats.bytesOut += bytes;
+        },
+      });
+    } finally {
+      stats.activeConnections--;
+      closeQuietly(stream);
+    }
+  }
+
+  /** The client's state for the stats endpoint. */
+  snapshot(): ClientRoleSnapshot {
+    const rtt = this.#session?.rttMs ?? 0;
+    return {
+      role: "client",
+      version: VERSION,
+      started_at_ms: this.startedAtMs,
+      server_addr: `${this.#config.serverAddr}:${this.#config.serverPort}`,
+      state: this.state,
+      next_attempt_at_ms: this.nextAttemptAtMs,
+      sessions_total: this.sessionsEstablished,
+      rtt_ms: rtt > 0 ? rtt : null,
+      proxies: [...this.proxies.values()].map(({ config, registration, stats }) => ({
+        name: config.name,
+        publish_addr: registration?.publish_addr ?? config.publishAddr,
+        publish_port: registration?.status === "accepted" ? registration.publish_port : config.publishPort,
+        local_addr: config.localAddr,
+        local_port: config.localPort,
+        ...stats.toSnapshotFields(),
+      })),
+      recent_events: this.events.recent(),
+    };
+  }
+
+  /** Measures the round trip to the server over the current session, or null when disconnected. */
+  async ping(): Promise<number | null> {
+    return this.#session ? await this.#session.ping() : null;
+  }
+}

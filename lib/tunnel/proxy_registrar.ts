@@ -1,0 +1,461 @@
+/**
+ * The server's handling of `register_proxies`: validation against what the client may publish,
+ * choosing a port (sticky, requested, range, system), binding with retry and backoff, and telling the
+ * client how each proxy fares, live.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { BindRetryConfig, ServerConfig } from "../config/types.ts";
+import { addressesOverlap, formatPortRanges, portInRanges } from "../config/mod.ts";
+import {
+  NoticeCode,
+  type ProxyRegistration,
+  ProxyRejectCode,
+  type ProxyRejectCodeValue,
+  ProxySpec,
+  RegisterProxiesParams,
+  type RegisterProxiesResult,
+} from "../rpc/control.ts";
+import { RpcError } from "../rpc/mod.ts";
+import { BindError, listenTcp } from "../transport/tcp.ts";
+import type { EventLog } from "../stats/event_log.ts";
+import type { Histogram } from "../stats/histogram.ts";
+import { bindWithRetry, narrowPolicy } from "./bind_retry.ts";
+import type { ConnectedClient } from "./connected_client.ts";
+import { candidatePorts, type PortRequest, preferredPort, type StickyPorts } from "./port_plan.ts";
+import { formatAddr, PublishedProxy } from "./published_proxy.ts";
+
+const logger = getLogger(["tls-tunnel", "server", "registrar"]);
+
+/** What the registrar needs from the server. */
+export interface RegistrarContext {
+  /** The server's config. */
+  config: ServerConfig;
+  /** Why `addr:port` is the server's own (tunnel or stats) port, or null. */
+  reservedPortReason(addr: string, port: number): string | null;
+  /**
+   * The name of another live client publishing an overlapping binding, or null. With `verify`, a
+   * holder is pinged first and disconnected (freeing the port) when it does not answer.
+   */
+  contestedHolder(
+    client: ConnectedClient,
+    addr: string,
+    port: number,
+    verify: boolean,
+  ): Promise<string | null>;
+  /** Remembered ports per client and proxy. */
+  sticky: StickyPorts;
+  /** Stream open latency, for every proxy. */
+  openLatency: Histogram;
+  /** Server events. */
+  events: EventLog;
+}
+
+/** Two bindings collide when their ports match and their addresses overlap (a wildcard overlaps all). */
+export function bindingsOverlap(addrA: string, portA: number, addrB: string, portB: number): boolean {
+  return portA === portB && portA !== 0 && addressesOverlap(addrA, addrB);
+}
+
+function bindErrorCode(error: BindError): ProxyRejectCodeValue {
+  switch (error.kind) {
+    case "address_in_use":
+      return ProxyRejectCode.addressInUse;
+    case "permission_denied":
+      return ProxyRejectCode.permissionDenied;
+    case "address_not_available":
+      return ProxyRejectCode.addressNotAvailable;
+    default:
+      return ProxyRejectCode.bindFailed;
+  }
+}
+
+function rejected(
+  proxy: { name: string; publish_addr: string; publish_port: number },
+  code: ProxyRejectCodeValue,
+  reason: string,
+): ProxyRegistration {
+  return {
+    name: proxy.name,
+    status: "rejected",
+    publish_addr: proxy.publish_addr,
+    publish_port: proxy.publish_port,
+    code,
+    reason,
+  };
+}
+
+/** Handles `register_proxies` for the server. */
+export class ProxyRegistrar {
+  constructor(readonly context: RegistrarContext) {}
+
+  /** Registers each proxy in `raw`; one result per proxy, in order. */
+  async register(client: ConnectedClient, raw: unknown): Promise<RegisterProxiesResult> {
+    const parsed = RegisterProxiesParams.safeParse(raw);
+    if (!parsed.success) throw new RpcError(-32602, "register_proxies expects { proxies: [...] }");
+    const requested = parsed.data.bind_retry;
+    const policy = narrowPolicy(this.context.config.bindRetry, {
+      ...(requested?.max_retries !== undefined ? { maxRetries: requested.max_retries } : {}),
+      ...(requested?.initial_delay_secs !== undefined
+        ? { initialDelaySecs: requested.initial_delay_secs }
+        : {}),
+      ...(requested?.max_delay_secs !== undefined ? { maxDelaySecs: requested.max_delay_secs } : {}),
+    });
+    const results: ProxyRegistration[] = [];
+    for (const candidate of parsed.data.proxies) {
+      results.push(await this.#registerOne(client, candidate, policy));
+    }
+    return { proxies: results };
+  }
+
+  /** Checks a proxy against everything but the bind itself; returns the rejection, or null if it may go on. */
+  async #check(client: ConnectedClient, proxy: ProxySpec): Promise<ProxyRegistration | null> {
+    const { grant } = client;
+    if (client.proxies.has(proxy.name)) {
+      return rejected(
+        proxy,
+        ProxyRejectCode.duplicateName,
+        `Another proxy of this client is named '${proxy.name}'`,
+      );
+    }
+    if (client.proxies.size >= grant.maxProxies) {
+      return rejected(
+        proxy,
+        ProxyRejectCode.tooManyProxies,
+        `This client may publish at most ${grant.maxProxies} proxies; remove some or raise max_proxies`,
+      );
+    }
+    const range = proxy.publish_port_range;
+    if (range && range.start > range.end) {
+      return rejected(
+        proxy,
+        ProxyRejectCode.invalidProxy,
+        `publish_port_range ${range.start}-${range.end} is reversed`,
+      );
+    }
+    if (proxy.publish_port !== 0 && !portInRanges(proxy.publish_port, grant.allowPorts) && !range) {
+      return rejected(
+        proxy,
+        ProxyRejectCode.portNotAllowed,
+        `Port ${proxy.publish_port} is outside the ports this client may publish (${
+          formatPortRanges(grant.allowPorts)
+        }); pick a publish_port in them`,
+      );
+    }
+    if (range && !portInRanges(range.start, grant.allowPorts) && !portInRanges(range.end, grant.allowPorts)) {
+      return rejected(
+        proxy,
+        ProxyRejectCode.portNotAllowed,
+        `publish_port_range ${range.start}-${range.end} is outside the ports this client may publish (${
+          formatPortRanges(grant.allowPorts)
+        })`,
+      );
+    }
+    if (proxy.publish_port !== 0 && !range) {
+      const reserved = this.context.reservedPortReason(proxy.publish_addr, proxy.publish_port);
+      if (reserved) return rejected(proxy, ProxyRejectCode.reservedPort, reserved);
+      for (const other of client.proxies.values()) {
+        if (bindingsOverlap(other.spec.publish_addr, other.port, proxy.publish_addr, proxy.publish_port)) {
+          return rejected(
+            proxy,
+            ProxyRejectCode.duplicateBinding,
+            `Proxy '${other.spec.name}' of this client already publishes ${proxy.publish_addr}:${proxy.publish_port}`,
+          );
+        }
+      }
+      const holder = await this.context.contestedHolder(client, proxy.publish_addr, proxy.publish_port, true);
+      if (holder) {
+        return rejected(
+          proxy,
+          ProxyRejectCode.portOwnedByOtherClient,
+          `Port ${proxy.publish_port} on ${proxy.publish_addr} is published by client '${holder}', which is ` +
+            `connected and answering; pick another publish_port or stop that client`,
+        );
+      }
+    }
+    if (client.closing) return rejected(proxy, ProxyRejectCode.bindFailed, "The session is closing");
+    return null;
+  }
+
+  /** Why `port` cannot be tried for this proxy without stepping on someone, or null when it can. */
+  async #unusable(
+    client: ConnectedClient,
+    self: PublishedProxy,
+    port: number,
+  ): Promise<{ code: ProxyRejectCodeValue; reason: string } | null> {
+    if (port === 0) return null;
+    const proxy = self.spec;
+    if (!portInRanges(port, client.grant.allowPorts)) {
+      return {
+        code: ProxyRejectCode.portNotAllowed,
+        reason: `Port ${port} is outside the ports this client may publish (${
+          formatPortRanges(client.grant.allowPorts)
+        })`,
+      };
+    }
+    const reserved = this.context.reservedPortReason(proxy.publish_addr, port);
+    if (reserved) return { code: ProxyRejectCode.reservedPort, reason: reserved };
+    for (const other of client.proxies.values()) {
+      if (other !== self && bindingsOverlap(other.spec.publish_addr, other.port, proxy.publish_addr, port)) {
+        return {
+          code: ProxyRejectCode.duplicateBinding,
+          reason: `Proxy '${other.spec.name}' of this client already publishes ${proxy.publish_addr}:${port}`,
+        };
+      }
+    }
+    const holder = await this.context.contestedHolder(client, proxy.publish_addr, port, false);
+    if (holder === null) return null;
+    return {
+      code: ProxyRejectCode.portOwnedByOtherClient,
+      reason:
+        `Port ${port} on ${proxy.publish_addr} is published by client '${holder}'; pick another publish_port`,
+    };
+  }
+
+  async #registerOne(
+    client: ConnectedClient,
+    candidate: unknown,
+    policy: BindRetryConfig,
+  ): Promise<ProxyRegistration> {
+    const spec = ProxySpec.safeParse(candidate);
+    if (!spec.success) {
+      const issue = spec.error.issues[0];
+      const fallbackName = typeof candidate === "object" && candidate !== null &&
+          typeof (candidate as Record<string, unknown>).name === "string"
+        ? String((candidate as Record<string, unknown>).name)
+        : "?";
+      return rejected(
+        { name: fallbackName, publish_addr: "", publish_port: 0 },
+        ProxyRejectCode.invalidProxy,
+        `Invalid proxy: ${issue ? `${issue.path.join(".")}: ${issue.message}` : "malformed"}`,
+      );
+    }
+    const proxy = spec.data;
+    const problem = await this.#check(client, proxy);
+    if (problem) return problem;
+
+    const request: PortRequest = {
+      publishPort: proxy.publish_port,
+      fallbackToSystemPort: proxy.fallback_to_system_port ?? false,
+      ...(proxy.publish_port_range ? { range: proxy.publish_port_range } : {}),
+    };
+    const sticky = this.context.sticky.lookup(client.clientId, proxy.name);
+    if (sticky !== undefined) request.stickyPort = sticky;
+    const preferred = preferredPort(request);
+
+    const published = new PublishedProxy(
+      proxy,
+      client.name,
+      () => client.session.open(),
+      this.context.openLatency,
+    );
+    client.proxies.set(proxy.name, published);
+
+    let lastError: BindError | null = null;
+    let lastSkip: { code: ProxyRejectCodeValue; reason: string } | null = null;
+    for (const port of candidatePorts(request)) {
+      const skip = await this.#unusable(client, published, port);
+      if (skip) {
+        lastSkip = skip;
+        continue;
+      }
+      try {
+        const listener = listenTcp(proxy.publish_addr, port);
+        if (port === 0 && !portInRanges(listener.addr.port, client.grant.allowPorts)) {
+          // The system's pick fell outside what this client may publish; do not hand it out.
+          listener.close();
+          continue;
+        }
+        return this.#bound(client, published, listener, preferred, 0);
+      } catch (error) {
+        if (!(error instanceof BindError)) throw error;
+        lastError = error;
+        if (!error.retryable) break;
+      }
+    }
+
+    const singlePort = proxy.publish_port !== 0 && !proxy.publish_port_range;
+    if (lastError && lastError.retryable && singlePort && policy.maxRetries > 0) {
+      return this.#retryInBackground(client, published, lastError, policy);
+    }
+    const reason = lastError
+      ? (proxy.publish_port_range && lastError.kind === "address_in_use"
+        ? `Every port of publish_port_range ${proxy.publish_port_range.start}-${proxy.publish_port_range.end} ` +
+          `is taken; widen the range or set fallback_to_system_port = true`
+        : lastError.message)
+      : lastSkip?.reason ?? `No port this client may publish is free for '${proxy.name}'`;
+    const code = lastError ? bindErrorCode(lastError) : lastSkip?.code ?? ProxyRejectCode.portNotAllowed;
+    published.stats.setStatus("bind_failed", reason);
+    await published.stop();
+    client.proxies.delete(proxy.name);
+    logger.warn("Proxy {proxy} of {client} not published: {reason}", {
+      proxy: proxy.name,
+      client: client.name,
+      reason,
+    });
+    client.notifyException({
+      level: "error",
+      code: NoticeCode.bindFailed,
+      message: `Proxy '${proxy.name}' could not be published: ${reason}`,
+      data: {
+        proxy_name: proxy.name,
+        publish_addr: proxy.publish_addr,
+        publish_port: proxy.publish_port,
+        max_retries: 0,
+        final_error: reason,
+      },
+    });
+    return rejected(proxy, code, reason);
+  }
+
+  /** A listener was bound: start serving, remember the port, and say so. */
+  #bound(
+    client: ConnectedClient,
+    published: PublishedProxy,
+    listener: Deno.TcpListener,
+    preferred: number | null,
+    retries: number,
+  ): ProxyRegistration {
+    const proxy = published.spec;
+    published.attach(listener);
+    const port = listener.addr.port;
+    this.context.sticky.remember(client.clientId, proxy.name, port);
+    logger.info("Proxy {proxy} of {client} listening on {addr} → client's {local}{after}", {
+      proxy: proxy.name,
+      client: client.name,
+      addr: formatAddr(listener.addr),
+      local: `${proxy.local_addr}:${proxy.local_port}`,
+      after: retries > 0 ? ` (after ${retries} retries)` : "",
+    });
+    if (preferred !== null && port !== preferred) {
+      const reason = preferred === proxy.publish_port
+        ? `port ${preferred} was not available`
+        : `its previous port ${preferred} was not available`;
+      client.notifyException({
+        level: "warning",
+        code: NoticeCode.portChanged,
+        message: `Proxy '${proxy.name}' is published on port ${port} instead of ${preferred}: ${reason}`,
+        data: { proxy_name: proxy.name, requested_port: preferred, publish_port: port, reason },
+      });
+      this.context.events.add({
+        level: "warning",
+        code: NoticeCode.portChanged,
+        message: `Proxy ${proxy.name} of ${client.name}: port ${preferred} → ${port}`,
+        client: client.name,
+      });
+    }
+    const accepted: ProxyRegistration = {
+      name: proxy.name,
+      status: "accepted",
+      publish_addr: proxy.publish_addr,
+      publish_port: port,
+    };
+    if (port !== proxy.publish_port) accepted.requested_port = proxy.publish_port;
+    return accepted;
+  }
+
+  /** The port is busy: answer "retrying" now and keep trying with backoff, reporting each attempt. */
+  #retryInBackground(
+    client: ConnectedClient,
+    published: PublishedProxy,
+    firstError: BindError,
+    policy: BindRetryConfig,
+  ): ProxyRegistration {
+    const proxy = published.spec;
+    let firstDelaySecs = policy.initialDelaySecs;
+    const retrying = bindWithRetry({
+      bind: () => listenTcp(proxy.publish_addr, proxy.publish_port),
+      policy,
+      signal: client.signal,
+      firstAttemptError: firstError,
+      onRetry: (attempt) => {
+        if (attempt.retryCount === 1) firstDelaySecs = attempt.retryDelaySecs;
+        const message =
+          `Proxy '${proxy.name}' bind failed (attempt ${attempt.retryCount}/${attempt.maxRetries}): ` +
+          `${attempt.error.message}. Retrying in ${attempt.retryDelaySecs} s`;
+        logger.warn("{message}", { message });
+        published.stats.setStatus("unhealthy", attempt.error.message);
+        client.notifyException({
+          level: "warning",
+          code: NoticeCode.bindRetry,
+          message,
+          data: {
+            proxy_name: proxy.name,
+            publish_addr: proxy.publish_addr,
+            publish_port: proxy.publish_port,
+            retry_count: attempt.retryCount,
+            max_retries: attempt.maxRetries,
+            retry_delay_secs: attempt.retryDelaySecs,
+            error: attempt.error.message,
+          },
+        });
+        client.notifyStatus(published, {
+          errorMessage: attempt.error.message,
+          retryAfterSeconds: attempt.retryDelaySecs,
+        });
+      },
+    });
+    retrying.then(
+      ({ bound, retries }) => {
+        if (published.stopped) {
+          bound.close();
+          return;
+        }
+        this.#bound(client, published, bound, proxy.publish_port, retries);
+        client.notifyException({
+          level: "info",
+          code: NoticeCode.bindRecovered,
+          message:
+            `Proxy '${proxy.name}' is listening on ${proxy.publish_addr}:${proxy.publish_port} after ${retries} retries`,
+          data: {
+            proxy_name: proxy.name,
+            publish_addr: proxy.publish_addr,
+            publish_port: proxy.publish_port,
+            retries,
+          },
+        });
+        client.notifyStatus(published);
+      },
+      (error: unknown) => {
+        if (client.signal.aborted || published.stopped) return;
+        const finalError = error instanceof Error ? error.message : String(error);
+        logger.error("Proxy {proxy} of {client} bind failed after {retries} retries: {error}", {
+          proxy: proxy.name,
+          client: client.name,
+          retries: policy.maxRetries,
+          error: finalError,
+        });
+        published.stats.setStatus("bind_failed", finalError);
+        client.notifyException({
+          level: "error",
+          code: NoticeCode.bindFailed,
+          message: `Proxy '${proxy.name}' bind failed after ${policy.maxRetries} retries: ${finalError}`,
+          data: {
+            proxy_name: proxy.name,
+            publish_addr: proxy.publish_addr,
+            publish_port: proxy.publish_port,
+            max_retries: policy.maxRetries,
+            final_error: finalError,
+          },
+        });
+        client.notifyStatus(published, { errorMessage: finalError });
+        this.context.events.add({
+          level: "error",
+          code: NoticeCode.bindFailed,
+          message: `Proxy ${proxy.name} of ${client.name}: ${finalError}`,
+          client: client.name,
+        });
+      },
+    );
+    return {
+      name: proxy.name,
+      status: "retrying",
+      publish_addr: proxy.publish_addr,
+      publish_port: proxy.publish_port,
+      code: bindErrorCode(firstError),
+      reason: firstError.message,
+      retry_after_seconds: firstDelaySecs,
+    };
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * A proxy the server publishes for a client: the listener on the published port, and for each outside
+ * connection a stream to the client that starts with a header naming the proxy and the peer.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { encodeStreamHeader } from "../rpc/stream_header.ts";
+import type { ProxySpec } from "../rpc/control.ts";
+import { type DuplexConn, writeAll } from "../transport/conn.ts";
+import { closeQuietly, pipeBoth } from "../transport/pipe.ts";
+import { ProxyStats } from "../stats/proxy_stats.ts";
+import type { Histogram } from "../stats/histogram.ts";
+import type { ProxySnapshot } from "../stats/snapshot.ts";
+
+const logger = getLogger(["tls-tunnel", "server", "proxy"]);
+
+/** Opens a stream to the client that owns the proxy. */
+export type OpenClientStream = () => Promise<DuplexConn & { reset?(): void }>;
+
+/** Formats a Deno address as "host:port" (IPv6 in brackets). */
+export function formatAddr(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return String(addr.transport);
+  return addr.hostname.includes(":") ? `[${addr.hostname}]:${addr.port}` : `${addr.hostname}:${addr.port}`;
+}
+
+/**
+ * A published port: accepts outside connections and carries each over its own stream to the client.
+ * Created before its port is bound (a bind may be retried for minutes); {@linkcode attach} hands it
+ * the listener.
+ */
+export class PublishedProxy {
+  /** Live counters. */
+  readonly stats = new ProxyStats();
+  /** Outside connections being carried now, closed when the proxy stops. */
+  readonly #connections = new Set<Deno.TcpConn>();
+  #acceptLoop: Promise<void> | null = null;
+  #listener: Deno.TcpListener | null = null;
+  #stopped = false;
+  #nextConnId = 1;
+
+  constructor(
+    /** The proxy as the client registered it. */
+    readonly spec: ProxySpec,
+    /** Name of the owning client, for logs. */
+    readonly clientName: string,
+    readonly openStream: OpenClientStream,
+    /** Where stream open latency is recorded. */
+    readonly openLatency?: Histogram,
+  ) {}
+
+  /** The port bound, or null while the bind is pending or retrying. */
+  get boundPort(): number | null {
+    return this.#listener?.addr.port ?? null;
+  }
+
+  /** The port this proxy holds or is trying to get: the bound one, else the one asked for. */
+  get port(): number {
+    return this.boundPort ?? this.spec.publish_port;
+  }
+
+  /** Whether {@linkcode stop} was called. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /** Takes the bound listener and starts accepting outside connections. */
+  attach(listener: Deno.TcpListener): void {
+    if (this.#stopped || this.#listener) {
+      closeQuietly(listener);
+      return;
+    }
+    this.#listener = listener;
+    this.stats.setStatus("healthy");
+    this.#acceptLoop = this.#accept(listener);
+  }
+
+  /** Whether outside connections are refused (the client reported its local service down). */
+  refuseConnections = false;
+
+  async #accept(listener: Deno.TcpListener): Promise<void> {
+    while (!this.#stopped) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (this.#stopped || error instanceof Deno.errors.BadResource) return;
+        // Transient accept failures (e.g. too many open files) must not kill the proxy; pause briefly.
+        logger.warn("Accept on {proxy} failed: {error}", { proxy: this.spec.name, error: String(error) });
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      if (this.#stopped) {
+        closeQuietly(conn);
+        return;
+      }
+      this.#carry(conn);
+    }
+  }
+
+  async #carry(conn: Deno.TcpConn): Promise<void> {
+    const connId = this.#nextConnId++;
+    const peer = formatAddr(conn.remoteAddr);
+    if (this.refuseConnections) {
+      this.stats.failedConnections++;
+      logger.debug("Refused {peer} on {proxy}: local service reported down", { peer, proxy: this.spec.name });
+      closeQuietly(conn);
+      return;
+    }
+    this.#connections.add(conn);
+    this.stats.activeConnections++;
+    this.stats.totalConnections++;
+    try {
+      conn.setNoDelay(true);
+      let stream: DuplexConn | null = null;
+      try {
+        const openStartedMs = performance.now();
+        stream = await this.openStream();
+        this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
+        await writeAll(
+          stream,
+          encodeStreamHeader({ proxy: this.spec.name, peer_addr: peer, conn_id: connId }),
+        );
+      } catch (error) {
+        if (stream) closeQuietly(stream);
+        this.stats.failedConnections++;
+        logger.debug("Cannot open a stream for {peer} on {proxy}: {error}", {
+          peer,
+          proxy: this.spec.name,
+          error: String(error),
+        });
+        closeQuietly(conn);
+        return;
+      }
+      const result = await pipeBoth(conn, stream, {
+        onBytes: (direction, bytes) => {
+          if (direction === "aToB") this.stats.bytesIn += bytes;
+          else this.stats.bytesOut += bytes;
+        },
+      });
+      logger.debug("Connection {connId} from {peer} on {proxy} closed: {in} bytes in, {out} bytes out", {
+        connId,
+        peer,
+        proxy: this.spec.name,
+        in: result.aToBBytes,
+        out: result.bToABytes,
+      });
+    } finally {
+      this.#connections.delete(conn);
+      this.stats.activeConnections--;
+    }
+  }
+
+  /** The proxy's state for the stats endpoint. */
+  snapshot(): ProxySnapshot {
+    const stats = this.stats;
+    return {
+      name: this.spec.name,
+      publish_addr: this.spec.publish_addr,
+      publish_port: this.port,
+      local_addr: this.spec.local_addr,
+      local_port: this.spec.local_port,
+      ...stats.toSnapshotFields(),
+    };
+  }
+
+  /**
+   * Stops listening, releasing the port at once, and closes every outside connection. Resolves when the
+   * accept loop has ended.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.stats.setStatus("closed");
+    if (this.#listener) closeQuietly(this.#listener);
+    for (const conn of this.#connections) closeQuietly(conn);
+    await this.#acceptLoop;
+  }
+}

@@ -1,0 +1,442 @@
+/**
+ * The server role: accepts TLS connections from clients, authenticates them on the control stream,
+ * publishes their proxies, and tears everything of a client down the moment its session ends.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { ServerConfig } from "../config/types.ts";
+import { Session } from "../mux/mod.ts";
+import { RpcError, RpcPeer } from "../rpc/mod.ts";
+import {
+  AuthenticateParams,
+  type AuthenticateResult,
+  ControlErrorCode,
+  HeartbeatParams,
+  Method,
+  ProxyHealthParams,
+} from "../rpc/control.ts";
+import { listenTunnelTls } from "../transport/tls.ts";
+import { closeQuietly } from "../transport/pipe.ts";
+import { PROTOCOL_VERSION, VERSION } from "../version.ts";
+import { withTimeout } from "../_async.ts";
+import { EventLog } from "../stats/event_log.ts";
+import { Histogram } from "../stats/histogram.ts";
+import type { ClientSnapshot, ServerSnapshot } from "../stats/snapshot.ts";
+import { FailureThrottle, findGrant } from "./auth.ts";
+import { ConnectedClient } from "./connected_client.ts";
+import { StickyPorts } from "./port_plan.ts";
+import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
+import { formatAddr } from "./published_proxy.ts";
+
+const logger = getLogger(["tls-tunnel", "server"]);
+
+/** Failed authentications from one address within a minute before it is refused for that minute. */
+const AUTH_FAILURES_PER_MINUTE = 10;
+/** How long a holder of a contested port has to answer a liveness ping before it loses the port. */
+const CONTESTED_PORT_PING_TIMEOUT_MS = 2000;
+
+/** Options of {@linkcode TunnelServer}. */
+export interface TunnelServerOptions {
+  /** Validated server config. */
+  config: ServerConfig;
+  /** PEM certificate chain the TLS listener presents. */
+  certPem: string;
+  /** PEM private key of that certificate. */
+  keyPem: string;
+  /** Ends the server: listeners close, every session ends. */
+  signal?: AbortSignal;
+}
+
+/** The tunnel server. */
+export class TunnelServer {
+  /** Connected clients by client_id. */
+  readonly clients = new Map<string, ConnectedClient>();
+  /** Recent events for the dashboard. */
+  readonly events = new EventLog();
+  /** Latency of opening a stream for an outside connection. */
+  readonly streamOpenLatency = new Histogram();
+  /** When the server was created (ms since epoch). */
+  readonly startedAtMs = Date.now();
+  /** Sessions that authenticated since start. */
+  sessionsTotal = 0;
+  /** Failed authentications since start. */
+  authFailuresTotal = 0;
+  readonly #config: ServerConfig;
+  readonly #options: TunnelServerOptions;
+  readonly #throttle = new FailureThrottle({ maxFailures: AUTH_FAILURES_PER_MINUTE, windowMs: 60_000 });
+  readonly #handshakes = new Set<Promise<void>>();
+  readonly #sticky: StickyPorts;
+  readonly #registrar: ProxyRegistrar;
+  #listener: Deno.TlsListener | null = null;
+  #nextSessionId = 1;
+  #stopping = false;
+
+  constructor(options: TunnelServerOptions) {
+    this.#options = options;
+    this.#config = options.config;
+    this.#sticky = new StickyPorts(options.config.stickyPortsTtlSecs * 1000);
+    this.#registrar = new ProxyRegistrar({
+      config: options.config,
+      reservedPortReason: (addr, port) => this.#reservedPortReason(addr, port),
+      contestedHolder: (client, addr, port, verify) => this.#contestedHolder(client, addr, port, verify),
+      sticky: this.#sticky,
+      openLatency: this.streamOpenLatency,
+      events: this.events,
+    });
+  }
+
+  /** The bound tunnel address (after {@linkcode listen}). */
+  get addr(): Deno.NetAddr {
+    if (!this.#listener) throw new Error("TunnelServer.addr read before listen()");
+    return this.#listener.addr;
+  }
+
+  /** Binds the tunnel's TLS port; throws a classified `BindError` when it cannot. */
+  listen(): Deno.NetAddr {
+    this.#listener = listenTunnelTls({
+      hostname: this.#config.bindAddr,
+      port: this.#config.bindPort,
+      certPem: this.#options.certPem,
+      keyPem: this.#options.keyPem,
+    });
+    logger.info("Listening for clients on {addr}", { addr: formatAddr(this.#listener.addr) });
+    return this.#listener.addr;
+  }
+
+  /** Accepts clients until the signal aborts; then disconnects every client and resolves. */
+  async serve(): Promise<void> {
+    const listener = this.#listener ?? (this.listen(), this.#listener);
+    if (!listener) return;
+    const onAbort = () => this.#stopListening();
+    this.#options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (this.#options.signal?.aborted) this.#stopListening();
+    try {
+      while (!this.#stopping) {
+        let conn: Deno.TlsConn;
+        try {
+          conn = await listener.accept();
+        } catch (error) {
+          if (this.#stopping || error instanceof Deno.errors.BadResource) break;
+          logger.warn("Accepting a client connection failed: {error}", { error: String(error) });
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          continue;
+        }
+        const handshake = this.#handleConnection(conn).catch((error) => {
+          logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
+        });
+        this.#handshakes.add(handshake);
+        handshake.finally(() => this.#handshakes.delete(handshake));
+      }
+    } finally {
+      this.#options.signal?.removeEventListener("abort", onAbort);
+      this.#stopListening();
+      await Promise.all([...this.clients.values()].map((client) => client.close("server shutting down")));
+      await Promise.all([...this.#handshakes]);
+    }
+  }
+
+  /** Stops accepting clients and disconnects the connected ones. */
+  #stopListening(): void {
+    this.#stopping = true;
+    if (this.#listener) closeQuietly(this.#listener);
+    for (const client of this.clients.values()) client.close("server shutting down");
+  }
+
+  async #handleConnection(conn: Deno.TlsConn): Promise<void> {
+    const remote = formatAddr(conn.remoteAddr);
+    const remoteHost = conn.remoteAddr.hostname;
+    const deadlineMs = this.#config.handshakeTimeoutSecs * 1000;
+    let authenticated = false;
+    const deadline = setTimeout(() => {
+      if (!authenticated) {
+        logger.warn("Client {remote} did not authenticate within {secs} s; closing", {
+          remote,
+          secs: this.#config.handshakeTimeoutSecs,
+        });
+        closeQuietly(conn);
+      }
+    }, deadlineMs);
+    try {
+      try {
+        await conn.handshake();
+      } catch (error) {
+        logger.info("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
+        closeQuietly(conn);
+        return;
+      }
+      const session = new Session(conn, {
+        role: "server",
+        keepaliveIntervalMs: this.#config.keepaliveIntervalSecs * 1000,
+        keepaliveTimeoutMs: this.#config.keepaliveTimeoutSecs * 1000,
+      });
+      const control = await session.accept();
+      if (!control) {
+        session.close();
+        return;
+      }
+      const rpc = new RpcPeer(control);
+      const client = await this.#authenticate(rpc, session, remote, remoteHost);
+      if (!client) {
+        // Give the error response a moment to leave before the connection closes.
+        await withTimeout(rpc.closed, 100, "the error response to leave").catch(() => {});
+        rpc.close();
+        session.close();
+        return;
+      }
+      authenticated = true;
+      clearTimeout(deadline);
+      await this.#runClient(client);
+    } catch (error) {
+      logger.info("Session with {remote} ended during the handshake: {error}", {
+        remote,
+        error: String(error),
+      });
+      closeQuietly(conn);
+    } finally {
+      clearTimeout(deadline);
+    }
+  }
+
+  /** Waits for `authenticate`; resolves to the client, or null when it failed (the error was sent). */
+  #authenticate(
+    rpc: RpcPeer,
+    session: Session,
+    remote: string,
+    remoteHost: string,
+  ): Promise<ConnectedClient | null> {
+    return new Promise((resolve) => {
+      let settled = false;
+      const settle = (client: ConnectedClient | null) => {
+        if (settled) return;
+        settled = true;
+        resolve(client);
+      };
+      rpc.closed.then(() => settle(null));
+      session.closed.then(() => settle(null));
+      const unregisterEarly = rpc.handle(Method.registerProxies, () => {
+        throw new RpcError(ControlErrorCode.notAuthenticated, "Call authenticate first");
+      });
+      rpc.handle(Method.authenticate, async (raw: unknown) => {
+        if (settled) {
+          throw new RpcError(ControlErrorCode.alreadyAuthenticated, "This session is already authenticated");
+        }
+        const parsed = AuthenticateParams.safeParse(raw);
+        if (!parsed.success) {
+          throw new RpcError(
+            -32602,
+            `Invalid authenticate params: ${parsed.error.issues[0]?.message ?? "?"}`,
+          );
+        }
+        const params = parsed.data;
+        const retryAfterMs = this.#throttle.retryAfterMs(remoteHost);
+        if (retryAfterMs > 0) {
+          setTimeout(() => settle(null), 0);
+          throw new RpcError(
+            ControlErrorCode.tooManyAttempts,
+            `Too many failed authentications from ${remoteHost}; try again in ${
+              Math.ceil(retryAfterMs / 1000)
+            } s`,
+            { retry_after_secs: Math.ceil(retryAfterMs / 1000) },
+          );
+        }
+        if (params.protocol_version !== PROTOCOL_VERSION) {
+          setTimeout(() => settle(null), 0);
+          throw new RpcError(
+            ControlErrorCode.protocolVersionMismatch,
+            `Client speaks protocol ${params.protocol_version} but this server speaks ${PROTOCOL_VERSION}; ` +
+              `upgrade the older side`,
+            { server_protocol_version: PROTOCOL_VERSION },
+          );
+        }
+        const grant = await findGrant(this.#config, params.auth_key);
+        if (!grant) {
+          this.#throttle.recordFailure(remoteHost);
+          this.authFailuresTotal++;
+          this.events.add({
+            level: "warning",
+            code: "AUTH_FAILED",
+            message: `Client ${remote} (${params.client_id}) presented a wrong auth_key`,
+          });
+          logger.warn("Client {remote} ({clientId}) presented a wrong auth_key", {
+            remote,
+            clientId: params.client_id,
+          });
+          setTimeout(() => settle(null), 0);
+          throw new RpcError(
+            ControlErrorCode.authFailed,
+            "Authentication failed: the auth_key is not accepted by this server; check [client] auth_key",
+          );
+        }
+        this.#throttle.recordSuccess(remoteHost);
+        const name = grant.entryName ?? params.client_id;
+        const sessionId = `s${this.#nextSessionId++}`;
+        const client = new ConnectedClient(params.client_id, name, sessionId, remote, grant, session, rpc);
+        const previous = this.clients.get(params.client_id);
+        if (previous) {
+          logger.info("Client {client} reconnected from {remote}; replacing its previous session", {
+            client: name,
+            remote,
+          });
+          await this.#forget(previous, "replaced by a new session of the same client");
+        }
+        this.clients.set(params.client_id, client);
+        this.sessionsTotal++;
+        this.events.add({
+          level: "info",
+          code: "CLIENT_CONNECTED",
+          message: `Client ${name} connected from ${remote}`,
+          client: name,
+        });
+        logger.info("Client {client} connected from {remote} (session {sessionId})", {
+          client: name,
+          remote,
+          sessionId,
+        });
+        unregisterEarly();
+        this.#installClientHandlers(client);
+        settle(client);
+        const result: AuthenticateResult = {
+          client_id: params.client_id,
+          client_name: name,
+          protocol_version: PROTOCOL_VERSION,
+          server_version: VERSION,
+          session_id: sessionId,
+        };
+        return result;
+      });
+    });
+  }
+
+  /** Serves an authenticated client's requests; installed before the authenticate response leaves. */
+  #installClientHandlers(client: ConnectedClient): void {
+    const { rpc } = client;
+    rpc.handle(Method.registerProxies, (raw: unknown) => this.#registrar.register(client, raw));
+    rpc.handle(Method.heartbeat, (raw: unknown) => {
+      const parsed = HeartbeatParams.safeParse(raw);
+      return { time_ms: parsed.success ? parsed.data.time_ms : Date.now() };
+    });
+    rpc.onNotification(
+      Method.proxyHealth,
+      ProxyHealthParams,
+      (params) => this.#onProxyHealth(client, params),
+    );
+  }
+
+  async #runClient(client: ConnectedClient): Promise<void> {
+    const { rpc, session } = client;
+    // The client never opens data streams; refuse any it tries, without ending its session.
+    (async () => {
+      for await (const stream of session) stream.reset();
+    })().catch(() => {});
+    await Promise.race([session.closed, rpc.closed]);
+    await this.#forget(client, session.error?.message ?? session.closeReason ?? "control stream closed");
+  }
+
+  #onProxyHealth(client: ConnectedClient, params: ProxyHealthParams): void {
+    const proxy = client.proxies.get(params.proxy_name);
+    if (!proxy || proxy.boundPort === null) return;
+    proxy.refuseConnections = !params.healthy;
+    const changed = proxy.stats.setStatus(params.healthy ? "healthy" : "unhealthy", params.error ?? null);
+    if (!changed) return;
+    logger.info("Proxy {proxy} of {client}: local service reported {state} by the client", {
+      proxy: params.proxy_name,
+      client: client.name,
+      state: params.healthy ? "up" : "down",
+    });
+    client.notifyStatus(proxy);
+  }
+
+  /** The server's state for the stats endpoint. */
+  snapshot(): ServerSnapshot {
+    const clients: ClientSnapshot[] = [...this.clients.values()].map((client) => ({
+      name: client.name,
+      client_id: client.clientId,
+      session_id: client.sessionId,
+      remote_addr: client.remoteAddr,
+      connected_since_ms: client.connectedAtMs,
+      rtt_ms: client.session.rttMs > 0 ? client.session.rttMs : null,
+      streams: client.session.numStreams,
+      proxies: [...client.proxies.values()].map((proxy) => proxy.snapshot()),
+    }));
+    return {
+      role: "server",
+      version: VERSION,
+      started_at_ms: this.startedAtMs,
+      listen_addr: this.#listener ? formatAddr(this.#listener.addr) : "",
+      clients,
+      sessions_total: this.sessionsTotal,
+      auth_failures_total: this.authFailuresTotal,
+      stream_open_latency: this.streamOpenLatency.snapshot(),
+      recent_events: this.events.recent(),
+    };
+  }
+
+  #reservedPortReason(addr: string, port: number): string | null {
+    if (
+      bindingsOverlap(addr, port, this.#config.bindAddr, this.#listener?.addr.port ?? this.#config.bindPort)
+    ) {
+      return `Port ${port} is this server's own tunnel port (bind_port); pick another publish_port`;
+    }
+    if (
+      this.#config.statsPort !== undefined &&
+      bindingsOverlap(addr, port, this.#config.statsAddr, this.#config.statsPort)
+    ) {
+      return `Port ${port} is this server's stats port (stats_port); pick another publish_port`;
+    }
+    return null;
+  }
+
+  /**
+   * Finds another client publishing an overlapping binding (bound or being retried). With `verify`, a
+   * holder that does not answer a liveness ping quickly is presumed dead and disconnected, freeing the
+   * port; one that answers keeps it and its name is returned.
+   */
+  async #contestedHolder(
+    client: ConnectedClient,
+    addr: string,
+    port: number,
+    verify: boolean,
+  ): Promise<string | null> {
+    for (const other of [...this.clients.values()]) {
+      if (other === client || other.closing) continue;
+      const clash = [...other.proxies.values()].some((proxy) =>
+        !proxy.stopped && bindingsOverlap(proxy.spec.publish_addr, proxy.port, addr, port)
+      );
+      if (!clash) continue;
+      if (!verify) return other.name;
+      const alive = await withTimeout(other.session.ping(), CONTESTED_PORT_PING_TIMEOUT_MS, "a ping answer")
+        .then(
+          () => true,
+          () => false,
+        );
+      if (alive) return other.name;
+      logger.warn(
+        "Client {other} holds port {port} but did not answer a ping within {ms} ms; disconnecting it",
+        {
+          other: other.name,
+          port,
+          ms: CONTESTED_PORT_PING_TIMEOUT_MS,
+        },
+      );
+      await this.#forget(other, "did not answer a liveness ping while another client wanted its port");
+    }
+    return null;
+  }
+
+  /** Removes a client from the registry, records the event and tears its session down. */
+  async #forget(client: ConnectedClient, reason: string): Promise<void> {
+    if (this.clients.get(client.clientId) === client) this.clients.delete(client.clientId);
+    if (!client.closing) {
+      this.events.add({
+        level: "warning",
+        code: "CLIENT_DISCONNECTED",
+        message: `Client ${client.name} disconnected: ${reason}`,
+        client: client.name,
+      });
+    }
+    this.#sticky.release(client.clientId, client.proxies.keys());
+    await client.close(reason);
+  }
+}

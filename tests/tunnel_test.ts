@@ -1,0 +1,327 @@
+/**
+ * End-to-end tests of the tunnel with the server and client in this process, over real TLS on
+ * loopback.
+ */
+
+import assert from "node:assert/strict";
+import { parseConfigText } from "../lib/config/mod.ts";
+import type { ClientConfig, ServerConfig } from "../lib/config/types.ts";
+import type { ProxyRegistration } from "../lib/rpc/control.ts";
+import { writeAll } from "../lib/transport/conn.ts";
+import { closeQuietly } from "../lib/transport/pipe.ts";
+import { FatalClientError, TunnelClient } from "../lib/tunnel/client.ts";
+import { TunnelServer } from "../lib/tunnel/server.ts";
+import {
+  canBind,
+  EchoService,
+  freePort,
+  patternBytes,
+  roundTrip,
+  sha256Hex,
+  testCertificates,
+  waitFor,
+} from "./_helpers.ts";
+
+const AUTH_KEY = "test-key-0123456789abcdef";
+
+function serverConfig(extra = ""): ServerConfig {
+  return parseConfigText(
+    `[server]\nbind_addr = "127.0.0.1"\nbind_port = 0\nauth_key = "${AUTH_KEY}"\n` +
+      `keepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n${extra}`,
+    { sourceName: "test server", env: {} },
+  ).config as ServerConfig;
+}
+
+interface ProxyLine {
+  name: string;
+  publishPort: number;
+  localPort: number;
+}
+
+function clientConfig(
+  serverPort: number,
+  proxies: ProxyLine[],
+  options: { authKey?: string; extra?: string } = {},
+) {
+  const proxyText = proxies.map((proxy) =>
+    `[[proxies]]\nname = "${proxy.name}"\npublish_addr = "127.0.0.1"\npublish_port = ${proxy.publishPort}\n` +
+    `local_addr = "127.0.0.1"\nlocal_port = ${proxy.localPort}\n`
+  ).join("\n");
+  return parseConfigText(
+    `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${serverPort}\nserver_name = "localhost"\n` +
+      `auth_key = "${
+        options.authKey ?? AUTH_KEY
+      }"\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n` +
+      `local_connect_retries = 1\nlocal_retry_delay_ms = 50\n${options.extra ?? ""}\n` +
+      `[client.reconnect]\ninitial_delay_secs = 0.2\nmax_delay_secs = 1\n\n${proxyText}`,
+    { sourceName: "test client", env: {} },
+  ).config as ClientConfig;
+}
+
+/** A server and the means to stop it. */
+async function startServer(extra = "") {
+  const certs = await testCertificates();
+  const stop = new AbortController();
+  const server = new TunnelServer({
+    config: serverConfig(extra),
+    certPem: certs.serverChainPem,
+    keyPem: certs.serverKeyPem,
+    signal: stop.signal,
+  });
+  const addr = server.listen();
+  const serving = server.serve();
+  return {
+    server,
+    port: addr.port,
+    async stop() {
+      stop.abort();
+      await serving;
+    },
+  };
+}
+
+/** A client that resolves `registered` with the server's answers to its first registration. */
+async function startClient(config: ClientConfig) {
+  const certs = await testCertificates();
+  const stop = new AbortController();
+  let onRegistered: (registrations: ProxyRegistration[]) => void = () => {};
+  const registered = new Promise<ProxyRegistration[]>((resolve) => (onRegistered = resolve));
+  const client = new TunnelClient({
+    config,
+    caCertPem: certs.caCertPem,
+    signal: stop.signal,
+    onRegistered: (registrations) => onRegistered(registrations),
+  });
+  const running = client.run();
+  running.catch(() => {});
+  return {
+    client,
+    registered,
+    running,
+    async stop() {
+      stop.abort();
+      await running.catch(() => {});
+    },
+  };
+}
+
+function acceptedPort(registrations: ProxyRegistration[], name: string): number {
+  const entry = registrations.find((registration) => registration.name === name);
+  assert.ok(entry, `no registration for ${name}`);
+  assert.equal(entry.status, "accepted", JSON.stringify(entry));
+  return entry.publish_port;
+}
+
+Deno.test("tunnel carries 64 MiB each way intact through one connection", async () => {
+  const echo = new EchoService();
+  const server = await startServer();
+  const client = await startClient(
+    clientConfig(server.port, [{ name: "echo", publishPort: 0, localPort: echo.port }]),
+  );
+  try {
+    const port = acceptedPort(await client.registered, "echo");
+    const payload = patternBytes(64 * 1024 * 1024, 7);
+    const echoed = await roundTrip(port, payload, 60_000);
+    assert.equal(echoed.length, payload.length);
+    assert.equal(await sha256Hex(echoed), await sha256Hex(payload));
+  } finally {
+    await client.stop();
+    await server.stop();
+    await echo.close();
+  }
+});
+
+Deno.test("tunnel carries 200 concurrent outside connections", async () => {
+  const echo = new EchoService();
+  const server = await startServer();
+  const client = await startClient(
+    clientConfig(server.port, [{ name: "echo", publishPort: 0, localPort: echo.port }]),
+  );
+  try {
+    const port = acceptedPort(await client.registered, "echo");
+    const results = await Promise.all(
+      Array.from({ length: 200 }, async (_, index) => {
+        const payload = patternBytes(16 * 1024 + index, index + 1);
+        const echoed = await roundTrip(port, payload, 30_000);
+        return (await sha256Hex(echoed)) === (await sha256Hex(payload));
+      }),
+    );
+    assert.equal(results.filter(Boolean).length, 200);
+    assert.equal(echo.accepted, 200);
+  } finally {
+    await client.stop();
+    await server.stop();
+    await echo.close();
+  }
+});
+
+Deno.test("tunnel propagates half-close in both directions", async () => {
+  // A local service that speaks first, closes its write side, then still reads what the peer sends.
+  const local = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    const conn = await local.accept();
+    await writeAll(conn, new TextEncoder().encode("banner"));
+    await conn.closeWrite();
+    const received: number[] = [];
+    const buffer = new Uint8Array(1024);
+    while (true) {
+      const count = await conn.read(buffer);
+      if (count === null) break;
+      received.push(...buffer.subarray(0, count));
+    }
+    conn.close();
+    return new TextDecoder().decode(new Uint8Array(received));
+  })();
+  const server = await startServer();
+  const client = await startClient(
+    clientConfig(server.port, [{ name: "svc", publishPort: 0, localPort: local.addr.port }]),
+  );
+  try {
+    const port = acceptedPort(await client.registered, "svc");
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const buffer = new Uint8Array(1024);
+    let banner = "";
+    while (true) {
+      const count = await conn.read(buffer);
+      if (count === null) break; // the service's FIN came through the tunnel
+      banner += new TextDecoder().decode(buffer.subarray(0, count));
+    }
+    assert.equal(banner, "banner");
+    // Our direction is still open after the service's half-close.
+    await writeAll(conn, new TextEncoder().encode("still talking"));
+    await conn.closeWrite();
+    assert.equal(await served, "still talking");
+    conn.close();
+  } finally {
+    await client.stop();
+    await server.stop();
+    local.close();
+  }
+});
+
+Deno.test("server releases published ports when the client disconnects", async () => {
+  const echo = new EchoService();
+  const server = await startServer();
+  const publishPort = freePort();
+  const client = await startClient(
+    clientConfig(server.port, [{ name: "echo", publishPort, localPort: echo.port }]),
+  );
+  try {
+    assert.equal(acceptedPort(await client.registered, "echo"), publishPort);
+    assert.equal(canBind(publishPort), false);
+    const started = performance.now();
+    await client.stop();
+    await waitFor(() => canBind(publishPort), 1000, `port ${publishPort} to be released`, 2);
+    const releasedMs = performance.now() - started;
+    assert.ok(releasedMs < 1000, `released after ${releasedMs} ms`);
+    assert.equal(server.server.clients.size, 0);
+  } finally {
+    await client.stop();
+    await server.stop();
+    await echo.close();
+  }
+});
+
+Deno.test("client with a wrong key fails with a clear, fatal error", async () => {
+  const server = await startServer();
+  const client = await startClient(
+    clientConfig(server.port, [{ name: "web", publishPort: 0, localPort: 9 }], {
+      authKey: "wrong-key-0123456789abcdef",
+    }),
+  );
+  try {
+    await assert.rejects(client.running, (error: unknown) => {
+      assert.ok(error instanceof FatalClientError);
+      assert.match(error.message, /auth_key is not accepted/);
+      return true;
+    });
+  } finally {
+    await client.stop();
+    await server.stop();
+  }
+});
+
+Deno.test("second client asking for a port another live client publishes is rejected with its name", async () => {
+  const echo = new EchoService();
+  const server = await startServer();
+  const publishPort = freePort();
+  const first = await startClient(
+    clientConfig(server.port, [{ name: "a", publishPort, localPort: echo.port }], {
+      extra: `client_id = "first"`,
+    }),
+  );
+  acceptedPort(await first.registered, "a");
+  const second = await startClient(
+    clientConfig(server.port, [{ name: "b", publishPort, localPort: echo.port }], {
+      extra: `client_id = "second"`,
+    }),
+  );
+  try {
+    const [rejected] = await second.registered;
+    assert.ok(rejected);
+    assert.equal(rejected.status, "rejected");
+    if (rejected.status === "rejected") {
+      assert.equal(rejected.code, "PORT_IN_USE_BY_CLIENT");
+      assert.match(rejected.reason, /client 'first'/);
+    }
+    // The first client's proxy still works.
+    const echoed = await roundTrip(publishPort, new TextEncoder().encode("ping"));
+    assert.equal(new TextDecoder().decode(echoed), "ping");
+  } finally {
+    await second.stop();
+    await first.stop();
+    await server.stop();
+    await echo.close();
+  }
+});
+
+Deno.test("outside connection is closed promptly when the local service is down", async () => {
+  const server = await startServer();
+  const deadPort = freePort();
+  const client = await startClient(
+    clientConfig(server.port, [{ name: "dead", publishPort: 0, localPort: deadPort }]),
+  );
+  try {
+    const port = acceptedPort(await client.registered, "dead");
+    const started = performance.now();
+    const echoed = await roundTrip(port, new TextEncoder().encode("anyone?"), 5000);
+    const elapsedMs = performance.now() - started;
+    assert.equal(echoed.length, 0);
+    assert.ok(elapsedMs < 2000, `closed after ${elapsedMs} ms`);
+    const stats = client.client.proxies.get("dead")?.stats;
+    assert.equal(stats?.failedConnections, 1);
+  } finally {
+    await client.stop();
+    await server.stop();
+  }
+});
+
+Deno.test("garbage on the tunnel port does not disturb a connected client", async () => {
+  const echo = new EchoService();
+  const server = await startServer();
+  const client = await startClient(
+    clientConfig(server.port, [{ name: "echo", publishPort: 0, localPort: echo.port }]),
+  );
+  try {
+    const port = acceptedPort(await client.registered, "echo");
+    const certs = await testCertificates();
+    // Plain TCP garbage (not TLS), then TLS with a garbage yamux stream.
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+    await writeAll(raw, patternBytes(4096, 3));
+    const tls = await Deno.connectTls({
+      hostname: "localhost",
+      port: server.port,
+      caCerts: [certs.caCertPem],
+    });
+    await writeAll(tls, patternBytes(4096, 4));
+    const echoed = await roundTrip(port, new TextEncoder().encode("unaffected"));
+    assert.equal(new TextDecoder().decode(echoed), "unaffected");
+    closeQuietly(raw);
+    closeQuietly(tls);
+    assert.equal(server.server.clients.size, 1);
+  } finally {
+    await client.stop();
+    await server.stop();
+    await echo.close();
+  }
+});
