@@ -207,14 +207,16 @@ export class CliProcess {
 
 /** A TCP echo service on 127.0.0.1 for the tunnel to publish. */
 export class EchoService {
-  readonly listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  readonly listener: Deno.TcpListener;
   readonly #loop: Promise<void>;
   readonly #conns = new Set<Deno.Conn>();
   readonly #tasks = new Set<Promise<void>>();
   /** Connections accepted so far. */
   accepted = 0;
 
-  constructor() {
+  /** @param port a fixed port (to bring a service back where it was), or 0 for any. */
+  constructor(port = 0) {
+    this.listener = Deno.listen({ hostname: "127.0.0.1", port });
     this.#loop = this.#accept();
   }
 

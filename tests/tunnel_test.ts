@@ -4,13 +4,10 @@
  */
 
 import assert from "node:assert/strict";
-import { parseConfigText } from "../lib/config/mod.ts";
-import type { ClientConfig, ServerConfig } from "../lib/config/types.ts";
-import type { ProxyRegistration } from "../lib/rpc/control.ts";
 import { writeAll } from "../lib/transport/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { FatalClientError, TunnelClient } from "../lib/tunnel/client.ts";
-import { TunnelServer } from "../lib/tunnel/server.ts";
+import { FatalClientError } from "../lib/tunnel/client.ts";
+import { acceptedPort, clientConfig, startClient, startServer } from "./_tunnel.ts";
 import {
   canBind,
   EchoService,
@@ -21,96 +18,6 @@ import {
   testCertificates,
   waitFor,
 } from "./_helpers.ts";
-
-const AUTH_KEY = "test-key-0123456789abcdef";
-
-function serverConfig(extra = ""): ServerConfig {
-  return parseConfigText(
-    `[server]\nbind_addr = "127.0.0.1"\nbind_port = 0\nauth_key = "${AUTH_KEY}"\n` +
-      `keepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n${extra}`,
-    { sourceName: "test server", env: {} },
-  ).config as ServerConfig;
-}
-
-interface ProxyLine {
-  name: string;
-  publishPort: number;
-  localPort: number;
-}
-
-function clientConfig(
-  serverPort: number,
-  proxies: ProxyLine[],
-  options: { authKey?: string; extra?: string } = {},
-) {
-  const proxyText = proxies.map((proxy) =>
-    `[[proxies]]\nname = "${proxy.name}"\npublish_addr = "127.0.0.1"\npublish_port = ${proxy.publishPort}\n` +
-    `local_addr = "127.0.0.1"\nlocal_port = ${proxy.localPort}\n`
-  ).join("\n");
-  return parseConfigText(
-    `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${serverPort}\nserver_name = "localhost"\n` +
-      `auth_key = "${
-        options.authKey ?? AUTH_KEY
-      }"\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n` +
-      `local_connect_retries = 1\nlocal_retry_delay_ms = 50\n${options.extra ?? ""}\n` +
-      `[client.reconnect]\ninitial_delay_secs = 0.2\nmax_delay_secs = 1\n\n${proxyText}`,
-    { sourceName: "test client", env: {} },
-  ).config as ClientConfig;
-}
-
-/** A server and the means to stop it. */
-async function startServer(extra = "") {
-  const certs = await testCertificates();
-  const stop = new AbortController();
-  const server = new TunnelServer({
-    config: serverConfig(extra),
-    certPem: certs.serverChainPem,
-    keyPem: certs.serverKeyPem,
-    signal: stop.signal,
-  });
-  const addr = server.listen();
-  const serving = server.serve();
-  return {
-    server,
-    port: addr.port,
-    async stop() {
-      stop.abort();
-      await serving;
-    },
-  };
-}
-
-/** A client that resolves `registered` with the server's answers to its first registration. */
-async function startClient(config: ClientConfig) {
-  const certs = await testCertificates();
-  const stop = new AbortController();
-  let onRegistered: (registrations: ProxyRegistration[]) => void = () => {};
-  const registered = new Promise<ProxyRegistration[]>((resolve) => (onRegistered = resolve));
-  const client = new TunnelClient({
-    config,
-    caCertPem: certs.caCertPem,
-    signal: stop.signal,
-    onRegistered: (registrations) => onRegistered(registrations),
-  });
-  const running = client.run();
-  running.catch(() => {});
-  return {
-    client,
-    registered,
-    running,
-    async stop() {
-      stop.abort();
-      await running.catch(() => {});
-    },
-  };
-}
-
-function acceptedPort(registrations: ProxyRegistration[], name: string): number {
-  const entry = registrations.find((registration) => registration.name === name);
-  assert.ok(entry, `no registration for ${name}`);
-  assert.equal(entry.status, "accepted", JSON.stringify(entry));
-  return entry.publish_port;
-}
 
 Deno.test("tunnel carries 64 MiB each way intact through one connection", async () => {
   const echo = new EchoService();

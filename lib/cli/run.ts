@@ -5,13 +5,15 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { ClientConfig, ServerConfig } from "../config/types.ts";
+import type { ServerConfig } from "../config/types.ts";
 import { ConfigError, loadClientConfig, loadServerConfig } from "../config/mod.ts";
 import { fingerprintSha256, generateCertificates } from "../transport/cert.ts";
 import { BindError } from "../transport/tcp.ts";
 import { TunnelServer } from "../tunnel/server.ts";
-import { FatalClientError, TunnelClient } from "../tunnel/client.ts";
-import type { ProxyRegistration } from "../rpc/control.ts";
+import { type ClientProxyState, FatalClientError, TunnelClient } from "../tunnel/client.ts";
+import { InsecureStatsEndpointError, startStatsServer, type StatsServer } from "../stats/http.ts";
+import type { EventLog } from "../stats/event_log.ts";
+import type { StatsSnapshot } from "../stats/snapshot.ts";
 
 const logger = getLogger(["tls-tunnel", "cli"]);
 
@@ -70,6 +72,35 @@ async function serverCertificate(config: ServerConfig): Promise<{ certPem: strin
   return { certPem: generated.serverChainPem, keyPem: generated.serverKeyPem };
 }
 
+/**
+ * Starts the stats endpoint when the config sets `stats_port`: null when it does not, false when the
+ * endpoint cannot start (the reason is printed).
+ */
+function startStatsEndpoint(
+  config: { statsAddr: string; statsPort?: number; statsToken?: string },
+  source: { snapshot: () => StatsSnapshot; events: EventLog },
+  signal: AbortSignal,
+): StatsServer | null | false {
+  if (config.statsPort === undefined) return null;
+  try {
+    const stats = startStatsServer({
+      hostname: config.statsAddr,
+      port: config.statsPort,
+      ...(config.statsToken !== undefined ? { token: config.statsToken } : {}),
+      ...source,
+      signal,
+    });
+    logger.info("Stats: dashboard {url}, JSON {url}api/stats, Prometheus {url}metrics", { url: stats.url });
+    return stats;
+  } catch (error) {
+    if (error instanceof BindError || error instanceof InsecureStatsEndpointError) {
+      console.error(`tls-tunnel: ${error.message}`);
+      return false;
+    }
+    throw error;
+  }
+}
+
 /** `tls-tunnel server -c FILE`: runs the server until SIGINT/SIGTERM. */
 export async function serverCommand(options: ServerCommandOptions): Promise<number> {
   const config = await loadOrReport(() => loadServerConfig(options.configPath));
@@ -77,9 +108,16 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
   const certificate = await serverCertificate(config);
   if (!certificate) return 1;
   const server = new TunnelServer({ config, ...certificate, signal: options.signal });
+  const stats = startStatsEndpoint(
+    config,
+    { snapshot: () => server.snapshot(), events: server.events },
+    options.signal,
+  );
+  if (stats === false) return 1;
   try {
     server.listen();
   } catch (error) {
+    await stats?.shutdown();
     if (error instanceof BindError) {
       console.error(`tls-tunnel: ${error.message}`);
       return 1;
@@ -87,6 +125,7 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
     throw error;
   }
   await server.serve();
+  await stats?.shutdown();
   logger.info("Server stopped");
   return 0;
 }
@@ -125,8 +164,14 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
     config,
     ...(caCertPem !== undefined ? { caCertPem } : {}),
     signal: options.signal,
-    onRegistered: (registrations) => printProxyTable(config, registrations),
+    onStatusChange: (proxies) => printProxyTable(proxies),
   });
+  const stats = startStatsEndpoint(
+    config,
+    { snapshot: () => client.snapshot(), events: client.events },
+    options.signal,
+  );
+  if (stats === false) return 1;
   try {
     await client.run();
   } catch (error) {
@@ -135,21 +180,23 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
       return 1;
     }
     throw error;
+  } finally {
+    await stats?.shutdown();
   }
   logger.info("Client stopped");
   return 0;
 }
 
-/** Prints the proxies' state after a registration: `web  healthy  0.0.0.0:8080 → 127.0.0.1:3000`. */
-function printProxyTable(config: ClientConfig, registrations: ProxyRegistration[]): void {
-  const rows = registrations.map((registration) => {
-    const proxy = config.proxies.find((candidate) => candidate.name === registration.name);
-    const local = proxy ? `${proxy.localAddr}:${proxy.localPort}` : "?";
-    const status = registration.status === "accepted" ? "healthy" : `rejected (${registration.code})`;
+/** Prints the proxies' state: `web  healthy  0.0.0.0:8080 → 127.0.0.1:3000`. */
+function printProxyTable(proxies: ClientProxyState[]): void {
+  const rows = proxies.map(({ config, registration, stats }) => {
+    const port = registration && registration.status !== "rejected"
+      ? registration.publish_port
+      : config.publishPort;
     return [
-      registration.name,
-      status,
-      `${registration.publish_addr}:${registration.publish_port} → ${local}`,
+      config.name,
+      stats.status,
+      `${config.publishAddr}:${port} → ${config.localAddr}:${config.localPort}`,
     ];
   });
   const widths = [0, 1].map((column) => Math.max(...rows.map((row) => (row[column] ?? "").length)));

@@ -68,6 +68,8 @@ export interface EventSnapshot {
   message: string;
   /** The client it concerns, if any. */
   client?: string;
+  /** Structured details (a notification's `data`), if any. */
+  data?: Record<string, unknown>;
 }
 
 /** Histogram of stream open latency (server opens a stream for an outside connection). */

@@ -31,6 +31,7 @@ import { EventLog } from "../stats/event_log.ts";
 import type { ClientRoleSnapshot } from "../stats/snapshot.ts";
 import { PROTOCOL_VERSION, VERSION } from "../version.ts";
 import { Backoff } from "./backoff.ts";
+import { monitorHealth } from "./health_check.ts";
 
 const logger = getLogger(["tls-tunnel", "client"]);
 
@@ -72,6 +73,8 @@ export interface TunnelClientOptions {
   signal?: AbortSignal;
   /** Called after each registration with the server's per-proxy answers. */
   onRegistered?: (registrations: ProxyRegistration[]) => void;
+  /** Called with every proxy's state after a registration and whenever a proxy's status changes. */
+  onStatusChange?: (proxies: ClientProxyState[]) => void;
 }
 
 /** Derives a client id that stays the same across restarts of the same client on the same host. */
@@ -220,6 +223,7 @@ export class TunnelClient {
     signal?.addEventListener("abort", onAbort, { once: true });
     let rpc: RpcPeer | null = null;
     const streams = new Set<Promise<void>>();
+    const healthChecks = new AbortController();
     try {
       const control = await session.open();
       rpc = new RpcPeer(control);
@@ -228,6 +232,7 @@ export class TunnelClient {
         return { time_ms: parsed.success ? parsed.data.time_ms : Date.now() };
       });
       rpc.onNotification(Method.pushException, (params: unknown) => this.#onPushException(params));
+      rpc.onNotification(Method.proxyStatus, (params: unknown) => this.#onProxyStatus(params));
       const authParams: AuthenticateParams = {
         auth_key: this.#config.authKey,
         protocol_version: PROTOCOL_VERSION,
@@ -270,6 +275,7 @@ export class TunnelClient {
         { timeoutMs: CONTROL_REQUEST_TIMEOUT_MS },
       );
       this.#applyRegistrations(registered.proxies);
+      this.#startHealthChecks(rpc, healthChecks.signal);
       this.state = "connected";
       this.sessionsEstablished++;
       this.events.add({
@@ -287,6 +293,7 @@ export class TunnelClient {
       await acceptLoop.catch(() => {});
       return true;
     } finally {
+      healthChecks.abort();
       signal?.removeEventListener("abort", onAbort);
       rpc?.close();
       session.close();
@@ -309,6 +316,14 @@ export class TunnelClient {
           publish: `${registration.publish_addr}:${registration.publish_port}`,
           local: `${proxy.config.localAddr}:${proxy.config.localPort}`,
         });
+      } else if (registration.status === "retrying") {
+        proxy.stats.setStatus("unhealthy", registration.reason);
+        logger.warn("Proxy {proxy} not published yet ({code}): {reason}; the server retries in {secs} s", {
+          proxy: registration.name,
+          code: registration.code,
+          reason: registration.reason,
+          secs: registration.retry_after_seconds,
+        });
       } else {
         proxy.stats.setStatus("bind_failed", registration.reason);
         logger.error("Proxy {proxy} rejected ({code}): {reason}", {
@@ -319,6 +334,77 @@ export class TunnelClient {
       }
     }
     this.#options.onRegistered?.(registrations);
+    this.#statusChanged();
+  }
+
+  #statusChanged(): void {
+    this.#options.onStatusChange?.([...this.proxies.values()]);
+  }
+
+  /** The server says a proxy's status changed (bind retry, recovery, failure, new port). */
+  #onProxyStatus(params: unknown): void {
+    if (typeof params !== "object" || params === null) return;
+    const { proxy_name, status, publish_addr, publish_port, error_message, retry_after_seconds } =
+      params as Record<
+        string,
+        unknown
+      >;
+    const proxy = typeof proxy_name === "string" ? this.proxies.get(proxy_name) : undefined;
+    if (!proxy) return;
+    const known = ["healthy", "unhealthy", "bind_failed", "pending", "closed"] as const;
+    const next = known.find((candidate) => candidate === status);
+    if (!next) return;
+    const port = typeof publish_port === "number" ? publish_port : proxy.registration?.publish_port ?? 0;
+    const addr = typeof publish_addr === "string" ? publish_addr : proxy.config.publishAddr;
+    const error = typeof error_message === "string" ? error_message : null;
+    if (next === "healthy") {
+      proxy.registration = {
+        name: proxy.config.name,
+        status: "accepted",
+        publish_addr: addr,
+        publish_port: port,
+      };
+    }
+    const changed = proxy.stats.setStatus(next, error);
+    const retry = typeof retry_after_seconds === "number"
+      ? ` (next attempt in ${retry_after_seconds} s)`
+      : "";
+    logger.info("Proxy {proxy} is {status} on {publish}{retry}{error}", {
+      proxy: proxy.config.name,
+      status: next,
+      publish: `${addr}:${port}`,
+      retry,
+      error: error ? `: ${error}` : "",
+    });
+    if (changed || next === "healthy") this.#statusChanged();
+  }
+
+  /** Starts the configured health checks; each change is reported to the server. */
+  #startHealthChecks(rpc: RpcPeer, signal: AbortSignal): void {
+    for (const proxy of this.proxies.values()) {
+      const healthCheck = proxy.config.healthCheck;
+      if (!healthCheck || proxy.registration?.status === "rejected") continue;
+      const target = { hostname: proxy.config.localAddr, port: proxy.config.localPort };
+      monitorHealth(target, healthCheck, signal, (result) => {
+        logger[result.healthy ? "info" : "warn"]("Proxy {proxy}: local service {target} is {state}{error}", {
+          proxy: proxy.config.name,
+          target: `${target.hostname}:${target.port}`,
+          state: result.healthy ? "up" : "down",
+          error: result.error ? ` (${result.error})` : "",
+        });
+        const published = proxy.registration?.status === "accepted";
+        const changed = proxy.stats.setStatus(
+          result.healthy ? (published ? "healthy" : proxy.stats.status) : "unhealthy",
+          result.error,
+        );
+        rpc.notify(Method.proxyHealth, {
+          proxy_name: proxy.config.name,
+          healthy: result.healthy,
+          error: result.error,
+        }).catch(() => {});
+        if (changed) this.#statusChanged();
+      });
+    }
   }
 
   #onPushException(params: unknown): void {
@@ -330,6 +416,7 @@ export class TunnelClient {
       level: level === "error" || level === "warning" ? level : "info",
       code: properties.code || "SERVER_NOTICE",
       message: text,
+      ...(typeof data === "object" && data !== null ? { data: data as Record<string, unknown> } : {}),
     });
     if (level === "error") logger.error("Server error {code}: {message} {data}", properties);
     else if (level === "warning") logger.warn("Server warning {code}: {message} {data}", properties);

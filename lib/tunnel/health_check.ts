@@ -1,0 +1,63 @@
+/**
+ * Periodic TCP health checks of a proxy's local service, on the client: a change of state is reported
+ * to the server, which then refuses outside connections at once instead of accepting and dropping them.
+ *
+ * @module
+ */
+
+import type { HealthCheckConfig } from "../config/types.ts";
+import { sleep, withTimeout } from "../_async.ts";
+import { closeQuietly } from "../transport/pipe.ts";
+
+/** The result of one check. */
+export interface HealthResult {
+  /** Whether a TCP connection could be made in time. */
+  healthy: boolean;
+  /** Why not, for people. */
+  error: string | null;
+}
+
+/** Tries one TCP connect to `hostname:port` within `timeoutMs`. */
+export async function checkTcp(hostname: string, port: number, timeoutMs: number): Promise<HealthResult> {
+  const connecting = Deno.connect({ hostname, port });
+  try {
+    const conn = await withTimeout(connecting, timeoutMs, `a connection to ${hostname}:${port}`);
+    closeQuietly(conn);
+    return { healthy: true, error: null };
+  } catch (error) {
+    // A connect that finishes after the timeout must still be closed.
+    connecting.then(closeQuietly, () => {});
+    return {
+      healthy: false,
+      error: `local service ${hostname}:${port} is not accepting connections: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+    };
+  }
+}
+
+/**
+ * Checks every `intervalSecs` until `signal` aborts, calling `onChange` when the state differs from
+ * the previous check (the first check always reports). Never rejects.
+ */
+export async function monitorHealth(
+  target: { hostname: string; port: number },
+  config: HealthCheckConfig,
+  signal: AbortSignal,
+  onChange: (result: HealthResult) => void,
+): Promise<void> {
+  let previous: boolean | null = null;
+  while (!signal.aborted) {
+    const result = await checkTcp(target.hostname, target.port, config.timeoutSecs * 1000);
+    if (signal.aborted) return;
+    if (result.healthy !== previous) {
+      previous = result.healthy;
+      onChange(result);
+    }
+    try {
+      await sleep(config.intervalSecs * 1000, signal);
+    } catch {
+      return;
+    }
+  }
+}
