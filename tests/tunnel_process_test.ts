@@ -22,14 +22,15 @@ interface Setup {
   cleanup(): Promise<void>;
 }
 
-async function setup(): Promise<Setup> {
+async function setup(serverExtra = ""): Promise<Setup> {
   const work = await makeWorkdir();
   const serverPort = freePort();
   const serverConfigPath = `${work.dir}/server.toml`;
   await Deno.writeTextFile(
     serverConfigPath,
     `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\ncert_path = "${work.certPath}"\n` +
-      `key_path = "${work.keyPath}"\nauth_key = "${AUTH_KEY}"\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n`,
+      `key_path = "${work.keyPath}"\nauth_key = "${AUTH_KEY}"\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n` +
+      serverExtra,
   );
   return {
     dir: work.dir,
@@ -310,6 +311,47 @@ Deno.test("a second live client asking for a taken port is told which client hol
   } finally {
     await second?.stop();
     await first?.stop();
+    await server.stop();
+    await echo.close();
+    await env.cleanup();
+  }
+});
+
+Deno.test("client shows the server's bind retry notices and its proxy status table", async () => {
+  const env = await setup(
+    `[server.bind_retry]\nmax_retries = 100\ninitial_delay_secs = 0.1\nmax_delay_secs = 0.2\n`,
+  );
+  const echo = new EchoService();
+  const busyPort = freePort();
+  let holder: Deno.TcpListener | null = Deno.listen({ hostname: "127.0.0.1", port: busyPort });
+  const server = new CliProcess(["server", "-c", env.serverConfigPath]);
+  let client: CliProcess | null = null;
+  try {
+    await server.waitForLine(LISTENING);
+    client = new CliProcess([
+      "client",
+      "-c",
+      await env.clientConfigPath("client", [
+        { name: "busy", publishPort: busyPort, localPort: echo.port },
+        { name: "open", publishPort: 0, localPort: echo.port },
+      ]),
+    ], { env: FAST_RECONNECT });
+    const [retryLine] = await client.waitForLine(/^.*Server warning PROXY_BIND_RETRY.*$/);
+    const record = JSON.parse(retryLine) as { properties: { data: Record<string, unknown> } };
+    assert.equal(record.properties.data.proxy_name, "busy");
+    assert.equal(record.properties.data.publish_port, busyPort);
+    assert.equal(record.properties.data.retry_count, 1);
+    assert.match(String(record.properties.data.error), /already in use by another process/);
+    await client.waitForLine(/"message":"busy +unhealthy +127\.0\.0\.1:\d+ → /);
+    const [, openPort] = await client.waitForLine(proxyUp("open"));
+    assert.equal(await echoThrough(Number(openPort), "meanwhile"), "meanwhile");
+    holder.close();
+    holder = null;
+    await client.waitForLine(/"message":"busy +healthy +127\.0\.0\.1:\d+ → /);
+    assert.equal(await echoThrough(busyPort, "healed"), "healed");
+  } finally {
+    holder?.close();
+    await client?.stop();
     await server.stop();
     await echo.close();
     await env.cleanup();

@@ -285,7 +285,7 @@ export class TunnelClient {
       });
       await Promise.race([session.closed, rpc.closed]);
       this.events.add({ level: "warning", code: "DISCONNECTED", message: `Session with ${server} ended` });
-      logger.warn("Session with {server} ended: {reason}", {
+      logger[signal?.aborted ? "info" : "warn"]("Session with {server} ended: {reason}", {
         server,
         reason: session.error?.message ?? session.closeReason ?? "control stream closed",
       });
