@@ -290,3 +290,37 @@ Deno.test("health check flips a proxy unhealthy and back, and the server refuses
     await echo.close();
   }
 });
+
+Deno.test("a client asking for fewer bind retries gets them, but never more than the server allows", async () => {
+  const busyPort = freePort();
+  const holder = Deno.listen({ hostname: "127.0.0.1", port: busyPort });
+  const server = await startServer(
+    `[server.bind_retry]\nmax_retries = 5\ninitial_delay_secs = 0.02\nmax_delay_secs = 0.05\n`,
+  );
+  const gentle = await startClient(
+    clientConfig(server.port, [{ name: "busy", publishPort: busyPort, localPort: 9 }], {
+      extra: `client_id = "gentle"\n[client.bind_retry]\nmax_retries = 1`,
+    }),
+  );
+  try {
+    await gentle.registered;
+    await waitFor(() => eventsOf(gentle.client, "PROXY_BIND_FAILED").length > 0, 3000, "PROXY_BIND_FAILED");
+    assert.equal(eventsOf(gentle.client, "PROXY_BIND_FAILED")[0]?.data?.max_retries, 1);
+  } finally {
+    await gentle.stop();
+  }
+  const greedy = await startClient(
+    clientConfig(server.port, [{ name: "busy", publishPort: busyPort, localPort: 9 }], {
+      extra: `client_id = "greedy"\n[client.bind_retry]\nmax_retries = 500`,
+    }),
+  );
+  try {
+    await greedy.registered;
+    await waitFor(() => eventsOf(greedy.client, "PROXY_BIND_FAILED").length > 0, 3000, "PROXY_BIND_FAILED");
+    assert.equal(eventsOf(greedy.client, "PROXY_BIND_FAILED")[0]?.data?.max_retries, 5);
+  } finally {
+    holder.close();
+    await greedy.stop();
+    await server.stop();
+  }
+});

@@ -134,6 +134,8 @@ export interface ClientConfig {
   clientId?: string;
   /** Reconnect policy. */
   reconnect: ReconnectConfig;
+  /** A gentler bind retry asked of the server (`[client.bind_retry]`); the server never retries more than its own. */
+  bindRetry?: Partial<BindRetryConfig>;
   /** Attempts to reach the local service per outside connection (default 3, env override). */
   localConnectRetries: number;
   /** Delay between those attempts (default 1000, env override). */

@@ -11,6 +11,7 @@
 import { connect as nodeTlsConnect, type TLSSocket } from "node:tls";
 import type { DuplexConn } from "./conn.ts";
 import { classifyBindError } from "./tcp.ts";
+import { isIpAddress } from "../config/address.ts";
 
 /** Options of {@linkcode listenTunnelTls}. */
 export interface TlsListenOptions {
@@ -148,7 +149,10 @@ function dialNodeTls(options: TlsDialOptions, signal: AbortSignal): Promise<Dial
     const socket = nodeTlsConnect({
       host: options.hostname,
       port: options.port,
-      servername: options.serverName ?? options.hostname,
+      // SNI carries host names only; node:tls refuses an IP address there.
+      ...(isIpAddress(options.serverName ?? options.hostname)
+        ? {}
+        : { servername: options.serverName ?? options.hostname }),
       rejectUnauthorized: false,
     });
     const onAbort = () => {

@@ -7,7 +7,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { ClientConfig, ProxyConfig } from "../config/types.ts";
+import type { BindRetryConfig, ClientConfig, ProxyConfig } from "../config/types.ts";
 import { Session } from "../mux/mod.ts";
 import { RpcError, RpcPeer } from "../rpc/mod.ts";
 import {
@@ -112,6 +112,15 @@ export function toProxySpec(proxy: ProxyConfig): ProxySpec {
   if (proxy.publishPortRange) spec.publish_port_range = { ...proxy.publishPortRange };
   if (proxy.fallbackToSystemPort) spec.fallback_to_system_port = true;
   return spec;
+}
+
+/** Turns the client's `[client.bind_retry]` into its wire form. */
+export function toBindRetryRequest(request: Partial<BindRetryConfig>): Record<string, number> {
+  const wire: Record<string, number> = {};
+  if (request.maxRetries !== undefined) wire.max_retries = request.maxRetries;
+  if (request.initialDelaySecs !== undefined) wire.initial_delay_secs = request.initialDelaySecs;
+  if (request.maxDelaySecs !== undefined) wire.max_delay_secs = request.maxDelaySecs;
+  return wire;
 }
 
 /** The tunnel client. */
@@ -271,7 +280,10 @@ export class TunnelClient {
       })();
       const registered = await rpc.request<RegisterProxiesResult>(
         Method.registerProxies,
-        { proxies: this.#config.proxies.map(toProxySpec) },
+        {
+          proxies: this.#config.proxies.map(toProxySpec),
+          ...(this.#config.bindRetry ? { bind_retry: toBindRetryRequest(this.#config.bindRetry) } : {}),
+        },
         { timeoutMs: CONTROL_REQUEST_TIMEOUT_MS },
       );
       this.#applyRegistrations(registered.proxies);

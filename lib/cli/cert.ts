@@ -1,0 +1,121 @@
+/**
+ * `tls-tunnel cert`: creates a throw-away CA and a server certificate it signs, and writes the server's
+ * certificate chain, its private key (mode 0600) and the CA certificate for clients. Existing files are
+ * never overwritten.
+ *
+ * @module
+ */
+
+import { CertificateOptionsError, DEFAULT_ALT_NAMES, generateCertificates } from "../transport/cert.ts";
+import { type CommandOutput, processOutput } from "./_command_output.ts";
+
+/** Options of {@link certCommand}, as the command line gives them (strings). */
+export interface CertOptions {
+  /** Where to write the server's certificate chain (leaf + CA). */
+  certOut: string;
+  /** Where to write the server's private key (mode 0600). */
+  keyOut: string;
+  /** Where to write the CA certificate for clients. */
+  caOut: string;
+  /** The server's name, subject CN and first SAN entry. */
+  commonName: string;
+  /** More DNS names or IP addresses, comma-separated; empty means localhost, 127.0.0.1 and ::1. */
+  altNames: string;
+  /** Validity in days, as text (1-36500). */
+  days: string;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
+
+/**
+ * Generates and writes the files, then prints where each goes and the fingerprints.
+ *
+ * @returns 0 on success, 1 when a file exists or cannot be written, 2 for invalid options.
+ */
+export async function certCommand(options: CertOptions, io: CommandOutput = processOutput): Promise<number> {
+  const days = options.days.trim();
+  if (!/^\d+$/.test(days) || Number(days) < 1 || Number(days) > 36_500) {
+    io.err(`tls-tunnel: --days "${options.days}" is not a number of days from 1 to 36500`);
+    return 2;
+  }
+  const altNames = options.altNames.split(",").map((name) => name.trim()).filter((name) => name !== "");
+  const outputs = [options.certOut, options.keyOut, options.caOut];
+  if (new Set(outputs).size !== outputs.length) {
+    io.err("tls-tunnel: --cert-out, --key-out and --ca-out must be three different files");
+    return 2;
+  }
+  for (const path of outputs) {
+    if (await exists(path)) {
+      io.err(`tls-tunnel: ${path} already exists; not overwriting it. Remove it or choose another path.`);
+      return 1;
+    }
+  }
+
+  let certificates;
+  try {
+    certificates = await generateCertificates({
+      commonName: options.commonName,
+      altNames: altNames.length > 0 ? altNames : DEFAULT_ALT_NAMES,
+      validityDays: Number(days),
+    });
+  } catch (error) {
+    if (error instanceof CertificateOptionsError) {
+      io.err(`tls-tunnel: ${error.message}`);
+      return 2;
+    }
+    throw error;
+  }
+
+  const written: string[] = [];
+  try {
+    await Deno.writeTextFile(options.keyOut, certificates.serverKeyPem, { createNew: true, mode: 0o600 });
+    written.push(options.keyOut);
+    await Deno.writeTextFile(options.certOut, certificates.serverChainPem, { createNew: true, mode: 0o644 });
+    written.push(options.certOut);
+    await Deno.writeTextFile(options.caOut, certificates.caCertPem, { createNew: true, mode: 0o644 });
+    written.push(options.caOut);
+  } catch (error) {
+    // Leave no half set behind: a key without its certificate is of no use.
+    for (const path of written) await Deno.remove(path).catch(() => {});
+    io.err(
+      `tls-tunnel: cannot write the certificate files: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+    );
+    return 1;
+  }
+
+  const width = Math.max(...outputs.map((p) => p.length));
+  const pad = (path: string) => path.padEnd(width);
+  io.out(
+    `Created a CA and a server certificate it signs (ECDSA P-256, valid until ${
+      certificates.notAfter.toISOString().slice(0, 10)
+    }):`,
+  );
+  io.out(
+    `  ${pad(options.certOut)}  server certificate chain  -> server config: cert_path = "${options.certOut}"`,
+  );
+  io.out(
+    `  ${pad(options.keyOut)}  server private key (0600) -> server config: key_path = "${options.keyOut}"`,
+  );
+  io.out(
+    `  ${pad(options.caOut)}  CA certificate            -> client config: ca_cert_path = "${options.caOut}"`,
+  );
+  io.out(`Names in the certificate: ${certificates.subjectAltNames.join(", ")}`);
+  io.out("  (the client's server_name, or server_addr when server_name is not set, must be one of them)");
+  io.out(`CA SHA-256 fingerprint:     ${certificates.caFingerprintSha256}`);
+  io.out(`Server SHA-256 fingerprint: ${certificates.serverFingerprintSha256}`);
+  io.out(
+    "The CA's private key was not kept: to change names or renew, run `tls-tunnel cert` again and give " +
+      "clients the new CA file.",
+  );
+  return 0;
+}

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { captureOutput } from "./_command_output.ts";
+import { checkCommand, type CheckReport } from "./check.ts";
+
+const ROOT = new URL("../../", import.meta.url);
+const path = (relative: string) => new URL(relative, ROOT).pathname;
+
+Deno.test("check accepts every example config and summarises it", async () => {
+  for (const name of ["server.toml", "client.toml", "server-multi-client.toml"]) {
+    const io = captureOutput();
+    assert.equal(
+      await checkCommand({ configPath: path(`examples/${name}`), format: "text" }, io),
+      0,
+      io.stderr,
+    );
+    assert.match(io.stdout, /: valid (server|client) config\n/);
+  }
+  const io = captureOutput();
+  await checkCommand({ configPath: path("examples/client.toml"), format: "text" }, io);
+  assert.match(io.stdout, /server: 127\.0\.0\.1:8443 \(certificate NOT verified: skip_verify = true\)/);
+  assert.match(io.stdout, /web: server 127\.0\.0\.1:8080 -> local 127\.0\.0\.1:3000/);
+});
+
+Deno.test("check lists every problem of an invalid config, one line each, and exits 1", async () => {
+  const io = captureOutput();
+  const code = await checkCommand(
+    { configPath: path("tests/testdata/config/invalid/many_problems_at_once.toml"), format: "text" },
+    io,
+  );
+  assert.equal(code, 1);
+  assert.equal(io.stdout, "");
+  const lines = io.stderr.trimEnd().split("\n");
+  assert.match(lines[0] ?? "", /many_problems_at_once\.toml: invalid server config \(4 problems\):$/);
+  assert.deepEqual(lines.slice(1).map((line) => line.trim().split(":")[0]), [
+    "server.auth_key",
+    "server.bind_addr",
+    "server.bind_port",
+    "server.key_path",
+  ]);
+  for (const line of lines.slice(1)) assert.match(line, /^ {2}\S+: .+ \(.+\)$/);
+});
+
+Deno.test("check --format json reports validity, kind and issues on stdout", async () => {
+  const invalid = captureOutput();
+  const file = path("tests/testdata/config/invalid/duplicate_proxy_names.toml");
+  assert.equal(await checkCommand({ configPath: file, format: "json" }, invalid), 1);
+  const report = JSON.parse(invalid.stdout) as CheckReport;
+  assert.equal(report.valid, false);
+  assert.equal(report.kind, "client");
+  assert.equal(report.file, file);
+  assert.deepEqual(report.issues.map((i) => i.path), ["proxies[1].name"]);
+  assert.ok((report.issues[0]?.hint ?? "").length > 0);
+
+  const valid = captureOutput();
+  assert.equal(await checkCommand({ configPath: path("examples/server.toml"), format: "json" }, valid), 0);
+  const ok = JSON.parse(valid.stdout) as CheckReport;
+  assert.deepEqual([ok.valid, ok.kind, ok.issues], [true, "server", []]);
+  assert.ok(ok.summary.length > 0);
+});
+
+Deno.test("check reports a missing config file clearly and exits 1", async () => {
+  const io = captureOutput();
+  assert.equal(await checkCommand({ configPath: "/nonexistent/tls-tunnel.toml", format: "text" }, io), 1);
+  assert.match(io.stderr, /config file \/nonexistent\/tls-tunnel\.toml does not exist/);
+
+  const json = captureOutput();
+  assert.equal(await checkCommand({ configPath: "/nonexistent/tls-tunnel.toml", format: "json" }, json), 1);
+  const report = JSON.parse(json.stdout) as CheckReport;
+  assert.deepEqual([report.valid, report.kind], [false, null]);
+});
+
+Deno.test("check reports certificate files that do not exist or hold no PEM", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/key.pem`, "not pem");
+    await Deno.writeTextFile(
+      `${dir}/server.toml`,
+      `[server]\nauth_key = "0123456789abcdef-key"\ncert_path = "${dir}/missing.pem"\nkey_path = "${dir}/key.pem"\n`,
+    );
+    const io = captureOutput();
+    assert.equal(await checkCommand({ configPath: `${dir}/server.toml`, format: "text" }, io), 1);
+    assert.match(io.stderr, /server\.cert_path: .*missing\.pem does not exist/);
+    assert.match(io.stderr, /server\.key_path: .*key\.pem holds no PEM block/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,208 @@
+/**
+ * `tls-tunnel template server|client [-o FILE]`: a fully commented config, every key with its default and
+ * meaning. Each template carries a freshly generated auth_key, so a template used as-is is not a config
+ * with a published secret.
+ *
+ * @module
+ */
+
+import { type CommandOutput, processOutput } from "./_command_output.ts";
+
+/** The kinds of template. */
+export type TemplateKind = "server" | "client";
+
+/** A random key for auth_key: 24 random bytes, base64url (32 characters). */
+export function randomAuthKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(24));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+}
+
+/** The commented server template, with `authKey` as its shared key. */
+export function serverTemplate(authKey: string): string {
+  return `# tls-tunnel server config. Check it with: tls-tunnel check -c server.toml
+# Keys marked "default" may be left out; commented-out lines show the default or an example.
+
+[server]
+# Address and port of the tunnel's TLS listener, which clients dial.
+# "0.0.0.0" listens on every interface (default "0.0.0.0"); 0 as port lets the system pick one.
+bind_addr = "0.0.0.0"
+bind_port = 8443
+
+# The certificate chain and private key the server presents (PEM). Set both, or neither: without them a
+# throw-away certificate is generated at every start, and clients need skip_verify = true.
+# \`tls-tunnel cert\` creates cert.pem, key.pem and ca.pem (ca.pem goes to the client's ca_cert_path).
+# cert_path = "cert.pem"
+# key_path = "key.pem"
+
+# Shared key any client may present (at least 16 characters). Copy it to the client's auth_key.
+# Optional when [[server.clients]] below gives each client its own key. Env: TLS_TUNNEL_AUTH_KEY.
+auth_key = "${authKey}"
+
+# Ports a client using the shared auth_key may publish: ports and ranges, comma-separated.
+# allow_ports = "1024-65535"              # default
+
+# Most proxies one client may register.
+# max_proxies_per_client = 64             # default
+
+# Seconds a new connection has to authenticate before it is closed.
+# handshake_timeout_secs = 10             # default
+
+# Keepalive: a ping every interval; a session whose ping is not answered within the timeout is dead and
+# its published ports are released. The timeout must be greater than the interval.
+# keepalive_interval_secs = 10            # default
+# keepalive_timeout_secs = 30             # default
+
+# Stats endpoint (JSON, Prometheus /metrics, /healthz, dashboard). Off unless stats_port is set.
+# stats_token is required when stats_addr is reachable from other machines (not 127.0.0.1/::1).
+# stats_addr = "127.0.0.1"                # default
+# stats_port = 9090
+# stats_token = "another-long-random-secret"   # Env: TLS_TUNNEL_STATS_TOKEN
+
+# Seconds the server remembers a client's ports after it disconnects, to give them back on reconnect.
+# sticky_ports_ttl_secs = 600             # default
+
+# How the server retries a published port it could not bind (port in use, …): the delay doubles from
+# initial_delay_secs up to max_delay_secs, for max_retries retries (0 = no retry). The client is told
+# about every retry and about the final failure.
+[server.bind_retry]
+# max_retries = 10                        # default
+# initial_delay_secs = 2                  # default
+# max_delay_secs = 60                     # default
+
+# Named clients, each with its own key and allowed ports (repeat the block for more clients).
+# name: unique, shown in logs and stats; auth_key: unique, at least 16 characters;
+# allow_ports: default = the server's allow_ports; max_proxies: default = max_proxies_per_client.
+# [[server.clients]]
+# name = "office"
+# auth_key = "a-key-only-the-office-client-knows"
+# allow_ports = "20000-20100"
+# max_proxies = 8
+`;
+}
+
+/** The commented client template, with `authKey` as its key. */
+export function clientTemplate(authKey: string): string {
+  return `# tls-tunnel client config. Check it with: tls-tunnel check -c client.toml
+# Keys marked "default" may be left out; commented-out lines show the default or an example.
+
+[client]
+# The server's host name or address, and its tunnel port (the server's bind_port).
+# Env: TLS_TUNNEL_SERVER_ADDR, TLS_TUNNEL_SERVER_PORT.
+server_addr = "tunnel.example.com"
+server_port = 8443                        # default 8443
+
+# Name the server's certificate must carry (default: server_addr).
+# server_name = "tunnel.example.com"
+
+# Certificate verification. For a server using \`tls-tunnel cert\` files, point ca_cert_path at its
+# ca.pem. Without ca_cert_path the system's CAs are used (e.g. for a Let's Encrypt certificate).
+# skip_verify = true turns verification off: only for tests, anyone on the path could impersonate the
+# server. Do not combine it with ca_cert_path.
+# ca_cert_path = "ca.pem"
+skip_verify = false                       # default false
+
+# The key the server expects: its shared auth_key or this client's [[server.clients]] key.
+# Env: TLS_TUNNEL_AUTH_KEY.
+auth_key = "${authKey}"
+
+# Stable id of this client across reconnects (default: derived from the host and this config).
+# client_id = "office-laptop"
+
+# Attempts to reach a local service for each outside connection, and the pause between them.
+# Env: TLS_TUNNEL_LOCAL_CONNECT_RETRIES, TLS_TUNNEL_LOCAL_RETRY_DELAY_MS.
+# local_connect_retries = 3               # default
+# local_retry_delay_ms = 1000             # default
+
+# Keepalive of the tunnel session; the timeout must be greater than the interval.
+# keepalive_interval_secs = 10            # default
+# keepalive_timeout_secs = 30             # default
+
+# The client's own stats endpoint; off unless stats_port is set.
+# stats_addr = "127.0.0.1"                # default
+# stats_port = 9091
+
+# Reconnecting after the server is lost: the delay starts at initial_delay_secs, is multiplied by
+# multiplier after each failed attempt up to max_delay_secs, and spread by ±jitter (0-1).
+# max_attempts = 0 retries forever. Env: TLS_TUNNEL_RECONNECT_DELAY_SECS (initial_delay_secs).
+[client.reconnect]
+# initial_delay_secs = 5                  # default
+# max_delay_secs = 60                     # default
+# multiplier = 2                          # default
+# jitter = 0.2                            # default
+# max_attempts = 0                        # default
+
+# Optional: ask the server to retry a busy publish_port less than it would (it never retries more
+# than its own [server.bind_retry]). Unset keys take the server's value.
+# [client.bind_retry]
+# max_retries = 3
+# initial_delay_secs = 2
+# max_delay_secs = 10
+
+# One [[proxies]] block per service to publish on the server (repeat the block for more).
+[[proxies]]
+# Unique name: letters, digits, '.', '_' or '-'.
+name = "web"
+# Only "tcp" (HTTP, SSH, databases … all travel as tcp).
+# proxy_type = "tcp"                      # default
+# Address and port the server publishes on. publish_port = 0 lets the server pick a free port.
+publish_addr = "0.0.0.0"                  # default "0.0.0.0"
+publish_port = 8080
+# Ports to try when publish_port is taken (or 0), and whether to let the system pick a port when the
+# whole range is taken too.
+# publish_port_range = "20000-20100"
+# fallback_to_system_port = false         # default
+# The local service the client forwards to.
+local_addr = "127.0.0.1"                  # default "127.0.0.1"
+local_port = 3000
+# Optional TCP health check of the local service, reported to the server.
+# health_check = { interval_secs = 10, timeout_secs = 3 }
+`;
+}
+
+/** Options of {@link templateCommand}. */
+export interface TemplateOptions {
+  /** `server` or `client`. */
+  kind: string;
+  /** Write here instead of stdout; an existing file is never overwritten. */
+  outputPath?: string;
+}
+
+/**
+ * Prints or writes a template.
+ *
+ * @returns 0 on success, 1 when the output file exists or cannot be written, 2 for an unknown kind.
+ */
+export async function templateCommand(
+  options: TemplateOptions,
+  io: CommandOutput = processOutput,
+): Promise<number> {
+  const kind = options.kind.toLowerCase();
+  if (kind !== "server" && kind !== "client") {
+    io.err(
+      `tls-tunnel: unknown template kind "${options.kind}"; use \`template server\` or \`template client\``,
+    );
+    return 2;
+  }
+  const text = kind === "server" ? serverTemplate(randomAuthKey()) : clientTemplate(randomAuthKey());
+  if (options.outputPath === undefined) {
+    io.out(text.trimEnd());
+    return 0;
+  }
+  try {
+    await Deno.writeTextFile(options.outputPath, text, { createNew: true, mode: 0o600 });
+  } catch (error) {
+    if (error instanceof Deno.errors.AlreadyExists) {
+      io.err(`tls-tunnel: ${options.outputPath} already exists; not overwriting it. Choose another -o path.`);
+    } else {
+      io.err(
+        `tls-tunnel: cannot write ${options.outputPath}: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      );
+    }
+    return 1;
+  }
+  io.err(`Wrote a ${kind} template to ${options.outputPath} (with a fresh auth_key). Check it with:`);
+  io.err(`  tls-tunnel check -c ${options.outputPath}`);
+  return 0;
+}

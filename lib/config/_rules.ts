@@ -1,0 +1,320 @@
+/**
+ * Rules that relate several keys. They read the raw TOML document (after env overrides) defensively: a value
+ * of the wrong type is skipped here, because the schema reports it, so these rules run even when other
+ * values are broken and every problem is listed at once.
+ *
+ * @module
+ */
+
+import { addressesOverlap, isLoopback } from "./address.ts";
+import type { ConfigIssue } from "./errors.ts";
+import { parsePortRange } from "./port_range.ts";
+import { DEFAULTS } from "./schema.ts";
+
+type Table = Record<string, unknown>;
+
+function table(value: unknown): Table | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date)
+    ? value as Table
+    : undefined;
+}
+
+function tables(value: unknown): (Table | undefined)[] {
+  return Array.isArray(value) ? value.map(table) : [];
+}
+
+function str(t: Table | undefined, key: string): string | undefined {
+  const value = t?.[key];
+  return typeof value === "string" ? value : undefined;
+}
+
+function num(t: Table | undefined, key: string): number | undefined {
+  const value = t?.[key];
+  return typeof value === "number" && Number.isFinite(value) ? value : undefined;
+}
+
+function bool(t: Table | undefined, key: string): boolean | undefined {
+  const value = t?.[key];
+  return typeof value === "boolean" ? value : undefined;
+}
+
+function has(t: Table | undefined, key: string): boolean {
+  return t !== undefined && t[key] !== undefined;
+}
+
+/** `value` from the file, or the default when the key is absent; undefined when present but malformed. */
+function numOr(
+  t: Table | undefined,
+  key: string,
+  fallback: number,
+): { value: number; isDefault: boolean } | undefined {
+  if (!has(t, key)) return { value: fallback, isDefault: true };
+  const value = num(t, key);
+  return value === undefined ? undefined : { value, isDefault: false };
+}
+
+function describe(key: string, v: { value: number; isDefault: boolean }): string {
+  return `${key} (${v.value}${v.isDefault ? ", the default" : ""})`;
+}
+
+function keepaliveRule(
+  t: Table | undefined,
+  prefix: string,
+  defaults: { interval: number; timeout: number },
+) {
+  const issues: ConfigIssue[] = [];
+  const interval = numOr(t, "keepalive_interval_secs", defaults.interval);
+  const timeout = numOr(t, "keepalive_timeout_secs", defaults.timeout);
+  if (interval && timeout && timeout.value <= interval.value) {
+    issues.push({
+      path: `${prefix}.keepalive_timeout_secs`,
+      message: `${describe("keepalive_timeout_secs", timeout)} must be greater than ${
+        describe("keepalive_interval_secs", interval)
+      }`,
+      hint: `a session is declared dead only after several missed pings; e.g. keepalive_timeout_secs = ${
+        interval.value * 3
+      }`,
+    });
+  }
+  return issues;
+}
+
+function backoffRule(t: Table | undefined, prefix: string, defaults: { initial: number; max: number }) {
+  const initial = numOr(t, "initial_delay_secs", defaults.initial);
+  const max = numOr(t, "max_delay_secs", defaults.max);
+  if (initial && max && max.value < initial.value) {
+    return [{
+      path: `${prefix}.max_delay_secs`,
+      message: `${describe("max_delay_secs", max)} is smaller than ${
+        describe("initial_delay_secs", initial)
+      }`,
+      hint: "the cap must be at least the first delay; raise max_delay_secs or lower initial_delay_secs",
+    }];
+  }
+  return [];
+}
+
+/** Cross-key rules of a server document (`{ server: … }`). */
+export function serverRules(document: Table): ConfigIssue[] {
+  const server = table(document.server);
+  if (server === undefined) return [];
+  const issues: ConfigIssue[] = [];
+  const clients = tables(server.clients);
+
+  if (!has(server, "auth_key") && clients.length === 0) {
+    issues.push({
+      path: "server.auth_key",
+      message: "no way for clients to authenticate: neither auth_key nor [[server.clients]] is set",
+      hint: "set auth_key to a long random secret, or add [[server.clients]] entries with their own keys",
+    });
+  }
+  if (has(server, "cert_path") !== has(server, "key_path")) {
+    const [present, missing] = has(server, "cert_path")
+      ? ["cert_path", "key_path"]
+      : ["key_path", "cert_path"];
+    issues.push({
+      path: `server.${missing}`,
+      message: `${present} is set but ${missing} is not`,
+      hint:
+        "set both, the certificate chain and its private key, or neither to use a generated throw-away certificate",
+    });
+  }
+  issues.push(
+    ...keepaliveRule(server, "server", {
+      interval: DEFAULTS.server.keepalive_interval_secs,
+      timeout: DEFAULTS.server.keepalive_timeout_secs,
+    }),
+  );
+
+  const statsAddr = has(server, "stats_addr") ? str(server, "stats_addr") : DEFAULTS.server.stats_addr;
+  const statsPort = num(server, "stats_port");
+  if (
+    statsPort !== undefined && statsAddr !== undefined && !isLoopback(statsAddr) &&
+    !has(server, "stats_token")
+  ) {
+    issues.push({
+      path: "server.stats_token",
+      message:
+        `the stats endpoint listens on ${statsAddr}, which other machines can reach, but stats_token is not set`,
+      hint:
+        `set stats_token or TLS_TUNNEL_STATS_TOKEN to a long random secret, or use stats_addr = "127.0.0.1"`,
+    });
+  }
+  const bindAddr = has(server, "bind_addr") ? str(server, "bind_addr") : DEFAULTS.server.bind_addr;
+  const bindPort = has(server, "bind_port") ? num(server, "bind_port") : DEFAULTS.server.bind_port;
+  if (
+    statsPort !== undefined && statsPort !== 0 && statsPort === bindPort && statsAddr !== undefined &&
+    bindAddr !== undefined && addressesOverlap(statsAddr, bindAddr)
+  ) {
+    issues.push({
+      path: "server.stats_port",
+      message: `stats_port ${statsPort} is also the tunnel's bind_port on ${bindAddr}`,
+      hint: "give the stats endpoint its own port, e.g. stats_port = 9090",
+    });
+  }
+
+  issues.push(
+    ...backoffRule(table(server.bind_retry), "server.bind_retry", {
+      initial: DEFAULTS.server.bind_retry.initial_delay_secs,
+      max: DEFAULTS.server.bind_retry.max_delay_secs,
+    }),
+  );
+
+  const sharedKey = str(server, "auth_key");
+  const namesSeen = new Map<string, number>();
+  const keysSeen = new Map<string, number>();
+  clients.forEach((entry, index) => {
+    const clientName = str(entry, "name");
+    if (clientName !== undefined) {
+      const first = namesSeen.get(clientName);
+      if (first !== undefined) {
+        issues.push({
+          path: `server.clients[${index}].name`,
+          message: `client name "${clientName}" is already used by server.clients[${first}]`,
+          hint: "give every [[server.clients]] entry its own name",
+        });
+      } else namesSeen.set(clientName, index);
+    }
+    const key = str(entry, "auth_key");
+    if (key !== undefined) {
+      const first = keysSeen.get(key);
+      if (first !== undefined) {
+        issues.push({
+          path: `server.clients[${index}].auth_key`,
+          message: `this key is already the key of server.clients[${first}]`,
+          hint: "give every client its own key, so that the server knows who connected",
+        });
+      } else keysSeen.set(key, index);
+      if (sharedKey !== undefined && key === sharedKey) {
+        issues.push({
+          path: `server.clients[${index}].auth_key`,
+          message: "this key is also the shared server.auth_key",
+          hint: "a named client needs a key of its own; change one of them",
+        });
+      }
+    }
+  });
+  return issues;
+}
+
+interface Binding {
+  index: number;
+  name: string | undefined;
+  addr: string;
+  port: number;
+}
+
+/** Cross-key rules of a client document (`{ client: …, proxies: […] }`). */
+export function clientRules(document: Table): ConfigIssue[] {
+  const client = table(document.client);
+  if (client === undefined) return [];
+  const issues: ConfigIssue[] = [];
+
+  issues.push(
+    ...keepaliveRule(client, "client", {
+      interval: DEFAULTS.client.keepalive_interval_secs,
+      timeout: DEFAULTS.client.keepalive_timeout_secs,
+    }),
+  );
+  issues.push(
+    ...backoffRule(table(client.reconnect), "client.reconnect", {
+      initial: DEFAULTS.client.reconnect.initial_delay_secs,
+      max: DEFAULTS.client.reconnect.max_delay_secs,
+    }),
+  );
+  if (bool(client, "skip_verify") === true && has(client, "ca_cert_path")) {
+    issues.push({
+      path: "client.skip_verify",
+      message: "skip_verify = true disables the verification that ca_cert_path is for",
+      hint:
+        "remove skip_verify to verify the server against ca_cert_path, which is safer, or remove ca_cert_path",
+    });
+  }
+
+  if (document.proxies === undefined || (Array.isArray(document.proxies) && document.proxies.length === 0)) {
+    issues.push({
+      path: "proxies",
+      message: "the client publishes nothing: no [[proxies]] entry",
+      hint: "add a [[proxies]] table with name, publish_port and local_port",
+    });
+  }
+  const serverPort = has(client, "server_port") ? num(client, "server_port") : DEFAULTS.client.server_port;
+  const namesSeen = new Map<string, number>();
+  const bindings: Binding[] = [];
+  tables(document.proxies).forEach((proxy, index) => {
+    if (proxy === undefined) return;
+    const prefix = `proxies[${index}]`;
+    const proxyName = str(proxy, "name");
+    if (proxyName !== undefined) {
+      const first = namesSeen.get(proxyName);
+      if (first !== undefined) {
+        issues.push({
+          path: `${prefix}.name`,
+          message: `proxy name "${proxyName}" is already used by proxies[${first}]`,
+          hint: "give every [[proxies]] entry its own name; the server tells them apart by name",
+        });
+      } else namesSeen.set(proxyName, index);
+    }
+    if (!has(proxy, "publish_port") && !has(proxy, "publish_port_range")) {
+      issues.push({
+        path: `${prefix}.publish_port`,
+        message: "missing required key `publish_port`",
+        hint: "set the port the server publishes, publish_port = 0 to let the server pick one, " +
+          `or publish_port_range = "20000-20100"`,
+      });
+    }
+    const publishPort = num(proxy, "publish_port");
+    const publishAddr = has(proxy, "publish_addr") ? str(proxy, "publish_addr") : DEFAULTS.proxy.publish_addr;
+    if (publishPort !== undefined && publishPort !== 0 && publishAddr !== undefined) {
+      const clash = bindings.find((b) => b.port === publishPort && addressesOverlap(b.addr, publishAddr));
+      if (clash !== undefined) {
+        const other = clash.name !== undefined
+          ? `proxies[${clash.index}] ("${clash.name}")`
+          : `proxies[${clash.index}]`;
+        issues.push({
+          path: `${prefix}.publish_port`,
+          message:
+            `${publishAddr}:${publishPort} collides with ${other}, which publishes ${clash.addr}:${clash.port}`,
+          hint:
+            "two proxies cannot publish the same port on overlapping addresses; pick another publish_port",
+        });
+      } else {
+        bindings.push({ index, name: proxyName, addr: publishAddr, port: publishPort });
+      }
+      if (publishPort === serverPort) {
+        issues.push({
+          path: `${prefix}.publish_port`,
+          message: `publish_port ${publishPort} is the server's tunnel port (client.server_port)`,
+          hint: "the server already listens there for tunnel connections; pick another publish_port",
+        });
+      }
+    }
+    const rangeText = str(proxy, "publish_port_range");
+    const range = rangeText !== undefined ? parsePortRange(rangeText) : undefined;
+    if (
+      range !== undefined && "start" in range && serverPort !== undefined && range.start === range.end &&
+      range.start === serverPort
+    ) {
+      issues.push({
+        path: `${prefix}.publish_port_range`,
+        message: `publish_port_range ${rangeText} holds only the server's tunnel port (client.server_port)`,
+        hint: "choose a range of ports the server can publish",
+      });
+    }
+    const health = table(proxy.health_check);
+    if (health !== undefined) {
+      const interval = numOr(health, "interval_secs", DEFAULTS.proxy.health_check.interval_secs);
+      const timeout = numOr(health, "timeout_secs", DEFAULTS.proxy.health_check.timeout_secs);
+      if (interval && timeout && timeout.value > interval.value) {
+        issues.push({
+          path: `${prefix}.health_check.timeout_secs`,
+          message: `${describe("timeout_secs", timeout)} is longer than ${
+            describe("interval_secs", interval)
+          }`,
+          hint: "a check must finish before the next one starts; lower timeout_secs or raise interval_secs",
+        });
+      }
+    }
+  });
+  return issues;
+}

@@ -1,0 +1,314 @@
+/**
+ * Loading a config: TOML text → environment overrides → schema and cross-key rules → the validated,
+ * camelCase objects of `types.ts`. Every problem found is reported at once in one {@link ConfigError}.
+ *
+ * @module
+ */
+
+import { parse as parseToml, TomlError } from "smol-toml";
+import { convertIssue } from "./_issues.ts";
+import { clientRules, serverRules } from "./_rules.ts";
+import { applyEnvOverrides, type EnvSource, processEnv } from "./env.ts";
+import { ConfigError, type ConfigIssue } from "./errors.ts";
+import { type ClientFile, clientFileSchema, type ServerFile, serverFileSchema } from "./schema.ts";
+import type { ClientConfig, ProxyConfig, ServerClientEntry, ServerConfig } from "./types.ts";
+
+/** Which role a config file is for. */
+export type ConfigKind = "server" | "client";
+
+/** A validated config of either role. */
+export type ParsedConfig =
+  | { kind: "server"; config: ServerConfig }
+  | { kind: "client"; config: ClientConfig };
+
+/** Options of the loaders. */
+export interface LoadOptions {
+  /** Name of the source in messages (default: the file path, or `<text>`). */
+  sourceName?: string;
+  /**
+   * Environment variables for the `TLS_TUNNEL_*` overrides (see `ENV_OVERRIDES`). Default: the process
+   * environment (read only with `--allow-env`; without it no override applies). Tests pass a record.
+   */
+  env?: EnvSource;
+}
+
+/** Where to read a config: a file path, a file URL, or the text itself. */
+export type ConfigSource = string | URL | { text: string };
+
+/** A {@link ConfigError} that also knows which role the file was meant for, when that could be told. */
+export class InvalidConfigError extends ConfigError {
+  /** The role the file is for, or undefined when not even that could be determined. */
+  readonly kind: ConfigKind | undefined;
+
+  /**
+   * @param sourceName where the config came from.
+   * @param kind the role, when known.
+   * @param issues every problem found.
+   */
+  constructor(sourceName: string, kind: ConfigKind | undefined, issues: ConfigIssue[]) {
+    super(sourceName, issues);
+    this.name = "InvalidConfigError";
+    this.kind = kind;
+  }
+}
+
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date);
+}
+
+function syntaxIssue(error: TomlError): ConfigIssue {
+  // smol-toml's message is "Invalid TOML document: <what>\n\n<code excerpt>"; the excerpt repeats the
+  // position we report separately.
+  const firstLine = error.message.split("\n")[0] ?? error.message;
+  const what = firstLine.replace(/^Invalid TOML document:\s*/, "");
+  return {
+    path: "",
+    message: `TOML syntax error: ${what}`,
+    hint: "fix the TOML syntax at this position: strings need quotes, tables are written [name]",
+    line: error.line,
+    column: error.column,
+  };
+}
+
+function detectKind(document: Record<string, unknown>): ConfigKind | ConfigIssue {
+  const hasServer = "server" in document;
+  const hasClient = "client" in document || "proxies" in document;
+  if (hasServer && hasClient) {
+    return {
+      path: "",
+      message: "the file has both a [server] table and a [client] table or [[proxies]]",
+      hint: "a file configures one role; put the server's and the client's settings in separate files",
+    };
+  }
+  if (hasServer) return "server";
+  if (hasClient) return "client";
+  return {
+    path: "",
+    message: "neither a [server] nor a [client] table was found",
+    hint: "start a server config with [server] and a client config with [client]; " +
+      "`tls-tunnel template server` prints an example",
+  };
+}
+
+function toServerConfig(file: ServerFile): ServerConfig {
+  const s = file.server;
+  const clients: ServerClientEntry[] = s.clients.map((c) => ({
+    name: c.name,
+    authKey: c.auth_key,
+    allowPorts: c.allow_ports ?? s.allow_ports,
+    maxProxies: c.max_proxies ?? s.max_proxies_per_client,
+  }));
+  return {
+    bindAddr: s.bind_addr,
+    bindPort: s.bind_port,
+    ...(s.cert_path !== undefined ? { certPath: s.cert_path } : {}),
+    ...(s.key_path !== undefined ? { keyPath: s.key_path } : {}),
+    ...(s.auth_key !== undefined ? { authKey: s.auth_key } : {}),
+    clients,
+    allowPorts: s.allow_ports,
+    maxProxiesPerClient: s.max_proxies_per_client,
+    handshakeTimeoutSecs: s.handshake_timeout_secs,
+    keepaliveIntervalSecs: s.keepalive_interval_secs,
+    keepaliveTimeoutSecs: s.keepalive_timeout_secs,
+    statsAddr: s.stats_addr,
+    ...(s.stats_port !== undefined ? { statsPort: s.stats_port } : {}),
+    ...(s.stats_token !== undefined ? { statsToken: s.stats_token } : {}),
+    bindRetry: {
+      maxRetries: s.bind_retry.max_retries,
+      initialDelaySecs: s.bind_retry.initial_delay_secs,
+      maxDelaySecs: s.bind_retry.max_delay_secs,
+    },
+    stickyPortsTtlSecs: s.sticky_ports_ttl_secs,
+  };
+}
+
+function toClientConfig(file: ClientFile): ClientConfig {
+  const c = file.client;
+  const proxies: ProxyConfig[] = file.proxies.map((p) => ({
+    name: p.name,
+    proxyType: p.proxy_type,
+    publishAddr: p.publish_addr,
+    publishPort: p.publish_port ?? 0,
+    ...(p.publish_port_range !== undefined ? { publishPortRange: p.publish_port_range } : {}),
+    fallbackToSystemPort: p.fallback_to_system_port,
+    localAddr: p.local_addr,
+    localPort: p.local_port,
+    ...(p.health_check !== undefined
+      ? {
+        healthCheck: { intervalSecs: p.health_check.interval_secs, timeoutSecs: p.health_check.timeout_secs },
+      }
+      : {}),
+  }));
+  return {
+    serverAddr: c.server_addr,
+    serverPort: c.server_port,
+    serverName: c.server_name ?? c.server_addr,
+    ...(c.ca_cert_path !== undefined ? { caCertPath: c.ca_cert_path } : {}),
+    skipVerify: c.skip_verify,
+    authKey: c.auth_key,
+    ...(c.client_id !== undefined ? { clientId: c.client_id } : {}),
+    reconnect: {
+      initialDelaySecs: c.reconnect.initial_delay_secs,
+      maxDelaySecs: c.reconnect.max_delay_secs,
+      multiplier: c.reconnect.multiplier,
+      jitter: c.reconnect.jitter,
+      maxAttempts: c.reconnect.max_attempts,
+    },
+    ...(c.bind_retry !== undefined
+      ? {
+        bindRetry: {
+          ...(c.bind_retry.max_retries !== undefined ? { maxRetries: c.bind_retry.max_retries } : {}),
+          ...(c.bind_retry.initial_delay_secs !== undefined
+            ? { initialDelaySecs: c.bind_retry.initial_delay_secs }
+            : {}),
+          ...(c.bind_retry.max_delay_secs !== undefined ? { maxDelaySecs: c.bind_retry.max_delay_secs } : {}),
+        },
+      }
+      : {}),
+    localConnectRetries: c.local_connect_retries,
+    localRetryDelayMs: c.local_retry_delay_ms,
+    keepaliveIntervalSecs: c.keepalive_interval_secs,
+    keepaliveTimeoutSecs: c.keepalive_timeout_secs,
+    statsAddr: c.stats_addr,
+    ...(c.stats_port !== undefined ? { statsPort: c.stats_port } : {}),
+    proxies,
+  };
+}
+
+/** Sorts issues by where they are in the file, keeping the discovery order within one key. */
+function byPath(issues: ConfigIssue[]): ConfigIssue[] {
+  const key = (path: string) => path.replace(/\[(\d+)\]/g, (_, n: string) => `[${n.padStart(6, "0")}]`);
+  return issues
+    .map((issue, index) => ({ issue, index }))
+    .sort((a, b) => {
+      const ka = key(a.issue.path);
+      const kb = key(b.issue.path);
+      return ka < kb ? -1 : ka > kb ? 1 : a.index - b.index;
+    })
+    .map((entry) => entry.issue);
+}
+
+/**
+ * Parses and validates config text of either role, telling server (`[server]`) from client (`[client]`,
+ * `[[proxies]]`) configs.
+ *
+ * @throws {InvalidConfigError} listing every problem (TOML syntax, unknown keys, bad types and values,
+ *   conflicting keys), each with its key path and a hint.
+ */
+export function parseConfigText(text: string, options: LoadOptions = {}): ParsedConfig {
+  const sourceName = options.sourceName ?? "<text>";
+  let document: unknown;
+  try {
+    document = parseToml(text);
+  } catch (error) {
+    if (error instanceof TomlError) throw new InvalidConfigError(sourceName, undefined, [syntaxIssue(error)]);
+    throw error;
+  }
+  if (!isTable(document)) {
+    throw new InvalidConfigError(sourceName, undefined, [{
+      path: "",
+      message: "the document is not a TOML table",
+      hint: "start a server config with [server] and a client config with [client]",
+    }]);
+  }
+  const kind = detectKind(document);
+  if (typeof kind !== "string") throw new InvalidConfigError(sourceName, undefined, [kind]);
+
+  const envSources = applyEnvOverrides(document, kind, options.env ?? processEnv);
+  const schema = kind === "server" ? serverFileSchema : clientFileSchema;
+  const result = schema.safeParse(document, { reportInput: true });
+  const issues: ConfigIssue[] = [];
+  if (!result.success) {
+    for (const issue of result.error.issues) issues.push(...convertIssue(issue, document, kind, envSources));
+  }
+  issues.push(...(kind === "server" ? serverRules(document) : clientRules(document)));
+  // The schema and the rules may both notice a missing publish_port; one message per key and text is enough.
+  const unique = issues.filter((issue, index) =>
+    issues.findIndex((other) => other.path === issue.path && other.message === issue.message) === index
+  );
+  if (unique.length > 0 || !result.success) throw new InvalidConfigError(sourceName, kind, byPath(unique));
+
+  return kind === "server"
+    ? { kind, config: toServerConfig(result.data as ServerFile) }
+    : { kind, config: toClientConfig(result.data as ClientFile) };
+}
+
+async function readSource(source: ConfigSource): Promise<{ text: string; sourceName: string }> {
+  if (typeof source === "object" && "text" in source) return { text: source.text, sourceName: "<text>" };
+  const sourceName = source instanceof URL ? source.pathname : source;
+  try {
+    return { text: await Deno.readTextFile(source), sourceName };
+  } catch (error) {
+    let message = `cannot read config file ${sourceName}: ${
+      error instanceof Error ? error.message : String(error)
+    }`;
+    let hint = "check the file's path and permissions";
+    if (error instanceof Deno.errors.NotFound) {
+      message = `config file ${sourceName} does not exist`;
+      hint =
+        "check the path given to -c/--config; `tls-tunnel template server|client -o FILE` writes a starting point";
+    } else if (error instanceof Deno.errors.IsADirectory) {
+      message = `${sourceName} is a directory, not a config file`;
+      hint = "pass the path of a .toml file";
+    } else if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+      hint = "make the file readable by this user (and run deno with --allow-read)";
+    } else if (error instanceof TypeError) {
+      message = `config file ${sourceName} is not valid UTF-8 text`;
+      hint = "save the file as UTF-8";
+    }
+    throw new InvalidConfigError(sourceName, undefined, [{ path: "", message, hint }]);
+  }
+}
+
+/**
+ * Reads and validates a config of either role.
+ *
+ * @throws {InvalidConfigError} when the file cannot be read or is invalid.
+ */
+export async function loadConfig(source: ConfigSource, options: LoadOptions = {}): Promise<ParsedConfig> {
+  const { text, sourceName } = await readSource(source);
+  return parseConfigText(text, { ...options, sourceName: options.sourceName ?? sourceName });
+}
+
+/** Alias of {@link loadConfig}, the name the CLI's run commands use. */
+export const loadConfigFile: typeof loadConfig = loadConfig;
+
+function wrongKind(sourceName: string, expected: ConfigKind, actual: ConfigKind): InvalidConfigError {
+  return new InvalidConfigError(sourceName, actual, [{
+    path: "",
+    message: `this is a ${actual} config, but the ${expected} was asked to load it`,
+    hint: `run \`tls-tunnel ${actual} -c ${sourceName}\`, or pass a ${expected} config ([${expected}] table)`,
+  }]);
+}
+
+/**
+ * Reads and validates a server config.
+ *
+ * @throws {InvalidConfigError} when the file cannot be read, is invalid, or is a client config.
+ */
+export async function loadServerConfig(
+  source: ConfigSource,
+  options: LoadOptions = {},
+): Promise<ServerConfig> {
+  const { text, sourceName } = await readSource(source);
+  const name = options.sourceName ?? sourceName;
+  const parsed = parseConfigText(text, { ...options, sourceName: name });
+  if (parsed.kind !== "server") throw wrongKind(name, "server", parsed.kind);
+  return parsed.config;
+}
+
+/**
+ * Reads and validates a client config.
+ *
+ * @throws {InvalidConfigError} when the file cannot be read, is invalid, or is a server config.
+ */
+export async function loadClientConfig(
+  source: ConfigSource,
+  options: LoadOptions = {},
+): Promise<ClientConfig> {
+  const { text, sourceName } = await readSource(source);
+  const name = options.sourceName ?? sourceName;
+  const parsed = parseConfigText(text, { ...options, sourceName: name });
+  if (parsed.kind !== "client") throw wrongKind(name, "client", parsed.kind);
+  return parsed.config;
+}

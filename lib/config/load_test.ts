@@ -1,0 +1,368 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { stringify } from "smol-toml";
+import { ConfigError, formatIssue } from "./errors.ts";
+import {
+  InvalidConfigError,
+  loadClientConfig,
+  loadConfig,
+  loadServerConfig,
+  parseConfigText,
+} from "./load.ts";
+import { KNOWN_KEYS } from "./schema.ts";
+import type { ClientConfig, ServerConfig } from "./types.ts";
+
+const TESTDATA = new URL("../../tests/testdata/config/", import.meta.url);
+const NO_ENV = {};
+const KEY = "0123456789abcdef-key";
+
+function parseServer(text: string, env: Record<string, string> = NO_ENV): ServerConfig {
+  const parsed = parseConfigText(text, { env });
+  assert.equal(parsed.kind, "server");
+  return parsed.config as ServerConfig;
+}
+
+function parseClient(text: string, env: Record<string, string> = NO_ENV): ClientConfig {
+  const parsed = parseConfigText(text, { env });
+  assert.equal(parsed.kind, "client");
+  return parsed.config as ClientConfig;
+}
+
+function issuesOf(text: string, env: Record<string, string> = NO_ENV): string[] {
+  try {
+    parseConfigText(text, { env });
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected a ConfigError, got ${error}`);
+    return error.issues.map(formatIssue);
+  }
+  assert.fail("the config was accepted");
+}
+
+const CLIENT = `[client]\nserver_addr = "127.0.0.1"\nauth_key = "${KEY}"\n` +
+  `[[proxies]]\nname = "web"\npublish_port = 8080\nlocal_port = 3000\n`;
+
+Deno.test("a minimal server config gets every documented default", () => {
+  assert.deepEqual(parseServer(`[server]\nauth_key = "${KEY}"\n`), {
+    bindAddr: "0.0.0.0",
+    bindPort: 8443,
+    authKey: KEY,
+    clients: [],
+    allowPorts: [{ start: 1024, end: 65535 }],
+    maxProxiesPerClient: 64,
+    handshakeTimeoutSecs: 10,
+    keepaliveIntervalSecs: 10,
+    keepaliveTimeoutSecs: 30,
+    statsAddr: "127.0.0.1",
+    bindRetry: { maxRetries: 10, initialDelaySecs: 2, maxDelaySecs: 60 },
+    stickyPortsTtlSecs: 600,
+  });
+});
+
+Deno.test("a minimal client config gets every documented default", () => {
+  assert.deepEqual(parseClient(CLIENT), {
+    serverAddr: "127.0.0.1",
+    serverPort: 8443,
+    serverName: "127.0.0.1",
+    skipVerify: false,
+    authKey: KEY,
+    reconnect: { initialDelaySecs: 5, maxDelaySecs: 60, multiplier: 2, jitter: 0.2, maxAttempts: 0 },
+    localConnectRetries: 3,
+    localRetryDelayMs: 1000,
+    keepaliveIntervalSecs: 10,
+    keepaliveTimeoutSecs: 30,
+    statsAddr: "127.0.0.1",
+    proxies: [{
+      name: "web",
+      proxyType: "tcp",
+      publishAddr: "0.0.0.0",
+      publishPort: 8080,
+      fallbackToSystemPort: false,
+      localAddr: "127.0.0.1",
+      localPort: 3000,
+    }],
+  });
+});
+
+Deno.test("every key of a full server config reaches the camelCase object", async () => {
+  const config = await loadServerConfig(new URL("valid/full_server.toml", TESTDATA), { env: NO_ENV });
+  assert.deepEqual(config, {
+    bindAddr: "::",
+    bindPort: 443,
+    certPath: "/etc/tls-tunnel/cert.pem",
+    keyPath: "/etc/tls-tunnel/key.pem",
+    authKey: "full-server-shared-key-0123",
+    clients: [{
+      name: "office",
+      authKey: "office-key-0123456789",
+      allowPorts: [{ start: 8080, end: 8080 }],
+      maxProxies: 2,
+    }],
+    allowPorts: [{ start: 20000, end: 20100 }, { start: 8080, end: 8080 }, { start: 9000, end: 9001 }],
+    maxProxiesPerClient: 10,
+    handshakeTimeoutSecs: 5,
+    keepaliveIntervalSecs: 15,
+    keepaliveTimeoutSecs: 45.5,
+    statsAddr: "10.0.0.1",
+    statsPort: 9090,
+    statsToken: "stats-token-0123456789",
+    bindRetry: { maxRetries: 0, initialDelaySecs: 0.5, maxDelaySecs: 10 },
+    stickyPortsTtlSecs: 0,
+  });
+});
+
+Deno.test("every key of a full client config reaches the camelCase object", async () => {
+  const config = await loadClientConfig(new URL("valid/full_client.toml", TESTDATA), { env: NO_ENV });
+  assert.equal(config.serverAddr, "tunnel.example.com");
+  assert.equal(config.serverPort, 443);
+  assert.equal(config.caCertPath, "ca.pem");
+  assert.equal(config.clientId, "office.laptop_1");
+  assert.equal(config.localConnectRetries, 5);
+  assert.equal(config.localRetryDelayMs, 250);
+  assert.equal(config.keepaliveIntervalSecs, 5);
+  assert.equal(config.keepaliveTimeoutSecs, 20);
+  assert.equal(config.statsPort, 9091);
+  assert.deepEqual(config.reconnect, {
+    initialDelaySecs: 1,
+    maxDelaySecs: 30,
+    multiplier: 1.5,
+    jitter: 0,
+    maxAttempts: 20,
+  });
+  assert.deepEqual(config.proxies[0], {
+    name: "db",
+    proxyType: "tcp",
+    publishAddr: "127.0.0.1",
+    publishPort: 15432,
+    publishPortRange: { start: 15433, end: 15440 },
+    fallbackToSystemPort: false,
+    localAddr: "db.internal",
+    localPort: 5432,
+    healthCheck: { intervalSecs: 30, timeoutSecs: 5 },
+  });
+});
+
+Deno.test("named clients inherit the server's allowed ports and proxy limit", () => {
+  const config = parseServer(
+    `[server]\nallow_ports = "30000-30010"\nmax_proxies_per_client = 7\n` +
+      `[[server.clients]]\nname = "a"\nauth_key = "${KEY}"\n`,
+  );
+  assert.equal(config.authKey, undefined);
+  assert.deepEqual(config.clients, [{
+    name: "a",
+    authKey: KEY,
+    allowPorts: [{ start: 30000, end: 30010 }],
+    maxProxies: 7,
+  }]);
+});
+
+Deno.test("a proxy with only a port range publishes on port 0 within that range", () => {
+  const config = parseClient(
+    `[client]\nserver_addr = "h.example"\nauth_key = "${KEY}"\n` +
+      `[[proxies]]\nname = "r"\npublish_port_range = "21000-21010"\nlocal_port = 1\n`,
+  );
+  assert.equal(config.proxies[0]?.publishPort, 0);
+  assert.deepEqual(config.proxies[0]?.publishPortRange, { start: 21000, end: 21010 });
+  assert.equal(config.serverName, "h.example");
+});
+
+Deno.test("every config under testdata/config/valid loads", async () => {
+  let count = 0;
+  for await (const entry of Deno.readDir(new URL("valid/", TESTDATA))) {
+    if (!entry.name.endsWith(".toml")) continue;
+    count++;
+    await loadConfig(new URL(`valid/${entry.name}`, TESTDATA), { env: NO_ENV }).catch((error) => {
+      throw new Error(`${entry.name} was rejected: ${error instanceof Error ? error.message : error}`);
+    });
+  }
+  assert.ok(count >= 5, `only ${count} valid configs found`);
+});
+
+Deno.test("every config under testdata/config/invalid is rejected with its expected message", async () => {
+  const dir = new URL("invalid/", TESTDATA);
+  const names: string[] = [];
+  for await (const entry of Deno.readDir(dir)) if (entry.name.endsWith(".toml")) names.push(entry.name);
+  assert.ok(names.length >= 20, `only ${names.length} invalid configs found`);
+  for (const name of names.sort()) {
+    const expected = (await Deno.readTextFile(new URL(name.replace(/\.toml$/, ".expected"), dir))).trim();
+    assert.notEqual(expected, "", `${name}: the .expected file is empty`);
+    const error = await loadConfig(new URL(name, dir), { env: NO_ENV }).then(
+      () => assert.fail(`${name} was accepted`),
+      (error: unknown) => error,
+    );
+    assert.ok(error instanceof InvalidConfigError, `${name}: ${error}`);
+    assert.ok(
+      error.message.includes(expected),
+      `${name}: expected the error to contain\n  ${expected}\nbut it was\n${error.message}`,
+    );
+    for (const issue of error.issues) {
+      assert.notEqual(issue.hint, "", `${name}: issue without hint: ${issue.message}`);
+    }
+  }
+});
+
+Deno.test("every problem of a file is reported at once, sorted by key path", () => {
+  const issues = issuesOf(
+    `[server]\nbind_port = 70000\nauth_key = "short"\ncert_path = "c.pem"\nbind_addr = 5\nbnd = 1\n` +
+      `keepalive_interval_secs = "x"\n`,
+  );
+  assert.deepEqual(issues.map((i) => i.split(":")[0]), [
+    "server.auth_key",
+    "server.bind_addr",
+    "server.bind_port",
+    "server.bnd",
+    "server.keepalive_interval_secs",
+    "server.key_path",
+  ]);
+});
+
+Deno.test("secrets never appear in error messages", () => {
+  const secret = "s3cr3t!";
+  const issues = issuesOf(`[server]\nauth_key = "${secret}"\nstats_token = 12\n`).join("\n");
+  assert.ok(!issues.includes(secret), issues);
+  const duplicate = issuesOf(
+    `[server]\n[[server.clients]]\nname = "a"\nauth_key = "${KEY}"\n[[server.clients]]\nname = "b"\nauth_key = "${KEY}"\n`,
+  ).join("\n");
+  assert.ok(!duplicate.includes(KEY), duplicate);
+});
+
+Deno.test("a TOML syntax error reports its line and column", () => {
+  try {
+    parseConfigText(`[server]\nauth_key = "${KEY}"\nbind_port = = 1\n`, {
+      env: NO_ENV,
+      sourceName: "x.toml",
+    });
+    assert.fail("accepted");
+  } catch (error) {
+    assert.ok(error instanceof InvalidConfigError);
+    assert.equal(error.kind, undefined);
+    assert.equal(error.issues.length, 1);
+    assert.equal(error.issues[0]?.line, 3);
+    assert.ok((error.issues[0]?.column ?? 0) > 1);
+    assert.match(
+      error.message,
+      /^Invalid config x\.toml \(1 problem\):\n {2}line 3, column \d+: TOML syntax error/,
+    );
+  }
+});
+
+Deno.test("environment variables override their keys and are validated with their name", () => {
+  const env = {
+    TLS_TUNNEL_AUTH_KEY: "from-the-environment-key",
+    TLS_TUNNEL_SERVER_ADDR: "env.example.com",
+    TLS_TUNNEL_SERVER_PORT: "9443",
+    TLS_TUNNEL_RECONNECT_DELAY_SECS: "1.5",
+    TLS_TUNNEL_LOCAL_CONNECT_RETRIES: "7",
+    TLS_TUNNEL_LOCAL_RETRY_DELAY_MS: "20",
+    TLS_TUNNEL_BIND_PORT: "1", // a server key: ignored by a client config
+  };
+  const client = parseClient(CLIENT, env);
+  assert.equal(client.authKey, "from-the-environment-key");
+  assert.equal(client.serverAddr, "env.example.com");
+  assert.equal(client.serverName, "env.example.com");
+  assert.equal(client.serverPort, 9443);
+  assert.equal(client.reconnect.initialDelaySecs, 1.5);
+  assert.equal(client.localConnectRetries, 7);
+  assert.equal(client.localRetryDelayMs, 20);
+
+  const server = parseServer(`[server]\nauth_key = "${KEY}"\n`, {
+    TLS_TUNNEL_AUTH_KEY: "server-env-key-0123456",
+    TLS_TUNNEL_BIND_ADDR: "127.0.0.1",
+    TLS_TUNNEL_BIND_PORT: "9000",
+    TLS_TUNNEL_STATS_TOKEN: "token-from-env-0123456",
+  });
+  assert.equal(server.authKey, "server-env-key-0123456");
+  assert.equal(server.bindAddr, "127.0.0.1");
+  assert.equal(server.bindPort, 9000);
+  assert.equal(server.statsToken, "token-from-env-0123456");
+});
+
+Deno.test("a bad environment value is reported with the variable's name", () => {
+  const issues = issuesOf(CLIENT, {
+    TLS_TUNNEL_SERVER_PORT: "eighty",
+    TLS_TUNNEL_LOCAL_CONNECT_RETRIES: "0",
+  });
+  assert.ok(
+    issues.some((i) =>
+      i.startsWith('client.server_port: expected a number, got the string "eighty"') &&
+      i.includes("TLS_TUNNEL_SERVER_PORT")
+    ),
+    issues.join("\n"),
+  );
+  assert.ok(
+    issues.some((i) =>
+      i.startsWith("client.local_connect_retries:") && i.includes("TLS_TUNNEL_LOCAL_CONNECT_RETRIES")
+    ),
+    issues.join("\n"),
+  );
+  const server = issuesOf(`[server]\nauth_key = "${KEY}"\n`, { TLS_TUNNEL_BIND_PORT: "70000" });
+  assert.match(server.join("\n"), /server\.bind_port: 70000 is not a valid port .*TLS_TUNNEL_BIND_PORT/);
+});
+
+Deno.test("an environment key can satisfy a required key, and empty variables count as unset", () => {
+  const text =
+    `[client]\nserver_addr = "h.example"\n[[proxies]]\nname = "w"\npublish_port = 1\nlocal_port = 1\n`;
+  assert.equal(parseClient(text, { TLS_TUNNEL_AUTH_KEY: KEY }).authKey, KEY);
+  assert.match(
+    issuesOf(text, { TLS_TUNNEL_AUTH_KEY: "" }).join("\n"),
+    /client\.auth_key: missing required key/,
+  );
+  // A getter works as well as a record, and creates [client.reconnect] when the file has none.
+  const fromGetter = parseConfigText(text, {
+    env: (name) => ({ TLS_TUNNEL_AUTH_KEY: KEY, TLS_TUNNEL_RECONNECT_DELAY_SECS: "2" })[name],
+  });
+  assert.equal(fromGetter.kind === "client" && fromGetter.config.reconnect.initialDelaySecs, 2);
+});
+
+Deno.test("loading a config of the other role fails with a hint naming the right command", async () => {
+  const error = await loadServerConfig({ text: CLIENT }, { env: NO_ENV }).catch((e: unknown) => e);
+  assert.ok(error instanceof InvalidConfigError);
+  assert.equal(error.kind, "client");
+  assert.match(error.message, /this is a client config, but the server was asked to load it/);
+  await assert.rejects(
+    loadClientConfig({ text: `[server]\nauth_key = "${KEY}"\n` }, { env: NO_ENV }),
+    /server config/,
+  );
+});
+
+Deno.test("a missing config file is a ConfigError that names the path", async () => {
+  const error = await loadConfig("/nonexistent/dir/server.toml", { env: NO_ENV }).catch((e: unknown) => e);
+  assert.ok(error instanceof InvalidConfigError);
+  assert.match(error.message, /config file \/nonexistent\/dir\/server\.toml does not exist/);
+  assert.match(error.issues[0]?.hint ?? "", /-c\/--config/);
+});
+
+Deno.test("random documents built from known keys never crash the loader", () => {
+  const anyValue = fc.oneof(
+    fc.integer({ min: -100_000, max: 100_000 }),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    fc.string({ maxLength: 30 }),
+    fc.boolean(),
+    fc.constantFrom("0.0.0.0", "127.0.0.1", "20000-20100", "tcp", "tls", KEY, "100-1"),
+  );
+  const tableOf = (keys: readonly string[]) => fc.dictionary(fc.constantFrom(...keys, "unknwn"), anyValue);
+  const server = fc.record({
+    server: fc.tuple(
+      tableOf(KNOWN_KEYS.server.server ?? []),
+      tableOf(KNOWN_KEYS.server["server.bind_retry"] ?? []),
+    )
+      .map(([s, retry]) => ({ ...s, bind_retry: retry })),
+  });
+  const client = fc.record({
+    client: tableOf(KNOWN_KEYS.client.client ?? []),
+    proxies: fc.array(tableOf(KNOWN_KEYS.client.proxies ?? []), { maxLength: 4 }),
+  });
+  fc.assert(
+    fc.property(fc.oneof(server, client), (document) => {
+      try {
+        parseConfigText(stringify(document), { env: NO_ENV });
+      } catch (error) {
+        if (!(error instanceof ConfigError)) throw error;
+        for (const issue of error.issues) {
+          assert.equal(typeof issue.path, "string");
+          assert.ok(issue.message.length > 0);
+        }
+      }
+    }),
+    { numRuns: 300 },
+  );
+});

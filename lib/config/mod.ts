@@ -1,0 +1,45 @@
+/**
+ * tls-tunnel's configuration: TOML files (keys compatible with the Rust tls-tunnel) loaded into the
+ * validated objects the server and client roles use, with every problem reported at once.
+ *
+ * ```ts
+ * import { loadServerConfig } from "./lib/config/mod.ts";
+ * const config = await loadServerConfig("server.toml");
+ * ```
+ *
+ * @module
+ */
+
+export type * from "./types.ts";
+export { ConfigError, type ConfigIssue, formatIssue } from "./errors.ts";
+export { applyEnvOverrides, ENV_OVERRIDES, type EnvOverride, type EnvSource, processEnv } from "./env.ts";
+export {
+  type ConfigKind,
+  type ConfigSource,
+  InvalidConfigError,
+  loadClientConfig,
+  loadConfig,
+  loadConfigFile,
+  type LoadOptions,
+  loadServerConfig,
+  parseConfigText,
+  type ParsedConfig,
+} from "./load.ts";
+export {
+  formatPortRanges,
+  parsePortRange,
+  parsePortRanges,
+  portInRanges,
+  type PortRangeProblem,
+} from "./port_range.ts";
+export { DEFAULTS, MIN_SECRET_LENGTH } from "./schema.ts";
+export {
+  addressesOverlap,
+  isHost,
+  isHostname,
+  isIpAddress,
+  isIpv4,
+  isIpv6,
+  isLoopback,
+  isWildcard,
+} from "./address.ts";

@@ -1,0 +1,78 @@
+/**
+ * The ways the program is shipped and first run: `deno task demo` as a user runs it, and the single-file
+ * bundle (`deno task bundle`). `deno compile` needs to download Deno's runtime, which CI cannot, so its
+ * arguments are checked here and the executable is built by `deno task compile:all` where online.
+ */
+
+import assert from "node:assert/strict";
+import { CliProcess, PROJECT_ROOT } from "./_helpers.ts";
+import { compileArgs, RUNTIME_PERMISSIONS, TARGETS } from "../scripts/compile_all.ts";
+
+Deno.test("demo serves a page through the tunnel and stops cleanly on SIGINT", async () => {
+  const demo = new CliProcess(["demo"]);
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!/Fetched through the tunnel: HTTP 200/.test(demo.stdout)) {
+      assert.ok(!demo.exited, `demo exited early:\n${demo.output}`);
+      assert.ok(Date.now() < deadline, `demo did not fetch through the tunnel:\n${demo.output}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const url = demo.stdout.match(/Tunnel demo is up: (http:\/\/127\.0\.0\.1:\d+\/)/)?.[1];
+    assert.ok(url, demo.output);
+    const response = await fetch(url);
+    assert.match(await response.text(), /Hello from the local service behind the tunnel/);
+    demo.kill("SIGINT");
+    const status = await demo.status();
+    assert.equal(status.code, 0, demo.output);
+  } finally {
+    await demo.stop();
+  }
+});
+
+Deno.test("the single-file bundle runs the CLI", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tls-tunnel-bundle-" });
+  try {
+    const bundled = await new Deno.Command(Deno.execPath(), {
+      args: ["bundle", "--quiet", "--platform", "deno", "-o", `${dir}/tls-tunnel.js`, "main.ts"],
+      cwd: PROJECT_ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(bundled.success, new TextDecoder().decode(bundled.stderr));
+    const run = (args: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", ...RUNTIME_PERMISSIONS, `${dir}/tls-tunnel.js`, ...args],
+        cwd: PROJECT_ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const version = await run(["version"]);
+    assert.ok(version.success);
+    assert.match(new TextDecoder().decode(version.stdout), /^tls-tunnel \d+\.\d+\.\d+ \(protocol 1, deno /);
+    const check = await run(["check", "-c", "examples/server.toml"]);
+    assert.equal(
+      check.code,
+      0,
+      new TextDecoder().decode(check.stderr) + new TextDecoder().decode(check.stdout),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("compile targets cover Linux, macOS and Windows with the narrow permissions", () => {
+  const targets = TARGETS.map((entry) => entry.target);
+  for (const os of ["linux", "apple-darwin", "windows"]) {
+    assert.ok(targets.some((target) => target.includes(os)), `no ${os} target`);
+  }
+  const args = compileArgs("x86_64-unknown-linux-gnu", "tls-tunnel-x86_64-linux");
+  assert.deepEqual(args.slice(-5), [
+    "--target",
+    "x86_64-unknown-linux-gnu",
+    "-o",
+    "dist/tls-tunnel-x86_64-linux",
+    "main.ts",
+  ]);
+  assert.ok(!args.includes("--allow-all") && !args.includes("-A"));
+  assert.ok(!args.includes("--allow-run"), "the tunnel never runs programs");
+});
