@@ -1,0 +1,12 @@
+/**
+ * The bench sections, in the order they run. A new section (tunnel, ssh, ...) is a module exporting a
+ * {@linkcode BenchSection}, added to this list.
+ *
+ * @module
+ */
+
+import type { BenchSection } from "../_harness.ts";
+import { muxSection } from "./mux.ts";
+
+/** Every section `bench/main.ts` knows, selectable with `--only NAME`. */
+export const SECTIONS: readonly BenchSection[] = [muxSection];
