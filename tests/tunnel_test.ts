@@ -232,3 +232,40 @@ Deno.test("garbage on the tunnel port does not disturb a connected client", asyn
     await echo.close();
   }
 });
+
+Deno.test("one client's abrupt end does not disturb another client's transfer", async () => {
+  const echo = new EchoService();
+  const server = await startServer();
+  const steady = await startClient(
+    clientConfig(server.port, [{ name: "steady", publishPort: 0, localPort: echo.port }], {
+      extra: `client_id = "steady"`,
+    }),
+  );
+  const doomed = await startClient(
+    clientConfig(server.port, [{ name: "doomed", publishPort: 0, localPort: echo.port }], {
+      extra: `client_id = "doomed"`,
+    }),
+  );
+  try {
+    const steadyPort = acceptedPort(await steady.registered, "steady");
+    const doomedPort = acceptedPort(await doomed.registered, "doomed");
+    const payload = patternBytes(32 * 1024 * 1024, 11);
+    const transfer = roundTrip(steadyPort, payload, 60_000);
+    // The doomed client is busy too when it goes away.
+    const doomedTransfer = roundTrip(doomedPort, patternBytes(32 * 1024 * 1024, 12), 60_000).catch(() =>
+      null
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await doomed.stop();
+    await doomedTransfer;
+    const echoed = await transfer;
+    assert.equal(await sha256Hex(echoed), await sha256Hex(payload));
+    assert.ok(server.server.clients.has("steady"));
+    assert.ok(!server.server.clients.has("doomed"));
+  } finally {
+    await doomed.stop();
+    await steady.stop();
+    await server.stop();
+    await echo.close();
+  }
+});

@@ -1,0 +1,250 @@
+/**
+ * The wire protocol as docs/PROTOCOL.md specifies it, spoken to the real server by a hand-driven client
+ * (our yamux and JSON-RPC layers, no tunnel client code), including the bad inputs a server must
+ * survive.
+ */
+
+import assert from "node:assert/strict";
+import { Session } from "../lib/mux/mod.ts";
+import { RpcError, RpcPeer } from "../lib/rpc/mod.ts";
+import { writeAll } from "../lib/transport/conn.ts";
+import { closeQuietly } from "../lib/transport/pipe.ts";
+import { EchoService, testCertificates, waitFor } from "./_helpers.ts";
+import { AUTH_KEY, startServer } from "./_tunnel.ts";
+
+/** A TLS + yamux + control-stream connection to the server, driven by the test. */
+async function dial(port: number) {
+  const certs = await testCertificates();
+  const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.caCertPem] });
+  const session = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
+  const control = await session.open();
+  const rpc = new RpcPeer(control);
+  return {
+    session,
+    control,
+    rpc,
+    authenticate: (key = AUTH_KEY, clientId = "conformance") =>
+      rpc.request("authenticate", { auth_key: key, protocol_version: 1, client_id: clientId }, {
+        timeoutMs: 5000,
+      }),
+    async close() {
+      rpc.close();
+      await session.close();
+      await session.closed;
+      await rpc.closed;
+    },
+  };
+}
+
+async function rejectsWithCode(promise: Promise<unknown>, code: number): Promise<RpcError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof RpcError, `expected RpcError ${code}, got ${error}`);
+    assert.equal(error.code, code, error.message);
+    return error;
+  }
+  throw new assert.AssertionError({ message: `expected an RpcError ${code}, but the call succeeded` });
+}
+
+Deno.test("authenticate answers with the documented fields", async () => {
+  const server = await startServer();
+  const client = await dial(server.port);
+  try {
+    const result = await client.authenticate() as Record<string, unknown>;
+    assert.equal(result.client_id, "conformance");
+    assert.equal(result.client_name, "conformance");
+    assert.equal(result.protocol_version, 1);
+    assert.equal(typeof result.server_version, "string");
+    assert.match(String(result.session_id), /^s\d+$/);
+  } finally {
+    await client.close();
+    await server.stop();
+  }
+});
+
+Deno.test("methods before authenticate are refused and an unknown method leaves the session open", async () => {
+  const server = await startServer();
+  const client = await dial(server.port);
+  try {
+    await rejectsWithCode(client.rpc.request("register_proxies", { proxies: [] }), -32004);
+    await client.authenticate();
+    await rejectsWithCode(client.rpc.request("no_such_method", {}), -32601);
+    await rejectsWithCode(client.authenticate(), -32005);
+    const heartbeat = await client.rpc.request("heartbeat", { time_ms: 42 }) as { time_ms: number };
+    assert.equal(heartbeat.time_ms, 42, "the session still answers after the errors");
+  } finally {
+    await client.close();
+    await server.stop();
+  }
+});
+
+Deno.test("a wrong protocol version is refused with the server's version", async () => {
+  const server = await startServer();
+  const client = await dial(server.port);
+  try {
+    const error = await rejectsWithCode(
+      client.rpc.request("authenticate", { auth_key: AUTH_KEY, protocol_version: 99, client_id: "future" }),
+      -32002,
+    );
+    assert.deepEqual(error.data, { server_protocol_version: 1 });
+    await client.session.closed;
+  } finally {
+    await client.close();
+    await server.stop();
+  }
+});
+
+Deno.test("malformed JSON on the control stream is answered with -32700 and the session goes on", async () => {
+  const server = await startServer();
+  const certs = await testCertificates();
+  const conn = await Deno.connectTls({
+    hostname: "localhost",
+    port: server.port,
+    caCerts: [certs.caCertPem],
+  });
+  const session = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
+  try {
+    const control = await session.open();
+    const garbage = new TextEncoder().encode("{not json");
+    const frame = new Uint8Array(4 + garbage.length);
+    new DataView(frame.buffer).setUint32(0, garbage.length);
+    frame.set(garbage, 4);
+    await writeAll(control, frame);
+    const rpc = new RpcPeer(control);
+    // The -32700 response (id null) arrives first; then a real request still works.
+    const result = await rpc.request("authenticate", {
+      auth_key: AUTH_KEY,
+      protocol_version: 1,
+      client_id: "after",
+    });
+    assert.equal((result as { client_id: string }).client_id, "after");
+    rpc.close();
+  } finally {
+    await session.close();
+    await session.closed;
+    await server.stop();
+  }
+});
+
+Deno.test("an oversized control frame closes that session and no other", async () => {
+  const server = await startServer();
+  const good = await dial(server.port);
+  const certs = await testCertificates();
+  const conn = await Deno.connectTls({
+    hostname: "localhost",
+    port: server.port,
+    caCerts: [certs.caCertPem],
+  });
+  const bad = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
+  try {
+    await good.authenticate(AUTH_KEY, "good");
+    const control = await bad.open();
+    const header = new Uint8Array(4);
+    new DataView(header.buffer).setUint32(0, 2 * 1024 * 1024);
+    await writeAll(control, header);
+    await waitFor(() => bad.isClosed, 5000, "the server to close the oversized session");
+    const heartbeat = await good.rpc.request("heartbeat", { time_ms: 7 }) as { time_ms: number };
+    assert.equal(heartbeat.time_ms, 7);
+    assert.ok(server.server.clients.has("good"));
+  } finally {
+    await bad.close();
+    await bad.closed;
+    await good.close();
+    await server.stop();
+  }
+});
+
+Deno.test("a connection that never authenticates is closed after handshake_timeout_secs", async () => {
+  const server = await startServer("handshake_timeout_secs = 0.3\n");
+  const certs = await testCertificates();
+  const conn = await Deno.connectTls({
+    hostname: "localhost",
+    port: server.port,
+    caCerts: [certs.caCertPem],
+  });
+  try {
+    await conn.handshake();
+    const started = performance.now();
+    const buffer = new Uint8Array(64);
+    let ended = false;
+    while (!ended) ended = (await conn.read(buffer).catch(() => null)) === null;
+    const elapsedMs = performance.now() - started;
+    assert.ok(elapsedMs >= 250 && elapsedMs < 2000, `closed after ${elapsedMs} ms`);
+  } finally {
+    closeQuietly(conn);
+    await server.stop();
+  }
+});
+
+Deno.test("repeated wrong keys from one address are throttled, with retry_after_secs", async () => {
+  const server = await startServer();
+  try {
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const client = await dial(server.port);
+      await rejectsWithCode(client.authenticate("a-wrong-key-0123456789"), -32001);
+      await client.close();
+    }
+    const client = await dial(server.port);
+    const error = await rejectsWithCode(client.authenticate(), -32003);
+    assert.equal(typeof (error.data as { retry_after_secs?: number }).retry_after_secs, "number");
+    await client.close();
+    assert.equal(server.server.authFailuresTotal, 10);
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("data streams start with the documented header and the client's own streams are reset", async () => {
+  const echo = new EchoService();
+  const server = await startServer();
+  const client = await dial(server.port);
+  try {
+    await client.authenticate();
+    const result = await client.rpc.request("register_proxies", {
+      proxies: [{
+        name: "web",
+        proxy_type: "tcp",
+        publish_addr: "127.0.0.1",
+        publish_port: 0,
+        local_addr: "127.0.0.1",
+        local_port: echo.port,
+      }],
+    }) as { proxies: Array<{ status: string; publish_port: number }> };
+    const port = result.proxies[0]?.publish_port ?? 0;
+    assert.equal(result.proxies[0]?.status, "accepted");
+    const outside = await Deno.connect({ hostname: "127.0.0.1", port });
+    const stream = await client.session.accept();
+    assert.ok(stream);
+    assert.equal(stream.id % 2, 0, "the server opens even stream ids");
+    const prefix = new Uint8Array(3);
+    let read = 0;
+    while (read < 3) read += (await stream.read(prefix.subarray(read))) ?? 3;
+    assert.equal(prefix[0], 1, "header version");
+    const length = new DataView(prefix.buffer).getUint16(1);
+    const body = new Uint8Array(length);
+    read = 0;
+    while (read < length) read += (await stream.read(body.subarray(read))) ?? length;
+    const header = JSON.parse(new TextDecoder().decode(body));
+    assert.equal(header.proxy, "web");
+    assert.equal(header.peer_addr, `127.0.0.1:${outside.localAddr.port}`);
+    assert.equal(header.conn_id, 1);
+    // Bytes after the header are the outside connection's.
+    await writeAll(outside, new TextEncoder().encode("raw"));
+    const data = new Uint8Array(3);
+    read = 0;
+    while (read < 3) read += (await stream.read(data.subarray(read))) ?? 3;
+    assert.equal(new TextDecoder().decode(data), "raw");
+    stream.close();
+    closeQuietly(outside);
+    // A stream the client opens is refused without ending the session.
+    const stray = await client.session.open();
+    const refused = await stray.read(new Uint8Array(1)).then(() => false, () => true);
+    assert.ok(refused, "the stray stream was reset");
+    assert.equal((await client.rpc.request("heartbeat", { time_ms: 1 }) as { time_ms: number }).time_ms, 1);
+  } finally {
+    await client.close();
+    await server.stop();
+    await echo.close();
+  }
+});
