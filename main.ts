@@ -13,6 +13,7 @@ import { certCommand } from "./lib/cli/cert.ts";
 import { templateCommand } from "./lib/cli/template.ts";
 import { clientCommand, demoCommand, serverCommand } from "./lib/cli/run.ts";
 import { versionCommand } from "./lib/cli/version.ts";
+import { DEFAULT_TOP_URL, topCommand } from "./lib/cli/top.ts";
 import { type LogFormat, setupLogging } from "./lib/cli/logging.ts";
 import { VERSION } from "./lib/version.ts";
 
@@ -30,7 +31,12 @@ const program = new Command()
   .name("tls-tunnel")
   .description("A TLS reverse tunnel: publish services behind NAT on a public server's ports.")
   .version(VERSION, "-V, --version", "print the version")
-  .option("-v, --verbose", "more log detail (-vv for protocol traces)", (_value: string, previous: number) => previous + 1, 0)
+  .option(
+    "-v, --verbose",
+    "more log detail (-vv for protocol traces)",
+    (_value: string, previous: number) => previous + 1,
+    0,
+  )
   .addOption(new Option("--log-format <format>", "log line format").choices(["text", "json"]).default("text"))
   .exitOverride()
   .configureOutput({ writeErr: (text) => Deno.stderr.writeSync(new TextEncoder().encode(text)) });
@@ -80,7 +86,14 @@ program.command("cert")
   .option("--days <days>", "validity in days", "825")
   .action(
     async (
-      options: { certOut: string; keyOut: string; caOut: string; commonName: string; altNames: string; days: string },
+      options: {
+        certOut: string;
+        keyOut: string;
+        caOut: string;
+        commonName: string;
+        altNames: string;
+        days: string;
+      },
     ) => {
       exitCode = await certCommand(options);
     },
@@ -90,6 +103,32 @@ program.command("demo")
   .description("start a server, a local web service and a client on loopback, and fetch through the tunnel")
   .action(async () => {
     exitCode = await demoCommand({ signal: shutdown.signal });
+  });
+
+program.command("top")
+  .description("live terminal view of a server's or client's stats endpoint (a plain table when piped)")
+  .option("-u, --url <url>", "stats endpoint (stats_addr:stats_port)", DEFAULT_TOP_URL)
+  .option(
+    "--token <token>",
+    "the endpoint's stats_token (default: $TLS_TUNNEL_STATS_TOKEN, kept out of `ps`)",
+  )
+  .option("--interval <ms>", "refresh interval in milliseconds", "1000")
+  .action(async (options: { url: string; token?: string; interval: string }) => {
+    const intervalMs = Number(options.interval);
+    if (!Number.isFinite(intervalMs) || intervalMs < 100) {
+      console.error(
+        `tls-tunnel: --interval must be a number of milliseconds, at least 100 (got '${options.interval}')`,
+      );
+      exitCode = 2;
+      return;
+    }
+    const token = options.token ?? Deno.env.get("TLS_TUNNEL_STATS_TOKEN");
+    exitCode = await topCommand({
+      url: options.url,
+      ...(token !== undefined ? { token } : {}),
+      intervalMs,
+      signal: shutdown.signal,
+    });
   });
 
 program.command("version")

@@ -124,8 +124,11 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
     }
     throw error;
   }
-  await server.serve();
-  await stats?.shutdown();
+  try {
+    await server.serve();
+  } finally {
+    await stats?.shutdown();
+  }
   logger.info("Server stopped");
   return 0;
 }

@@ -117,9 +117,11 @@ auth_key = "${authKey}"
 # keepalive_interval_secs = 10            # default
 # keepalive_timeout_secs = 30             # default
 
-# The client's own stats endpoint; off unless stats_port is set.
+# The client's own stats endpoint; off unless stats_port is set. stats_token is required when
+# stats_addr is reachable from other machines (not 127.0.0.1/::1).
 # stats_addr = "127.0.0.1"                # default
 # stats_port = 9091
+# stats_token = "a-long-random-secret"    # Env: TLS_TUNNEL_STATS_TOKEN
 
 # Reconnecting after the server is lost: the delay starts at initial_delay_secs, is multiplied by
 # multiplier after each failed attempt up to max_delay_secs, and spread by ±jitter (0-1).

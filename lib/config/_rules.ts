@@ -126,20 +126,9 @@ export function serverRules(document: Table): ConfigIssue[] {
     }),
   );
 
+  issues.push(...statsTokenRule(server, "server", DEFAULTS.server.stats_addr));
   const statsAddr = has(server, "stats_addr") ? str(server, "stats_addr") : DEFAULTS.server.stats_addr;
   const statsPort = num(server, "stats_port");
-  if (
-    statsPort !== undefined && statsAddr !== undefined && !isLoopback(statsAddr) &&
-    !has(server, "stats_token")
-  ) {
-    issues.push({
-      path: "server.stats_token",
-      message:
-        `the stats endpoint listens on ${statsAddr}, which other machines can reach, but stats_token is not set`,
-      hint:
-        `set stats_token or TLS_TUNNEL_STATS_TOKEN to a long random secret, or use stats_addr = "127.0.0.1"`,
-    });
-  }
   const bindAddr = has(server, "bind_addr") ? str(server, "bind_addr") : DEFAULTS.server.bind_addr;
   const bindPort = has(server, "bind_port") ? num(server, "bind_port") : DEFAULTS.server.bind_port;
   if (
@@ -205,10 +194,25 @@ interface Binding {
 }
 
 /** Cross-key rules of a client document (`{ client: …, proxies: […] }`). */
+/** A stats endpoint reachable from other machines needs a token. */
+function statsTokenRule(role: Table, prefix: "server" | "client", defaultAddr: string): ConfigIssue[] {
+  const statsAddr = has(role, "stats_addr") ? str(role, "stats_addr") : defaultAddr;
+  if (num(role, "stats_port") === undefined || statsAddr === undefined || isLoopback(statsAddr)) return [];
+  if (has(role, "stats_token")) return [];
+  return [{
+    path: `${prefix}.stats_token`,
+    message:
+      `the stats endpoint listens on ${statsAddr}, which other machines can reach, but stats_token is not set`,
+    hint:
+      `set stats_token or TLS_TUNNEL_STATS_TOKEN to a long random secret, or use stats_addr = "127.0.0.1"`,
+  }];
+}
+
 export function clientRules(document: Table): ConfigIssue[] {
   const client = table(document.client);
   if (client === undefined) return [];
   const issues: ConfigIssue[] = [];
+  issues.push(...statsTokenRule(client, "client", DEFAULTS.client.stats_addr));
 
   issues.push(
     ...keepaliveRule(client, "client", {

@@ -43,9 +43,9 @@ export const ENV_OVERRIDES: readonly EnvOverride[] = [
   },
   {
     name: "TLS_TUNNEL_STATS_TOKEN",
-    keys: ["server.stats_token"],
+    keys: ["server.stats_token", "client.stats_token"],
     type: "string",
-    description: "Bearer token of the server's stats endpoint; keeps the secret out of the file.",
+    description: "Bearer token of the stats endpoint (either role); keeps the secret out of the file.",
   },
   {
     name: "TLS_TUNNEL_SERVER_ADDR",

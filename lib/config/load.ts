@@ -171,6 +171,7 @@ function toClientConfig(file: ClientFile): ClientConfig {
     keepaliveTimeoutSecs: c.keepalive_timeout_secs,
     statsAddr: c.stats_addr,
     ...(c.stats_port !== undefined ? { statsPort: c.stats_port } : {}),
+    ...(c.stats_token !== undefined ? { statsToken: c.stats_token } : {}),
     proxies,
   };
 }

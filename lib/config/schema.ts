@@ -157,6 +157,7 @@ export const clientTableSchema = z.strictObject({
   keepalive_timeout_secs: seconds.default(DEFAULTS.client.keepalive_timeout_secs),
   stats_addr: host.default(DEFAULTS.client.stats_addr),
   stats_port: bindablePort.optional(),
+  stats_token: secret.optional(),
   reconnect: reconnectSchema.prefault({}),
   bind_retry: clientBindRetrySchema.optional(),
   // Rust tls-tunnel compatibility: `transport` only as "tls"; `server_path` only matters to its http2/wss

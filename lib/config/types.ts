@@ -148,6 +148,8 @@ export interface ClientConfig {
   statsAddr: string;
   /** Port of the client's stats endpoint; absent → none. */
   statsPort?: number;
+  /** Bearer token required by the client's stats endpoint (required when `statsAddr` is not loopback). */
+  statsToken?: string;
   /** The proxies to publish. */
   proxies: ProxyConfig[];
 }

@@ -143,8 +143,8 @@ main { max-width: 1280px; margin: 0 auto; padding: 20px 24px 8px; display: flex;
 .client[data-state="disconnected"] .client-name .dot { background: var(--red); box-shadow: 0 0 8px #f8514988; }
 .client[data-state="disconnected"] .client-head { background: #f851490f; }
 table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; table-layout: fixed; }
-col.c-status { width: 132px; } col.c-proxy { width: 17%; } col.c-num { width: 74px; }
-col.c-bytes { width: 100px; } col.c-rate { width: 190px; }
+col.c-status { width: 132px; } col.c-proxy { width: 13%; } col.c-num { width: 66px; }
+col.c-bytes { width: 92px; } col.c-rate { width: 176px; }
 td { overflow: hidden; text-overflow: ellipsis; }
 th, td { text-align: left; padding: 7px 10px; border-bottom: 1px solid #30363d88; white-space: nowrap; }
 th { color: var(--muted); font-weight: 550; font-size: 11.5px; text-transform: uppercase; letter-spacing: .5px; }
@@ -165,13 +165,14 @@ tr.err-row td { white-space: normal; color: #ff9b94; font-size: 12.5px; padding:
 .rate { color: var(--muted); font-size: 12px; }
 .rate.hot { color: var(--accent); }
 .events { list-style: none; margin: 0; padding: 0; max-height: 340px; overflow: auto; }
-.events li { display: grid; grid-template-columns: 76px 74px 190px 1fr; gap: 10px; align-items: baseline;
+.events li { display: grid; grid-template-columns: 76px 74px 250px 1fr; gap: 10px; align-items: baseline;
   padding: 6px 4px; border-bottom: 1px solid #30363d66; font-size: 13px; }
 .events li:last-child { border-bottom: none; }
 .events li.new { animation: flash 1.6s ease-out; }
 @keyframes flash { from { background: #1f6feb33; } to { background: transparent; } }
 .events time { color: var(--faint); font-family: var(--mono); font-size: 12px; }
-.events .code { font-family: var(--mono); font-size: 12px; color: var(--muted); overflow: hidden; text-overflow: ellipsis; }
+.events .code { font-family: var(--mono); font-size: 12px; color: var(--muted); overflow: hidden; text-overflow: ellipsis;
+  white-space: nowrap; }
 .lvl { font-size: 11px; font-weight: 700; text-transform: uppercase; letter-spacing: .5px; }
 .lvl.info { color: var(--blue); } .lvl.warning { color: var(--amber); } .lvl.error { color: var(--red); }
 .footer { max-width: 1280px; margin: 0 auto; padding: 10px 24px 26px; color: var(--faint); font-size: 12.5px;
@@ -207,6 +208,7 @@ export const DASHBOARD_JS = String.raw`"use strict";
     sparkIn: [], sparkOut: [],
     newestEvent: 0,
     skewMs: 0,           // endpoint clock - browser clock
+    rateAt: undefined,   // endpoint time of the last rate computation
     lastUpdate: 0,
   };
 
@@ -263,6 +265,7 @@ export const DASHBOARD_JS = String.raw`"use strict";
     return two(d.getHours()) + ":" + two(d.getMinutes()) + ":" + two(d.getSeconds());
   }
   function fmtRtt(ms) { return ms === null || ms === undefined ? "–" : ms < 10 ? ms.toFixed(2) + " ms" : Math.round(ms) + " ms"; }
+  function plural(n, word) { return n + " " + word + (n === 1 ? "" : "s"); }
   function now() { return Date.now() + state.skewMs; }
   function statusLabel(s) { return s === "bind_failed" ? "bind failed" : s; }
   function pill(kind, text) { return h("span", { class: "pill " + kind, text: text || statusLabel(kind) }); }
@@ -283,24 +286,30 @@ export const DASHBOARD_JS = String.raw`"use strict";
     }
     return rows;
   }
+  // Rates are byte deltas over at least RATE_WINDOW_MS of the endpoint's clock, so the extra snapshots
+  // pushed right after an event do not turn a few bytes into a spike.
+  var RATE_WINDOW_MS = 800;
   function updateRates(snap) {
-    var t = snap.now_ms, totalIn = 0, totalOut = 0, next = {};
+    var t = snap.now_ms, totalIn = 0, totalOut = 0;
+    var due = state.rateAt === undefined || t - state.rateAt >= RATE_WINDOW_MS;
+    var next = due ? {} : state.prevBytes;
     proxyRows(snap).forEach(function (row) {
       var prev = state.prevBytes[row.key];
-      var rate = { in: 0, out: 0 };
-      if (prev && t > prev.t && row.p.bytes_in >= prev.in && row.p.bytes_out >= prev.out) {
-        var dt = (t - prev.t) / 1000;
-        rate = { in: (row.p.bytes_in - prev.in) / dt, out: (row.p.bytes_out - prev.out) / dt };
-      } else if (prev && t === prev.t) {
-        rate = state.rates[row.key] || rate;
+      var rate = state.rates[row.key] || { in: 0, out: 0 };
+      if (due) {
+        rate = { in: 0, out: 0 };
+        if (prev && t > prev.t && row.p.bytes_in >= prev.in && row.p.bytes_out >= prev.out) {
+          var dt = (t - prev.t) / 1000;
+          rate = { in: (row.p.bytes_in - prev.in) / dt, out: (row.p.bytes_out - prev.out) / dt };
+        }
+        state.rates[row.key] = rate;
       }
-      state.rates[row.key] = rate;
-      next[row.key] = { in: row.p.bytes_in, out: row.p.bytes_out, t: t };
+      if (due || !prev) next[row.key] = { in: row.p.bytes_in, out: row.p.bytes_out, t: t };
       totalIn += rate.in; totalOut += rate.out;
     });
-    var advanced = !state.last || t - state.last.now_ms >= 500;
     state.prevBytes = next;
-    if (advanced) {
+    if (due) {
+      state.rateAt = t;
       state.sparkIn.push(totalIn); state.sparkOut.push(totalOut);
       if (state.sparkIn.length > SPARK_POINTS) { state.sparkIn.shift(); state.sparkOut.shift(); }
     }
@@ -392,8 +401,8 @@ export const DASHBOARD_JS = String.raw`"use strict";
     });
     var goneCount = Object.keys(state.gone).length;
     replace($("cards"),
-      card("Clients", snap.clients.length, "connected", goneCount ? goneCount + " recently disconnected" : snap.sessions_total + " sessions since start", goneCount ? "warn" : ""),
-      card("Proxies", up, "/ " + proxies + " healthy", streams + " yamux streams open", up < proxies ? "warn" : ""),
+      card("Clients", snap.clients.length, "connected", goneCount ? goneCount + " recently disconnected" : plural(snap.sessions_total, "session") + " since start", goneCount ? "warn" : ""),
+      card("Proxies", up, "/ " + proxies + " healthy", plural(streams, "yamux stream") + " open", up < proxies ? "warn" : ""),
       card("Connections", active, "active", total + " total · " + failed + " failed"),
       card("Inbound", fmtRate(totals.in), "", "from outside peers", "", sparkline(state.sparkIn, "#3fb950")),
       card("Outbound", fmtRate(totals.out), "", "back to outside peers", "", sparkline(state.sparkOut, "#58a6ff")),
@@ -408,7 +417,7 @@ export const DASHBOARD_JS = String.raw`"use strict";
           h("span", { class: "fact" }, "from ", h("b", { class: "mono", text: c.remote_addr })),
           h("span", { class: "fact", title: new Date(c.connected_since_ms).toString() }, "connected ", h("b", { text: fmtDuration(t - c.connected_since_ms) }), " ago"),
           h("span", { class: "fact" }, "rtt ", h("b", { text: fmtRtt(c.rtt_ms) })),
-          h("span", { class: "fact" }, h("b", { text: String(c.streams) }), " streams"),
+          h("span", { class: "fact" }, h("b", { text: String(c.streams) }), c.streams === 1 ? " stream" : " streams"),
           h("span", { class: "fact mono", text: c.client_id === c.name ? c.session_id : c.client_id + " · " + c.session_id }),
           h("span", { class: "state-pill" }, pill("connected"))),
         proxyTable(c.proxies, c.name, false));
@@ -435,7 +444,7 @@ export const DASHBOARD_JS = String.raw`"use strict";
     banner.hidden = false;
     banner.setAttribute("data-state", snap.state);
     var title, sub;
-    if (snap.state === "connected") { title = "Connected to " + snap.server_addr; sub = "rtt " + fmtRtt(snap.rtt_ms) + " · " + snap.sessions_total + " session(s) since start"; }
+    if (snap.state === "connected") { title = "Connected to " + snap.server_addr; sub = "rtt " + fmtRtt(snap.rtt_ms) + " · " + plural(snap.sessions_total, "session") + " since start"; }
     else if (snap.state === "waiting") {
       var left = snap.next_attempt_at_ms ? Math.max(0, snap.next_attempt_at_ms - now()) : 0;
       title = "Disconnected from " + snap.server_addr; sub = "reconnecting in " + (left / 1000).toFixed(1) + " s";
@@ -446,7 +455,7 @@ export const DASHBOARD_JS = String.raw`"use strict";
     var active = 0, total = 0, failed = 0, up = 0;
     snap.proxies.forEach(function (p) { if (p.status === "healthy") up++; active += p.active_connections; total += p.total_connections; failed += p.failed_connections; });
     replace($("cards"),
-      card("Proxies", up, "/ " + snap.proxies.length + " healthy", snap.sessions_total + " sessions since start", up < snap.proxies.length ? "warn" : ""),
+      card("Proxies", up, "/ " + snap.proxies.length + " healthy", plural(snap.sessions_total, "session") + " since start", up < snap.proxies.length ? "warn" : ""),
       card("Connections", active, "active", total + " total · " + failed + " failed"),
       card("Inbound", fmtRate(totals.in), "", "towards local services", "", sparkline(state.sparkIn, "#3fb950")),
       card("Outbound", fmtRate(totals.out), "", "back through the tunnel", "", sparkline(state.sparkOut, "#58a6ff")),

@@ -36,6 +36,10 @@ export type ServedStats = StatsSnapshot & {
 export const SESSION_COOKIE = "tls_tunnel_stats_session";
 /** Most `/api/events` streams open at once; more get 503 (each costs a timer and a snapshot per second). */
 export const MAX_EVENT_STREAMS = 32;
+/** Largest login form accepted. */
+const MAX_LOGIN_BODY_BYTES = 4096;
+/** Delay of the snapshot pushed after an event, so a burst of events costs one snapshot. */
+const EVENT_SNAPSHOT_DELAY_MS = 50;
 /** Queued SSE chunks after which a reader is considered stuck and its stream is closed. */
 const MAX_QUEUED_EVENT_CHUNKS = 64;
 
@@ -214,11 +218,14 @@ export function startStatsServer(options: StatsServerOptions): StatsServer {
         let closed = false;
         // The callback only runs after this function has defined `pushSnapshot`.
         const timer = setInterval(() => pushSnapshot(), pushIntervalMs);
+        /** A snapshot due soon after an event; one for a burst of events. */
+        let followUp: ReturnType<typeof setTimeout> | undefined;
         let unsubscribe = () => {};
         close = () => {
           if (closed) return;
           closed = true;
           clearInterval(timer);
+          clearTimeout(followUp);
           unsubscribe();
           eventStreams.delete(close);
           try {
@@ -247,7 +254,10 @@ export function startStatsServer(options: StatsServerOptions): StatsServer {
         pushSnapshot();
         unsubscribe = options.events.subscribe((event: EventSnapshot) => {
           send("notice", event);
-          pushSnapshot();
+          followUp ??= setTimeout(() => {
+            followUp = undefined;
+            pushSnapshot();
+          }, EVENT_SNAPSHOT_DELAY_MS);
         });
       },
       cancel() {
@@ -275,6 +285,14 @@ export function startStatsServer(options: StatsServerOptions): StatsServer {
     }
     if (path === "/login" && request.method === "POST") {
       if (token === undefined) return new Response(null, { status: 303, headers: { location: "/" } });
+      // The form is one short field; refuse to buffer anything bigger from an unauthenticated peer.
+      const length = Number(request.headers.get("content-length") ?? NaN);
+      if (!(length <= MAX_LOGIN_BODY_BYTES)) {
+        await request.body?.cancel();
+        return json({
+          error: `The login form must be sent with a Content-Length of at most ${MAX_LOGIN_BODY_BYTES}`,
+        }, 413);
+      }
       const form = await request.formData().catch(() => null);
       const supplied = form?.get("token");
       return loginResponse(typeof supplied === "string" ? supplied : "");
@@ -302,7 +320,8 @@ export function startStatsServer(options: StatsServerOptions): StatsServer {
     if (path === "/" && token !== undefined && !authorized(request)) {
       const supplied = url.searchParams.get("token");
       if (supplied !== null) return loginResponse(supplied);
-      return new Response(loginPage(null), { status: 401, headers: HTML_HEADERS });
+      // 200, not 401: the form is the page a person should see here, not an error.
+      return new Response(loginPage(null), { headers: HTML_HEADERS });
     }
     if (!authorized(request)) {
       return json(

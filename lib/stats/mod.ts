@@ -8,3 +8,5 @@ export * from "./proxy_stats.ts";
 export * from "./snapshot.ts";
 export * from "./histogram.ts";
 export * from "./event_log.ts";
+export * from "./prometheus.ts";
+export * from "./http.ts";

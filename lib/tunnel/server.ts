@@ -331,7 +331,10 @@ export class TunnelServer {
       for await (const stream of session) stream.reset();
     })().catch(() => {});
     await Promise.race([session.closed, rpc.closed]);
-    await this.#forget(client, session.error?.message ?? session.closeReason ?? "control stream closed");
+    await this.#forget(
+      client,
+      conciseReason(session.error?.message ?? session.closeReason ?? "control stream closed"),
+    );
   }
 
   #onProxyHealth(client: ConnectedClient, params: ProxyHealthParams): void {
@@ -439,4 +442,14 @@ export class TunnelServer {
     this.#sticky.release(client.clientId, client.proxies.keys());
     await client.close(reason);
   }
+}
+
+/**
+ * A disconnect reason fit for a log line and the dashboard: its first line, without the
+ * documentation links some TLS errors carry (e.g. rustls' "UnexpectedEof … https://docs.rs/…").
+ */
+export function conciseReason(reason: string): string {
+  const firstLine = reason.split("\n", 1)[0] ?? reason;
+  return firstLine.replace(/\s*\(?(see )?https?:\/\/\S+\)?/g, "").replace(/[:;,]\s*$/, "").trim() ||
+    "connection closed";
 }

@@ -1,0 +1,249 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  computeRates,
+  fetchStats,
+  formatBytes,
+  formatColumns,
+  formatDuration,
+  renderPlainTable,
+  renderScreen,
+  StatsFetchError,
+  statsUrl,
+} from "./top.ts";
+import type { ServedStats } from "../stats/http.ts";
+import { clientSnapshot, serverSnapshot } from "../stats/_test_fixtures.ts";
+
+const NOW_MS = 1_700_000_300_000;
+// deno-lint-ignore no-control-regex
+const ANSI_CODE = /\x1b\[[0-9;?]*[A-Za-z]/g;
+
+function served(
+  snapshot: ReturnType<typeof serverSnapshot> | ReturnType<typeof clientSnapshot>,
+): ServedStats {
+  return { ...snapshot, now_ms: NOW_MS };
+}
+
+Deno.test("the plain table lists every client and proxy with exact counters", () => {
+  const text = renderPlainTable(served(serverSnapshot()));
+  const lines = text.trimEnd().split("\n");
+  assert.match(
+    lines[0] ?? "",
+    /^tls-tunnel server 0\.1\.0 on 0\.0\.0\.0:8443: 2 client\(s\) connected, 5 session/,
+  );
+  const clientHeader = lines.findIndex((line) => line.startsWith("CLIENT  "));
+  assert.match(
+    lines[clientHeader] ?? "",
+    /^CLIENT\s+CLIENT_ID\s+REMOTE\s+CONNECTED_SINCE\s+RTT_MS\s+STREAMS/,
+  );
+  assert.match(
+    lines[clientHeader + 1] ?? "",
+    /^office\s+office-host-1\s+10\.0\.0\.7:51234\s+2023-11-14T\S+\s+1\.50\s+3/,
+  );
+  const proxyHeader = lines.findIndex((line) => /^CLIENT\s+PROXY\s+STATUS/.test(line));
+  assert.ok(proxyHeader > clientHeader);
+  const rows = lines.slice(proxyHeader + 1);
+  assert.equal(rows.length, 3);
+  assert.match(
+    rows[0] ?? "",
+    /^office\s+web\s+healthy\s+0\.0\.0\.0:8080\s+127\.0\.0\.1:3000\s+2\s+10\s+1\s+4096\s+1048576\s+-$/,
+  );
+  assert.match(
+    rows[2] ?? "",
+    /\bdb\s+bind_failed\b.*Port 5432 on 0\.0\.0\.0 is already in use by another process$/,
+  );
+  // Columns line up: every row's STATUS starts where the header's does.
+  const statusColumn = (lines[proxyHeader] ?? "").indexOf("STATUS");
+  for (const row of rows) assert.match(row.slice(statusColumn), /^(healthy|bind_failed)/);
+});
+
+Deno.test("the plain table of a client shows its state, reconnect countdown and proxies", () => {
+  const text = renderPlainTable(served(clientSnapshot(NOW_MS)));
+  assert.match(
+    text,
+    /^tls-tunnel client 0\.1\.0, server tunnel\.example\.com:8443: waiting, reconnecting in 3\.0 s;/,
+  );
+  assert.match(text, /\nPROXY\s+STATUS\s+PUBLISHED/);
+  assert.match(text, /\nweb\s+pending\s+0\.0\.0\.0:8080\s+127\.0\.0\.1:3000\s+0\s+7\s+0\s+100\s+200\s+-\n/);
+  assert.match(text, /\napi\s+unhealthy\s.*local service down\n/);
+});
+
+Deno.test("a server without clients says so in the plain table", () => {
+  const text = renderPlainTable(served({ ...serverSnapshot(), clients: [] }));
+  assert.match(text, /\(no clients connected\)/);
+});
+
+Deno.test("rates are byte deltas over the time between polls", () => {
+  const first = served(serverSnapshot());
+  const second = structuredClone(first);
+  second.now_ms = first.now_ms + 2000;
+  const web = second.role === "server" ? second.clients[0]?.proxies[0] : undefined;
+  assert.ok(web);
+  web.bytes_in += 2048;
+  web.bytes_out += 4 * 1024 * 1024;
+  const rates = computeRates(first, second);
+  assert.deepEqual(rates.get("office\0web"), { in: 1024, out: 2 * 1024 * 1024 });
+  assert.deepEqual(rates.get("office\0ssh"), { in: 0, out: 0 });
+  assert.equal(computeRates(null, second).size, 0, "no rates before a second poll");
+  const reset = structuredClone(second);
+  reset.now_ms += 1000;
+  const resetWeb = reset.role === "server" ? reset.clients[0]?.proxies[0] : undefined;
+  assert.ok(resetWeb);
+  resetWeb.bytes_in = 0;
+  assert.equal(computeRates(second, reset).has("office\0web"), false, "counters that went down have no rate");
+});
+
+Deno.test("the live screen fills the terminal exactly and never exceeds its width", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 20, max: 220 }),
+      fc.integer({ min: 3, max: 60 }),
+      fc.boolean(),
+      fc.boolean(),
+      (columns, rows, color, server) => {
+        const stats = served(server ? serverSnapshot() : clientSnapshot(NOW_MS));
+        const lines = renderScreen(stats, new Map(), {
+          columns,
+          rows,
+          color,
+          url: "http://x",
+          intervalMs: 1000,
+        });
+        assert.equal(lines.length, rows);
+        for (const line of lines) assert.ok([...line.replace(ANSI_CODE, "")].length <= columns, line);
+        if (!color) assert.ok(lines.every((line) => !line.includes("\x1b")));
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
+
+Deno.test("the live screen shows clients, proxies, rates, events and the quit hint", () => {
+  const stats = served(serverSnapshot());
+  stats.recent_events.push({
+    time_ms: NOW_MS,
+    level: "warning",
+    code: "CLIENT_DISCONNECTED",
+    message: "Client gone disconnected",
+  });
+  const rates = new Map([["office\0web", { in: 2048, out: 3 * 1024 * 1024 }]]);
+  const lines = renderScreen(stats, rates, {
+    columns: 160,
+    rows: 30,
+    color: true,
+    url: "http://127.0.0.1:9100",
+    intervalMs: 1000,
+  });
+  const plain = lines.map((line) => line.replace(ANSI_CODE, ""));
+  const text = plain.join("\n");
+  assert.match(plain[0] ?? "", /tls-tunnel top · server 0\.1\.0 · 0\.0\.0\.0:8443/);
+  assert.match(
+    text,
+    /clients 2 {2}proxies 3 {2}active conns 2 {2}sessions 5 {2}auth failures 2 {2}in 2\.00 KiB\/s {2}out 3\.00 MiB\/s/,
+  );
+  assert.match(text, /● office\s+from 10\.0\.0\.7:51234/);
+  assert.match(
+    text,
+    /\n {2}web\s+healthy\s+0\.0\.0\.0:8080\s+127\.0\.0\.1:3000\s+2\s+10\s+1\s+4\.00 KiB\s+1\.00 MiB\s+2\.00 KiB\/s\s+3\.00 MiB\/s/,
+  );
+  assert.match(text, /\n {2}ssh\s+healthy.*\s–\s+–/, "a proxy without a rate yet shows dashes");
+  assert.match(text, /db\s+bind failed/);
+  assert.match(text, /↳ last error: Port 5432/);
+  assert.match(text, /WARNING\s+CLIENT_DISCONNECTED\s+Client gone disconnected/);
+  assert.match(plain.at(-1) ?? "", /^q quit · every 1\.0 s · http:\/\/127\.0\.0\.1:9100/);
+  const healthyLine = lines.find((line) => line.includes("web"));
+  assert.ok(healthyLine?.includes("\x1b[32mhealthy"), "healthy is green");
+  assert.ok(lines.find((line) => line.includes("bind failed"))?.includes("\x1b[31m"), "bind failed is red");
+});
+
+Deno.test("the live screen of a client shows its reconnect countdown; a failed poll shows the error", () => {
+  const lines = renderScreen(served(clientSnapshot(NOW_MS)), new Map(), {
+    columns: 120,
+    rows: 20,
+    color: false,
+    url: "http://127.0.0.1:9101",
+    intervalMs: 500,
+    error: "Cannot reach the stats endpoint",
+  });
+  const text = lines.join("\n");
+  assert.match(text, /state waiting — reconnecting in 3\.0 s {2}sessions 3 {2}rtt –/);
+  assert.match(text, /\nweb\s+pending/);
+  assert.match(text, /\napi\s+unhealthy/);
+  assert.match(lines.at(-1) ?? "", /^! Cannot reach the stats endpoint {3}q quit · every 0\.5 s/);
+  const waiting = renderScreen(null, new Map(), {
+    columns: 80,
+    rows: 5,
+    color: false,
+    url: "http://127.0.0.1:9101",
+    intervalMs: 1000,
+  });
+  assert.match(waiting.join("\n"), /Waiting for http:\/\/127\.0\.0\.1:9101/);
+});
+
+Deno.test("statsUrl accepts host:port, a base URL or the full /api/stats URL", () => {
+  assert.equal(statsUrl("127.0.0.1:9100").href, "http://127.0.0.1:9100/api/stats");
+  assert.equal(statsUrl("http://127.0.0.1:9100/").href, "http://127.0.0.1:9100/api/stats");
+  assert.equal(
+    statsUrl("https://stats.example.com/tunnel").href,
+    "https://stats.example.com/tunnel/api/stats",
+  );
+  assert.equal(statsUrl("http://h:1/api/stats").href, "http://h:1/api/stats");
+  assert.throws(() => statsUrl("http://[bad"), StatsFetchError);
+});
+
+Deno.test("fetchStats explains a refused connection, a missing token and a foreign endpoint", async () => {
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = closed.addr.port;
+  closed.close();
+  await assert.rejects(
+    fetchStats(`127.0.0.1:${closedPort}`),
+    (error: unknown) => error instanceof StatsFetchError && /Cannot reach .* stats_port/.test(error.message),
+  );
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, (request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/locked/api/stats") {
+      return request.headers.get("authorization") === "Bearer right"
+        ? Response.json({ ...serverSnapshot(), now_ms: NOW_MS })
+        : new Response("no", { status: 401 });
+    }
+    if (path === "/other/api/stats") return Response.json({ hello: "world" });
+    return new Response("<html>", { status: 200 });
+  });
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  try {
+    await assert.rejects(
+      fetchStats(`${base}/locked`),
+      (error: unknown) =>
+        error instanceof StatsFetchError && error.status === 401 && /pass --token/.test(error.message),
+    );
+    await assert.rejects(
+      fetchStats(`${base}/locked`, "wrong"),
+      (error: unknown) => error instanceof StatsFetchError && /refused the token/.test(error.message),
+    );
+    assert.equal((await fetchStats(`${base}/locked`, "right")).role, "server");
+    await assert.rejects(
+      fetchStats(`${base}/other`),
+      (error: unknown) => error instanceof StatsFetchError && /not tls-tunnel stats/.test(error.message),
+    );
+    await assert.rejects(
+      fetchStats(base),
+      (error: unknown) => error instanceof StatsFetchError && /did not answer JSON/.test(error.message),
+    );
+  } finally {
+    await server.shutdown();
+  }
+});
+
+Deno.test("formatting helpers: bytes, durations, aligned columns", () => {
+  assert.equal(formatBytes(0), "0 B");
+  assert.equal(formatBytes(1023), "1023 B");
+  assert.equal(formatBytes(1536), "1.50 KiB");
+  assert.equal(formatBytes(5 * 1024 * 1024 * 1024), "5.00 GiB");
+  assert.equal(formatDuration(59_999), "59s");
+  assert.equal(formatDuration(3_723_000), "1h02m");
+  assert.equal(formatDuration(90_061_000), "1d01h");
+  assert.deepEqual(formatColumns([["A", "BB", "C"], ["aaa", "b", "c"]], new Set([1])), [
+    "A    BB  C",
+    "aaa   b  c",
+  ]);
+});

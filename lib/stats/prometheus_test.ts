@@ -1,0 +1,151 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { escapeLabelValue, formatSampleValue, renderPrometheus } from "./prometheus.ts";
+import { clientSnapshot, type Exposition, parseExposition, serverSnapshot } from "./_test_fixtures.ts";
+
+/** The family a sample belongs to (histogram parts share their family's name). */
+function familyOf(name: string, types: Map<string, string>): string {
+  for (const suffix of ["_bucket", "_sum", "_count"]) {
+    const base = name.slice(0, -suffix.length);
+    if (name.endsWith(suffix) && types.get(base) === "histogram") return base;
+  }
+  return name;
+}
+
+function value(exposition: Exposition, name: string, labels: Record<string, string> = {}): number {
+  const found = exposition.samples.filter((sample) =>
+    sample.name === name && Object.entries(labels).every(([key, want]) => sample.labels[key] === want)
+  );
+  assert.equal(found.length, 1, `exactly one ${name}${JSON.stringify(labels)}`);
+  return found[0]?.value ?? NaN;
+}
+
+Deno.test("server metrics report every counter and gauge from the snapshot", () => {
+  const exposition = parseExposition(renderPrometheus(serverSnapshot()));
+  assert.equal(value(exposition, "tls_tunnel_info", { role: "server", version: "0.1.0" }), 1);
+  assert.equal(value(exposition, "tls_tunnel_start_time_seconds"), 1_700_000_000);
+  assert.equal(value(exposition, "tls_tunnel_clients_connected"), 2);
+  assert.equal(value(exposition, "tls_tunnel_sessions_total"), 5);
+  assert.equal(value(exposition, "tls_tunnel_auth_failures_total"), 2);
+  assert.equal(value(exposition, "tls_tunnel_streams_active"), 4);
+  assert.equal(value(exposition, "tls_tunnel_client_streams_active", { client: "office" }), 3);
+  assert.equal(value(exposition, "tls_tunnel_client_rtt_seconds", { client: "office" }), 0.0015);
+  assert.equal(
+    exposition.samples.filter((sample) => sample.name === "tls_tunnel_client_rtt_seconds").length,
+    1,
+    "a client without a measured rtt has no rtt sample",
+  );
+  const web = { client: "office", proxy: "web" };
+  assert.equal(value(exposition, "tls_tunnel_proxy_connections_active", web), 2);
+  assert.equal(value(exposition, "tls_tunnel_proxy_connections_total", web), 10);
+  assert.equal(value(exposition, "tls_tunnel_proxy_connections_failed_total", web), 1);
+  assert.equal(value(exposition, "tls_tunnel_proxy_received_bytes_total", web), 4096);
+  assert.equal(value(exposition, "tls_tunnel_proxy_sent_bytes_total", web), 1_048_576);
+  assert.equal(value(exposition, "tls_tunnel_proxy_up", web), 1);
+  assert.equal(
+    value(exposition, "tls_tunnel_proxy_info", { ...web, publish_port: "8080", local_port: "3000" }),
+    1,
+  );
+  const db = { client: 'lab "east"\\x', proxy: "db" };
+  assert.equal(value(exposition, "tls_tunnel_proxy_up", db), 0);
+  assert.equal(value(exposition, "tls_tunnel_proxy_status", { ...db, status: "bind_failed" }), 1);
+  for (const proxy of [web, db, { client: "office", proxy: "ssh" }]) {
+    const states = exposition.samples.filter((sample) =>
+      sample.name === "tls_tunnel_proxy_status" && sample.labels.client === proxy.client &&
+      sample.labels.proxy === proxy.proxy
+    );
+    assert.equal(states.length, 5, "one sample per possible status");
+    assert.equal(states.reduce((sum, sample) => sum + sample.value, 0), 1, "exactly one status is current");
+  }
+});
+
+Deno.test("stream open latency is a cumulative histogram ending in +Inf = count", () => {
+  const snapshot = serverSnapshot();
+  const exposition = parseExposition(renderPrometheus(snapshot));
+  const name = "tls_tunnel_stream_open_latency_seconds";
+  assert.equal(exposition.types.get(name), "histogram");
+  const buckets = exposition.samples.filter((sample) => sample.name === `${name}_bucket`);
+  assert.deepEqual(buckets.map((bucket) => bucket.labels.le), ["0.001", "0.01", "0.1", "+Inf"]);
+  // Observations 0.5 ms, 2 ms, 3 ms, 50 ms, 200 ms.
+  assert.deepEqual(buckets.map((bucket) => bucket.value), [1, 3, 4, 5]);
+  assert.equal(value(exposition, `${name}_count`), 5);
+  assert.ok(Math.abs(value(exposition, `${name}_sum`) - 0.2555) < 1e-9);
+});
+
+Deno.test("every family is declared once with HELP and TYPE before its contiguous samples", () => {
+  for (const snapshot of [serverSnapshot(), clientSnapshot()]) {
+    const text = renderPrometheus(snapshot, 1_700_000_300_000);
+    const exposition = parseExposition(text);
+    const seen: string[] = [];
+    for (const sample of exposition.samples) {
+      const family = familyOf(sample.name, exposition.types);
+      assert.ok(exposition.types.has(family), `${sample.name} has a TYPE`);
+      assert.ok(exposition.helps.has(family), `${sample.name} has a HELP`);
+      assert.match(family, /^tls_tunnel_/);
+      if (seen.at(-1) !== family) {
+        assert.ok(!seen.includes(family), `samples of ${family} are contiguous`);
+        seen.push(family);
+      }
+    }
+    for (const [family, type] of exposition.types) {
+      if (type === "counter") assert.match(family, /_total$/, `counter ${family} ends in _total`);
+      else assert.doesNotMatch(family, /_total$/, `non-counter ${family} does not end in _total`);
+      const typeLine = text.indexOf(`# TYPE ${family} `);
+      const firstSample = text.search(new RegExp(`^${family}(_bucket|_sum|_count)?[{ ]`, "m"));
+      assert.ok(firstSample === -1 || typeLine < firstSample, `TYPE of ${family} comes before its samples`);
+    }
+  }
+});
+
+Deno.test("client metrics show connection state, reconnect countdown and per-proxy series", () => {
+  const nowMs = 1_700_000_300_000;
+  const exposition = parseExposition(renderPrometheus(clientSnapshot(nowMs), nowMs));
+  assert.equal(value(exposition, "tls_tunnel_info", { role: "client" }), 1);
+  assert.equal(value(exposition, "tls_tunnel_client_connected"), 0);
+  assert.equal(value(exposition, "tls_tunnel_client_state", { state: "waiting" }), 1);
+  assert.equal(value(exposition, "tls_tunnel_client_state", { state: "connected" }), 0);
+  assert.equal(value(exposition, "tls_tunnel_client_sessions_total"), 3);
+  assert.equal(value(exposition, "tls_tunnel_client_reconnects_total"), 2);
+  assert.equal(value(exposition, "tls_tunnel_client_next_attempt_seconds"), 3);
+  assert.equal(value(exposition, "tls_tunnel_proxy_connections_total", { proxy: "web" }), 7);
+  assert.equal(value(exposition, "tls_tunnel_proxy_received_bytes_total", { proxy: "web" }), 100);
+  assert.equal(value(exposition, "tls_tunnel_proxy_sent_bytes_total", { proxy: "web" }), 200);
+  assert.equal(value(exposition, "tls_tunnel_proxy_status", { proxy: "api", status: "unhealthy" }), 1);
+  assert.ok(
+    exposition.samples.every((sample) => !("client" in sample.labels)),
+    "the client's own series carry no client label",
+  );
+  assert.ok(!exposition.samples.some((sample) => sample.name === "tls_tunnel_client_rtt_seconds"));
+});
+
+Deno.test("any client or proxy name survives label escaping unchanged", () => {
+  fc.assert(
+    fc.property(
+      fc.string({ unit: "binary", maxLength: 40 }),
+      fc.string({ maxLength: 20 }),
+      (client, proxy) => {
+        const snapshot = serverSnapshot();
+        const office = snapshot.clients[0];
+        const web = office?.proxies[0];
+        assert.ok(office && web);
+        office.name = client;
+        web.name = proxy;
+        const exposition = parseExposition(renderPrometheus(snapshot));
+        const sample = exposition.samples.find((candidate) =>
+          candidate.name === "tls_tunnel_proxy_received_bytes_total" && candidate.labels.proxy === proxy &&
+          candidate.labels.client === client
+        );
+        assert.equal(sample?.value, 4096);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+Deno.test("label escaping handles backslash, quote and newline; values spell non-finite numbers", () => {
+  assert.equal(escapeLabelValue('a\\b"c\nd'), 'a\\\\b\\"c\\nd');
+  assert.equal(formatSampleValue(Infinity), "+Inf");
+  assert.equal(formatSampleValue(-Infinity), "-Inf");
+  assert.equal(formatSampleValue(NaN), "NaN");
+  assert.equal(formatSampleValue(0.25), "0.25");
+});
