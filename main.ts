@@ -9,7 +9,7 @@
 
 import { Command, CommanderError, Option } from "commander";
 import { checkCommand } from "./lib/cli/check.ts";
-import { certCommand } from "./lib/cli/cert.ts";
+import { certCommand, type CertOptions } from "./lib/cli/cert.ts";
 import { templateCommand } from "./lib/cli/template.ts";
 import { clientCommand, demoCommand, serverCommand } from "./lib/cli/run.ts";
 import { versionCommand } from "./lib/cli/version.ts";
@@ -85,16 +85,7 @@ program.command("cert")
   .option("--alt-names <names>", "extra DNS names or IP addresses, comma-separated", "")
   .option("--days <days>", "validity in days", "825")
   .action(
-    async (
-      options: {
-        certOut: string;
-        keyOut: string;
-        caOut: string;
-        commonName: string;
-        altNames: string;
-        days: string;
-      },
-    ) => {
+    async (options: CertOptions) => {
       exitCode = await certCommand(options);
     },
   );

@@ -9,6 +9,8 @@ import { generateCertificates } from "../lib/transport/cert.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { writeAll } from "../lib/transport/conn.ts";
 
+export { patternBytes, sha256Hex } from "../lib/mux/_test_util.ts";
+
 /** Project root, where main.ts lives. */
 export const PROJECT_ROOT = new URL("../", import.meta.url).pathname;
 
@@ -275,7 +277,11 @@ export async function roundTrip(
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   const timer = setTimeout(() => closeQuietly(conn), timeoutMs);
   try {
-    const writing = writeAll(conn, request).then(() => conn.closeWrite());
+    let writeError: unknown = null;
+    // Caught at once: when the read side fails first, the write's failure must not go unhandled.
+    const writing = writeAll(conn, request).then(() => conn.closeWrite()).catch((error) => {
+      writeError = error;
+    });
     const chunks: Uint8Array[] = [];
     let total = 0;
     const buffer = new Uint8Array(64 * 1024);
@@ -286,6 +292,7 @@ export async function roundTrip(
       total += count;
     }
     await writing;
+    if (writeError !== null) throw writeError;
     const result = new Uint8Array(total);
     let offset = 0;
     for (const chunk of chunks) {
@@ -297,23 +304,4 @@ export async function roundTrip(
     clearTimeout(timer);
     closeQuietly(conn);
   }
-}
-
-/** Hex SHA-256 of `bytes`. */
-export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
-}
-
-/** `length` deterministic pseudo-random bytes (xorshift), different per `seed`. */
-export function patternBytes(length: number, seed = 1): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(length);
-  let state = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    bytes[i] = state & 0xff;
-  }
-  return bytes;
 }

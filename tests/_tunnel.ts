@@ -11,7 +11,7 @@ import type { ClientConfig, ServerConfig } from "../lib/config/types.ts";
 import type { ProxyRegistration } from "../lib/rpc/control.ts";
 import { TunnelClient } from "../lib/tunnel/client.ts";
 import { TunnelServer } from "../lib/tunnel/server.ts";
-import { testCertificates } from "./_helpers.ts";
+import { EchoService, testCertificates } from "./_helpers.ts";
 
 export const AUTH_KEY = "test-key-0123456789abcdef";
 
@@ -107,4 +107,56 @@ export function acceptedPort(registrations: ProxyRegistration[], name: string): 
   assert.ok(entry, `no registration for ${name}`);
   assert.equal(entry.status, "accepted", JSON.stringify(entry));
   return entry.publish_port;
+}
+
+/** A started client as {@linkcode startClient} returns it. */
+export type StartedClient = Awaited<ReturnType<typeof startClient>>;
+
+/**
+ * An in-process server plus whatever clients and echo services a test adds; all of it is stopped when
+ * the fixture is disposed (`await using`), clients first.
+ */
+export class TunnelFixture implements AsyncDisposable {
+  readonly #cleanups: Array<() => Promise<void>> = [];
+
+  private constructor(readonly started: Awaited<ReturnType<typeof startServer>>) {}
+
+  /** Starts a server with `serverExtra` TOML lines under `[server]`. */
+  static async start(serverExtra = ""): Promise<TunnelFixture> {
+    return new TunnelFixture(await startServer(serverExtra));
+  }
+
+  /** The server. */
+  get server(): TunnelServer {
+    return this.started.server;
+  }
+
+  /** The server's tunnel port. */
+  get port(): number {
+    return this.started.port;
+  }
+
+  /** An echo service on 127.0.0.1 (`port` 0 = any), closed with the fixture. */
+  echo(port = 0): EchoService {
+    const echo = new EchoService(port);
+    this.#cleanups.push(() => echo.close());
+    return echo;
+  }
+
+  /** Starts a client of this server with `proxies`, stopped with the fixture. */
+  async client(
+    proxies: ProxyLine[],
+    options: { authKey?: string; extra?: string } = {},
+  ): Promise<StartedClient> {
+    const client = await startClient(clientConfig(this.port, proxies, options));
+    this.#cleanups.push(() => client.stop());
+    return client;
+  }
+
+  /** Stops the clients, then the echo services, then the server. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    const clients = this.#cleanups.splice(0);
+    for (const cleanup of clients.reverse()) await cleanup();
+    await this.started.stop();
+  }
 }

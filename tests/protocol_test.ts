@@ -10,7 +10,7 @@ import { RpcError, RpcPeer } from "../lib/rpc/mod.ts";
 import { writeAll } from "../lib/transport/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { EchoService, testCertificates, waitFor } from "./_helpers.ts";
-import { AUTH_KEY, startServer } from "./_tunnel.ts";
+import { AUTH_KEY, TunnelFixture } from "./_tunnel.ts";
 
 /** A TLS + yamux + control-stream connection to the server, driven by the test. */
 async function dial(port: number) {
@@ -48,8 +48,8 @@ async function rejectsWithCode(promise: Promise<unknown>, code: number): Promise
 }
 
 Deno.test("authenticate answers with the documented fields", async () => {
-  const server = await startServer();
-  const client = await dial(server.port);
+  await using tunnel = await TunnelFixture.start();
+  const client = await dial(tunnel.port);
   try {
     const result = await client.authenticate() as Record<string, unknown>;
     assert.equal(result.client_id, "conformance");
@@ -59,13 +59,12 @@ Deno.test("authenticate answers with the documented fields", async () => {
     assert.match(String(result.session_id), /^s\d+$/);
   } finally {
     await client.close();
-    await server.stop();
   }
 });
 
 Deno.test("methods before authenticate are refused and an unknown method leaves the session open", async () => {
-  const server = await startServer();
-  const client = await dial(server.port);
+  await using tunnel = await TunnelFixture.start();
+  const client = await dial(tunnel.port);
   try {
     await rejectsWithCode(client.rpc.request("register_proxies", { proxies: [] }), -32004);
     await client.authenticate();
@@ -75,13 +74,12 @@ Deno.test("methods before authenticate are refused and an unknown method leaves 
     assert.equal(heartbeat.time_ms, 42, "the session still answers after the errors");
   } finally {
     await client.close();
-    await server.stop();
   }
 });
 
 Deno.test("a wrong protocol version is refused with the server's version", async () => {
-  const server = await startServer();
-  const client = await dial(server.port);
+  await using tunnel = await TunnelFixture.start();
+  const client = await dial(tunnel.port);
   try {
     const error = await rejectsWithCode(
       client.rpc.request("authenticate", { auth_key: AUTH_KEY, protocol_version: 99, client_id: "future" }),
@@ -91,16 +89,15 @@ Deno.test("a wrong protocol version is refused with the server's version", async
     await client.session.closed;
   } finally {
     await client.close();
-    await server.stop();
   }
 });
 
 Deno.test("malformed JSON on the control stream is answered with -32700 and the session goes on", async () => {
-  const server = await startServer();
+  await using tunnel = await TunnelFixture.start();
   const certs = await testCertificates();
   const conn = await Deno.connectTls({
     hostname: "localhost",
-    port: server.port,
+    port: tunnel.port,
     caCerts: [certs.caCertPem],
   });
   const session = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
@@ -123,17 +120,16 @@ Deno.test("malformed JSON on the control stream is answered with -32700 and the 
   } finally {
     await session.close();
     await session.closed;
-    await server.stop();
   }
 });
 
 Deno.test("an oversized control frame closes that session and no other", async () => {
-  const server = await startServer();
-  const good = await dial(server.port);
+  await using tunnel = await TunnelFixture.start();
+  const good = await dial(tunnel.port);
   const certs = await testCertificates();
   const conn = await Deno.connectTls({
     hostname: "localhost",
-    port: server.port,
+    port: tunnel.port,
     caCerts: [certs.caCertPem],
   });
   const bad = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
@@ -146,21 +142,20 @@ Deno.test("an oversized control frame closes that session and no other", async (
     await waitFor(() => bad.isClosed, 5000, "the server to close the oversized session");
     const heartbeat = await good.rpc.request("heartbeat", { time_ms: 7 }) as { time_ms: number };
     assert.equal(heartbeat.time_ms, 7);
-    assert.ok(server.server.clients.has("good"));
+    assert.ok(tunnel.server.clients.has("good"));
   } finally {
     await bad.close();
     await bad.closed;
     await good.close();
-    await server.stop();
   }
 });
 
 Deno.test("a connection that never authenticates is closed after handshake_timeout_secs", async () => {
-  const server = await startServer("handshake_timeout_secs = 0.3\n");
+  await using tunnel = await TunnelFixture.start("handshake_timeout_secs = 0.3\n");
   const certs = await testCertificates();
   const conn = await Deno.connectTls({
     hostname: "localhost",
-    port: server.port,
+    port: tunnel.port,
     caCerts: [certs.caCertPem],
   });
   try {
@@ -173,32 +168,27 @@ Deno.test("a connection that never authenticates is closed after handshake_timeo
     assert.ok(elapsedMs >= 250 && elapsedMs < 2000, `closed after ${elapsedMs} ms`);
   } finally {
     closeQuietly(conn);
-    await server.stop();
   }
 });
 
 Deno.test("repeated wrong keys from one address are throttled, with retry_after_secs", async () => {
-  const server = await startServer();
-  try {
-    for (let attempt = 0; attempt < 10; attempt++) {
-      const client = await dial(server.port);
-      await rejectsWithCode(client.authenticate("a-wrong-key-0123456789"), -32001);
-      await client.close();
-    }
-    const client = await dial(server.port);
-    const error = await rejectsWithCode(client.authenticate(), -32003);
-    assert.equal(typeof (error.data as { retry_after_secs?: number }).retry_after_secs, "number");
+  await using tunnel = await TunnelFixture.start();
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const client = await dial(tunnel.port);
+    await rejectsWithCode(client.authenticate("a-wrong-key-0123456789"), -32001);
     await client.close();
-    assert.equal(server.server.authFailuresTotal, 10);
-  } finally {
-    await server.stop();
   }
+  const client = await dial(tunnel.port);
+  const error = await rejectsWithCode(client.authenticate(), -32003);
+  assert.equal(typeof (error.data as { retry_after_secs?: number }).retry_after_secs, "number");
+  await client.close();
+  assert.equal(tunnel.server.authFailuresTotal, 10);
 });
 
 Deno.test("data streams start with the documented header and the client's own streams are reset", async () => {
   const echo = new EchoService();
-  const server = await startServer();
-  const client = await dial(server.port);
+  await using tunnel = await TunnelFixture.start();
+  const client = await dial(tunnel.port);
   try {
     await client.authenticate();
     const result = await client.rpc.request("register_proxies", {
@@ -244,7 +234,6 @@ Deno.test("data streams start with the documented header and the client's own st
     assert.equal((await client.rpc.request("heartbeat", { time_ms: 1 }) as { time_ms: number }).time_ms, 1);
   } finally {
     await client.close();
-    await server.stop();
     await echo.close();
   }
 });

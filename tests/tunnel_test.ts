@@ -7,10 +7,9 @@ import assert from "node:assert/strict";
 import { writeAll } from "../lib/transport/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { FatalClientError } from "../lib/tunnel/client.ts";
-import { acceptedPort, clientConfig, startClient, startServer } from "./_tunnel.ts";
+import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
 import {
   canBind,
-  EchoService,
   freePort,
   patternBytes,
   roundTrip,
@@ -20,46 +19,30 @@ import {
 } from "./_helpers.ts";
 
 Deno.test("tunnel carries 64 MiB each way intact through one connection", async () => {
-  const echo = new EchoService();
-  const server = await startServer();
-  const client = await startClient(
-    clientConfig(server.port, [{ name: "echo", publishPort: 0, localPort: echo.port }]),
-  );
-  try {
-    const port = acceptedPort(await client.registered, "echo");
-    const payload = patternBytes(64 * 1024 * 1024, 7);
-    const echoed = await roundTrip(port, payload, 60_000);
-    assert.equal(echoed.length, payload.length);
-    assert.equal(await sha256Hex(echoed), await sha256Hex(payload));
-  } finally {
-    await client.stop();
-    await server.stop();
-    await echo.close();
-  }
+  await using tunnel = await TunnelFixture.start();
+  const echo = tunnel.echo();
+  const client = await tunnel.client([{ name: "echo", publishPort: 0, localPort: echo.port }]);
+  const port = acceptedPort(await client.registered, "echo");
+  const payload = patternBytes(64 * 1024 * 1024, 7);
+  const echoed = await roundTrip(port, payload, 60_000);
+  assert.equal(echoed.length, payload.length);
+  assert.equal(await sha256Hex(echoed), await sha256Hex(payload));
 });
 
 Deno.test("tunnel carries 200 concurrent outside connections", async () => {
-  const echo = new EchoService();
-  const server = await startServer();
-  const client = await startClient(
-    clientConfig(server.port, [{ name: "echo", publishPort: 0, localPort: echo.port }]),
+  await using tunnel = await TunnelFixture.start();
+  const echo = tunnel.echo();
+  const client = await tunnel.client([{ name: "echo", publishPort: 0, localPort: echo.port }]);
+  const port = acceptedPort(await client.registered, "echo");
+  const results = await Promise.all(
+    Array.from({ length: 200 }, async (_, index) => {
+      const payload = patternBytes(16 * 1024 + index, index + 1);
+      const echoed = await roundTrip(port, payload, 30_000);
+      return (await sha256Hex(echoed)) === (await sha256Hex(payload));
+    }),
   );
-  try {
-    const port = acceptedPort(await client.registered, "echo");
-    const results = await Promise.all(
-      Array.from({ length: 200 }, async (_, index) => {
-        const payload = patternBytes(16 * 1024 + index, index + 1);
-        const echoed = await roundTrip(port, payload, 30_000);
-        return (await sha256Hex(echoed)) === (await sha256Hex(payload));
-      }),
-    );
-    assert.equal(results.filter(Boolean).length, 200);
-    assert.equal(echo.accepted, 200);
-  } finally {
-    await client.stop();
-    await server.stop();
-    await echo.close();
-  }
+  assert.equal(results.filter(Boolean).length, 200);
+  assert.equal(echo.accepted, 200);
 });
 
 Deno.test("tunnel propagates half-close in both directions", async () => {
@@ -79,11 +62,9 @@ Deno.test("tunnel propagates half-close in both directions", async () => {
     conn.close();
     return new TextDecoder().decode(new Uint8Array(received));
   })();
-  const server = await startServer();
-  const client = await startClient(
-    clientConfig(server.port, [{ name: "svc", publishPort: 0, localPort: local.addr.port }]),
-  );
   try {
+    await using tunnel = await TunnelFixture.start();
+    const client = await tunnel.client([{ name: "svc", publishPort: 0, localPort: local.addr.port }]);
     const port = acceptedPort(await client.registered, "svc");
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     const buffer = new Uint8Array(1024);
@@ -100,172 +81,110 @@ Deno.test("tunnel propagates half-close in both directions", async () => {
     assert.equal(await served, "still talking");
     conn.close();
   } finally {
-    await client.stop();
-    await server.stop();
     local.close();
   }
 });
 
 Deno.test("server releases published ports when the client disconnects", async () => {
-  const echo = new EchoService();
-  const server = await startServer();
+  await using tunnel = await TunnelFixture.start();
+  const echo = tunnel.echo();
   const publishPort = freePort();
-  const client = await startClient(
-    clientConfig(server.port, [{ name: "echo", publishPort, localPort: echo.port }]),
-  );
-  try {
-    assert.equal(acceptedPort(await client.registered, "echo"), publishPort);
-    assert.equal(canBind(publishPort), false);
-    const started = performance.now();
-    await client.stop();
-    await waitFor(() => canBind(publishPort), 1000, `port ${publishPort} to be released`, 2);
-    const releasedMs = performance.now() - started;
-    assert.ok(releasedMs < 1000, `released after ${releasedMs} ms`);
-    assert.equal(server.server.clients.size, 0);
-  } finally {
-    await client.stop();
-    await server.stop();
-    await echo.close();
-  }
+  const client = await tunnel.client([{ name: "echo", publishPort, localPort: echo.port }]);
+  assert.equal(acceptedPort(await client.registered, "echo"), publishPort);
+  assert.equal(canBind(publishPort), false);
+  const started = performance.now();
+  await client.stop();
+  await waitFor(() => canBind(publishPort), 1000, `port ${publishPort} to be released`, 2);
+  const releasedMs = performance.now() - started;
+  assert.ok(releasedMs < 1000, `released after ${releasedMs} ms`);
+  assert.equal(tunnel.server.clients.size, 0);
 });
 
 Deno.test("client with a wrong key fails with a clear, fatal error", async () => {
-  const server = await startServer();
-  const client = await startClient(
-    clientConfig(server.port, [{ name: "web", publishPort: 0, localPort: 9 }], {
-      authKey: "wrong-key-0123456789abcdef",
-    }),
-  );
-  try {
-    await assert.rejects(client.running, (error: unknown) => {
-      assert.ok(error instanceof FatalClientError);
-      assert.match(error.message, /auth_key is not accepted/);
-      return true;
-    });
-  } finally {
-    await client.stop();
-    await server.stop();
-  }
+  await using tunnel = await TunnelFixture.start();
+  const client = await tunnel.client([{ name: "web", publishPort: 0, localPort: 9 }], {
+    authKey: "wrong-key-0123456789abcdef",
+  });
+  await assert.rejects(client.running, (error: unknown) => {
+    assert.ok(error instanceof FatalClientError);
+    assert.match(error.message, /auth_key is not accepted/);
+    return true;
+  });
 });
 
 Deno.test("second client asking for a port another live client publishes is rejected with its name", async () => {
-  const echo = new EchoService();
-  const server = await startServer();
+  await using tunnel = await TunnelFixture.start();
+  const echo = tunnel.echo();
   const publishPort = freePort();
-  const first = await startClient(
-    clientConfig(server.port, [{ name: "a", publishPort, localPort: echo.port }], {
-      extra: `client_id = "first"`,
-    }),
-  );
+  const first = await tunnel.client([{ name: "a", publishPort, localPort: echo.port }], {
+    extra: `client_id = "first"`,
+  });
   acceptedPort(await first.registered, "a");
-  const second = await startClient(
-    clientConfig(server.port, [{ name: "b", publishPort, localPort: echo.port }], {
-      extra: `client_id = "second"`,
-    }),
-  );
-  try {
-    const [rejected] = await second.registered;
-    assert.ok(rejected);
-    assert.equal(rejected.status, "rejected");
-    if (rejected.status === "rejected") {
-      assert.equal(rejected.code, "PORT_IN_USE_BY_CLIENT");
-      assert.match(rejected.reason, /client 'first'/);
-    }
-    // The first client's proxy still works.
-    const echoed = await roundTrip(publishPort, new TextEncoder().encode("ping"));
-    assert.equal(new TextDecoder().decode(echoed), "ping");
-  } finally {
-    await second.stop();
-    await first.stop();
-    await server.stop();
-    await echo.close();
+  const second = await tunnel.client([{ name: "b", publishPort, localPort: echo.port }], {
+    extra: `client_id = "second"`,
+  });
+  const [rejected] = await second.registered;
+  assert.ok(rejected);
+  assert.equal(rejected.status, "rejected");
+  if (rejected.status === "rejected") {
+    assert.equal(rejected.code, "PORT_IN_USE_BY_CLIENT");
+    assert.match(rejected.reason, /client 'first'/);
   }
+  // The first client's proxy still works.
+  const echoed = await roundTrip(publishPort, new TextEncoder().encode("ping"));
+  assert.equal(new TextDecoder().decode(echoed), "ping");
 });
 
 Deno.test("outside connection is closed promptly when the local service is down", async () => {
-  const server = await startServer();
-  const deadPort = freePort();
-  const client = await startClient(
-    clientConfig(server.port, [{ name: "dead", publishPort: 0, localPort: deadPort }]),
-  );
-  try {
-    const port = acceptedPort(await client.registered, "dead");
-    const started = performance.now();
-    const echoed = await roundTrip(port, new TextEncoder().encode("anyone?"), 5000);
-    const elapsedMs = performance.now() - started;
-    assert.equal(echoed.length, 0);
-    assert.ok(elapsedMs < 2000, `closed after ${elapsedMs} ms`);
-    const stats = client.client.proxies.get("dead")?.stats;
-    assert.equal(stats?.failedConnections, 1);
-  } finally {
-    await client.stop();
-    await server.stop();
-  }
+  await using tunnel = await TunnelFixture.start();
+  const client = await tunnel.client([{ name: "dead", publishPort: 0, localPort: freePort() }]);
+  const port = acceptedPort(await client.registered, "dead");
+  const started = performance.now();
+  const echoed = await roundTrip(port, new TextEncoder().encode("anyone?"), 5000);
+  const elapsedMs = performance.now() - started;
+  assert.equal(echoed.length, 0);
+  assert.ok(elapsedMs < 2000, `closed after ${elapsedMs} ms`);
+  assert.equal(client.client.proxies.get("dead")?.stats.failedConnections, 1);
 });
 
 Deno.test("garbage on the tunnel port does not disturb a connected client", async () => {
-  const echo = new EchoService();
-  const server = await startServer();
-  const client = await startClient(
-    clientConfig(server.port, [{ name: "echo", publishPort: 0, localPort: echo.port }]),
-  );
-  try {
-    const port = acceptedPort(await client.registered, "echo");
-    const certs = await testCertificates();
-    // Plain TCP garbage (not TLS), then TLS with a garbage yamux stream.
-    const raw = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
-    await writeAll(raw, patternBytes(4096, 3));
-    const tls = await Deno.connectTls({
-      hostname: "localhost",
-      port: server.port,
-      caCerts: [certs.caCertPem],
-    });
-    await writeAll(tls, patternBytes(4096, 4));
-    const echoed = await roundTrip(port, new TextEncoder().encode("unaffected"));
-    assert.equal(new TextDecoder().decode(echoed), "unaffected");
-    closeQuietly(raw);
-    closeQuietly(tls);
-    assert.equal(server.server.clients.size, 1);
-  } finally {
-    await client.stop();
-    await server.stop();
-    await echo.close();
-  }
+  await using tunnel = await TunnelFixture.start();
+  const echo = tunnel.echo();
+  const client = await tunnel.client([{ name: "echo", publishPort: 0, localPort: echo.port }]);
+  const port = acceptedPort(await client.registered, "echo");
+  const certs = await testCertificates();
+  // Plain TCP garbage (not TLS), then TLS with a garbage yamux stream.
+  const raw = await Deno.connect({ hostname: "127.0.0.1", port: tunnel.port });
+  await writeAll(raw, patternBytes(4096, 3));
+  const tls = await Deno.connectTls({ hostname: "localhost", port: tunnel.port, caCerts: [certs.caCertPem] });
+  await writeAll(tls, patternBytes(4096, 4));
+  const echoed = await roundTrip(port, new TextEncoder().encode("unaffected"));
+  assert.equal(new TextDecoder().decode(echoed), "unaffected");
+  closeQuietly(raw);
+  closeQuietly(tls);
+  assert.equal(tunnel.server.clients.size, 1);
 });
 
 Deno.test("one client's abrupt end does not disturb another client's transfer", async () => {
-  const echo = new EchoService();
-  const server = await startServer();
-  const steady = await startClient(
-    clientConfig(server.port, [{ name: "steady", publishPort: 0, localPort: echo.port }], {
-      extra: `client_id = "steady"`,
-    }),
-  );
-  const doomed = await startClient(
-    clientConfig(server.port, [{ name: "doomed", publishPort: 0, localPort: echo.port }], {
-      extra: `client_id = "doomed"`,
-    }),
-  );
-  try {
-    const steadyPort = acceptedPort(await steady.registered, "steady");
-    const doomedPort = acceptedPort(await doomed.registered, "doomed");
-    const payload = patternBytes(32 * 1024 * 1024, 11);
-    const transfer = roundTrip(steadyPort, payload, 60_000);
-    // The doomed client is busy too when it goes away.
-    const doomedTransfer = roundTrip(doomedPort, patternBytes(32 * 1024 * 1024, 12), 60_000).catch(() =>
-      null
-    );
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    await doomed.stop();
-    await doomedTransfer;
-    const echoed = await transfer;
-    assert.equal(await sha256Hex(echoed), await sha256Hex(payload));
-    assert.ok(server.server.clients.has("steady"));
-    assert.ok(!server.server.clients.has("doomed"));
-  } finally {
-    await doomed.stop();
-    await steady.stop();
-    await server.stop();
-    await echo.close();
-  }
+  await using tunnel = await TunnelFixture.start();
+  const echo = tunnel.echo();
+  const steady = await tunnel.client([{ name: "steady", publishPort: 0, localPort: echo.port }], {
+    extra: `client_id = "steady"`,
+  });
+  const doomed = await tunnel.client([{ name: "doomed", publishPort: 0, localPort: echo.port }], {
+    extra: `client_id = "doomed"`,
+  });
+  const steadyPort = acceptedPort(await steady.registered, "steady");
+  const doomedPort = acceptedPort(await doomed.registered, "doomed");
+  const payload = patternBytes(32 * 1024 * 1024, 11);
+  const transfer = roundTrip(steadyPort, payload, 60_000);
+  // The doomed client is busy too when it goes away.
+  const doomedTransfer = roundTrip(doomedPort, patternBytes(32 * 1024 * 1024, 12), 60_000).catch(() => null);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await doomed.stop();
+  await doomedTransfer;
+  const echoed = await transfer;
+  assert.equal(await sha256Hex(echoed), await sha256Hex(payload));
+  assert.ok(tunnel.server.clients.has("steady"));
+  assert.ok(!tunnel.server.clients.has("doomed"));
 });

@@ -1,19 +1,22 @@
 /**
  * Copying between two connections: the loop that carries every outside connection through the tunnel.
  *
- * Buffers adapt to the traffic: an idle or chatty connection reads into a small buffer, and a connection
- * whose reads fill that buffer switches to a large one borrowed from a shared pool, which it returns
- * when traffic slows down again. This keeps an idle connection's cost at a few KiB while a bulk transfer
- * still moves large chunks per system call.
+ * Buffers adapt to the traffic. An idle or chatty direction reads into one small buffer, one read and
+ * one write at a time, so an idle connection costs little memory. A direction whose reads fill that
+ * buffer is bulk traffic: it switches to two large buffers borrowed from a shared pool and pipelines,
+ * reading the next chunk into one while the previous chunk is written from the other, so the source
+ * always has a read waiting (a yamux stream then hands data straight to it instead of buffering and
+ * copying it twice) and the read and the write overlap. When reads become small again it returns the
+ * large buffers and goes back to the small one.
  *
  * @module
  */
 
-import { type DuplexConn, writeAll } from "./conn.ts";
+import type { DuplexConn } from "./conn.ts";
 
 /** Size of the buffer an idle or low-traffic direction reads into. */
-export const SMALL_BUFFER_BYTES = 2 * 1024;
-/** Size of the buffer a bulk direction reads into. */
+export const SMALL_BUFFER_BYTES = 1024;
+/** Size of each of the two buffers a bulk direction reads into. */
 export const LARGE_BUFFER_BYTES = 256 * 1024;
 /** Large buffers kept for reuse when no direction holds them. */
 const LARGE_BUFFER_POOL_LIMIT = 64;
@@ -44,40 +47,101 @@ export interface PipeResult {
   error?: unknown;
 }
 
+/** Keeps a read that may be abandoned (its direction failed on a write) from being an unhandled rejection. */
+function ignoreRejection(): void {}
+
+/** Writes all of `data` (looping over short writes) without the extra promise of an async helper call. */
+async function writeFully(to: DuplexConn, data: Uint8Array): Promise<void> {
+  let offset = await to.write(data);
+  while (offset < data.length) offset += await to.write(data.subarray(offset));
+}
+
 /**
  * Copies `from` to `to` until `from` ends, then half-closes `to`. Resolves to the byte count; rejects
- * with the read or write error that stopped it.
+ * with the read or write error that stopped it. `onChunk` is called after each chunk is written.
  */
 export async function copyOneWay(
   from: DuplexConn,
   to: DuplexConn,
   onChunk?: (bytes: number) => void,
 ): Promise<number> {
-  let small: Uint8Array | null = new Uint8Array(SMALL_BUFFER_BYTES);
-  let large: Uint8Array | null = null;
+  let small: Uint8Array | null = null;
   let total = 0;
-  try {
-    while (true) {
-      const buffer: Uint8Array = large ?? small ?? (small = new Uint8Array(SMALL_BUFFER_BYTES));
-      const count = await from.read(buffer);
-      if (count === null) break;
-      if (count === 0) continue;
-      await writeAll(to, buffer.subarray(0, count));
+  while (true) {
+    small ??= new Uint8Array(SMALL_BUFFER_BYTES);
+    const count = await from.read(small);
+    if (count === null) break;
+    if (count === 0) continue;
+    if (count < small.length) {
+      // Small reads: one buffer, one operation at a time.
+      const written = await to.write(count === small.length ? small : small.subarray(0, count));
+      if (written < count) await writeFully(to, small.subarray(written, count));
       total += count;
       onChunk?.(count);
-      if (large === null && count === buffer.length) {
-        large = borrowLargeBuffer();
-        small = null;
-      } else if (large !== null && count < SMALL_BUFFER_BYTES) {
-        returnLargeBuffer(large);
-        large = null;
-      }
+      continue;
     }
-  } finally {
-    if (large !== null) returnLargeBuffer(large);
+    // The read filled the small buffer: bulk traffic. Pipeline with two large buffers until reads get
+    // small again (or the source ends).
+    const first = small;
+    small = null;
+    const bulk = await copyBulk(from, to, first, count, onChunk);
+    total += bulk.bytes;
+    if (bulk.ended) break;
   }
   await to.closeWrite();
   return total;
+}
+
+/**
+ * The bulk phase of {@linkcode copyOneWay}: writes `count` bytes of `pending` and, meanwhile, reads the
+ * next chunk into a large buffer; repeats until a read returns fewer than {@linkcode SMALL_BUFFER_BYTES}
+ * bytes (that chunk is written too) or the source ends.
+ */
+async function copyBulk(
+  from: DuplexConn,
+  to: DuplexConn,
+  pending: Uint8Array,
+  count: number,
+  onChunk: ((bytes: number) => void) | undefined,
+): Promise<{ bytes: number; ended: boolean }> {
+  /** Large buffers borrowed; returned only once no read or write uses them. */
+  const borrowed: Uint8Array[] = [borrowLargeBuffer(), borrowLargeBuffer()];
+  let next = 0;
+  let bytes = 0;
+  let chunk = pending;
+  let chunkBytes = count;
+  let clean = false;
+  try {
+    while (true) {
+      const target = borrowed[next] as Uint8Array;
+      next ^= 1;
+      const writing = to.write(chunkBytes === chunk.length ? chunk : chunk.subarray(0, chunkBytes));
+      const reading = from.read(target);
+      reading.catch(ignoreRejection);
+      const written = await writing;
+      if (written < chunkBytes) await writeFully(to, chunk.subarray(written, chunkBytes));
+      bytes += chunkBytes;
+      onChunk?.(chunkBytes);
+      const nextBytes = await reading;
+      if (nextBytes === null) {
+        clean = true;
+        return { bytes, ended: true };
+      }
+      chunk = target;
+      chunkBytes = nextBytes;
+      if (nextBytes < SMALL_BUFFER_BYTES) {
+        // Traffic slowed down: write this last chunk, then go back to the small buffer.
+        if (nextBytes > 0) await writeFully(to, target.subarray(0, nextBytes));
+        bytes += nextBytes;
+        if (nextBytes > 0) onChunk?.(nextBytes);
+        clean = true;
+        return { bytes, ended: false };
+      }
+    }
+  } finally {
+    // After a failure a read may still be filling one of the buffers: leave both to the garbage collector.
+    if (clean) for (const buffer of borrowed) returnLargeBuffer(buffer);
+  }
 }
 
 /**

@@ -1,0 +1,103 @@
+/**
+ * A tunnel made of real processes for the end-to-end tests: a work folder with certificates and
+ * configs, `deno run main.ts server|client` children, and an echo service to publish. Everything it
+ * started is stopped when the fixture is disposed (`await using`).
+ *
+ * @module
+ */
+
+import { CliProcess, EchoService, freePort, makeWorkdir, roundTrip } from "./_helpers.ts";
+
+/** The key the fixture's server and clients share. */
+export const PROCESS_AUTH_KEY = "process-test-key-0123456789";
+/** Short reconnect delays so the tests do not wait for the 5 s default. */
+export const FAST_RECONNECT = { TLS_TUNNEL_RECONNECT_DELAY_SECS: "0.2" };
+/** The server's log line once it accepts clients. */
+export const LISTENING = /Listening for clients on/;
+
+/** The client's log line once a proxy is published; group 1 is the port. */
+export function proxyUp(name: string): RegExp {
+  return new RegExp(`Proxy ${name}: 127\\.0\\.0\\.1:(\\d+)`);
+}
+
+/** One `[[proxies]]` entry of a client config. */
+export interface ProcessProxy {
+  name: string;
+  publishPort: number;
+  /** Defaults to the fixture's echo service. */
+  localPort?: number;
+}
+
+/** Sends `text` through 127.0.0.1:`port` and returns what came back. */
+export async function echoThrough(port: number, text: string): Promise<string> {
+  return new TextDecoder().decode(await roundTrip(port, new TextEncoder().encode(text)));
+}
+
+/** Server, clients and a local echo service as real processes on loopback. */
+export class ProcessTunnel implements AsyncDisposable {
+  /** The local service the proxies publish by default. */
+  readonly echo = new EchoService();
+  readonly #processes: CliProcess[] = [];
+
+  private constructor(
+    readonly dir: string,
+    readonly serverConfigPath: string,
+    readonly serverPort: number,
+    readonly caPath: string,
+    readonly cleanup: () => Promise<void>,
+  ) {}
+
+  /** Writes the server config (with `serverExtra` TOML lines) into a fresh work folder. */
+  static async create(serverExtra = ""): Promise<ProcessTunnel> {
+    const work = await makeWorkdir();
+    const serverPort = freePort();
+    const serverConfigPath = `${work.dir}/server.toml`;
+    await Deno.writeTextFile(
+      serverConfigPath,
+      `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\ncert_path = "${work.certPath}"\n` +
+        `key_path = "${work.keyPath}"\nauth_key = "${PROCESS_AUTH_KEY}"\nkeepalive_interval_secs = 1\n` +
+        `keepalive_timeout_secs = 3\n${serverExtra}`,
+    );
+    return new ProcessTunnel(work.dir, serverConfigPath, serverPort, work.caPath, work.cleanup);
+  }
+
+  /** Writes a client config named `name` and returns its path. */
+  async clientConfig(name: string, proxies: ProcessProxy[], extra = ""): Promise<string> {
+    const path = `${this.dir}/${name}.toml`;
+    await Deno.writeTextFile(
+      path,
+      `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${this.serverPort}\nserver_name = "localhost"\n` +
+        `ca_cert_path = "${this.caPath}"\nauth_key = "${PROCESS_AUTH_KEY}"\nkeepalive_interval_secs = 1\n` +
+        `keepalive_timeout_secs = 3\n${extra}\n[client.reconnect]\nmax_delay_secs = 1\n\n` +
+        proxies.map((proxy) =>
+          `[[proxies]]\nname = "${proxy.name}"\npublish_addr = "127.0.0.1"\npublish_port = ${proxy.publishPort}\n` +
+          `local_addr = "127.0.0.1"\nlocal_port = ${proxy.localPort ?? this.echo.port}\n`
+        ).join("\n"),
+    );
+    return path;
+  }
+
+  /** Starts a server process; with `waitUntilListening`, returns once it accepts clients. */
+  async server(waitUntilListening = true): Promise<CliProcess> {
+    const server = this.#track(new CliProcess(["server", "-c", this.serverConfigPath]));
+    if (waitUntilListening) await server.waitForLine(LISTENING);
+    return server;
+  }
+
+  /** Starts a client process with the config at `configPath` (fast reconnects). */
+  client(configPath: string): CliProcess {
+    return this.#track(new CliProcess(["client", "-c", configPath], { env: FAST_RECONNECT }));
+  }
+
+  #track(process: CliProcess): CliProcess {
+    this.#processes.push(process);
+    return process;
+  }
+
+  /** Stops every process (clients first), the echo service, and removes the work folder. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const process of [...this.#processes].reverse()) await process.stop();
+    await this.echo.close();
+    await this.cleanup();
+  }
+}
