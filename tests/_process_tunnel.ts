@@ -47,27 +47,44 @@ export class ProcessTunnel implements AsyncDisposable {
     readonly cleanup: () => Promise<void>,
   ) {}
 
-  /** Writes the server config (with `serverExtra` TOML lines) into a fresh work folder. */
-  static async create(serverExtra = ""): Promise<ProcessTunnel> {
+  /**
+   * Writes the server config (with `serverExtra` TOML lines) into a fresh work folder. With
+   * `generatedCertificate`, the config names no certificate, so the server makes a throw-away one.
+   */
+  static async create(
+    serverExtra = "",
+    options: { generatedCertificate?: boolean } = {},
+  ): Promise<ProcessTunnel> {
     const work = await makeWorkdir();
     const serverPort = freePort();
     const serverConfigPath = `${work.dir}/server.toml`;
+    const certificate = options.generatedCertificate
+      ? ""
+      : `cert_path = "${work.certPath}"\nkey_path = "${work.keyPath}"\n`;
     await Deno.writeTextFile(
       serverConfigPath,
-      `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\ncert_path = "${work.certPath}"\n` +
-        `key_path = "${work.keyPath}"\nauth_key = "${PROCESS_AUTH_KEY}"\nkeepalive_interval_secs = 1\n` +
-        `keepalive_timeout_secs = 3\n${serverExtra}`,
+      `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\n${certificate}` +
+        `auth_key = "${PROCESS_AUTH_KEY}"\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n${serverExtra}`,
     );
     return new ProcessTunnel(work.dir, serverConfigPath, serverPort, work.caPath, work.cleanup);
   }
 
-  /** Writes a client config named `name` and returns its path. */
-  async clientConfig(name: string, proxies: ProcessProxy[], extra = ""): Promise<string> {
+  /**
+   * Writes a client config named `name` and returns its path. It trusts the fixture's CA, or with
+   * `skipVerify` verifies nothing.
+   */
+  async clientConfig(
+    name: string,
+    proxies: ProcessProxy[],
+    extra = "",
+    options: { skipVerify?: boolean } = {},
+  ): Promise<string> {
     const path = `${this.dir}/${name}.toml`;
+    const trust = options.skipVerify ? "skip_verify = true" : `ca_cert_path = "${this.caPath}"`;
     await Deno.writeTextFile(
       path,
       `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${this.serverPort}\nserver_name = "localhost"\n` +
-        `ca_cert_path = "${this.caPath}"\nauth_key = "${PROCESS_AUTH_KEY}"\nkeepalive_interval_secs = 1\n` +
+        `${trust}\nauth_key = "${PROCESS_AUTH_KEY}"\nkeepalive_interval_secs = 1\n` +
         `keepalive_timeout_secs = 3\n${extra}\n[client.reconnect]\nmax_delay_secs = 1\n\n` +
         proxies.map((proxy) =>
           `[[proxies]]\nname = "${proxy.name}"\npublish_addr = "127.0.0.1"\npublish_port = ${proxy.publishPort}\n` +

@@ -172,3 +172,22 @@ Deno.test("client shows the server's bind retry notices and its proxy status tab
     holder?.close();
   }
 });
+
+Deno.test("a server without a certificate makes one, and a skip_verify client reaches it with a warning", async () => {
+  await using tunnel = await ProcessTunnel.create("", { generatedCertificate: true });
+  const server = await tunnel.server();
+  await server.waitForLine(/generated a throw-away certificate \(CA SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}\)/);
+  const client = tunnel.client(
+    await tunnel.clientConfig("client", [{ name: "web", publishPort: 0 }], "", { skipVerify: true }),
+  );
+  await client.waitForLine(/skip_verify = true: the server's certificate is NOT verified/);
+  const [, port] = await client.waitForLine(proxyUp("web"));
+  assert.equal(await echoThrough(Number(port), "unverified"), "unverified");
+});
+
+Deno.test("a client trusting another CA refuses the server and says how to fix it", async () => {
+  await using tunnel = await ProcessTunnel.create("", { generatedCertificate: true });
+  await tunnel.server();
+  const client = tunnel.client(await tunnel.clientConfig("client", [{ name: "web", publishPort: 0 }]));
+  await client.waitForLine(/TLS certificate of 127\.0\.0\.1:\d+ was not accepted .*set ca_cert_path/);
+});
