@@ -233,6 +233,7 @@ export class TunnelClient {
     let rpc: RpcPeer | null = null;
     const streams = new Set<Promise<void>>();
     const healthChecks = new AbortController();
+    let acceptLoop: Promise<void> | null = null;
     try {
       const control = await session.open();
       rpc = new RpcPeer(control);
@@ -271,7 +272,7 @@ export class TunnelClient {
         sessionId: auth.session_id,
       });
       // Accept data streams before registering: the server may open one as soon as a port is bound.
-      const acceptLoop = (async () => {
+      acceptLoop = (async () => {
         for await (const stream of session) {
           const carried = this.#carryStream(stream);
           streams.add(carried);
@@ -302,7 +303,7 @@ export class TunnelClient {
         reason: session.error?.message ?? session.closeReason ?? "control stream closed",
       });
       session.close();
-      await acceptLoop.catch(() => {});
+
       return true;
     } finally {
       healthChecks.abort();
@@ -310,6 +311,7 @@ export class TunnelClient {
       rpc?.close();
       session.close();
       await session.closed;
+      await acceptLoop?.catch(() => {});
       await Promise.all([...streams]);
       this.#session = null;
       for (const proxy of this.proxies.values()) proxy.stats.setStatus("pending");
