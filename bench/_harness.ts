@@ -19,10 +19,49 @@ export interface BenchContext {
   log(message: string): void;
 }
 
-/** A bar a case should clear, expressed as the least acceptable ratio to its baseline. */
+/**
+ * A bar a figure should clear: a ratio to other figures of the same run, or an absolute limit. Set one of
+ * `minRatio`, `maxRatio`, `maxValue`, `minValue`.
+ */
 export interface BenchBar {
-  /** Least acceptable `median / baseline median` (for cases where higher is better). */
-  readonly minRatio: number;
+  /** Least acceptable `median / reference median` (higher is better). */
+  readonly minRatio?: number;
+  /** Greatest acceptable `median / reference median` (lower is better, e.g. latency). */
+  readonly maxRatio?: number;
+  /** Greatest acceptable median, in the figure's unit. */
+  readonly maxValue?: number;
+  /** Least acceptable median, in the figure's unit. */
+  readonly minValue?: number;
+  /**
+   * Figures (case names of the same section) a ratio bar compares with; default: the baseline. With
+   * several, the most demanding one counts (the best: highest for `minRatio`, lowest for `maxRatio`),
+   * e.g. "the best ssh variant"; figures without a median are left out.
+   */
+  readonly against?: readonly string[];
+  /** Short name of the reference shown in the table, e.g. "ssh -R best"; default: the names joined. */
+  readonly label?: string;
+}
+
+/** A further figure that the runs of a case measure beside their main one (e.g. p99 beside p50). */
+export interface BenchFigure {
+  /** Row name, unique within the section (other cases may use it as baseline or bar reference). */
+  readonly name: string;
+  /** Key of the figure in {@linkcode BenchRunFigures.also}. */
+  readonly key: string;
+  readonly metric: string;
+  readonly unit: string;
+  /** Name of the figure this one is compared with; absent for baselines. */
+  readonly baseline?: string;
+  /** Bars this figure should clear. */
+  readonly bars?: readonly BenchBar[];
+}
+
+/** What one run of a case with further figures returns. */
+export interface BenchRunFigures {
+  /** The case's main figure. */
+  readonly value: number;
+  /** Every further figure by its {@linkcode BenchFigure.key}. */
+  readonly also: Readonly<Record<string, number>>;
 }
 
 /** One measured case. `run` performs one measurement and returns the figure in `unit`. */
@@ -35,15 +74,24 @@ export interface BenchCase {
   readonly unit: string;
   /** Name of the case in the same section this one is compared with; absent for baselines. */
   readonly baseline?: string;
-  /** Bar to show next to the ratio. */
+  /** Bar to show next to the ratio (kept for the mux section; same as a one-element `bars`). */
   readonly bar?: BenchBar;
+  /** Bars the main figure should clear. */
+  readonly bars?: readonly BenchBar[];
+  /** Further figures each run measures, each reported as a row of its own. */
+  readonly also?: readonly BenchFigure[];
+  /**
+   * Why this case is not run (e.g. "sshd not found; install …"): it is listed with no figures and its
+   * missing figures do not count as a failure.
+   */
+  readonly skip?: string;
   /** Parameters recorded in the JSON so figures can be compared later (sizes, counts). */
   readonly params: Readonly<Record<string, number | string>>;
   /**
    * Performs one measurement. Must stop promptly and release every resource when `signal` aborts
-   * (the harness aborts a run that exceeds its time limit).
+   * (the harness aborts a run that exceeds its time limit). Cases with `also` figures return them all.
    */
-  run(signal: AbortSignal): Promise<number>;
+  run(signal: AbortSignal): Promise<number | BenchRunFigures>;
 }
 
 /** A pluggable group of cases, e.g. "mux", "tunnel", "ssh". */
@@ -52,8 +100,10 @@ export interface BenchSection {
   readonly name: string;
   /** One sentence about what the section measures. */
   readonly description: string;
-  /** Measured runs per case (after one warm-up run). */
+  /** Measured runs per case (after the warm-up runs). */
   runs(context: BenchContext): number;
+  /** Unmeasured warm-up rounds before the measured ones; default 1. */
+  warmupRounds?(context: BenchContext): number;
   /** Wall-clock budget for the section; no new round starts once it is spent. */
   budgetMs(context: BenchContext): number;
   /** Longest a single run may take before it is aborted and reported as failed. */
@@ -83,9 +133,30 @@ export interface CaseResult {
   baseline: string | null;
   /** `median / baseline median`, or null when there is no baseline or a figure is missing. */
   ratio: number | null;
+  /** The first bar that is a `minRatio` against the baseline (the mux section's bar), for older readers. */
   bar: { minRatio: number; met: boolean | null } | null;
+  /** Every bar with its verdict. */
+  bars: BarResult[];
+  /** Why the case was not run, or null. */
+  skipped: string | null;
   /** Why runs are missing, if some failed. */
   errors: string[];
+}
+
+/** A bar and how the figure fared. */
+export interface BarResult {
+  /** "min-ratio", "max-ratio", "max-value" or "min-value". */
+  kind: "min-ratio" | "max-ratio" | "max-value" | "min-value";
+  /** The limit (a ratio or a value in the figure's unit). */
+  limit: number;
+  /** The figure the ratio was taken against (the most demanding of `against`), or null. */
+  reference: string | null;
+  /** The ratio (ratio bars) or the median (value bars); null when a figure is missing. */
+  actual: number | null;
+  /** Null when it cannot be decided (a figure is missing). */
+  met: boolean | null;
+  /** One-line description, e.g. ">= 2.00x ssh -R (default cipher)". */
+  description: string;
 }
 
 /** The whole report, as written to `bench/results/<timestamp>.json`. */
@@ -176,7 +247,7 @@ export class BenchRunTimeoutError extends Error {
 }
 
 /** Runs `benchCase` once, aborting it after `timeoutMs`. */
-async function runOnce(benchCase: BenchCase, timeoutMs: number): Promise<number> {
+async function runOnce(benchCase: BenchCase, timeoutMs: number): Promise<number | BenchRunFigures> {
   const controller = new AbortController();
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -199,40 +270,98 @@ async function runOnce(benchCase: BenchCase, timeoutMs: number): Promise<number>
   }
 }
 
-/** Runs one section: setup, a warm-up run per case, interleaved measured rounds, teardown. */
+/** One row of the report: a case's main figure or one of its further figures. */
+interface FigureSpec {
+  name: string;
+  metric: string;
+  unit: string;
+  baseline: string | null;
+  bars: readonly BenchBar[];
+  params: Record<string, number | string>;
+  skipped: string | null;
+  /** Null for the main figure, else the key in `BenchRunFigures.also`. */
+  key: string | null;
+}
+
+function figureSpecs(benchCase: BenchCase): FigureSpec[] {
+  const main: FigureSpec = {
+    name: benchCase.name,
+    metric: benchCase.metric,
+    unit: benchCase.unit,
+    baseline: benchCase.baseline ?? null,
+    bars: [...(benchCase.bar ? [benchCase.bar] : []), ...(benchCase.bars ?? [])],
+    params: { ...benchCase.params },
+    skipped: benchCase.skip ?? null,
+    key: null,
+  };
+  const also = (benchCase.also ?? []).map((figure): FigureSpec => ({
+    name: figure.name,
+    metric: figure.metric,
+    unit: figure.unit,
+    baseline: figure.baseline ?? null,
+    bars: figure.bars ?? [],
+    params: { ...benchCase.params },
+    skipped: benchCase.skip ?? null,
+    key: figure.key,
+  }));
+  return [main, ...also];
+}
+
+/** Describes a run's figures for the progress line. */
+function describeRun(benchCase: BenchCase, result: number | BenchRunFigures): string {
+  if (typeof result === "number") return `${formatNumber(result)} ${benchCase.unit}`;
+  const parts = [`${formatNumber(result.value)} ${benchCase.unit}`];
+  for (const figure of benchCase.also ?? []) {
+    parts.push(`${figure.key} ${formatNumber(result.also[figure.key] ?? null)} ${figure.unit}`);
+  }
+  return parts.join(", ");
+}
+
+/** Runs one section: setup, warm-up rounds, interleaved measured rounds, teardown. */
 export async function runSection(
   section: BenchSection,
   context: BenchContext,
 ): Promise<{ results: CaseResult[]; elapsedMs: number; rounds: number }> {
   const started = performance.now();
   const runs = section.runs(context);
+  const warmups = section.warmupRounds?.(context) ?? 1;
   const budgetMs = section.budgetMs(context);
   const timeoutMs = section.runTimeoutMs(context);
   const instance = await section.setup(context);
+  const specs = instance.cases.flatMap(figureSpecs);
   const measured = new Map<string, { runs: number[]; errors: string[] }>();
-  for (const benchCase of instance.cases) measured.set(benchCase.name, { runs: [], errors: [] });
+  for (const spec of specs) measured.set(spec.name, { runs: [], errors: [] });
   let rounds = 0;
   try {
-    // Round 0 is the warm-up: it lets the JIT compile the hot paths and the kernel size its buffers.
-    for (let round = 0; round <= runs; round++) {
+    // Warm-up rounds let the JIT compile the hot paths and the kernel size its buffers.
+    for (let round = 1 - warmups; round <= runs; round++) {
       if (round > 1 && performance.now() - started > budgetMs) {
         context.log(`${section.name}: time budget of ${budgetMs} ms spent after ${round - 1} round(s)`);
         break;
       }
       for (const benchCase of instance.cases) {
-        const record = measured.get(benchCase.name);
-        if (record === undefined) continue;
+        if (benchCase.skip !== undefined) continue;
+        const label = round <= 0 ? "warm-up" : `round ${round}/${runs}`;
+        const caseSpecs = figureSpecs(benchCase);
         try {
-          const value = await runOnce(benchCase, timeoutMs);
-          if (round > 0) record.runs.push(value);
-          context.log(
-            `${section.name}: ${round === 0 ? "warm-up" : `round ${round}/${runs}`} ${benchCase.name}: ` +
-              `${formatNumber(value)} ${benchCase.unit}`,
-          );
+          const result = await runOnce(benchCase, timeoutMs);
+          if (round > 0) {
+            for (const spec of caseSpecs) {
+              const value = spec.key === null
+                ? (typeof result === "number" ? result : result.value)
+                : (typeof result === "number" ? undefined : result.also[spec.key]);
+              const record = measured.get(spec.name);
+              if (record === undefined) continue;
+              if (value === undefined || !Number.isFinite(value)) {
+                record.errors.push(`round ${round}: the run did not report this figure`);
+              } else record.runs.push(value);
+            }
+          }
+          context.log(`${section.name}: ${label} ${benchCase.name}: ${describeRun(benchCase, result)}`);
         } catch (error) {
           const message = error instanceof Error ? error.message : String(error);
-          record.errors.push(`round ${round}: ${message}`);
-          context.log(`${section.name}: ${benchCase.name} failed in round ${round}: ${message}`);
+          for (const spec of caseSpecs) measured.get(spec.name)?.errors.push(`round ${round}: ${message}`);
+          context.log(`${section.name}: ${benchCase.name} failed in ${label}: ${message}`);
         }
       }
       if (round > 0) rounds = round;
@@ -243,32 +372,78 @@ export async function runSection(
 
   const medians = new Map<string, number | null>();
   for (const [name, record] of measured) medians.set(name, median(record.runs));
-  const results = instance.cases.map((benchCase): CaseResult => {
-    const record = measured.get(benchCase.name) ?? { runs: [], errors: [] };
-    const caseMedian = medians.get(benchCase.name) ?? null;
-    const baselineMedian = benchCase.baseline === undefined ? null : medians.get(benchCase.baseline) ?? null;
+  const results = specs.map((spec): CaseResult => {
+    const record = measured.get(spec.name) ?? { runs: [], errors: [] };
+    const caseMedian = medians.get(spec.name) ?? null;
+    const baselineMedian = spec.baseline === null ? null : medians.get(spec.baseline) ?? null;
     const ratio = caseMedian !== null && baselineMedian !== null && baselineMedian > 0
       ? caseMedian / baselineMedian
       : null;
+    const bars = spec.bars.map((bar) => judgeBar(bar, caseMedian, spec, medians));
+    const legacy = spec.bars.find((bar) => bar.minRatio !== undefined && bar.against === undefined);
     return {
       section: section.name,
-      name: benchCase.name,
-      metric: benchCase.metric,
-      unit: benchCase.unit,
-      params: { ...benchCase.params },
+      name: spec.name,
+      metric: spec.metric,
+      unit: spec.unit,
+      params: spec.params,
       runs: record.runs,
       median: caseMedian,
       min: record.runs.length === 0 ? null : Math.min(...record.runs),
       max: record.runs.length === 0 ? null : Math.max(...record.runs),
-      baseline: benchCase.baseline ?? null,
+      baseline: spec.baseline,
       ratio,
-      bar: benchCase.bar === undefined
+      bar: legacy?.minRatio === undefined
         ? null
-        : { minRatio: benchCase.bar.minRatio, met: ratio === null ? null : ratio >= benchCase.bar.minRatio },
+        : { minRatio: legacy.minRatio, met: ratio === null ? null : ratio >= legacy.minRatio },
+      bars,
+      skipped: spec.skipped,
       errors: record.errors,
     };
   });
   return { results, elapsedMs: performance.now() - started, rounds };
+}
+
+/** Decides one bar from the medians of this section. */
+function judgeBar(
+  bar: BenchBar,
+  value: number | null,
+  spec: FigureSpec,
+  medians: ReadonlyMap<string, number | null>,
+): BarResult {
+  if (bar.maxValue !== undefined || bar.minValue !== undefined) {
+    const isMax = bar.maxValue !== undefined;
+    const limit = (isMax ? bar.maxValue : bar.minValue) as number;
+    return {
+      kind: isMax ? "max-value" : "min-value",
+      limit,
+      reference: null,
+      actual: value,
+      met: value === null ? null : isMax ? value <= limit : value >= limit,
+      description: `${isMax ? "<=" : ">="} ${formatNumber(limit)} ${spec.unit}`,
+    };
+  }
+  const isMin = bar.minRatio !== undefined;
+  const limit = (isMin ? bar.minRatio : bar.maxRatio) ?? Number.NaN;
+  const names = bar.against ?? (spec.baseline === null ? [] : [spec.baseline]);
+  const label = bar.label ?? names.join(" / ");
+  const candidates = names
+    .map((name) => ({ name, median: medians.get(name) ?? null }))
+    .filter((candidate): candidate is { name: string; median: number } =>
+      candidate.median !== null && candidate.median > 0
+    );
+  // Higher is better for min-ratio bars, so the best reference is the highest; the reverse for max-ratio.
+  candidates.sort((a, b) => (isMin ? b.median - a.median : a.median - b.median));
+  const best = candidates[0] ?? null;
+  const actual = value === null || best === null ? null : value / best.median;
+  return {
+    kind: isMin ? "min-ratio" : "max-ratio",
+    limit,
+    reference: best?.name ?? null,
+    actual,
+    met: actual === null ? null : isMin ? actual >= limit : actual <= limit,
+    description: `${isMin ? ">=" : "<="} ${limit.toFixed(2)}x ${label}`,
+  };
 }
 
 /** Formats a figure with about four significant digits and thousands separators. */
@@ -287,6 +462,20 @@ export function formatRatio(ratio: number): string {
   return (Math.floor(ratio * 100) / 100).toFixed(2);
 }
 
+/** Formats a ratio for a lower-is-better bar, rounded up, so a ratio just over it never prints as meeting it. */
+function formatRatioUp(ratio: number): string {
+  return (Math.ceil(ratio * 100) / 100).toFixed(2);
+}
+
+/** One bar's verdict for the table, e.g. ">= 2.00x ssh -R: 2.31x met". */
+export function formatBar(bar: BarResult): string {
+  const verdict = bar.met === null ? "n/a" : bar.met ? "met" : "NOT MET";
+  if (bar.kind === "max-value" || bar.kind === "min-value") return `${bar.description} ${verdict}`;
+  if (bar.actual === null) return `${bar.description}: ${verdict}`;
+  const actual = bar.kind === "min-ratio" ? formatRatio(bar.actual) : formatRatioUp(bar.actual);
+  return `${bar.description}: ${actual}x ${verdict}`;
+}
+
 /** Renders results as an aligned text table. */
 export function formatTable(results: readonly CaseResult[]): string {
   const header = [
@@ -301,6 +490,7 @@ export function formatTable(results: readonly CaseResult[]): string {
     "ratio vs baseline",
     "bar",
   ];
+  const baselines = new Set(results.map((result) => `${result.section}\u0000${result.baseline}`));
   const rows = results.map((result) => [
     result.section,
     result.name,
@@ -310,16 +500,19 @@ export function formatTable(results: readonly CaseResult[]): string {
     formatNumber(result.max),
     result.unit,
     String(result.runs.length),
-    result.baseline === null
-      ? "(baseline)"
+    result.skipped !== null
+      ? "skipped (see below)"
+      : result.baseline === null
+      ? (baselines.has(`${result.section}\u0000${result.name}`) ? "(baseline)" : "")
       : result.ratio === null
       ? `- vs ${result.baseline}`
       : `${formatRatio(result.ratio)}x ${result.baseline}`,
-    result.bar === null
-      ? ""
-      : `>= ${result.bar.minRatio.toFixed(2)} ${
-        result.bar.met === null ? "n/a" : result.bar.met ? "met" : "NOT MET"
-      }`,
+    result.bars.map((bar) =>
+      // The mux section's bars are against the baseline, whose ratio is in the column before.
+      bar.kind === "min-ratio" && bar.reference !== null && bar.reference === result.baseline
+        ? `>= ${bar.limit.toFixed(2)} ${bar.met === null ? "n/a" : bar.met ? "met" : "NOT MET"}`
+        : formatBar(bar)
+    ).join("; "),
   ]);
   const numeric = new Set([3, 4, 5, 7]);
   const widths = header.map((title, column) =>

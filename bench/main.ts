@@ -18,12 +18,15 @@ import {
   runSection,
 } from "./_harness.ts";
 import { SECTIONS } from "./sections/mod.ts";
+import { stopAllChildren } from "./e2e/processes.ts";
 
 const USAGE = `Usage: deno task bench [options]
 
 Options:
   --quick                 fewer and smaller runs (a quick look, not figures to quote)
-  --only NAME[,NAME...]   run only these sections (available: ${SECTIONS.map((s) => s.name).join(", ")})
+  --only NAME[,NAME...]   run only these sections, or groups of them (available: ${
+  SECTIONS.map((s) => s.name).join(", ")
+}; "tunnel" selects every tunnel-* section)
   --runs N                measured runs per case (default: the section's own; mux: 11 full, 3 quick)
   --topology worker|same  network cases: receiver in a Worker thread (default) or in the main thread
   --no-save               do not write bench/results/<timestamp>.json
@@ -33,14 +36,17 @@ function selectSections(only: readonly string[]): BenchSection[] {
   if (only.length === 0) return [...SECTIONS];
   const wanted = only.flatMap((value) => value.split(",")).map((name) => name.trim()).filter(Boolean);
   const known = new Set(SECTIONS.map((section) => section.name));
-  const unknown = wanted.filter((name) => !known.has(name));
+  // A group name selects every section named "<group>-…" (e.g. "tunnel" selects tunnel-throughput, …).
+  const matches = (section: BenchSection, name: string) =>
+    section.name === name || section.name.startsWith(`${name}-`);
+  const unknown = wanted.filter((name) => !SECTIONS.some((section) => matches(section, name)));
   if (unknown.length > 0) {
     throw new Error(
       `Unknown bench section(s) ${unknown.map((name) => `"${name}"`).join(", ")}; ` +
         `choose from ${[...known].join(", ")}`,
     );
   }
-  return SECTIONS.filter((section) => wanted.includes(section.name));
+  return SECTIONS.filter((section) => wanted.some((name) => matches(section, name)));
 }
 
 async function main(args: string[]): Promise<number> {
@@ -94,21 +100,26 @@ async function main(args: string[]): Promise<number> {
       `${report.machine.cpuCount} CPU(s)${report.machine.cpuModel ? ` (${report.machine.cpuModel})` : ""}, ` +
       `${context.quick ? "quick" : "full"} mode, topology ${topology}`,
   );
-  for (const section of sections) {
-    const effective: BenchSection = runsOverride === null
-      ? section
-      : { ...section, runs: () => runsOverride };
-    context.log(`section ${section.name}: ${section.description}`);
-    const { results, elapsedMs, rounds } = await runSection(effective, context);
-    report.sections.push({
-      name: section.name,
-      description: section.description,
-      elapsedMs: Math.round(elapsedMs),
-      budgetMs: section.budgetMs(context),
-      rounds,
-    });
-    report.results.push(...results);
-    context.log(`section ${section.name} took ${(elapsedMs / 1000).toFixed(1)} s`);
+  try {
+    for (const section of sections) {
+      const effective: BenchSection = runsOverride === null
+        ? section
+        : { ...section, runs: () => runsOverride };
+      context.log(`section ${section.name}: ${section.description}`);
+      const { results, elapsedMs, rounds } = await runSection(effective, context);
+      report.sections.push({
+        name: section.name,
+        description: section.description,
+        elapsedMs: Math.round(elapsedMs),
+        budgetMs: section.budgetMs(context),
+        rounds,
+      });
+      report.results.push(...results);
+      context.log(`section ${section.name} took ${(elapsedMs / 1000).toFixed(1)} s`);
+    }
+  } finally {
+    // Whatever a section started and did not stop (a failed teardown) is stopped here.
+    await stopAllChildren();
   }
   report.finishedAt = new Date().toISOString();
 
@@ -121,13 +132,16 @@ async function main(args: string[]): Promise<number> {
     await Deno.writeTextFile(file, JSON.stringify(report, null, 2) + "\n");
     console.log(`\nReport written to ${file.pathname}`);
   }
-  return report.results.some((result) => result.runs.length === 0) ? 1 : 0;
+  return report.results.some((result) => result.skipped === null && result.runs.length === 0) ? 1 : 0;
 }
 
 function printErrors(results: readonly CaseResult[]): void {
+  const skipReasons = new Set<string>();
   for (const result of results) {
+    if (result.skipped !== null) skipReasons.add(`- ${result.section}: ${result.skipped}`);
     for (const error of result.errors) console.log(`! ${result.section}/${result.name}: ${error}`);
   }
+  if (skipReasons.size > 0) console.log(`\nSkipped cases:\n${[...skipReasons].join("\n")}`);
 }
 
 if (import.meta.main) {

@@ -7,6 +7,7 @@
 
 import type { BenchSection } from "../_harness.ts";
 import { muxSection } from "./mux.ts";
+import { TUNNEL_SECTIONS } from "./tunnel.ts";
 
 /** Every section `bench/main.ts` knows, selectable with `--only NAME`. */
-export const SECTIONS: readonly BenchSection[] = [muxSection];
+export const SECTIONS: readonly BenchSection[] = [muxSection, ...TUNNEL_SECTIONS];

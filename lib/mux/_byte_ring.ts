@@ -8,9 +8,17 @@
 const EMPTY = new Uint8Array(0);
 
 /** Smallest storage allocated once data has to be buffered. */
-const MIN_CAPACITY_BYTES = 16 * 1024;
+const MIN_CAPACITY_BYTES = 1024;
 
-/** FIFO byte queue over one circular buffer that doubles when full. */
+/**
+ * Storage of at most this size is released as soon as the ring is drained. A stream that buffered a few
+ * bytes once (typically its first data, which arrives before its reader) would otherwise keep the storage
+ * for as long as it lives, idle or not; with thousands of idle streams that is most of their memory.
+ * Larger storage belongs to a bulk transfer whose reader lags and is kept, so it is not reallocated.
+ */
+const RELEASE_WHEN_DRAINED_BYTES = 64 * 1024;
+
+/** FIFO byte queue over one circular buffer that doubles when full and is released when drained (if small). */
 export class ByteRing {
   /** Circular storage (empty until the first push). */
   #storage: Uint8Array = EMPTY;
@@ -55,6 +63,7 @@ export class ByteRing {
     if (firstPart < count) target.set(storage.subarray(0, count - firstPart), firstPart);
     this.#length -= count;
     this.#start = this.#length === 0 ? 0 : (this.#start + count) % capacity;
+    if (this.#length === 0 && capacity <= RELEASE_WHEN_DRAINED_BYTES) this.#storage = EMPTY;
     return count;
   }
 

@@ -39,3 +39,16 @@ Deno.test("byte ring clear drops data and storage", () => {
   assert.equal(ring.capacity, 0);
   assert.equal(ring.shiftInto(new Uint8Array(10)), 0);
 });
+
+Deno.test("byte ring releases small storage once drained and keeps large storage", () => {
+  const ring = new ByteRing();
+  ring.push(new Uint8Array(100));
+  assert.ok(ring.capacity > 0 && ring.capacity < 16 * 1024, "a small push allocates a small ring");
+  assert.equal(ring.shiftInto(new Uint8Array(60)), 60);
+  assert.ok(ring.capacity > 0, "storage stays while bytes are held");
+  assert.equal(ring.shiftInto(new Uint8Array(60)), 40);
+  assert.equal(ring.capacity, 0, "a drained small ring holds no storage");
+  ring.push(new Uint8Array(300_000));
+  assert.equal(ring.shiftInto(new Uint8Array(300_000)), 300_000);
+  assert.ok(ring.capacity >= 300_000, "a drained large ring keeps its storage for the next burst");
+});

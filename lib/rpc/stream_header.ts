@@ -31,6 +31,10 @@ export interface StreamHeader {
   conn_id: number;
 }
 
+/** Shared by every header: one per connection would be garbage on the connection-setup path. */
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+
 /** The bytes at the start of a data stream are not a valid header. */
 export class StreamHeaderError extends Error {
   override name = "StreamHeaderError";
@@ -38,7 +42,7 @@ export class StreamHeaderError extends Error {
 
 /** Encodes a header into its wire bytes. */
 export function encodeStreamHeader(header: StreamHeader): Uint8Array {
-  const body = new TextEncoder().encode(JSON.stringify(header));
+  const body = utf8Encoder.encode(JSON.stringify(header));
   if (body.length > STREAM_HEADER_MAX_BYTES) {
     throw new StreamHeaderError(`Stream header of ${body.length} bytes exceeds ${STREAM_HEADER_MAX_BYTES}`);
   }
@@ -53,7 +57,7 @@ export function encodeStreamHeader(header: StreamHeader): Uint8Array {
 export function decodeStreamHeaderBody(body: Uint8Array): StreamHeader {
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(body));
+    value = JSON.parse(utf8Decoder.decode(body));
   } catch (error) {
     throw new StreamHeaderError(`Stream header is not UTF-8 JSON: ${(error as Error).message}`);
   }

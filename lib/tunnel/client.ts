@@ -479,12 +479,8 @@ export class TunnelClient {
         peer: header.peer_addr,
         connId: header.conn_id,
       });
-      await pipeBoth(stream, local, {
-        onBytes: (direction, bytes) => {
-          if (direction === "aToB") stats.bytesIn += bytes;
-          else stats.bytesOut += bytes;
-        },
-      });
+      // Server → local service counts as bytes in, local service → server as bytes out.
+      await pipeBoth(stream, local, { counters: stats });
     } finally {
       stats.activeConnections--;
       closeQuietly(stream);

@@ -133,12 +133,8 @@ export class PublishedProxy {
         closeQuietly(conn);
         return;
       }
-      const result = await pipeBoth(conn, stream, {
-        onBytes: (direction, bytes) => {
-          if (direction === "aToB") this.stats.bytesIn += bytes;
-          else this.stats.bytesOut += bytes;
-        },
-      });
+      // Outside → client counts as bytes in, client → outside as bytes out.
+      const result = await pipeBoth(conn, stream, { counters: this.stats });
       logger.debug("Connection {connId} from {peer} on {proxy} closed: {in} bytes in, {out} bytes out", {
         connId,
         peer,

@@ -1,0 +1,229 @@
+/**
+ * The paths the end-to-end sections compare, each ending at the agent's sink/echo service:
+ *
+ * 1. direct TCP (no tunnel): the floor;
+ * 2. raw TLS between two Deno processes (the bench and the agent) with `conn.read`/`conn.write`: the
+ *    ceiling for any Deno tunnel;
+ * 3. tls-tunnel: server and client as separate `deno run main.ts` processes over real TLS;
+ * 4. OpenSSH `ssh -R` against our own sshd, with the default cipher and with aes128-gcm (when installed);
+ *
+ * and, for reference, two bare Deno TCP relays in a row (relay.ts): the floor of any two-process Deno
+ * tunnel, without TLS and without multiplexing.
+ *
+ * @module
+ */
+
+import { makeWorkdir } from "../../tests/_helpers.ts";
+import type { BenchContext } from "../_harness.ts";
+import { connectionChurn, type Connector, tcpConnector, tlsConnector } from "./load.ts";
+import {
+  type AgentProcess,
+  type CpuTarget,
+  startAgent,
+  startRelay,
+  stopChild,
+  TunnelPair,
+} from "./processes.ts";
+import { findSsh, type SshCipher, SshForward, SshServer } from "./ssh.ts";
+
+/** Names of the paths, as they appear in case names. */
+export const PathName = {
+  direct: "direct TCP",
+  tls: "raw TLS",
+  relay: "Deno relay x2",
+  tunnel: "tls-tunnel",
+  ssh: "ssh -R",
+  sshGcm: "ssh -R aes128-gcm",
+} as const;
+
+/** One of {@linkcode PathName}'s values. */
+export type PathNameValue = typeof PathName[keyof typeof PathName];
+
+/** The cipher of the second ssh variant. */
+export const SSH_GCM_CIPHER = "aes128-gcm@openssh.com";
+
+/** A path the bench can drive, or why it is missing. */
+export interface BenchPath {
+  readonly name: PathNameValue;
+  /** Opens a connection that ends at the agent; null when the path is unavailable. */
+  readonly connect: Connector | null;
+  /** Why the path is unavailable (e.g. OpenSSH not installed), or null. */
+  readonly missing: string | null;
+  /**
+   * The processes between the load generator and the agent (the tunnel's two ends), whose CPU time is
+   * charged to the path; read at run time, since a process may be restarted. Empty for direct TCP and
+   * raw TLS, whose work is done by the bench and the agent themselves.
+   */
+  readonly middle: () => CpuTarget[];
+}
+
+/** Which paths a section wants. */
+export interface PathsWanted {
+  /** ssh variants to start (none, the default cipher only, or both). */
+  ssh: "none" | "default" | "both";
+  /** Start a shared tunnel pair (default true). */
+  tunnel?: boolean;
+  /** Start the two reference relays (default false). */
+  relay?: boolean;
+}
+
+/** Running paths with everything they started. */
+export class PathSet {
+  readonly paths: BenchPath[] = [];
+  readonly #stops: Array<() => Promise<void>> = [];
+  agent: AgentProcess | null = null;
+  tunnel: TunnelPair | null = null;
+  sshServer: SshServer | null = null;
+  readonly sshForwards = new Map<PathNameValue, SshForward>();
+
+  /** The path named `name` (every wanted name is present, possibly as missing). */
+  get(name: PathNameValue): BenchPath {
+    const path = this.paths.find((candidate) => candidate.name === name);
+    if (path === undefined) throw new Error(`bench path "${name}" was not set up`);
+    return path;
+  }
+
+  /** Starts the agent, the tunnel, the relays and (if wanted and installed) sshd with its forwards. */
+  static async start(context: BenchContext, wanted: PathsWanted): Promise<PathSet> {
+    const set = new PathSet();
+    try {
+      const work = await makeWorkdir();
+      set.#stops.push(() => work.cleanup().catch(() => {}));
+      const caPem = await Deno.readTextFile(work.caPath);
+      const agent = await startAgent(work.certPath, work.keyPath);
+      set.agent = agent;
+      set.#stops.push(() => stopChild(agent.child));
+      const none = (): CpuTarget[] => [];
+      set.paths.push({
+        name: PathName.direct,
+        connect: tcpConnector(agent.tcpPort),
+        missing: null,
+        middle: none,
+      });
+      set.paths.push({
+        name: PathName.tls,
+        connect: tlsConnector(agent.tlsPort, caPem),
+        missing: null,
+        middle: none,
+      });
+      if (wanted.relay === true) {
+        const inner = await startRelay(agent.tcpPort);
+        set.#stops.push(() => stopChild(inner.child));
+        const outer = await startRelay(inner.port);
+        set.#stops.push(() => stopChild(outer.child));
+        set.paths.push({
+          name: PathName.relay,
+          connect: tcpConnector(outer.port),
+          missing: null,
+          middle: () => [
+            { pid: outer.child.pid, withDescendants: false },
+            { pid: inner.child.pid, withDescendants: false },
+          ],
+        });
+      }
+      if (wanted.tunnel !== false) {
+        const tunnel = await TunnelPair.start(agent.tcpPort);
+        set.tunnel = tunnel;
+        set.#stops.push(() => tunnel.stop());
+        set.paths.push({
+          name: PathName.tunnel,
+          connect: tcpConnector(tunnel.publishPort),
+          missing: null,
+          middle: () => [
+            { pid: tunnel.server.pid, withDescendants: false },
+            { pid: tunnel.client.pid, withDescendants: false },
+          ],
+        });
+      }
+      await set.#startSsh(context, wanted, agent.tcpPort);
+      return set;
+    } catch (error) {
+      await set.stop();
+      throw error;
+    }
+  }
+
+  async #startSsh(context: BenchContext, wanted: PathsWanted, localPort: number): Promise<void> {
+    if (wanted.ssh === "none") return;
+    const variants: Array<[PathNameValue, SshCipher]> = wanted.ssh === "both"
+      ? [[PathName.ssh, null], [PathName.sshGcm, SSH_GCM_CIPHER]]
+      : [[PathName.ssh, null]];
+    const missing = (name: PathNameValue, reason: string): BenchPath => ({
+      name,
+      connect: null,
+      missing: reason,
+      middle: () => [],
+    });
+    const tools = await findSsh();
+    if (!tools.available) {
+      context.log(`ssh -R figures are missing: ${tools.reason}`);
+      for (const [name] of variants) this.paths.push(missing(name, tools.reason));
+      return;
+    }
+    let server: SshServer;
+    try {
+      server = await SshServer.start(tools);
+    } catch (error) {
+      const reason = `sshd could not be started: ${error instanceof Error ? error.message : String(error)}`;
+      context.log(`ssh -R figures are missing: ${reason}`);
+      for (const [name] of variants) this.paths.push(missing(name, reason));
+      return;
+    }
+    this.sshServer = server;
+    this.#stops.push(() => stopChild(server));
+    for (const [name, cipher] of variants) {
+      try {
+        const forward = await SshForward.start(server, { localPort, cipher }, echoWorks);
+        this.sshForwards.set(name, forward);
+        // Forwards stop before sshd (stops run in reverse order).
+        this.#stops.push(() => stopChild(this.sshForwards.get(name)));
+        this.paths.push({
+          name,
+          connect: tcpConnector(forward.publishPort),
+          missing: null,
+          // sshd's process for this session is a child of the listener; with two sessions both are counted,
+          // but only the one carrying traffic uses CPU.
+          middle: () => [
+            { pid: server.pid, withDescendants: true },
+            { pid: this.sshForwards.get(name)?.pid ?? forward.pid, withDescendants: false },
+          ],
+        });
+      } catch (error) {
+        const reason = `ssh -R${cipher ? ` -c ${cipher}` : ""} could not publish a port: ${
+          error instanceof Error ? error.message : String(error)
+        }`;
+        context.log(reason);
+        this.paths.push(missing(name, reason));
+      }
+    }
+  }
+
+  /** Stops everything started, last started first. */
+  async stop(): Promise<void> {
+    for (const stop of this.#stops.splice(0).reverse()) {
+      try {
+        await stop();
+      } catch {
+        // Keep stopping the rest.
+      }
+    }
+  }
+}
+
+/** Whether one echo through 127.0.0.1:`port` works (the path carries traffic). */
+export async function echoWorks(port: number): Promise<boolean> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new Error("echo timed out")), 2_000);
+  try {
+    await connectionChurn(
+      tcpConnector(port),
+      { total: 1, concurrency: 1, messageBytes: 8 },
+      controller.signal,
+    );
+    return true;
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}

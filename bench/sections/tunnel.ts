@@ -1,0 +1,545 @@
+/**
+ * End-to-end sections: the whole tunnel (server and client as separate `deno run main.ts` processes over
+ * real TLS) against direct TCP, raw Deno TLS and OpenSSH `ssh -R`, side by side in one run. See
+ * bench/README.md for what each figure means and docs/PERFORMANCE.md for the latest table.
+ *
+ * - `tunnel-throughput`: bulk MB/s with 1 and 8 concurrent connections.
+ * - `tunnel-latency`: 64-byte round trips (p50, p99) and new connections per second.
+ * - `tunnel-memory`: RSS of server and client, idle and with 1,000 and 10,000 idle connections.
+ * - `tunnel-recovery`: port release after the client is killed, and server restart to traffic.
+ *
+ * @module
+ */
+
+import type {
+  BenchBar,
+  BenchCase,
+  BenchContext,
+  BenchFigure,
+  BenchRunFigures,
+  BenchSection,
+} from "../_harness.ts";
+import {
+  bulkTransfer,
+  connectionChurn,
+  type Connector,
+  IdleConnections,
+  roundTrips,
+  tcpConnector,
+} from "../e2e/load.ts";
+import { type BenchPath, echoWorks, PathName, type PathNameValue, PathSet } from "../e2e/paths.ts";
+import {
+  type AgentProcess,
+  type CliChild,
+  cpuSeconds,
+  type CpuTarget,
+  startTunnelClient,
+  startTunnelServer,
+  stopChild,
+  treeRssBytes,
+  TunnelPair,
+} from "../e2e/processes.ts";
+import { canBind } from "../../tests/_helpers.ts";
+import { findSsh, SshForward, SshServer, waitUntil } from "../e2e/ssh.ts";
+
+const MIB = 1024 * 1024;
+const GIB = 1024 * MIB;
+
+/** The paths of the throughput and latency sections, in table order. */
+const ALL_PATHS: readonly PathNameValue[] = [
+  PathName.direct,
+  PathName.tls,
+  PathName.relay,
+  PathName.tunnel,
+  PathName.ssh,
+  PathName.sshGcm,
+];
+
+/** A case that is listed but not run because its path is missing. */
+function skipReason(path: BenchPath): { skip: string } | Record<never, never> {
+  return path.missing === null ? {} : { skip: `${path.name}: ${path.missing}` };
+}
+
+function requireConnect(path: BenchPath): Connector {
+  if (path.connect === null) throw new Error(`${path.name} is unavailable: ${path.missing}`);
+  return path.connect;
+}
+
+// --- throughput -----------------------------------------------------------------------------------
+
+/** Bytes per throughput run (all connections together). */
+const bulkBytes = (context: BenchContext) => (context.quick ? 256 * MIB : 1 * GIB);
+
+function throughputCase(
+  path: BenchPath,
+  connections: number,
+  context: BenchContext,
+  agentPid: number,
+): BenchCase {
+  const suffix = connections === 1 ? "1 conn" : `${connections} conns`;
+  const bars: BenchBar[] = [];
+  if (path.name === PathName.tunnel) {
+    bars.push({ minRatio: 2, against: [`${PathName.ssh} ${suffix}`], label: "ssh -R" });
+    if (connections === 1) {
+      bars.push({ minRatio: 0.6, against: [`${PathName.tls} ${suffix}`], label: "raw TLS" });
+    }
+  }
+  let runsDone = 0;
+  const totalBytes = bulkBytes(context);
+  const hasMiddle = path.name === PathName.tunnel || path.name === PathName.relay ||
+    path.name === PathName.ssh || path.name === PathName.sshGcm;
+  const cpuFigure = (key: string, what: string): BenchFigure => ({
+    name: `${path.name} ${suffix} ${what}`,
+    key,
+    metric: "CPU time",
+    unit: "CPU s/GB",
+    ...(path.name === PathName.direct || key !== "cpuAll"
+      ? {}
+      : { baseline: `${PathName.direct} ${suffix} cpu all` }),
+  });
+  return {
+    name: `${path.name} ${suffix}`,
+    metric: "throughput",
+    unit: "MB/s",
+    ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} ${suffix}` }),
+    bars,
+    also: [
+      cpuFigure("cpuAll", "cpu all"),
+      ...(hasMiddle ? [cpuFigure("cpuMiddle", "cpu tunnel")] : []),
+    ],
+    ...skipReason(path),
+    params: { totalBytes, connections, writeBytes: 256 * 1024 },
+    async run(signal): Promise<BenchRunFigures> {
+      // The first run of every path (the warm-up) has the agent hash what it receives.
+      const verify = runsDone++ === 0;
+      const targets: CpuTarget[] = [
+        { pid: Deno.pid, withDescendants: false },
+        { pid: agentPid, withDescendants: false },
+        ...path.middle(),
+      ];
+      const before = await cpuSeconds(targets);
+      const megabytesPerSecond = await bulkTransfer(
+        requireConnect(path),
+        { connections, totalBytes, verify },
+        signal,
+      );
+      const used = (await cpuSeconds(targets)).map((seconds, index) => seconds - (before[index] ?? 0));
+      const gigabytes = Math.floor(totalBytes / connections) * connections / 1e9;
+      const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
+      return {
+        value: megabytesPerSecond,
+        also: { cpuAll: sum(used) / gigabytes, cpuMiddle: sum(used.slice(2)) / gigabytes },
+      };
+    },
+  };
+}
+
+/** Bulk throughput through every path with 1 and 8 concurrent connections. */
+export const tunnelThroughputSection: BenchSection = {
+  name: "tunnel-throughput",
+  description:
+    "bulk MB/s with 1 and 8 connections: direct TCP, raw Deno TLS, tls-tunnel, ssh -R (default, aes128-gcm)",
+  runs: (context) => (context.quick ? 1 : 5),
+  budgetMs: (context) => (context.quick ? 30_000 : 180_000),
+  runTimeoutMs: (context) => (context.quick ? 30_000 : 60_000),
+  async setup(context) {
+    const set = await PathSet.start(context, { ssh: "both", relay: true });
+    const agentPid = (set.agent as AgentProcess).child.pid;
+    const cases = [1, 8].flatMap((connections) =>
+      ALL_PATHS.map((name) => throughputCase(set.get(name), connections, context, agentPid))
+    );
+    return { cases, teardown: () => set.stop() };
+  },
+};
+
+// --- latency and connection rate --------------------------------------------------------------------
+
+const MESSAGE_BYTES = 64;
+
+function roundTripCase(path: BenchPath, context: BenchContext, agentPid: number): BenchCase {
+  const count = context.quick ? 1_000 : 5_000;
+  const warmup = context.quick ? 200 : 500;
+  const isTunnel = path.name === PathName.tunnel;
+  const hasMiddle = path.name !== PathName.direct && path.name !== PathName.tls;
+  return {
+    name: `${path.name} rtt p50`,
+    metric: "64 B round trip",
+    unit: "µs",
+    ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} rtt p50` }),
+    bars: isTunnel ? [{ maxRatio: 1, against: [`${PathName.ssh} rtt p50`], label: "ssh -R" }] : [],
+    also: [
+      {
+        name: `${path.name} rtt p99`,
+        key: "p99",
+        metric: "64 B round trip",
+        unit: "µs",
+        ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} rtt p99` }),
+        bars: isTunnel ? [{ maxRatio: 1.5, against: [`${PathName.ssh} rtt p99`], label: "ssh -R" }] : [],
+      },
+      {
+        name: `${path.name} rtt cpu all`,
+        key: "cpuAll",
+        metric: "CPU time",
+        unit: "CPU µs/rtt",
+        ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} rtt cpu all` }),
+      },
+      ...(hasMiddle
+        ? [{ name: `${path.name} rtt cpu tunnel`, key: "cpuMiddle", metric: "CPU time", unit: "CPU µs/rtt" }]
+        : []),
+    ],
+    ...skipReason(path),
+    params: { messageBytes: MESSAGE_BYTES, roundTrips: count, warmupRoundTrips: warmup },
+    async run(signal): Promise<BenchRunFigures> {
+      const targets: CpuTarget[] = [
+        { pid: Deno.pid, withDescendants: false },
+        { pid: agentPid, withDescendants: false },
+        ...path.middle(),
+      ];
+      const before = await cpuSeconds(targets);
+      const figures = await roundTrips(
+        requireConnect(path),
+        { count, warmup, messageBytes: MESSAGE_BYTES },
+        signal,
+      );
+      const used = (await cpuSeconds(targets)).map((seconds, index) => seconds - (before[index] ?? 0));
+      const perRoundTripUs = (values: number[]) =>
+        values.reduce((total, value) => total + value, 0) * 1e6 / (count + warmup);
+      return {
+        value: figures.p50Us,
+        also: { p99: figures.p99Us, cpuAll: perRoundTripUs(used), cpuMiddle: perRoundTripUs(used.slice(2)) },
+      };
+    },
+  };
+}
+
+/** Connections opened at once by the connection-rate cases. */
+const CHURN_CONCURRENCY = 8;
+
+function churnCase(path: BenchPath, context: BenchContext): BenchCase {
+  const total = context.quick ? 200 : 500;
+  return {
+    name: `${path.name} connects`,
+    metric: "new conns",
+    unit: "conn/s",
+    ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} connects` }),
+    bars: path.name === PathName.tunnel
+      ? [{
+        minRatio: 2,
+        against: [`${PathName.ssh} connects`, `${PathName.sshGcm} connects`],
+        label: "ssh -R best",
+      }]
+      : [],
+    ...skipReason(path),
+    params: { connections: total, concurrency: CHURN_CONCURRENCY, messageBytes: MESSAGE_BYTES },
+    run(signal) {
+      return connectionChurn(
+        requireConnect(path),
+        { total, concurrency: CHURN_CONCURRENCY, messageBytes: MESSAGE_BYTES },
+        signal,
+      );
+    },
+  };
+}
+
+/** 64-byte round trips and connection churn through every path. */
+export const tunnelLatencySection: BenchSection = {
+  name: "tunnel-latency",
+  description: "64-byte round trips (p50, p99) and new connections per second (connect, one echo, close)",
+  runs: (context) => (context.quick ? 1 : 5),
+  budgetMs: (context) => (context.quick ? 30_000 : 120_000),
+  runTimeoutMs: (context) => (context.quick ? 20_000 : 40_000),
+  async setup(context) {
+    const set = await PathSet.start(context, { ssh: "both", relay: true });
+    const agentPid = (set.agent as AgentProcess).child.pid;
+    const cases = [
+      ...ALL_PATHS.map((name) => roundTripCase(set.get(name), context, agentPid)),
+      ...ALL_PATHS.map((name) => churnCase(set.get(name), context)),
+    ];
+    return { cases, teardown: () => set.stop() };
+  },
+};
+
+// --- memory ------------------------------------------------------------------------------------------
+
+/** Idle connections are opened this many at a time. */
+const IDLE_OPEN_CONCURRENCY = 32;
+/** Pause before reading RSS, so in-flight work settles. */
+const SETTLE_MS = 1_000;
+
+/** How many idle connections the memory cases hold, in steps. */
+const idleSteps = (context: BenchContext): number[] => (context.quick ? [1_000] : [1_000, 10_000]);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** What a memory run starts: the two processes whose RSS is read, and a connector through them. */
+interface MemorySubject {
+  serverPid: number;
+  clientPid: number;
+  connect: Connector;
+  stop(): Promise<void>;
+}
+
+function memoryCase(
+  label: "tls-tunnel" | "ssh -R",
+  context: BenchContext,
+  start: () => Promise<MemorySubject>,
+  missing: string | null,
+): BenchCase {
+  // ssh -R opens only a few hundred connections per second here: 10,000 would take most of a minute per
+  // run, so it is measured at 1,000 only.
+  const steps = label === "ssh -R" ? idleSteps(context).slice(0, 1) : idleSteps(context);
+  const isTunnel = label === "tls-tunnel";
+  /** The ssh figure of the same name, when ssh measures it (ssh is not taken to 10,000 connections). */
+  const sshSteps = idleSteps(context).slice(0, 1).map((count) => `@${count / 1000}k`);
+  const baselineOf = (figure: string) =>
+    isTunnel && (!figure.includes("@") || sshSteps.some((step) => figure.includes(step)))
+      ? { baseline: `ssh -R ${figure}` }
+      : {};
+  const perConnBars: BenchBar[] = isTunnel ? [{ maxValue: 4 }] : [];
+  const also = [
+    {
+      name: `${label} client idle`,
+      key: "clientIdle",
+      metric: "RSS",
+      unit: "MB",
+      ...baselineOf("client idle"),
+    },
+    ...steps.flatMap((count) => {
+      const k = `${count / 1000}k`;
+      return [
+        {
+          name: `${label} server @${k} idle conns`,
+          key: `server${k}`,
+          metric: "RSS / conn",
+          unit: "KiB",
+          ...baselineOf(`server @${k} idle conns`),
+          bars: perConnBars,
+        },
+        {
+          name: `${label} client @${k} idle conns`,
+          key: `client${k}`,
+          metric: "RSS / conn",
+          unit: "KiB",
+          ...baselineOf(`client @${k} idle conns`),
+          bars: perConnBars,
+        },
+      ];
+    }),
+  ];
+  return {
+    name: `${label} server idle`,
+    metric: "RSS",
+    unit: "MB",
+    ...baselineOf("server idle"),
+    bars: isTunnel ? [{ maxValue: 60 }] : [],
+    also,
+    ...(missing === null ? {} : { skip: `ssh -R: ${missing}` }),
+    params: { idleConnections: steps.join("/"), openConcurrency: IDLE_OPEN_CONCURRENCY },
+    async run(signal): Promise<BenchRunFigures> {
+      const subject = await start();
+      const idle = new IdleConnections();
+      try {
+        await sleep(SETTLE_MS);
+        const [serverIdle, clientIdle] = await treeRssBytes([subject.serverPid, subject.clientPid]) as [
+          number,
+          number,
+        ];
+        const figures: Record<string, number> = { clientIdle: clientIdle / 1e6 };
+        for (const count of steps) {
+          await idle.growTo(subject.connect, count, IDLE_OPEN_CONCURRENCY, signal);
+          await sleep(SETTLE_MS);
+          const [server, client] = await treeRssBytes([subject.serverPid, subject.clientPid]) as [
+            number,
+            number,
+          ];
+          const k = `${count / 1000}k`;
+          figures[`server${k}`] = (server - serverIdle) / count / 1024;
+          figures[`client${k}`] = (client - clientIdle) / count / 1024;
+        }
+        return { value: serverIdle / 1e6, also: figures };
+      } finally {
+        idle.closeAll();
+        await subject.stop();
+      }
+    },
+  };
+}
+
+/** RSS of the tunnel's processes (and of sshd/ssh) idle and with many idle connections. */
+export const tunnelMemorySection: BenchSection = {
+  name: "tunnel-memory",
+  description: "RSS of server and client: idle, and per idle open connection at 1,000 and 10,000 connections",
+  runs: (context) => (context.quick ? 1 : 3),
+  warmupRounds: () => 0,
+  budgetMs: (context) => (context.quick ? 30_000 : 150_000),
+  runTimeoutMs: (context) => (context.quick ? 40_000 : 90_000),
+  async setup(context) {
+    // Fresh processes in every run: memory is measured from a cold start, as a user's server starts.
+    const work = await PathSet.start(context, { ssh: "none", tunnel: false });
+    const agent = work.agent as AgentProcess;
+    const tools = await findSsh();
+    let sshServer: SshServer | null = null;
+    let sshMissing: string | null = tools.available ? null : tools.reason;
+    if (tools.available) {
+      try {
+        sshServer = await SshServer.start(tools);
+      } catch (error) {
+        sshMissing = `sshd could not be started: ${error instanceof Error ? error.message : String(error)}`;
+      }
+    }
+    const tunnelCase = memoryCase("tls-tunnel", context, async () => {
+      const pair = await TunnelPair.start(agent.tcpPort);
+      return {
+        serverPid: pair.server.pid,
+        clientPid: pair.client.pid,
+        connect: tcpConnector(pair.publishPort),
+        stop: () => pair.stop(),
+      };
+    }, null);
+    const sshCase = memoryCase("ssh -R", context, async () => {
+      const server = sshServer as SshServer;
+      const forward = await SshForward.start(server, { localPort: agent.tcpPort, cipher: null }, echoWorks);
+      return {
+        serverPid: server.pid,
+        clientPid: forward.pid,
+        connect: tcpConnector(forward.publishPort),
+        stop: () => stopChild(forward),
+      };
+    }, sshMissing);
+    return {
+      cases: [sshCase, tunnelCase],
+      teardown: async () => {
+        await stopChild(sshServer);
+        await work.stop();
+      },
+    };
+  },
+};
+
+// --- recovery ----------------------------------------------------------------------------------------
+
+/** Polls every millisecond until `port` can be bound; resolves to the time since `sinceMs`. */
+async function waitForPortFree(port: number, sinceMs: number, timeoutMs: number): Promise<number> {
+  const deadline = sinceMs + timeoutMs;
+  while (!canBind(port)) {
+    if (performance.now() > deadline) throw new Error(`port ${port} still taken after ${timeoutMs} ms`);
+    await sleep(1);
+  }
+  return performance.now() - sinceMs;
+}
+
+/** The server's own figure: "released N port(s) in X ms" after `fromLine`. */
+async function serverReleaseMs(server: CliChild, fromLine: number): Promise<number> {
+  const pattern = /released \d+ port\(s\) in ([\d.]+) ms/;
+  await waitUntil(
+    () => Promise.resolve(server.cli.lines.slice(fromLine).some((line) => pattern.test(line))),
+    5_000,
+    "the server to log the release",
+  );
+  const line = server.cli.lines.slice(fromLine).find((candidate) => pattern.test(candidate)) ?? "";
+  return Number(pattern.exec(line)?.[1]);
+}
+
+/** Port release after the client dies, and server restart to traffic. */
+export const tunnelRecoverySection: BenchSection = {
+  name: "tunnel-recovery",
+  description:
+    "ports released after the client is killed (tls-tunnel, ssh -R); server restart to traffic again",
+  runs: (context) => (context.quick ? 1 : 5),
+  warmupRounds: () => 0,
+  budgetMs: (context) => (context.quick ? 30_000 : 120_000),
+  runTimeoutMs: () => 30_000,
+  async setup(context) {
+    const set = await PathSet.start(context, { ssh: "default" });
+    const agent = set.agent as AgentProcess;
+    const tunnel = set.tunnel as TunnelPair;
+    const sshPath = set.get(PathName.ssh);
+    const releaseCase: BenchCase = {
+      name: "tls-tunnel port release",
+      metric: "kill -9 client → port free",
+      unit: "ms",
+      baseline: "ssh -R port release",
+      bars: [{ maxValue: 100 }],
+      also: [{
+        name: "tls-tunnel release after notice",
+        key: "serverMs",
+        metric: "server: notice → released",
+        unit: "ms",
+        bars: [{ maxValue: 100 }],
+      }],
+      params: { publishedPorts: 1 },
+      async run(): Promise<BenchRunFigures> {
+        const fromLine = tunnel.server.cli.lines.length;
+        const killedAt = performance.now();
+        tunnel.client.killNow();
+        const freeMs = await waitForPortFree(tunnel.publishPort, killedAt, 10_000);
+        const serverMs = await serverReleaseMs(tunnel.server, fromLine);
+        await stopChild(tunnel.client);
+        tunnel.client = await startTunnelClient(tunnel.files);
+        return { value: freeMs, also: { serverMs } };
+      },
+    };
+    const sshReleaseCase: BenchCase = {
+      name: "ssh -R port release",
+      metric: "kill -9 client → port free",
+      unit: "ms",
+      ...skipReason(sshPath),
+      params: { publishedPorts: 1 },
+      async run() {
+        const forward = set.sshForwards.get(PathName.ssh) as SshForward;
+        const server = set.sshServer as SshServer;
+        const killedAt = performance.now();
+        forward.killNow();
+        const freeMs = await waitForPortFree(forward.publishPort, killedAt, 10_000);
+        await stopChild(forward);
+        const restarted = await SshForward.start(
+          server,
+          { localPort: agent.tcpPort, cipher: null, publishPort: forward.publishPort },
+          echoWorks,
+        );
+        set.sshForwards.set(PathName.ssh, restarted);
+        return freeMs;
+      },
+    };
+    const restartCase: BenchCase = {
+      name: "tls-tunnel server restart",
+      metric: "restart → traffic",
+      unit: "ms",
+      also: [{ name: "tls-tunnel server start", key: "listenMs", metric: "start → listening", unit: "ms" }],
+      params: { reconnect: "client defaults" },
+      async run(): Promise<BenchRunFigures> {
+        const old = tunnel.server;
+        const fromLine = tunnel.client.cli.lines.length;
+        old.killNow();
+        await stopChild(old);
+        // The client notices the loss first, as it would when a server restarts under it.
+        await waitUntil(
+          () =>
+            Promise.resolve(
+              tunnel.client.cli.lines.slice(fromLine).some((line) => /Reconnecting in/.test(line)),
+            ),
+          10_000,
+          "the client to notice the server is gone",
+        );
+        const startedAt = performance.now();
+        tunnel.server = await startTunnelServer(tunnel.files);
+        const listenMs = performance.now() - startedAt;
+        await waitUntil(() => echoWorks(tunnel.publishPort), 25_000, "the tunnel to carry traffic again");
+        const trafficMs = performance.now() - startedAt;
+        return { value: trafficMs, also: { listenMs } };
+      },
+    };
+    return {
+      cases: [sshReleaseCase, releaseCase, restartCase],
+      teardown: () => set.stop(),
+    };
+  },
+};
+
+/** The end-to-end sections, in the order they run. */
+export const TUNNEL_SECTIONS: readonly BenchSection[] = [
+  tunnelThroughputSection,
+  tunnelLatencySection,
+  tunnelMemorySection,
+  tunnelRecoverySection,
+];
