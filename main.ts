@@ -9,7 +9,7 @@
 
 import { Command, CommanderError, Option } from "commander";
 import { checkCommand } from "./lib/cli/check.ts";
-import { certCommand, type CertOptions } from "./lib/cli/cert.ts";
+import type { CertOptions } from "./lib/cli/cert.ts";
 import { templateCommand } from "./lib/cli/template.ts";
 import { clientCommand, demoCommand, serverCommand } from "./lib/cli/run.ts";
 import { versionCommand } from "./lib/cli/version.ts";
@@ -86,6 +86,8 @@ program.command("cert")
   .option("--days <days>", "validity in days", "825")
   .action(
     async (options: CertOptions) => {
+      // Loaded on demand: the X.509 library is heavy and only `cert` needs it at start.
+      const { certCommand } = await import("./lib/cli/cert.ts");
       exitCode = await certCommand(options);
     },
   );

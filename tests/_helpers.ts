@@ -9,7 +9,8 @@ import { generateCertificates } from "../lib/transport/cert.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { writeAll } from "../lib/transport/conn.ts";
 
-export { patternBytes, sha256Hex } from "../lib/mux/_test_util.ts";
+export { patternBytes, sha256Hex } from "../lib/_test_bytes.ts";
+import { concatBytes } from "../lib/_test_bytes.ts";
 
 /** Project root, where main.ts lives. */
 export const PROJECT_ROOT = new URL("../", import.meta.url).pathname;
@@ -283,23 +284,15 @@ export async function roundTrip(
       writeError = error;
     });
     const chunks: Uint8Array[] = [];
-    let total = 0;
     const buffer = new Uint8Array(64 * 1024);
     while (true) {
       const count = await conn.read(buffer);
       if (count === null) break;
       chunks.push(buffer.slice(0, count));
-      total += count;
     }
     await writing;
     if (writeError !== null) throw writeError;
-    const result = new Uint8Array(total);
-    let offset = 0;
-    for (const chunk of chunks) {
-      result.set(chunk, offset);
-      offset += chunk.length;
-    }
-    return result;
+    return concatBytes(chunks);
   } finally {
     clearTimeout(timer);
     closeQuietly(conn);

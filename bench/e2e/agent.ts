@@ -17,6 +17,9 @@
  */
 
 import { createHash } from "node:crypto";
+import { acceptEach } from "../../lib/transport/accept.ts";
+import { type DuplexConn, writeAll } from "../../lib/transport/conn.ts";
+import { closeQuietly } from "../../lib/transport/pipe.ts";
 
 /** The mode bytes a connection starts with. */
 export const AgentMode = {
@@ -42,25 +45,7 @@ const SMALL_READ_BYTES = 4 * 1024;
 /** Reads once a connection's reads fill the small buffer: bulk traffic. */
 const LARGE_READ_BYTES = 256 * 1024;
 
-interface Conn {
-  read(buffer: Uint8Array): Promise<number | null>;
-  write(data: Uint8Array): Promise<number>;
-  closeWrite(): Promise<void>;
-  close(): void;
-}
-
-async function writeAll(conn: Conn, data: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < data.length) offset += await conn.write(data.subarray(offset));
-}
-
-function closeQuietly(conn: { close(): void }): void {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
-  }
-}
+type Conn = DuplexConn;
 
 /** Reads into a small buffer until a read fills it, then into a large one (shared per connection). */
 class AdaptiveReader {
@@ -123,23 +108,14 @@ async function serveConn(conn: Conn): Promise<void> {
   }
 }
 
-async function acceptLoop(listener: Deno.Listener, open: Set<Conn>): Promise<void> {
-  while (true) {
-    let conn: Conn;
-    try {
-      conn = await listener.accept();
-    } catch (error) {
-      if (error instanceof Deno.errors.BadResource) return;
-      // Transient (e.g. out of descriptors): pause and go on.
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      continue;
-    }
+function acceptLoop(listener: Deno.Listener, open: Set<Conn>): Promise<void> {
+  return acceptEach(listener, (conn: Conn) => {
     if ("setNoDelay" in conn && typeof conn.setNoDelay === "function") {
       (conn as Deno.TcpConn).setNoDelay(true);
     }
     open.add(conn);
     serveConn(conn).finally(() => open.delete(conn));
-  }
+  }, { pauseMs: 20 });
 }
 
 async function main(certPath: string, keyPath: string): Promise<void> {

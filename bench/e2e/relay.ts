@@ -12,6 +12,7 @@
  */
 
 import { closeQuietly, pipeBoth } from "../../lib/transport/pipe.ts";
+import { acceptEach } from "../../lib/transport/accept.ts";
 
 async function carry(inbound: Deno.TcpConn, targetPort: number): Promise<void> {
   inbound.setNoDelay(true);
@@ -29,21 +30,11 @@ async function carry(inbound: Deno.TcpConn, targetPort: number): Promise<void> {
 async function main(targetPort: number): Promise<void> {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0, transport: "tcp" });
   const open = new Set<Promise<void>>();
-  const accepting = (async () => {
-    while (true) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (error instanceof Deno.errors.BadResource) return;
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        continue;
-      }
-      const carried = carry(conn, targetPort);
-      open.add(carried);
-      carried.finally(() => open.delete(carried));
-    }
-  })();
+  const accepting = acceptEach(listener, (conn) => {
+    const carried = carry(conn, targetPort);
+    open.add(carried);
+    carried.finally(() => open.delete(carried));
+  }, { pauseMs: 20 });
   console.log(JSON.stringify({ port: listener.addr.port }));
   const sink = new Uint8Array(64);
   while ((await Deno.stdin.read(sink)) !== null) { /* nothing is sent on stdin */ }

@@ -7,7 +7,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { ServerConfig } from "../config/types.ts";
 import { ConfigError, loadClientConfig, loadServerConfig } from "../config/mod.ts";
-import { fingerprintSha256, generateCertificates } from "../transport/cert.ts";
+import { fingerprintSha256 } from "../transport/fingerprint.ts";
 import { BindError } from "../transport/tcp.ts";
 import { TunnelServer } from "../tunnel/server.ts";
 import { type ClientProxyState, FatalClientError, TunnelClient } from "../tunnel/client.ts";
@@ -59,6 +59,8 @@ async function serverCertificate(config: ServerConfig): Promise<{ certPem: strin
       return null;
     }
   }
+  // Loaded only here: the X.509 library costs a running server about 17 MB it rarely needs.
+  const { generateCertificates } = await import("../transport/cert.ts");
   const generated = await generateCertificates({
     commonName: config.bindAddr === "0.0.0.0" ? "localhost" : config.bindAddr,
     altNames: [],

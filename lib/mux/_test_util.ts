@@ -13,6 +13,8 @@ import { HEADER_SIZE_BYTES } from "./constants.ts";
 import { Session } from "./session.ts";
 import type { SessionOptions } from "./options.ts";
 
+export { concatBytes, patternBytes, readAll, sha256Hex } from "../_test_bytes.ts";
+
 /** Options for both ends of a test pair (role is set per end). */
 export type PairOptions = Omit<SessionOptions, "role">;
 
@@ -45,45 +47,6 @@ export async function tcpSessions(
 
 async function closeAll(...sessions: Session[]): Promise<void> {
   await Promise.all(sessions.map((session) => session.close()));
-}
-
-/** Reads `conn` to end of stream and returns everything. */
-export async function readAll(conn: Pick<DuplexConn, "read">, bufferBytes = 64 * 1024): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  const buffer = new Uint8Array(bufferBytes);
-  for (;;) {
-    const count = await conn.read(buffer);
-    if (count === null) break;
-    parts.push(buffer.slice(0, count));
-    total += count;
-  }
-  const all = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    all.set(part, offset);
-    offset += part.length;
-  }
-  return all;
-}
-
-/** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
-export function patternBytes(length: number, seed: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  let state = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    bytes[i] = state & 0xff;
-  }
-  return bytes;
-}
-
-/** Hex SHA-256 of `bytes`. */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
 /** Encodes one frame (header + optional payload). */

@@ -4,7 +4,7 @@ import { Flag, FrameType, GoAwayCode } from "./constants.ts";
 import { FrameDecoder } from "./decoder.ts";
 import { ProtocolError } from "./errors.ts";
 import type { Frame } from "./frame.ts";
-import { frameBytes } from "./_test_util.ts";
+import { concatBytes, frameBytes } from "./_test_util.ts";
 
 /** Arbitrary valid frames (as bytes plus what they should decode to). */
 const validFrame = fc.oneof(
@@ -40,16 +40,6 @@ const validFrame = fc.oneof(
   }).map((f) => ({ ...f, payload: new Uint8Array(0) })),
 );
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const all = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    all.set(part, offset);
-    offset += part.length;
-  }
-  return all;
-}
-
 /** Splits `bytes` at the given cut points (sorted, deduplicated, in range). */
 function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
   const points = [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))].sort((a, b) => a - b);
@@ -72,7 +62,9 @@ Deno.test("decoder reassembles any split of a frame sequence identically", () =>
       fc.array(validFrame, { maxLength: 12 }),
       fc.array(fc.nat(), { maxLength: 30 }),
       (frames, cuts) => {
-        const wire = concat(frames.map((f) => frameBytes(f.type, f.flags, f.streamId, f.length, f.payload)));
+        const wire = concatBytes(
+          frames.map((f) => frameBytes(f.type, f.flags, f.streamId, f.length, f.payload)),
+        );
         const decoder = new FrameDecoder();
         const decoded: Frame[] = [];
         for (const chunk of split(wire, cuts)) decoded.push(...decoder.decode(chunk));

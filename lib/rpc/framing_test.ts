@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { concatBytes } from "../_test_bytes.ts";
 import fc from "fast-check";
 import { type DuplexConn, writeAll } from "../transport/conn.ts";
 import { memoryPair } from "../transport/memory_pair.ts";
@@ -12,6 +13,8 @@ import {
   MalformedJsonError,
   TruncatedFrameError,
 } from "./framing.ts";
+
+const concat = (...parts: Uint8Array[]) => concatBytes(parts);
 
 /** A read side that hands out exactly the given chunks, one per read, then end of stream. */
 function scriptedConn(chunks: readonly Uint8Array[]): Pick<DuplexConn, "read"> & { reads: number } {
@@ -42,16 +45,6 @@ function rawFrame(body: Uint8Array, declaredBytes = body.length): Uint8Array {
   new DataView(frame.buffer).setUint32(0, declaredBytes, false);
   frame.set(body, FRAME_HEADER_BYTES);
   return frame;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
 }
 
 /** Reads every frame until end of stream. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { concatBytes } from "../_test_bytes.ts";
 import fc from "fast-check";
 import { z } from "zod";
 import { type DuplexConn, writeAll } from "../transport/conn.ts";
@@ -24,6 +25,8 @@ import {
   type RpcPeerOptions,
   RpcTimeoutError,
 } from "./peer.ts";
+
+const concat = (...parts: Uint8Array[]) => concatBytes(parts);
 
 /** A promise with its resolver, to hold handlers until the test releases them. */
 function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
@@ -660,16 +663,6 @@ Deno.test("a peer fed arbitrary frames answers only with valid responses and nev
     { numRuns: 150 },
   );
 });
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
-}
 
 function concatFrames(messages: unknown[]): Uint8Array {
   return concat(...messages.map((message) => encodeFrame(message)));

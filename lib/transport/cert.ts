@@ -11,6 +11,9 @@
 
 import "./_reflect_metadata.ts";
 import * as x509 from "@peculiar/x509";
+import { colonHex } from "./fingerprint.ts";
+
+export { fingerprintSha256 } from "./fingerprint.ts";
 import { isHostname, isIpAddress } from "../config/address.ts";
 
 x509.cryptoProvider.set(crypto);
@@ -84,26 +87,9 @@ function escapeDn(value: string): string {
   return value.replace(/([,+"\\<>;=#])/g, "\\$1");
 }
 
-function colonHex(bytes: ArrayBuffer): string {
-  return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0").toUpperCase()).join(":");
-}
-
 function withNewline(pem: string): string {
   const normalized = pem.replace(/\r\n/g, "\n");
   return normalized.endsWith("\n") ? normalized : `${normalized}\n`;
-}
-
-/**
- * SHA-256 fingerprint of the first certificate in a PEM text, as colon-separated upper-case hex
- * (`AB:CD:…`), the form `openssl x509 -fingerprint -sha256` prints.
- *
- * @throws {Error} when the text holds no PEM certificate.
- */
-export async function fingerprintSha256(pem: string): Promise<string> {
-  const block = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(pem);
-  if (block === null) throw new Error("no PEM certificate (-----BEGIN CERTIFICATE-----) found in the text");
-  const certificate = new x509.X509Certificate(block[0]);
-  return colonHex(await crypto.subtle.digest("SHA-256", certificate.rawData));
 }
 
 /**

@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { DuplexConn } from "./conn.ts";
+import { type DuplexConn, writeAll } from "./conn.ts";
 
 /** Size of the buffer an idle or low-traffic direction reads into. */
 export const SMALL_BUFFER_BYTES = 1024;
@@ -63,12 +63,6 @@ interface CopySink {
 /** Keeps a read that may be abandoned (its direction failed on a write) from being an unhandled rejection. */
 function ignoreRejection(): void {}
 
-/** Writes all of `data` (looping over short writes). */
-async function writeFully(to: DuplexConn, data: Uint8Array): Promise<void> {
-  let offset = await to.write(data);
-  while (offset < data.length) offset += await to.write(data.subarray(offset));
-}
-
 /**
  * Copies `from` to `to` until `from` ends, then half-closes `to`. Resolves to the byte count; rejects
  * with the read or write error that stopped it. `onChunk` is called after each chunk is written.
@@ -103,7 +97,7 @@ async function copyLoop(from: DuplexConn, to: DuplexConn, aToB: boolean, sink: C
       if (count < small.length) {
         // Small reads: one buffer, one operation at a time.
         const written = await to.write(small.subarray(0, count));
-        if (written < count) await writeFully(to, small.subarray(written, count));
+        if (written < count) await writeAll(to, small.subarray(written, count));
         total += count;
         sink.chunk(aToB, count);
         continue;
@@ -152,7 +146,7 @@ async function copyBulk(
       const reading = from.read(target);
       reading.catch(ignoreRejection);
       const written = await writing;
-      if (written < chunkBytes) await writeFully(to, chunk.subarray(written, chunkBytes));
+      if (written < chunkBytes) await writeAll(to, chunk.subarray(written, chunkBytes));
       bytes += chunkBytes;
       sink.chunk(aToB, chunkBytes);
       const nextBytes = await reading;
@@ -165,7 +159,7 @@ async function copyBulk(
       if (nextBytes < SMALL_BUFFER_BYTES) {
         // Traffic slowed down: write this last chunk, then go back to the small buffer.
         if (nextBytes > 0) {
-          await writeFully(to, target.subarray(0, nextBytes));
+          await writeAll(to, target.subarray(0, nextBytes));
           bytes += nextBytes;
           sink.chunk(aToB, nextBytes);
         }

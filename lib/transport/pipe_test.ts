@@ -3,6 +3,7 @@ import fc from "fast-check";
 import type { DuplexConn } from "./conn.ts";
 import { memoryPair } from "./memory_pair.ts";
 import { copyOneWay, LARGE_BUFFER_BYTES, pipeBoth, SMALL_BUFFER_BYTES } from "./pipe.ts";
+import { readAll } from "../_test_bytes.ts";
 
 /** `length` pseudo-random bytes (xorshift) that differ per `seed`. */
 function pattern(length: number, seed: number): Uint8Array {
@@ -15,25 +16,6 @@ function pattern(length: number, seed: number): Uint8Array {
     bytes[index] = state & 0xff;
   }
   return bytes;
-}
-
-async function readAll(conn: DuplexConn): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(100_000);
-  let total = 0;
-  while (true) {
-    const count = await conn.read(buffer);
-    if (count === null) break;
-    chunks.push(buffer.slice(0, count));
-    total += count;
-  }
-  const joined = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    joined.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return joined;
 }
 
 /** Writes `data` in pieces of the given sizes (cycled), then half-closes. */

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { connect as nodeTlsConnect, type TLSSocket } from "node:tls";
+import type { TLSSocket } from "node:tls";
 import type { DuplexConn } from "./conn.ts";
 import { classifyBindError } from "./tcp.ts";
 import { isIpAddress } from "../config/address.ts";
@@ -143,8 +143,10 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-function dialNodeTls(options: TlsDialOptions, signal: AbortSignal): Promise<DialedConn> {
+async function dialNodeTls(options: TlsDialOptions, signal: AbortSignal): Promise<DialedConn> {
   const where = `${options.hostname}:${options.port}`;
+  // Loaded only for skip_verify: node:tls costs every process about 6 MB it otherwise never needs.
+  const { connect: nodeTlsConnect } = await import("node:tls");
   return new Promise((resolve, reject) => {
     const socket = nodeTlsConnect({
       host: options.hostname,

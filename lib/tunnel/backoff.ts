@@ -19,16 +19,18 @@ export class Backoff {
   }
 
   /**
-   * Delay before the next attempt. After a lost healthy session (no failures yet) it is short (up to
-   * half a second, spread so many clients do not retry at once); after `n` failures it is
-   * `initial × multiplier^(n-1)`, capped at the maximum, with ±`jitter` spread.
+   * Delay before the next attempt. The first two are quick, because a lost session is most often a
+   * server restart that is back within a second: up to half a second (spread so many clients do not
+   * retry at once), then about one second. After that, with `n` failures, it is
+   * `initial × multiplier^(n-2)`, capped at the maximum, with ±`jitter` spread.
    */
   nextDelayMs(): number {
     const failures = this.#failures++;
-    if (failures === 0) return Math.round(this.random() * Math.min(500, this.config.initialDelaySecs * 1000));
-    const base = Math.min(
+    const initialMs = this.config.initialDelaySecs * 1000;
+    if (failures === 0) return Math.round(this.random() * Math.min(500, initialMs));
+    const base = failures === 1 ? Math.min(1000, initialMs) : Math.min(
       this.config.maxDelaySecs * 1000,
-      this.config.initialDelaySecs * 1000 * this.config.multiplier ** (failures - 1),
+      initialMs * this.config.multiplier ** (failures - 2),
     );
     const spread = base * this.config.jitter * (this.random() * 2 - 1);
     return Math.max(0, Math.round(Math.min(this.config.maxDelaySecs * 1000, base + spread)));

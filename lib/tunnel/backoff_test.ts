@@ -6,13 +6,15 @@ const config = { initialDelaySecs: 5, maxDelaySecs: 60, multiplier: 2, jitter: 0
 Deno.test("backoff retries quickly first, then doubles from the initial delay up to the cap", () => {
   const backoff = new Backoff(config, () => 1);
   const delays = Array.from({ length: 7 }, () => backoff.nextDelayMs());
-  assert.deepEqual(delays, [500, 5000, 10000, 20000, 40000, 60000, 60000]);
+  assert.deepEqual(delays, [500, 1000, 5000, 10000, 20000, 40000, 60000]);
 });
 
 Deno.test("backoff spreads delays by the jitter and starts over after reset", () => {
   const low = new Backoff({ ...config, jitter: 0.2 }, () => 0);
   const high = new Backoff({ ...config, jitter: 0.2 }, () => 0.999999);
   low.nextDelayMs();
+  high.nextDelayMs();
+  assert.equal(low.nextDelayMs(), 800, "the one-second retry is spread too");
   high.nextDelayMs();
   assert.equal(low.nextDelayMs(), 4000);
   assert.ok(Math.abs(high.nextDelayMs() - 6000) <= 1);

@@ -11,6 +11,7 @@ import type { ProxySpec } from "../rpc/control.ts";
 import { type DuplexConn, writeAll } from "../transport/conn.ts";
 import { closeQuietly, pipeBoth } from "../transport/pipe.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
+import { acceptEach } from "../transport/accept.ts";
 import type { Histogram } from "../stats/histogram.ts";
 import type { ProxySnapshot } from "../stats/snapshot.ts";
 
@@ -79,24 +80,13 @@ export class PublishedProxy {
   /** Whether outside connections are refused (the client reported its local service down). */
   refuseConnections = false;
 
-  async #accept(listener: Deno.TcpListener): Promise<void> {
-    while (!this.#stopped) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await listener.accept();
-      } catch (error) {
-        if (this.#stopped || error instanceof Deno.errors.BadResource) return;
-        // Transient accept failures (e.g. too many open files) must not kill the proxy; pause briefly.
-        logger.warn("Accept on {proxy} failed: {error}", { proxy: this.spec.name, error: String(error) });
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        continue;
-      }
-      if (this.#stopped) {
-        closeQuietly(conn);
-        return;
-      }
-      this.#carry(conn);
-    }
+  #accept(listener: Deno.TcpListener): Promise<void> {
+    return acceptEach(listener, (conn) => this.#carry(conn), {
+      stopped: () => this.#stopped,
+      // Transient accept failures (e.g. too many open files) must not kill the proxy.
+      onError: (error) =>
+        logger.warn("Accept on {proxy} failed: {error}", { proxy: this.spec.name, error: String(error) }),
+    });
   }
 
   async #carry(conn: Deno.TcpConn): Promise<void> {

@@ -19,6 +19,7 @@ import {
 } from "../rpc/control.ts";
 import { listenTunnelTls } from "../transport/tls.ts";
 import { closeQuietly } from "../transport/pipe.ts";
+import { acceptEach } from "../transport/accept.ts";
 import { PROTOCOL_VERSION, VERSION } from "../version.ts";
 import { withTimeout } from "../_async.ts";
 import { EventLog } from "../stats/event_log.ts";
@@ -113,22 +114,17 @@ export class TunnelServer {
     this.#options.signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#options.signal?.aborted) this.#stopListening();
     try {
-      while (!this.#stopping) {
-        let conn: Deno.TlsConn;
-        try {
-          conn = await listener.accept();
-        } catch (error) {
-          if (this.#stopping || error instanceof Deno.errors.BadResource) break;
-          logger.warn("Accepting a client connection failed: {error}", { error: String(error) });
-          await new Promise((resolve) => setTimeout(resolve, 50));
-          continue;
-        }
+      await acceptEach(listener, (conn) => {
         const handshake = this.#handleConnection(conn).catch((error) => {
           logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
         });
         this.#handshakes.add(handshake);
         handshake.finally(() => this.#handshakes.delete(handshake));
-      }
+      }, {
+        stopped: () => this.#stopping,
+        onError: (error) =>
+          logger.warn("Accepting a client connection failed: {error}", { error: String(error) }),
+      });
     } finally {
       this.#options.signal?.removeEventListener("abort", onAbort);
       this.#stopListening();
