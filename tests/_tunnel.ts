@@ -31,6 +31,8 @@ export interface ProxyLine {
   publishAddr?: string;
   /** More TOML lines for this proxy (publish_port_range, health_check…). */
   extra?: string;
+  /** Leave out local_addr/local_port (and ignore `localPort`), e.g. when `extra` sets local_backends. */
+  omitLocal?: boolean;
 }
 
 export function clientConfig(
@@ -40,9 +42,9 @@ export function clientConfig(
 ) {
   const proxyText = proxies.map((proxy) =>
     `[[proxies]]\nname = "${proxy.name}"\npublish_addr = "${proxy.publishAddr ?? "127.0.0.1"}"\n` +
-    `publish_port = ${proxy.publishPort}\nlocal_addr = "127.0.0.1"\nlocal_port = ${proxy.localPort}\n${
-      proxy.extra ?? ""
-    }\n`
+    `publish_port = ${proxy.publishPort}\n${
+      proxy.omitLocal ? "" : `local_addr = "127.0.0.1"\nlocal_port = ${proxy.localPort}\n`
+    }${proxy.extra ?? ""}\n`
   ).join("\n");
   return parseConfigText(
     `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${serverPort}\nserver_name = "localhost"\n` +

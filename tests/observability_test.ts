@@ -206,6 +206,7 @@ Deno.test("stats endpoints report known traffic through the real programs, live 
       active_connections: 0,
       total_connections: 3,
       failed_connections: 0,
+      bind_retries: 0,
       bytes_in: totalBytes,
       bytes_out: totalBytes,
     }]);

@@ -80,6 +80,8 @@ Deno.test("busy port is retried with PROXY_BIND_RETRY notices while other proxie
   assert.equal(typeof data.retry_delay_secs, "number");
   assert.match(String(data.error), /already in use by another process/);
   assert.equal(client.client.proxies.get("busy")?.stats.status, "unhealthy");
+  const retried = tunnel.server.snapshot().clients[0]?.proxies.find((proxy) => proxy.name === "busy");
+  assert.ok((retried?.bind_retries ?? 0) >= 1, "the server counts its bind retries");
 
   holder.release();
   await waitFor(

@@ -69,6 +69,14 @@ auth_key = "${authKey}"
 # initial_delay_secs = 2                  # default
 # max_delay_secs = 60                     # default
 
+# Optional alerts: POST each event as JSON to a webhook (chat, paging, a script). events may list
+# CLIENT_CONNECTED, CLIENT_DISCONNECTED, AUTH_FAILED, PROXY_BIND_FAILED, PORT_CHANGED.
+# [server.notify]
+# webhook_url = "https://alerts.example.com/tls-tunnel"
+# webhook_token = "a-long-random-secret"  # sent as Authorization: Bearer …
+# events = ["PROXY_BIND_FAILED", "CLIENT_DISCONNECTED"]   # default
+# timeout_secs = 5                        # default
+
 # Named clients, each with its own key and allowed ports (repeat the block for more clients).
 # name: unique, shown in logs and stats; auth_key: unique, at least 16 characters;
 # allow_ports: default = the server's allow_ports; max_proxies: default = max_proxies_per_client.
@@ -156,6 +164,12 @@ publish_port = 8080
 # The local service the client forwards to.
 local_addr = "127.0.0.1"                  # default "127.0.0.1"
 local_port = 3000
+# Or, instead of local_addr/local_port, several copies of the service to spread connections over; a
+# backend that refuses is skipped for a few seconds and the connection goes to the next one.
+# local_backends = ["127.0.0.1:3000", "127.0.0.1:3001", "[::1]:3002"]
+# How each connection picks its backend: "round_robin" (in turn), "least_connections" (fewest open),
+# or "ip_hash" (one outside host always reaches the same backend while it is up).
+# lb_policy = "round_robin"               # default
 # Optional TCP health check of the local service, reported to the server.
 # health_check = { interval_secs = 10, timeout_secs = 3 }
 `;

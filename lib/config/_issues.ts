@@ -105,6 +105,8 @@ const EXAMPLES: Readonly<Record<string, string>> = {
   fallback_to_system_port: "fallback_to_system_port = true",
   local_addr: `local_addr = "127.0.0.1"`,
   local_port: "local_port = 3000",
+  local_backends: `local_backends = ["127.0.0.1:3000", "127.0.0.1:3001"]`,
+  lb_policy: `lb_policy = "round_robin"`,
   health_check: "health_check = { interval_secs = 10, timeout_secs = 3 }",
   reconnect: "[client.reconnect]",
   bind_retry: "[server.bind_retry]",

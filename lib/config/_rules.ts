@@ -293,6 +293,26 @@ export function clientRules(document: Table): ConfigIssue[] {
         });
       }
     }
+    if (has(proxy, "local_backends")) {
+      for (const key of ["local_port", "local_addr"]) {
+        if (!has(proxy, key)) continue;
+        issues.push({
+          path: `${prefix}.${key}`,
+          message: `${key} and local_backends are both set`,
+          hint: "use local_addr/local_port for one local service, or local_backends for several; " +
+            `move ${key}'s service into local_backends, e.g. local_backends = ["127.0.0.1:3000", "127.0.0.1:3001"]`,
+        });
+      }
+    } else {
+      if (!has(proxy, "local_port")) {
+        issues.push({
+          path: `${prefix}.local_port`,
+          message: "missing required key `local_port`",
+          hint:
+            `add local_port = 3000, or list several services as local_backends = ["127.0.0.1:3000", "127.0.0.1:3001"]`,
+        });
+      }
+    }
     const rangeText = str(proxy, "publish_port_range");
     const range = rangeText !== undefined ? parsePortRange(rangeText) : undefined;
     if (

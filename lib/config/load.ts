@@ -119,6 +119,16 @@ function toServerConfig(file: ServerFile): ServerConfig {
       maxDelaySecs: s.bind_retry.max_delay_secs,
     },
     stickyPortsTtlSecs: s.sticky_ports_ttl_secs,
+    ...(s.notify !== undefined
+      ? {
+        notify: {
+          webhookUrl: s.notify.webhook_url,
+          ...(s.notify.webhook_token !== undefined ? { webhookToken: s.notify.webhook_token } : {}),
+          events: [...s.notify.events],
+          timeoutSecs: s.notify.timeout_secs,
+        },
+      }
+      : {}),
   };
 }
 
@@ -131,8 +141,12 @@ function toClientConfig(file: ClientFile): ClientConfig {
     publishPort: p.publish_port ?? 0,
     ...(p.publish_port_range !== undefined ? { publishPortRange: p.publish_port_range } : {}),
     fallbackToSystemPort: p.fallback_to_system_port,
-    localAddr: p.local_addr,
-    localPort: p.local_port,
+    // With local_backends the first backend stands in for local_addr/local_port (shown in logs and sent to
+    // the server, which only displays them); the rules guarantee one of the two forms.
+    localAddr: p.local_backends?.[0]?.host ?? p.local_addr,
+    localPort: p.local_backends?.[0]?.port ?? p.local_port ?? 0,
+    ...(p.local_backends !== undefined ? { localBackends: p.local_backends.map((b) => ({ ...b })) } : {}),
+    lbPolicy: p.lb_policy,
     ...(p.health_check !== undefined
       ? {
         healthCheck: { intervalSecs: p.health_check.interval_secs, timeoutSecs: p.health_check.timeout_secs },

@@ -79,6 +79,7 @@ Deno.test("a minimal client config gets every documented default", () => {
       fallbackToSystemPort: false,
       localAddr: "127.0.0.1",
       localPort: 3000,
+      lbPolicy: "round_robin",
     }],
   });
 });
@@ -137,8 +138,28 @@ Deno.test("every key of a full client config reaches the camelCase object", asyn
     fallbackToSystemPort: false,
     localAddr: "db.internal",
     localPort: 5432,
+    lbPolicy: "round_robin",
     healthCheck: { intervalSecs: 30, timeoutSecs: 5 },
   });
+});
+
+Deno.test("local_backends becomes localBackends, with the first backend as localAddr/localPort", () => {
+  const { config } = parseConfigText(
+    `[client]\nserver_addr = "tunnel.example.com"\nauth_key = "0123456789abcdef-key"\n` +
+      `[[proxies]]\nname = "web"\npublish_port = 8080\n` +
+      `local_backends = ["[::1]:3000", "127.0.0.1:3001", "app.internal:3002"]\nlb_policy = "ip_hash"\n`,
+    { env: NO_ENV },
+  );
+  assert.ok("proxies" in config);
+  const proxy = config.proxies[0];
+  assert.equal(proxy?.localAddr, "::1");
+  assert.equal(proxy?.localPort, 3000);
+  assert.equal(proxy?.lbPolicy, "ip_hash");
+  assert.deepEqual(proxy?.localBackends, [
+    { host: "::1", port: 3000 },
+    { host: "127.0.0.1", port: 3001 },
+    { host: "app.internal", port: 3002 },
+  ]);
 });
 
 Deno.test("named clients inherit the server's allowed ports and proxy limit", () => {

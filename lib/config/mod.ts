@@ -32,7 +32,7 @@ export {
   portInRanges,
   type PortRangeProblem,
 } from "./port_range.ts";
-export { DEFAULTS, MIN_SECRET_LENGTH } from "./schema.ts";
+export { DEFAULTS, LB_POLICIES, MIN_SECRET_LENGTH, parseHostPort } from "./schema.ts";
 export {
   addressesOverlap,
   isHost,

@@ -44,6 +44,7 @@ export const DEFAULTS = {
     publish_addr: "0.0.0.0",
     fallback_to_system_port: false,
     local_addr: "127.0.0.1",
+    lb_policy: "round_robin",
     health_check: { interval_secs: 10, timeout_secs: 3 },
   },
 } as const;
@@ -72,6 +73,67 @@ const name = z.string().refine((value) => NAME.test(value), {
   params: { hint: NAME_HINT },
 });
 
+/** Load-balancing policies of a proxy with several `local_backends`. */
+export const LB_POLICIES = ["round_robin", "least_connections", "ip_hash"] as const;
+
+/**
+ * Splits `"host:port"` (IPv6 as `"[::1]:3000"`) into its parts, or returns why it cannot.
+ * The host comes back without brackets, as `Deno.connect` wants it.
+ */
+export function parseHostPort(text: string): { host: string; port: number } | { problem: string } {
+  const match = /^\[([^\]]*)\]:(\d{1,5})$/.exec(text) ?? /^([^:\[\]]+):(\d{1,5})$/.exec(text);
+  if (match === null) {
+    return {
+      problem: text.includes(":") && !text.startsWith("[") && text.split(":").length > 2
+        ? "is an IPv6 address without brackets"
+        : "is not a host:port address",
+    };
+  }
+  const [, host = "", portText = ""] = match;
+  const port = Number(portText);
+  if (!isHost(host)) {
+    return {
+      problem: `is not a host:port address: ${JSON.stringify(host)} is not an IP address or host name`,
+    };
+  }
+  if (port < 1 || port > 65535) {
+    return { problem: `is not a host:port address: ${port} is not a port from 1 to 65535` };
+  }
+  return { host, port };
+}
+
+/** `"127.0.0.1:3000"` → `{ host, port }`. */
+const backendAddress = z.string().transform((text, ctx) => {
+  const parsed = parseHostPort(text);
+  if ("host" in parsed) return parsed;
+  ctx.addIssue({
+    code: "custom",
+    message: parsed.problem,
+    params: { hint: `write each backend as "host:port", e.g. "127.0.0.1:3000" or "[::1]:3000"` },
+  });
+  return z.NEVER;
+});
+
+/** `local_backends`: at least one backend, none twice. */
+const localBackends = z.array(backendAddress).refine((backends) => backends.length > 0, {
+  message: "is empty",
+  params: { hint: `list at least one backend, e.g. local_backends = ["127.0.0.1:3000", "127.0.0.1:3001"]` },
+}).superRefine((backends, ctx) => {
+  const seen = new Set<string>();
+  backends.forEach((backend, index) => {
+    const key = `${backend.host.toLowerCase()}|${backend.port}`;
+    if (seen.has(key)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [index],
+        message: "is listed twice in local_backends",
+        params: { hint: "list every backend once; a backend listed twice would get twice the share" },
+      });
+    }
+    seen.add(key);
+  });
+});
+
 /** `"20000-20100,8080"` → PortRange[]. */
 const portRanges = z.string().transform((text, ctx) => {
   const ranges = parsePortRanges(text);
@@ -93,6 +155,23 @@ export const bindRetrySchema = z.strictObject({
   max_retries: z.int().min(0).max(1000).default(DEFAULTS.server.bind_retry.max_retries),
   initial_delay_secs: seconds.default(DEFAULTS.server.bind_retry.initial_delay_secs),
   max_delay_secs: seconds.default(DEFAULTS.server.bind_retry.max_delay_secs),
+});
+
+/** Event codes a webhook may subscribe to (the server's event log codes). */
+export const NOTIFY_EVENT_CODES = [
+  "CLIENT_CONNECTED",
+  "CLIENT_DISCONNECTED",
+  "AUTH_FAILED",
+  "PROXY_BIND_FAILED",
+  "PORT_CHANGED",
+] as const;
+
+/** `[server.notify]`: POST events to a webhook. */
+export const notifySchema = z.strictObject({
+  webhook_url: z.url({ protocol: /^https?$/, error: "webhook_url must be an http:// or https:// URL" }),
+  webhook_token: secret.optional(),
+  events: z.array(z.enum(NOTIFY_EVENT_CODES)).min(1).default(["PROXY_BIND_FAILED", "CLIENT_DISCONNECTED"]),
+  timeout_secs: seconds.default(5),
 });
 
 /** One `[[server.clients]]` entry; `allow_ports` and `max_proxies` default to the server's. */
@@ -120,6 +199,7 @@ export const serverTableSchema = z.strictObject({
   stats_token: secret.optional(),
   sticky_ports_ttl_secs: z.number().min(0).max(604_800).default(DEFAULTS.server.sticky_ports_ttl_secs),
   bind_retry: bindRetrySchema.prefault({}),
+  notify: notifySchema.optional(),
   clients: z.array(serverClientSchema).default([]),
   // Rust tls-tunnel compatibility: accepted only with the one value this implementation supports.
   transport: z.literal("tls").optional(),
@@ -172,7 +252,10 @@ export const healthCheckSchema = z.strictObject({
   timeout_secs: seconds.default(DEFAULTS.proxy.health_check.timeout_secs),
 });
 
-/** One `[[proxies]]` entry. `publish_port` is required unless `publish_port_range` is set (see `_rules.ts`). */
+/**
+ * One `[[proxies]]` entry. `publish_port` is required unless `publish_port_range` is set, and `local_port`
+ * unless `local_backends` is set (see `_rules.ts`).
+ */
 export const proxySchema = z.strictObject({
   name,
   proxy_type: z.literal("tcp").default(DEFAULTS.proxy.proxy_type),
@@ -181,7 +264,9 @@ export const proxySchema = z.strictObject({
   publish_port_range: portRange.optional(),
   fallback_to_system_port: z.boolean().default(DEFAULTS.proxy.fallback_to_system_port),
   local_addr: host.default(DEFAULTS.proxy.local_addr),
-  local_port: port,
+  local_port: port.optional(),
+  local_backends: localBackends.optional(),
+  lb_policy: z.enum(LB_POLICIES).default(DEFAULTS.proxy.lb_policy),
   health_check: healthCheckSchema.optional(),
 });
 
@@ -209,6 +294,7 @@ export const KNOWN_KEYS: Readonly<Record<"server" | "client", Readonly<Record<st
       "": Object.keys(serverFileSchema.shape),
       "server": Object.keys(serverTableSchema.shape),
       "server.bind_retry": Object.keys(bindRetrySchema.shape),
+      "server.notify": Object.keys(notifySchema.shape),
       "server.clients": Object.keys(serverClientSchema.shape),
     },
     client: {

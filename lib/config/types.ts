@@ -36,6 +36,18 @@ export interface ServerClientEntry {
   maxProxies: number;
 }
 
+/** Where and which server events are POSTed as JSON (alerts for bind failures, disconnections…). */
+export interface NotifyConfig {
+  /** http(s) URL that receives one POST per event. */
+  webhookUrl: string;
+  /** Sent as `Authorization: Bearer …` when set. */
+  webhookToken?: string;
+  /** Event codes to send (default PROXY_BIND_FAILED, CLIENT_DISCONNECTED). */
+  events: string[];
+  /** Give up on one POST after this long (default 5). */
+  timeoutSecs: number;
+}
+
 /** `[server]` plus its sub-tables. */
 export interface ServerConfig {
   /** Address the tunnel's TLS listener binds (default "0.0.0.0"). */
@@ -70,6 +82,8 @@ export interface ServerConfig {
   bindRetry: BindRetryConfig;
   /** How long the server remembers a client's last bound ports to offer them again (default 600). */
   stickyPortsTtlSecs: number;
+  /** `[server.notify]`: events POSTed to a webhook. */
+  notify?: NotifyConfig;
 }
 
 /** How the client reconnects after losing the server. */
@@ -85,6 +99,12 @@ export interface ReconnectConfig {
   /** Attempts before giving up; 0 = forever (default 0). */
   maxAttempts: number;
 }
+
+/**
+ * How a proxy with several local backends picks one per outside connection: in turn, the one with the
+ * fewest open connections, or by a hash of the outside peer's IP (one outside host keeps one backend).
+ */
+export type LbPolicy = "round_robin" | "least_connections" | "ip_hash";
 
 /** Optional TCP health check of a proxy's local service. */
 export interface HealthCheckConfig {
@@ -108,10 +128,14 @@ export interface ProxyConfig {
   publishPortRange?: PortRange;
   /** When the range is full, fall back to a port the system picks (default false). */
   fallbackToSystemPort: boolean;
-  /** Local service address the client connects to (default "127.0.0.1"). */
+  /** Local service address the client connects to (default "127.0.0.1"); the first backend's with `localBackends`. */
   localAddr: string;
-  /** Local service port. */
+  /** Local service port; the first backend's with `localBackends`. */
   localPort: number;
+  /** Several local services to spread connections over (`local_backends`); absent → just localAddr:localPort. */
+  localBackends?: Array<{ host: string; port: number }>;
+  /** How a backend is picked per connection when there are several (default "round_robin"). */
+  lbPolicy: LbPolicy;
   /** Optional health check of the local service. */
   healthCheck?: HealthCheckConfig;
 }

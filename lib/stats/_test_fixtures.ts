@@ -21,6 +21,7 @@ export function proxySnapshot(fields: Partial<ProxySnapshot> & { name: string })
     active_connections: 0,
     total_connections: 0,
     failed_connections: 0,
+    bind_retries: 0,
     bytes_in: 0,
     bytes_out: 0,
     ...fields,

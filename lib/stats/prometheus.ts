@@ -34,6 +34,7 @@
 
 import type { ProxyStatus } from "./proxy_stats.ts";
 import type {
+  BackendSnapshot,
   ClientRoleSnapshot,
   HistogramSnapshot,
   ProxySnapshot,
@@ -158,6 +159,12 @@ function renderProxies(out: Exposition, proxies: Array<{ labels: Labels; proxy: 
       "counter",
       "Connections refused or failed before carrying data",
       (proxy) => proxy.failed_connections,
+    ],
+    [
+      "tls_tunnel_proxy_bind_retries_total",
+      "counter",
+      "Failed bind attempts of the published port that were retried",
+      (proxy) => proxy.bind_retries,
     ],
     [
       "tls_tunnel_proxy_received_bytes_total",
@@ -296,6 +303,48 @@ function renderClient(out: Exposition, snapshot: ClientRoleSnapshot, nowMs: numb
     );
   }
   renderProxies(out, snapshot.proxies.map((proxy) => ({ labels: { proxy: proxy.name }, proxy })));
+  renderBackends(out, snapshot.proxies);
+}
+
+/** Per-backend series of proxies that balance over several local backends (`local_backends`). */
+function renderBackends(out: Exposition, proxies: ProxySnapshot[]): void {
+  const rows = proxies.flatMap((proxy) =>
+    (proxy.backends ?? []).map((backend) => ({
+      labels: { proxy: proxy.name, backend: backend.address },
+      backend,
+    }))
+  );
+  if (rows.length === 0) return;
+  const families: Array<[string, "counter" | "gauge", string, (backend: BackendSnapshot) => number]> = [
+    [
+      "tls_tunnel_backend_up",
+      "gauge",
+      "1 unless the backend is skipped after a failed connect",
+      (b) => b.cooling_down ? 0 : 1,
+    ],
+    [
+      "tls_tunnel_backend_connections_active",
+      "gauge",
+      "Connections to the backend open now",
+      (b) => b.active_connections,
+    ],
+    [
+      "tls_tunnel_backend_connections_total",
+      "counter",
+      "Connections made to the backend",
+      (b) => b.successes,
+    ],
+    [
+      "tls_tunnel_backend_connect_failures_total",
+      "counter",
+      "Connects to the backend that failed",
+      (b) => b.failures,
+    ],
+  ];
+  for (const [name, type, help, read] of families) {
+    out.family(name, type, help);
+    for (const { labels, backend } of rows) out.sample(name, labels, read(backend));
+  }
 }
 
 /**

@@ -17,6 +17,8 @@ export class ProxyStats {
   totalConnections = 0;
   /** Connections refused or failed before carrying data (local service down, stream open failed). */
   failedConnections = 0;
+  /** Failed bind attempts of the published port that were retried (server side). */
+  bindRetries = 0;
   /** Bytes from outside peers towards the local service. */
   bytesIn = 0;
   /** Bytes from the local service towards outside peers. */
@@ -45,6 +47,7 @@ export class ProxyStats {
     | "active_connections"
     | "total_connections"
     | "failed_connections"
+    | "bind_retries"
     | "bytes_in"
     | "bytes_out"
   > {
@@ -54,6 +57,7 @@ export class ProxyStats {
       active_connections: this.activeConnections,
       total_connections: this.totalConnections,
       failed_connections: this.failedConnections,
+      bind_retries: this.bindRetries,
       bytes_in: this.bytesIn,
       bytes_out: this.bytesOut,
     };

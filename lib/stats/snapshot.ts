@@ -30,10 +30,28 @@ export interface ProxySnapshot {
   total_connections: number;
   /** Connections refused or failed before carrying data. */
   failed_connections: number;
+  /** Failed bind attempts of the published port that the server retried (0 on the client). */
+  bind_retries: number;
+  /** The client's local backends when it balances over several (client side only). */
+  backends?: BackendSnapshot[];
   /** Bytes from outside peers towards the local service. */
   bytes_in: number;
   /** Bytes from the local service towards outside peers. */
   bytes_out: number;
+}
+
+/** One local backend of a client's proxy (with `local_backends`). */
+export interface BackendSnapshot {
+  /** "host:port". */
+  address: string;
+  /** Connections to it open now. */
+  active_connections: number;
+  /** Connections to it that were made. */
+  successes: number;
+  /** Connects to it that failed. */
+  failures: number;
+  /** Whether it is being skipped after a failure. */
+  cooling_down: boolean;
 }
 
 /** One connected client, as the server sees it. */

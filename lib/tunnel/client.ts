@@ -22,16 +22,16 @@ import {
 } from "../rpc/control.ts";
 import { readStreamHeader } from "../rpc/stream_header.ts";
 import { type DialedConn, dialTunnelTls } from "../transport/tls.ts";
-import { connectTcpWithRetry } from "../transport/tcp.ts";
 import { sleep, withTimeout } from "../_async.ts";
 import { closeQuietly, pipeBoth } from "../transport/pipe.ts";
 import type { DuplexConn } from "../transport/conn.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
 import { EventLog } from "../stats/event_log.ts";
-import type { ClientRoleSnapshot } from "../stats/snapshot.ts";
+import type { BackendSnapshot, ClientRoleSnapshot } from "../stats/snapshot.ts";
 import { PROTOCOL_VERSION, VERSION } from "../version.ts";
 import { Backoff } from "./backoff.ts";
 import { monitorHealth } from "./health_check.ts";
+import { type Backend, BackendPool, formatBackend } from "./load_balancer.ts";
 
 const logger = getLogger(["tls-tunnel", "client"]);
 
@@ -114,6 +114,20 @@ export function toProxySpec(proxy: ProxyConfig): ProxySpec {
   return spec;
 }
 
+/** The local services of a proxy: its `local_backends`, or its one `local_addr:local_port`. */
+export function localBackendsOf(proxy: ProxyConfig): Backend[] {
+  return proxy.localBackends && proxy.localBackends.length > 0
+    ? proxy.localBackends.map((backend) => ({ ...backend }))
+    : [{ host: proxy.localAddr, port: proxy.localPort }];
+}
+
+/** One TCP connect to a local backend, with Nagle off as for every carried connection. */
+async function dialBackend(backend: Backend): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: backend.host, port: backend.port, transport: "tcp" });
+  conn.setNoDelay(true);
+  return conn;
+}
+
 /** Turns the client's `[client.bind_retry]` into its wire form. */
 export function toBindRetryRequest(request: Partial<BindRetryConfig>): Record<string, number> {
   const wire: Record<string, number> = {};
@@ -142,13 +156,21 @@ export class TunnelClient {
   readonly #config: ClientConfig;
   readonly #options: TunnelClientOptions;
   #session: Session | null = null;
+  /** Each proxy's local backends by proxy name; one backend for a plain local_addr/local_port proxy. */
+  readonly #pools = new Map<string, BackendPool>();
 
   constructor(options: TunnelClientOptions) {
     this.#options = options;
     this.#config = options.config;
     for (const proxy of options.config.proxies) {
       this.proxies.set(proxy.name, { config: proxy, registration: null, stats: new ProxyStats() });
+      this.#pools.set(proxy.name, new BackendPool(localBackendsOf(proxy), { policy: proxy.lbPolicy }));
     }
+  }
+
+  /** The backend pool of the proxy `name` (its per-backend counters), or undefined for an unknown name. */
+  backendPool(name: string): BackendPool | undefined {
+    return this.#pools.get(name);
   }
 
   /**
@@ -398,11 +420,13 @@ export class TunnelClient {
     for (const proxy of this.proxies.values()) {
       const healthCheck = proxy.config.healthCheck;
       if (!healthCheck || proxy.registration?.status === "rejected") continue;
-      const target = { hostname: proxy.config.localAddr, port: proxy.config.localPort };
-      monitorHealth(target, healthCheck, signal, (result) => {
+      // With several backends the proxy is healthy while any one accepts: failover reaches it.
+      const backends = localBackendsOf(proxy.config);
+      const targets = backends.map((backend) => ({ hostname: backend.host, port: backend.port }));
+      monitorHealth(targets, healthCheck, signal, (result) => {
         logger[result.healthy ? "info" : "warn"]("Proxy {proxy}: local service {target} is {state}{error}", {
           proxy: proxy.config.name,
-          target: `${target.hostname}:${target.port}`,
+          target: backends.map(formatBackend).join(", "),
           state: result.healthy ? "up" : "down",
           error: result.error ? ` (${result.error})` : "",
         });
@@ -453,16 +477,27 @@ export class TunnelClient {
       return;
     }
     const { config, stats } = proxy;
+    const pool = this.#pools.get(config.name);
+    if (!pool) {
+      stream.reset();
+      return;
+    }
     stats.totalConnections++;
     stats.activeConnections++;
+    let release = () => {};
     try {
       let local: Deno.TcpConn;
+      let backend: Backend;
       try {
-        local = await connectTcpWithRetry(config.localAddr, config.localPort, {
+        // local_connect_retries counts rounds over the backends; a single backend is retried as before.
+        const pooled = await pool.connect(header.peer_addr, dialBackend, {
           attempts: this.#config.localConnectRetries,
           retryDelayMs: this.#config.localRetryDelayMs,
           ...(this.#options.signal ? { signal: this.#options.signal } : {}),
         });
+        local = pooled.conn;
+        backend = pooled.backend;
+        release = pooled.release;
       } catch (error) {
         stats.failedConnections++;
         stats.lastError = error instanceof Error ? error.message : String(error);
@@ -474,14 +509,16 @@ export class TunnelClient {
         stream.reset();
         return;
       }
-      logger.debug("Proxy {proxy}: {peer} connected (conn {connId})", {
+      logger.debug("Proxy {proxy}: {peer} connected to {backend} (conn {connId})", {
         proxy: config.name,
         peer: header.peer_addr,
+        backend: formatBackend(backend),
         connId: header.conn_id,
       });
       // Server → local service counts as bytes in, local service → server as bytes out.
       await pipeBoth(stream, local, { counters: stats });
     } finally {
+      release();
       stats.activeConnections--;
       closeQuietly(stream);
     }
@@ -506,8 +543,26 @@ export class TunnelClient {
         local_addr: config.localAddr,
         local_port: config.localPort,
         ...stats.toSnapshotFields(),
+        ...this.#backendsSnapshot(config.name),
       })),
       recent_events: this.events.recent(),
+    };
+  }
+
+  /** Per-backend counters of a proxy with several local backends, for its snapshot. */
+  #backendsSnapshot(name: string): { backends?: BackendSnapshot[] } {
+    const pool = this.#pools.get(name);
+    const backends = pool?.stats() ?? [];
+    if (backends.length < 2) return {};
+    const now = Date.now();
+    return {
+      backends: backends.map((backend) => ({
+        address: formatBackend(backend),
+        active_connections: backend.activeConnections,
+        successes: backend.successes,
+        failures: backend.failures,
+        cooling_down: backend.coolDownUntilMs > now,
+      })),
     };
   }
 

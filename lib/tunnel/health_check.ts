@@ -36,19 +36,47 @@ export async function checkTcp(hostname: string, port: number, timeoutMs: number
   }
 }
 
+/** Where a health check connects. */
+export interface HealthTarget {
+  /** Host name or IP address. */
+  hostname: string;
+  /** TCP port. */
+  port: number;
+}
+
+/**
+ * Checks several backends of one proxy at once: healthy when at least one accepts within `timeoutMs`
+ * (the proxy can still serve through failover); otherwise the error names every backend's failure.
+ */
+export async function checkAnyTcp(
+  targets: readonly HealthTarget[],
+  timeoutMs: number,
+): Promise<HealthResult> {
+  const results = await Promise.all(
+    targets.map((target) => checkTcp(target.hostname, target.port, timeoutMs)),
+  );
+  if (results.length === 0 || results.some((result) => result.healthy)) {
+    return { healthy: results.length > 0, error: results.length > 0 ? null : "no local service configured" };
+  }
+  return { healthy: false, error: results.map((result) => result.error).join("; ") };
+}
+
 /**
  * Checks every `intervalSecs` until `signal` aborts, calling `onChange` when the state differs from
- * the previous check (the first check always reports). Never rejects.
+ * the previous check (the first check always reports). Several targets count as healthy while any one
+ * accepts. Never rejects.
  */
 export async function monitorHealth(
-  target: { hostname: string; port: number },
+  target: HealthTarget | readonly HealthTarget[],
   config: HealthCheckConfig,
   signal: AbortSignal,
   onChange: (result: HealthResult) => void,
 ): Promise<void> {
   let previous: boolean | null = null;
   while (!signal.aborted) {
-    const result = await checkTcp(target.hostname, target.port, config.timeoutSecs * 1000);
+    const result = "hostname" in target
+      ? await checkTcp(target.hostname, target.port, config.timeoutSecs * 1000)
+      : await checkAnyTcp(target, config.timeoutSecs * 1000);
     if (signal.aborted) return;
     if (result.healthy !== previous) {
       previous = result.healthy;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkTcp, monitorHealth } from "./health_check.ts";
+import { checkAnyTcp, checkTcp, monitorHealth } from "./health_check.ts";
 
 Deno.test("health check sees a listening service as healthy and a closed port as not", async () => {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -48,4 +48,22 @@ Deno.test("health monitor reports only changes of state", async () => {
   listener.close();
   await draining;
   assert.deepEqual(changes, [true, false, true]);
+});
+
+Deno.test("several backends are healthy while any one accepts, and down only when all are", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const up = { hostname: "127.0.0.1", port: listener.addr.port };
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const down = { hostname: "127.0.0.1", port: probe.addr.port };
+  probe.close();
+  const accepting = listener.accept().then((conn) => conn.close()).catch(() => {});
+  assert.deepEqual(await checkAnyTcp([down, up], 1000), { healthy: true, error: null });
+  await accepting;
+  listener.close();
+  const result = await checkAnyTcp([down, up], 1000);
+  assert.equal(result.healthy, false);
+  assert.match(
+    result.error ?? "",
+    new RegExp(`:${down.port} is not accepting.*; .*:${up.port} is not accepting`),
+  );
 });

@@ -15,6 +15,7 @@ import {
   ProxyRejectCode,
   type ProxyRejectCodeValue,
   ProxySpec,
+  type PushExceptionParams,
   RegisterProxiesParams,
   type RegisterProxiesResult,
 } from "../rpc/control.ts";
@@ -89,6 +90,18 @@ function rejected(
 /** Handles `register_proxies` for the server. */
 export class ProxyRegistrar {
   constructor(readonly context: RegistrarContext) {}
+
+  /** Tells the client (merged, never blocking) and records the server event (dashboard, webhook). */
+  #announce(client: ConnectedClient, notice: PushExceptionParams): void {
+    client.notifyException(notice);
+    this.context.events.add({
+      level: notice.level,
+      code: notice.code,
+      message: `${client.name}: ${notice.message}`,
+      client: client.name,
+      ...(notice.data ? { data: notice.data } : {}),
+    });
+  }
 
   /** Registers each proxy in `raw`; one result per proxy, in order. */
   async register(client: ConnectedClient, raw: unknown): Promise<RegisterProxiesResult> {
@@ -294,7 +307,7 @@ export class ProxyRegistrar {
       client: client.name,
       reason,
     });
-    client.notifyException({
+    this.#announce(client, {
       level: "error",
       code: NoticeCode.bindFailed,
       message: `Proxy '${proxy.name}' could not be published: ${reason}`,
@@ -332,17 +345,11 @@ export class ProxyRegistrar {
       const reason = preferred === proxy.publish_port
         ? `port ${preferred} was not available`
         : `its previous port ${preferred} was not available`;
-      client.notifyException({
+      this.#announce(client, {
         level: "warning",
         code: NoticeCode.portChanged,
         message: `Proxy '${proxy.name}' is published on port ${port} instead of ${preferred}: ${reason}`,
         data: { proxy_name: proxy.name, requested_port: preferred, publish_port: port, reason },
-      });
-      this.context.events.add({
-        level: "warning",
-        code: NoticeCode.portChanged,
-        message: `Proxy ${proxy.name} of ${client.name}: port ${preferred} → ${port}`,
-        client: client.name,
       });
     }
     const accepted: ProxyRegistration = {
@@ -375,6 +382,7 @@ export class ProxyRegistrar {
           `Proxy '${proxy.name}' bind failed (attempt ${attempt.retryCount}/${attempt.maxRetries}): ` +
           `${attempt.error.message}. Retrying in ${attempt.retryDelaySecs} s`;
         logger.warn("{message}", { message });
+        published.stats.bindRetries++;
         published.stats.setStatus("unhealthy", attempt.error.message);
         client.notifyException({
           level: "warning",
@@ -427,7 +435,7 @@ export class ProxyRegistrar {
           error: finalError,
         });
         published.stats.setStatus("bind_failed", finalError);
-        client.notifyException({
+        this.#announce(client, {
           level: "error",
           code: NoticeCode.bindFailed,
           message: `Proxy '${proxy.name}' bind failed after ${policy.maxRetries} retries: ${finalError}`,
@@ -440,12 +448,6 @@ export class ProxyRegistrar {
           },
         });
         client.notifyStatus(published, { errorMessage: finalError });
-        this.context.events.add({
-          level: "error",
-          code: NoticeCode.bindFailed,
-          message: `Proxy ${proxy.name} of ${client.name}: ${finalError}`,
-          client: client.name,
-        });
       },
     );
     return {

@@ -30,6 +30,7 @@ import { ConnectedClient } from "./connected_client.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
 import { formatAddr } from "./published_proxy.ts";
+import { WebhookNotifier } from "./webhook.ts";
 
 const logger = getLogger(["tls-tunnel", "server"]);
 
@@ -70,6 +71,7 @@ export class TunnelServer {
   readonly #handshakes = new Set<Promise<void>>();
   readonly #sticky: StickyPorts;
   readonly #registrar: ProxyRegistrar;
+  readonly #webhook: WebhookNotifier | null = null;
   #listener: Deno.TlsListener | null = null;
   #nextSessionId = 1;
   #stopping = false;
@@ -78,6 +80,13 @@ export class TunnelServer {
     this.#options = options;
     this.#config = options.config;
     this.#sticky = new StickyPorts(options.config.stickyPortsTtlSecs * 1000);
+    if (options.config.notify) {
+      this.#webhook = new WebhookNotifier(
+        options.config.notify,
+        this.events,
+        () => (this.#listener ? formatAddr(this.#listener.addr) : ""),
+      );
+    }
     this.#registrar = new ProxyRegistrar({
       config: options.config,
       reservedPortReason: (addr, port) => this.#reservedPortReason(addr, port),
@@ -130,6 +139,7 @@ export class TunnelServer {
       this.#stopListening();
       await Promise.all([...this.clients.values()].map((client) => client.close("server shutting down")));
       await Promise.all([...this.#handshakes]);
+      await this.#webhook?.close();
     }
   }
 
@@ -284,6 +294,7 @@ export class TunnelServer {
           code: "CLIENT_CONNECTED",
           message: `Client ${name} connected from ${remote}`,
           client: name,
+          data: { client_id: params.client_id, remote_addr: remote, session_id: sessionId },
         });
         logger.info("Client {client} connected from {remote} (session {sessionId})", {
           client: name,
@@ -433,6 +444,12 @@ export class TunnelServer {
         code: "CLIENT_DISCONNECTED",
         message: `Client ${client.name} disconnected: ${reason}`,
         client: client.name,
+        data: {
+          client_id: client.clientId,
+          remote_addr: client.remoteAddr,
+          reason,
+          ports: [...client.proxies.values()].flatMap((proxy) => proxy.boundPort ?? []),
+        },
       });
     }
     this.#sticky.release(client.clientId, client.proxies.keys());
