@@ -41,10 +41,24 @@ export async function makeWorkdir(): Promise<
 
 /** A port that was free a moment ago (bind it soon: another process may take it). */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = listener.addr.port;
-  listener.close();
-  return port;
+  return freePortRange(1);
+}
+
+/**
+ * Where test ports are picked: below Linux's ephemeral range (32768-60999), so the source port of some
+ * parallel test's outgoing connection, or another `port: 0` listener, cannot take a port between the
+ * moment it is picked and the moment the test binds it.
+ */
+const TEST_PORTS = { start: 20000, end: 32000 };
+
+/** The first of `count` consecutive ports that were free a moment ago, from a random start. */
+export function freePortRange(count: number): number {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const start = TEST_PORTS.start + Math.floor(Math.random() * (TEST_PORTS.end - TEST_PORTS.start - count));
+    const ports = Array.from({ length: count }, (_, index) => start + index);
+    if (ports.every((port) => canBind(port))) return start;
+  }
+  throw new Error(`no ${count} consecutive free ports found in ${TEST_PORTS.start}-${TEST_PORTS.end}`);
 }
 
 /** Whether `port` on 127.0.0.1 can be bound right now. */

@@ -323,13 +323,18 @@ Deno.test("the client's endpoint and top show the reconnect countdown while the 
   try {
     tunnel.server.kill("SIGKILL");
     await tunnel.server.status();
+    // The first two retries come within about 1.5 s; then the client waits 5 s ± 20 %, long enough to
+    // look at it from every side below.
+    let stats = await getJson<ClientRoleSnapshot>(tunnel.clientStatsUrl, "api/stats");
     await waitFor(
-      async () => (await getJson<ClientRoleSnapshot>(tunnel.clientStatsUrl, "api/stats")).state === "waiting",
-      5000,
+      async () => {
+        stats = await getJson<ClientRoleSnapshot>(tunnel.clientStatsUrl, "api/stats");
+        return stats.state === "waiting" && (stats.next_attempt_at_ms ?? 0) - stats.now_ms > 2000;
+      },
+      8000,
       "the client to wait before reconnecting",
       20,
     );
-    const stats = await getJson<ClientRoleSnapshot>(tunnel.clientStatsUrl, "api/stats");
     assert.ok(
       stats.next_attempt_at_ms !== null && stats.next_attempt_at_ms > stats.now_ms,
       "a countdown is due",

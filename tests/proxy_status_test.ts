@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import type { EventSnapshot } from "../lib/stats/snapshot.ts";
 import type { TunnelClient } from "../lib/tunnel/client.ts";
-import { canBind, freePort, roundTrip, waitFor } from "./_helpers.ts";
+import { canBind, freePort, freePortRange, roundTrip, waitFor } from "./_helpers.ts";
 import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
 
 const FAST_RETRY = `[server.bind_retry]\nmax_retries = 50\ninitial_delay_secs = 0.05\nmax_delay_secs = 0.1\n`;
@@ -22,17 +22,6 @@ async function echoes(port: number, text: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** `count` consecutive ports that are free now, from a random start in 40000-49999. */
-function freeRange(count: number): number {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const start = 40000 + Math.floor(Math.random() * 10000);
-    if (Array.from({ length: count }, (_, index) => start + index).every((port) => canBind(port))) {
-      return start;
-    }
-  }
-  throw new Error(`no ${count} consecutive free ports found`);
 }
 
 /** Holds 127.0.0.1:`port` like another process would, until disposed or released. */
@@ -162,7 +151,7 @@ Deno.test("a flood of identical bind failures reaches the client merged, with a 
 });
 
 Deno.test("port 0 and ranges pick free ports, a taken preferred port is announced with PORT_CHANGED", async () => {
-  const start = freeRange(3);
+  const start = freePortRange(3);
   using _holder = holdPort(start);
   await using tunnel = await TunnelFixture.start(FAST_RETRY);
   const echo = tunnel.echo();
