@@ -106,14 +106,7 @@ export class SshServer implements ChildHandle {
         "",
       ].join("\n");
       await Deno.writeTextFile(`${dir}/sshd_config`, config);
-      const child = new Deno.Command(tools.sshd, {
-        args: ["-D", "-e", "-f", `${dir}/sshd_config`],
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      const output = { text: "" };
-      collectText(child.stderr, output);
+      const { child, output } = spawnCollectingStderr(tools.sshd, ["-D", "-e", "-f", `${dir}/sshd_config`]);
       const server = track(new SshServer(tools, dir, port, child, output));
       try {
         await waitUntil(
@@ -191,14 +184,7 @@ export class SshForward implements ChildHandle {
       ...(options.cipher === null ? [] : ["-c", options.cipher]),
       "root@127.0.0.1",
     ];
-    const child = new Deno.Command(server.tools.ssh, {
-      args,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const output = { text: "" };
-    collectText(child.stderr, output);
+    const { child, output } = spawnCollectingStderr(server.tools.ssh, args);
     const forward = track(new SshForward(child, publishPort, options.cipher, output));
     try {
       await waitUntil(
@@ -250,6 +236,17 @@ function collectText(stream: ReadableStream<Uint8Array>, into: { text: string })
       if (into.text.length < 16_384) into.text += chunk;
     }
   })().catch(() => {});
+}
+
+/** Starts `command` with no stdin or stdout, collecting its stderr text (for error messages). */
+function spawnCollectingStderr(
+  command: string,
+  args: string[],
+): { child: Deno.ChildProcess; output: { text: string } } {
+  const child = new Deno.Command(command, { args, stdin: "null", stdout: "null", stderr: "piped" }).spawn();
+  const output = { text: "" };
+  collectText(child.stderr, output);
+  return { child, output };
 }
 
 async function exited(child: Deno.ChildProcess): Promise<boolean> {

@@ -220,14 +220,7 @@ func runClient(args []string) {
 	if *port <= 0 {
 		fail("client needs -port")
 	}
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", *port))
-	if err != nil {
-		fail("dial 127.0.0.1:%d failed: %v", *port, err)
-	}
-	session, err := yamux.Client(conn, config())
-	if err != nil {
-		fail("yamux.Client failed: %v", err)
-	}
+	session := dialClient(*port)
 	defer session.Close()
 
 	started := time.Now()
@@ -274,6 +267,19 @@ func runClient(args []string) {
 	})
 }
 
+// dialClient connects to 127.0.0.1:port and starts a yamux client session on it, or exits.
+func dialClient(port int) *yamux.Session {
+	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		fail("dial 127.0.0.1:%d failed: %v", port, err)
+	}
+	session, err := yamux.Client(conn, config())
+	if err != nil {
+		fail("yamux.Client failed: %v", err)
+	}
+	return session
+}
+
 func runClientGoAway(args []string) {
 	flags := flag.NewFlagSet("client-goaway", flag.ExitOnError)
 	port := flags.Int("port", 0, "TCP port on 127.0.0.1 to dial")
@@ -281,14 +287,7 @@ func runClientGoAway(args []string) {
 	if *port <= 0 {
 		fail("client-goaway needs -port")
 	}
-	conn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", *port))
-	if err != nil {
-		fail("dial 127.0.0.1:%d failed: %v", *port, err)
-	}
-	session, err := yamux.Client(conn, config())
-	if err != nil {
-		fail("yamux.Client failed: %v", err)
-	}
+	session := dialClient(*port)
 	defer session.Close()
 
 	probe, err := session.OpenStream()
