@@ -26,6 +26,10 @@ export interface ProcessProxy {
   publishPort: number;
   /** Defaults to the fixture's echo service. */
   localPort?: number;
+  /** More TOML lines for this proxy; with `local_backends`, set `omitLocal`. */
+  lines?: string;
+  /** Leave out local_addr/local_port (the proxy lists `local_backends` in `lines`). */
+  omitLocal?: boolean;
 }
 
 /** Sends `text` through 127.0.0.1:`port` and returns what came back. */
@@ -88,7 +92,10 @@ export class ProcessTunnel implements AsyncDisposable {
         `keepalive_timeout_secs = 3\n${extra}\n[client.reconnect]\nmax_delay_secs = 1\n\n` +
         proxies.map((proxy) =>
           `[[proxies]]\nname = "${proxy.name}"\npublish_addr = "127.0.0.1"\npublish_port = ${proxy.publishPort}\n` +
-          `local_addr = "127.0.0.1"\nlocal_port = ${proxy.localPort ?? this.echo.port}\n`
+          (proxy.omitLocal
+            ? ""
+            : `local_addr = "127.0.0.1"\nlocal_port = ${proxy.localPort ?? this.echo.port}\n`) +
+          (proxy.lines ? `${proxy.lines}\n` : "")
         ).join("\n"),
     );
     return path;

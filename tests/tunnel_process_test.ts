@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { canBind, freePort, waitFor } from "./_helpers.ts";
+import { canBind, EchoService, freePort, freePortRange, waitFor } from "./_helpers.ts";
 import { echoThrough, PROCESS_AUTH_KEY, ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
 
 Deno.test("server releases published ports within a second after the client process is killed", async () => {
@@ -190,4 +190,41 @@ Deno.test("a client trusting another CA refuses the server and says how to fix i
   await tunnel.server();
   const client = tunnel.client(await tunnel.clientConfig("client", [{ name: "web", publishPort: 0 }]));
   await client.waitForLine(/TLS certificate of 127\.0\.0\.1:\d+ was not accepted .*set ca_cert_path/);
+});
+
+Deno.test("the real client balances over local backends, searches a port range and reports health", async () => {
+  await using tunnel = await ProcessTunnel.create();
+  const second = new EchoService();
+  const start = freePortRange(2);
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: start });
+  try {
+    await tunnel.server();
+    const client = tunnel.client(
+      await tunnel.clientConfig("client", [{
+        name: "web",
+        publishPort: start,
+        omitLocal: true,
+        lines: `publish_port_range = "${start}-${start + 1}"\n` +
+          `local_backends = ["127.0.0.1:${tunnel.echo.port}", "127.0.0.1:${second.port}"]\n` +
+          `lb_policy = "round_robin"\nhealth_check = { interval_secs = 0.2, timeout_secs = 0.2 }`,
+      }]),
+    );
+    const [, port] = await client.waitForLine(proxyUp("web"));
+    assert.equal(Number(port), start + 1, "the preferred port was taken, so the next port of the range");
+    await client.waitForLine(/Server warning PORT_CHANGED/);
+    // Health checks connect to the backends too, so count what the outside connections added.
+    const before = [tunnel.echo.accepted, second.accepted];
+    for (let index = 0; index < 4; index++) {
+      assert.equal(await echoThrough(start + 1, `n${index}`), `n${index}`);
+    }
+    const added = [tunnel.echo.accepted - (before[0] ?? 0), second.accepted - (before[1] ?? 0)];
+    assert.ok(added.every((count) => count >= 2), `round robin over both backends: ${added}`);
+    await tunnel.echo.close();
+    await second.close();
+    await client.waitForLine(/Proxy web: local service .* is down/);
+    await client.waitForLine(/"message":"web +unhealthy +127\.0\.0\.1:\d+ → /);
+  } finally {
+    taken.close();
+    await second.close();
+  }
 });
