@@ -1,6 +1,8 @@
 /**
- * A growable ring buffer of bytes: a stream's unread inbound data. Copy in, copy out, no allocation in
- * steady state (the receive window bounds how much it ever holds).
+ * A growable ring buffer of bytes: a stream's unread inbound data. No allocation in steady state (the
+ * receive window bounds how much it ever holds). Bytes can come in by copy (`push`) or be read straight
+ * into its free space (`reserve` + `commit`), and go out by copy (`shiftInto`) or be lent as a view
+ * (`peek` + `consume`), so a bulk transfer can pass through without being copied by JavaScript at all.
  *
  * @module
  */
@@ -26,6 +28,12 @@ export class ByteRing {
   #start = 0;
   /** Bytes held. */
   #length = 0;
+  /**
+   * Storage handed out by `reserve()` and not yet committed: while set, the storage is neither replaced
+   * nor released and the free space after the newest byte stays where it is, because a read may be
+   * writing into it.
+   */
+  #reservedIn: Uint8Array | null = null;
 
   /** Bytes held. */
   get length(): number {
@@ -41,6 +49,7 @@ export class ByteRing {
   push(bytes: Uint8Array): void {
     const count = bytes.length;
     if (count === 0) return;
+    if (this.#reservedIn !== null) throw new Error("ByteRing.push() while a reservation is open");
     if (this.#length + count > this.#storage.length) this.#grow(this.#length + count);
     const storage = this.#storage;
     const capacity = storage.length;
@@ -57,21 +66,80 @@ export class ByteRing {
     const count = Math.min(target.length, this.#length);
     if (count === 0) return 0;
     const storage = this.#storage;
-    const capacity = storage.length;
-    const firstPart = Math.min(count, capacity - this.#start);
+    const firstPart = Math.min(count, storage.length - this.#start);
     target.set(storage.subarray(this.#start, this.#start + firstPart));
     if (firstPart < count) target.set(storage.subarray(0, count - firstPart), firstPart);
-    this.#length -= count;
-    this.#start = this.#length === 0 ? 0 : (this.#start + count) % capacity;
-    if (this.#length === 0 && capacity <= RELEASE_WHEN_DRAINED_BYTES) this.#storage = EMPTY;
+    this.consume(count);
     return count;
   }
 
-  /** Drops everything and releases the storage. */
+  /**
+   * A view of the oldest bytes, at most `maxBytes`, without consuming them (fewer than held when they
+   * wrap around the end of the storage: the rest comes with the next call). The view stays valid and
+   * unchanged until `consume()`, even if the ring grows meanwhile.
+   */
+  peek(maxBytes: number): Uint8Array {
+    const count = Math.min(maxBytes, this.#length, this.#storage.length - this.#start);
+    return this.#storage.subarray(this.#start, this.#start + count);
+  }
+
+  /** Drops the `count` oldest bytes (those a `peek()` lent, or fewer); returns how many were dropped. */
+  consume(count: number): number {
+    const dropped = Math.min(count, this.#length);
+    if (dropped === 0) return 0;
+    const capacity = this.#storage.length;
+    this.#length -= dropped;
+    this.#start = (this.#start + dropped) % capacity;
+    if (this.#length === 0 && this.#reservedIn === null) this.#rewind();
+    return dropped;
+  }
+
+  /**
+   * Free space right after the newest byte for a read to fill, then `commit()`: at least `minBytes`
+   * (growing the storage if it must) and at most `maxBytes`. Returns null, leaving the bytes to `push()`,
+   * when the contiguous free space is short only because it wraps around the end of the storage.
+   * Nothing else may be added until `commit()` or `cancelReservation()`.
+   */
+  reserve(minBytes: number, maxBytes: number): Uint8Array | null {
+    if (this.#reservedIn !== null) throw new Error("ByteRing.reserve() while a reservation is open");
+    if (this.#length + minBytes > this.#storage.length) this.#grow(this.#length + maxBytes);
+    const storage = this.#storage;
+    const capacity = storage.length;
+    let end = this.#start + this.#length;
+    if (end >= capacity) end -= capacity;
+    const contiguousFree = end >= this.#start && this.#length < capacity ? capacity - end : this.#start - end;
+    if (contiguousFree < minBytes) return null;
+    this.#reservedIn = storage;
+    return storage.subarray(end, end + Math.min(contiguousFree, maxBytes));
+  }
+
+  /** The read into the reserved space placed `count` bytes at its start: they are now held. */
+  commit(count: number): void {
+    const storage = this.#reservedIn;
+    this.#reservedIn = null;
+    // Cleared while the read was in flight: the bytes went into storage the ring no longer holds.
+    if (storage !== this.#storage) return;
+    this.#length += count;
+    if (this.#length === 0) this.#rewind();
+  }
+
+  /** Gives up the reservation (the read failed); nothing is added. */
+  cancelReservation(): void {
+    this.commit(0);
+  }
+
+  /** Drops everything and releases the storage (a reservation still open adds nothing when committed). */
   clear(): void {
     this.#storage = EMPTY;
     this.#start = 0;
     this.#length = 0;
+    this.#reservedIn = null;
+  }
+
+  /** Empty and not reserved: start over at the front, and release small storage. */
+  #rewind(): void {
+    this.#start = 0;
+    if (this.#storage.length <= RELEASE_WHEN_DRAINED_BYTES) this.#storage = EMPTY;
   }
 
   #grow(needed: number): void {

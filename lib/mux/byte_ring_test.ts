@@ -52,3 +52,82 @@ Deno.test("byte ring releases small storage once drained and keeps large storage
   assert.equal(ring.shiftInto(new Uint8Array(300_000)), 300_000);
   assert.ok(ring.capacity >= 300_000, "a drained large ring keeps its storage for the next burst");
 });
+
+Deno.test("byte ring keeps order when bytes come in by reservation and go out as lent views", () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.tuple(fc.constantFrom("push", "reserve", "shift", "peek"), fc.integer({ min: 1, max: 40_000 })),
+        { maxLength: 40 },
+      ),
+      (operations) => {
+        const ring = new ByteRing();
+        let written = 0;
+        let read = 0;
+        const fill = (target: Uint8Array, from: number) => {
+          for (let i = 0; i < target.length; i++) target[i] = (from + i) & 0xff;
+        };
+        for (const [operation, size] of operations) {
+          if (operation === "push") {
+            const bytes = new Uint8Array(size);
+            fill(bytes, written);
+            ring.push(bytes);
+            written += size;
+          } else if (operation === "reserve") {
+            const target = ring.reserve(Math.min(size, 16 * 1024), size);
+            if (target === null) continue; // only when the free space wraps around the end
+            assert.ok(target.length >= Math.min(size, 16 * 1024) && target.length <= size);
+            const count = Math.ceil(target.length / 2); // a read that fills part of what it was offered
+            fill(target.subarray(0, count), written);
+            ring.commit(count);
+            written += count;
+          } else if (operation === "shift") {
+            const target = new Uint8Array(size);
+            const count = ring.shiftInto(target);
+            assert.equal(count, Math.min(size, written - read));
+            for (let i = 0; i < count; i++) assert.equal(target[i], (read + i) & 0xff);
+            read += count;
+          } else {
+            const view = ring.peek(size);
+            assert.ok(view.length <= size && view.length <= written - read);
+            if (written > read) assert.ok(view.length > 0, "peek lends something while bytes are held");
+            const copy = view.slice();
+            // More bytes arriving (and the ring growing) must leave the lent view as it was.
+            const extra = new Uint8Array(size);
+            fill(extra, written);
+            ring.push(extra);
+            written += size;
+            assert.deepEqual(view, copy);
+            for (let i = 0; i < view.length; i++) assert.equal(view[i], (read + i) & 0xff);
+            assert.equal(ring.consume(view.length), view.length);
+            read += view.length;
+          }
+          assert.equal(ring.length, written - read);
+        }
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+Deno.test("byte ring reservation survives a drain and adds nothing after clear()", () => {
+  const ring = new ByteRing();
+  ring.push(new Uint8Array([1, 2, 3]));
+  const target = ring.reserve(100, 100);
+  assert.ok(target !== null);
+  // The reader drains the ring while the read into the reservation is in flight.
+  assert.equal(ring.shiftInto(new Uint8Array(10)), 3);
+  target.set([7, 8], 0);
+  ring.commit(2);
+  const out = new Uint8Array(10);
+  assert.equal(ring.shiftInto(out), 2);
+  assert.deepEqual([...out.subarray(0, 2)], [7, 8]);
+
+  const again = ring.reserve(10, 10);
+  assert.ok(again !== null);
+  assert.throws(() => ring.push(new Uint8Array(1)), /reservation is open/);
+  ring.clear();
+  ring.commit(5);
+  assert.equal(ring.length, 0, "bytes read into storage the ring dropped are not added");
+  assert.equal(ring.capacity, 0);
+});

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { DuplexConn } from "../transport/conn.ts";
+import type { LendingConn } from "../transport/conn.ts";
 import { Flag, INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { MuxError, ProtocolError, StreamClosedError, StreamResetError } from "./errors.ts";
 import { ByteRing } from "./_byte_ring.ts";
@@ -35,6 +35,19 @@ interface PendingRead {
   resolve: (count: number | null) => void;
   reject: (error: Error) => void;
 }
+
+/** A `readLent()` waiting for data: resolved with a view of the ring once bytes arrive. */
+interface PendingLend {
+  maxBytes: number;
+  resolve: (view: Uint8Array | null) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * Smallest read the session makes straight into the ring's free space (when no reader's buffer is
+ * waiting): one TLS record's worth, so a record is never split across a direct read and a copy.
+ */
+const RING_READ_MIN_BYTES = 16 * 1024;
 
 /** A write whose bytes are being moved into the session's outbound batch, frame by frame. */
 interface PendingWrite {
@@ -70,7 +83,7 @@ const WINDOW_GROWTH_MIN_RTT_MS = 1;
  * - `reset()` aborts both directions with RST; pending and later reads/writes reject with
  *   {@linkcode StreamResetError}.
  */
-export class Stream implements DuplexConn {
+export class Stream implements LendingConn {
   /** The stream id (odd: opened by the client role, even: by the server role). */
   readonly id: number;
   /** The session this stream belongs to. */
@@ -83,6 +96,12 @@ export class Stream implements DuplexConn {
   #pendingRead: PendingRead | null = null;
   /** The session is reading from the connection straight into the pending read's buffer. */
   #directReadInFlight = false;
+  /** The `readLent()` currently waiting for data, if any. */
+  #pendingLend: PendingLend | null = null;
+  /** Bytes at the front of the ring lent by `readLent()` and not yet released. */
+  #lentBytes = 0;
+  /** The session is reading from the connection straight into the ring's free space. */
+  #ringReadInFlight = false;
   /** The peer sent FIN: after the buffered bytes, reads return null. */
   #remoteFinished = false;
   /** `close()` was called: inbound data is discarded (and its window granted back). */
@@ -167,16 +186,44 @@ export class Stream implements DuplexConn {
    */
   read(buffer: Uint8Array): Promise<number | null> {
     if (this.#reset) return Promise.reject(this.#error);
+    if (this.#pendingRead !== null || this.#pendingLend !== null || this.#lentBytes > 0) {
+      return Promise.reject(this.#concurrentReadError("read()"));
+    }
     if (this.#received.length > 0) return Promise.resolve(this.#readBuffered(buffer));
     if (this.#remoteFinished || this.#readClosed) return Promise.resolve(null);
     if (this.#error !== null) return Promise.reject(this.#error);
-    if (this.#pendingRead !== null) {
-      return Promise.reject(
-        new MuxError(`concurrent read() on yamux stream ${this.id}; wait for the previous read to finish`),
-      );
-    }
     if (buffer.length === 0) return Promise.resolve(0);
     return new Promise((resolve, reject) => (this.#pendingRead = { buffer, filled: 0, resolve, reject }));
+  }
+
+  /**
+   * Lends the next received bytes without copying them: resolves with a view of at most `maxBytes` of
+   * the stream's own buffer, or null once the peer's FIN was reached (or after `close()`). The view
+   * stays valid and unchanged until {@linkcode releaseLent}, which consumes it and grants the window
+   * back, so a copy loop can write the view to a socket and release it once written. One read or lend
+   * at a time.
+   *
+   * @throws {StreamResetError} the stream was reset
+   * @throws {SessionClosedError} the session ended before the peer's FIN
+   */
+  readLent(maxBytes: number): Promise<Uint8Array | null> {
+    if (this.#reset) return Promise.reject(this.#error);
+    if (this.#pendingRead !== null || this.#pendingLend !== null || this.#lentBytes > 0) {
+      return Promise.reject(this.#concurrentReadError("readLent()"));
+    }
+    if (this.#received.length > 0) return Promise.resolve(this.#lend(maxBytes));
+    if (this.#remoteFinished || this.#readClosed) return Promise.resolve(null);
+    if (this.#error !== null) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => (this.#pendingLend = { maxBytes, resolve, reject }));
+  }
+
+  /** Consumes the bytes the last `readLent()` lent (they may be overwritten from now on). */
+  releaseLent(): void {
+    const lent = this.#lentBytes;
+    if (lent === 0) return;
+    this.#lentBytes = 0;
+    this.#received.consume(lent);
+    this.#grantWindow();
   }
 
   /**
@@ -226,6 +273,7 @@ export class Stream implements DuplexConn {
     this.#readClosed = true;
     const discarded = this.#received.length;
     this.#received.clear();
+    this.#lentBytes = 0;
     this.#settleReadAfterEnd();
     if (!this.#localFinished && !this.#finAfterWrite) {
       if (this.#pendingWrite !== null) this.#finAfterWrite = true;
@@ -298,6 +346,13 @@ export class Stream implements DuplexConn {
    */
   [kOnData](payload: Uint8Array, hold: boolean): void {
     if (this.#done && this.#reset) return;
+    if (this.#pendingLend !== null && !this.#readClosed) {
+      // A lending reader waits: keep the bytes in the ring and lend them (after the rest of the frame,
+      // when it follows straight into the ring).
+      this.#received.push(payload);
+      if (!hold) this.#deliverBuffered();
+      return;
+    }
     const length = payload.length;
     if (this.#readClosed) {
       // Discarded after close(): count it as read so the peer is never stuck on our window.
@@ -326,23 +381,46 @@ export class Stream implements DuplexConn {
    * direct read is not worth it.
    */
   [kDirectReadTarget](remainingFrameBytes: number): Uint8Array | null {
+    if (this.#done || this.#readClosed) return null;
     const pending = this.#pendingRead;
-    if (pending === null || this.#done || this.#readClosed || this.#received.length > 0) return null;
-    const space = pending.buffer.length - pending.filled;
-    if (space < DIRECT_READ_MIN_BYTES || remainingFrameBytes < DIRECT_READ_MIN_BYTES) {
+    if (pending !== null && this.#received.length === 0) {
+      const space = pending.buffer.length - pending.filled;
+      if (space >= DIRECT_READ_MIN_BYTES && remainingFrameBytes >= DIRECT_READ_MIN_BYTES) {
+        this.#directReadInFlight = true;
+        const end = pending.filled + Math.min(space, remainingFrameBytes);
+        return pending.buffer.subarray(pending.filled, end);
+      }
       if (pending.filled > 0) {
         this.#pendingRead = null;
         pending.resolve(pending.filled);
       }
-      return null;
     }
-    this.#directReadInFlight = true;
-    const end = pending.filled + Math.min(space, remainingFrameBytes);
-    return pending.buffer.subarray(pending.filled, end);
+    // No reader's buffer to fill (the reader is busy, lends, or reads small): read into the ring's free
+    // space instead of the session's buffer, which saves copying the bytes into the ring afterwards.
+    if (remainingFrameBytes >= RING_READ_MIN_BYTES) {
+      const target = this.#received.reserve(RING_READ_MIN_BYTES, remainingFrameBytes);
+      if (target !== null) {
+        this.#ringReadInFlight = true;
+        return target;
+      }
+    }
+    this.#deliverBuffered(); // a lend held for the rest of this frame gets what has arrived
+    return null;
   }
 
   /** The session's direct read into the target ended with `count` bytes (0 when the connection failed). */
   [kDirectReadDone](count: number): void {
+    if (this.#ringReadInFlight) {
+      this.#ringReadInFlight = false;
+      this.#received.commit(count); // adds nothing if close() or a reset cleared the ring meanwhile
+      if (this.#reset) return;
+      if (this.#readClosed) {
+        if (count > 0) this.#grantWindow(); // discarded after close(): still granted back
+        return;
+      }
+      this.#deliverBuffered();
+      return;
+    }
     this.#directReadInFlight = false;
     const pending = this.#pendingRead;
     if (pending === null) return;
@@ -363,7 +441,8 @@ export class Stream implements DuplexConn {
 
   /** True when no read waits and nothing is buffered: the reader is probably about to read again. */
   [kReaderMayReturn](): boolean {
-    return this.#pendingRead === null && this.#received.length === 0 && !this.#done && !this.#readClosed;
+    return this.#pendingRead === null && this.#pendingLend === null && this.#received.length === 0 &&
+      !this.#done && !this.#readClosed;
   }
 
   /** The peer granted `deltaBytes` more send window. */
@@ -450,6 +529,13 @@ export class Stream implements DuplexConn {
    * read is writing into its buffer, so the caller never gets its buffer back while it is in use.
    */
   #settleReadAfterEnd(): void {
+    const lend = this.#pendingLend;
+    if (lend !== null && this.#received.length === 0) {
+      this.#pendingLend = null;
+      if (this.#reset) lend.reject(this.#error as Error);
+      else if (this.#readClosed || this.#remoteFinished || this.#error === null) lend.resolve(null);
+      else lend.reject(this.#error);
+    }
     const pending = this.#pendingRead;
     if (pending === null || this.#directReadInFlight) return;
     this.#pendingRead = null;
@@ -458,6 +544,38 @@ export class Stream implements DuplexConn {
     else if (pending.filled > 0) pending.resolve(pending.filled);
     else if (this.#remoteFinished || this.#error === null) pending.resolve(null);
     else pending.reject(this.#error);
+  }
+
+  /** Hands buffered bytes to the waiting read (by copy) or lend (as a view), if either waits. */
+  #deliverBuffered(): void {
+    if (this.#received.length === 0) return;
+    const pending = this.#pendingRead;
+    if (pending !== null) {
+      this.#pendingRead = null;
+      pending.filled += this.#received.shiftInto(pending.buffer.subarray(pending.filled));
+      pending.resolve(pending.filled);
+      this.#grantWindow();
+      return;
+    }
+    const lend = this.#pendingLend;
+    if (lend !== null) {
+      this.#pendingLend = null;
+      lend.resolve(this.#lend(lend.maxBytes));
+    }
+  }
+
+  /** Lends a view of the oldest buffered bytes (at least one is buffered). */
+  #lend(maxBytes: number): Uint8Array {
+    const view = this.#received.peek(maxBytes);
+    this.#lentBytes = view.length;
+    return view;
+  }
+
+  #concurrentReadError(call: string): MuxError {
+    return new MuxError(
+      `concurrent ${call} on yamux stream ${this.id}; wait for the previous read to finish and release what ` +
+        "readLent() lent",
+    );
   }
 
   /** Copies buffered data into `buffer`; returns the count. */
@@ -529,6 +647,7 @@ export class Stream implements DuplexConn {
     if (discard) {
       this.#reset = true;
       this.#received.clear();
+      this.#lentBytes = 0;
     }
     this.#settleReadAfterEnd();
     const pendingWrite = this.#pendingWrite;

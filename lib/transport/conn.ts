@@ -25,3 +25,22 @@ export async function writeAll(conn: Pick<DuplexConn, "write">, data: Uint8Array
     offset += await conn.write(offset === 0 ? data : data.subarray(offset));
   }
 }
+
+/**
+ * A {@linkcode DuplexConn} that can also lend its own buffered bytes instead of copying them into the
+ * caller's buffer (a yamux `Stream`): a copy loop writes the lent view and releases it once written.
+ */
+export interface LendingConn extends DuplexConn {
+  /**
+   * Resolves with a view of at most `maxBytes` received bytes, or `null` at end of stream. The view is
+   * valid and unchanged until `releaseLent()`; no other read may start before that.
+   */
+  readLent(maxBytes: number): Promise<Uint8Array | null>;
+  /** Consumes the bytes the last `readLent()` lent. */
+  releaseLent(): void;
+}
+
+/** Whether `conn` can lend its buffered bytes ({@linkcode LendingConn}). */
+export function isLendingConn(conn: DuplexConn): conn is LendingConn {
+  return typeof (conn as Partial<LendingConn>).readLent === "function";
+}

@@ -9,15 +9,22 @@
  * copying it twice) and the read and the write overlap. When reads become small again it returns the
  * large buffers and goes back to the small one.
  *
+ * A source that lends its own buffer (a yamux stream, {@linkcode LendingConn}) needs no buffer of ours:
+ * the loop writes the view it lends and releases it once written, so bytes go from the tunnel connection
+ * to the outside socket without JavaScript copying them, and an idle direction holds no buffer at all.
+ * The stream keeps receiving into its free space while a view is written, which pipelines the two.
+ *
  * @module
  */
 
-import { type DuplexConn, writeAll } from "./conn.ts";
+import { type DuplexConn, isLendingConn, type LendingConn, writeAll } from "./conn.ts";
 
 /** Size of the buffer an idle or low-traffic direction reads into. */
 export const SMALL_BUFFER_BYTES = 1024;
 /** Size of each of the two buffers a bulk direction reads into. */
 export const LARGE_BUFFER_BYTES = 256 * 1024;
+/** Most bytes written from one lent view (a view never spans the end of the lender's ring anyway). */
+const LENT_WRITE_MAX_BYTES = 256 * 1024;
 /** Large buffers kept for reuse when no direction holds them. */
 const LARGE_BUFFER_POOL_LIMIT = 64;
 
@@ -86,6 +93,7 @@ export function copyOneWay(
  * {@linkcode copyBulk}.
  */
 async function copyLoop(from: DuplexConn, to: DuplexConn, aToB: boolean, sink: CopySink): Promise<void> {
+  if (isLendingConn(from)) return copyLentLoop(from, to, aToB, sink);
   let small: Uint8Array | null = null;
   let total = 0;
   try {
@@ -109,6 +117,28 @@ async function copyLoop(from: DuplexConn, to: DuplexConn, aToB: boolean, sink: C
       const bulk = await copyBulk(from, to, first, count, aToB, sink);
       total += bulk.bytes;
       if (bulk.ended) break;
+    }
+    await to.closeWrite();
+  } catch (error) {
+    sink.end(aToB, error, total);
+    return;
+  }
+  sink.end(aToB, null, total);
+}
+
+/** The copy loop for a source that lends its buffer: write each lent view, then release it. */
+async function copyLentLoop(from: LendingConn, to: DuplexConn, aToB: boolean, sink: CopySink): Promise<void> {
+  let total = 0;
+  try {
+    while (true) {
+      const view = await from.readLent(LENT_WRITE_MAX_BYTES);
+      if (view === null) break;
+      const count = view.length;
+      const written = await to.write(view);
+      if (written < count) await writeAll(to, view.subarray(written));
+      from.releaseLent();
+      total += count;
+      sink.chunk(aToB, count);
     }
     await to.closeWrite();
   } catch (error) {

@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
+import { MuxError, StreamResetError } from "./errors.ts";
+import type { Session } from "./session.ts";
+import type { Stream } from "./stream.ts";
+import { memorySessions, patternBytes, sha256Hex, tcpSessions, within } from "./_test_util.ts";
+
+async function accepted(session: Session): Promise<Stream> {
+  const stream = await within(session.accept(), 5000, "accept()");
+  assert.ok(stream !== null, "the session ended instead of accepting a stream");
+  return stream;
+}
+
+/** Reads `stream` to its end through readLent(), hashing each view before releasing it. */
+async function drainLent(stream: Stream, slowEveryViews = 0): Promise<{ sha256: string; bytes: number }> {
+  const parts: Uint8Array[] = [];
+  let bytes = 0;
+  let views = 0;
+  while (true) {
+    const view = await stream.readLent(256 * 1024);
+    if (view === null) break;
+    assert.ok(view.length > 0, "a lent view is never empty");
+    parts.push(view.slice());
+    bytes += view.length;
+    // A reader that is sometimes slow lets data pile up in the ring (and be read straight into it).
+    if (slowEveryViews > 0 && ++views % slowEveryViews === 0) await new Promise((r) => setTimeout(r, 2));
+    stream.releaseLent();
+  }
+  const all = new Uint8Array(bytes);
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return { sha256: await sha256Hex(all), bytes };
+}
+
+for (const [transport, makeSessions] of [["memory", memorySessions], ["tcp", tcpSessions]] as const) {
+  Deno.test(`readLent carries 16 MiB intact over ${transport} whether the reader keeps up or lags`, async () => {
+    const { client, server, close } = await makeSessions();
+    try {
+      for (const slowEveryViews of [0, 3]) {
+        const data = patternBytes(16 * 1024 * 1024, slowEveryViews + 5);
+        const opened = await client.open();
+        const writing = (async () => {
+          for (let offset = 0; offset < data.length; offset += 300_000) {
+            await opened.write(data.subarray(offset, offset + 300_000));
+          }
+          await opened.closeWrite();
+        })();
+        const stream = await accepted(server);
+        const [received] = await within(
+          Promise.all([drainLent(stream, slowEveryViews), writing]),
+          30_000,
+          "16 MiB",
+        );
+        assert.equal(received.bytes, data.length);
+        assert.equal(received.sha256, await sha256Hex(data));
+        stream.close();
+        opened.close();
+      }
+    } finally {
+      await close();
+    }
+  });
+}
+
+Deno.test("a lent view stays valid until released, and the window is granted only then", async () => {
+  const { client, server, close } = memorySessions();
+  try {
+    const opened = await client.open();
+    await opened.write(patternBytes(1000, 1));
+    const stream = await accepted(server);
+    const view = await within(stream.readLent(1 << 20), 2000, "readLent()");
+    assert.ok(view !== null);
+    const copy = view.slice();
+    // While the view is held, the sender can fill the rest of the window but not more.
+    const more = patternBytes(INITIAL_STREAM_WINDOW_BYTES, 2);
+    const blocked = opened.write(more);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(view, copy, "bytes arriving later leave the lent view unchanged");
+    assert.equal(stream.bufferedBytes, INITIAL_STREAM_WINDOW_BYTES, "the sender stopped at the window");
+    await assert.rejects(stream.read(new Uint8Array(10)), MuxError, "no read while a view is lent");
+    await assert.rejects(stream.readLent(10), MuxError, "no second lend before release");
+    stream.releaseLent();
+    let received = view.length;
+    while (received < 1000 + more.length) {
+      const next = await within(stream.readLent(1 << 20), 2000, "readLent() after release");
+      assert.ok(next !== null);
+      received += next.length;
+      stream.releaseLent();
+    }
+    await within(blocked, 2000, "the blocked write, once the window was granted back");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("readLent resolves null after FIN and rejects after a reset", async () => {
+  const { client, server, close } = memorySessions();
+  try {
+    const first = await client.open();
+    await first.write(new Uint8Array([1, 2, 3]));
+    await first.closeWrite();
+    const stream = await accepted(server);
+    const view = await stream.readLent(100);
+    assert.deepEqual(view === null ? null : [...view], [1, 2, 3]);
+    stream.releaseLent();
+    assert.equal(await stream.readLent(100), null);
+
+    const second = await client.open();
+    await second.write(new Uint8Array([9]));
+    const other = await accepted(server);
+    assert.ok((await other.readLent(100)) !== null);
+    other.releaseLent();
+    const waiting = other.readLent(100);
+    second.reset();
+    await assert.rejects(within(waiting, 2000, "readLent() during a reset"), StreamResetError);
+  } finally {
+    await close();
+  }
+});
