@@ -20,6 +20,15 @@ const MIN_CAPACITY_BYTES = 1024;
  */
 const RELEASE_WHEN_DRAINED_BYTES = 64 * 1024;
 
+/**
+ * Drained minimum-size storages kept for the next ring that needs one. A chatty stream drains its ring
+ * after every message (its storage is released, see above) and would otherwise allocate a fresh one for
+ * the next; a storage goes back here only when nothing can still be reading or writing it.
+ */
+const smallStoragePool: Uint8Array[] = [];
+/** Most storages {@linkcode smallStoragePool} keeps (256 KiB in all). */
+const SMALL_STORAGE_POOL_LIMIT = 256;
+
 /** FIFO byte queue over one circular buffer that doubles when full and is released when drained (if small). */
 export class ByteRing {
   /** Circular storage (empty until the first push). */
@@ -139,13 +148,19 @@ export class ByteRing {
   /** Empty and not reserved: start over at the front, and release small storage. */
   #rewind(): void {
     this.#start = 0;
-    if (this.#storage.length <= RELEASE_WHEN_DRAINED_BYTES) this.#storage = EMPTY;
+    const storage = this.#storage;
+    if (storage.length > RELEASE_WHEN_DRAINED_BYTES) return;
+    if (storage.length === MIN_CAPACITY_BYTES && smallStoragePool.length < SMALL_STORAGE_POOL_LIMIT) {
+      smallStoragePool.push(storage);
+    }
+    this.#storage = EMPTY;
   }
 
   #grow(needed: number): void {
     let capacity = Math.max(this.#storage.length, MIN_CAPACITY_BYTES);
     while (capacity < needed) capacity *= 2;
-    const grown = new Uint8Array(capacity);
+    const grown = (capacity === MIN_CAPACITY_BYTES ? smallStoragePool.pop() : undefined) ??
+      new Uint8Array(capacity);
     this.#copyOut(grown);
     this.#storage = grown;
     this.#start = 0;
