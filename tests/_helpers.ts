@@ -105,11 +105,18 @@ export class CliProcess {
   #status: Promise<Deno.CommandStatus>;
   exited = false;
 
-  constructor(args: string[], options: { env?: Record<string, string>; permissions?: string[] } = {}) {
+  /**
+   * @param args the CLI's arguments
+   * @param options `entry`: the program to run instead of `main.ts` (the bundle, for example)
+   */
+  constructor(
+    args: string[],
+    options: { env?: Record<string, string>; permissions?: string[]; entry?: string } = {},
+  ) {
     const permissions = options.permissions ??
       ["--allow-net", "--allow-read", "--allow-env", "--allow-sys=hostname"];
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", ...permissions, "main.ts", "--log-format", "json", ...args],
+      args: ["run", "--quiet", ...permissions, options.entry ?? "main.ts", "--log-format", "json", ...args],
       cwd: PROJECT_ROOT,
       env: { NO_COLOR: "1", ...options.env },
       stdin: "null",

@@ -49,15 +49,17 @@ export class ProcessTunnel implements AsyncDisposable {
     readonly serverPort: number,
     readonly caPath: string,
     readonly cleanup: () => Promise<void>,
+    readonly entry: string,
   ) {}
 
   /**
    * Writes the server config (with `serverExtra` TOML lines) into a fresh work folder. With
    * `generatedCertificate`, the config names no certificate, so the server makes a throw-away one.
+   * `entry`: the program the processes run (default `main.ts`; the bundle, for example).
    */
   static async create(
     serverExtra = "",
-    options: { generatedCertificate?: boolean } = {},
+    options: { generatedCertificate?: boolean; entry?: string } = {},
   ): Promise<ProcessTunnel> {
     const work = await makeWorkdir();
     const serverPort = freePort();
@@ -70,7 +72,14 @@ export class ProcessTunnel implements AsyncDisposable {
       `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\n${certificate}` +
         `auth_key = "${PROCESS_AUTH_KEY}"\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n${serverExtra}`,
     );
-    return new ProcessTunnel(work.dir, serverConfigPath, serverPort, work.caPath, work.cleanup);
+    return new ProcessTunnel(
+      work.dir,
+      serverConfigPath,
+      serverPort,
+      work.caPath,
+      work.cleanup,
+      options.entry ?? "main.ts",
+    );
   }
 
   /**
@@ -103,14 +112,18 @@ export class ProcessTunnel implements AsyncDisposable {
 
   /** Starts a server process; with `waitUntilListening`, returns once it accepts clients. */
   async server(waitUntilListening = true): Promise<CliProcess> {
-    const server = this.#track(new CliProcess(["server", "-c", this.serverConfigPath]));
+    const server = this.#track(
+      new CliProcess(["server", "-c", this.serverConfigPath], { entry: this.entry }),
+    );
     if (waitUntilListening) await server.waitForLine(LISTENING);
     return server;
   }
 
   /** Starts a client process with the config at `configPath` (fast reconnects). */
   client(configPath: string): CliProcess {
-    return this.#track(new CliProcess(["client", "-c", configPath], { env: FAST_RECONNECT }));
+    return this.#track(
+      new CliProcess(["client", "-c", configPath], { env: FAST_RECONNECT, entry: this.entry }),
+    );
   }
 
   #track(process: CliProcess): CliProcess {

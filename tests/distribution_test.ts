@@ -5,8 +5,9 @@
  */
 
 import assert from "node:assert/strict";
-import { CliProcess, PROJECT_ROOT } from "./_helpers.ts";
-import { compileArgs, RUNTIME_PERMISSIONS, TARGETS } from "../scripts/compile_all.ts";
+import { CliProcess, freePort, PROJECT_ROOT } from "./_helpers.ts";
+import { echoThrough, ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { bundleArgs, compileArgs, RUNTIME_PERMISSIONS, TARGETS } from "../scripts/compile_all.ts";
 
 Deno.test("demo serves a page through the tunnel and stops cleanly on SIGINT", async () => {
   const demo = new CliProcess(["demo"]);
@@ -29,11 +30,19 @@ Deno.test("demo serves a page through the tunnel and stops cleanly on SIGINT", a
   }
 });
 
-Deno.test("the single-file bundle runs the CLI", async () => {
+Deno.test("deno task bundle runs the bundle arguments the tests and the bench use", async () => {
+  const config = JSON.parse(await Deno.readTextFile(`${PROJECT_ROOT}/deno.json`)) as {
+    tasks: Record<string, string>;
+  };
+  assert.equal(config.tasks.bundle, `deno ${bundleArgs("dist/tls-tunnel.js").join(" ")}`);
+});
+
+Deno.test("the single-file bundle runs the CLI and carries a tunnel as server and client", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tls-tunnel-bundle-" });
   try {
+    const bundlePath = `${dir}/tls-tunnel.js`;
     const bundled = await new Deno.Command(Deno.execPath(), {
-      args: ["bundle", "--quiet", "--platform", "deno", "-o", `${dir}/tls-tunnel.js`, "main.ts"],
+      args: [...bundleArgs(bundlePath), "--quiet"],
       cwd: PROJECT_ROOT,
       stdout: "piped",
       stderr: "piped",
@@ -41,7 +50,7 @@ Deno.test("the single-file bundle runs the CLI", async () => {
     assert.ok(bundled.success, new TextDecoder().decode(bundled.stderr));
     const run = (args: string[]) =>
       new Deno.Command(Deno.execPath(), {
-        args: ["run", ...RUNTIME_PERMISSIONS, `${dir}/tls-tunnel.js`, ...args],
+        args: ["run", ...RUNTIME_PERMISSIONS, bundlePath, ...args],
         cwd: PROJECT_ROOT,
         stdout: "piped",
         stderr: "piped",
@@ -55,6 +64,14 @@ Deno.test("the single-file bundle runs the CLI", async () => {
       0,
       new TextDecoder().decode(check.stderr) + new TextDecoder().decode(check.stdout),
     );
+
+    // The bundle is the whole program: a server and a client both run from it carry traffic.
+    await using tunnel = await ProcessTunnel.create("", { entry: bundlePath });
+    const publishPort = freePort();
+    await tunnel.server();
+    const client = tunnel.client(await tunnel.clientConfig("client", [{ name: "web", publishPort }]));
+    await client.waitForLine(proxyUp("web"));
+    assert.equal(await echoThrough(publishPort, "through the bundle"), "through the bundle");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -8,7 +8,8 @@
  * @module
  */
 
-import { CliProcess, freePort, makeWorkdir } from "../../tests/_helpers.ts";
+import { CliProcess, freePort, makeWorkdir, PROJECT_ROOT } from "../../tests/_helpers.ts";
+import { bundleArgs } from "../../scripts/compile_all.ts";
 
 /** Something the bench started and must stop. */
 export interface ChildHandle {
@@ -306,9 +307,12 @@ export const SERVER_LISTENING = /Listening for clients on/;
 /** Log line of the client once the bench proxy is published; group 1 is the port. */
 export const PROXY_PUBLISHED = /Proxy bench: 127\.0\.0\.1:(\d+)/;
 
-/** Starts `deno run main.ts server -c …` and waits until it listens. */
-export async function startTunnelServer(files: TunnelFiles): Promise<CliChild> {
-  const server = track(new CliChild(new CliProcess(["server", "-c", files.serverConfigPath])));
+/**
+ * Starts `deno run main.ts server -c …` (or `entry` instead of main.ts: the bundle) and waits until it
+ * listens.
+ */
+export async function startTunnelServer(files: TunnelFiles, entry = "main.ts"): Promise<CliChild> {
+  const server = track(new CliChild(new CliProcess(["server", "-c", files.serverConfigPath], { entry })));
   try {
     await server.cli.waitForLine(SERVER_LISTENING, 20_000);
   } catch (error) {
@@ -318,9 +322,9 @@ export async function startTunnelServer(files: TunnelFiles): Promise<CliChild> {
   return server;
 }
 
-/** Starts `deno run main.ts client -c …` and waits until its proxy is published. */
-export async function startTunnelClient(files: TunnelFiles): Promise<CliChild> {
-  const client = track(new CliChild(new CliProcess(["client", "-c", files.clientConfigPath])));
+/** Starts `deno run main.ts client -c …` (or `entry`) and waits until its proxy is published. */
+export async function startTunnelClient(files: TunnelFiles, entry = "main.ts"): Promise<CliChild> {
+  const client = track(new CliChild(new CliProcess(["client", "-c", files.clientConfigPath], { entry })));
   try {
     await client.cli.waitForLine(PROXY_PUBLISHED, 20_000);
   } catch (error) {
@@ -343,13 +347,13 @@ export class TunnelPair {
     return this.files.publishPort;
   }
 
-  /** Starts a server and a client publishing `localPort`. */
-  static async start(localPort: number): Promise<TunnelPair> {
+  /** Starts a server and a client publishing `localPort`, both running `entry` (main.ts or the bundle). */
+  static async start(localPort: number, entry = "main.ts"): Promise<TunnelPair> {
     const files = await writeTunnelFiles(localPort);
     let server: CliChild | null = null;
     try {
-      server = await startTunnelServer(files);
-      const client = await startTunnelClient(files);
+      server = await startTunnelServer(files, entry);
+      const client = await startTunnelClient(files, entry);
       return new TunnelPair(files, server, client);
     } catch (error) {
       await stopChild(server);
@@ -364,4 +368,17 @@ export class TunnelPair {
     await stopChild(this.server);
     await this.files.cleanup();
   }
+}
+
+/** Builds the single-file bundle as `deno task bundle` does, into `dir`, and returns its path. */
+export async function buildBundle(dir: string): Promise<string> {
+  const path = `${dir}/tls-tunnel.js`;
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: [...bundleArgs(path), "--quiet"],
+    cwd: PROJECT_ROOT,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!result.success) throw new Error(`deno bundle failed: ${new TextDecoder().decode(result.stderr)}`);
+  return path;
 }

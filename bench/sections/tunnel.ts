@@ -30,6 +30,7 @@ import {
 import { type BenchPath, echoWorks, PathName, type PathNameValue, PathSet } from "../e2e/paths.ts";
 import {
   type AgentProcess,
+  buildBundle,
   type CliChild,
   cpuSeconds,
   type CpuTarget,
@@ -280,15 +281,16 @@ interface MemorySubject {
 }
 
 function memoryCase(
-  label: "tls-tunnel" | "ssh -R",
+  label: "tls-tunnel" | "tls-tunnel bundle" | "ssh -R",
   context: BenchContext,
   start: () => Promise<MemorySubject>,
   missing: string | null,
 ): BenchCase {
   // ssh -R opens only a few hundred connections per second here: 10,000 would take most of a minute per
-  // run, so it is measured at 1,000 only.
-  const steps = label === "ssh -R" ? idleSteps(context).slice(0, 1) : idleSteps(context);
-  const isTunnel = label === "tls-tunnel";
+  // run, so it is measured at 1,000 only. The bundle runs the same code per connection as main.ts: 1,000
+  // shows that; its point is the idle figure.
+  const steps = label === "tls-tunnel" ? idleSteps(context) : idleSteps(context).slice(0, 1);
+  const isTunnel = label !== "ssh -R";
   /** The ssh figure of the same name, when ssh measures it (ssh is not taken to 10,000 connections). */
   const sshSteps = idleSteps(context).slice(0, 1).map((count) => `@${count / 1000}k`);
   const baselineOf = (figure: string) =>
@@ -333,7 +335,7 @@ function memoryCase(
     ...baselineOf("server idle"),
     bars: isTunnel ? [{ maxValue: 60 }] : [],
     also,
-    ...(missing === null ? {} : { skip: `ssh -R: ${missing}` }),
+    ...(missing === null ? {} : { skip: `${label}: ${missing}` }),
     params: { idleConnections: steps.join("/"), openConcurrency: IDLE_OPEN_CONCURRENCY },
     async run(signal): Promise<BenchRunFigures> {
       const subject = await start();
@@ -387,15 +389,26 @@ export const tunnelMemorySection: BenchSection = {
         sshMissing = `sshd could not be started: ${error instanceof Error ? error.message : String(error)}`;
       }
     }
-    const tunnelCase = memoryCase("tls-tunnel", context, async () => {
-      const pair = await TunnelPair.start(agent.tcpPort);
+    const tunnelFrom = (entry: string) => async (): Promise<MemorySubject> => {
+      const pair = await TunnelPair.start(agent.tcpPort, entry);
       return {
         serverPid: pair.server.pid,
         clientPid: pair.client.pid,
         connect: tcpConnector(pair.publishPort),
         stop: () => pair.stop(),
       };
-    }, null);
+    };
+    const tunnelCase = memoryCase("tls-tunnel", context, tunnelFrom("main.ts"), null);
+    // The same server and client from the minified single-file bundle (`deno task bundle`).
+    const bundleDir = await Deno.makeTempDir({ prefix: "tls-tunnel-bench-bundle-" });
+    let bundleMissing: string | null = null;
+    let bundlePath = "";
+    try {
+      bundlePath = await buildBundle(bundleDir);
+    } catch (error) {
+      bundleMissing = error instanceof Error ? error.message : String(error);
+    }
+    const bundleCase = memoryCase("tls-tunnel bundle", context, tunnelFrom(bundlePath), bundleMissing);
     const sshCase = memoryCase("ssh -R", context, async () => {
       const server = sshServer as SshServer;
       const forward = await SshForward.start(server, { localPort: agent.tcpPort, cipher: null }, echoWorks);
@@ -407,10 +420,11 @@ export const tunnelMemorySection: BenchSection = {
       };
     }, sshMissing);
     return {
-      cases: [sshCase, tunnelCase],
+      cases: [sshCase, tunnelCase, bundleCase],
       teardown: async () => {
         await stopChild(sshServer);
         await work.stop();
+        await Deno.remove(bundleDir, { recursive: true }).catch(() => {});
       },
     };
   },
