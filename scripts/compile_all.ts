@@ -35,6 +35,22 @@ export function bundleArgs(output: string): string[] {
   return ["bundle", "--platform", "deno", "--minify", "-o", output, "main.ts"];
 }
 
+/**
+ * Builds the single-file bundle into `output` (run from the project folder `projectRoot`); throws with
+ * deno's message when it fails.
+ */
+export async function buildBundle(output: string, projectRoot: string | URL = "."): Promise<void> {
+  const result = await new Deno.Command(Deno.execPath(), {
+    args: [...bundleArgs(output), "--quiet"],
+    cwd: projectRoot,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  if (!result.success) {
+    throw new Error(`deno bundle failed: ${new TextDecoder().decode(result.stderr).trim()}`);
+  }
+}
+
 /** The `deno compile` arguments for one target. */
 export function compileArgs(target: string, output: string): string[] {
   return ["compile", ...RUNTIME_PERMISSIONS, "--target", target, "-o", `dist/${output}`, "main.ts"];

@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { CliProcess, freePort, PROJECT_ROOT } from "./_helpers.ts";
 import { echoThrough, ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
-import { bundleArgs, compileArgs, RUNTIME_PERMISSIONS, TARGETS } from "../scripts/compile_all.ts";
+import {
+  buildBundle,
+  bundleArgs,
+  compileArgs,
+  RUNTIME_PERMISSIONS,
+  TARGETS,
+} from "../scripts/compile_all.ts";
 
 Deno.test("demo serves a page through the tunnel and stops cleanly on SIGINT", async () => {
   const demo = new CliProcess(["demo"]);
@@ -41,13 +47,7 @@ Deno.test("the single-file bundle runs the CLI and carries a tunnel as server an
   const dir = await Deno.makeTempDir({ prefix: "tls-tunnel-bundle-" });
   try {
     const bundlePath = `${dir}/tls-tunnel.js`;
-    const bundled = await new Deno.Command(Deno.execPath(), {
-      args: [...bundleArgs(bundlePath), "--quiet"],
-      cwd: PROJECT_ROOT,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.ok(bundled.success, new TextDecoder().decode(bundled.stderr));
+    await buildBundle(bundlePath, PROJECT_ROOT);
     const run = (args: string[]) =>
       new Deno.Command(Deno.execPath(), {
         args: ["run", ...RUNTIME_PERMISSIONS, bundlePath, ...args],

@@ -9,7 +9,7 @@
  */
 
 import { CliProcess, freePort, makeWorkdir, PROJECT_ROOT } from "../../tests/_helpers.ts";
-import { bundleArgs } from "../../scripts/compile_all.ts";
+import { buildBundle } from "../../scripts/compile_all.ts";
 
 /** Something the bench started and must stop. */
 export interface ChildHandle {
@@ -371,14 +371,8 @@ export class TunnelPair {
 }
 
 /** Builds the single-file bundle as `deno task bundle` does, into `dir`, and returns its path. */
-export async function buildBundle(dir: string): Promise<string> {
+export async function buildBundleIn(dir: string): Promise<string> {
   const path = `${dir}/tls-tunnel.js`;
-  const result = await new Deno.Command(Deno.execPath(), {
-    args: [...bundleArgs(path), "--quiet"],
-    cwd: PROJECT_ROOT,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!result.success) throw new Error(`deno bundle failed: ${new TextDecoder().decode(result.stderr)}`);
+  await buildBundle(path, PROJECT_ROOT);
   return path;
 }

@@ -30,7 +30,7 @@ import {
 import { type BenchPath, echoWorks, PathName, type PathNameValue, PathSet } from "../e2e/paths.ts";
 import {
   type AgentProcess,
-  buildBundle,
+  buildBundleIn,
   type CliChild,
   cpuSeconds,
   type CpuTarget,
@@ -404,7 +404,7 @@ export const tunnelMemorySection: BenchSection = {
     let bundleMissing: string | null = null;
     let bundlePath = "";
     try {
-      bundlePath = await buildBundle(bundleDir);
+      bundlePath = await buildBundleIn(bundleDir);
     } catch (error) {
       bundleMissing = error instanceof Error ? error.message : String(error);
     }

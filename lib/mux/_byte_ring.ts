@@ -62,8 +62,7 @@ export class ByteRing {
     if (this.#length + count > this.#storage.length) this.#grow(this.#length + count);
     const storage = this.#storage;
     const capacity = storage.length;
-    let end = this.#start + this.#length;
-    if (end >= capacity) end -= capacity;
+    const end = this.#end();
     const firstPart = Math.min(count, capacity - end);
     storage.set(firstPart === count ? bytes : bytes.subarray(0, firstPart), end);
     if (firstPart < count) storage.set(bytes.subarray(firstPart), 0);
@@ -114,8 +113,7 @@ export class ByteRing {
     if (this.#length + minBytes > this.#storage.length) this.#grow(this.#length + maxBytes);
     const storage = this.#storage;
     const capacity = storage.length;
-    let end = this.#start + this.#length;
-    if (end >= capacity) end -= capacity;
+    const end = this.#end();
     const contiguousFree = end >= this.#start && this.#length < capacity ? capacity - end : this.#start - end;
     if (contiguousFree < minBytes) return null;
     this.#reservedIn = storage;
@@ -143,6 +141,12 @@ export class ByteRing {
     this.#start = 0;
     this.#length = 0;
     this.#reservedIn = null;
+  }
+
+  /** Index just after the newest byte (where the next byte goes). */
+  #end(): number {
+    const end = this.#start + this.#length;
+    return end >= this.#storage.length ? end - this.#storage.length : end;
   }
 
   /** Empty and not reserved: start over at the front, and release small storage. */

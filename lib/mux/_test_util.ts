@@ -11,6 +11,7 @@ import type { Frame } from "./frame.ts";
 import { writeHeader } from "./frame.ts";
 import { HEADER_SIZE_BYTES } from "./constants.ts";
 import { Session } from "./session.ts";
+import type { Stream } from "./stream.ts";
 import type { SessionOptions } from "./options.ts";
 
 export { concatBytes, patternBytes, readAll, sha256Hex } from "../_test_bytes.ts";
@@ -148,4 +149,11 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The next stream `session` accepts (within 5 s); fails if the session ends instead. */
+export async function accepted(session: Session): Promise<Stream> {
+  const stream = await within(session.accept(), 5000, "accept()");
+  if (stream === null) throw new Error("the session ended instead of accepting a stream");
+  return stream;
 }

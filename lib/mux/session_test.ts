@@ -2,18 +2,11 @@ import assert from "node:assert/strict";
 import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { RemoteGoAwayError, SessionClosedError, StreamClosedError, StreamResetError } from "./errors.ts";
 import { Session } from "./session.ts";
-import type { Stream } from "./stream.ts";
 import { memoryPair } from "../transport/memory_pair.ts";
-import { memorySessions, patternBytes, readAll, sha256Hex, within } from "./_test_util.ts";
+import { accepted, memorySessions, patternBytes, readAll, sha256Hex, within } from "./_test_util.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-
-async function accepted(session: Session): Promise<Stream> {
-  const stream = await within(session.accept(), 5000, "accept()");
-  assert.ok(stream !== null, "the session ended instead of accepting a stream");
-  return stream;
-}
 
 Deno.test("session opens a stream, and data and half-close flow both ways", async () => {
   const { client, server, close } = memorySessions();

@@ -185,13 +185,11 @@ export class Stream implements LendingConn {
    * @throws {SessionClosedError} the session ended before the peer's FIN
    */
   read(buffer: Uint8Array): Promise<number | null> {
-    if (this.#reset) return Promise.reject(this.#error);
-    if (this.#pendingRead !== null || this.#pendingLend !== null || this.#lentBytes > 0) {
-      return Promise.reject(this.#concurrentReadError("read()"));
-    }
+    const refusal = this.#readRefusal("read()");
+    if (refusal !== null) return Promise.reject(refusal);
     if (this.#received.length > 0) return Promise.resolve(this.#readBuffered(buffer));
-    if (this.#remoteFinished || this.#readClosed) return Promise.resolve(null);
-    if (this.#error !== null) return Promise.reject(this.#error);
+    const end = this.#readEnd();
+    if (end !== null) return end;
     if (buffer.length === 0) return Promise.resolve(0);
     return new Promise((resolve, reject) => (this.#pendingRead = { buffer, filled: 0, resolve, reject }));
   }
@@ -207,13 +205,11 @@ export class Stream implements LendingConn {
    * @throws {SessionClosedError} the session ended before the peer's FIN
    */
   readLent(maxBytes: number): Promise<Uint8Array | null> {
-    if (this.#reset) return Promise.reject(this.#error);
-    if (this.#pendingRead !== null || this.#pendingLend !== null || this.#lentBytes > 0) {
-      return Promise.reject(this.#concurrentReadError("readLent()"));
-    }
+    const refusal = this.#readRefusal("readLent()");
+    if (refusal !== null) return Promise.reject(refusal);
     if (this.#received.length > 0) return Promise.resolve(this.#lend(maxBytes));
-    if (this.#remoteFinished || this.#readClosed) return Promise.resolve(null);
-    if (this.#error !== null) return Promise.reject(this.#error);
+    const end = this.#readEnd();
+    if (end !== null) return end;
     return new Promise((resolve, reject) => (this.#pendingLend = { maxBytes, resolve, reject }));
   }
 
@@ -571,11 +567,21 @@ export class Stream implements LendingConn {
     return view;
   }
 
-  #concurrentReadError(call: string): MuxError {
+  /** Why a `read()` or `readLent()` (`call`) fails at once: the stream was reset, or another read is on. */
+  #readRefusal(call: string): Error | null {
+    if (this.#reset) return this.#error;
+    if (this.#pendingRead === null && this.#pendingLend === null && this.#lentBytes === 0) return null;
     return new MuxError(
       `concurrent ${call} on yamux stream ${this.id}; wait for the previous read to finish and release what ` +
         "readLent() lent",
     );
+  }
+
+  /** With nothing buffered: the end of stream (null) or the session's error, or null to wait for data. */
+  #readEnd(): Promise<null> | null {
+    if (this.#remoteFinished || this.#readClosed) return Promise.resolve(null);
+    if (this.#error !== null) return Promise.reject(this.#error);
+    return null;
   }
 
   /** Copies buffered data into `buffer`; returns the count. */

@@ -1,15 +1,8 @@
 import assert from "node:assert/strict";
 import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { MuxError, StreamResetError } from "./errors.ts";
-import type { Session } from "./session.ts";
 import type { Stream } from "./stream.ts";
-import { memorySessions, patternBytes, sha256Hex, tcpSessions, within } from "./_test_util.ts";
-
-async function accepted(session: Session): Promise<Stream> {
-  const stream = await within(session.accept(), 5000, "accept()");
-  assert.ok(stream !== null, "the session ended instead of accepting a stream");
-  return stream;
-}
+import { accepted, memorySessions, patternBytes, sha256Hex, tcpSessions, within } from "./_test_util.ts";
 
 /** Reads `stream` to its end through readLent(), hashing each view before releasing it. */
 async function drainLent(stream: Stream, slowEveryViews = 0): Promise<{ sha256: string; bytes: number }> {
