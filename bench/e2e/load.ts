@@ -324,6 +324,28 @@ export class IdleConnections {
     }
   }
 
+  /**
+   * Sends `bytes` through each of the first `count` connections held and reads them back from the echo,
+   * `concurrency` connections at a time; they stay open (and idle) afterwards.
+   */
+  async burst(count: number, bytes: number, concurrency: number, signal: AbortSignal): Promise<void> {
+    const removeAbort = closeOnAbort(signal, this.#conns);
+    const conns = this.#conns.slice(0, count);
+    const data = new Uint8Array(bytes).fill(0x5a);
+    const worker = async () => {
+      const reply = new Uint8Array(bytes);
+      for (let conn = conns.pop(); conn !== undefined; conn = conns.pop()) {
+        signal.throwIfAborted();
+        await Promise.all([writeAll(conn, data), readFull(conn, reply)]);
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: concurrency }, worker));
+    } finally {
+      removeAbort();
+    }
+  }
+
   /** Closes every connection. */
   closeAll(): void {
     for (const conn of this.#conns.splice(0)) closeQuietly(conn);

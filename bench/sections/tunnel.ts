@@ -267,6 +267,11 @@ const IDLE_OPEN_CONCURRENCY = 32;
 /** Pause before reading RSS, so in-flight work settles. */
 const SETTLE_MS = 1_000;
 
+/** Bytes echoed through each of 1,000 held connections for the "after a burst" figure. */
+const BURST_BYTES = 1024 * 1024;
+/** Connections the burst goes through. */
+const BURST_CONNECTIONS = 1_000;
+
 /** How many idle connections the memory cases hold, in steps. */
 const idleSteps = (context: BenchContext): number[] => (context.quick ? [1_000] : [1_000, 10_000]);
 
@@ -298,6 +303,22 @@ function memoryCase(
       ? { baseline: `ssh -R ${figure}` }
       : {};
   const perConnBars: BenchBar[] = isTunnel ? [{ maxValue: 4 }] : [];
+  const burstFigures = [
+    {
+      name: `${label} server after 1 MiB burst`,
+      key: "serverBurst",
+      metric: "RSS / conn",
+      unit: "KiB",
+      ...baselineOf("server after 1 MiB burst"),
+    },
+    {
+      name: `${label} client after 1 MiB burst`,
+      key: "clientBurst",
+      metric: "RSS / conn",
+      unit: "KiB",
+      ...baselineOf("client after 1 MiB burst"),
+    },
+  ];
   const also = [
     {
       name: `${label} client idle`,
@@ -327,6 +348,7 @@ function memoryCase(
         },
       ];
     }),
+    ...burstFigures,
   ];
   return {
     name: `${label} server idle`,
@@ -358,6 +380,19 @@ function memoryCase(
           figures[`server${k}`] = (server - serverIdle) / count / 1024;
           figures[`client${k}`] = (client - clientIdle) / count / 1024;
         }
+        // What 1,000 of those connections keep once each has carried a burst and gone quiet again.
+        const [serverBefore, clientBefore] = await treeRssBytes([subject.serverPid, subject.clientPid]) as [
+          number,
+          number,
+        ];
+        await idle.burst(BURST_CONNECTIONS, BURST_BYTES, IDLE_OPEN_CONCURRENCY, signal);
+        await sleep(SETTLE_MS);
+        const [serverAfter, clientAfter] = await treeRssBytes([subject.serverPid, subject.clientPid]) as [
+          number,
+          number,
+        ];
+        figures.serverBurst = (serverAfter - serverBefore) / BURST_CONNECTIONS / 1024;
+        figures.clientBurst = (clientAfter - clientBefore) / BURST_CONNECTIONS / 1024;
         return { value: serverIdle / 1e6, also: figures };
       } finally {
         idle.closeAll();
@@ -370,7 +405,8 @@ function memoryCase(
 /** RSS of the tunnel's processes (and of sshd/ssh) idle and with many idle connections. */
 export const tunnelMemorySection: BenchSection = {
   name: "tunnel-memory",
-  description: "RSS of server and client: idle, and per idle open connection at 1,000 and 10,000 connections",
+  description:
+    "RSS of server and client: idle, per idle open connection at 1,000 and 10,000 connections, and after a burst",
   runs: (context) => (context.quick ? 1 : 3),
   warmupRounds: () => 0,
   budgetMs: (context) => (context.quick ? 30_000 : 150_000),

@@ -13,23 +13,36 @@ const EMPTY = new Uint8Array(0);
 const MIN_CAPACITY_BYTES = 1024;
 
 /**
- * Storage of at most this size is released as soon as the ring is drained. A stream that buffered a few
- * bytes once (typically its first data, which arrives before its reader) would otherwise keep the storage
- * for as long as it lives, idle or not; with thousands of idle streams that is most of their memory.
- * Larger storage belongs to a bulk transfer whose reader lags and is kept, so it is not reallocated.
+ * Storage of drained rings, by size, shared by every ring. A ring gives its storage back as soon as it is
+ * drained: a stream that buffered data once (its first bytes, or a burst) would otherwise keep the storage
+ * for as long as it lives, idle or not, and with thousands of long-lived streams that is most of their
+ * memory. A busy stream drains and refills all the time, so it takes storage of the same size back at once
+ * instead of allocating (and zeroing) it again. Storage goes back only when nothing can still read or
+ * write it (no reservation open, no lent view unreleased).
  */
-const RELEASE_WHEN_DRAINED_BYTES = 64 * 1024;
+const storagePool = new Map<number, Uint8Array[]>();
+/** Bytes of storage in {@linkcode storagePool}. */
+let pooledBytes = 0;
+/** Most bytes {@linkcode storagePool} keeps; storage beyond it is left to the garbage collector. */
+const STORAGE_POOL_LIMIT_BYTES = 16 * 1024 * 1024;
 
-/**
- * Drained minimum-size storages kept for the next ring that needs one. A chatty stream drains its ring
- * after every message (its storage is released, see above) and would otherwise allocate a fresh one for
- * the next; a storage goes back here only when nothing can still be reading or writing it.
- */
-const smallStoragePool: Uint8Array[] = [];
-/** Most storages {@linkcode smallStoragePool} keeps (256 KiB in all). */
-const SMALL_STORAGE_POOL_LIMIT = 256;
+function takeStorage(capacity: number): Uint8Array {
+  const storage = storagePool.get(capacity)?.pop();
+  if (storage === undefined) return new Uint8Array(capacity);
+  pooledBytes -= capacity;
+  return storage;
+}
 
-/** FIFO byte queue over one circular buffer that doubles when full and is released when drained (if small). */
+function giveStorage(storage: Uint8Array): void {
+  const capacity = storage.length;
+  if (capacity === 0 || pooledBytes + capacity > STORAGE_POOL_LIMIT_BYTES) return;
+  const sameSize = storagePool.get(capacity);
+  if (sameSize === undefined) storagePool.set(capacity, [storage]);
+  else sameSize.push(storage);
+  pooledBytes += capacity;
+}
+
+/** FIFO byte queue over one circular buffer that doubles when full and is given back when drained. */
 export class ByteRing {
   /** Circular storage (empty until the first push). */
   #storage: Uint8Array = EMPTY;
@@ -149,22 +162,18 @@ export class ByteRing {
     return end >= this.#storage.length ? end - this.#storage.length : end;
   }
 
-  /** Empty and not reserved: start over at the front, and release small storage. */
+  /** Empty, nothing lent, not reserved: give the storage back to the pool and start over. */
   #rewind(): void {
     this.#start = 0;
-    const storage = this.#storage;
-    if (storage.length > RELEASE_WHEN_DRAINED_BYTES) return;
-    if (storage.length === MIN_CAPACITY_BYTES && smallStoragePool.length < SMALL_STORAGE_POOL_LIMIT) {
-      smallStoragePool.push(storage);
-    }
+    giveStorage(this.#storage);
     this.#storage = EMPTY;
   }
 
   #grow(needed: number): void {
     let capacity = Math.max(this.#storage.length, MIN_CAPACITY_BYTES);
     while (capacity < needed) capacity *= 2;
-    const grown = (capacity === MIN_CAPACITY_BYTES ? smallStoragePool.pop() : undefined) ??
-      new Uint8Array(capacity);
+    // The old storage is not pooled: a view lent from it may still be being written somewhere.
+    const grown = takeStorage(capacity);
     this.#copyOut(grown);
     this.#storage = grown;
     this.#start = 0;

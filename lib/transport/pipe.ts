@@ -3,11 +3,12 @@
  *
  * Buffers adapt to the traffic. An idle or chatty direction reads into one small buffer, one read and
  * one write at a time, so an idle connection costs little memory. A direction whose reads fill that
- * buffer is bulk traffic: it switches to two large buffers borrowed from a shared pool and pipelines,
- * reading the next chunk into one while the previous chunk is written from the other, so the source
- * always has a read waiting (a yamux stream then hands data straight to it instead of buffering and
- * copying it twice) and the read and the write overlap. When reads become small again it returns the
- * large buffers and goes back to the small one.
+ * buffer is bulk traffic: it pipelines, reading the next chunk while the previous one is written, with
+ * buffers borrowed from shared pools for one chunk each. A read that filled its buffer is followed by a
+ * large one; a read that did not (the source is slower than us, or its burst ended) by a medium one, so a
+ * connection that goes quiet after a burst waits with a medium buffer, not a large one. A chunk's buffer
+ * goes back to its pool as soon as it is written. When reads become small again the loop goes back to
+ * the small buffer.
  *
  * A source that lends its own buffer (a yamux stream, {@linkcode LendingConn}) needs no buffer of ours:
  * the loop writes the view it lends and releases it once written, so bytes go from the tunnel connection
@@ -21,21 +22,30 @@ import { type DuplexConn, isLendingConn, type LendingConn, writeAll } from "./co
 
 /** Size of the buffer an idle or low-traffic direction reads into. */
 export const SMALL_BUFFER_BYTES = 1024;
-/** Size of each of the two buffers a bulk direction reads into. */
+/** Size of the buffers a bulk direction reads into while its reads fill them. */
 export const LARGE_BUFFER_BYTES = 256 * 1024;
+/** Size of the buffer a bulk direction reads into after a read that did not fill its buffer. */
+export const MEDIUM_BUFFER_BYTES = 16 * 1024;
 /** Most bytes written from one lent view (a view never spans the end of the lender's ring anyway). */
 const LENT_WRITE_MAX_BYTES = 256 * 1024;
-/** Large buffers kept for reuse when no direction holds them. */
+/** Buffers kept for reuse when no direction holds them (16 MiB of large ones, 4 MiB of medium ones). */
 const LARGE_BUFFER_POOL_LIMIT = 64;
+const MEDIUM_BUFFER_POOL_LIMIT = 256;
 
 const largeBufferPool: Uint8Array[] = [];
+const mediumBufferPool: Uint8Array[] = [];
 
-function borrowLargeBuffer(): Uint8Array {
-  return largeBufferPool.pop() ?? new Uint8Array(LARGE_BUFFER_BYTES);
+function borrowBuffer(size: number): Uint8Array {
+  const pool = size === LARGE_BUFFER_BYTES ? largeBufferPool : mediumBufferPool;
+  return pool.pop() ?? new Uint8Array(size);
 }
 
-function returnLargeBuffer(buffer: Uint8Array): void {
-  if (largeBufferPool.length < LARGE_BUFFER_POOL_LIMIT) largeBufferPool.push(buffer);
+function returnBuffer(buffer: Uint8Array): void {
+  if (buffer.length === LARGE_BUFFER_BYTES) {
+    if (largeBufferPool.length < LARGE_BUFFER_POOL_LIMIT) largeBufferPool.push(buffer);
+  } else if (buffer.length === MEDIUM_BUFFER_BYTES && mediumBufferPool.length < MEDIUM_BUFFER_POOL_LIMIT) {
+    mediumBufferPool.push(buffer);
+  }
 }
 
 /** Options of {@linkcode pipeBoth}. */
@@ -149,9 +159,9 @@ async function copyLentLoop(from: LendingConn, to: DuplexConn, aToB: boolean, si
 }
 
 /**
- * The bulk phase of the copy loop: writes `count` bytes of `pending` and, meanwhile, reads the next
- * chunk into a large buffer; repeats until a read returns fewer than {@linkcode SMALL_BUFFER_BYTES}
- * bytes (that chunk is written too) or the source ends.
+ * The bulk phase of the copy loop: writes `count` bytes of `pending` (the full small buffer) and,
+ * meanwhile, reads the next chunk into a borrowed buffer; repeats until a read returns fewer than
+ * {@linkcode SMALL_BUFFER_BYTES} bytes (that chunk is written too) or the source ends.
  */
 async function copyBulk(
   from: DuplexConn,
@@ -161,45 +171,40 @@ async function copyBulk(
   aToB: boolean,
   sink: CopySink,
 ): Promise<{ bytes: number; ended: boolean }> {
-  /** Large buffers borrowed; returned only once no read or write uses them. */
-  const borrowed: Uint8Array[] = [borrowLargeBuffer(), borrowLargeBuffer()];
-  let next = 0;
   let bytes = 0;
   let chunk = pending;
   let chunkBytes = count;
-  let clean = false;
-  try {
-    while (true) {
-      const target = borrowed[next] as Uint8Array;
-      next ^= 1;
-      const writing = to.write(chunkBytes === chunk.length ? chunk : chunk.subarray(0, chunkBytes));
-      const reading = from.read(target);
-      reading.catch(ignoreRejection);
-      const written = await writing;
-      if (written < chunkBytes) await writeAll(to, chunk.subarray(written, chunkBytes));
-      bytes += chunkBytes;
-      sink.chunk(aToB, chunkBytes);
-      const nextBytes = await reading;
-      if (nextBytes === null) {
-        clean = true;
-        return { bytes, ended: true };
-      }
-      chunk = target;
-      chunkBytes = nextBytes;
-      if (nextBytes < SMALL_BUFFER_BYTES) {
-        // Traffic slowed down: write this last chunk, then go back to the small buffer.
-        if (nextBytes > 0) {
-          await writeAll(to, target.subarray(0, nextBytes));
-          bytes += nextBytes;
-          sink.chunk(aToB, nextBytes);
-        }
-        clean = true;
-        return { bytes, ended: false };
-      }
+  let nextSize = LARGE_BUFFER_BYTES;
+  while (true) {
+    const target = borrowBuffer(nextSize);
+    const writing = to.write(chunkBytes === chunk.length ? chunk : chunk.subarray(0, chunkBytes));
+    const reading = from.read(target);
+    // After a failure the read may still be filling `target`: it is left to the garbage collector.
+    reading.catch(ignoreRejection);
+    const written = await writing;
+    if (written < chunkBytes) await writeAll(to, chunk.subarray(written, chunkBytes));
+    // Written: its buffer is free before we wait for the read, which may take as long as the source is idle.
+    if (chunk !== pending) returnBuffer(chunk);
+    bytes += chunkBytes;
+    sink.chunk(aToB, chunkBytes);
+    const nextBytes = await reading;
+    if (nextBytes === null) {
+      returnBuffer(target);
+      return { bytes, ended: true };
     }
-  } finally {
-    // After a failure a read may still be filling one of the buffers: leave both to the garbage collector.
-    if (clean) { for (const buffer of borrowed) returnLargeBuffer(buffer); }
+    if (nextBytes < SMALL_BUFFER_BYTES) {
+      // Traffic slowed down: write this last chunk, then go back to the small buffer.
+      if (nextBytes > 0) {
+        await writeAll(to, target.subarray(0, nextBytes));
+        bytes += nextBytes;
+        sink.chunk(aToB, nextBytes);
+      }
+      returnBuffer(target);
+      return { bytes, ended: false };
+    }
+    chunk = target;
+    chunkBytes = nextBytes;
+    nextSize = nextBytes === target.length ? LARGE_BUFFER_BYTES : MEDIUM_BUFFER_BYTES;
   }
 }
 

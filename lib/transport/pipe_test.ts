@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { DuplexConn } from "./conn.ts";
 import { memoryPair } from "./memory_pair.ts";
-import { copyOneWay, LARGE_BUFFER_BYTES, pipeBoth, SMALL_BUFFER_BYTES } from "./pipe.ts";
+import { copyOneWay, LARGE_BUFFER_BYTES, MEDIUM_BUFFER_BYTES, pipeBoth, SMALL_BUFFER_BYTES } from "./pipe.ts";
 import { readAll } from "../_test_bytes.ts";
 
 /** `length` pseudo-random bytes (xorshift) that differ per `seed`. */
@@ -106,4 +106,47 @@ Deno.test("pipeBoth ends both directions when a write fails in the middle of a b
   // The outside's own writes end too (its peer was closed), rather than hanging.
   await writing;
   assert.equal(await outside.read(new Uint8Array(10)), null);
+});
+
+Deno.test("a direction that goes quiet after a burst waits with a medium buffer, not a large one", async () => {
+  // A source that fills every read during a burst, then returns a partial read, then stays quiet.
+  const readSizes: number[] = [];
+  let chunksLeft = 4;
+  let release: (() => void) | null = null;
+  const quiet = new Promise<void>((resolve) => (release = resolve));
+  let waiting: (() => void) | null = null;
+  const waitingForQuietRead = new Promise<void>((resolve) => (waiting = resolve));
+  const source: DuplexConn = {
+    read: async (buffer) => {
+      readSizes.push(buffer.length);
+      if (chunksLeft > 0) {
+        chunksLeft--;
+        return buffer.length; // the burst: every read fills its buffer
+      }
+      if (chunksLeft === 0) {
+        chunksLeft--;
+        return Math.floor(buffer.length / 3); // the end of the burst: a partial read
+      }
+      waiting?.();
+      await quiet;
+      return null;
+    },
+    write: (data) => Promise.resolve(data.length),
+    closeWrite: () => Promise.resolve(),
+    close: () => {},
+  };
+  const sink: DuplexConn = {
+    read: () => Promise.resolve(null),
+    write: (data) => Promise.resolve(data.length),
+    closeWrite: () => Promise.resolve(),
+    close: () => {},
+  };
+  const copying = copyOneWay(source, sink);
+  await waitingForQuietRead;
+  assert.equal(readSizes[0], SMALL_BUFFER_BYTES, "the first read uses the small buffer");
+  assert.ok(readSizes.slice(1, 5).every((size) => size === LARGE_BUFFER_BYTES), `burst reads: ${readSizes}`);
+  assert.equal(readSizes.at(-1), MEDIUM_BUFFER_BYTES, "the read waiting through the quiet period is medium");
+  (release as (() => void) | null)?.();
+  const total = await copying;
+  assert.equal(total, SMALL_BUFFER_BYTES + 3 * LARGE_BUFFER_BYTES + Math.floor(LARGE_BUFFER_BYTES / 3));
 });
