@@ -5,6 +5,8 @@
 
 import assert from "node:assert/strict";
 import { writeAll } from "../lib/transport/conn.ts";
+import { readAll } from "../lib/_test_bytes.ts";
+import { within } from "../lib/mux/_test_util.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { FatalClientError } from "../lib/tunnel/client.ts";
 import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
@@ -187,4 +189,42 @@ Deno.test("one client's abrupt end does not disturb another client's transfer", 
   assert.equal(await sha256Hex(echoed), await sha256Hex(payload));
   assert.ok(tunnel.server.clients.has("steady"));
   assert.ok(!tunnel.server.clients.has("doomed"));
+});
+
+Deno.test("an outside connection that stops reading does not hold up another one through the same client", async () => {
+  await using tunnel = await TunnelFixture.start();
+  // A local service that sends the same 24 MiB to every connection as fast as it is read.
+  const download = patternBytes(24 * 1024 * 1024, 21);
+  const service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    const sends: Promise<void>[] = [];
+    for await (const conn of service) {
+      sends.push(
+        writeAll(conn, download).then(() => conn.closeWrite()).catch(() => {}).finally(() =>
+          closeQuietly(conn)
+        ),
+      );
+    }
+    await Promise.all(sends);
+  })();
+  try {
+    const client = await tunnel.client([{ name: "download", publishPort: 0, localPort: service.addr.port }]);
+    const port = acceptedPort(await client.registered, "download");
+    // The first outside connection reads nothing: the tunnel must hold only its window for it.
+    const slow = await Deno.connect({ hostname: "127.0.0.1", port });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const started = performance.now();
+    const fast = await Deno.connect({ hostname: "127.0.0.1", port });
+    const received = await within(readAll(fast, 256 * 1024), 20_000, "the second download");
+    const fastMs = performance.now() - started;
+    assert.equal(await sha256Hex(received), await sha256Hex(download));
+    // The stalled one still gets every byte once it reads.
+    const late = await within(readAll(slow, 256 * 1024), 20_000, "the stalled download once read");
+    assert.equal(await sha256Hex(late), await sha256Hex(download));
+    console.log(`24 MiB in ${fastMs.toFixed(0)} ms past a connection that read nothing`);
+    assert.ok(fastMs < 15_000, `the second download took ${fastMs.toFixed(0)} ms`);
+  } finally {
+    service.close();
+    await serving;
+  }
 });
