@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { MuxError, StreamResetError } from "./errors.ts";
 import type { Stream } from "./stream.ts";
@@ -112,4 +113,77 @@ Deno.test("readLent resolves null after FIN and rejects after a reset", async ()
   } finally {
     await close();
   }
+});
+
+Deno.test("concurrent streams mixing read() and readLent() with random sizes and delays keep every byte (TCP)", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(
+        fc.record({
+          bytes: fc.integer({ min: 1, max: 1_500_000 }),
+          lend: fc.boolean(),
+          maxBytes: fc.integer({ min: 256, max: 300_000 }),
+          // A reader that pauses after every this many 64 KiB (0: never) lets data pile up in the ring.
+          pauseEvery64KiB: fc.integer({ min: 0, max: 6 }),
+        }),
+        { minLength: 1, maxLength: 6 },
+      ),
+      async (plans) => {
+        const { client, server, close } = await tcpSessions();
+        try {
+          const payloads = plans.map((plan, index) => patternBytes(plan.bytes, index + 1));
+          const opened = await Promise.all(plans.map(() => client.open()));
+          const writing = Promise.all(opened.map(async (stream, index) => {
+            const payload = payloads[index] as Uint8Array;
+            for (let offset = 0; offset < payload.length; offset += 200_000) {
+              await stream.write(payload.subarray(offset, offset + 200_000));
+            }
+            await stream.closeWrite();
+          }));
+          const accepted: Stream[] = [];
+          for (let i = 0; i < plans.length; i++) {
+            accepted.push(await within(server.accept(), 5000, "accept") as Stream);
+          }
+          const reading = Promise.all(accepted.map(async (stream) => {
+            // Streams are accepted in the order they were opened, so index i is plan i.
+            const plan = plans[accepted.indexOf(stream)] as (typeof plans)[number];
+            const received = new Uint8Array(plan.bytes);
+            let filled = 0;
+            let nextPauseAt = plan.pauseEvery64KiB * 65_536;
+            for (;;) {
+              let count: number;
+              if (plan.lend) {
+                const view = await stream.readLent(plan.maxBytes);
+                if (view === null) break;
+                assert.ok(view.length > 0 && view.length <= plan.maxBytes);
+                received.set(view, filled);
+                count = view.length;
+              } else {
+                const buffer = new Uint8Array(plan.maxBytes);
+                const read = await stream.read(buffer);
+                if (read === null) break;
+                received.set(buffer.subarray(0, read), filled);
+                count = read;
+              }
+              if (plan.pauseEvery64KiB > 0 && filled + count >= nextPauseAt) {
+                nextPauseAt += plan.pauseEvery64KiB * 65_536;
+                await new Promise((resolve) => setTimeout(resolve, 1));
+              }
+              if (plan.lend) stream.releaseLent();
+              filled += count;
+            }
+            return { filled, received };
+          }));
+          const [results] = await within(Promise.all([reading, writing]), 15_000, "all streams");
+          for (const [index, { filled, received }] of results.entries()) {
+            assert.equal(filled, plans[index]?.bytes);
+            assert.equal(await sha256Hex(received), await sha256Hex(payloads[index] as Uint8Array));
+          }
+        } finally {
+          await close();
+        }
+      },
+    ),
+    { numRuns: 20, endOnFailure: true },
+  );
 });
