@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { canBind, EchoService, freePort, freePortRange, waitFor } from "./_helpers.ts";
-import { echoThrough, PROCESS_AUTH_KEY, ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { canBind, CliProcess, EchoService, freePort, freePortRange, waitFor } from "./_helpers.ts";
+import { echoThrough, FAST_RECONNECT, PROCESS_AUTH_KEY, ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
 
 Deno.test("server releases published ports within a second after the client process is killed", async () => {
   await using tunnel = await ProcessTunnel.create();
@@ -226,5 +226,29 @@ Deno.test("the real client balances over local backends, searches a port range a
   } finally {
     taken.close();
     await second.close();
+  }
+});
+
+Deno.test("the real server and client give start-up memory back once they are ready", async () => {
+  await using tunnel = await ProcessTunnel.create();
+  const publishPort = freePort();
+  const server = new CliProcess(["-v", "server", "-c", tunnel.serverConfigPath]);
+  const client = new CliProcess(
+    ["-v", "client", "-c", await tunnel.clientConfig("client", [{ name: "web", publishPort }])],
+    { env: FAST_RECONNECT },
+  );
+  try {
+    await server.waitForLine(/Listening for clients on/);
+    await client.waitForLine(proxyUp("web"));
+    for (const process of [server, client]) {
+      const [line] = await process.waitForLine(
+        /Collected garbage \(start-up\) in [\d.]+ ms: heap [\d.]+ → [\d.]+ MB/,
+      );
+      assert.ok(line);
+    }
+    assert.equal(await echoThrough(publishPort, "after the collection"), "after the collection");
+  } finally {
+    await client.stop();
+    await server.stop();
   }
 });

@@ -5,6 +5,8 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { collectWhenIdle } from "./_idle_gc.ts";
+import { copiedChunks } from "../transport/pipe.ts";
 import type { ServerConfig } from "../config/types.ts";
 import { ConfigError, loadClientConfig, loadServerConfig } from "../config/mod.ts";
 import { fingerprintSha256 } from "../transport/fingerprint.ts";
@@ -126,6 +128,7 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
     }
     throw error;
   }
+  collectWhenIdle({ activity: copiedChunks, signal: options.signal });
   try {
     await server.serve();
   } finally {
@@ -165,11 +168,15 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
         "Use ca_cert_path in production.",
     );
   }
+  let registered: () => void = () => {};
   const client = new TunnelClient({
     config,
     ...(caCertPem !== undefined ? { caCertPem } : {}),
     signal: options.signal,
-    onStatusChange: (proxies) => printProxyTable(proxies),
+    onStatusChange: (proxies) => {
+      printProxyTable(proxies);
+      registered();
+    },
   });
   const stats = startStatsEndpoint(
     config,
@@ -177,6 +184,11 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
     options.signal,
   );
   if (stats === false) return 1;
+  collectWhenIdle({
+    activity: copiedChunks,
+    signal: options.signal,
+    ready: new Promise<void>((resolve) => (registered = resolve)),
+  });
   try {
     await client.run();
   } catch (error) {

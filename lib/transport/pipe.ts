@@ -48,6 +48,17 @@ function returnBuffer(buffer: Uint8Array): void {
   }
 }
 
+/** Chunks written by every copy loop of this process so far. */
+let chunksCopied = 0;
+
+/**
+ * How many chunks every copy loop of this process has written so far: a cheap sign of activity (the CLI
+ * collects garbage once it stops changing).
+ */
+export function copiedChunks(): number {
+  return chunksCopied;
+}
+
 /** Options of {@linkcode pipeBoth}. */
 export interface PipeOptions {
   /** Called after each chunk is written, with its size (for live byte counters). */
@@ -91,7 +102,10 @@ export function copyOneWay(
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     void copyLoop(from, to, true, {
-      chunk: (_aToB, bytes) => onChunk?.(bytes),
+      chunk: (_aToB, bytes) => {
+        chunksCopied++;
+        onChunk?.(bytes);
+      },
       end: (_aToB, error, total) => error === null ? resolve(total) : reject(error),
     });
   });
@@ -223,6 +237,7 @@ class BothWays implements CopySink {
   }
 
   chunk(aToB: boolean, bytes: number): void {
+    chunksCopied++;
     const { counters, onBytes } = this.options;
     if (aToB) {
       this.result.aToBBytes += bytes;
