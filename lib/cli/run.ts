@@ -128,7 +128,8 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
     }
     throw error;
   }
-  collectWhenIdle({ activity: copiedChunks, signal: options.signal });
+  // A client's session set-up is work too: its garbage goes once the next check finds things quiet.
+  collectWhenIdle({ activity: () => copiedChunks() + server.sessionsTotal, signal: options.signal });
   try {
     await server.serve();
   } finally {
@@ -185,7 +186,7 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
   );
   if (stats === false) return 1;
   collectWhenIdle({
-    activity: copiedChunks,
+    activity: () => copiedChunks() + client.sessionsEstablished,
     signal: options.signal,
     ready: new Promise<void>((resolve) => (registered = resolve)),
   });
