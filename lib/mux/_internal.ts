@@ -25,6 +25,11 @@ export const kDirectReadDone: unique symbol = Symbol("yamux.directReadDone");
 export const kReaderMayReturn: unique symbol = Symbol("yamux.readerMayReturn");
 /** Smallest read the session makes straight into a reader's buffer (smaller pieces are copied). */
 export const DIRECT_READ_MIN_BYTES = 32 * 1024;
+/**
+ * Session → stream, from time to time: give drained receive storage back if nothing arrived since the last
+ * call (`() => void`).
+ */
+export const kReleaseIdleBuffers: unique symbol = Symbol("yamux.releaseIdleBuffers");
 /** Session → stream: the peer granted more send window (`(deltaBytes: number) => void`). */
 export const kOnWindowUpdate: unique symbol = Symbol("yamux.onWindowUpdate");
 /** Session → stream: the peer acknowledged the stream we opened. */

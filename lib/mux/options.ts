@@ -58,6 +58,12 @@ export interface SessionOptions {
   zeroCopyMinBytes?: number;
   /** How long `close()` (or a protocol error) waits to flush queued frames before closing. Default 1000. */
   closeFlushTimeoutMs?: number;
+  /**
+   * How often streams that received nothing since the previous sweep give their drained receive storage
+   * back (a stream keeps its storage while data flows, so a burst's storage goes 1–2 sweeps after it
+   * ends). Default 5000.
+   */
+  idleBufferSweepMs?: number;
 }
 
 /** {@linkcode SessionOptions} with every default filled in. */
@@ -71,6 +77,8 @@ export const DEFAULT_READ_BUFFER_BYTES = 256 * 1024;
 export const DEFAULT_ZERO_COPY_MIN_BYTES = 0;
 /** Default flush time on close. */
 export const DEFAULT_CLOSE_FLUSH_TIMEOUT_MS = 1000;
+/** Default interval of the idle receive storage sweep. */
+export const DEFAULT_IDLE_BUFFER_SWEEP_MS = 5000;
 
 /**
  * Fills in defaults and checks every value.
@@ -100,6 +108,7 @@ export function resolveSessionOptions(options: SessionOptions): ResolvedSessionO
     writeBatchBytes: options.writeBatchBytes ?? DEFAULT_WRITE_BATCH_BYTES,
     closeFlushTimeoutMs: options.closeFlushTimeoutMs ?? DEFAULT_CLOSE_FLUSH_TIMEOUT_MS,
     zeroCopyMinBytes: options.zeroCopyMinBytes ?? DEFAULT_ZERO_COPY_MIN_BYTES,
+    idleBufferSweepMs: options.idleBufferSweepMs ?? DEFAULT_IDLE_BUFFER_SWEEP_MS,
   };
   requireInteger("acceptBacklog", resolved.acceptBacklog, 0, MAX_U32);
   requireInteger("maxStreams", resolved.maxStreams, 1, MAX_U32);
@@ -119,6 +128,7 @@ export function resolveSessionOptions(options: SessionOptions): ResolvedSessionO
   requireInteger("writeBatchBytes", resolved.writeBatchBytes, 16 * 1024, 2 ** 30);
   requireInteger("zeroCopyMinBytes", resolved.zeroCopyMinBytes, 0, MAX_U32);
   requireInteger("closeFlushTimeoutMs", resolved.closeFlushTimeoutMs, 0, 2 ** 31 - 1);
+  requireInteger("idleBufferSweepMs", resolved.idleBufferSweepMs, 10, 2 ** 31 - 1);
   return resolved;
 }
 

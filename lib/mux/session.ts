@@ -46,6 +46,7 @@ import {
   kOnWindowUpdate,
   kQueued,
   kReaderMayReturn,
+  kReleaseIdleBuffers,
   kSendableBytes,
   kTakeSendBytes,
   kTakeSendBytesZeroCopy,
@@ -174,6 +175,8 @@ export class Session {
   #smoothedRttMs = 0;
   /** Timer of the next keepalive ping. */
   #keepaliveTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Timer of the idle receive storage sweep. */
+  readonly #sweepTimer: ReturnType<typeof setInterval>;
   /** Timer that ends the session if the outstanding keepalive ping stays unanswered. */
   #keepaliveDeadline: ReturnType<typeof setTimeout> | null = null;
 
@@ -213,6 +216,10 @@ export class Session {
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
     this.#readLoopDone = this.#readLoop();
     this.#startKeepalive();
+    this.#sweepTimer = setInterval(() => {
+      for (const stream of this.#streams.values()) stream[kReleaseIdleBuffers]();
+    }, this.options.idleBufferSweepMs);
+    Deno.unrefTimer(this.#sweepTimer);
   }
 
   /** Number of live streams (opened or accepted, not yet finished). */
@@ -865,6 +872,7 @@ export class Session {
     this.#error = error;
     if (this.#keepaliveTimer !== null) clearTimeout(this.#keepaliveTimer);
     if (this.#keepaliveDeadline !== null) clearTimeout(this.#keepaliveDeadline);
+    clearInterval(this.#sweepTimer);
     this.#keepaliveTimer = null;
     this.#keepaliveDeadline = null;
     const closedError = new SessionClosedError(

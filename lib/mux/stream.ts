@@ -21,6 +21,7 @@ import {
   kOnWindowUpdate,
   kQueued,
   kReaderMayReturn,
+  kReleaseIdleBuffers,
   kSendableBytes,
   kTakeSendBytes,
   kTakeSendBytesZeroCopy,
@@ -102,6 +103,8 @@ export class Stream implements LendingConn {
   #lentBytes = 0;
   /** The session is reading from the connection straight into the ring's free space. */
   #ringReadInFlight = false;
+  /** Data arrived since the session's last {@linkcode kReleaseIdleBuffers} call. */
+  #receivedSinceSweep = false;
   /** The peer sent FIN: after the buffered bytes, reads return null. */
   #remoteFinished = false;
   /** `close()` was called: inbound data is discarded (and its window granted back). */
@@ -160,6 +163,11 @@ export class Stream implements LendingConn {
   /** Received bytes waiting to be read. */
   get bufferedBytes(): number {
     return this.#received.length;
+  }
+
+  /** Bytes of storage the stream holds for received data (buffered or not). */
+  get bufferedStorageBytes(): number {
+    return this.#received.capacity;
   }
 
   /** Current receive window in bytes (starts at the initial window, grows up to the session maximum). */
@@ -342,6 +350,7 @@ export class Stream implements LendingConn {
    */
   [kOnData](payload: Uint8Array, hold: boolean): void {
     if (this.#done && this.#reset) return;
+    this.#receivedSinceSweep = true;
     if (this.#pendingLend !== null && !this.#readClosed) {
       // A lending reader waits: keep the bytes in the ring and lend them (after the rest of the frame,
       // when it follows straight into the ring).
@@ -408,6 +417,7 @@ export class Stream implements LendingConn {
   [kDirectReadDone](count: number): void {
     if (this.#ringReadInFlight) {
       this.#ringReadInFlight = false;
+      this.#receivedSinceSweep = true;
       this.#received.commit(count); // adds nothing if close() or a reset cleared the ring meanwhile
       if (this.#reset) return;
       if (this.#readClosed) {
@@ -439,6 +449,15 @@ export class Stream implements LendingConn {
   [kReaderMayReturn](): boolean {
     return this.#pendingRead === null && this.#pendingLend === null && this.#received.length === 0 &&
       !this.#done && !this.#readClosed;
+  }
+
+  /** Gives the ring's drained storage back when nothing arrived since the previous call. */
+  [kReleaseIdleBuffers](): void {
+    if (this.#receivedSinceSweep) {
+      this.#receivedSinceSweep = false;
+      return;
+    }
+    if (!this.#ringReadInFlight) this.#received.releaseStorageIfDrained();
   }
 
   /** The peer granted `deltaBytes` more send window. */

@@ -187,3 +187,27 @@ Deno.test("concurrent streams mixing read() and readLent() with random sizes and
     { numRuns: 20, endOnFailure: true },
   );
 });
+
+Deno.test("a stream that goes quiet after a burst gives its receive storage back at the next sweeps", async () => {
+  const { client, server, close } = memorySessions({ idleBufferSweepMs: 20 }, { idleBufferSweepMs: 20 });
+  try {
+    const opened = await client.open();
+    await opened.write(patternBytes(1000, 1));
+    const stream = await accepted(server);
+    // A lagging reader: 200 KiB pile up in the ring before it reads.
+    await opened.write(patternBytes(200 * 1024, 2));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    let received = 0;
+    while (received < 1000 + 200 * 1024) {
+      const view = await within(stream.readLent(1 << 20), 2000, "readLent()");
+      assert.ok(view !== null);
+      received += view.length;
+      stream.releaseLent();
+    }
+    assert.ok(stream.bufferedStorageBytes >= 200 * 1024, "a drained large ring is kept while data may flow");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(stream.bufferedStorageBytes, 0, "given back once nothing arrived for a sweep");
+  } finally {
+    await close();
+  }
+});
