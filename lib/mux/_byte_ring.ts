@@ -128,7 +128,7 @@ export class ByteRing {
    * Free space right after the newest byte for a read to fill, then `commit()`: at least `minBytes`
    * (growing the storage if it must) and at most `maxBytes`. Returns null, leaving the bytes to `push()`,
    * when the contiguous free space is short only because it wraps around the end of the storage.
-   * Nothing else may be added until `commit()` or `cancelReservation()`.
+   * Nothing else may be added until `commit()` (with 0 when the read failed).
    */
   reserve(minBytes: number, maxBytes: number): Uint8Array | null {
     if (this.#reservedIn !== null) throw new Error("ByteRing.reserve() while a reservation is open");
@@ -152,20 +152,13 @@ export class ByteRing {
     if (this.#length === 0) this.#rewind();
   }
 
-  /** Gives up the reservation (the read failed); nothing is added. */
-  cancelReservation(): void {
-    this.commit(0);
-  }
-
   /**
    * Gives large storage back too when the ring is drained (so no lent view is out) and nothing is
    * reserved; returns whether it did. For streams that have received nothing for a while.
    */
   releaseStorageIfDrained(): boolean {
     if (this.#length !== 0 || this.#reservedIn !== null || this.#storage.length === 0) return false;
-    this.#start = 0;
-    giveStorage(this.#storage);
-    this.#storage = EMPTY;
+    this.#giveBack();
     return true;
   }
 
@@ -186,9 +179,14 @@ export class ByteRing {
   /** Empty, nothing lent, not reserved: give the storage back to the pool and start over. */
   #rewind(): void {
     this.#start = 0;
-    if (this.#storage.length > RELEASE_WHEN_DRAINED_BYTES) return;
+    if (this.#storage.length <= RELEASE_WHEN_DRAINED_BYTES) this.#giveBack();
+  }
+
+  /** Empty and not reserved: the storage goes to the pool. */
+  #giveBack(): void {
     giveStorage(this.#storage);
     this.#storage = EMPTY;
+    this.#start = 0;
   }
 
   #grow(needed: number): void {

@@ -276,8 +276,7 @@ export class Stream implements LendingConn {
     }
     this.#readClosed = true;
     const discarded = this.#received.length;
-    this.#received.clear();
-    this.#lentBytes = 0;
+    this.#dropReceived();
     this.#settleReadAfterEnd();
     if (!this.#localFinished && !this.#finAfterWrite) {
       if (this.#pendingWrite !== null) this.#finAfterWrite = true;
@@ -457,7 +456,7 @@ export class Stream implements LendingConn {
       this.#receivedSinceSweep = false;
       return;
     }
-    if (!this.#ringReadInFlight) this.#received.releaseStorageIfDrained();
+    this.#received.releaseStorageIfDrained(); // not while a direct read fills it: the ring knows
   }
 
   /** The peer granted `deltaBytes` more send window. */
@@ -567,9 +566,8 @@ export class Stream implements LendingConn {
     const pending = this.#pendingRead;
     if (pending !== null) {
       this.#pendingRead = null;
-      pending.filled += this.#received.shiftInto(pending.buffer.subarray(pending.filled));
+      pending.filled += this.#readBuffered(pending.buffer.subarray(pending.filled));
       pending.resolve(pending.filled);
-      this.#grantWindow();
       return;
     }
     const lend = this.#pendingLend;
@@ -601,6 +599,12 @@ export class Stream implements LendingConn {
     if (this.#remoteFinished || this.#readClosed) return Promise.resolve(null);
     if (this.#error !== null) return Promise.reject(this.#error);
     return null;
+  }
+
+  /** Drops unread data (a lent view stays intact for its writer; the ring no longer counts it). */
+  #dropReceived(): void {
+    this.#received.clear();
+    this.#lentBytes = 0;
   }
 
   /** Copies buffered data into `buffer`; returns the count. */
@@ -671,8 +675,7 @@ export class Stream implements LendingConn {
     this.#error = error;
     if (discard) {
       this.#reset = true;
-      this.#received.clear();
-      this.#lentBytes = 0;
+      this.#dropReceived();
     }
     this.#settleReadAfterEnd();
     const pendingWrite = this.#pendingWrite;
