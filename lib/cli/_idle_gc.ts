@@ -49,7 +49,7 @@ export interface IdleCollectionOptions {
   /** How often to look at `activity` (default {@linkcode IDLE_CHECK_INTERVAL_MS}). */
   checkIntervalMs?: number;
   /** The collection to run (default: V8's, see {@linkcode loadFullCollection}). */
-  collect?: FullCollection | null;
+  collect?: FullCollection;
 }
 
 /**
@@ -66,7 +66,7 @@ export function collectWhenIdle(options: IdleCollectionOptions): void {
 }
 
 async function startCollecting(options: IdleCollectionOptions): Promise<void> {
-  const collect = options.collect !== undefined ? options.collect : await loadFullCollection();
+  const collect = options.collect ?? await loadFullCollection();
   if (collect === null) return;
   if (options.ready !== undefined) {
     const aborted = new Promise<void>((resolve) =>

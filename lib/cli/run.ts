@@ -169,14 +169,14 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
         "Use ca_cert_path in production.",
     );
   }
-  let registered: () => void = () => {};
+  const registered = Promise.withResolvers<void>();
   const client = new TunnelClient({
     config,
     ...(caCertPem !== undefined ? { caCertPem } : {}),
     signal: options.signal,
     onStatusChange: (proxies) => {
       printProxyTable(proxies);
-      registered();
+      registered.resolve();
     },
   });
   const stats = startStatsEndpoint(
@@ -188,7 +188,7 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
   collectWhenIdle({
     activity: () => copiedChunks() + client.sessionsEstablished,
     signal: options.signal,
-    ready: new Promise<void>((resolve) => (registered = resolve)),
+    ready: registered.promise,
   });
   try {
     await client.run();
