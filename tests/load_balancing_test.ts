@@ -19,6 +19,14 @@ function backendsLine(ports: number[], policy: string): string {
   }]\nlb_policy = "${policy}"`;
 }
 
+/** A client of `tunnel` with one proxy "web" spread over `ports` by `policy`; returns it and its port. */
+async function balancedProxy(tunnel: TunnelFixture, ports: number[], policy: string) {
+  const client = await tunnel.client([
+    { name: "web", publishPort: 0, localPort: 0, omitLocal: true, extra: backendsLine(ports, policy) },
+  ]);
+  return { client, port: acceptedPort(await client.registered, "web") };
+}
+
 /** Sends `count` connections one after another through `port`, checking that each is echoed intact. */
 async function echoSequentially(port: number, count: number): Promise<void> {
   for (let i = 0; i < count; i++) {
@@ -31,16 +39,7 @@ async function echoSequentially(port: number, count: number): Promise<void> {
 Deno.test("round_robin spreads 10 outside connections evenly over two backends", async () => {
   await using tunnel = await TunnelFixture.start();
   const [a, b] = [tunnel.echo(), tunnel.echo()];
-  const client = await tunnel.client([
-    {
-      name: "web",
-      publishPort: 0,
-      localPort: 0,
-      omitLocal: true,
-      extra: backendsLine([a.port, b.port], "round_robin"),
-    },
-  ]);
-  const port = acceptedPort(await client.registered, "web");
+  const { client, port } = await balancedProxy(tunnel, [a.port, b.port], "round_robin");
   await echoSequentially(port, 10);
   assert.deepEqual([a.accepted, b.accepted], [5, 5]);
   const stats = client.client.backendPool("web")?.stats() ?? [];
@@ -61,16 +60,7 @@ Deno.test("a backend that is down is skipped and every connection still succeeds
   await using tunnel = await TunnelFixture.start();
   const [a, c] = [tunnel.echo(), tunnel.echo()];
   const down = freePort();
-  const client = await tunnel.client([
-    {
-      name: "web",
-      publishPort: 0,
-      localPort: 0,
-      omitLocal: true,
-      extra: backendsLine([a.port, down, c.port], "round_robin"),
-    },
-  ]);
-  const port = acceptedPort(await client.registered, "web");
+  const { client, port } = await balancedProxy(tunnel, [a.port, down, c.port], "round_robin");
   await echoSequentially(port, 9);
   assert.equal(a.accepted + c.accepted, 9);
   assert.ok(a.accepted > 0 && c.accepted > 0, `a ${a.accepted}, c ${c.accepted}`);
@@ -84,16 +74,7 @@ Deno.test("a backend that is down is skipped and every connection still succeeds
 Deno.test("ip_hash sends every connection from 127.0.0.1 to one backend", async () => {
   await using tunnel = await TunnelFixture.start();
   const [a, b] = [tunnel.echo(), tunnel.echo()];
-  const client = await tunnel.client([
-    {
-      name: "web",
-      publishPort: 0,
-      localPort: 0,
-      omitLocal: true,
-      extra: backendsLine([a.port, b.port], "ip_hash"),
-    },
-  ]);
-  const port = acceptedPort(await client.registered, "web");
+  const { port } = await balancedProxy(tunnel, [a.port, b.port], "ip_hash");
   await echoSequentially(port, 10);
   assert.deepEqual([a.accepted, b.accepted].sort((x, y) => x - y), [0, 10]);
 });
