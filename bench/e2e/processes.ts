@@ -307,31 +307,34 @@ export const SERVER_LISTENING = /Listening for clients on/;
 /** Log line of the client once the bench proxy is published; group 1 is the port. */
 export const PROXY_PUBLISHED = /Proxy bench: 127\.0\.0\.1:(\d+)/;
 
+/** Starts `deno run ENTRY ROLE -c CONFIG` and waits for `readyLine`; stops it if that never comes. */
+async function startTunnelRole(
+  role: "server" | "client",
+  configPath: string,
+  readyLine: RegExp,
+  entry: string,
+): Promise<CliChild> {
+  const child = track(new CliChild(new CliProcess([role, "-c", configPath], { entry })));
+  try {
+    await child.cli.waitForLine(readyLine, 20_000);
+  } catch (error) {
+    await stopChild(child);
+    throw error;
+  }
+  return child;
+}
+
 /**
  * Starts `deno run main.ts server -c …` (or `entry` instead of main.ts: the bundle) and waits until it
  * listens.
  */
-export async function startTunnelServer(files: TunnelFiles, entry = "main.ts"): Promise<CliChild> {
-  const server = track(new CliChild(new CliProcess(["server", "-c", files.serverConfigPath], { entry })));
-  try {
-    await server.cli.waitForLine(SERVER_LISTENING, 20_000);
-  } catch (error) {
-    await stopChild(server);
-    throw error;
-  }
-  return server;
+export function startTunnelServer(files: TunnelFiles, entry = "main.ts"): Promise<CliChild> {
+  return startTunnelRole("server", files.serverConfigPath, SERVER_LISTENING, entry);
 }
 
 /** Starts `deno run main.ts client -c …` (or `entry`) and waits until its proxy is published. */
-export async function startTunnelClient(files: TunnelFiles, entry = "main.ts"): Promise<CliChild> {
-  const client = track(new CliChild(new CliProcess(["client", "-c", files.clientConfigPath], { entry })));
-  try {
-    await client.cli.waitForLine(PROXY_PUBLISHED, 20_000);
-  } catch (error) {
-    await stopChild(client);
-    throw error;
-  }
-  return client;
+export function startTunnelClient(files: TunnelFiles, entry = "main.ts"): Promise<CliChild> {
+  return startTunnelRole("client", files.clientConfigPath, PROXY_PUBLISHED, entry);
 }
 
 /** A running tunnel: server and client processes publishing the agent's TCP port. */
