@@ -10,6 +10,8 @@ import { getLogger } from "@logtape/logtape";
 import type { BindRetryConfig, ServerConfig } from "../config/types.ts";
 import { addressesOverlap, formatPortRanges, portInRanges } from "../config/mod.ts";
 import {
+  ControlErrorCode,
+  describeParamsError,
   NoticeCode,
   type ProxyRegistration,
   ProxyRejectCode,
@@ -20,6 +22,7 @@ import {
   type RegisterProxiesResult,
 } from "../rpc/control.ts";
 import { RpcError } from "../rpc/mod.ts";
+import { escapeForTerminal, NAME_MAX_LENGTH } from "../text.ts";
 import { BindError, listenTcp } from "../transport/tcp.ts";
 import type { EventLog } from "../stats/event_log.ts";
 import type { Histogram } from "../stats/histogram.ts";
@@ -27,6 +30,7 @@ import { bindWithRetry, narrowPolicy } from "./bind_retry.ts";
 import type { ConnectedClient } from "./connected_client.ts";
 import { candidatePorts, type PortRequest, preferredPort, type StickyPorts } from "./port_plan.ts";
 import { formatAddr, PublishedProxy } from "./published_proxy.ts";
+import { SerialQueueFullError } from "./serial_queue.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "registrar"]);
 
@@ -67,9 +71,16 @@ function bindErrorCode(error: BindError): ProxyRejectCodeValue {
       return ProxyRejectCode.permissionDenied;
     case "address_not_available":
       return ProxyRejectCode.addressNotAvailable;
+    case "invalid_address":
+      return ProxyRejectCode.invalidProxy;
     default:
       return ProxyRejectCode.bindFailed;
   }
+}
+
+/** The answer for a proxy whose session ended while it was being registered (no one reads it). */
+function closingRejection(proxy: ProxySpec): ProxyRegistration {
+  return rejected(proxy, ProxyRejectCode.bindFailed, "The session is closing");
 }
 
 function rejected(
@@ -103,7 +114,14 @@ export class ProxyRegistrar {
     });
   }
 
-  /** Registers each proxy in `raw`; one result per proxy, in order. */
+  /**
+   * Registers each proxy in `raw`; one result per proxy, in order. A session's calls run one at a time,
+   * in arrival order, so overlapping calls (pipelined, or sent while one waits on a liveness ping)
+   * cannot both pass the checks for one name or binding.
+   *
+   * @throws {RpcError} `-32602` for malformed params; `TOO_MANY_PENDING` when
+   *   `MAX_PENDING_REGISTRATIONS` calls of this session are already running or waiting
+   */
   async register(client: ConnectedClient, raw: unknown): Promise<RegisterProxiesResult> {
     const parsed = RegisterProxiesParams.safeParse(raw);
     if (!parsed.success) throw new RpcError(-32602, "register_proxies expects { proxies: [...] }");
@@ -115,24 +133,41 @@ export class ProxyRegistrar {
         : {}),
       ...(requested?.max_delay_secs !== undefined ? { maxDelaySecs: requested.max_delay_secs } : {}),
     });
-    const results: ProxyRegistration[] = [];
-    for (const candidate of parsed.data.proxies) {
-      results.push(await this.#registerOne(client, candidate, policy));
+    const proxies = parsed.data.proxies;
+    let queued: Promise<RegisterProxiesResult>;
+    try {
+      queued = client.registrations.run(async () => {
+        const results: ProxyRegistration[] = [];
+        for (const candidate of proxies) results.push(await this.#registerOne(client, candidate, policy));
+        return { proxies: results };
+      });
+    } catch (error) {
+      if (!(error instanceof SerialQueueFullError)) throw error;
+      throw new RpcError(
+        ControlErrorCode.tooManyPending,
+        `${error.limit} register_proxies calls of this session are already waiting for their answers; ` +
+          `wait for them before sending more`,
+        { limit: error.limit },
+      );
     }
-    return { proxies: results };
+    return await queued;
   }
 
-  /** Checks a proxy against everything but the bind itself; returns the rejection, or null if it may go on. */
-  async #check(client: ConnectedClient, proxy: ProxySpec): Promise<ProxyRegistration | null> {
+  /**
+   * Checks a proxy against everything but other clients and the bind itself; returns the rejection, or
+   * null if it may go on. Synchronous, so the name can be claimed before anything else runs.
+   */
+  #check(client: ConnectedClient, proxy: ProxySpec): ProxyRegistration | null {
     const { grant } = client;
-    if (client.proxies.has(proxy.name)) {
+    if (client.closing) return closingRejection(proxy);
+    if (client.hasName(proxy.name)) {
       return rejected(
         proxy,
         ProxyRejectCode.duplicateName,
         `Another proxy of this client is named '${proxy.name}'`,
       );
     }
-    if (client.proxies.size >= grant.maxProxies) {
+    if (client.proxyCount >= grant.maxProxies) {
       return rejected(
         proxy,
         ProxyRejectCode.tooManyProxies,
@@ -168,7 +203,7 @@ export class ProxyRegistrar {
     if (proxy.publish_port !== 0 && !range) {
       const reserved = this.context.reservedPortReason(proxy.publish_addr, proxy.publish_port);
       if (reserved) return rejected(proxy, ProxyRejectCode.reservedPort, reserved);
-      for (const other of client.proxies.values()) {
+      for (const other of client.ownProxies()) {
         if (bindingsOverlap(other.spec.publish_addr, other.port, proxy.publish_addr, proxy.publish_port)) {
           return rejected(
             proxy,
@@ -177,18 +212,24 @@ export class ProxyRegistrar {
           );
         }
       }
-      const holder = await this.context.contestedHolder(client, proxy.publish_addr, proxy.publish_port, true);
-      if (holder) {
-        return rejected(
-          proxy,
-          ProxyRejectCode.portOwnedByOtherClient,
-          `Port ${proxy.publish_port} on ${proxy.publish_addr} is published by client '${holder}', which is ` +
-            `connected and answering; pick another publish_port or stop that client`,
-        );
-      }
     }
-    if (client.closing) return rejected(proxy, ProxyRejectCode.bindFailed, "The session is closing");
     return null;
+  }
+
+  /**
+   * For a single explicit port: the rejection when another live client publishes it (a holder that
+   * does not answer a liveness ping is disconnected instead), else null.
+   */
+  async #checkOtherClients(client: ConnectedClient, proxy: ProxySpec): Promise<ProxyRegistration | null> {
+    if (proxy.publish_port === 0 || proxy.publish_port_range) return null;
+    const holder = await this.context.contestedHolder(client, proxy.publish_addr, proxy.publish_port, true);
+    if (!holder) return null;
+    return rejected(
+      proxy,
+      ProxyRejectCode.portOwnedByOtherClient,
+      `Port ${proxy.publish_port} on ${proxy.publish_addr} is published by client '${holder}', which is ` +
+        `connected and answering; pick another publish_port or stop that client`,
+    );
   }
 
   /** Why `port` cannot be tried for this proxy without stepping on someone, or null when it can. */
@@ -209,7 +250,7 @@ export class ProxyRegistrar {
     }
     const reserved = this.context.reservedPortReason(proxy.publish_addr, port);
     if (reserved) return { code: ProxyRejectCode.reservedPort, reason: reserved };
-    for (const other of client.proxies.values()) {
+    for (const other of client.ownProxies()) {
       if (other !== self && bindingsOverlap(other.spec.publish_addr, other.port, proxy.publish_addr, port)) {
         return {
           code: ProxyRejectCode.duplicateBinding,
@@ -233,20 +274,36 @@ export class ProxyRegistrar {
   ): Promise<ProxyRegistration> {
     const spec = ProxySpec.safeParse(candidate);
     if (!spec.success) {
-      const issue = spec.error.issues[0];
-      const fallbackName = typeof candidate === "object" && candidate !== null &&
+      const sentName = typeof candidate === "object" && candidate !== null &&
           typeof (candidate as Record<string, unknown>).name === "string"
         ? String((candidate as Record<string, unknown>).name)
         : "?";
+      // Echoed so the client can tell which proxy failed, but never raw: the name may be the problem.
+      const fallbackName = escapeForTerminal(sentName.slice(0, NAME_MAX_LENGTH));
       return rejected(
         { name: fallbackName, publish_addr: "", publish_port: 0 },
         ProxyRejectCode.invalidProxy,
-        `Invalid proxy: ${issue ? `${issue.path.join(".")}: ${issue.message}` : "malformed"}`,
+        `Invalid proxy: ${describeParamsError(spec.error)}`,
       );
     }
     const proxy = spec.data;
-    const problem = await this.#check(client, proxy);
+    const problem = this.#check(client, proxy);
     if (problem) return problem;
+    // Claimed in the same turn as the checks, before any await: from here the client owns the proxy
+    // (and stops it if the session ends), and no other registration can pass the checks for its name.
+    const published = new PublishedProxy(
+      proxy,
+      client.name,
+      () => client.session.open(),
+      this.context.openLatency,
+    );
+    if (client.claim(published)) return closingRejection(proxy);
+    const contested = await this.#checkOtherClients(client, proxy);
+    if (contested) {
+      await client.discard(published);
+      return contested;
+    }
+    if (!client.publish(published)) return closingRejection(proxy);
 
     const request: PortRequest = {
       publishPort: proxy.publish_port,
@@ -257,18 +314,11 @@ export class ProxyRegistrar {
     if (sticky !== undefined) request.stickyPort = sticky;
     const preferred = preferredPort(request);
 
-    const published = new PublishedProxy(
-      proxy,
-      client.name,
-      () => client.session.open(),
-      this.context.openLatency,
-    );
-    client.proxies.set(proxy.name, published);
-
     let lastError: BindError | null = null;
     let lastSkip: { code: ProxyRejectCodeValue; reason: string } | null = null;
     for (const port of candidatePorts(request)) {
       const skip = await this.#unusable(client, published, port);
+      if (published.stopped) return closingRejection(proxy);
       if (skip) {
         lastSkip = skip;
         continue;
@@ -280,7 +330,7 @@ export class ProxyRegistrar {
           listener.close();
           continue;
         }
-        return this.#bound(client, published, listener, preferred, 0);
+        return this.#bound(client, published, listener, preferred, 0) ?? closingRejection(proxy);
       } catch (error) {
         if (!(error instanceof BindError)) throw error;
         lastError = error;
@@ -300,8 +350,7 @@ export class ProxyRegistrar {
       : lastSkip?.reason ?? `No port this client may publish is free for '${proxy.name}'`;
     const code = lastError ? bindErrorCode(lastError) : lastSkip?.code ?? ProxyRejectCode.portNotAllowed;
     published.stats.setStatus("bind_failed", reason);
-    await published.stop();
-    client.proxies.delete(proxy.name);
+    await client.discard(published);
     logger.warn("Proxy {proxy} of {client} not published: {reason}", {
       proxy: proxy.name,
       client: client.name,
@@ -322,17 +371,20 @@ export class ProxyRegistrar {
     return rejected(proxy, code, reason);
   }
 
-  /** A listener was bound: start serving, remember the port, and say so. */
+  /**
+   * A listener was bound: hand it to its proxy, remember the port, and say so. Null when the proxy was
+   * stopped meanwhile (its session ended): the listener is closed and nothing is remembered.
+   */
   #bound(
     client: ConnectedClient,
     published: PublishedProxy,
     listener: Deno.TcpListener,
     preferred: number | null,
     retries: number,
-  ): ProxyRegistration {
+  ): ProxyRegistration | null {
     const proxy = published.spec;
-    published.attach(listener);
     const port = listener.addr.port;
+    if (!published.attach(listener)) return null;
     this.context.sticky.remember(client.clientId, proxy.name, port);
     logger.info("Proxy {proxy} of {client} listening on {addr} → client's {local}{after}", {
       proxy: proxy.name,
@@ -406,11 +458,8 @@ export class ProxyRegistrar {
     });
     retrying.then(
       ({ bound, retries }) => {
-        if (published.stopped) {
-          bound.close();
-          return;
-        }
-        this.#bound(client, published, bound, proxy.publish_port, retries);
+        // A session that ended meanwhile stopped the proxy, which then closes the listener.
+        if (!this.#bound(client, published, bound, proxy.publish_port, retries)) return;
         client.notifyException({
           level: "info",
           code: NoticeCode.bindRecovered,

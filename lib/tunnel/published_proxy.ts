@@ -14,6 +14,7 @@ import { ProxyStats } from "../stats/proxy_stats.ts";
 import { acceptEach } from "../transport/accept.ts";
 import type { Histogram } from "../stats/histogram.ts";
 import type { ProxySnapshot } from "../stats/snapshot.ts";
+import { ConnectFailures } from "./connect_failures.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "proxy"]);
 
@@ -34,6 +35,8 @@ export function formatAddr(addr: Deno.Addr): string {
 export class PublishedProxy {
   /** Live counters. */
   readonly stats = new ProxyStats();
+  /** What the client reported about reaching its local service for this proxy's streams. */
+  readonly connectFailures = new ConnectFailures();
   /** Outside connections being carried now, closed when the proxy stops. */
   readonly #connections = new Set<Deno.TcpConn>();
   #acceptLoop: Promise<void> | null = null;
@@ -66,15 +69,19 @@ export class PublishedProxy {
     return this.#stopped;
   }
 
-  /** Takes the bound listener and starts accepting outside connections. */
-  attach(listener: Deno.TcpListener): void {
+  /**
+   * Takes ownership of the bound listener and starts accepting outside connections. Returns false, with
+   * the listener closed, when the proxy is stopped or already has one: a listener always has one owner.
+   */
+  attach(listener: Deno.TcpListener): boolean {
     if (this.#stopped || this.#listener) {
       closeQuietly(listener);
-      return;
+      return false;
     }
     this.#listener = listener;
     this.stats.setStatus("healthy");
     this.#acceptLoop = this.#accept(listener);
+    return true;
   }
 
   /** Whether outside connections are refused (the client reported its local service down). */
@@ -112,6 +119,7 @@ export class PublishedProxy {
           stream,
           encodeStreamHeader({ proxy: this.spec.name, peer_addr: peer, conn_id: connId }),
         );
+        this.connectFailures.streamOpened(connId);
       } catch (error) {
         if (stream) closeQuietly(stream);
         this.stats.failedConnections++;
