@@ -61,6 +61,10 @@ auth_key = "${authKey}"
 # Seconds the server remembers a client's ports after it disconnects, to give them back on reconnect.
 # sticky_ports_ttl_secs = 600             # default
 
+# Outside connections in a row that the client could not carry to its local service (refused, timed
+# out) before the server marks the proxy unhealthy; the next one that gets through makes it healthy.
+# unhealthy_after_failures = 3            # default
+
 # How the server retries a published port it could not bind (port in use, …): the delay doubles from
 # initial_delay_secs up to max_delay_secs, for max_retries retries (0 = no retry). The client is told
 # about every retry and about the final failure.

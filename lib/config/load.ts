@@ -119,6 +119,7 @@ function toServerConfig(file: ServerFile): ServerConfig {
       maxDelaySecs: s.bind_retry.max_delay_secs,
     },
     stickyPortsTtlSecs: s.sticky_ports_ttl_secs,
+    unhealthyAfterFailures: s.unhealthy_after_failures,
     ...(s.notify !== undefined
       ? {
         notify: {

@@ -55,6 +55,7 @@ Deno.test("a minimal server config gets every documented default", () => {
     statsAddr: "127.0.0.1",
     bindRetry: { maxRetries: 10, initialDelaySecs: 2, maxDelaySecs: 60 },
     stickyPortsTtlSecs: 600,
+    unhealthyAfterFailures: 3,
   });
 });
 
@@ -108,6 +109,7 @@ Deno.test("every key of a full server config reaches the camelCase object", asyn
     statsToken: "stats-token-0123456789",
     bindRetry: { maxRetries: 0, initialDelaySecs: 0.5, maxDelaySecs: 10 },
     stickyPortsTtlSecs: 0,
+    unhealthyAfterFailures: 5,
   });
 });
 

@@ -27,6 +27,7 @@ export const DEFAULTS = {
     keepalive_timeout_secs: 30,
     stats_addr: "127.0.0.1",
     sticky_ports_ttl_secs: 600,
+    unhealthy_after_failures: 3,
     bind_retry: { max_retries: 10, initial_delay_secs: 2, max_delay_secs: 60 },
   },
   client: {
@@ -198,6 +199,7 @@ export const serverTableSchema = z.strictObject({
   stats_port: bindablePort.optional(),
   stats_token: secret.optional(),
   sticky_ports_ttl_secs: z.number().min(0).max(604_800).default(DEFAULTS.server.sticky_ports_ttl_secs),
+  unhealthy_after_failures: z.int().min(1).max(1_000_000).default(DEFAULTS.server.unhealthy_after_failures),
   bind_retry: bindRetrySchema.prefault({}),
   notify: notifySchema.optional(),
   clients: z.array(serverClientSchema).default([]),

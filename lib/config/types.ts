@@ -82,6 +82,11 @@ export interface ServerConfig {
   bindRetry: BindRetryConfig;
   /** How long the server remembers a client's last bound ports to offer them again (default 600). */
   stickyPortsTtlSecs: number;
+  /**
+   * Consecutive outside connections the client could not carry to its local service (reported with
+   * `proxy_connect_result`) before the server marks the proxy unhealthy (default 3).
+   */
+  unhealthyAfterFailures: number;
   /** `[server.notify]`: events POSTed to a webhook. */
   notify?: NotifyConfig;
 }

@@ -274,7 +274,13 @@ export function startStatsServer(options: StatsServerOptions): StatsServer {
   };
 
   const handle = async (request: Request): Promise<Response> => {
-    const url = new URL(request.url);
+    let url: URL;
+    try {
+      // The URL is built from the Host header, which a peer can make unparsable (`evil.com:80:1`).
+      url = new URL(request.url);
+    } catch {
+      return json({ error: "The Host header is not a valid host[:port]" }, 400);
+    }
     const path = url.pathname;
     const isHead = request.method === "HEAD";
     if (token === undefined && !isTrustedHostHeader(request.headers.get("host"))) {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { EventLog } from "./event_log.ts";
 import {
   InsecureStatsEndpointError,
@@ -207,6 +208,52 @@ Deno.test("without a token, requests under a foreign DNS name are refused (DNS r
     assert.match(await ask(`127.0.0.1:${stats.addr.port}`), / 200 /);
     assert.match(await ask(`[::1]:${stats.addr.port}`), / 200 /);
   });
+});
+
+Deno.test("an unparsable Host header is answered 400, without an error in the log", async () => {
+  const records: LogRecord[] = [];
+  await configure({
+    sinks: { memory: (record) => records.push(record) },
+    loggers: [
+      { category: ["tls-tunnel"], sinks: ["memory"], lowestLevel: "debug" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+    reset: true,
+  });
+  try {
+    for (const token of [undefined, TOKEN]) {
+      await withEndpoint(token === undefined ? {} : { token }, async (stats) => {
+        for (const host of ["evil.com:80:1", "a b", "[::1"]) {
+          const conn = await Deno.connect({ hostname: "127.0.0.1", port: stats.addr.port });
+          try {
+            await conn.write(
+              new TextEncoder().encode(
+                `GET /api/stats HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+              ),
+            );
+            let text = "";
+            const buffer = new Uint8Array(65536);
+            while (true) {
+              const count = await conn.read(buffer);
+              if (count === null) break;
+              text += new TextDecoder().decode(buffer.subarray(0, count));
+            }
+            assert.match(text.split("\r\n")[0] ?? "", / 400 /, `Host: ${host}`);
+          } finally {
+            conn.close();
+          }
+        }
+        // The endpoint still answers well-formed requests.
+        const healthy = await fetch(new URL("/healthz", stats.url));
+        assert.equal(healthy.status, 200);
+        await healthy.body?.cancel();
+      });
+    }
+  } finally {
+    await reset();
+  }
+  const loud = records.filter((record) => record.level === "error" || record.level === "warning");
+  assert.deepEqual(loud.map((record) => record.message.join("")), [], "nothing logged at WARN or ERROR");
 });
 
 Deno.test("unknown paths get 404 with the list of endpoints; other methods 405", async () => {

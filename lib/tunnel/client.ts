@@ -12,13 +12,16 @@ import { Session } from "../mux/mod.ts";
 import { RpcError, RpcPeer } from "../rpc/mod.ts";
 import {
   type AuthenticateParams,
-  type AuthenticateResult,
+  AuthenticateResult,
   ControlErrorCode,
   HeartbeatParams,
+  MAX_CONNECT_ERROR_CHARS,
   Method,
   type ProxyRegistration,
   type ProxySpec,
-  type RegisterProxiesResult,
+  ProxyStatusParams,
+  PushExceptionParams,
+  RegisterProxiesResult,
 } from "../rpc/control.ts";
 import { readStreamHeader } from "../rpc/stream_header.ts";
 import { type DialedConn, dialTunnelTls } from "../transport/tls.ts";
@@ -48,6 +51,30 @@ export class FatalClientError extends Error {
   constructor(message: string, readonly code: number, options?: ErrorOptions) {
     super(message, options);
   }
+}
+
+/**
+ * The server answered in a shape this client does not know: not a tls-tunnel server, or one speaking
+ * another version of the protocol. Fatal: retrying the same server cannot help.
+ */
+export class MalformedServerAnswerError extends FatalClientError {
+  override name = "MalformedServerAnswerError";
+  constructor(what: string, issue: string, server: string) {
+    super(
+      `The server at ${server} answered ${what} in an unexpected shape (${issue}); ` +
+        `check that server_addr/server_port name a tls-tunnel server of a compatible version`,
+      0,
+    );
+  }
+}
+
+/** The first problem zod found, as "path: message". */
+function firstIssue(error: { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> }) {
+  const issue = error.issues[0];
+  if (!issue) return "malformed";
+  const path = issue.path.map(String).join(".");
+  const message = /received undefined$/.test(issue.message) ? "missing" : issue.message;
+  return path ? `${path}: ${message}` : message;
 }
 
 /** Where the client is in its life cycle, for stats and logs. */
@@ -156,6 +183,10 @@ export class TunnelClient {
   readonly #config: ClientConfig;
   readonly #options: TunnelClientOptions;
   #session: Session | null = null;
+  /** The current session's control channel, for reports about data streams. */
+  #rpc: RpcPeer | null = null;
+  /** Per proxy: data streams in a row that could not reach the local service in this session. */
+  readonly #failuresInARow = new Map<string, number>();
   /** Each proxy's local backends by proxy name; one backend for a plain local_addr/local_port proxy. */
   readonly #pools = new Map<string, BackendPool>();
 
@@ -263,17 +294,23 @@ export class TunnelClient {
         const parsed = HeartbeatParams.safeParse(raw);
         return { time_ms: parsed.success ? parsed.data.time_ms : Date.now() };
       });
-      rpc.onNotification(Method.pushException, (params: unknown) => this.#onPushException(params));
-      rpc.onNotification(Method.proxyStatus, (params: unknown) => this.#onProxyStatus(params));
+      this.#rpc = rpc;
+      this.#failuresInARow.clear();
+      rpc.onNotification(
+        Method.pushException,
+        PushExceptionParams,
+        (params) => this.#onPushException(params),
+      );
+      rpc.onNotification(Method.proxyStatus, ProxyStatusParams, (params) => this.#onProxyStatus(params));
       const authParams: AuthenticateParams = {
         auth_key: this.#config.authKey,
         protocol_version: PROTOCOL_VERSION,
         client_id: clientId,
         client_version: VERSION,
       };
-      let auth: AuthenticateResult;
+      let answer: unknown;
       try {
-        auth = await rpc.request<AuthenticateResult>(Method.authenticate, authParams, {
+        answer = await rpc.request<unknown>(Method.authenticate, authParams, {
           timeoutMs: CONTROL_REQUEST_TIMEOUT_MS,
         });
       } catch (error) {
@@ -286,6 +323,11 @@ export class TunnelClient {
         }
         throw error;
       }
+      const checked = AuthenticateResult.safeParse(answer);
+      if (!checked.success) {
+        throw new MalformedServerAnswerError("authenticate", firstIssue(checked.error), server);
+      }
+      const auth = checked.data;
       this.server = auth;
       logger.info("Authenticated with {server} as {name} (server {version}, session {sessionId})", {
         server,
@@ -301,7 +343,7 @@ export class TunnelClient {
           carried.finally(() => streams.delete(carried));
         }
       })();
-      const registered = await rpc.request<RegisterProxiesResult>(
+      const registeredAnswer = await rpc.request<unknown>(
         Method.registerProxies,
         {
           proxies: this.#config.proxies.map(toProxySpec),
@@ -309,7 +351,11 @@ export class TunnelClient {
         },
         { timeoutMs: CONTROL_REQUEST_TIMEOUT_MS },
       );
-      this.#applyRegistrations(registered.proxies);
+      const registered = RegisterProxiesResult.safeParse(registeredAnswer);
+      if (!registered.success) {
+        throw new MalformedServerAnswerError("register_proxies", firstIssue(registered.error), server);
+      }
+      this.#applyRegistrations(registered.data.proxies);
       this.#startHealthChecks(rpc, healthChecks.signal);
       this.state = "connected";
       this.sessionsEstablished++;
@@ -336,6 +382,7 @@ export class TunnelClient {
       await acceptLoop?.catch(() => {});
       await Promise.all([...streams]);
       this.#session = null;
+      this.#rpc = null;
       for (const proxy of this.proxies.values()) proxy.stats.setStatus("pending");
     }
   }
@@ -378,21 +425,11 @@ export class TunnelClient {
   }
 
   /** The server says a proxy's status changed (bind retry, recovery, failure, new port). */
-  #onProxyStatus(params: unknown): void {
-    if (typeof params !== "object" || params === null) return;
-    const { proxy_name, status, publish_addr, publish_port, error_message, retry_after_seconds } =
-      params as Record<
-        string,
-        unknown
-      >;
-    const proxy = typeof proxy_name === "string" ? this.proxies.get(proxy_name) : undefined;
+  #onProxyStatus(params: ProxyStatusParams): void {
+    const { status: next, publish_addr: addr, publish_port: port, retry_after_seconds } = params;
+    const proxy = this.proxies.get(params.proxy_name);
     if (!proxy) return;
-    const known = ["healthy", "unhealthy", "bind_failed", "pending", "closed"] as const;
-    const next = known.find((candidate) => candidate === status);
-    if (!next) return;
-    const port = typeof publish_port === "number" ? publish_port : proxy.registration?.publish_port ?? 0;
-    const addr = typeof publish_addr === "string" ? publish_addr : proxy.config.publishAddr;
-    const error = typeof error_message === "string" ? error_message : null;
+    const error = params.error_message;
     if (next === "healthy") {
       proxy.registration = {
         name: proxy.config.name,
@@ -402,9 +439,7 @@ export class TunnelClient {
       };
     }
     const changed = proxy.stats.setStatus(next, error);
-    const retry = typeof retry_after_seconds === "number"
-      ? ` (next attempt in ${retry_after_seconds} s)`
-      : "";
+    const retry = retry_after_seconds !== null ? ` (next attempt in ${retry_after_seconds} s)` : "";
     logger.info("Proxy {proxy} is {status} on {publish}{retry}{error}", {
       proxy: proxy.config.name,
       status: next,
@@ -445,17 +480,10 @@ export class TunnelClient {
     }
   }
 
-  #onPushException(params: unknown): void {
-    if (typeof params !== "object" || params === null) return;
-    const { level, message, code, data } = params as Record<string, unknown>;
-    const text = typeof message === "string" ? message : "(no message)";
-    const properties = { code: typeof code === "string" ? code : "", data: data ?? null, message: text };
-    this.events.add({
-      level: level === "error" || level === "warning" ? level : "info",
-      code: properties.code || "SERVER_NOTICE",
-      message: text,
-      ...(typeof data === "object" && data !== null ? { data: data as Record<string, unknown> } : {}),
-    });
+  #onPushException(params: PushExceptionParams): void {
+    const { level, message, code, data } = params;
+    const properties = { code, data: data ?? null, message };
+    this.events.add({ level, code, message, ...(data ? { data } : {}) });
     if (level === "error") logger.error("Server error {code}: {message} {data}", properties);
     else if (level === "warning") logger.warn("Server warning {code}: {message} {data}", properties);
     else logger.info("Server notice {code}: {message} {data}", properties);
@@ -506,9 +534,11 @@ export class TunnelClient {
           peer: header.peer_addr,
           error: stats.lastError,
         });
+        this.#reportConnect(config.name, header.conn_id, stats.lastError);
         stream.reset();
         return;
       }
+      this.#reportConnect(config.name, header.conn_id, null);
       logger.debug("Proxy {proxy}: {peer} connected to {backend} (conn {connId})", {
         proxy: config.name,
         peer: header.peer_addr,
@@ -522,6 +552,25 @@ export class TunnelClient {
       stats.activeConnections--;
       closeQuietly(stream);
     }
+  }
+
+  /**
+   * Tells the server whether stream `connId` of `proxyName` reached the local service: every failure,
+   * and the first success after failures (the server marks the proxy unhealthy after several in a row
+   * and healthy again at the next success). The report goes before the stream's reset.
+   */
+  #reportConnect(proxyName: string, connId: number, error: string | null): void {
+    const inARow = this.#failuresInARow.get(proxyName) ?? 0;
+    if (error === null && inARow === 0) return;
+    const consecutive = error === null ? 0 : inARow + 1;
+    this.#failuresInARow.set(proxyName, consecutive);
+    this.#rpc?.notify(Method.proxyConnectResult, {
+      proxy_name: proxyName,
+      conn_id: connId,
+      ok: error === null,
+      error: error === null ? null : error.slice(0, MAX_CONNECT_ERROR_CHARS),
+      consecutive_failures: consecutive,
+    }).catch(() => {});
   }
 
   /** The client's state for the stats endpoint. */

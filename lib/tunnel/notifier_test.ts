@@ -16,7 +16,9 @@ Deno.test("notifier merges identical notifications within the window into one wi
   const { sent, send } = recorder();
   const notifier = new Notifier(send, { mergeWindowMs: 50 });
   for (let i = 0; i < 20; i++) {
-    notifier.push("push_exception", { code: "PROXY_BIND_RETRY", data: { retry_count: i } }, "retry:web");
+    notifier.push("push_exception", { code: "PROXY_BIND_RETRY", data: { retry_count: i } }, {
+      mergeKey: "retry:web",
+    });
   }
   await new Promise((resolve) => setTimeout(resolve, 10));
   assert.equal(sent.length, 1);
@@ -50,10 +52,71 @@ Deno.test("notifier never blocks the caller and drops beyond its bound", async (
 Deno.test("notifier keeps unrelated notifications apart", async () => {
   const { sent, send } = recorder();
   const notifier = new Notifier(send, { mergeWindowMs: 1000 });
-  notifier.push("push_exception", { code: "A" }, "a");
-  notifier.push("push_exception", { code: "B" }, "b");
+  notifier.push("push_exception", { code: "A" }, { mergeKey: "a" });
+  notifier.push("push_exception", { code: "B" }, { mergeKey: "b" });
   notifier.push("proxy_status", { code: "C" });
   await new Promise((resolve) => setTimeout(resolve, 10));
   assert.deepEqual(sent.map((entry) => entry.params.code), ["A", "B", "C"]);
+  notifier.close();
+});
+
+Deno.test("notifier sends what is held for a proxy before its new state, so the last one received is current", async () => {
+  const { sent, send } = recorder();
+  const notifier = new Notifier(send, { mergeWindowMs: 5000 });
+  const retry = (n: number) =>
+    notifier.push("push_exception", { code: "RETRY", data: { retry_count: n } }, {
+      mergeKey: "RETRY:web",
+      scope: "web",
+      state: "retrying",
+    });
+  const status = (value: string) =>
+    notifier.push("proxy_status", { status: value }, {
+      mergeKey: "status:web",
+      scope: "web",
+      state: value,
+      count: false,
+    });
+  retry(1);
+  status("unhealthy");
+  retry(2);
+  status("unhealthy");
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(sent.length, 2, "the repeats are held");
+  notifier.push("push_exception", { code: "RECOVERED", data: {} }, {
+    mergeKey: "RECOVERED:web",
+    scope: "web",
+    state: "listening",
+  });
+  status("healthy");
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(
+    sent.map((entry) => `${entry.params.code ?? entry.params.status}`),
+    ["RETRY", "unhealthy", "RETRY", "unhealthy", "RECOVERED", "healthy"],
+  );
+  assert.equal((sent[2]?.params.data as Record<string, unknown>).repeat_count, 1);
+  assert.equal(sent[3]?.params.repeat_count, undefined, "a coalesced proxy_status has no count");
+  assert.equal(sent[3]?.params.data, undefined);
+  notifier.close();
+});
+
+Deno.test("notifier never delays a proxy's change of state behind its merge window", async () => {
+  const { sent, send } = recorder();
+  const notifier = new Notifier(send, { mergeWindowMs: 5000 });
+  for (const value of ["healthy", "unhealthy", "healthy", "unhealthy", "healthy"]) {
+    notifier.push("proxy_status", { status: value }, {
+      mergeKey: "status:web",
+      scope: "web",
+      state: value,
+      count: false,
+    });
+  }
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.deepEqual(sent.map((entry) => entry.params.status), [
+    "healthy",
+    "unhealthy",
+    "healthy",
+    "unhealthy",
+    "healthy",
+  ]);
   notifier.close();
 });

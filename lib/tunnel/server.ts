@@ -30,6 +30,7 @@ import { ConnectedClient } from "./connected_client.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
 import { formatAddr } from "./published_proxy.ts";
+import { onProxyConnectResult } from "./connect_failures.ts";
 import { WebhookNotifier } from "./webhook.ts";
 
 const logger = getLogger(["tls-tunnel", "server"]);
@@ -329,6 +330,12 @@ export class TunnelServer {
       ProxyHealthParams,
       (params) => this.#onProxyHealth(client, params),
     );
+    // Validated by the handler itself: a flood of malformed reports is counted, not logged each time.
+    rpc.onNotification(Method.proxyConnectResult, (raw: unknown) =>
+      onProxyConnectResult(client, raw, {
+        unhealthyAfterFailures: this.#config.unhealthyAfterFailures,
+        events: this.events,
+      }));
   }
 
   async #runClient(client: ConnectedClient): Promise<void> {
