@@ -5,9 +5,19 @@
  */
 
 import { sleep } from "../_async.ts";
+import { isIpAddress } from "../config/address.ts";
+import { quoteForMessage } from "../text.ts";
 
-/** Why a bind failed; decides whether retrying can help. */
-export type BindFailureKind = "address_in_use" | "permission_denied" | "address_not_available" | "other";
+/**
+ * Why a bind failed; decides whether retrying can help. `invalid_address`: not an IP literal, refused
+ * before any system call.
+ */
+export type BindFailureKind =
+  | "address_in_use"
+  | "permission_denied"
+  | "address_not_available"
+  | "invalid_address"
+  | "other";
 
 /** A TCP listener could not be bound. `kind` classifies the cause; the message says what to do. */
 export class BindError extends Error {
@@ -40,7 +50,9 @@ export function classifyBindError(
 ): BindError {
   const where = `${hostname}:${port}`;
   const detail = error instanceof Error ? error.message : String(error);
-  if (error instanceof Deno.errors.AddrInUse) {
+  // `node:net` errors carry an errno code instead of a Deno error class.
+  const code = (error as { code?: unknown } | null)?.code;
+  if (error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {
     return new BindError(
       "address_in_use",
       hostname,
@@ -49,7 +61,9 @@ export function classifyBindError(
       { cause: error },
     );
   }
-  if (error instanceof Deno.errors.PermissionDenied || /permission denied|EACCES/i.test(detail)) {
+  if (
+    error instanceof Deno.errors.PermissionDenied || code === "EACCES" || /permission denied/i.test(detail)
+  ) {
     return new BindError(
       "permission_denied",
       hostname,
@@ -60,7 +74,8 @@ export function classifyBindError(
     );
   }
   if (
-    error instanceof Deno.errors.AddrNotAvailable || /not available|EADDRNOTAVAIL|Cannot assign/i.test(detail)
+    error instanceof Deno.errors.AddrNotAvailable || code === "EADDRNOTAVAIL" ||
+    /not available|Cannot assign/i.test(detail)
   ) {
     return new BindError(
       "address_not_available",
@@ -74,8 +89,29 @@ export function classifyBindError(
   return new BindError("other", hostname, port, `Failed to bind ${where}: ${detail}`, { cause: error });
 }
 
-/** Binds a TCP listener, throwing a classified {@linkcode BindError} on failure. */
+/**
+ * Throws an `invalid_address` {@linkcode BindError} unless `hostname` is an IP literal (`0.0.0.0`,
+ * `127.0.0.1`, `::1`…). `Deno.listen` and `Deno.serve` look a host name up synchronously, on the event
+ * loop's thread: with a resolver that does not answer, one bind froze the whole process for 10 s
+ * (measured, Deno 2.9.6). So nothing binds a name, whoever asks.
+ */
+export function requireIpLiteral(hostname: string, port: number): void {
+  if (isIpAddress(hostname)) return;
+  throw new BindError(
+    "invalid_address",
+    hostname,
+    port,
+    `Cannot bind ${quoteForMessage(hostname)}: it is not an IP address, and binding a host name would ` +
+      `block on a name lookup; use an IP address such as 0.0.0.0 or 127.0.0.1`,
+  );
+}
+
+/**
+ * Binds a TCP listener, throwing a classified {@linkcode BindError} on failure. `hostname` must be an IP
+ * literal ({@linkcode requireIpLiteral}): the last guard against a blocking name lookup.
+ */
 export function listenTcp(hostname: string, port: number, key?: string): Deno.TcpListener {
+  requireIpLiteral(hostname, port);
   try {
     return Deno.listen({ hostname, port, transport: "tcp" });
   } catch (error) {

@@ -1,0 +1,93 @@
+/**
+ * Text that crosses a trust boundary: the character set of names (proxies, clients), the characters
+ * never accepted from a peer, and the escaping of whatever reaches a terminal or a log line anyway.
+ *
+ * A peer's string can carry terminal escape sequences (`ESC ] 0 ;` sets the window title), line breaks
+ * that forge log lines, bidi controls that make `evil` read as `live`, and lone surrogates that break
+ * UTF-8 encoders. The protocol refuses them ({@linkcode unsafeCharacter}); displays escape them
+ * ({@linkcode escapeForTerminal}) because text also comes from places the protocol does not check
+ * (operating-system errors, a stats endpoint `top` is pointed at).
+ *
+ * @module
+ */
+
+/**
+ * A proxy or client name: 1-64 ASCII letters, digits, `.`, `_` or `-`, starting with a letter or digit.
+ * The same rule applies in config files and on the wire.
+ */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Longest name {@linkcode NAME_PATTERN} accepts. */
+export const NAME_MAX_LENGTH = 64;
+
+/** What to do about a name {@linkcode NAME_PATTERN} refuses, for people. */
+export const NAME_HINT = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit";
+
+/**
+ * Code points never accepted from a peer and always escaped on display: C0 controls, DEL, C1
+ * controls, the bidi marks, embeddings, overrides and isolates (U+061C, U+200E, U+200F,
+ * U+202A–U+202E, U+2066–U+2069), the line and paragraph separators U+2028/U+2029, and lone surrogates
+ * (with the `u` flag a paired surrogate is one code point, so only unpaired halves match).
+ */
+const UNSAFE_CLASS = "[\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028\\u2029\\u202a-\\u202e" +
+  "\\u2066-\\u2069\\u{d800}-\\u{dfff}]";
+const UNSAFE = new RegExp(UNSAFE_CLASS, "u");
+const UNSAFE_GLOBAL = new RegExp(UNSAFE_CLASS, "gu");
+
+/** An unsafe character found in a string. */
+export interface UnsafeCharacter {
+  /** `U+001B` etc. */
+  codePoint: string;
+  /** What kind of character it is, for people: "a control character", "a bidi control"… */
+  kind: string;
+  /** Position in the string, counted in UTF-16 code units from 0. */
+  index: number;
+}
+
+function kindOf(code: number): string {
+  if (code <= 0x1f || code === 0x7f || (code >= 0x80 && code <= 0x9f)) return "a control character";
+  if (code >= 0xd800 && code <= 0xdfff) return "a lone surrogate";
+  if (code === 0x2028 || code === 0x2029) return "a line separator";
+  return "a bidi control";
+}
+
+/** The first character of `text` a peer may not send, or null when there is none. */
+export function unsafeCharacter(text: string): UnsafeCharacter | null {
+  const match = UNSAFE.exec(text);
+  if (match === null) return null;
+  const code = match[0].codePointAt(0) ?? 0;
+  return {
+    codePoint: `U+${code.toString(16).toUpperCase().padStart(4, "0")}`,
+    kind: kindOf(code),
+    index: match.index,
+  };
+}
+
+/** Describes an {@linkcode UnsafeCharacter} for an error message: "contains U+202E (a bidi control) at 3". */
+export function describeUnsafe(found: UnsafeCharacter): string {
+  return `contains ${found.codePoint} (${found.kind}) at position ${found.index}`;
+}
+
+/**
+ * `text` with every unsafe character written as an escape (`\n`, `\r`, `\t`, otherwise `\uXXXX`), so
+ * that it stays on its line, cannot drive the terminal and reads in its stored order. Idempotent:
+ * backslashes are left alone, so escaping twice changes nothing.
+ */
+export function escapeForTerminal(text: string): string {
+  if (!UNSAFE.test(text)) return text;
+  return text.replace(UNSAFE_GLOBAL, (char) => {
+    if (char === "\n") return "\\n";
+    if (char === "\r") return "\\r";
+    if (char === "\t") return "\\t";
+    return `\\u${(char.codePointAt(0) ?? 0).toString(16).padStart(4, "0")}`;
+  });
+}
+
+/**
+ * A peer's string quoted for an error message: escaped, cut to `maxChars`, in double quotes. Used when
+ * a refusal names the value it refuses.
+ */
+export function quoteForMessage(text: string, maxChars = 80): string {
+  const cut = text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
+  return `"${escapeForTerminal(cut)}"`;
+}
