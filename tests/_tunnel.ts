@@ -67,7 +67,7 @@ export async function startServer(extra = "") {
     keyPem: certs.serverKeyPem,
     signal: stop.signal,
   });
-  const addr = server.listen();
+  const addr = await server.listen();
   const serving = server.serve();
   return {
     server,

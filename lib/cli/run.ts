@@ -11,6 +11,7 @@ import type { ServerConfig } from "../config/types.ts";
 import { ConfigError, loadClientConfig, loadServerConfig } from "../config/mod.ts";
 import { fingerprintSha256 } from "../transport/fingerprint.ts";
 import { BindError } from "../transport/tcp.ts";
+import { escapeForTerminal } from "../text.ts";
 import { TunnelServer } from "../tunnel/server.ts";
 import { type ClientProxyState, FatalClientError, TunnelClient } from "../tunnel/client.ts";
 import { InsecureStatsEndpointError, startStatsServer, type StatsServer } from "../stats/http.ts";
@@ -119,7 +120,7 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
   );
   if (stats === false) return 1;
   try {
-    server.listen();
+    await server.listen();
   } catch (error) {
     await stats?.shutdown();
     if (error instanceof BindError) {
@@ -194,7 +195,8 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
     await client.run();
   } catch (error) {
     if (error instanceof FatalClientError) {
-      console.error(`tls-tunnel: ${error.message}`);
+      // The message may quote the server's words: escaped, like every log line.
+      console.error(`tls-tunnel: ${escapeForTerminal(error.message)}`);
       return 1;
     }
     throw error;

@@ -44,8 +44,13 @@ auth_key = "${authKey}"
 # Most proxies one client may register.
 # max_proxies_per_client = 64             # default
 
-# Seconds a new connection has to authenticate before it is closed.
+# Seconds a new connection has, from TCP accept, to finish TLS and authenticate before it is closed.
 # handshake_timeout_secs = 10             # default
+
+# Connections not yet authenticated, at most in all and from one address; beyond them a new connection
+# is closed at once (counted in tls_tunnel_connections_refused_total{reason}).
+# max_pending_connections = 1024          # default
+# max_pending_per_ip = 32                 # default
 
 # Keepalive: a ping every interval; a session whose ping is not answered within the timeout is dead and
 # its published ports are released. The timeout must be greater than the interval.
@@ -117,7 +122,8 @@ skip_verify = false                       # default false
 # Env: TLS_TUNNEL_AUTH_KEY.
 auth_key = "${authKey}"
 
-# Stable id of this client across reconnects (default: derived from the host and this config).
+# Stable id of this client across reconnects (default: derived from the host and this config). Each running
+# copy of a client needs its own: a second copy with the id of a connected one is refused and exits.
 # client_id = "office-laptop"
 
 # Attempts to reach a local service for each outside connection, and the pause between them.

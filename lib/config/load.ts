@@ -108,6 +108,8 @@ function toServerConfig(file: ServerFile): ServerConfig {
     allowPorts: s.allow_ports,
     maxProxiesPerClient: s.max_proxies_per_client,
     handshakeTimeoutSecs: s.handshake_timeout_secs,
+    maxPendingConnections: s.max_pending_connections,
+    maxPendingPerIp: s.max_pending_per_ip,
     keepaliveIntervalSecs: s.keepalive_interval_secs,
     keepaliveTimeoutSecs: s.keepalive_timeout_secs,
     statsAddr: s.stats_addr,

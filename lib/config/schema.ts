@@ -12,7 +12,8 @@
  */
 
 import { z } from "zod";
-import { isHost } from "./address.ts";
+import { isHost, isIpAddress } from "./address.ts";
+import { NAME_HINT, NAME_PATTERN, unsafeCharacter } from "../text.ts";
 import { parsePortRange, parsePortRanges } from "./port_range.ts";
 
 /** Default values, in TOML spelling, shared by the schemas, the templates and the docs. */
@@ -23,6 +24,8 @@ export const DEFAULTS = {
     allow_ports: "1024-65535",
     max_proxies_per_client: 64,
     handshake_timeout_secs: 10,
+    max_pending_connections: 1024,
+    max_pending_per_ip: 32,
     keepalive_interval_secs: 10,
     keepalive_timeout_secs: 30,
     stats_addr: "127.0.0.1",
@@ -53,14 +56,24 @@ export const DEFAULTS = {
 /** Minimum length of `auth_key` and `stats_token`. */
 export const MIN_SECRET_LENGTH = 16;
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const NAME_HINT = "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit";
-
-/** A host name or IP address. */
+/** A host name or IP address: addresses the roles dial (connecting resolves names without blocking). */
 const host = z.string().refine((value) => isHost(value), {
   message: "is not an IP address or host name",
   params: { hint: `write an address like "0.0.0.0", "127.0.0.1", "::1" or a name like "tunnel.example.com"` },
 });
+/**
+ * An address to bind (bind_addr, stats_addr, publish_addr): an IP address, or `localhost`, which is
+ * read as 127.0.0.1. Binding a host name looks it up synchronously and would freeze the process.
+ */
+const bindAddress = z.string()
+  .refine((value) => isIpAddress(value) || value.toLowerCase() === "localhost", {
+    message: "is not an IP address",
+    params: {
+      hint: `write an IP address such as "0.0.0.0", "127.0.0.1" or "::1", or "localhost" for 127.0.0.1; ` +
+        `a host name is never bound, since its lookup would block`,
+    },
+  })
+  .transform((value) => value.toLowerCase() === "localhost" ? "127.0.0.1" : value);
 /** A TCP port a peer connects to. */
 const port = z.int().min(1).max(65535);
 /** A TCP port to bind; 0 lets the system pick one. */
@@ -68,8 +81,11 @@ const bindablePort = z.int().min(0).max(65535);
 /** A duration in seconds: positive, at most a day. */
 const seconds = z.number().positive().max(86_400);
 const filePath = z.string().min(1);
-const secret = z.string().min(MIN_SECRET_LENGTH);
-const name = z.string().refine((value) => NAME.test(value), {
+const secret = z.string().min(MIN_SECRET_LENGTH).refine((value) => unsafeCharacter(value) === null, {
+  message: "contains a control character, bidi control or lone surrogate",
+  params: { hint: "use printable characters only (the server refuses these in authenticate)" },
+});
+const name = z.string().refine((value) => NAME_PATTERN.test(value), {
   message: "is not a valid name",
   params: { hint: NAME_HINT },
 });
@@ -185,7 +201,7 @@ export const serverClientSchema = z.strictObject({
 
 /** `[server]`. */
 export const serverTableSchema = z.strictObject({
-  bind_addr: host.default(DEFAULTS.server.bind_addr),
+  bind_addr: bindAddress.default(DEFAULTS.server.bind_addr),
   bind_port: bindablePort.default(DEFAULTS.server.bind_port),
   cert_path: filePath.optional(),
   key_path: filePath.optional(),
@@ -193,9 +209,11 @@ export const serverTableSchema = z.strictObject({
   allow_ports: portRanges.prefault(DEFAULTS.server.allow_ports),
   max_proxies_per_client: z.int().min(1).max(10_000).default(DEFAULTS.server.max_proxies_per_client),
   handshake_timeout_secs: seconds.default(DEFAULTS.server.handshake_timeout_secs),
+  max_pending_connections: z.int().min(1).max(1_000_000).default(DEFAULTS.server.max_pending_connections),
+  max_pending_per_ip: z.int().min(1).max(1_000_000).default(DEFAULTS.server.max_pending_per_ip),
   keepalive_interval_secs: seconds.default(DEFAULTS.server.keepalive_interval_secs),
   keepalive_timeout_secs: seconds.default(DEFAULTS.server.keepalive_timeout_secs),
-  stats_addr: host.default(DEFAULTS.server.stats_addr),
+  stats_addr: bindAddress.default(DEFAULTS.server.stats_addr),
   stats_port: bindablePort.optional(),
   stats_token: secret.optional(),
   sticky_ports_ttl_secs: z.number().min(0).max(604_800).default(DEFAULTS.server.sticky_ports_ttl_secs),
@@ -237,7 +255,7 @@ export const clientTableSchema = z.strictObject({
   local_retry_delay_ms: z.int().min(0).max(600_000).default(DEFAULTS.client.local_retry_delay_ms),
   keepalive_interval_secs: seconds.default(DEFAULTS.client.keepalive_interval_secs),
   keepalive_timeout_secs: seconds.default(DEFAULTS.client.keepalive_timeout_secs),
-  stats_addr: host.default(DEFAULTS.client.stats_addr),
+  stats_addr: bindAddress.default(DEFAULTS.client.stats_addr),
   stats_port: bindablePort.optional(),
   stats_token: secret.optional(),
   reconnect: reconnectSchema.prefault({}),
@@ -261,7 +279,7 @@ export const healthCheckSchema = z.strictObject({
 export const proxySchema = z.strictObject({
   name,
   proxy_type: z.literal("tcp").default(DEFAULTS.proxy.proxy_type),
-  publish_addr: host.default(DEFAULTS.proxy.publish_addr),
+  publish_addr: bindAddress.default(DEFAULTS.proxy.publish_addr),
   publish_port: bindablePort.optional(),
   publish_port_range: portRange.optional(),
   fallback_to_system_port: z.boolean().default(DEFAULTS.proxy.fallback_to_system_port),

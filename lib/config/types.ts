@@ -66,8 +66,12 @@ export interface ServerConfig {
   allowPorts: PortRange[];
   /** Most proxies one client may register (default 64). */
   maxProxiesPerClient: number;
-  /** Time a new connection has to authenticate before it is closed (default 10). */
+  /** Time from TCP accept to authenticated before a connection is closed (default 10). */
   handshakeTimeoutSecs: number;
+  /** Unauthenticated connections (TCP accepted, not yet authenticated) at most, in all (default 1024). */
+  maxPendingConnections: number;
+  /** Unauthenticated connections at most from one address (default 32). */
+  maxPendingPerIp: number;
   /** yamux ping interval on every session (default 10). */
   keepaliveIntervalSecs: number;
   /** A session whose ping is not answered within this is dead (default 30). */

@@ -79,6 +79,8 @@ export function serverSnapshot(): ServerSnapshot {
     ],
     sessions_total: 5,
     auth_failures_total: 2,
+    pending_connections: 1,
+    connections_refused: { pending_limit: 0, pending_per_ip_limit: 4 },
     stream_open_latency: latency.snapshot(),
     recent_events: [
       {

@@ -11,6 +11,8 @@
  * | `tls_tunnel_clients_connected` | gauge | |
  * | `tls_tunnel_sessions_total` | counter | |
  * | `tls_tunnel_auth_failures_total` | counter | |
+ * | `tls_tunnel_connections_pending` | gauge | |
+ * | `tls_tunnel_connections_refused_total` | counter | `reason` (`pending_limit`, `pending_per_ip_limit`) |
  * | `tls_tunnel_streams_active` | gauge | |
  * | `tls_tunnel_client_streams_active` | gauge | `client` |
  * | `tls_tunnel_client_rtt_seconds` | gauge | `client` |
@@ -214,6 +216,20 @@ function renderServer(out: Exposition, snapshot: ServerSnapshot): void {
     "Failed client authentications since start",
     snapshot.auth_failures_total,
   );
+  out.single(
+    "tls_tunnel_connections_pending",
+    "gauge",
+    "Connections to the tunnel port accepted and not yet authenticated",
+    snapshot.pending_connections,
+  );
+  out.family(
+    "tls_tunnel_connections_refused_total",
+    "counter",
+    "Connections to the tunnel port closed at once because a pending-connection limit was reached",
+  );
+  for (const [reason, count] of Object.entries(snapshot.connections_refused)) {
+    out.sample("tls_tunnel_connections_refused_total", { reason }, count);
+  }
   out.single(
     "tls_tunnel_streams_active",
     "gauge",

@@ -117,6 +117,10 @@ export interface ServerSnapshot {
   sessions_total: number;
   /** Authentication failures since start. */
   auth_failures_total: number;
+  /** Connections to the tunnel port not yet authenticated, now. */
+  pending_connections: number;
+  /** Connections closed at once since start because a pending limit was reached, by reason. */
+  connections_refused: Record<"pending_limit" | "pending_per_ip_limit", number>;
   /** Stream open latency. */
   stream_open_latency: HistogramSnapshot;
   /** Most recent events, newest last (bounded). */

@@ -1,5 +1,5 @@
 /**
- * TLS for the tunnel connection: the server's listener and the client's dialer.
+ * TLS for the tunnel connection: the client's dialer (the server's listener is in `tls_server.ts`).
  *
  * The client verifies the server against `caCertPem` (a CA or the server's self-signed certificate) or
  * the system roots. `skipVerify` has no equivalent in `Deno.connectTls`, so it goes through `node:tls`
@@ -8,37 +8,9 @@
  * @module
  */
 
-import type { TLSSocket } from "node:tls";
 import type { DuplexConn } from "./conn.ts";
-import { classifyBindError } from "./tcp.ts";
+import { NodeSocketConn } from "./node_socket_conn.ts";
 import { isIpAddress } from "../config/address.ts";
-
-/** Options of {@linkcode listenTunnelTls}. */
-export interface TlsListenOptions {
-  /** Address to bind. */
-  hostname: string;
-  /** Port to bind (0 = any free port). */
-  port: number;
-  /** PEM certificate chain (leaf first). */
-  certPem: string;
-  /** PEM private key of the leaf. */
-  keyPem: string;
-}
-
-/** Binds the server's TLS listener; a busy or forbidden port throws a classified `BindError`. */
-export function listenTunnelTls(options: TlsListenOptions): Deno.TlsListener {
-  try {
-    return Deno.listenTls({
-      hostname: options.hostname,
-      port: options.port,
-      cert: options.certPem,
-      key: options.keyPem,
-      transport: "tcp",
-    });
-  } catch (error) {
-    throw classifyBindError(error, options.hostname, options.port, "bind_port");
-  }
-}
 
 /** Options of {@linkcode dialTunnelTls}. */
 export interface TlsDialOptions {
@@ -165,84 +137,11 @@ async function dialNodeTls(options: TlsDialOptions, signal: AbortSignal): Promis
     socket.once("secureConnect", () => {
       signal.removeEventListener("abort", onAbort);
       socket.setNoDelay(true);
-      resolve(new NodeSocketConn(socket, where));
+      resolve(Object.assign(new NodeSocketConn(socket), { remote: where }));
     });
     socket.once("error", (error: Error) => {
       signal.removeEventListener("abort", onAbort);
       reject(describeDialError(error, where, false, options.timeoutMs));
     });
   });
-}
-
-/** Adapts a `node:tls` socket to {@linkcode DuplexConn}, pausing it while unread data piles up. */
-class NodeSocketConn implements DialedConn {
-  static readonly highWaterBytes = 1024 * 1024;
-  #chunks: Uint8Array[] = [];
-  #buffered = 0;
-  #ended = false;
-  #error: Error | null = null;
-  #wake: (() => void) | null = null;
-
-  constructor(readonly socket: TLSSocket, readonly remote: string) {
-    socket.on("data", (chunk: Uint8Array) => {
-      this.#chunks.push(chunk);
-      this.#buffered += chunk.length;
-      if (this.#buffered >= NodeSocketConn.highWaterBytes) socket.pause();
-      this.#notify();
-    });
-    socket.on("end", () => {
-      this.#ended = true;
-      this.#notify();
-    });
-    socket.on("close", () => {
-      this.#ended = true;
-      this.#notify();
-    });
-    socket.on("error", (error: Error) => {
-      this.#error = error;
-      this.#notify();
-    });
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
-  }
-
-  async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.#chunks.length === 0) {
-      if (this.#error) throw this.#error;
-      if (this.#ended) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-    let copied = 0;
-    while (copied < buffer.length && this.#chunks.length > 0) {
-      const head = this.#chunks[0] as Uint8Array;
-      const take = Math.min(head.length, buffer.length - copied);
-      buffer.set(head.subarray(0, take), copied);
-      copied += take;
-      if (take === head.length) this.#chunks.shift();
-      else this.#chunks[0] = head.subarray(take);
-    }
-    this.#buffered -= copied;
-    if (this.#buffered < NodeSocketConn.highWaterBytes && this.socket.isPaused()) this.socket.resume();
-    return copied;
-  }
-
-  write(data: Uint8Array): Promise<number> {
-    if (this.#error) return Promise.reject(this.#error);
-    const copy = data.slice();
-    return new Promise((resolve, reject) => {
-      this.socket.write(copy, (error?: Error | null) => (error ? reject(error) : resolve(copy.length)));
-    });
-  }
-
-  closeWrite(): Promise<void> {
-    return new Promise((resolve) => this.socket.end(() => resolve()));
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
 }

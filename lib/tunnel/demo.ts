@@ -50,7 +50,7 @@ export async function startDemo(options: { signal: AbortSignal }): Promise<Runni
     keyPem: certificates.serverKeyPem,
     signal: stop.signal,
   });
-  const serverAddr = server.listen();
+  const serverAddr = await server.listen();
   const serving = server.serve();
 
   const clientConfig = parseConfigText(

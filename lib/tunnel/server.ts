@@ -10,22 +10,21 @@ import type { ServerConfig } from "../config/types.ts";
 import { Session } from "../mux/mod.ts";
 import { RpcError, RpcPeer } from "../rpc/mod.ts";
 import {
-  AuthenticateParams,
   type AuthenticateResult,
   ControlErrorCode,
   HeartbeatParams,
   Method,
   ProxyHealthParams,
 } from "../rpc/control.ts";
-import { listenTunnelTls } from "../transport/tls.ts";
+import { type AcceptedTlsConn, listenTunnelTls, type TunnelTlsListener } from "../transport/tls_server.ts";
 import { closeQuietly } from "../transport/pipe.ts";
-import { acceptEach } from "../transport/accept.ts";
 import { PROTOCOL_VERSION, VERSION } from "../version.ts";
 import { withTimeout } from "../_async.ts";
 import { EventLog } from "../stats/event_log.ts";
 import { Histogram } from "../stats/histogram.ts";
 import type { ClientSnapshot, ServerSnapshot } from "../stats/snapshot.ts";
-import { FailureThrottle, findGrant } from "./auth.ts";
+import { Authenticator, sessionEndedError } from "./auth.ts";
+import { PendingConnections, unmapIpv4 } from "./admission.ts";
 import { ConnectedClient } from "./connected_client.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
@@ -35,10 +34,13 @@ import { WebhookNotifier } from "./webhook.ts";
 
 const logger = getLogger(["tls-tunnel", "server"]);
 
-/** Failed authentications from one address within a minute before it is refused for that minute. */
-const AUTH_FAILURES_PER_MINUTE = 10;
 /** How long a holder of a contested port has to answer a liveness ping before it loses the port. */
 const CONTESTED_PORT_PING_TIMEOUT_MS = 2000;
+/**
+ * How long a connected client has to answer a liveness ping when a new session with its client_id
+ * authenticates: answered, the newcomer is a second copy and is refused; not, the old one is replaced.
+ */
+const DUPLICATE_CLIENT_PING_TIMEOUT_MS = 1000;
 
 /** Options of {@linkcode TunnelServer}. */
 export interface TunnelServerOptions {
@@ -64,23 +66,28 @@ export class TunnelServer {
   readonly startedAtMs = Date.now();
   /** Sessions that authenticated since start. */
   sessionsTotal = 0;
-  /** Failed authentications since start. */
-  authFailuresTotal = 0;
   readonly #config: ServerConfig;
   readonly #options: TunnelServerOptions;
-  readonly #throttle = new FailureThrottle({ maxFailures: AUTH_FAILURES_PER_MINUTE, windowMs: 60_000 });
+  readonly #authenticator: Authenticator;
   readonly #handshakes = new Set<Promise<void>>();
   readonly #sticky: StickyPorts;
   readonly #registrar: ProxyRegistrar;
   readonly #webhook: WebhookNotifier | null = null;
-  #listener: Deno.TlsListener | null = null;
+  #listener: TunnelTlsListener | null = null;
+  /** Connections accepted and not yet authenticated, with their limits. */
+  readonly pendingConnections: PendingConnections;
   #nextSessionId = 1;
   #stopping = false;
 
   constructor(options: TunnelServerOptions) {
     this.#options = options;
     this.#config = options.config;
+    this.#authenticator = new Authenticator(options.config, this.events);
     this.#sticky = new StickyPorts(options.config.stickyPortsTtlSecs * 1000);
+    this.pendingConnections = new PendingConnections({
+      maxPending: options.config.maxPendingConnections,
+      maxPendingPerIp: options.config.maxPendingPerIp,
+    });
     if (options.config.notify) {
       this.#webhook = new WebhookNotifier(
         options.config.notify,
@@ -98,15 +105,25 @@ export class TunnelServer {
     });
   }
 
+  /** Failed authentications (wrong keys) since start. */
+  get authFailuresTotal(): number {
+    return this.#authenticator.failuresTotal;
+  }
+
+  /** auth_keys checked since start (each attempt the throttle let through). */
+  get authKeyChecksTotal(): number {
+    return this.#authenticator.keyChecksTotal;
+  }
+
   /** The bound tunnel address (after {@linkcode listen}). */
   get addr(): Deno.NetAddr {
     if (!this.#listener) throw new Error("TunnelServer.addr read before listen()");
     return this.#listener.addr;
   }
 
-  /** Binds the tunnel's TLS port; throws a classified `BindError` when it cannot. */
-  listen(): Deno.NetAddr {
-    this.#listener = listenTunnelTls({
+  /** Binds the tunnel's TLS port; rejects with a classified `BindError` when it cannot. */
+  async listen(): Promise<Deno.NetAddr> {
+    this.#listener = await listenTunnelTls({
       hostname: this.#config.bindAddr,
       port: this.#config.bindPort,
       certPem: this.#options.certPem,
@@ -118,23 +135,14 @@ export class TunnelServer {
 
   /** Accepts clients until the signal aborts; then disconnects every client and resolves. */
   async serve(): Promise<void> {
-    const listener = this.#listener ?? (this.listen(), this.#listener);
+    if (!this.#listener) await this.listen();
+    const listener = this.#listener;
     if (!listener) return;
     const onAbort = () => this.#stopListening();
     this.#options.signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#options.signal?.aborted) this.#stopListening();
     try {
-      await acceptEach(listener, (conn) => {
-        const handshake = this.#handleConnection(conn).catch((error) => {
-          logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
-        });
-        this.#handshakes.add(handshake);
-        handshake.finally(() => this.#handshakes.delete(handshake));
-      }, {
-        stopped: () => this.#stopping,
-        onError: (error) =>
-          logger.warn("Accepting a client connection failed: {error}", { error: String(error) }),
-      });
+      await listener.serve((conn) => this.#admit(conn));
     } finally {
       this.#options.signal?.removeEventListener("abort", onAbort);
       this.#stopListening();
@@ -151,14 +159,47 @@ export class TunnelServer {
     for (const client of this.clients.values()) client.close("server shutting down");
   }
 
-  async #handleConnection(conn: Deno.TlsConn): Promise<void> {
-    const remote = formatAddr(conn.remoteAddr);
-    const remoteHost = conn.remoteAddr.hostname;
+  /** Admits a just-accepted connection within the pending limits, or closes it at once. */
+  #admit(conn: AcceptedTlsConn): void {
+    if (this.#stopping) {
+      closeQuietly(conn);
+      return;
+    }
+    const remoteHost = unmapIpv4(conn.remoteAddr.hostname);
+    const release = this.pendingConnections.admit(remoteHost);
+    if (typeof release === "string") {
+      logger.debug("Refused a connection from {host}: {reason}", { host: remoteHost, reason: release });
+      closeQuietly(conn);
+      return;
+    }
+    const handshake = this.#handleConnection(conn, remoteHost, release)
+      .catch((error) => {
+        logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
+      })
+      .finally(() => {
+        release();
+        this.#handshakes.delete(handshake);
+      });
+    this.#handshakes.add(handshake);
+  }
+
+  async #handleConnection(
+    conn: AcceptedTlsConn,
+    remoteHost: string,
+    authenticatedNow: () => void,
+  ): Promise<void> {
+    const remote = formatAddr({ ...conn.remoteAddr, hostname: remoteHost });
     const deadlineMs = this.#config.handshakeTimeoutSecs * 1000;
     let authenticated = false;
+    let timedOut = false;
+    // From TCP accept to authenticated: covers a socket that never sends a byte, a stalled TLS handshake
+    // and a session that never authenticates, and really frees the socket (see tls_server.ts).
     const deadline = setTimeout(() => {
       if (!authenticated) {
-        logger.warn("Client {remote} did not authenticate within {secs} s; closing", {
+        timedOut = true;
+        // Debug, not info: a flood of idle connections must not become a flood of log lines (the
+        // refused and pending counters show it).
+        logger.debug("Connection from {remote} did not authenticate within {secs} s; closed", {
           remote,
           secs: this.#config.handshakeTimeoutSecs,
         });
@@ -169,7 +210,9 @@ export class TunnelServer {
       try {
         await conn.handshake();
       } catch (error) {
-        logger.info("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
+        if (!timedOut) {
+          logger.info("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
+        }
         closeQuietly(conn);
         return;
       }
@@ -194,6 +237,7 @@ export class TunnelServer {
       }
       authenticated = true;
       clearTimeout(deadline);
+      authenticatedNow();
       await this.#runClient(client);
     } catch (error) {
       logger.info("Session with {remote} ended during the handshake: {error}", {
@@ -206,7 +250,11 @@ export class TunnelServer {
     }
   }
 
-  /** Waits for `authenticate`; resolves to the client, or null when it failed (the error was sent). */
+  /**
+   * Waits for `authenticate`; resolves to the client, or null when the session ended or authenticate
+   * failed (the error was sent; the caller closes the session a moment later). One authenticate runs per
+   * session: another, concurrent or later, is refused without a key check.
+   */
   #authenticate(
     rpc: RpcPeer,
     session: Session,
@@ -215,106 +263,127 @@ export class TunnelServer {
   ): Promise<ConnectedClient | null> {
     return new Promise((resolve) => {
       let settled = false;
+      let called = false;
+      const ended = new AbortController();
       const settle = (client: ConnectedClient | null) => {
         if (settled) return;
         settled = true;
+        if (!client) ended.abort(new Error("the session ended before it authenticated"));
         resolve(client);
       };
       rpc.closed.then(() => settle(null));
       session.closed.then(() => settle(null));
-      const unregisterEarly = rpc.handle(Method.registerProxies, () => {
+      const unregisterEarly = rpc.handleOtherMethods(() => {
         throw new RpcError(ControlErrorCode.notAuthenticated, "Call authenticate first");
       });
       rpc.handle(Method.authenticate, async (raw: unknown) => {
-        if (settled) {
-          throw new RpcError(ControlErrorCode.alreadyAuthenticated, "This session is already authenticated");
-        }
-        const parsed = AuthenticateParams.safeParse(raw);
-        if (!parsed.success) {
+        if (called) {
           throw new RpcError(
-            -32602,
-            `Invalid authenticate params: ${parsed.error.issues[0]?.message ?? "?"}`,
+            ControlErrorCode.alreadyAuthenticated,
+            settled && !ended.signal.aborted
+              ? "This session is already authenticated"
+              : "authenticate was already called on this session; wait for its answer",
           );
         }
-        const params = parsed.data;
-        const retryAfterMs = this.#throttle.retryAfterMs(remoteHost);
-        if (retryAfterMs > 0) {
+        called = true;
+        try {
+          const client = await this.#admitClient(raw, session, rpc, remote, remoteHost, ended.signal);
+          unregisterEarly();
+          this.#installClientHandlers(client);
+          settle(client);
+          const result: AuthenticateResult = {
+            client_id: client.clientId,
+            client_name: client.name,
+            protocol_version: PROTOCOL_VERSION,
+            server_version: VERSION,
+            session_id: client.sessionId,
+          };
+          return result;
+        } catch (error) {
+          // Any authenticate error ends the session, once the error response has left.
           setTimeout(() => settle(null), 0);
-          throw new RpcError(
-            ControlErrorCode.tooManyAttempts,
-            `Too many failed authentications from ${remoteHost}; try again in ${
-              Math.ceil(retryAfterMs / 1000)
-            } s`,
-            { retry_after_secs: Math.ceil(retryAfterMs / 1000) },
-          );
+          throw error;
         }
-        if (params.protocol_version !== PROTOCOL_VERSION) {
-          setTimeout(() => settle(null), 0);
-          throw new RpcError(
-            ControlErrorCode.protocolVersionMismatch,
-            `Client speaks protocol ${params.protocol_version} but this server speaks ${PROTOCOL_VERSION}; ` +
-              `upgrade the older side`,
-            { server_protocol_version: PROTOCOL_VERSION },
-          );
-        }
-        const grant = await findGrant(this.#config, params.auth_key);
-        if (!grant) {
-          this.#throttle.recordFailure(remoteHost);
-          this.authFailuresTotal++;
-          this.events.add({
-            level: "warning",
-            code: "AUTH_FAILED",
-            message: `Client ${remote} (${params.client_id}) presented a wrong auth_key`,
-          });
-          logger.warn("Client {remote} ({clientId}) presented a wrong auth_key", {
-            remote,
-            clientId: params.client_id,
-          });
-          setTimeout(() => settle(null), 0);
-          throw new RpcError(
-            ControlErrorCode.authFailed,
-            "Authentication failed: the auth_key is not accepted by this server; check [client] auth_key",
-          );
-        }
-        this.#throttle.recordSuccess(remoteHost);
-        const name = grant.entryName ?? params.client_id;
-        const sessionId = `s${this.#nextSessionId++}`;
-        const client = new ConnectedClient(params.client_id, name, sessionId, remote, grant, session, rpc);
-        const previous = this.clients.get(params.client_id);
-        if (previous) {
-          logger.info("Client {client} reconnected from {remote}; replacing its previous session", {
-            client: name,
-            remote,
-          });
-          await this.#forget(previous, "replaced by a new session of the same client");
-        }
-        this.clients.set(params.client_id, client);
-        this.sessionsTotal++;
-        this.events.add({
-          level: "info",
-          code: "CLIENT_CONNECTED",
-          message: `Client ${name} connected from ${remote}`,
-          client: name,
-          data: { client_id: params.client_id, remote_addr: remote, session_id: sessionId },
-        });
-        logger.info("Client {client} connected from {remote} (session {sessionId})", {
-          client: name,
-          remote,
-          sessionId,
-        });
-        unregisterEarly();
-        this.#installClientHandlers(client);
-        settle(client);
-        const result: AuthenticateResult = {
-          client_id: params.client_id,
-          client_name: name,
-          protocol_version: PROTOCOL_VERSION,
-          server_version: VERSION,
-          session_id: sessionId,
-        };
-        return result;
       });
     });
+  }
+
+  /**
+   * One authentication attempt: checks it (params, throttle, key), makes way for the client (see
+   * {@linkcode #displacePrevious}) and registers it. Throws the `RpcError` to answer with.
+   */
+  async #admitClient(
+    raw: unknown,
+    session: Session,
+    rpc: RpcPeer,
+    remote: string,
+    remoteHost: string,
+    ended: AbortSignal,
+  ): Promise<ConnectedClient> {
+    const { params, grant } = await this.#authenticator.check(raw, remote, remoteHost, ended);
+    const name = grant.entryName ?? params.client_id;
+    await this.#displacePrevious(params.client_id, name, remote);
+    if (ended.aborted || session.isClosed) throw sessionEndedError();
+    const sessionId = `s${this.#nextSessionId++}`;
+    const client = new ConnectedClient(params.client_id, name, sessionId, remote, grant, session, rpc);
+    this.clients.set(params.client_id, client);
+    this.sessionsTotal++;
+    this.events.add({
+      level: "info",
+      code: "CLIENT_CONNECTED",
+      message: `Client ${name} connected from ${remote}`,
+      client: name,
+      data: { client_id: params.client_id, remote_addr: remote, session_id: sessionId },
+    });
+    logger.info("Client {client} connected from {remote} (session {sessionId})", {
+      client: name,
+      remote,
+      sessionId,
+    });
+    return client;
+  }
+
+  /**
+   * Makes way for a new session of `clientId`. A previous session that does not answer a liveness ping
+   * within {@linkcode DUPLICATE_CLIENT_PING_TIMEOUT_MS} (half-open after a network change, a frozen
+   * process) is closed at once, releasing its ports; one that answers belongs to another running copy of
+   * the client, and the newcomer is refused with DUPLICATE_CLIENT instead of the two replacing each other.
+   */
+  async #displacePrevious(clientId: string, name: string, remote: string): Promise<void> {
+    for (let previous = this.clients.get(clientId); previous; previous = this.clients.get(clientId)) {
+      const alive = !previous.closing &&
+        await withTimeout(previous.session.ping(), DUPLICATE_CLIENT_PING_TIMEOUT_MS, "a ping answer").then(
+          () => true,
+          () => false,
+        );
+      // Another session of this id may have taken the place while the ping was out: check that one.
+      if (this.clients.get(clientId) !== previous) continue;
+      if (alive) {
+        this.events.add({
+          level: "warning",
+          code: "DUPLICATE_CLIENT",
+          message: `Refused ${remote}: client ${name} is already connected from ${previous.remoteAddr}`,
+          client: name,
+          data: { client_id: clientId, remote_addr: remote, other_remote_addr: previous.remoteAddr },
+        });
+        logger.warn(
+          "Refused {remote}: client {client} is already connected from {other} (a second copy with the same client_id)",
+          { remote, client: name, other: previous.remoteAddr },
+        );
+        throw new RpcError(
+          ControlErrorCode.duplicateClient,
+          `Another copy of this client is connected: client_id "${clientId}" is in use by a live session ` +
+            `from ${previous.remoteAddr}; give each copy its own client_id ([client] client_id)`,
+          { other_remote_addr: previous.remoteAddr },
+        );
+      }
+      logger.info(
+        "Client {client} reconnected from {remote}; its previous session did not answer a ping within {ms} ms, " +
+          "replacing its previous session",
+        { client: name, remote, ms: DUPLICATE_CLIENT_PING_TIMEOUT_MS },
+      );
+      await this.#forget(previous, "replaced by a new session of the same client");
+    }
   }
 
   /** Serves an authenticated client's requests; installed before the authenticate response leaves. */
@@ -385,6 +454,8 @@ export class TunnelServer {
       clients,
       sessions_total: this.sessionsTotal,
       auth_failures_total: this.authFailuresTotal,
+      pending_connections: this.pendingConnections.pending,
+      connections_refused: { ...this.pendingConnections.refused },
       stream_open_latency: this.streamOpenLatency.snapshot(),
       recent_events: this.events.recent(),
     };
