@@ -30,6 +30,7 @@ import {
   type LogRecord,
   reset,
 } from "@logtape/logtape";
+import { escapeForTerminal } from "../text.ts";
 
 /** Root category of every tls-tunnel logger. */
 export const ROOT_CATEGORY = "tls-tunnel";
@@ -256,8 +257,9 @@ export interface TextLineOptions {
 
 /**
  * `2026-11-22T04:35:00.000Z INFO  server  message key=value`: the category without the root, the
- * rendered message, then the properties the message does not mention. Control characters from
- * logged values are escaped, so that a value cannot forge a line.
+ * rendered message, then the properties the message does not mention. Control characters, bidi
+ * controls and lone surrogates from logged values are escaped ({@linkcode escapeForTerminal}), so that
+ * a value cannot forge a line, drive the terminal or read in another order.
  */
 export function formatTextLine(record: LogRecord, options: TextLineOptions): string {
   const { message, properties } = maskRecord(record);
@@ -272,10 +274,10 @@ export function formatTextLine(record: LogRecord, options: TextLineOptions): str
     const rendered = renderValue(value);
     text += ` ${key}=${/^[\w.:/@*+-]+$/.test(rendered) ? rendered : JSON.stringify(rendered)}`;
   }
-  let line = `${new Date(record.timestamp).toISOString()} ${level} ${sanitizeControls(text)}`;
+  let line = `${new Date(record.timestamp).toISOString()} ${level} ${escapeForTerminal(text)}`;
   // Stacks span lines by nature; each of their lines is still escaped.
   for (const stack of stacks) {
-    line += stack.split("\n").map((part) => `\n  ${sanitizeControls(part)}`).join("");
+    line += stack.split("\n").map((part) => `\n  ${escapeForTerminal(part)}`).join("");
   }
   return line;
 }
@@ -293,11 +295,13 @@ export function formatJsonLine(record: LogRecord): string {
     message,
     properties,
   };
+  // JSON.stringify leaves C1 controls and bidi controls raw; as `\uXXXX` they mean the same to a JSON
+  // reader and nothing to a terminal showing the log.
   try {
-    return JSON.stringify(entry, jsonReplacer);
+    return escapeForTerminal(JSON.stringify(entry, jsonReplacer));
   } catch (error) {
     // Never lose the record itself because one property would not serialize.
-    return JSON.stringify({ ...entry, properties: { unserializable: String(error) } });
+    return escapeForTerminal(JSON.stringify({ ...entry, properties: { unserializable: String(error) } }));
   }
 }
 
@@ -332,17 +336,6 @@ function renderValue(value: unknown): string {
   if (typeof value === "string") return value;
   if (value instanceof LoggedError) return `${value.name}: ${value.message}`;
   return Deno.inspect(value, { colors: false, depth: 6, breakLength: Infinity, compact: true });
-}
-
-/** Escapes control characters (newlines, ANSI escapes...) so a value stays on its line. */
-function sanitizeControls(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (char) => {
-    if (char === "\n") return "\\n";
-    if (char === "\r") return "\\r";
-    if (char === "\t") return "\\t";
-    return `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
-  });
 }
 
 // ---- standard error ----

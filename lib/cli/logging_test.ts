@@ -244,6 +244,27 @@ Deno.test("text lines escape control characters from logged values", () => {
   assert.match(line, /extra="a\\\\rb"|extra="a\\rb"/);
 });
 
+Deno.test("log lines escape bidi controls, C1 controls and lone surrogates, in text and JSON", () => {
+  const hostile = "web\u202eevil\u2066x\u009b31m\ud800\u0085";
+  const record = sampleRecord({
+    message: ["Client '", hostile, "' connected from ", "x", ""],
+    properties: { name: hostile, address: "x", reason: `refused: ${hostile}` },
+  });
+  const text = formatTextLine(record, { color: false, stacks: false });
+  const json = formatJsonLine(record);
+  for (const line of [text, json]) {
+    for (const raw of ["\u202e", "\u2066", "\u009b", "\u0085"]) {
+      assert.ok(!line.includes(raw), `${JSON.stringify(raw)} raw in ${JSON.stringify(line)}`);
+    }
+    assert.doesNotMatch(line, /[\ud800-\udbff](?![\udc00-\udfff])/u, "no lone surrogate");
+  }
+  assert.match(text, /Client 'web\\u202eevil\\u2066x\\u009b31m\\ud800\\u0085' connected/);
+  // The JSON escapes are JSON's own: a reader gets the original string back.
+  const parsed = JSON.parse(json);
+  assert.equal(parsed.properties.name, hostile);
+  assert.equal(parsed.properties.reason, `refused: ${hostile}`);
+});
+
 Deno.test("error stacks follow the line only from -v up", async () => {
   const log = () =>
     getLogger(["rpc"]).error("Handler failed: {error}", { error: new RangeError("out of range") });

@@ -9,6 +9,7 @@
  */
 
 import type { ServedStats } from "../stats/http.ts";
+import { escapeForTerminal } from "../text.ts";
 import type { ClientSnapshot, EventSnapshot, ProxySnapshot } from "../stats/snapshot.ts";
 
 /** Default `--url`: the stats endpoint of a server on this machine with `stats_port = 9100`. */
@@ -166,8 +167,12 @@ function formatClock(ms: number): string {
     .join(":");
 }
 
-/** Lays out rows as columns two spaces apart; `right` lists the right-aligned column indexes. */
-export function formatColumns(rows: string[][], right: ReadonlySet<number> = new Set()): string[] {
+/**
+ * Lays out rows as columns two spaces apart; `right` lists the right-aligned column indexes. Cells are
+ * escaped first ({@linkcode escapeForTerminal}): names and errors come from peers.
+ */
+export function formatColumns(cells: string[][], right: ReadonlySet<number> = new Set()): string[] {
+  const rows = cells.map((row) => row.map(escapeForTerminal));
   const widths: number[] = [];
   for (const row of rows) {
     row.forEach((cell, index) => (widths[index] = Math.max(widths[index] ?? 0, cell.length)));
@@ -183,7 +188,10 @@ export function formatColumns(rows: string[][], right: ReadonlySet<number> = new
 
 // ---- the plain table ------------------------------------------------------------------------------
 
-/** The one-shot view printed when stdout is not a terminal: exact counts, one row per proxy. */
+/**
+ * The one-shot view printed when stdout is not a terminal: exact counts, one row per proxy. Every
+ * string from the endpoint is escaped ({@linkcode escapeForTerminal}).
+ */
 export function renderPlainTable(stats: ServedStats): string {
   const lines: string[] = [];
   const proxyHeader = [
@@ -221,7 +229,7 @@ export function renderPlainTable(stats: ServedStats): string {
     );
     if (stats.clients.length === 0) {
       lines.push("(no clients connected)");
-      return lines.join("\n") + "\n";
+      return lines.map(escapeForTerminal).join("\n") + "\n";
     }
     lines.push(
       ...formatColumns([
@@ -259,7 +267,7 @@ export function renderPlainTable(stats: ServedStats): string {
       ...formatColumns([proxyHeader, ...stats.proxies.map(proxyCells)], new Set([4, 5, 6, 7, 8])),
     );
   }
-  return lines.join("\n") + "\n";
+  return lines.map(escapeForTerminal).join("\n") + "\n";
 }
 
 // ---- the live screen ------------------------------------------------------------------------------
@@ -348,7 +356,10 @@ const STATUS_COLORS: Record<string, string> = {
   info: ANSI.cyan,
 };
 
-/** One screen line: plain text cut to the width, then coloured (so colour codes never count as width). */
+/**
+ * One screen line: plain text escaped ({@linkcode escapeForTerminal}: names, errors and events come from
+ * peers) and cut to the width, then coloured (so colour codes never count as width).
+ */
 class Line {
   constructor(readonly segments: Array<{ text: string; style?: string }>) {}
 
@@ -357,7 +368,7 @@ class Line {
     let out = "";
     for (const segment of this.segments) {
       if (remaining <= 0) break;
-      const text = [...segment.text].slice(0, remaining).join("");
+      const text = [...escapeForTerminal(segment.text)].slice(0, remaining).join("");
       remaining -= [...text].length;
       out += color && segment.style ? `${segment.style}${text}${ANSI.reset}` : text;
     }
@@ -379,7 +390,9 @@ const PROXY_COLUMNS: Array<{ title: string; width: number; right?: boolean }> = 
   { title: "OUT/s", width: 11, right: true },
 ];
 
-function fit(text: string, width: number, right = false): string {
+function fit(raw: string, width: number, right = false): string {
+  // Escaped before measuring, so that columns stay aligned once `Line.render` escapes (a no-op then).
+  const text = escapeForTerminal(raw);
   const chars = [...text];
   const cut = chars.length > width ? chars.slice(0, Math.max(0, width - 1)).join("") + "…" : text;
   return right ? cut.padStart(width) : cut.padEnd(width);
@@ -607,7 +620,10 @@ export async function topCommand(options: TopCommandOptions): Promise<number> {
       await writeText(Deno.stdout, renderPlainTable(stats));
       return 0;
     } catch (error) {
-      console.error(`tls-tunnel: ${error instanceof Error ? error.message : String(error)}`);
+      // The message may quote the endpoint's answer.
+      console.error(
+        `tls-tunnel: ${escapeForTerminal(error instanceof Error ? error.message : String(error))}`,
+      );
       return 1;
     }
   }

@@ -247,3 +247,52 @@ Deno.test("formatting helpers: bytes, durations, aligned columns", () => {
     "aaa   b  c",
   ]);
 });
+
+/** A snapshot whose peer-supplied strings try to drive the terminal: title, clear screen, bidi, CSI. */
+function hostileSnapshot(): ServedStats {
+  const stats = served(serverSnapshot());
+  if (stats.role !== "server") throw new Error("server snapshot expected");
+  const client = stats.clients[0];
+  const proxy = client?.proxies[0];
+  if (!client || !proxy) throw new Error("fixture changed");
+  client.name = "evil\x1b]0;pwned\x07";
+  client.client_id = "id\u202eevil";
+  proxy.name = "web\x1b[2J";
+  proxy.local_addr = "host\ud800";
+  proxy.last_error = "refused\r\nFORGED LINE\x9b31m";
+  stats.recent_events.push({ time_ms: NOW_MS, level: "error", code: "X\x1b", message: "gone\u2066 \x07" });
+  return stats;
+}
+
+/** Every control, bidi control and lone surrogate a hostile string could smuggle in. */
+// deno-lint-ignore no-control-regex
+const RAW_HOSTILE = /[\x07\x1b\r\x9b\u202e\u2066]|\ud800(?![\udc00-\udfff])/;
+
+Deno.test("top shows names, errors and events from peers escaped, in the plain table and the live screen", () => {
+  const table = renderPlainTable(hostileSnapshot());
+  assert.doesNotMatch(table, RAW_HOSTILE);
+  assert.match(table, /evil\\u001b\]0;pwned\\u0007/);
+  assert.match(table, /id\\u202eevil/);
+  assert.match(table, /web\\u001b\[2J/);
+  assert.match(table, /host\\ud800/);
+  assert.match(table, /refused\\r\\nFORGED LINE\\u009b31m/);
+  assert.equal(table.split("\n").filter((line) => line.startsWith("FORGED")).length, 0, "no forged line");
+
+  for (const color of [false, true]) {
+    const lines = renderScreen(hostileSnapshot(), new Map(), {
+      columns: 200,
+      rows: 40,
+      color,
+      url: "http://x",
+      intervalMs: 1000,
+      error: "poll failed\x1b[5m",
+    });
+    // Without colour no escape code at all may reach the terminal; with colour only top's own.
+    const text = color ? lines.join("\n").replace(ANSI_CODE, "") : lines.join("\n");
+    assert.doesNotMatch(text, RAW_HOSTILE);
+    assert.match(text, /web\\u001b\[2J/);
+    assert.match(text, /last error: refused\\r\\nFORGED LINE\\u009b31m/);
+    assert.match(text, /gone\\u2066 \\u0007/);
+    assert.match(text, /poll failed\\u001b\[5m/);
+  }
+});

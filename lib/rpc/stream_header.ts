@@ -13,11 +13,14 @@
  */
 
 import type { DuplexConn } from "../transport/conn.ts";
+import { NAME_PATTERN, quoteForMessage, unsafeCharacter } from "../text.ts";
 
 /** Version byte of the stream header. */
 export const STREAM_HEADER_VERSION = 1;
 /** Largest JSON body of a stream header. */
 export const STREAM_HEADER_MAX_BYTES = 4096;
+/** Longest `peer_addr` accepted ("[IPv6]:port" needs at most 47 characters). */
+export const PEER_ADDR_MAX_CHARS = 64;
 /** Fixed prefix: version byte + u16 length. */
 export const STREAM_HEADER_PREFIX_BYTES = 3;
 
@@ -68,7 +71,17 @@ export function decodeStreamHeaderBody(body: Uint8Array): StreamHeader {
   if (typeof proxy !== "string" || proxy.length === 0) {
     throw new StreamHeaderError("Stream header lacks `proxy`");
   }
+  if (!NAME_PATTERN.test(proxy)) {
+    throw new StreamHeaderError(`Stream header's proxy ${quoteForMessage(proxy)} is not a valid name`);
+  }
   if (typeof peer_addr !== "string") throw new StreamHeaderError("Stream header lacks `peer_addr`");
+  // "[IPv6]:port" is at most 47 characters; the rest is a peer's invention.
+  if (peer_addr.length > PEER_ADDR_MAX_CHARS || unsafeCharacter(peer_addr) !== null) {
+    throw new StreamHeaderError(
+      `Stream header's peer_addr ${quoteForMessage(peer_addr)} is not an address (at most ` +
+        `${PEER_ADDR_MAX_CHARS} characters, no control or bidi characters)`,
+    );
+  }
   if (typeof conn_id !== "number" || !Number.isSafeInteger(conn_id)) {
     throw new StreamHeaderError("Stream header lacks an integer `conn_id`");
   }

@@ -18,7 +18,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { classifyBindError } from "../transport/tcp.ts";
+import { classifyBindError, requireIpLiteral } from "../transport/tcp.ts";
 import type { EventLog } from "./event_log.ts";
 import type { EventSnapshot, StatsSnapshot } from "./snapshot.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./prometheus.ts";
@@ -356,6 +356,8 @@ export function startStatsServer(options: StatsServerOptions): StatsServer {
     }
   };
 
+  // Deno.serve would look a host name up synchronously; the config allows IP addresses only.
+  requireIpLiteral(options.hostname, options.port);
   let httpServer: Deno.HttpServer<Deno.NetAddr>;
   try {
     httpServer = Deno.serve({
