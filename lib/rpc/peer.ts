@@ -223,6 +223,8 @@ export class RpcPeer {
   readonly #handlers = new Map<string, HandlerEntry<RequestHandler<never, unknown>>>();
   /** Notification handlers by method. */
   readonly #notificationHandlers = new Map<string, HandlerEntry<NotificationHandler<never>>>();
+  /** Serves requests for methods without a handler of their own, when set. */
+  #otherMethodsHandler: HandlerEntry<RequestHandler<never, unknown>> | undefined;
   /** Requests sent and awaiting a response, by id. */
   readonly #pending = new Map<JsonRpcId, PendingRequest>();
   /** Id of the next request sent; ids are never reused on one connection. */
@@ -387,6 +389,24 @@ export class RpcPeer {
   }
 
   /**
+   * Serves requests for every method that has no handler of its own, instead of answering -32601
+   * (for example to refuse them all with one error until the session is set up). Returns a function
+   * that unregisters it.
+   *
+   * @throws {Error} such a handler is already registered
+   */
+  handleOtherMethods<R>(handler: RequestHandler<unknown, R>): () => void {
+    if (this.#otherMethodsHandler !== undefined) {
+      throw new Error("A handler for other methods is already registered; unregister it first");
+    }
+    const entry = { handler, schema: undefined };
+    this.#otherMethodsHandler = entry;
+    return () => {
+      if (this.#otherMethodsHandler === entry) this.#otherMethodsHandler = undefined;
+    };
+  }
+
+  /**
    * Receives notifications for `method`, one at a time in arrival order. With a `schema`,
    * notifications whose params do not match are logged and dropped. Returns a function that
    * unregisters the handler.
@@ -489,7 +509,7 @@ export class RpcPeer {
 
   async #serveRequest(request: JsonRpcRequest): Promise<void> {
     const { id, method } = request;
-    const entry = this.#handlers.get(method);
+    const entry = this.#handlers.get(method) ?? this.#otherMethodsHandler;
     if (entry === undefined) {
       this.#sendError(id, METHOD_NOT_FOUND, `Method '${excerpt(method)}' not found`);
       return;

@@ -183,6 +183,29 @@ Deno.test("an unknown method is answered -32601 and the peer keeps serving", asy
   });
 });
 
+Deno.test("a handler for other methods answers every method without its own handler, until unregistered", async () => {
+  await withPeers(async (client, server) => {
+    server.handle("known", () => "yes");
+    const unregister = server.handleOtherMethods((_params, context) => {
+      throw new RpcError(-32004, `Not yet: ${context.method}`);
+    });
+    assert.throws(() => server.handleOtherMethods(() => null), /already registered/);
+    await assert.rejects(client.request("anything", {}), (error: unknown) => {
+      assert.ok(error instanceof RpcError);
+      assert.equal(error.code, -32004);
+      assert.equal(error.message, "Not yet: anything");
+      return true;
+    });
+    assert.equal(await client.request("known"), "yes", "methods with a handler are not affected");
+    unregister();
+    await assert.rejects(client.request("anything", {}), (error: unknown) => {
+      assert.ok(error instanceof RpcError);
+      assert.equal(error.code, METHOD_NOT_FOUND);
+      return true;
+    });
+  });
+});
+
 Deno.test("a handler's RpcError reaches the caller with its code, message and data", async () => {
   await withPeers(async (client, server) => {
     server.handle("authenticate", () => {

@@ -1,7 +1,7 @@
 /**
  * The client role: dials the server, authenticates, registers its proxies, and carries each stream the
  * server opens to the local service the stream's header names. Reconnects with backoff when the
- * session ends; a rejected key is fatal.
+ * session ends; a rejected key, or another running copy with the same client_id, is fatal.
  *
  * @module
  */
@@ -45,7 +45,10 @@ const STREAM_HEADER_TIMEOUT_MS = 10_000;
 /** TLS connect + handshake budget. */
 const DIAL_TIMEOUT_MS = 10_000;
 
-/** The server refused this client for a reason retrying cannot fix (wrong key, protocol mismatch). */
+/**
+ * The server refused this client for a reason retrying cannot fix (wrong key, protocol mismatch, another
+ * running copy with the same client_id).
+ */
 export class FatalClientError extends Error {
   override name = "FatalClientError";
   constructor(message: string, readonly code: number, options?: ErrorOptions) {
@@ -320,6 +323,17 @@ export class TunnelClient {
             error.code === ControlErrorCode.protocolVersionMismatch)
         ) {
           throw new FatalClientError(error.message, error.code, { cause: error });
+        }
+        if (error instanceof RpcError && error.code === ControlErrorCode.duplicateClient) {
+          // Retrying would only make the two copies take turns; each copy needs its own client_id.
+          const other = (error.data as { other_remote_addr?: unknown } | undefined)?.other_remote_addr;
+          throw new FatalClientError(
+            `Another copy of this client is already connected to ${server} with client_id "${clientId}"` +
+              (typeof other === "string" ? ` (from ${other.slice(0, 100)})` : "") +
+              `; give each copy its own client_id in [client]`,
+            error.code,
+            { cause: error },
+          );
         }
         throw error;
       }

@@ -16,15 +16,15 @@ import {
   Method,
   ProxyHealthParams,
 } from "../rpc/control.ts";
-import { type AcceptedTlsConn, listenTunnelTls, type TunnelTlsListener } from "../transport/tls_server.ts";
+import { listenTunnelTls } from "../transport/tls.ts";
 import { closeQuietly } from "../transport/pipe.ts";
+import { acceptEach } from "../transport/accept.ts";
 import { PROTOCOL_VERSION, VERSION } from "../version.ts";
 import { withTimeout } from "../_async.ts";
 import { EventLog } from "../stats/event_log.ts";
 import { Histogram } from "../stats/histogram.ts";
 import type { ClientSnapshot, ServerSnapshot } from "../stats/snapshot.ts";
 import { Authenticator, sessionEndedError } from "./auth.ts";
-import { PendingConnections, unmapIpv4 } from "./admission.ts";
 import { ConnectedClient } from "./connected_client.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
@@ -73,9 +73,7 @@ export class TunnelServer {
   readonly #sticky: StickyPorts;
   readonly #registrar: ProxyRegistrar;
   readonly #webhook: WebhookNotifier | null = null;
-  #listener: TunnelTlsListener | null = null;
-  /** Connections accepted and not yet authenticated, with their limits. */
-  readonly pendingConnections: PendingConnections;
+  #listener: Deno.TlsListener | null = null;
   #nextSessionId = 1;
   #stopping = false;
 
@@ -84,10 +82,6 @@ export class TunnelServer {
     this.#config = options.config;
     this.#authenticator = new Authenticator(options.config, this.events);
     this.#sticky = new StickyPorts(options.config.stickyPortsTtlSecs * 1000);
-    this.pendingConnections = new PendingConnections({
-      maxPending: options.config.maxPendingConnections,
-      maxPendingPerIp: options.config.maxPendingPerIp,
-    });
     if (options.config.notify) {
       this.#webhook = new WebhookNotifier(
         options.config.notify,
@@ -121,9 +115,9 @@ export class TunnelServer {
     return this.#listener.addr;
   }
 
-  /** Binds the tunnel's TLS port; rejects with a classified `BindError` when it cannot. */
-  async listen(): Promise<Deno.NetAddr> {
-    this.#listener = await listenTunnelTls({
+  /** Binds the tunnel's TLS port; throws a classified `BindError` when it cannot. */
+  listen(): Deno.NetAddr {
+    this.#listener = listenTunnelTls({
       hostname: this.#config.bindAddr,
       port: this.#config.bindPort,
       certPem: this.#options.certPem,
@@ -135,14 +129,23 @@ export class TunnelServer {
 
   /** Accepts clients until the signal aborts; then disconnects every client and resolves. */
   async serve(): Promise<void> {
-    if (!this.#listener) await this.listen();
-    const listener = this.#listener;
+    const listener = this.#listener ?? (this.listen(), this.#listener);
     if (!listener) return;
     const onAbort = () => this.#stopListening();
     this.#options.signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#options.signal?.aborted) this.#stopListening();
     try {
-      await listener.serve((conn) => this.#admit(conn));
+      await acceptEach(listener, (conn) => {
+        const handshake = this.#handleConnection(conn).catch((error) => {
+          logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
+        });
+        this.#handshakes.add(handshake);
+        handshake.finally(() => this.#handshakes.delete(handshake));
+      }, {
+        stopped: () => this.#stopping,
+        onError: (error) =>
+          logger.warn("Accepting a client connection failed: {error}", { error: String(error) }),
+      });
     } finally {
       this.#options.signal?.removeEventListener("abort", onAbort);
       this.#stopListening();
@@ -159,47 +162,14 @@ export class TunnelServer {
     for (const client of this.clients.values()) client.close("server shutting down");
   }
 
-  /** Admits a just-accepted connection within the pending limits, or closes it at once. */
-  #admit(conn: AcceptedTlsConn): void {
-    if (this.#stopping) {
-      closeQuietly(conn);
-      return;
-    }
-    const remoteHost = unmapIpv4(conn.remoteAddr.hostname);
-    const release = this.pendingConnections.admit(remoteHost);
-    if (typeof release === "string") {
-      logger.debug("Refused a connection from {host}: {reason}", { host: remoteHost, reason: release });
-      closeQuietly(conn);
-      return;
-    }
-    const handshake = this.#handleConnection(conn, remoteHost, release)
-      .catch((error) => {
-        logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
-      })
-      .finally(() => {
-        release();
-        this.#handshakes.delete(handshake);
-      });
-    this.#handshakes.add(handshake);
-  }
-
-  async #handleConnection(
-    conn: AcceptedTlsConn,
-    remoteHost: string,
-    authenticatedNow: () => void,
-  ): Promise<void> {
-    const remote = formatAddr({ ...conn.remoteAddr, hostname: remoteHost });
+  async #handleConnection(conn: Deno.TlsConn): Promise<void> {
+    const remote = formatAddr(conn.remoteAddr);
+    const remoteHost = conn.remoteAddr.hostname;
     const deadlineMs = this.#config.handshakeTimeoutSecs * 1000;
     let authenticated = false;
-    let timedOut = false;
-    // From TCP accept to authenticated: covers a socket that never sends a byte, a stalled TLS handshake
-    // and a session that never authenticates, and really frees the socket (see tls_server.ts).
     const deadline = setTimeout(() => {
       if (!authenticated) {
-        timedOut = true;
-        // Debug, not info: a flood of idle connections must not become a flood of log lines (the
-        // refused and pending counters show it).
-        logger.debug("Connection from {remote} did not authenticate within {secs} s; closed", {
+        logger.warn("Client {remote} did not authenticate within {secs} s; closing", {
           remote,
           secs: this.#config.handshakeTimeoutSecs,
         });
@@ -210,9 +180,7 @@ export class TunnelServer {
       try {
         await conn.handshake();
       } catch (error) {
-        if (!timedOut) {
-          logger.info("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
-        }
+        logger.info("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
         closeQuietly(conn);
         return;
       }
@@ -237,7 +205,6 @@ export class TunnelServer {
       }
       authenticated = true;
       clearTimeout(deadline);
-      authenticatedNow();
       await this.#runClient(client);
     } catch (error) {
       logger.info("Session with {remote} ended during the handshake: {error}", {
@@ -454,8 +421,6 @@ export class TunnelServer {
       clients,
       sessions_total: this.sessionsTotal,
       auth_failures_total: this.authFailuresTotal,
-      pending_connections: this.pendingConnections.pending,
-      connections_refused: { ...this.pendingConnections.refused },
       stream_open_latency: this.streamOpenLatency.snapshot(),
       recent_events: this.events.recent(),
     };
