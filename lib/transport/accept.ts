@@ -12,7 +12,10 @@ export interface AcceptEachOptions {
   stopped?: () => boolean;
   /** Told about each transient failure before the pause. */
   onError?: (error: unknown) => void;
-  /** Pause after a transient failure (default 50 ms), so a persistent one does not spin. */
+  /**
+   * Pause after a transient failure (default 50 ms), doubled after each further failure in a row up to
+   * 1 s, so a persistent one (out of file descriptors) neither spins nor floods the log.
+   */
   pauseMs?: number;
 }
 
@@ -26,6 +29,8 @@ export async function acceptEach<C extends { close(): void }>(
   options: AcceptEachOptions = {},
 ): Promise<void> {
   const stopped = options.stopped ?? (() => false);
+  const firstPauseMs = options.pauseMs ?? 50;
+  let pauseMs = firstPauseMs;
   while (!stopped()) {
     let conn: C;
     try {
@@ -35,9 +40,11 @@ export async function acceptEach<C extends { close(): void }>(
         return;
       }
       options.onError?.(error);
-      await new Promise((resolve) => setTimeout(resolve, options.pauseMs ?? 50));
+      await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      pauseMs = Math.min(pauseMs * 2, Math.max(firstPauseMs, 1000));
       continue;
     }
+    pauseMs = firstPauseMs;
     if (stopped()) {
       try {
         conn.close();

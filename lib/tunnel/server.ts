@@ -16,15 +16,15 @@ import {
   Method,
   ProxyHealthParams,
 } from "../rpc/control.ts";
-import { listenTunnelTls } from "../transport/tls.ts";
+import { type AcceptedTlsConn, listenTunnelTls, type TunnelTlsListener } from "../transport/tls_server.ts";
 import { closeQuietly } from "../transport/pipe.ts";
-import { acceptEach } from "../transport/accept.ts";
 import { PROTOCOL_VERSION, VERSION } from "../version.ts";
 import { withTimeout } from "../_async.ts";
 import { EventLog } from "../stats/event_log.ts";
 import { Histogram } from "../stats/histogram.ts";
 import type { ClientSnapshot, ServerSnapshot } from "../stats/snapshot.ts";
 import { Authenticator, sessionEndedError } from "./auth.ts";
+import { PendingConnections, unmapIpv4 } from "./admission.ts";
 import { ConnectedClient } from "./connected_client.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
@@ -73,7 +73,9 @@ export class TunnelServer {
   readonly #sticky: StickyPorts;
   readonly #registrar: ProxyRegistrar;
   readonly #webhook: WebhookNotifier | null = null;
-  #listener: Deno.TlsListener | null = null;
+  #listener: TunnelTlsListener | null = null;
+  /** Connections accepted and not yet authenticated, with their limits. */
+  readonly pendingConnections: PendingConnections;
   #nextSessionId = 1;
   #stopping = false;
 
@@ -82,6 +84,10 @@ export class TunnelServer {
     this.#config = options.config;
     this.#authenticator = new Authenticator(options.config, this.events);
     this.#sticky = new StickyPorts(options.config.stickyPortsTtlSecs * 1000);
+    this.pendingConnections = new PendingConnections({
+      maxPending: options.config.maxPendingConnections,
+      maxPendingPerIp: options.config.maxPendingPerIp,
+    });
     if (options.config.notify) {
       this.#webhook = new WebhookNotifier(
         options.config.notify,
@@ -115,9 +121,9 @@ export class TunnelServer {
     return this.#listener.addr;
   }
 
-  /** Binds the tunnel's TLS port; throws a classified `BindError` when it cannot. */
-  listen(): Deno.NetAddr {
-    this.#listener = listenTunnelTls({
+  /** Binds the tunnel's TLS port; rejects with a classified `BindError` when it cannot. */
+  async listen(): Promise<Deno.NetAddr> {
+    this.#listener = await listenTunnelTls({
       hostname: this.#config.bindAddr,
       port: this.#config.bindPort,
       certPem: this.#options.certPem,
@@ -129,23 +135,14 @@ export class TunnelServer {
 
   /** Accepts clients until the signal aborts; then disconnects every client and resolves. */
   async serve(): Promise<void> {
-    const listener = this.#listener ?? (this.listen(), this.#listener);
+    if (!this.#listener) await this.listen();
+    const listener = this.#listener;
     if (!listener) return;
     const onAbort = () => this.#stopListening();
     this.#options.signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#options.signal?.aborted) this.#stopListening();
     try {
-      await acceptEach(listener, (conn) => {
-        const handshake = this.#handleConnection(conn).catch((error) => {
-          logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
-        });
-        this.#handshakes.add(handshake);
-        handshake.finally(() => this.#handshakes.delete(handshake));
-      }, {
-        stopped: () => this.#stopping,
-        onError: (error) =>
-          logger.warn("Accepting a client connection failed: {error}", { error: String(error) }),
-      });
+      await listener.serve((conn) => this.#admit(conn));
     } finally {
       this.#options.signal?.removeEventListener("abort", onAbort);
       this.#stopListening();
@@ -162,14 +159,47 @@ export class TunnelServer {
     for (const client of this.clients.values()) client.close("server shutting down");
   }
 
-  async #handleConnection(conn: Deno.TlsConn): Promise<void> {
-    const remote = formatAddr(conn.remoteAddr);
-    const remoteHost = conn.remoteAddr.hostname;
+  /** Admits a just-accepted connection within the pending limits, or closes it at once. */
+  #admit(conn: AcceptedTlsConn): void {
+    if (this.#stopping) {
+      closeQuietly(conn);
+      return;
+    }
+    const remoteHost = unmapIpv4(conn.remoteAddr.hostname);
+    const release = this.pendingConnections.admit(remoteHost);
+    if (typeof release === "string") {
+      logger.debug("Refused a connection from {host}: {reason}", { host: remoteHost, reason: release });
+      closeQuietly(conn);
+      return;
+    }
+    const handshake = this.#handleConnection(conn, remoteHost, release)
+      .catch((error) => {
+        logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
+      })
+      .finally(() => {
+        release();
+        this.#handshakes.delete(handshake);
+      });
+    this.#handshakes.add(handshake);
+  }
+
+  async #handleConnection(
+    conn: AcceptedTlsConn,
+    remoteHost: string,
+    authenticatedNow: () => void,
+  ): Promise<void> {
+    const remote = formatAddr({ ...conn.remoteAddr, hostname: remoteHost });
     const deadlineMs = this.#config.handshakeTimeoutSecs * 1000;
     let authenticated = false;
+    let timedOut = false;
+    // From TCP accept to authenticated: covers a socket that never sends a byte, a stalled TLS handshake
+    // and a session that never authenticates, and really frees the socket (see tls_server.ts).
     const deadline = setTimeout(() => {
       if (!authenticated) {
-        logger.warn("Client {remote} did not authenticate within {secs} s; closing", {
+        timedOut = true;
+        // Debug, not info: a flood of idle connections must not become a flood of log lines (the
+        // refused and pending counters show it).
+        logger.debug("Connection from {remote} did not authenticate within {secs} s; closed", {
           remote,
           secs: this.#config.handshakeTimeoutSecs,
         });
@@ -180,7 +210,10 @@ export class TunnelServer {
       try {
         await conn.handshake();
       } catch (error) {
-        logger.info("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
+        // Debug: anyone can open and drop connections, and each must not cost a log line at INFO.
+        if (!timedOut) {
+          logger.debug("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
+        }
         closeQuietly(conn);
         return;
       }
@@ -205,6 +238,7 @@ export class TunnelServer {
       }
       authenticated = true;
       clearTimeout(deadline);
+      authenticatedNow();
       await this.#runClient(client);
     } catch (error) {
       logger.info("Session with {remote} ended during the handshake: {error}", {
@@ -421,6 +455,8 @@ export class TunnelServer {
       clients,
       sessions_total: this.sessionsTotal,
       auth_failures_total: this.authFailuresTotal,
+      pending_connections: this.pendingConnections.pending,
+      connections_refused: { ...this.pendingConnections.refused },
       stream_open_latency: this.streamOpenLatency.snapshot(),
       recent_events: this.events.recent(),
     };
