@@ -238,3 +238,33 @@ Deno.test("keepalive keeps a healthy session open", async () => {
     await close();
   }
 });
+
+Deno.test("FIN and RST travel on WindowUpdate frames with a zero delta, as PROTOCOL.md says", async () => {
+  const { session, peer, close } = rawClient();
+  try {
+    await peer.send(syn(1));
+    await peer.send(syn(3));
+    const finished = await within(session.accept(), 2000, "accept");
+    const reset = await within(session.accept(), 2000, "accept");
+    assert.ok(finished !== null && reset !== null);
+    await finished.closeWrite();
+    reset.reset();
+    const fin = await peer.waitFor((f) => f.header.streamId === 1 && (f.header.flags & Flag.FIN) !== 0);
+    const rst = await peer.waitFor((f) => f.header.streamId === 3 && (f.header.flags & Flag.RST) !== 0);
+    assert.ok(fin && rst);
+    for (const flag of [Flag.FIN, Flag.RST]) {
+      const frames = peer.frames.filter((f) => (f.header.flags & flag) !== 0);
+      assert.ok(frames.length > 0);
+      for (const frame of frames) {
+        assert.equal(
+          frame.header.type,
+          FrameType.WindowUpdate,
+          `flag ${flag} on frame type ${frame.header.type}`,
+        );
+        assert.equal(frame.header.length, 0, "a zero window delta");
+      }
+    }
+  } finally {
+    await close();
+  }
+});

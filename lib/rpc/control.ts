@@ -233,9 +233,12 @@ export type RegisterProxiesParams = z.infer<typeof RegisterProxiesParams>;
 const rejectCode = z.enum(
   Object.values(ProxyRejectCode) as [ProxyRejectCodeValue, ...ProxyRejectCodeValue[]],
 );
-/** Fields a rejected entry echoes as asked: bounded, since an invalid request may have asked anything. */
-const echoedName = z.string().max(128);
-const echoedAddr = z.string().max(255);
+/**
+ * Fields a rejected entry echoes as asked: bounded, since an invalid request may have asked anything,
+ * with room for the escapes that make an invalid name safe to print.
+ */
+const echoedName = z.string().max(1024);
+const echoedAddr = z.string().max(1024);
 const reason = z.string().max(2048);
 
 /** One entry of the `register_proxies` result, in request order. */

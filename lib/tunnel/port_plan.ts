@@ -17,6 +17,12 @@ export interface PortRequest {
   fallbackToSystemPort: boolean;
   /** The port this client's proxy of the same name had last, if remembered. */
   stickyPort?: number;
+  /**
+   * The ports this client may publish. When given, "let the system pick" is followed by the ports of
+   * these ranges, for when the system's pick falls outside them (e.g. `allow_ports` excludes the
+   * ephemeral range).
+   */
+  allowPorts?: PortRange[];
 }
 
 /** Most ports of a range tried for one registration, so a huge range cannot stall the control stream. */
@@ -24,12 +30,18 @@ export const MAX_RANGE_CANDIDATES = 4096;
 
 /**
  * Candidate ports in the order to try them, without duplicates. `0` stands for "let the system
- * pick" and comes last when allowed: when asked for (port 0 without a range) or as the fallback.
+ * pick" and comes last when allowed: when asked for (port 0 without a range) or as the fallback;
+ * with `allowPorts` it is followed by the allowed ports (at most {@linkcode MAX_RANGE_CANDIDATES} in
+ * all), which are tried only when the system's pick is not one of them.
  */
 export function candidatePorts(request: PortRequest): number[] {
   const ordered: number[] = [];
+  // A set, not ordered.includes: a 4096-port range would cost 8 million comparisons per proxy.
+  const seen = new Set<number>();
   const add = (port: number) => {
-    if (!ordered.includes(port)) ordered.push(port);
+    if (seen.has(port)) return;
+    seen.add(port);
+    ordered.push(port);
   };
   const inRange = (port: number) =>
     request.range === undefined || (port >= request.range.start && port <= request.range.end);
@@ -44,7 +56,15 @@ export function candidatePorts(request: PortRequest): number[] {
     const end = Math.min(request.range.end, request.range.start + MAX_RANGE_CANDIDATES - 1);
     for (let port = request.range.start; port <= end; port++) add(port);
   }
-  if (request.fallbackToSystemPort || (request.publishPort === 0 && !request.range)) add(0);
+  if (request.fallbackToSystemPort || (request.publishPort === 0 && !request.range)) {
+    add(0);
+    let budget = MAX_RANGE_CANDIDATES;
+    for (const allowed of request.allowPorts ?? []) {
+      for (let port = Math.max(1, allowed.start); port <= allowed.end && budget > 0; port++, budget--) {
+        add(port);
+      }
+    }
+  }
   return ordered;
 }
 

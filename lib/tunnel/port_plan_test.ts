@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { candidatePorts, preferredPort, StickyPorts } from "./port_plan.ts";
+import { candidatePorts, MAX_RANGE_CANDIDATES, preferredPort, StickyPorts } from "./port_plan.ts";
 
 Deno.test("an explicit port is the only candidate", () => {
   assert.deepEqual(candidatePorts({ publishPort: 8080, fallbackToSystemPort: false }), [8080]);
@@ -65,4 +65,30 @@ Deno.test("sticky ports are kept while connected and for the TTL after", () => {
   now += 1;
   assert.equal(sticky.lookup("c1", "web"), undefined);
   assert.equal(sticky.lookup("c2", "web"), undefined);
+});
+
+Deno.test("port 0 under allow_ports is followed by the allowed ports, in order and bounded", () => {
+  assert.deepEqual(
+    candidatePorts({
+      publishPort: 0,
+      fallbackToSystemPort: false,
+      allowPorts: [{ start: 20000, end: 20002 }, { start: 8080, end: 8080 }],
+    }),
+    [0, 20000, 20001, 20002, 8080],
+  );
+  const wide = candidatePorts({
+    publishPort: 0,
+    fallbackToSystemPort: false,
+    allowPorts: [{ start: 1, end: 65535 }],
+  });
+  assert.equal(wide.length, 1 + MAX_RANGE_CANDIDATES);
+  assert.deepEqual(
+    candidatePorts({
+      publishPort: 8080,
+      fallbackToSystemPort: false,
+      allowPorts: [{ start: 1, end: 65535 }],
+    }),
+    [8080],
+    "an explicit port without fallback never wanders to other allowed ports",
+  );
 });

@@ -83,6 +83,22 @@ function closingRejection(proxy: ProxySpec): ProxyRegistration {
   return rejected(proxy, ProxyRejectCode.bindFailed, "The session is closing");
 }
 
+/**
+ * The address and port an invalid proxy object asked for, echoed in its rejection when they are of the
+ * right type (a string of at most 255 characters, made safe for terminals; a port number), else `""`/`0`.
+ */
+function askedBinding(candidate: unknown): { publish_addr: string; publish_port: number } {
+  const fields = typeof candidate === "object" && candidate !== null
+    ? candidate as Record<string, unknown>
+    : {};
+  const addr = fields.publish_addr;
+  const port = fields.publish_port;
+  return {
+    publish_addr: typeof addr === "string" && addr.length <= 255 ? escapeForTerminal(addr).slice(0, 255) : "",
+    publish_port: typeof port === "number" && Number.isInteger(port) && port >= 0 && port <= 65535 ? port : 0,
+  };
+}
+
 function rejected(
   proxy: { name: string; publish_addr: string; publish_port: number },
   code: ProxyRejectCodeValue,
@@ -101,6 +117,19 @@ function rejected(
 /** Handles `register_proxies` for the server. */
 export class ProxyRegistrar {
   constructor(readonly context: RegistrarContext) {}
+
+  /** Logs a rejection (at INFO: the client's request, not the server, is at fault) and returns it. */
+  #refused(client: ConnectedClient, rejection: ProxyRegistration): ProxyRegistration {
+    if (rejection.status === "rejected") {
+      logger.info("Proxy {proxy} of {client} rejected ({code}): {reason}", {
+        proxy: rejection.name,
+        client: client.name,
+        code: rejection.code,
+        reason: rejection.reason,
+      });
+    }
+    return rejection;
+  }
 
   /** Tells the client (merged, never blocking) and records the server event (dashboard, webhook). */
   #announce(client: ConnectedClient, notice: PushExceptionParams): void {
@@ -280,15 +309,18 @@ export class ProxyRegistrar {
         : "?";
       // Echoed so the client can tell which proxy failed, but never raw: the name may be the problem.
       const fallbackName = escapeForTerminal(sentName.slice(0, NAME_MAX_LENGTH));
-      return rejected(
-        { name: fallbackName, publish_addr: "", publish_port: 0 },
-        ProxyRejectCode.invalidProxy,
-        `Invalid proxy: ${describeParamsError(spec.error)}`,
+      return this.#refused(
+        client,
+        rejected(
+          { name: fallbackName, ...askedBinding(candidate) },
+          ProxyRejectCode.invalidProxy,
+          `Invalid proxy: ${describeParamsError(spec.error)}`,
+        ),
       );
     }
     const proxy = spec.data;
     const problem = this.#check(client, proxy);
-    if (problem) return problem;
+    if (problem) return this.#refused(client, problem);
     // Claimed in the same turn as the checks, before any await: from here the client owns the proxy
     // (and stops it if the session ends), and no other registration can pass the checks for its name.
     const published = new PublishedProxy(
@@ -301,7 +333,7 @@ export class ProxyRegistrar {
     const contested = await this.#checkOtherClients(client, proxy);
     if (contested) {
       await client.discard(published);
-      return contested;
+      return this.#refused(client, contested);
     }
     if (!client.publish(published)) return closingRejection(proxy);
 
@@ -309,6 +341,7 @@ export class ProxyRegistrar {
       publishPort: proxy.publish_port,
       fallbackToSystemPort: proxy.fallback_to_system_port ?? false,
       ...(proxy.publish_port_range ? { range: proxy.publish_port_range } : {}),
+      allowPorts: client.grant.allowPorts,
     };
     const sticky = this.context.sticky.lookup(client.clientId, proxy.name);
     if (sticky !== undefined) request.stickyPort = sticky;
@@ -351,7 +384,8 @@ export class ProxyRegistrar {
     const code = lastError ? bindErrorCode(lastError) : lastSkip?.code ?? ProxyRejectCode.portNotAllowed;
     published.stats.setStatus("bind_failed", reason);
     await client.discard(published);
-    logger.warn("Proxy {proxy} of {client} not published: {reason}", {
+    logger.info("Proxy {proxy} of {client} not published ({code}): {reason}", {
+      code,
       proxy: proxy.name,
       client: client.name,
       reason,
