@@ -14,6 +14,7 @@ import { RpcPeer } from "../lib/rpc/mod.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { freePort, roundTrip, testCertificates, waitFor } from "./_helpers.ts";
 import { acceptedPort, AUTH_KEY, clientConfig, TunnelFixture } from "./_tunnel.ts";
+import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
 
 /** One outside connection that sends a line and reads what comes back; "" when it was cut or refused. */
 async function outsideExchange(port: number, text: string): Promise<string> {
@@ -182,4 +183,18 @@ Deno.test("a flood of forged or malformed proxy_connect_result reports costs lit
     await session.closed;
     await rpc.closed;
   }
+});
+
+Deno.test("the client program's status table says unhealthy, not healthy, once its local service refuses", async () => {
+  await using tunnel = await ProcessTunnel.create();
+  const server = await tunnel.server();
+  const localPort = freePort(); // nothing listens here
+  const client = tunnel.client(
+    await tunnel.clientConfig("refusing", [{ name: "web", publishPort: 0, localPort }]),
+  );
+  const port = Number((await client.waitForLine(proxyUp("web")))[1]);
+  await client.waitForLine(/web\s+healthy\s/);
+  for (let attempt = 0; attempt < 3; attempt++) assert.equal(await outsideExchange(port, "hello"), "");
+  await client.waitForLine(/web\s+unhealthy\s/, 5000);
+  await server.waitForLine(/Proxy web of .* is unhealthy: 3 connections in a row could not reach/, 5000);
 });
