@@ -23,6 +23,9 @@ import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
 /** The `publish_addr` values a hostile client sends: a name, and a mutated address that is one. */
 export const HOSTILE_PUBLISH_ADDRS = ["slow.example", "127.0.0.:22943"];
 
+/** A local service the client can only reach by looking its name up. */
+const LOCAL_NAME_LINES = `local_addr = "slow.example"\nlocal_port = 9\n`;
+
 /** Address of the resolver that never answers (inside the test's own network namespace). */
 export const SILENT_RESOLVER_ADDR = "127.0.0.53";
 
@@ -38,6 +41,11 @@ export interface ResolverStallResult {
   listenGuardMs: number;
   /** The kind of the guard's `BindError`. */
   listenGuardKind: string;
+  /**
+   * With the silent resolver: how long an outside connection to a proxy whose `local_addr` is a name
+   * stayed open (the client's lookup of that name hangs until the resolver's timeout), else null.
+   */
+  namedLocalClosedAfterMs: number | null;
   /** Canary round trips completed while the registration ran, and their worst time. */
   canaryRoundTrips: number;
   canaryMaxMs: number;
@@ -75,8 +83,17 @@ export async function resolverStallScenario(silentResolverAddr?: string): Promis
     const resolverSilent = await lookupHangs(300);
     await using tunnel = await TunnelFixture.start();
     const echo = tunnel.echo();
-    const canary = await tunnel.client([{ name: "canary", publishPort: 0, localPort: echo.port }]);
-    const port = acceptedPort(await canary.registered, "canary");
+    // With the silent resolver the canary client also publishes a proxy whose local service is a
+    // name: carrying a connection to it makes the client dial that name while the canary runs.
+    const canary = await tunnel.client([
+      { name: "canary", publishPort: 0, localPort: echo.port },
+      ...(resolver
+        ? [{ name: "named-local", publishPort: 0, localPort: 0, omitLocal: true, extra: LOCAL_NAME_LINES }]
+        : []),
+    ]);
+    const registered = await canary.registered;
+    const port = acceptedPort(registered, "canary");
+    const namedLocalPort = resolver ? acceptedPort(registered, "named-local") : null;
 
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     // Measured from here: setting up (certificates, TLS, the first registration) is not the question.
@@ -136,6 +153,24 @@ export async function resolverStallScenario(silentResolverAddr?: string): Promis
     }
     const listenGuardMs = performance.now() - guardStartedMs;
 
+    // An outside connection to the proxy whose local service is a name: the client looks the name up
+    // (hanging until the resolver's timeout), fails, and the tunnel closes the connection. The canary
+    // runs all along.
+    let namedLocalClosedAfterMs: number | null = null;
+    if (namedLocalPort !== null) {
+      const namedLocal = await Deno.connect({ hostname: "127.0.0.1", port: namedLocalPort });
+      const openedMs = performance.now();
+      const timer = setTimeout(() => closeQuietly(namedLocal), 8000);
+      try {
+        await namedLocal.read(new Uint8Array(16));
+      } catch {
+        // Reset by the tunnel: closed all the same.
+      } finally {
+        clearTimeout(timer);
+        closeQuietly(namedLocal);
+      }
+      namedLocalClosedAfterMs = performance.now() - openedMs;
+    }
     await new Promise((resolve) => setTimeout(resolve, 200)); // the canary goes on afterwards
     stop.abort();
     await canaryLoop;
@@ -146,6 +181,7 @@ export async function resolverStallScenario(silentResolverAddr?: string): Promis
       registrations,
       listenGuardMs,
       listenGuardKind,
+      namedLocalClosedAfterMs,
       canaryRoundTrips,
       canaryMaxMs,
       lagMaxMs,

@@ -39,7 +39,7 @@ async function runInSilentNamespace(): Promise<ResolverStallResult | null> {
   try {
     await Deno.writeTextFile(
       resolvConf,
-      `nameserver ${SILENT_RESOLVER_ADDR}\noptions timeout:5 attempts:2\n`,
+      `nameserver ${SILENT_RESOLVER_ADDR}\noptions timeout:2 attempts:1\n`,
     );
     const script = [
       "set -e",
@@ -118,6 +118,15 @@ Deno.test("a host name as publish_addr is refused at once and never stalls other
   );
   assert.equal(result.listenGuardKind, "invalid_address", "listenTcp refuses a name itself");
   assert.ok(result.listenGuardMs < 50, `listenTcp took ${result.listenGuardMs} ms to refuse a name`);
+  if (isolated) {
+    // The client really looked the local service's name up (the connection lived through the
+    // resolver's 2 s timeout) while the canary below stayed fast: Deno.connect resolves off the loop.
+    assert.ok(
+      result.namedLocalClosedAfterMs !== null && result.namedLocalClosedAfterMs >= 1500 &&
+        result.namedLocalClosedAfterMs < 8000,
+      `the connection to a named local service lived ${result.namedLocalClosedAfterMs} ms`,
+    );
+  }
   assert.ok(result.canaryRoundTrips >= 10, `only ${result.canaryRoundTrips} canary round trips`);
   assert.ok(result.canaryMaxMs <= CANARY_MAX_MS, `canary round trip took ${result.canaryMaxMs} ms`);
   assert.ok(result.lagMaxMs <= CANARY_MAX_MS, `the event loop lagged ${result.lagMaxMs} ms`);
