@@ -188,6 +188,36 @@ Deno.test("a proxy with only a port range publishes on port 0 within that range"
   assert.equal(config.serverName, "h.example");
 });
 
+Deno.test("addresses to bind are IP addresses: localhost reads as 127.0.0.1, host names are refused", () => {
+  const server = parseServer(
+    `[server]\nbind_addr = "localhost"\nstats_addr = "::1"\nstats_port = 9100\nauth_key = "${KEY}"\n`,
+  );
+  assert.equal(server.bindAddr, "127.0.0.1");
+  assert.equal(server.statsAddr, "::1");
+  const client = parseClient(
+    `[client]\nserver_addr = "tunnel.example.com"\nauth_key = "${KEY}"\nstats_addr = "LOCALHOST"\n` +
+      `[[proxies]]\nname = "web"\npublish_addr = "localhost"\npublish_port = 8080\n` +
+      `local_addr = "db.internal"\nlocal_port = 3000\n`,
+  );
+  assert.equal(client.serverAddr, "tunnel.example.com", "dialled names stay names (connect does not block)");
+  assert.equal(client.statsAddr, "127.0.0.1");
+  assert.equal(client.proxies[0]?.publishAddr, "127.0.0.1");
+  assert.equal(client.proxies[0]?.localAddr, "db.internal");
+  const issues = issuesOf(
+    `[server]\nbind_addr = "tunnel.example.com"\nstats_addr = "stats.lan"\nauth_key = "${KEY}"\n`,
+  );
+  assert.ok(issues.some((issue) => issue.startsWith('server.bind_addr: "tunnel.example.com" is not an IP')));
+  assert.ok(issues.some((issue) => issue.startsWith('server.stats_addr: "stats.lan" is not an IP')));
+});
+
+Deno.test("a key with a control character is refused in the config, as the server would refuse it", () => {
+  const issues = issuesOf(`[server]\nauth_key = "0123456789abcdef\\u001b[2J"\n`);
+  assert.ok(
+    issues.some((issue) => issue.startsWith("server.auth_key: contains a control character")),
+    issues.join(),
+  );
+});
+
 Deno.test("every config under testdata/config/valid loads", async () => {
   let count = 0;
   for await (const entry of Deno.readDir(new URL("valid/", TESTDATA))) {

@@ -117,7 +117,10 @@ export async function defaultClientId(config: ClientConfig): Promise<string> {
   ].join("|");
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(basis)));
   const hex = [...digest.subarray(0, 6)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
-  return `${host}-${hex}`;
+  // A client_id is a name (1-64 of [A-Za-z0-9._-]); a host name may be longer or spelt otherwise.
+  const safeHost = host.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 51) ||
+    "client";
+  return `${safeHost}-${hex}`;
 }
 
 /** This machine's name, or "client" when `--allow-sys=hostname` was not granted. */
