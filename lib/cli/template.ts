@@ -79,7 +79,8 @@ auth_key = "${authKey}"
 # max_delay_secs = 60                     # default
 
 # Optional alerts: POST each event as JSON to a webhook (chat, paging, a script). events may list
-# CLIENT_CONNECTED, CLIENT_DISCONNECTED, AUTH_FAILED, PROXY_BIND_FAILED, PORT_CHANGED.
+# CLIENT_CONNECTED, CLIENT_DISCONNECTED, AUTH_FAILED, PROXY_BIND_FAILED, PORT_CHANGED,
+# PROXY_UNHEALTHY, PROXY_HEALTHY.
 # [server.notify]
 # webhook_url = "https://alerts.example.com/tls-tunnel"
 # webhook_token = "a-long-random-secret"  # sent as Authorization: Bearer …

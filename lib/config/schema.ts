@@ -181,6 +181,8 @@ export const NOTIFY_EVENT_CODES = [
   "AUTH_FAILED",
   "PROXY_BIND_FAILED",
   "PORT_CHANGED",
+  "PROXY_UNHEALTHY",
+  "PROXY_HEALTHY",
 ] as const;
 
 /** `[server.notify]`: POST events to a webhook. */
