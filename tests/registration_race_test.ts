@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { ControlErrorCode, type ProxyRegistration } from "../lib/rpc/control.ts";
 import { RpcError } from "../lib/rpc/mod.ts";
 import { MAX_PENDING_REGISTRATIONS } from "../lib/tunnel/connected_client.ts";
-import { canBind, freePort, waitFor } from "./_helpers.ts";
+import { canBind, freePort, freePortRange, waitFor } from "./_helpers.ts";
 import { FreezableRelay, RawClient, type RawProxy } from "./_raw_client.ts";
 import { TunnelFixture } from "./_tunnel.ts";
 
@@ -189,3 +189,43 @@ Deno.test(
     }
   },
 );
+
+Deno.test("a register_proxies call that scans 256 ranges of 4096 taken ports does not hold up other sessions", async () => {
+  const base = freePortRange(2);
+  await using tunnel = await TunnelFixture.start(`allow_ports = "${base}-${base + 1}"\n`);
+  const blockers = [base, base + 1].map((port) => Deno.listen({ hostname: "127.0.0.1", port }));
+  const canary = await RawClient.dial(tunnel.port);
+  const scanner = await RawClient.dial(tunnel.port);
+  try {
+    await canary.authenticate("canary");
+    await scanner.authenticate("scanner");
+    const range = { start: base, end: base + 4095 };
+    let done = false;
+    const call = scanner.register(
+      Array.from(
+        { length: 256 },
+        (_, index) => ({ name: `p${index}`, publish_port: 0, publish_port_range: range }),
+      ),
+      { max_retries: 0 },
+    ).finally(() => done = true);
+    let slowestMs = 0;
+    let rounds = 0;
+    while (!done) {
+      const startedMs = performance.now();
+      await canary.rpc.request("heartbeat", { time_ms: rounds++ });
+      slowestMs = Math.max(slowestMs, performance.now() - startedMs);
+    }
+    const result = await call;
+    assert.equal(result.proxies.length, 256);
+    for (const entry of result.proxies) {
+      assert.equal(entry.status === "rejected" && entry.code, "ADDRESS_IN_USE", JSON.stringify(entry));
+    }
+    // Done in one piece, the scan held every session for about 0.9 s.
+    assert.ok(slowestMs < 500, `slowest heartbeat of ${rounds} during the scan: ${slowestMs.toFixed(0)} ms`);
+    assert.ok(rounds > 1, "heartbeats were answered while the scan ran");
+  } finally {
+    await scanner.close();
+    await canary.close();
+    for (const blocker of blockers) blocker.close();
+  }
+});

@@ -34,6 +34,24 @@ import { SerialQueueFullError } from "./serial_queue.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "registrar"]);
 
+/**
+ * Longest stretch (ms) a registration runs before letting other sessions' I/O and timers run: one call
+ * may carry 1024 proxies with 4096-port ranges each, which took 3.5 s in one piece.
+ */
+const REGISTRATION_SLICE_MS = 5;
+
+/** How long a registration has held the event loop; gives it back once the slice is spent. */
+class TimeSlice {
+  #startedMs = performance.now();
+
+  /** Resolves at once, or after one turn of the event loop when the slice is spent. */
+  async yieldIfSpent(): Promise<void> {
+    if (performance.now() - this.#startedMs < REGISTRATION_SLICE_MS) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    this.#startedMs = performance.now();
+  }
+}
+
 /** What the registrar needs from the server. */
 export interface RegistrarContext {
   /** The server's config. */
@@ -167,7 +185,11 @@ export class ProxyRegistrar {
     try {
       queued = client.registrations.run(async () => {
         const results: ProxyRegistration[] = [];
-        for (const candidate of proxies) results.push(await this.#registerOne(client, candidate, policy));
+        const slice = new TimeSlice();
+        for (const candidate of proxies) {
+          await slice.yieldIfSpent();
+          results.push(await this.#registerOne(client, candidate, policy, slice));
+        }
         return { proxies: results };
       });
     } catch (error) {
@@ -300,6 +322,7 @@ export class ProxyRegistrar {
     client: ConnectedClient,
     candidate: unknown,
     policy: BindRetryConfig,
+    slice: TimeSlice,
   ): Promise<ProxyRegistration> {
     const spec = ProxySpec.safeParse(candidate);
     if (!spec.success) {
@@ -350,7 +373,9 @@ export class ProxyRegistrar {
     let lastError: BindError | null = null;
     let lastSkip: { code: ProxyRejectCodeValue; reason: string } | null = null;
     for (const port of candidatePorts(request)) {
+      await slice.yieldIfSpent();
       const skip = await this.#unusable(client, published, port);
+      // The session may have ended during either await; its proxy is stopped then, and must not bind.
       if (published.stopped) return closingRejection(proxy);
       if (skip) {
         lastSkip = skip;
@@ -379,6 +404,9 @@ export class ProxyRegistrar {
       ? (proxy.publish_port_range && lastError.kind === "address_in_use"
         ? `Every port of publish_port_range ${proxy.publish_port_range.start}-${proxy.publish_port_range.end} ` +
           `is taken; widen the range or set fallback_to_system_port = true`
+        : proxy.publish_port === 0 && lastError.kind === "address_in_use"
+        ? `No port this client may publish (${formatPortRanges(client.grant.allowPorts)}) is free; ` +
+          `free one or widen allow_ports`
         : lastError.message)
       : lastSkip?.reason ?? `No port this client may publish is free for '${proxy.name}'`;
     const code = lastError ? bindErrorCode(lastError) : lastSkip?.code ?? ProxyRejectCode.portNotAllowed;
