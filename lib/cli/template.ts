@@ -23,7 +23,7 @@ export function serverTemplate(authKey: string): string {
 # Keys marked "default" may be left out; commented-out lines show the default or an example.
 
 [server]
-# Address and port of the tunnel's TLS listener, which clients dial.
+# Address and port of the tunnel's TLS listener, which clients dial. An IP address, never a host name:
 # "0.0.0.0" listens on every interface (default "0.0.0.0"); 0 as port lets the system pick one.
 bind_addr = "0.0.0.0"
 bind_port = 8443
@@ -165,7 +165,8 @@ auth_key = "${authKey}"
 name = "web"
 # Only "tcp" (HTTP, SSH, databases … all travel as tcp).
 # proxy_type = "tcp"                      # default
-# Address and port the server publishes on. publish_port = 0 lets the server pick a free port.
+# Address (an IP address of the server, never a host name) and port the server publishes on.
+# publish_port = 0 lets the server pick a free port.
 publish_addr = "0.0.0.0"                  # default "0.0.0.0"
 publish_port = 8080
 # Ports to try when publish_port is taken (or 0), and whether to let the system pick a port when the
