@@ -127,6 +127,29 @@ Deno.test("publish_port 0 under an allow_ports without the ephemeral range gets 
     assert.ok(await echoes(port, "allowed"));
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(eventsOf(client.client, "PORT_CHANGED").length, 0, "any port is what 0 asks for");
+
+    // With every allowed port taken, the rejection says so (not "port N is in use").
+    const second = await tunnel.client([{ name: "any", publishPort: 0, localPort: echo.port }], {
+      extra: `client_id = "second"`,
+    });
+    const [entry] = await second.registered;
+    assert.equal(
+      entry?.status === "accepted" && entry.publish_port,
+      allowed + 2,
+      "the last free allowed port",
+    );
+    const third = await tunnel.client([{ name: "any", publishPort: 0, localPort: echo.port }], {
+      extra: `client_id = "third"`,
+    });
+    const [full] = await third.registered;
+    assert.equal(full?.status, "rejected");
+    if (full?.status === "rejected") {
+      assert.equal(full.code, "ADDRESS_IN_USE");
+      assert.match(
+        full.reason,
+        new RegExp(`No port this client may publish \\(${allowed}-${allowed + 2}\\) is free`),
+      );
+    }
   } finally {
     holder.close();
   }

@@ -103,3 +103,38 @@ Deno.test("the real server posts a disconnect alert when a client process is kil
   assert.equal(alert?.client, "killed");
   assert.equal(alert?.level, "warning");
 });
+
+Deno.test("a local service that refuses posts PROXY_UNHEALTHY, and its return PROXY_HEALTHY", async () => {
+  await using webhook = webhookReceiver();
+  await using tunnel = await TunnelFixture.start(
+    `unhealthy_after_failures = 2\n[server.notify]\nwebhook_url = "${webhook.url}"\n` +
+      `events = ["PROXY_UNHEALTHY", "PROXY_HEALTHY"]\n`,
+  );
+  const localPort = freePort(); // nothing listens here yet
+  const client = await tunnel.client([{ name: "web", publishPort: 0, localPort }], {
+    extra: `client_id = "refusing"`,
+  });
+  const port = acceptedPort(await client.registered, "web");
+  const exchange = async () => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    try {
+      await conn.write(new TextEncoder().encode("x"));
+      await conn.read(new Uint8Array(16)).catch(() => null);
+    } finally {
+      conn.close();
+    }
+  };
+  await exchange();
+  await exchange();
+  await waitFor(() => webhook.codes().includes("PROXY_UNHEALTHY"), 5000, "the PROXY_UNHEALTHY post");
+  const unhealthy = webhook.received[0]?.body ?? {};
+  assert.equal(unhealthy.client, "refusing");
+  const data = unhealthy.data as Record<string, unknown>;
+  assert.equal(data.proxy_name, "web");
+  assert.equal(data.consecutive_failures, 2);
+  assert.equal(typeof data.error, "string");
+  tunnel.echo(localPort);
+  await exchange();
+  await waitFor(() => webhook.codes().includes("PROXY_HEALTHY"), 5000, "the PROXY_HEALTHY post");
+  assert.deepEqual(webhook.codes(), ["PROXY_UNHEALTHY", "PROXY_HEALTHY"]);
+});
