@@ -352,7 +352,15 @@ export class ProxyRegistrar {
       () => client.session.open(),
       this.context.openLatency,
     );
-    if (client.claim(published)) return closingRejection(proxy);
+    const refusal = client.claim(published);
+    if (refusal === "session_closing") return closingRejection(proxy);
+    if (refusal === "duplicate_name") {
+      return rejected(
+        proxy,
+        ProxyRejectCode.duplicateName,
+        `Another proxy of this client is named '${proxy.name}'`,
+      );
+    }
     const contested = await this.#checkOtherClients(client, proxy);
     if (contested) {
       await client.discard(published);
