@@ -13,7 +13,7 @@
 
 import type { Server, Socket } from "node:net";
 import type { SecureContext, TLSSocket } from "node:tls";
-import { classifyBindError } from "./tcp.ts";
+import { classifyBindError, requireIpLiteral } from "./tcp.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
 import type { DuplexConn } from "./conn.ts";
 
@@ -61,6 +61,7 @@ export class TunnelTlsListener {
 
   /** Binds; a busy or forbidden address rejects with a classified `BindError`. */
   static async listen(options: TlsListenOptions): Promise<TunnelTlsListener> {
+    requireIpLiteral(options.hostname, options.port);
     // Loaded here, not at import: a client process never needs node:tls's server side (about 6 MB).
     const [net, tls] = await Promise.all([import("node:net"), import("node:tls")]);
     const context = tls.createSecureContext({ cert: options.certPem, key: options.keyPem });
