@@ -343,13 +343,13 @@ export const MAX_CONNECT_ERROR_CHARS = 512;
 
 /** `proxy_connect_result` params: whether a data stream reached the proxy's local service. */
 export const ProxyConnectResultParams = z.object({
-  proxy_name: z.string().min(1).max(128),
+  proxy_name: wireName,
   /** The `conn_id` of the stream's header. */
   conn_id: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   /** false: the client could not connect and reset the stream; true: it connected after failures. */
   ok: z.boolean(),
-  /** Why it failed, for people (absent or null when `ok`). */
-  error: z.string().max(MAX_CONNECT_ERROR_CHARS).nullable().optional(),
+  /** Why it failed, for people (absent or null when `ok`); unsafe characters escaped. */
+  error: z.string().max(MAX_CONNECT_ERROR_CHARS).transform(escapeForTerminal).nullable().optional(),
   /** Streams of this proxy in a row that failed, as the client counted them (0 when `ok`). */
   consecutive_failures: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
 });

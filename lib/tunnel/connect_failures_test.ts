@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { ProxyConnectResultParams } from "../rpc/control.ts";
 import { ConnectFailures } from "./connect_failures.ts";
 
 Deno.test("connect failures count one per stream opened, in a row, until a success", () => {
@@ -16,4 +17,14 @@ Deno.test("connect failures count one per stream opened, in a row, until a succe
   assert.equal(failures.take(3, true), "recovered");
   assert.equal(failures.consecutive, 0);
   assert.equal(failures.take(3, true), "ignored", "a success after a success changes nothing");
+});
+
+Deno.test("a proxy_connect_result is bounded and its error made safe to print", () => {
+  const base = { proxy_name: "web", conn_id: 1, ok: false, consecutive_failures: 1 };
+  const parsed = ProxyConnectResultParams.parse({ ...base, error: "refused\x1b[2J" });
+  assert.equal(parsed.error, "refused\\u001b[2J");
+  assert.equal(ProxyConnectResultParams.safeParse({ ...base, error: "e".repeat(513) }).success, false);
+  assert.equal(ProxyConnectResultParams.safeParse({ ...base, proxy_name: "web\x1b" }).success, false);
+  assert.equal(ProxyConnectResultParams.safeParse({ ...base, conn_id: 0 }).success, false);
+  assert.equal(ProxyConnectResultParams.safeParse({ ...base, conn_id: 1.5 }).success, false);
 });
