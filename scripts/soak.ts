@@ -1,0 +1,60 @@
+/**
+ * `deno task soak [--minutes N] [--seed N]`: the soak of `tests/_soak.ts` at full scale (2,000 idle
+ * connections, 300 stalled handshakes, 20 wrong keys/s, 10 register floods/s, 2,000 held 1 KiB echo
+ * connections, a client killed with -9 every ~30 s) for N minutes (default 5). Prints a table, writes
+ * `bench/results/soak-<time>.json`, and exits 1 when the canary saw an error or the server's descriptors
+ * or memory did not come back (fds ≤ before + 10, RSS ≤ 1.25 × before).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { formatSoakReport, FULL_SCALE, runSoak } from "../tests/_soak.ts";
+import { writeReport } from "../tests/_live_tunnel.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { minutes: { type: "string", default: "5" }, seed: { type: "string" } },
+});
+const minutes = Number(values.minutes);
+const seed = values.seed === undefined ? Math.floor(Math.random() * 2 ** 31) : Number(values.seed);
+if (!(minutes > 0) || !Number.isSafeInteger(seed)) {
+  console.error(
+    `--minutes must be a positive number and --seed an integer (got ${values.minutes}, ${values.seed})`,
+  );
+  Deno.exit(2);
+}
+console.log(`Soak: ${minutes} min, seed ${seed}`);
+const report = await runSoak({
+  seconds: minutes * 60,
+  seed,
+  scale: FULL_SCALE,
+  log: (line) => console.log(line),
+});
+console.log(formatSoakReport(report));
+console.log(`Report: ${await writeReport("soak", report)}`);
+const canary = report.canary as { errors: number };
+const failures = [
+  ...(canary.errors > 0 ? [`canary saw ${canary.errors} errors`] : []),
+  ...report.processes.slice(0, 2).flatMap((process) => {
+    const p = process as {
+      label: string;
+      fds_before: number;
+      fds_after: number;
+      rss_before_bytes: number;
+      rss_after_bytes: number;
+    };
+    return [
+      ...(p.fds_after > p.fds_before + 10
+        ? [`${p.label}: ${p.fds_after} fds after vs ${p.fds_before} before`]
+        : []),
+      ...(p.rss_after_bytes > 1.25 * p.rss_before_bytes
+        ? [`${p.label}: RSS after ${p.rss_after_bytes} > 1.25 × ${p.rss_before_bytes}`]
+        : []),
+    ];
+  }),
+];
+if (failures.length) {
+  console.log(`FAILED (seed ${seed}): ${failures.join("; ")}`);
+  Deno.exit(1);
+}
