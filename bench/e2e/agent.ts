@@ -8,6 +8,9 @@
  * - `S` (sink): a flags byte follows (1 = hash); then everything up to end of stream is counted (and
  *   hashed), and one JSON line `{"bytes":N,"sha256":"…"|null}` is written back before closing.
  * - `E` (echo): everything after the mode byte is echoed until end of stream.
+ * - `D` (download source): an 8-byte big-endian length follows; that many bytes of the seeded stream
+ *   ({@linkcode sourceBytes}) are written back in 256 KiB writes, then the agent's end of stream; the
+ *   connection is closed once the bench has closed its end too (so no byte is cut off by a reset).
  *
  * It runs in its own process so that the load generator (the bench), the tunnel's two ends and this
  * service each have their own event loop, and so that 10,000 idle connections do not put the bench's
@@ -20,6 +23,7 @@ import { createHash } from "node:crypto";
 import { acceptEach } from "../../lib/transport/accept.ts";
 import { type DuplexConn, writeAll } from "../../lib/transport/conn.ts";
 import { closeQuietly } from "../../lib/transport/pipe.ts";
+import { sourceBytes } from "./pattern.ts";
 
 /** The mode bytes a connection starts with. */
 export const AgentMode = {
@@ -27,7 +31,14 @@ export const AgentMode = {
   sink: 0x53,
   /** Echo everything. */
   echo: 0x45,
+  /** Send the number of bytes asked for (8-byte big-endian length), then end of stream. */
+  source: 0x44,
 } as const;
+
+/** Bytes of the source mode's header: the mode byte and the 8-byte length. */
+export const SOURCE_HEADER_BYTES = 9;
+/** Most bytes the source mode sends on one connection (far above any run's size). */
+export const MAX_SOURCE_BYTES = 64 * 1024 * 1024 * 1024;
 
 /** Flags byte of the sink mode: hash what arrives. */
 export const SINK_FLAG_HASH = 1;
@@ -65,6 +76,39 @@ class AdaptiveReader {
   }
 }
 
+/** `first` extended by further reads until it holds at least `count` bytes; null at end of stream. */
+async function readAtLeast(
+  reader: AdaptiveReader,
+  first: Uint8Array,
+  count: number,
+): Promise<Uint8Array | null> {
+  if (first.length >= count) return first;
+  // `first` is a view of the reader's buffer, which the next read overwrites: keep a copy.
+  let chunk: Uint8Array = first.slice();
+  while (chunk.length < count) {
+    const more = await reader.read();
+    if (more === null) return null;
+    const joined: Uint8Array = new Uint8Array(chunk.length + more.length);
+    joined.set(chunk);
+    joined.set(more, chunk.length);
+    chunk = joined;
+  }
+  return chunk;
+}
+
+/** The source mode: writes the bytes asked for, ends its side, and waits for the bench to end its own. */
+async function serveSource(conn: Conn, reader: AdaptiveReader, first: Uint8Array): Promise<void> {
+  const header = await readAtLeast(reader, first, SOURCE_HEADER_BYTES);
+  if (header === null) return;
+  const requested = new DataView(header.buffer, header.byteOffset, header.byteLength).getBigUint64(1);
+  if (requested > BigInt(MAX_SOURCE_BYTES)) return;
+  for (const piece of sourceBytes().pieces(Number(requested))) await writeAll(conn, piece);
+  await conn.closeWrite();
+  // Closing before the bench has read everything could reset the connection and lose the tail: wait
+  // for its end of stream (it sends nothing else).
+  while ((await reader.read()) !== null) { /* discard */ }
+}
+
 async function serveConn(conn: Conn): Promise<void> {
   const reader = new AdaptiveReader(conn);
   try {
@@ -80,16 +124,13 @@ async function serveConn(conn: Conn): Promise<void> {
       await conn.closeWrite();
       return;
     }
-    if (mode !== AgentMode.sink) return;
-    let chunk: Uint8Array = first;
-    while (chunk.length < 2) {
-      const more = await reader.read();
-      if (more === null) return;
-      const joined: Uint8Array = new Uint8Array(chunk.length + more.length);
-      joined.set(chunk);
-      joined.set(more, chunk.length);
-      chunk = joined;
+    if (mode === AgentMode.source) {
+      await serveSource(conn, reader, first);
+      return;
     }
+    if (mode !== AgentMode.sink) return;
+    const chunk = await readAtLeast(reader, first, 2);
+    if (chunk === null) return;
     const hash = (chunk[1] ?? 0) & SINK_FLAG_HASH ? createHash("sha256") : null;
     let bytes = 0;
     let data: Uint8Array | null = chunk.subarray(2);

@@ -1,6 +1,6 @@
 /**
- * The end-to-end bench's load generator: bulk transfers (sha256-checked on demand), 64-byte round
- * trips, connection churn and idle connections, against any path that ends at the agent (agent.ts).
+ * The end-to-end bench's load generator: bulk transfers both ways (sha256-checked on demand), 64-byte
+ * round trips, connection churn, fresh-connection and split-write requests, and idle connections, against any path that ends at the agent (agent.ts).
  * It runs in the bench's main thread, a process of its own, apart from the tunnel's processes and the
  * agent.
  *
@@ -8,7 +8,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { AgentMode, SINK_FLAG_HASH, type SinkReport } from "./agent.ts";
+import { AgentMode, SINK_FLAG_HASH, type SinkReport, SOURCE_HEADER_BYTES } from "./agent.ts";
+import { BULK_WRITE_BYTES, sourceBytes, uploadBytes } from "./pattern.ts";
 
 /** A byte stream to the agent through one path (the part of `Deno.Conn` used here). */
 export interface BenchConn {
@@ -92,55 +93,6 @@ function closeOnAbort(signal: AbortSignal, conns: Iterable<BenchConn>): () => vo
   return () => signal.removeEventListener("abort", onAbort);
 }
 
-/** Size of each write of a bulk transfer (the tunnel's large copy buffer). */
-export const BULK_WRITE_BYTES = 256 * 1024;
-/**
- * Period of the data sent: random bytes repeated, with a period that is no multiple of any read or
- * write size, so a reordered, lost or duplicated piece changes the hash.
- */
-const PATTERN_PERIOD_BYTES = 4 * 1024 * 1024 + 13;
-
-/**
- * The bytes a bulk transfer sends: `period` random bytes followed by their first `BULK_WRITE_BYTES`
- * again, so every write of the cyclic stream is one contiguous view.
- */
-let pattern: Uint8Array | null = null;
-function bulkPattern(): Uint8Array {
-  if (pattern !== null) return pattern;
-  const bytes = new Uint8Array(PATTERN_PERIOD_BYTES + BULK_WRITE_BYTES);
-  for (let offset = 0; offset < PATTERN_PERIOD_BYTES; offset += 65_536) {
-    crypto.getRandomValues(bytes.subarray(offset, Math.min(offset + 65_536, PATTERN_PERIOD_BYTES)));
-  }
-  bytes.copyWithin(PATTERN_PERIOD_BYTES, 0, BULK_WRITE_BYTES);
-  pattern = bytes;
-  return bytes;
-}
-
-/** Calls `each` with the successive views of the first `totalBytes` bytes of the cyclic stream. */
-function forEachPiece(totalBytes: number, each: (piece: Uint8Array) => void): void {
-  const bytes = bulkPattern();
-  let offset = 0;
-  for (let sent = 0; sent < totalBytes;) {
-    const size = Math.min(BULK_WRITE_BYTES, totalBytes - sent);
-    each(bytes.subarray(offset, offset + size));
-    sent += size;
-    offset = (offset + size) % PATTERN_PERIOD_BYTES;
-  }
-}
-
-const expectedHashes = new Map<number, string>();
-/** Hex SHA-256 of the first `totalBytes` bytes of the cyclic stream (cached per size). */
-function expectedSha256(totalBytes: number): string {
-  let hex = expectedHashes.get(totalBytes);
-  if (hex === undefined) {
-    const hash = createHash("sha256");
-    forEachPiece(totalBytes, (piece) => hash.update(piece));
-    hex = hash.digest("hex");
-    expectedHashes.set(totalBytes, hex);
-  }
-  return hex;
-}
-
 /** Options of {@linkcode bulkTransfer}. */
 export interface BulkOptions {
   /** Concurrent connections; the bytes are split evenly among them. */
@@ -163,7 +115,8 @@ export async function bulkTransfer(
   signal: AbortSignal,
 ): Promise<number> {
   const perConnBytes = Math.floor(options.totalBytes / options.connections);
-  const expectedHash = options.verify ? expectedSha256(perConnBytes) : null;
+  const bytes = uploadBytes();
+  const expectedHash = options.verify ? bytes.sha256(perConnBytes) : null;
   const conns: BenchConn[] = [];
   const removeAbort = closeOnAbort(signal, conns);
   try {
@@ -175,9 +128,7 @@ export async function bulkTransfer(
     const started = performance.now();
     const reports = await Promise.all(conns.map(async (conn) => {
       await writeAll(conn, header);
-      const pieces: Uint8Array[] = [];
-      forEachPiece(perConnBytes, (piece) => pieces.push(piece));
-      for (const piece of pieces) await writeAll(conn, piece);
+      for (const piece of bytes.pieces(perConnBytes)) await writeAll(conn, piece);
       await conn.closeWrite();
       const reply = new TextDecoder().decode(await readToEnd(conn, 4096));
       return JSON.parse(reply) as SinkReport;
@@ -191,6 +142,60 @@ export async function bulkTransfer(
         throw new Error(
           `connection ${index}: sha256 of the bytes received (${report.sha256}) differs from what was sent ` +
             `(${expectedHash})`,
+        );
+      }
+    }
+    return (perConnBytes * options.connections) / 1e6 / (elapsedMs / 1000);
+  } finally {
+    removeAbort();
+    for (const conn of conns) closeQuietly(conn);
+  }
+}
+
+/**
+ * The other direction of {@linkcode bulkTransfer}: asks the agent's source for `totalBytes` over
+ * `connections` connections at once and reads them to end of stream; resolves to MB/s. The clock runs
+ * from the first request (connections are open) until the last byte of every connection has arrived.
+ * With `verify`, the bench hashes what arrives and compares it with the seeded stream the agent sends.
+ */
+export async function bulkDownload(
+  connect: Connector,
+  options: BulkOptions,
+  signal: AbortSignal,
+): Promise<number> {
+  const perConnBytes = Math.floor(options.totalBytes / options.connections);
+  const expectedHash = options.verify ? sourceBytes().sha256(perConnBytes) : null;
+  const conns: BenchConn[] = [];
+  const removeAbort = closeOnAbort(signal, conns);
+  try {
+    for (let index = 0; index < options.connections; index++) {
+      signal.throwIfAborted();
+      conns.push(await connect());
+    }
+    const request = new Uint8Array(SOURCE_HEADER_BYTES);
+    request[0] = AgentMode.source;
+    new DataView(request.buffer).setBigUint64(1, BigInt(perConnBytes));
+    const started = performance.now();
+    const received = await Promise.all(conns.map(async (conn) => {
+      await writeAll(conn, request);
+      const hash = options.verify ? createHash("sha256") : null;
+      const buffer = new Uint8Array(BULK_WRITE_BYTES);
+      let bytes = 0;
+      for (let count = await conn.read(buffer); count !== null; count = await conn.read(buffer)) {
+        bytes += count;
+        hash?.update(buffer.subarray(0, count));
+      }
+      return { bytes, sha256: hash === null ? null : hash.digest("hex") };
+    }));
+    const elapsedMs = performance.now() - started;
+    for (const [index, report] of received.entries()) {
+      if (report.bytes !== perConnBytes) {
+        throw new Error(`connection ${index} received ${report.bytes} bytes, expected ${perConnBytes}`);
+      }
+      if (expectedHash !== null && report.sha256 !== expectedHash) {
+        throw new Error(
+          `connection ${index}: sha256 of the bytes received (${report.sha256}) differs from what the ` +
+            `agent sends (${expectedHash})`,
         );
       }
     }
@@ -287,6 +292,126 @@ export async function connectionChurn(
   } finally {
     removeAbort();
   }
+}
+
+/** Percentiles of one run of requests, in ms, and how many took longer than the stall limit. */
+export interface RequestFigures {
+  p50Ms: number;
+  p99Ms: number;
+  /** Requests that took longer than `stallMs`. */
+  stalled: number;
+}
+
+function requestFigures(samplesMs: Float64Array, stallMs: number): RequestFigures {
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  return {
+    p50Ms: quantile(sorted, 0.5),
+    p99Ms: quantile(sorted, 0.99),
+    stalled: sorted.filter((value) => value > stallMs).length,
+  };
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
+}
+
+/**
+ * `count` requests one after another, each on a fresh connection: `send` writes the request (the mode
+ * byte included), then the `replyBytes` echo is read and the connection closed. `timeFromConnect`
+ * chooses whether the clock starts before the connect or once it is open (before the first write).
+ */
+async function freshRequests(
+  connect: Connector,
+  options: {
+    count: number;
+    expected: Uint8Array;
+    stallMs: number;
+    timeFromConnect: boolean;
+    send: (conn: BenchConn) => Promise<void>;
+  },
+  signal: AbortSignal,
+): Promise<RequestFigures> {
+  const live = new Set<BenchConn>();
+  const removeAbort = closeOnAbort(signal, live);
+  const reply = new Uint8Array(options.expected.length);
+  const samples = new Float64Array(options.count);
+  try {
+    for (let index = 0; index < options.count; index++) {
+      signal.throwIfAborted();
+      const beforeConnect = performance.now();
+      const conn = await connect();
+      live.add(conn);
+      try {
+        const started = options.timeFromConnect ? beforeConnect : performance.now();
+        await options.send(conn);
+        await readFull(conn, reply);
+        samples[index] = performance.now() - started;
+      } finally {
+        live.delete(conn);
+        closeQuietly(conn);
+      }
+      if (!sameBytes(reply, options.expected)) throw new Error("the echo returned different bytes");
+    }
+    return requestFigures(samples, options.stallMs);
+  } finally {
+    removeAbort();
+  }
+}
+
+/**
+ * Fresh connection + round trip: `count` times in a row, connect, send `messageBytes` to the echo in one
+ * write (after the mode byte, in the same write), read them back, close. The clock runs from before the
+ * connect until the last byte of the echo, so Nagle's algorithm on any hop shows as a 40 ms stall.
+ */
+export function freshRoundTrips(
+  connect: Connector,
+  options: { count: number; messageBytes: number; stallMs: number },
+  signal: AbortSignal,
+): Promise<RequestFigures> {
+  const request = new Uint8Array(options.messageBytes + 1);
+  crypto.getRandomValues(request);
+  request[0] = AgentMode.echo;
+  return freshRequests(connect, {
+    count: options.count,
+    expected: request.subarray(1),
+    stallMs: options.stallMs,
+    timeFromConnect: true,
+    send: (conn) => writeAll(conn, request),
+  }, signal);
+}
+
+/**
+ * Split-write requests: `count` times in a row, on a fresh connection, a `headerBytes` write (after the
+ * mode byte, in the same write) and at once a `bodyBytes` write, without waiting for anything between
+ * them; then the echo of header and body is read and the connection closed. The clock runs from the
+ * first write to the last byte of the echo (the connect is not counted). A hop that leaves Nagle's
+ * algorithm on holds the body until the header is acknowledged, which a delayed ACK puts off by 40 ms.
+ */
+export function splitWriteRequests(
+  connect: Connector,
+  options: { count: number; headerBytes: number; bodyBytes: number; stallMs: number },
+  signal: AbortSignal,
+): Promise<RequestFigures> {
+  const header = new Uint8Array(options.headerBytes + 1);
+  crypto.getRandomValues(header);
+  header[0] = AgentMode.echo;
+  const body = new Uint8Array(options.bodyBytes);
+  crypto.getRandomValues(body);
+  const expected = new Uint8Array(options.headerBytes + options.bodyBytes);
+  expected.set(header.subarray(1));
+  expected.set(body, options.headerBytes);
+  return freshRequests(connect, {
+    count: options.count,
+    expected,
+    stallMs: options.stallMs,
+    timeFromConnect: false,
+    send: async (conn) => {
+      await writeAll(conn, header);
+      await writeAll(conn, body);
+    },
+  }, signal);
 }
 
 /**

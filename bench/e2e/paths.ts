@@ -5,7 +5,8 @@
  * 2. raw TLS between two Deno processes (the bench and the agent) with `conn.read`/`conn.write`: the
  *    ceiling for any Deno tunnel;
  * 3. tls-tunnel: server and client as separate `deno run main.ts` processes over real TLS;
- * 4. OpenSSH `ssh -R` against our own sshd, with the default cipher and with aes128-gcm (when installed);
+ * 4. OpenSSH `ssh -R` against our own sshd, with the default cipher and with aes128-gcm (when installed),
+ *    and, for the latency section, `ssh -tt -R` (a terminal session: OpenSSH's interactive mode, Nagle off);
  *
  * and, for reference, two bare Deno TCP relays in a row (relay.ts): the floor of any two-process Deno
  * tunnel, without TLS and without multiplexing.
@@ -34,6 +35,7 @@ export const PathName = {
   tunnel: "tls-tunnel",
   ssh: "ssh -R",
   sshGcm: "ssh -R aes128-gcm",
+  sshTty: "ssh -tt -R",
 } as const;
 
 /** One of {@linkcode PathName}'s values. */
@@ -61,6 +63,8 @@ export interface BenchPath {
 export interface PathsWanted {
   /** ssh variants to start (none, the default cipher only, or both). */
   ssh: "none" | "default" | "both";
+  /** Also start `ssh -tt -R` (default cipher, interactive mode) when ssh is wanted (default false). */
+  sshTty?: boolean;
   /** Start a shared tunnel pair (default true). */
   tunnel?: boolean;
   /** Start the two reference relays (default false). */
@@ -145,9 +149,10 @@ export class PathSet {
 
   async #startSsh(context: BenchContext, wanted: PathsWanted, localPort: number): Promise<void> {
     if (wanted.ssh === "none") return;
-    const variants: Array<[PathNameValue, SshCipher]> = wanted.ssh === "both"
-      ? [[PathName.ssh, null], [PathName.sshGcm, SSH_GCM_CIPHER]]
-      : [[PathName.ssh, null]];
+    const variants: Array<[PathNameValue, SshCipher, boolean]> = wanted.ssh === "both"
+      ? [[PathName.ssh, null, false], [PathName.sshGcm, SSH_GCM_CIPHER, false]]
+      : [[PathName.ssh, null, false]];
+    if (wanted.sshTty === true) variants.push([PathName.sshTty, null, true]);
     const missing = (name: PathNameValue, reason: string): BenchPath => ({
       name,
       connect: null,
@@ -171,9 +176,9 @@ export class PathSet {
     }
     this.sshServer = server;
     this.#stops.push(() => stopChild(server));
-    for (const [name, cipher] of variants) {
+    for (const [name, cipher, tty] of variants) {
       try {
-        const forward = await SshForward.start(server, { localPort, cipher }, echoWorks);
+        const forward = await SshForward.start(server, { localPort, cipher, tty }, echoWorks);
         this.sshForwards.set(name, forward);
         // Forwards stop before sshd (stops run in reverse order).
         this.#stops.push(() => stopChild(this.sshForwards.get(name)));
@@ -189,9 +194,9 @@ export class PathSet {
           ],
         });
       } catch (error) {
-        const reason = `ssh -R${cipher ? ` -c ${cipher}` : ""} could not publish a port: ${
-          error instanceof Error ? error.message : String(error)
-        }`;
+        const reason = `ssh ${tty ? "-tt" : "-N"} -R${
+          cipher ? ` -c ${cipher}` : ""
+        } could not publish a port: ${error instanceof Error ? error.message : String(error)}`;
         context.log(reason);
         this.paths.push(missing(name, reason));
       }

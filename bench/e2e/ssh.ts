@@ -1,7 +1,9 @@
 /**
  * OpenSSH as the bench's reference tunnel: our own `sshd` on a loopback port (throw-away host and user
- * keys, its own config, nothing of the system's) and `ssh -N -R` clients publishing a local port, with the
- * default cipher or a chosen one.
+ * keys, its own config, nothing of the system's) and `ssh -R` clients publishing a local port, with the
+ * default cipher or a chosen one, either as `ssh -N -R` (no session: how a tunnel is usually run) or as
+ * `ssh -tt -R … sleep …` (a session with a terminal: OpenSSH's interactive mode, which turns Nagle's
+ * algorithm off on its sockets, so small writes are not held back).
  *
  * @module
  */
@@ -138,12 +140,18 @@ export class SshServer implements ChildHandle {
   }
 }
 
-/** `ssh -N -R 127.0.0.1:PUBLISH:127.0.0.1:LOCAL` against our sshd. */
+/**
+ * `ssh -N -R 127.0.0.1:PUBLISH:127.0.0.1:LOCAL` against our sshd, or with `tty`
+ * `ssh -tt -R … root@127.0.0.1 sleep 2147483647`: a remote command on a terminal sshd allocates, which
+ * makes both ends run in interactive mode (TCP_NODELAY). `-tt` forces the terminal although the bench's
+ * stdin is none; the remote `sleep` never reads it, so the session lasts until the bench stops ssh.
+ */
 export class SshForward implements ChildHandle {
   private constructor(
     readonly child: Deno.ChildProcess,
     readonly publishPort: number,
     readonly cipher: SshCipher,
+    readonly tty: boolean,
     readonly output: { text: string },
   ) {}
 
@@ -157,12 +165,13 @@ export class SshForward implements ChildHandle {
    */
   static async start(
     server: SshServer,
-    options: { localPort: number; cipher: SshCipher; publishPort?: number },
+    options: { localPort: number; cipher: SshCipher; publishPort?: number; tty?: boolean },
     ready: (publishPort: number) => Promise<boolean>,
   ): Promise<SshForward> {
     const publishPort = options.publishPort ?? freePort();
+    const tty = options.tty === true;
     const args = [
-      "-N",
+      tty ? "-tt" : "-N",
       "-R",
       `127.0.0.1:${publishPort}:127.0.0.1:${options.localPort}`,
       "-p",
@@ -183,13 +192,16 @@ export class SshForward implements ChildHandle {
       "LogLevel=ERROR",
       ...(options.cipher === null ? [] : ["-c", options.cipher]),
       "root@127.0.0.1",
+      ...(tty ? ["sleep", "2147483647"] : []),
     ];
     const { child, output } = spawnCollectingStderr(server.tools.ssh, args);
-    const forward = track(new SshForward(child, publishPort, options.cipher, output));
+    const forward = track(new SshForward(child, publishPort, options.cipher, tty, output));
     try {
       await waitUntil(
         async () => {
-          if (await exited(child)) throw new Error(`ssh -R exited: ${output.text.trim()}`);
+          if (await exited(child)) {
+            throw new Error(`ssh ${tty ? "-tt" : "-N"} -R exited: ${output.text.trim()}`);
+          }
           return await ready(publishPort);
         },
         15_000,

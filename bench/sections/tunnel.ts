@@ -3,8 +3,10 @@
  * real TLS) against direct TCP, raw Deno TLS and OpenSSH `ssh -R`, side by side in one run. See
  * bench/README.md for what each figure means and docs/PERFORMANCE.md for the latest table.
  *
- * - `tunnel-throughput`: bulk MB/s with 1 and 8 concurrent connections.
- * - `tunnel-latency`: 64-byte round trips (p50, p99) and new connections per second.
+ * - `tunnel-throughput`: bulk MB/s with 1 and 8 concurrent connections, upload (outside peer → local
+ *   service) and download (local service → outside peer).
+ * - `tunnel-latency` (_tunnel_latency.ts): 64-byte round trips (p50, p99), new connections per second,
+ *   fresh connection + 1 KiB echo and split-write requests.
  * - `tunnel-memory`: RSS of server and client, idle and with 1,000 and 10,000 idle connections.
  * - `tunnel-recovery`: port release after the client is killed, and server restart to traffic.
  *
@@ -19,21 +21,12 @@ import type {
   BenchRunFigures,
   BenchSection,
 } from "../_harness.ts";
-import {
-  bulkTransfer,
-  connectionChurn,
-  type Connector,
-  IdleConnections,
-  roundTrips,
-  tcpConnector,
-} from "../e2e/load.ts";
-import { type BenchPath, echoWorks, PathName, type PathNameValue, PathSet } from "../e2e/paths.ts";
+import { bulkDownload, bulkTransfer, type Connector, IdleConnections, tcpConnector } from "../e2e/load.ts";
+import { type BenchPath, echoWorks, PathName, PathSet } from "../e2e/paths.ts";
 import {
   type AgentProcess,
   buildBundleIn,
   type CliChild,
-  cpuSeconds,
-  type CpuTarget,
   startTunnelClient,
   startTunnelServer,
   stopChild,
@@ -42,42 +35,31 @@ import {
 } from "../e2e/processes.ts";
 import { canBind } from "../../tests/_helpers.ts";
 import { findSsh, SshForward, SshServer, waitUntil } from "../e2e/ssh.ts";
+import { ALL_PATHS, requireConnect, skipReason, sum, withCpu } from "./_tunnel_common.ts";
+import { tunnelLatencySection } from "./_tunnel_latency.ts";
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
-
-/** The paths of the throughput and latency sections, in table order. */
-const ALL_PATHS: readonly PathNameValue[] = [
-  PathName.direct,
-  PathName.tls,
-  PathName.relay,
-  PathName.tunnel,
-  PathName.ssh,
-  PathName.sshGcm,
-];
-
-/** A case that is listed but not run because its path is missing. */
-function skipReason(path: BenchPath): { skip: string } | Record<never, never> {
-  return path.missing === null ? {} : { skip: `${path.name}: ${path.missing}` };
-}
-
-function requireConnect(path: BenchPath): Connector {
-  if (path.connect === null) throw new Error(`${path.name} is unavailable: ${path.missing}`);
-  return path.connect;
-}
 
 // --- throughput -----------------------------------------------------------------------------------
 
 /** Bytes per throughput run (all connections together). */
 const bulkBytes = (context: BenchContext) => (context.quick ? 256 * MIB : 1 * GIB);
 
+/** Which way the bytes of a throughput case go. */
+type Direction = "upload" | "download";
+
 function throughputCase(
   path: BenchPath,
   connections: number,
+  direction: Direction,
   context: BenchContext,
   agentPid: number,
 ): BenchCase {
-  const suffix = connections === 1 ? "1 conn" : `${connections} conns`;
+  // Upload cases keep their names from before downloads were measured ("tls-tunnel 1 conn").
+  const suffix = `${direction === "download" ? "download " : ""}${
+    connections === 1 ? "1 conn" : `${connections} conns`
+  }`;
   const bars: BenchBar[] = [];
   if (path.name === PathName.tunnel) {
     bars.push({ minRatio: 2, against: [`${PathName.ssh} ${suffix}`], label: "ssh -R" });
@@ -98,9 +80,10 @@ function throughputCase(
       ? {}
       : { baseline: `${PathName.direct} ${suffix} cpu all` }),
   });
+  const transfer = direction === "upload" ? bulkTransfer : bulkDownload;
   return {
     name: `${path.name} ${suffix}`,
-    metric: "throughput",
+    metric: direction === "upload" ? "throughput" : "download",
     unit: "MB/s",
     ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} ${suffix}` }),
     bars,
@@ -109,24 +92,17 @@ function throughputCase(
       ...(hasMiddle ? [cpuFigure("cpuMiddle", "cpu tunnel")] : []),
     ],
     ...skipReason(path),
-    params: { totalBytes, connections, writeBytes: 256 * 1024 },
+    params: { totalBytes, connections, writeBytes: 256 * 1024, direction },
     async run(signal): Promise<BenchRunFigures> {
-      // The first run of every path (the warm-up) has the agent hash what it receives.
+      // The first run of every path (the warm-up) hashes what arrives (the agent for uploads, the bench
+      // for downloads) and compares it with what was sent.
       const verify = runsDone++ === 0;
-      const targets: CpuTarget[] = [
-        { pid: Deno.pid, withDescendants: false },
-        { pid: agentPid, withDescendants: false },
-        ...path.middle(),
-      ];
-      const before = await cpuSeconds(targets);
-      const megabytesPerSecond = await bulkTransfer(
-        requireConnect(path),
-        { connections, totalBytes, verify },
-        signal,
+      const { result: megabytesPerSecond, used } = await withCpu(
+        path,
+        agentPid,
+        () => transfer(requireConnect(path), { connections, totalBytes, verify }, signal),
       );
-      const used = (await cpuSeconds(targets)).map((seconds, index) => seconds - (before[index] ?? 0));
       const gigabytes = Math.floor(totalBytes / connections) * connections / 1e9;
-      const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
       return {
         value: megabytesPerSecond,
         also: { cpuAll: sum(used) / gigabytes, cpuMiddle: sum(used.slice(2)) / gigabytes },
@@ -135,127 +111,22 @@ function throughputCase(
   };
 }
 
-/** Bulk throughput through every path with 1 and 8 concurrent connections. */
+/** Bulk throughput through every path with 1 and 8 concurrent connections, both ways. */
 export const tunnelThroughputSection: BenchSection = {
   name: "tunnel-throughput",
-  description:
-    "bulk MB/s with 1 and 8 connections: direct TCP, raw Deno TLS, tls-tunnel, ssh -R (default, aes128-gcm)",
+  description: "bulk MB/s with 1 and 8 connections, upload and download: direct TCP, raw Deno TLS, " +
+    "tls-tunnel, ssh -R (default, aes128-gcm)",
   runs: (context) => (context.quick ? 1 : 5),
-  budgetMs: (context) => (context.quick ? 30_000 : 180_000),
+  budgetMs: (context) => (context.quick ? 60_000 : 360_000),
   runTimeoutMs: (context) => (context.quick ? 30_000 : 60_000),
   async setup(context) {
     const set = await PathSet.start(context, { ssh: "both", relay: true });
     const agentPid = (set.agent as AgentProcess).child.pid;
     const cases = [1, 8].flatMap((connections) =>
-      ALL_PATHS.map((name) => throughputCase(set.get(name), connections, context, agentPid))
+      (["upload", "download"] as const).flatMap((direction) =>
+        ALL_PATHS.map((name) => throughputCase(set.get(name), connections, direction, context, agentPid))
+      )
     );
-    return { cases, teardown: () => set.stop() };
-  },
-};
-
-// --- latency and connection rate --------------------------------------------------------------------
-
-const MESSAGE_BYTES = 64;
-
-function roundTripCase(path: BenchPath, context: BenchContext, agentPid: number): BenchCase {
-  const count = context.quick ? 1_000 : 5_000;
-  const warmup = context.quick ? 200 : 500;
-  const isTunnel = path.name === PathName.tunnel;
-  const hasMiddle = path.name !== PathName.direct && path.name !== PathName.tls;
-  return {
-    name: `${path.name} rtt p50`,
-    metric: "64 B round trip",
-    unit: "µs",
-    ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} rtt p50` }),
-    bars: isTunnel ? [{ maxRatio: 1, against: [`${PathName.ssh} rtt p50`], label: "ssh -R" }] : [],
-    also: [
-      {
-        name: `${path.name} rtt p99`,
-        key: "p99",
-        metric: "64 B round trip",
-        unit: "µs",
-        ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} rtt p99` }),
-        bars: isTunnel ? [{ maxRatio: 1.5, against: [`${PathName.ssh} rtt p99`], label: "ssh -R" }] : [],
-      },
-      {
-        name: `${path.name} rtt cpu all`,
-        key: "cpuAll",
-        metric: "CPU time",
-        unit: "CPU µs/rtt",
-        ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} rtt cpu all` }),
-      },
-      ...(hasMiddle
-        ? [{ name: `${path.name} rtt cpu tunnel`, key: "cpuMiddle", metric: "CPU time", unit: "CPU µs/rtt" }]
-        : []),
-    ],
-    ...skipReason(path),
-    params: { messageBytes: MESSAGE_BYTES, roundTrips: count, warmupRoundTrips: warmup },
-    async run(signal): Promise<BenchRunFigures> {
-      const targets: CpuTarget[] = [
-        { pid: Deno.pid, withDescendants: false },
-        { pid: agentPid, withDescendants: false },
-        ...path.middle(),
-      ];
-      const before = await cpuSeconds(targets);
-      const figures = await roundTrips(
-        requireConnect(path),
-        { count, warmup, messageBytes: MESSAGE_BYTES },
-        signal,
-      );
-      const used = (await cpuSeconds(targets)).map((seconds, index) => seconds - (before[index] ?? 0));
-      const perRoundTripUs = (values: number[]) =>
-        values.reduce((total, value) => total + value, 0) * 1e6 / (count + warmup);
-      return {
-        value: figures.p50Us,
-        also: { p99: figures.p99Us, cpuAll: perRoundTripUs(used), cpuMiddle: perRoundTripUs(used.slice(2)) },
-      };
-    },
-  };
-}
-
-/** Connections opened at once by the connection-rate cases. */
-const CHURN_CONCURRENCY = 8;
-
-function churnCase(path: BenchPath, context: BenchContext): BenchCase {
-  const total = context.quick ? 200 : 500;
-  return {
-    name: `${path.name} connects`,
-    metric: "new conns",
-    unit: "conn/s",
-    ...(path.name === PathName.direct ? {} : { baseline: `${PathName.direct} connects` }),
-    bars: path.name === PathName.tunnel
-      ? [{
-        minRatio: 2,
-        against: [`${PathName.ssh} connects`, `${PathName.sshGcm} connects`],
-        label: "ssh -R best",
-      }]
-      : [],
-    ...skipReason(path),
-    params: { connections: total, concurrency: CHURN_CONCURRENCY, messageBytes: MESSAGE_BYTES },
-    run(signal) {
-      return connectionChurn(
-        requireConnect(path),
-        { total, concurrency: CHURN_CONCURRENCY, messageBytes: MESSAGE_BYTES },
-        signal,
-      );
-    },
-  };
-}
-
-/** 64-byte round trips and connection churn through every path. */
-export const tunnelLatencySection: BenchSection = {
-  name: "tunnel-latency",
-  description: "64-byte round trips (p50, p99) and new connections per second (connect, one echo, close)",
-  runs: (context) => (context.quick ? 1 : 5),
-  budgetMs: (context) => (context.quick ? 30_000 : 120_000),
-  runTimeoutMs: (context) => (context.quick ? 20_000 : 40_000),
-  async setup(context) {
-    const set = await PathSet.start(context, { ssh: "both", relay: true });
-    const agentPid = (set.agent as AgentProcess).child.pid;
-    const cases = [
-      ...ALL_PATHS.map((name) => roundTripCase(set.get(name), context, agentPid)),
-      ...ALL_PATHS.map((name) => churnCase(set.get(name), context)),
-    ];
     return { cases, teardown: () => set.stop() };
   },
 };
