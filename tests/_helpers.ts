@@ -114,7 +114,7 @@ export class CliProcess {
     options: { env?: Record<string, string>; permissions?: string[]; entry?: string } = {},
   ) {
     const permissions = options.permissions ??
-      ["--allow-net", "--allow-read", "--allow-env", "--allow-sys=hostname"];
+      ["--allow-net", "--allow-read", "--allow-env", "--allow-sys=hostname", "--allow-ffi"];
     this.#child = new Deno.Command(Deno.execPath(), {
       args: ["run", "--quiet", ...permissions, options.entry ?? "main.ts", "--log-format", "json", ...args],
       cwd: PROJECT_ROOT,

@@ -19,6 +19,7 @@
  */
 
 import { type DuplexConn, isLendingConn, type LendingConn, writeAll } from "./conn.ts";
+import { resetTcpConn } from "./tcp_reset.ts";
 
 /** Size of the buffer an idle or low-traffic direction reads into. */
 export const SMALL_BUFFER_BYTES = 1024;
@@ -251,10 +252,12 @@ class BothWays implements CopySink {
 
   end(_aToB: boolean, error: unknown, _total: number): void {
     if (error !== null) {
-      // One direction failed (reset, broken pipe): close both so the other direction ends too.
+      // One direction failed (a reset, a lost session, a broken pipe): the transfer is cut, so both ends
+      // are reset, not closed: a FIN would tell each peer that everything arrived. It also ends the other
+      // direction.
       this.result.error ??= error;
-      closeQuietly(this.a);
-      closeQuietly(this.b);
+      abortQuietly(this.a);
+      abortQuietly(this.b);
     }
     if (--this.#running > 0) return;
     closeQuietly(this.a);
@@ -265,11 +268,26 @@ class BothWays implements CopySink {
 
 /**
  * Copies both ways between `a` and `b` with half-close propagated each way, until both directions
- * end; then closes both. When one direction fails (reset, broken pipe), both connections are closed so
- * the other direction ends too. Never rejects: the error, if any, is in the result.
+ * end; then closes both. When one direction fails (reset, lost session, broken pipe), both are aborted
+ * with {@linkcode abortQuietly}, so a peer of a cut transfer reads a reset, never a clean end. Never
+ * rejects: the error, if any, is in the result.
  */
 export function pipeBoth(a: DuplexConn, b: DuplexConn, options: PipeOptions = {}): Promise<PipeResult> {
   return new BothWays(a, b, options).done;
+}
+
+/**
+ * Ends `conn` abortively, ignoring errors: a yamux stream (anything with `reset()`) is reset, a TCP
+ * connection gets a TCP reset where this process can send one ({@linkcode resetTcpConn}), anything else is
+ * closed.
+ */
+export function abortQuietly(conn: { close(): void; reset?: () => void }): void {
+  try {
+    if (typeof conn.reset === "function") conn.reset();
+    else resetTcpConn(conn);
+  } catch {
+    // Already closed or never fully opened: nothing left to abort.
+  }
 }
 
 /** Closes `conn`, ignoring "already closed" and similar errors. */

@@ -9,7 +9,7 @@ import { getLogger } from "@logtape/logtape";
 import { encodeStreamHeader } from "../rpc/stream_header.ts";
 import type { ProxySpec } from "../rpc/control.ts";
 import { type DuplexConn, writeAll } from "../transport/conn.ts";
-import { closeQuietly, pipeBoth } from "../transport/pipe.ts";
+import { abortQuietly, closeQuietly, pipeBoth } from "../transport/pipe.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
 import { acceptEach } from "../transport/accept.ts";
 import type { Histogram } from "../stats/histogram.ts";
@@ -37,11 +37,13 @@ export class PublishedProxy {
   readonly stats = new ProxyStats();
   /** What the client reported about reaching its local service for this proxy's streams. */
   readonly connectFailures = new ConnectFailures();
-  /** Outside connections being carried now, closed when the proxy stops. */
+  /** Outside connections being carried now, reset when the proxy stops. */
   readonly #connections = new Set<Deno.TcpConn>();
   #acceptLoop: Promise<void> | null = null;
   #listener: Deno.TcpListener | null = null;
   #stopped = false;
+  /** False once {@linkcode stopListening} (or {@linkcode stop}) closed the listener. */
+  #listening = true;
   #nextConnId = 1;
 
   constructor(
@@ -74,7 +76,7 @@ export class PublishedProxy {
    * the listener closed, when the proxy is stopped or already has one: a listener always has one owner.
    */
   attach(listener: Deno.TcpListener): boolean {
-    if (this.#stopped || this.#listener) {
+    if (this.#stopped || !this.#listening || this.#listener) {
       closeQuietly(listener);
       return false;
     }
@@ -89,7 +91,7 @@ export class PublishedProxy {
 
   #accept(listener: Deno.TcpListener): Promise<void> {
     return acceptEach(listener, (conn) => this.#carry(conn), {
-      stopped: () => this.#stopped,
+      stopped: () => this.#stopped || !this.#listening,
       // Transient accept failures (e.g. too many open files) must not kill the proxy.
       onError: (error) =>
         logger.warn("Accept on {proxy} failed: {error}", { proxy: this.spec.name, error: String(error) }),
@@ -128,7 +130,7 @@ export class PublishedProxy {
           proxy: this.spec.name,
           error: String(error),
         });
-        closeQuietly(conn);
+        abortQuietly(conn);
         return;
       }
       // Outside → client counts as bytes in, client → outside as bytes out.
@@ -159,16 +161,33 @@ export class PublishedProxy {
     };
   }
 
+  /** Outside connections being carried now. */
+  get openConnections(): number {
+    return this.#connections.size;
+  }
+
   /**
-   * Stops listening, releasing the port at once, and closes every outside connection. Resolves when the
-   * accept loop has ended.
+   * Stops listening, releasing the port at once; connections being carried go on (a client that leaves
+   * lets them finish). Resolves when the accept loop has ended.
+   */
+  async stopListening(): Promise<void> {
+    this.#listening = false;
+    if (this.#listener) closeQuietly(this.#listener);
+    await this.#acceptLoop;
+  }
+
+  /**
+   * Stops listening, releasing the port at once, and resets every outside connection still carried (its
+   * transfer is cut: a FIN would tell the peer it got everything). Resolves when the accept loop has
+   * ended.
    */
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
     this.stats.setStatus("closed");
+    this.#listening = false;
     if (this.#listener) closeQuietly(this.#listener);
-    for (const conn of this.#connections) closeQuietly(conn);
+    for (const conn of this.#connections) abortQuietly(conn);
     await this.#acceptLoop;
   }
 }
