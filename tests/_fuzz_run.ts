@@ -51,7 +51,7 @@ export interface FuzzReport {
   invariants: Invariant[];
   ok: boolean;
   /** Windows in which the server stalled over the limit, with the scripts in flight then. */
-  stalls: Array<{ t: number; stallMs: number; lagMs: number; scripts: number[] }>;
+  stalls: Array<{ t: number; stallMs: number; lagMs: number; scripts: number[]; fullGcMs?: number }>;
   scriptKinds: Record<string, number>;
   outcomes: Record<string, number>;
   server: Record<string, unknown>;
@@ -198,6 +198,11 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   stopSampling = true;
   await sampling;
   clearInterval(harnessTicker);
+  // A stall whose window holds one of the idle collector's full collections is (at least partly) that pause.
+  for (const stall of stalls) {
+    const collection = server.collections.find((gc) => gc.t <= stall.t + 50 && gc.t >= stall.t - 400);
+    if (collection) stall.fullGcMs = collection.elapsedMs;
+  }
   const serverAlive = !server.exited;
   const maxStallMs = server.probe.maxStallMs(fuzzStartMs);
   const growth = (server.watch.after.rssBytes ?? Infinity) - (server.watch.before.rssBytes ?? 0);
@@ -296,7 +301,8 @@ export function formatFuzzReport(report: FuzzReport): string {
     rows.push([
       "stalls",
       report.stalls.slice(0, 5).map((stall) =>
-        `${stall.stallMs} ms at ${new Date(stall.t).toISOString()} (scripts ${stall.scripts.join(",")})`
+        `${stall.stallMs} ms at ${new Date(stall.t).toISOString()} (scripts ${stall.scripts.join(",")}` +
+        `${stall.fullGcMs !== undefined ? `; idle full GC took ${stall.fullGcMs} ms` : ""})`
       ).join("; "),
     ]);
   }
