@@ -11,6 +11,8 @@ import {
   FrameTooLargeError,
   FrameWriter,
   MalformedJsonError,
+  MAX_JSON_DEPTH,
+  nestingExceeds,
   TruncatedFrameError,
 } from "./framing.ts";
 
@@ -284,4 +286,51 @@ Deno.test("frame limits must be positive integers that fit the u32 prefix", () =
   for (const bad of [0, -1, 1.5, 2 ** 32, Number.NaN]) {
     assert.throws(() => new FrameReader(conn, { maxFrameBytes: bad }), RangeError);
   }
+});
+
+/** Nesting depth of a JSON value: 0 for a scalar, 1 for `[]`, 2 for `[[]]`… */
+function jsonDepth(value: unknown): number {
+  if (value === null || typeof value !== "object") return 0;
+  const children = Array.isArray(value) ? value : Object.values(value);
+  return 1 + children.reduce((max: number, child) => Math.max(max, jsonDepth(child)), 0);
+}
+
+Deno.test("nestingExceeds agrees with the real depth of any JSON text, strings with brackets and escapes included", () => {
+  const encoder = new TextEncoder();
+  const tricky = fc.string({ unit: fc.constantFrom("[", "]", "{", "}", '"', "\\", "a", "é", "𝄞") });
+  const value = fc.letrec((tie) => ({
+    node: fc.oneof(
+      { depthSize: "small" },
+      tricky,
+      fc.integer(),
+      fc.array(tie("node"), { maxLength: 3 }),
+      fc.dictionary(tricky, tie("node"), { maxKeys: 3 }),
+    ),
+  })).node;
+  fc.assert(fc.property(value, fc.integer({ min: 0, max: 8 }), (json, maxDepth) => {
+    const bytes = encoder.encode(JSON.stringify(json));
+    assert.equal(nestingExceeds(bytes, maxDepth), jsonDepth(json) > maxDepth);
+  }));
+});
+
+Deno.test("a control frame nested deeper than MAX_JSON_DEPTH is refused unparsed and the next frame is read", async () => {
+  const deep = 200_000;
+  const body = new TextEncoder().encode(
+    `{"jsonrpc":"2.0","id":7,"method":"heartbeat","params":${"[".repeat(deep)}${"]".repeat(deep)}}`,
+  );
+  const prefix = new Uint8Array(FRAME_HEADER_BYTES);
+  new DataView(prefix.buffer).setUint32(0, body.length);
+  let atLimit: unknown = 1;
+  for (let level = 0; level < MAX_JSON_DEPTH; level++) atLimit = [atLimit];
+  const reader = new FrameReader(
+    scriptedConn([prefix, body, encodeFrame(atLimit), encodeFrame({ jsonrpc: "2.0", id: 8, result: null })]),
+  );
+  const refused = await reader.next().then(
+    () => assert.fail("expected MalformedJsonError"),
+    (e: unknown) => e,
+  );
+  assert.ok(refused instanceof MalformedJsonError);
+  assert.match(refused.message, new RegExp(`nested deeper than ${MAX_JSON_DEPTH} levels`));
+  assert.deepEqual(await reader.next(), atLimit, "exactly MAX_JSON_DEPTH levels are accepted");
+  assert.deepEqual(await reader.next(), { jsonrpc: "2.0", id: 8, result: null });
 });
