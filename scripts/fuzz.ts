@@ -1,6 +1,7 @@
 /**
- * `deno task fuzz [--seed N] [--cases N] [--concurrency N] [--only I,J]`: the live fuzz harness of
- * `tests/_fuzz_run.ts` at scale (default 100,000 cases, random seed). Prints a table, writes
+ * `deno task fuzz [--seed N] [--cases N] [--concurrency N] [--only I,J] [--client-cases N]`: the live fuzz of
+ * `tests/_fuzz_run.ts` at scale (default 100,000 cases, random seed), then the client's stream-header fuzz
+ * of `tests/_client_fuzz.ts` (`--client-cases`, default a twentieth of `--cases`). Prints tables, writes
  * `bench/results/fuzz-<time>.json`, and exits 1 when an invariant broke (the table names the seed and
  * the replay command).
  *
@@ -9,6 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { formatFuzzReport, runFuzz } from "../tests/_fuzz_run.ts";
+import { formatClientFuzzReport, runClientFuzz } from "../tests/_client_fuzz.ts";
 import { writeReport } from "../tests/_live_tunnel.ts";
 
 const { values } = parseArgs({
@@ -18,6 +20,7 @@ const { values } = parseArgs({
     cases: { type: "string", default: "100000" },
     concurrency: { type: "string", default: "8" },
     only: { type: "string" },
+    "client-cases": { type: "string" },
   },
 });
 
@@ -35,6 +38,7 @@ const seed = integer("seed", values.seed, Math.floor(Math.random() * 2 ** 31));
 const cases = integer("cases", values.cases, 100_000);
 const concurrency = integer("concurrency", values.concurrency, 8);
 const only = values.only?.split(",").map((index) => integer("only", index, 0));
+const clientCases = integer("client-cases", values["client-cases"], only ? 0 : Math.ceil(cases / 20));
 console.log(
   `Live fuzz: seed ${seed}, ${only ? `scripts ${only.join(",")}` : `${cases} cases`}, ${concurrency} at once`,
 );
@@ -46,8 +50,10 @@ const report = await runFuzz({
   log: (line) => console.log(line),
 });
 console.log(formatFuzzReport(report));
-console.log(`Report: ${await writeReport("fuzz", report)}`);
-if (!report.ok) {
-  console.log(`FAILED with seed ${seed}; replay: ${report.replay}`);
+const clientReport = clientCases > 0 ? await runClientFuzz({ seed, cases: clientCases }) : null;
+if (clientReport) console.log(formatClientFuzzReport(clientReport));
+console.log(`Report: ${await writeReport("fuzz", { server: report, client: clientReport })}`);
+if (!report.ok || (clientReport && !clientReport.ok)) {
+  console.log(`FAILED with seed ${seed}; replay: ${report.ok ? clientReport?.replay : report.replay}`);
   Deno.exit(1);
 }

@@ -412,19 +412,29 @@ function rpcBody(): fc.Arbitrary<RpcBody> {
   }));
 }
 
-function streamHeader(): fc.Arbitrary<Uint8Array> {
+/**
+ * Bytes at the start of a data stream: a version byte, a u16 length that may lie, a JSON body (a header
+ * naming `knownProxy` or a hostile name, with hostile `peer_addr`/`conn_id`, or any text) and a tail.
+ */
+export function streamHeader(knownProxy = "p0"): fc.Arbitrary<Uint8Array> {
   const json = fc.oneof(
     fc.record({
-      proxy: nastyString(100),
+      proxy: fc.oneof(fc.constant(knownProxy), nastyString(100)),
       peer_addr: nastyString(100),
       conn_id: fc.oneof(fc.integer(), wrongType),
     }).map((value) => JSON.stringify(value)),
     fc.string({ maxLength: 100 }),
   ).map((text) => encoder.encode(text));
   return fc.tuple(
-    fc.oneof(fc.constant(1), fc.integer({ min: 0, max: 255 })),
+    fc.oneof({ weight: 4, arbitrary: fc.constant(1) }, {
+      weight: 1,
+      arbitrary: fc.integer({ min: 0, max: 255 }),
+    }),
     json,
-    fc.oneof(fc.constant(-1), fc.integer({ min: 0, max: 0xffff })),
+    fc.oneof({ weight: 4, arbitrary: fc.constant(-1) }, {
+      weight: 1,
+      arbitrary: fc.integer({ min: 0, max: 0xffff }),
+    }),
     fc.uint8Array({ maxLength: 64 }),
   ).map(
     ([version, body, declared, tail]) => {
