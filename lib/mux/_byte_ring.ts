@@ -35,11 +35,43 @@ let pooledBytes = 0;
 /** Most bytes {@linkcode storagePool} keeps; storage beyond it is left to the garbage collector. */
 const STORAGE_POOL_LIMIT_BYTES = 16 * 1024 * 1024;
 
+/** Storage counts of every ring in the process (for tests and diagnostics). */
+export interface RingStorageCounts {
+  /** Storage allocated since the process started (pool misses), in bytes. */
+  allocatedBytes: number;
+  /** Storage kept in the pool now, in bytes. */
+  pooledBytes: number;
+}
+
+/** Bytes of storage allocated so far (pool misses). */
+let allocatedBytes = 0;
+
+/** How much ring storage was ever allocated and how much the pool keeps now. */
+export function ringStorageCounts(): RingStorageCounts {
+  return { allocatedBytes, pooledBytes };
+}
+
+/** Drops every storage the pool keeps (to the garbage collector); returns how many bytes it kept. */
+export function emptyRingStoragePool(): number {
+  const dropped = pooledBytes;
+  storagePool.clear();
+  pooledBytes = 0;
+  return dropped;
+}
+
+/**
+ * Storage of `capacity` bytes (a power of two): pooled if the pool has that size, else new. Every miss
+ * allocates, and freed storage mostly stays in the process's RSS, so reuse is what keeps a burst of short
+ * streams from raising it.
+ */
 function takeStorage(capacity: number): Uint8Array {
   const storage = storagePool.get(capacity)?.pop();
-  if (storage === undefined) return new Uint8Array(capacity);
-  pooledBytes -= capacity;
-  return storage;
+  if (storage !== undefined) {
+    pooledBytes -= capacity;
+    return storage;
+  }
+  allocatedBytes += capacity;
+  return new Uint8Array(capacity);
 }
 
 function giveStorage(storage: Uint8Array): void {
@@ -65,6 +97,13 @@ export class ByteRing {
    * writing into it.
    */
   #reservedIn: Uint8Array | null = null;
+  /**
+   * Bytes at the front lent by `peek()` and not yet consumed: while set, the storage may be being read
+   * (written to a socket), so it is never given to another ring, only left behind.
+   */
+  #lentBytes = 0;
+  /** The owner is done with the ring: storage of any size goes back as soon as it is drained. */
+  #retired = false;
 
   /** Bytes held. */
   get length(): number {
@@ -110,6 +149,7 @@ export class ByteRing {
    */
   peek(maxBytes: number): Uint8Array {
     const count = Math.min(maxBytes, this.#length, this.#storage.length - this.#start);
+    this.#lentBytes = count;
     return this.#storage.subarray(this.#start, this.#start + count);
   }
 
@@ -118,6 +158,7 @@ export class ByteRing {
     const dropped = Math.min(count, this.#length);
     if (dropped === 0) return 0;
     const capacity = this.#storage.length;
+    this.#lentBytes = Math.max(0, this.#lentBytes - dropped);
     this.#length -= dropped;
     this.#start = (this.#start + dropped) % capacity;
     if (this.#length === 0 && this.#reservedIn === null) this.#rewind();
@@ -162,12 +203,28 @@ export class ByteRing {
     return true;
   }
 
-  /** Drops everything and releases the storage (a reservation still open adds nothing when committed). */
+  /**
+   * The owner (a finished stream) will not receive any more: storage of any size goes back now if the
+   * ring is drained, else as soon as the last bytes are consumed, instead of waiting for a sweep that
+   * no longer sees the stream.
+   */
+  retire(): void {
+    this.#retired = true;
+    this.releaseStorageIfDrained();
+  }
+
+  /**
+   * Drops everything and releases the storage (a reservation still open adds nothing when committed).
+   * The storage goes back to the pool unless a lent view or an open reservation may still use it.
+   */
   clear(): void {
+    const reusable = this.#reservedIn === null && this.#lentBytes === 0;
+    if (reusable) giveStorage(this.#storage);
     this.#storage = EMPTY;
     this.#start = 0;
     this.#length = 0;
     this.#reservedIn = null;
+    this.#lentBytes = 0;
   }
 
   /** Index just after the newest byte (where the next byte goes). */
@@ -179,7 +236,7 @@ export class ByteRing {
   /** Empty, nothing lent, not reserved: give the storage back to the pool and start over. */
   #rewind(): void {
     this.#start = 0;
-    if (this.#storage.length <= RELEASE_WHEN_DRAINED_BYTES) this.#giveBack();
+    if (this.#storage.length <= RELEASE_WHEN_DRAINED_BYTES || this.#retired) this.#giveBack();
   }
 
   /** Empty and not reserved: the storage goes to the pool. */
@@ -192,11 +249,13 @@ export class ByteRing {
   #grow(needed: number): void {
     let capacity = Math.max(this.#storage.length, MIN_CAPACITY_BYTES);
     while (capacity < needed) capacity *= 2;
-    // The old storage is not pooled: a view lent from it may still be being written somewhere.
+    const old = this.#storage;
     const grown = takeStorage(capacity);
     this.#copyOut(grown);
     this.#storage = grown;
     this.#start = 0;
+    // The old storage goes to the pool unless a view lent from it may still be being written somewhere.
+    if (this.#lentBytes === 0) giveStorage(old);
   }
 
   /** Copies the held bytes, oldest first, to the start of `target` without consuming them. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { ByteRing } from "./_byte_ring.ts";
+import { ByteRing, emptyRingStoragePool, ringStorageCounts } from "./_byte_ring.ts";
 
 Deno.test("byte ring returns bytes in order across wraps and growth", () => {
   fc.assert(
@@ -148,4 +148,66 @@ Deno.test("byte ring reservation survives a drain and adds nothing after clear()
   ring.commit(5);
   assert.equal(ring.length, 0, "bytes read into storage the ring dropped are not added");
   assert.equal(ring.capacity, 0);
+});
+
+/**
+ * Pool bytes given back by `operation` on `ring`: the pool's change plus whatever the ring took from the
+ * pool meanwhile (its new capacity, when nothing new was allocated).
+ */
+function givenBack(ring: ByteRing, operation: () => void): number {
+  emptyRingStoragePool(); // room for what is given back, whatever earlier tests left in the pool
+  const before = ringStorageCounts();
+  const capacityBefore = ring.capacity;
+  operation();
+  const after = ringStorageCounts();
+  const grew = ring.capacity !== capacityBefore && ring.capacity > 0;
+  const takenFromPool = grew && after.allocatedBytes === before.allocatedBytes ? ring.capacity : 0;
+  return after.pooledBytes - before.pooledBytes + takenFromPool;
+}
+
+Deno.test("byte ring storage left behind by growth goes to the pool unless a view lent from it is out", () => {
+  const ring = new ByteRing();
+  ring.push(new Uint8Array(1000));
+  const small = ring.capacity;
+  assert.equal(
+    givenBack(ring, () => ring.push(new Uint8Array(3000))),
+    small,
+    "nothing lent: old storage pooled",
+  );
+
+  const lending = new ByteRing();
+  lending.push(new Uint8Array(1000));
+  const view = lending.peek(1000);
+  assert.equal(givenBack(lending, () => lending.push(new Uint8Array(3000))), 0, "a lent view keeps it out");
+  assert.equal(view.length, 1000);
+  assert.equal(lending.consume(view.length), 1000);
+});
+
+Deno.test("byte ring of a finished stream gives large storage back once drained, and clear() gives it back", () => {
+  const ring = new ByteRing();
+  ring.push(new Uint8Array(200_000));
+  const capacity = ring.capacity;
+  ring.retire(); // bytes still held: nothing goes back yet
+  assert.equal(ring.capacity, capacity);
+  const view = ring.peek(200_000);
+  assert.equal(givenBack(ring, () => ring.consume(view.length)), capacity, "drained after retire(): pooled");
+  assert.equal(ring.capacity, 0);
+
+  const cleared = new ByteRing();
+  cleared.push(new Uint8Array(5000));
+  const clearedCapacity = cleared.capacity;
+  assert.equal(
+    givenBack(cleared, () => cleared.clear()),
+    clearedCapacity,
+    "clear() with nothing lent: pooled",
+  );
+
+  const lentCleared = new ByteRing();
+  lentCleared.push(new Uint8Array(5000));
+  lentCleared.peek(5000);
+  assert.equal(
+    givenBack(lentCleared, () => lentCleared.clear()),
+    0,
+    "clear() while lent: left to its writer",
+  );
 });

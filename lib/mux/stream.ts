@@ -664,6 +664,7 @@ export class Stream implements LendingConn {
   #finish(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#received.retire(); // the session's sweep no longer sees this stream
     this.#owner.streamDone(this);
     this.#resolveClosed();
   }
@@ -677,6 +678,7 @@ export class Stream implements LendingConn {
       this.#reset = true;
       this.#dropReceived();
     }
+    this.#received.retire(); // the session's sweep no longer sees this stream
     this.#settleReadAfterEnd();
     const pendingWrite = this.#pendingWrite;
     this.#pendingWrite = null;

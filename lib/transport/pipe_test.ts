@@ -2,7 +2,16 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import type { DuplexConn } from "./conn.ts";
 import { memoryPair } from "./memory_pair.ts";
-import { copyOneWay, LARGE_BUFFER_BYTES, MEDIUM_BUFFER_BYTES, pipeBoth, SMALL_BUFFER_BYTES } from "./pipe.ts";
+import {
+  copyBufferCounts,
+  copyOneWay,
+  LARGE_BUFFER_BYTES,
+  LARGE_BUFFER_LIMIT,
+  MEDIUM_BUFFER_BYTES,
+  MEDIUM_BUFFER_LIMIT,
+  pipeBoth,
+  SMALL_BUFFER_BYTES,
+} from "./pipe.ts";
 import { readAll } from "../_test_bytes.ts";
 
 /** `length` pseudo-random bytes (xorshift) that differ per `seed`. */
@@ -108,45 +117,109 @@ Deno.test("pipeBoth ends both directions when a write fails in the middle of a b
   assert.equal(await outside.read(new Uint8Array(10)), null);
 });
 
-Deno.test("a direction that goes quiet after a burst waits with a medium buffer, not a large one", async () => {
-  // A source that fills every read during a burst, then returns a partial read, then stays quiet.
+/** A source that returns `script` read by read (a number: that many bytes, "full": the buffer's size), then waits. */
+function scriptedSource(script: readonly (number | "full")[]): {
+  conn: DuplexConn;
+  readSizes: number[];
+  waiting: Promise<void>;
+  end: () => void;
+} {
   const readSizes: number[] = [];
-  let chunksLeft = 4;
-  let release: (() => void) | null = null;
-  const quiet = new Promise<void>((resolve) => (release = resolve));
-  let waiting: (() => void) | null = null;
-  const waitingForQuietRead = new Promise<void>((resolve) => (waiting = resolve));
-  const source: DuplexConn = {
+  let next = 0;
+  const quiet = Promise.withResolvers<void>();
+  const waiting = Promise.withResolvers<void>();
+  const conn: DuplexConn = {
     read: async (buffer) => {
       readSizes.push(buffer.length);
-      if (chunksLeft > 0) {
-        chunksLeft--;
-        return buffer.length; // the burst: every read fills its buffer
-      }
-      if (chunksLeft === 0) {
-        chunksLeft--;
-        return Math.floor(buffer.length / 3); // the end of the burst: a partial read
-      }
-      waiting?.();
-      await quiet;
+      const step = script[next++];
+      if (step !== undefined) return step === "full" ? buffer.length : step;
+      waiting.resolve();
+      await quiet.promise;
       return null;
     },
     write: (data) => Promise.resolve(data.length),
     closeWrite: () => Promise.resolve(),
     close: () => {},
   };
-  const sink: DuplexConn = {
+  return { conn, readSizes, waiting: waiting.promise, end: () => quiet.resolve() };
+}
+
+/** A sink that takes everything. */
+function nullSink(): DuplexConn {
+  return {
     read: () => Promise.resolve(null),
     write: (data) => Promise.resolve(data.length),
     closeWrite: () => Promise.resolve(),
     close: () => {},
   };
-  const copying = copyOneWay(source, sink);
-  await waitingForQuietRead;
-  assert.equal(readSizes[0], SMALL_BUFFER_BYTES, "the first read uses the small buffer");
-  assert.ok(readSizes.slice(1, 5).every((size) => size === LARGE_BUFFER_BYTES), `burst reads: ${readSizes}`);
-  assert.equal(readSizes.at(-1), MEDIUM_BUFFER_BYTES, "the read waiting through the quiet period is medium");
-  (release as (() => void) | null)?.();
+}
+
+Deno.test("a direction that goes quiet after a burst waits with its small buffer, not a borrowed one", async () => {
+  // Every read fills its buffer during the burst, then one partial read ends it, then the source is quiet.
+  const source = scriptedSource(["full", "full", "full", "full", "full", Math.floor(LARGE_BUFFER_BYTES / 3)]);
+  const copying = copyOneWay(source.conn, nullSink());
+  await source.waiting;
+  assert.deepEqual(source.readSizes, [
+    SMALL_BUFFER_BYTES,
+    SMALL_BUFFER_BYTES,
+    MEDIUM_BUFFER_BYTES,
+    LARGE_BUFFER_BYTES,
+    LARGE_BUFFER_BYTES,
+    LARGE_BUFFER_BYTES,
+    SMALL_BUFFER_BYTES,
+  ], "two full small reads start the bulk phase; medium, then large while full; the quiet read is small");
+  const counts = copyBufferCounts();
+  assert.equal(
+    counts.largeLent + counts.mediumLent,
+    0,
+    "no borrowed buffer is held through the quiet period",
+  );
+  source.end();
   const total = await copying;
-  assert.equal(total, SMALL_BUFFER_BYTES + 3 * LARGE_BUFFER_BYTES + Math.floor(LARGE_BUFFER_BYTES / 3));
+  assert.equal(
+    total,
+    2 * SMALL_BUFFER_BYTES + MEDIUM_BUFFER_BYTES + 2 * LARGE_BUFFER_BYTES +
+      Math.floor(LARGE_BUFFER_BYTES / 3),
+  );
+});
+
+Deno.test("a 1 KiB message followed by silence leaves the read waiting with the small buffer", async () => {
+  // 1,024 bytes fill the small buffer exactly; that alone is not bulk traffic.
+  const source = scriptedSource([SMALL_BUFFER_BYTES]);
+  const copying = copyOneWay(source.conn, nullSink());
+  await source.waiting;
+  assert.deepEqual(source.readSizes, [SMALL_BUFFER_BYTES, SMALL_BUFFER_BYTES]);
+  const counts = copyBufferCounts();
+  assert.equal(counts.largeLent + counts.mediumLent, 0);
+  source.end();
+  assert.equal(await copying, SMALL_BUFFER_BYTES);
+});
+
+Deno.test("borrowed buffers stay capped when many sources leave a bulk read waiting, and copies go on", async () => {
+  // Each source fills two small reads and then goes quiet: its waiting read holds a borrowed buffer.
+  const pinned = Array.from({ length: MEDIUM_BUFFER_LIMIT + 40 }, () => scriptedSource(["full", "full"]));
+  const copies = pinned.map((source) => copyOneWay(source.conn, nullSink()));
+  await Promise.all(pinned.map((source) => source.waiting));
+  const counts = copyBufferCounts();
+  assert.ok(counts.mediumExisting <= MEDIUM_BUFFER_LIMIT, `medium buffers: ${counts.mediumExisting}`);
+  assert.ok(counts.largeExisting <= LARGE_BUFFER_LIMIT, `large buffers: ${counts.largeExisting}`);
+  const overflow = pinned.slice(MEDIUM_BUFFER_LIMIT).map((source) => source.readSizes.at(-1));
+  assert.ok(
+    overflow.every((size) => size === SMALL_BUFFER_BYTES),
+    "sources beyond the cap wait with the small buffer",
+  );
+  // With every medium buffer lent, bulk data still goes through intact.
+  const [source, sourcePeer] = memoryPair({ capacityBytes: 64 * 1024 });
+  const [sinkPeer, sink] = memoryPair({ capacityBytes: 48 * 1024 });
+  const data = pattern(LARGE_BUFFER_BYTES + 4_321, 9);
+  const [copied, received] = await Promise.all([
+    copyOneWay(sourcePeer, sinkPeer),
+    readAll(sink),
+    writePieces(source, data, [30_000]),
+  ]);
+  assert.equal(copied, data.length);
+  assert.deepEqual(received, data);
+  for (const pinnedSource of pinned) pinnedSource.end();
+  await Promise.all(copies);
+  assert.equal(copyBufferCounts().mediumLent, 0, "every borrowed buffer is back once the sources end");
 });
