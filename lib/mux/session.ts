@@ -190,6 +190,12 @@ export class Session {
   #resolveClosed!: () => void;
   /** Resolves once the session is over and the connection closed. Never rejects. */
   readonly closed: Promise<void>;
+  readonly #remoteGoAway = Promise.withResolvers<GoAwayCodeValue>();
+  /**
+   * Resolves with the code of the first GoAway the peer sends (its streams in flight go on with a normal
+   * code); stays pending if none comes. Never rejects.
+   */
+  readonly remoteGoAway: Promise<GoAwayCodeValue> = this.#remoteGoAway.promise;
 
   /**
    * Starts a session over `conn` (reading begins immediately, keepalive pings too).
@@ -347,12 +353,14 @@ export class Session {
   }
 
   /**
-   * Ends the session: sends GoAway(normal), flushes queued frames (for at most `closeFlushTimeoutMs`),
-   * closes the connection. Streams not finished fail with `SessionClosedError`. Safe to call more than
+   * Ends the session: sends GoAway(normal) unless {@linkcode goAway} did, flushes queued frames (for at
+   * most `closeFlushTimeoutMs`), half-closes the connection (a TLS connection sends close_notify, so the
+   * peer sees a clean end, not an unexpected EOF) and closes it. Streams not finished fail with `SessionClosedError`. Safe to call more than
    * once; resolves when {@linkcode closed} does.
    */
   async close(): Promise<void> {
-    this.#terminate("local-close", null, GoAwayCode.Normal, true);
+    // After goAway() the peer knows already: a second GoAway frame would say nothing new.
+    this.#terminate("local-close", null, this.#localGoAway ? null : GoAwayCode.Normal, true);
     await this.closed;
   }
 
@@ -615,6 +623,7 @@ export class Session {
   }
 
   #onGoAway(code: GoAwayCodeValue): void {
+    if (this.#remoteGoAwayCode === null) this.#remoteGoAway.resolve(code);
     this.#remoteGoAwayCode = code;
     const error = new RemoteGoAwayError(code);
     for (const waiter of this.#openWaiters.splice(0)) waiter.reject(error);
@@ -896,7 +905,12 @@ export class Session {
   }
 
   async #shutdown(flush: boolean): Promise<void> {
-    if (flush) await this.#waitIdle(this.options.closeFlushTimeoutMs);
+    if (flush) {
+      const startedMs = performance.now();
+      await this.#waitIdle(this.options.closeFlushTimeoutMs);
+      const leftMs = this.options.closeFlushTimeoutMs - (performance.now() - startedMs);
+      if (!this.#writing && this.#batchLength === 0 && leftMs > 0) await this.#closeWrite(leftMs);
+    }
     try {
       this.#conn.close();
     } catch {
@@ -905,6 +919,24 @@ export class Session {
     await this.#readLoopDone;
     await this.#writeLoopDone;
     this.#resolveClosed();
+  }
+
+  /**
+   * Half-closes the connection after the last frame, waiting at most `timeoutMs`: over TLS this sends
+   * close_notify, which tells the peer the end is intended.
+   */
+  async #closeWrite(timeoutMs: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        this.#conn.closeWrite(),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+      ]);
+    } catch {
+      // The connection is already broken or closed: close() below releases it.
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 

@@ -33,6 +33,7 @@ import { EventLog } from "../stats/event_log.ts";
 import type { BackendSnapshot, ClientRoleSnapshot } from "../stats/snapshot.ts";
 import { PROTOCOL_VERSION, VERSION } from "../version.ts";
 import { Backoff } from "./backoff.ts";
+import { leaveServer } from "./leaving.ts";
 import { monitorHealth } from "./health_check.ts";
 import { type Backend, BackendPool, formatBackend } from "./load_balancer.ts";
 
@@ -287,10 +288,10 @@ export class TunnelClient {
       keepaliveTimeoutMs: this.#config.keepaliveTimeoutSecs * 1000,
     });
     this.#session = session;
-    const onAbort = () => session.close();
+    const streams = new Set<Promise<void>>();
+    const onAbort = () => void leaveServer(session, streams);
     signal?.addEventListener("abort", onAbort, { once: true });
     let rpc: RpcPeer | null = null;
-    const streams = new Set<Promise<void>>();
     const healthChecks = new AbortController();
     let acceptLoop: Promise<void> | null = null;
     try {

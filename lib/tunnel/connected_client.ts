@@ -186,9 +186,45 @@ export class ConnectedClient {
     );
   }
 
-  /** Whether {@linkcode close} has begun. */
+  /** Whether {@linkcode close} or {@linkcode leave} has begun. */
   get closing(): boolean {
     return this.#ended;
+  }
+
+  /**
+   * The client said it is leaving (GoAway): closes every listener and stops pending retries and
+   * registrations, while the outside connections being carried go on until {@linkcode close}. From here
+   * on the client counts as closing (a newcomer with its id replaces it at once). Resolves with the number
+   * of ports released once they are free: once each accept loop has ended (Deno frees a listener's port
+   * only when its pending accept is over).
+   */
+  async leave(): Promise<number> {
+    this.#ended = true;
+    this.#lifetime.abort(new Error(`${this.name} is leaving`));
+    const proxies = [...this.#claims.values(), ...this.#proxies.values()];
+    const bound = proxies.filter((proxy) => proxy.boundPort !== null).length;
+    await Promise.all(proxies.map((proxy) => proxy.stopListening()));
+    return bound;
+  }
+
+  /**
+   * Resolves once no outside connection is carried for this client, its session has ended, `timeoutMs`
+   * has passed or `signal` aborts (checked every 20 ms: a leaving client's grace period is seconds).
+   */
+  async drained(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const deadlineMs = performance.now() + timeoutMs;
+    while (
+      this.openConnections > 0 && !this.session.isClosed && !signal?.aborted && performance.now() < deadlineMs
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  /** Outside connections being carried for this client now. */
+  get openConnections(): number {
+    let count = 0;
+    for (const proxy of this.#proxies.values()) count += proxy.openConnections;
+    return count;
   }
 
   /**

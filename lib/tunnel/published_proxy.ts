@@ -167,8 +167,9 @@ export class PublishedProxy {
   }
 
   /**
-   * Stops listening, releasing the port at once; connections being carried go on (a client that leaves
-   * lets them finish). Resolves when the accept loop has ended.
+   * Stops listening; connections being carried go on (a client that leaves lets them finish). Resolves
+   * when the accept loop has ended: only then is the port free (Deno keeps a listener's socket until its
+   * pending accept is over).
    */
   async stopListening(): Promise<void> {
     this.#listening = false;

@@ -31,6 +31,7 @@ import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
 import { formatAddr } from "./published_proxy.ts";
 import { onProxyConnectResult } from "./connect_failures.ts";
 import { WebhookNotifier } from "./webhook.ts";
+import { LEAVE_GRACE_MS } from "./leaving.ts";
 
 const logger = getLogger(["tls-tunnel", "server"]);
 
@@ -414,10 +415,54 @@ export class TunnelServer {
     (async () => {
       for await (const stream of session) stream.reset();
     })().catch(() => {});
-    await Promise.race([session.closed, rpc.closed]);
+    const leaving = await Promise.race([
+      session.closed.then(() => false),
+      rpc.closed.then(() => false),
+      session.remoteGoAway.then(() => true),
+    ]);
+    if (leaving && !session.isClosed && !client.closing) {
+      await this.#clientLeaving(client);
+      return;
+    }
     await this.#forget(
       client,
       conciseReason(session.error?.message ?? session.closeReason ?? "control stream closed"),
+    );
+  }
+
+  /**
+   * The client sent GoAway: it is leaving. Its ports are released at once; the outside connections in
+   * flight get {@linkcode LEAVE_GRACE_MS} to finish (those still open then are reset), then the
+   * session ends. A departure, not a failure: logged at INFO.
+   */
+  async #clientLeaving(client: ConnectedClient): Promise<void> {
+    const startedMs = performance.now();
+    // Gone from the registry at once, like a client that disconnected; what it still carries is its own.
+    if (this.clients.get(client.clientId) === client) this.clients.delete(client.clientId);
+    const ports = await client.leave();
+    const inFlight = client.openConnections;
+    logger.info(
+      "Client {client} is leaving (GoAway): released {count} port(s) in {ms} ms; {open} connection(s) in " +
+        "flight may finish within {secs} s",
+      {
+        client: client.name,
+        count: ports,
+        ms: (performance.now() - startedMs).toFixed(1),
+        open: inFlight,
+        secs: LEAVE_GRACE_MS / 1000,
+      },
+    );
+    this.events.add({
+      level: "info",
+      code: "CLIENT_DISCONNECTED",
+      message: `Client ${client.name} left`,
+      client: client.name,
+      data: { client_id: client.clientId, remote_addr: client.remoteAddr, reason: "left (GoAway)" },
+    });
+    await client.drained(LEAVE_GRACE_MS, this.#options.signal);
+    await this.#forget(
+      client,
+      inFlight > 0 && client.openConnections > 0 ? "left (grace period over)" : "left",
     );
   }
 

@@ -1,0 +1,127 @@
+/**
+ * A client that says goodbye leaves: real server and client processes over real TLS. On SIGTERM the client
+ * sends GoAway; the server releases its ports at once, lets the connections in flight finish, and logs a
+ * departure at INFO.
+ */
+
+import assert from "node:assert/strict";
+import { canBind, freePort, type LogRecord, waitFor } from "./_helpers.ts";
+import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { writeAll } from "../lib/transport/conn.ts";
+import { closeQuietly } from "../lib/transport/pipe.ts";
+import { LEAVE_GRACE_MS } from "../lib/tunnel/leaving.ts";
+
+/** The server's log records from `from` on, as "level message" lines (for assertion messages). */
+function describe(records: LogRecord[], from = 0): string {
+  return records.slice(from).map((record) => `${record.level} ${record.message}`).join("\n");
+}
+
+Deno.test("a client stopped with SIGTERM frees its ports within 100 ms of its GoAway; the server logs a departure at INFO", async () => {
+  await using tunnel = await ProcessTunnel.create();
+  const publishPorts = [freePort(), freePort()];
+  const server = await tunnel.server();
+  const client = tunnel.client(
+    await tunnel.clientConfig("client", [
+      { name: "web", publishPort: publishPorts[0] as number },
+      { name: "api", publishPort: publishPorts[1] as number },
+    ]),
+  );
+  await client.waitForLine(proxyUp("web"));
+  await client.waitForLine(proxyUp("api"));
+  const before = server.records.length;
+  const stoppedAt = performance.now();
+  client.kill("SIGTERM");
+  await waitFor(() => publishPorts.every((port) => canBind(port)), 2000, "both ports to be released", 1);
+  const freeMs = performance.now() - stoppedAt;
+  const [, released, ms] = await server.waitForLine(
+    /is leaving \(GoAway\): released (\d+) port\(s\) in ([\d.]+) ms/,
+  );
+  console.log(
+    `ports bindable ${freeMs.toFixed(1)} ms after SIGTERM; the server released them ${ms} ms after GoAway`,
+  );
+  assert.equal(Number(released), 2);
+  assert.ok(Number(ms) < 100, `ports released ${ms} ms after the GoAway arrived`);
+  assert.equal((await client.status()).code, 0);
+  await server.waitForLine(/Client \S+ disconnected \(left\)/);
+  const after = server.records.slice(before);
+  const departure = after.filter((record) => /is leaving|disconnected \(left\)/.test(record.message));
+  assert.equal(departure.length, 2, describe(server.records, before));
+  assert.ok(departure.every((record) => record.level === "info"), describe(server.records, before));
+  const warnings = after.filter((record) => record.level !== "info" && record.level !== "debug");
+  assert.deepEqual(
+    warnings,
+    [],
+    `the server warned about a normal departure:\n${describe(server.records, before)}`,
+  );
+  assert.ok(!/UnexpectedEof|close_notify/.test(describe(server.records, before)));
+});
+
+Deno.test("a connection in flight when the client is stopped finishes, while new connections are refused", async () => {
+  // The local service answers every connection with 12 chunks of 64 KiB, one every 100 ms.
+  const chunk = new Uint8Array(64 * 1024).fill(7);
+  const chunks = 12;
+  const service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    for await (const conn of service) {
+      (async () => {
+        try {
+          for (let index = 0; index < chunks; index++) {
+            await writeAll(conn, chunk);
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          await conn.closeWrite();
+          while ((await conn.read(new Uint8Array(1024))) !== null) {
+            // Until the tunnel closes its side.
+          }
+        } catch {
+          // The test looks at the outside peer.
+        } finally {
+          closeQuietly(conn);
+        }
+      })();
+    }
+  })();
+  try {
+    await using tunnel = await ProcessTunnel.create();
+    const publishPort = freePort();
+    const server = await tunnel.server();
+    const client = tunnel.client(
+      await tunnel.clientConfig("client", [{ name: "slow", publishPort, localPort: service.addr.port }]),
+    );
+    await client.waitForLine(proxyUp("slow"));
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
+    const buffer = new Uint8Array(256 * 1024);
+    let received = (await conn.read(buffer)) ?? 0;
+    const stoppedAt = performance.now();
+    client.kill("SIGTERM");
+    await server.waitForLine(/is leaving \(GoAway\): released 1 port\(s\) in [\d.]+ ms; 1 connection/);
+    await assert.rejects(
+      Deno.connect({ hostname: "127.0.0.1", port: publishPort }),
+      Deno.errors.ConnectionRefused,
+      "a leaving client's port takes no new connections",
+    );
+    let end = "eof";
+    try {
+      while (true) {
+        const count = await conn.read(buffer);
+        if (count === null) break;
+        received += count;
+      }
+    } catch (error) {
+      end = error instanceof Error ? error.name : String(error);
+    }
+    const tookMs = performance.now() - stoppedAt;
+    closeQuietly(conn);
+    console.log(
+      `in-flight download finished ${tookMs.toFixed(0)} ms after SIGTERM: ${received} bytes, ${end}`,
+    );
+    assert.equal(end, "eof");
+    assert.equal(received, chunk.length * chunks);
+    assert.ok(tookMs < LEAVE_GRACE_MS, `finished within the grace period (${tookMs.toFixed(0)} ms)`);
+    assert.equal((await client.status()).code, 0);
+    await server.waitForLine(/Client \S+ disconnected \(left\)/);
+  } finally {
+    closeQuietly(service);
+    await served;
+  }
+});
