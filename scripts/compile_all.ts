@@ -17,13 +17,17 @@ export const TARGETS: ReadonlyArray<{ target: string; output: string }> = [
   { target: "x86_64-pc-windows-msvc", output: "tls-tunnel-x86_64-windows.exe" },
 ];
 
-/** Permissions baked into the executables: the narrowest set the server and client need. */
+/**
+ * Permissions baked into the executables: the narrowest set the server and client need. `--allow-ffi` is
+ * for one call, the TCP reset of a cut outside connection (lib/transport/tcp_reset.ts).
+ */
 export const RUNTIME_PERMISSIONS = [
   "--allow-net",
   "--allow-read",
   "--allow-env",
   "--allow-sys=hostname",
   "--allow-write",
+  "--allow-ffi",
 ];
 
 /**

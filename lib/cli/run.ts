@@ -11,6 +11,7 @@ import type { ServerConfig } from "../config/types.ts";
 import { ConfigError, loadClientConfig, loadServerConfig } from "../config/mod.ts";
 import { fingerprintSha256 } from "../transport/fingerprint.ts";
 import { BindError } from "../transport/tcp.ts";
+import { tcpResetUnavailableReason } from "../transport/tcp_reset.ts";
 import { escapeForTerminal } from "../text.ts";
 import { TunnelServer } from "../tunnel/server.ts";
 import { type ClientProxyState, FatalClientError, TunnelClient } from "../tunnel/client.ts";
@@ -112,6 +113,14 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
   if (!config) return 1;
   const certificate = await serverCertificate(config);
   if (!certificate) return 1;
+  const resetUnavailable = tcpResetUnavailableReason();
+  if (resetUnavailable !== null) {
+    logger.warn(
+      "Outside connections cut by a lost session or a reset will end with FIN, not a TCP reset, so a cut " +
+        "download can look complete: {reason}",
+      { reason: resetUnavailable },
+    );
+  }
   const server = new TunnelServer({ config, ...certificate, signal: options.signal });
   const stats = startStatsEndpoint(
     config,
