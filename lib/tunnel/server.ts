@@ -439,6 +439,7 @@ export class TunnelServer {
     const startedMs = performance.now();
     // Gone from the registry at once, like a client that disconnected; what it still carries is its own.
     if (this.clients.get(client.clientId) === client) this.clients.delete(client.clientId);
+    const boundPorts = [...client.proxies.values()].flatMap((proxy) => proxy.boundPort ?? []);
     const ports = await client.leave();
     const inFlight = client.openConnections;
     logger.info(
@@ -457,7 +458,12 @@ export class TunnelServer {
       code: "CLIENT_DISCONNECTED",
       message: `Client ${client.name} left`,
       client: client.name,
-      data: { client_id: client.clientId, remote_addr: client.remoteAddr, reason: "left (GoAway)" },
+      data: {
+        client_id: client.clientId,
+        remote_addr: client.remoteAddr,
+        reason: "left (GoAway)",
+        ports: boundPorts,
+      },
     });
     await client.drained(LEAVE_GRACE_MS, this.#options.signal);
     await this.#forget(
