@@ -180,3 +180,28 @@ Deno.test("an outside peer that half-closes after its request gets all 64 MiB an
     await service.close();
   }
 });
+
+Deno.test("an outside peer of a proxy whose local service is down reads a reset, not an empty answer", async () => {
+  await using tunnel = await ProcessTunnel.create();
+  const publishPort = freePort();
+  await tunnel.server();
+  const client = tunnel.client(
+    await tunnel.clientConfig("client", [{
+      name: "down",
+      publishPort,
+      localPort: freePort(),
+      lines: "health_check = { interval_secs = 0.2, timeout_secs = 0.2 }",
+    }], "local_connect_retries = 1"),
+  );
+  await client.waitForLine(proxyUp("down"));
+  // Once through the stream (the client cannot connect and resets it), and once the server has been told
+  // the service is down (it refuses at accept): a reset either way.
+  for (const waitForHealth of [false, true]) {
+    if (waitForHealth) await client.waitForLine(/Proxy down: local service .* is down/);
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
+    const result = await readToEnd(conn);
+    closeQuietly(conn);
+    assert.equal(result.bytes, 0);
+    assert.equal(result.end, "ConnectionReset");
+  }
+});

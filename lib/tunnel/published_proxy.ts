@@ -104,7 +104,8 @@ export class PublishedProxy {
     if (this.refuseConnections) {
       this.stats.failedConnections++;
       logger.debug("Refused {peer} on {proxy}: local service reported down", { peer, proxy: this.spec.name });
-      closeQuietly(conn);
+      // A reset, like a refused connection: a FIN would read as an empty answer.
+      abortQuietly(conn);
       return;
     }
     this.#connections.add(conn);
