@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { createServer, type Server, type Socket } from "node:net";
+import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { freePort, patternBytes, sha256Hex } from "./_helpers.ts";
 import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
 import { writeAll } from "../lib/transport/conn.ts";
@@ -203,5 +203,37 @@ Deno.test("an outside peer of a proxy whose local service is down reads a reset,
     closeQuietly(conn);
     assert.equal(result.bytes, 0);
     assert.equal(result.end, "ConnectionReset");
+  }
+});
+
+Deno.test("the local service reads a reset when the outside peer vanishes abruptly mid-upload", async () => {
+  const service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const outcome = Promise.withResolvers<DownloadEnd>();
+  const served = (async () => {
+    for await (const conn of service) {
+      readToEnd(conn).then(outcome.resolve, outcome.reject).finally(() => closeQuietly(conn));
+    }
+  })();
+  try {
+    await using tunnel = await ProcessTunnel.create();
+    const publishPort = freePort();
+    await tunnel.server();
+    const client = tunnel.client(
+      await tunnel.clientConfig("client", [{ name: "up", publishPort, localPort: service.addr.port }]),
+    );
+    await client.waitForLine(proxyUp("up"));
+    // The outside peer sends 1 MiB and then resets its connection (RST, not FIN).
+    const socket = createConnection({ host: "127.0.0.1", port: publishPort });
+    socket.on("error", () => {});
+    await new Promise<void>((resolve) => socket.once("connect", resolve));
+    await new Promise<void>((resolve) => socket.write(patternBytes(MIB, 13), () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    socket.resetAndDestroy();
+    const result = await outcome.promise;
+    console.log(`local service: ${result.bytes} bytes, then ${result.end}`);
+    assert.equal(result.end, "ConnectionReset", "the outside peer's reset reaches the local service");
+  } finally {
+    closeQuietly(service);
+    await served;
   }
 });

@@ -3,8 +3,7 @@
  * of reading a clean end of stream: how a cut transfer (the tunnel's session lost, the other side reset)
  * is told apart from a finished one.
  *
- * Deno 2.9.6 has no API for it, and what was measured on the way here (probes kept in the report of
- * issue 11):
+ * Deno 2.9.6 has no API for it. What was measured on the way here (issue 11, loopback, 2 cores):
  * - `Deno.TcpConn.close()` always sends FIN: Deno calls `shutdown(SHUT_WR)` before `close()` (strace), so
  *   neither `SO_LINGER` 0 nor unread received data (Linux's own reasons for RST on close) reach the peer
  *   before the FIN, and the peer reads a clean end.
@@ -18,20 +17,30 @@
  * - What works: `connect(fd, AF_UNSPEC)` through FFI. Linux then disconnects the socket with RST
  *   (`tcp_disconnect`), pending reads and writes on it fail, and the `close()` that follows has nothing
  *   left to send. It costs one system call (0.2 ms measured, including the call's set-up) and needs the
- *   `--allow-ffi` permission; without it (or on another OS, or for a connection whose descriptor Deno
- *   does not expose: only accepted connections carry it) the connection is closed with FIN as before.
+ *   `--allow-ffi` permission; without it (or on another OS, or for a connection whose descriptor is not
+ *   known: Deno keeps it on accepted connections only, and {@linkcode connectTcp} finds it for IPv4
+ *   connections it dials) the connection is closed with FIN as before.
  *
  * @module
  */
 
 /** Why resets are not available in this process, or null when they are. */
 let unavailableReason: string | null | undefined;
-/** `connect(2)` from libc, once loaded. */
-let libcConnect: ((fd: number, addr: Uint8Array, length: number) => number) | null = null;
+/** The libc calls used here, once loaded. */
+let libc: LibcCalls | null = null;
 /** A `struct sockaddr` with `sa_family = AF_UNSPEC` (0): "dissolve the association" for `connect(2)`. */
 const AF_UNSPEC_ADDR = new Uint8Array(16);
+const AF_INET = 2;
 
-/** Loads libc's `connect` once; records why it cannot be when it cannot. */
+interface LibcCalls {
+  connect(fd: number, addr: Uint8Array, length: number): number;
+  dup(fd: number): number;
+  close(fd: number): number;
+  getsockname(fd: number, addr: Uint8Array, length: Uint8Array): number;
+  getpeername(fd: number, addr: Uint8Array, length: Uint8Array): number;
+}
+
+/** Loads the libc calls once; records why they cannot be when they cannot. */
 function load(): string | null {
   if (unavailableReason !== undefined) return unavailableReason;
   unavailableReason = "resets need Linux";
@@ -43,8 +52,12 @@ function load(): string | null {
     }
     const library = Deno.dlopen("libc.so.6", {
       connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+      dup: { parameters: ["i32"], result: "i32" },
+      close: { parameters: ["i32"], result: "i32" },
+      getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+      getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
     });
-    libcConnect = library.symbols.connect;
+    libc = library.symbols;
     unavailableReason = null;
   } catch (error) {
     unavailableReason = `libc could not be loaded (${
@@ -54,6 +67,56 @@ function load(): string | null {
   return unavailableReason;
 }
 
+/** Descriptors of dialed connections, found by {@linkcode connectTcp} (Deno keeps none for them). */
+const dialedDescriptors = new WeakMap<object, number>();
+/** How many descriptors above the lowest free one {@linkcode connectTcp} looks at for its socket. */
+const DESCRIPTOR_SEARCH_SPAN = 64;
+
+/** Whether `fd` is a connected IPv4 socket from local port `localPort` to `remote`. */
+function isSocketOf(calls: LibcCalls, fd: number, localPort: number, remote: Deno.NetAddr): boolean {
+  const addr = new Uint8Array(128);
+  const length = new Uint8Array(4);
+  const view = new DataView(addr.buffer);
+  new DataView(length.buffer).setUint32(0, addr.length, true);
+  if (calls.getsockname(fd, addr, length) !== 0) return false;
+  if (view.getUint16(0, true) !== AF_INET || view.getUint16(2) !== localPort) return false;
+  new DataView(length.buffer).setUint32(0, addr.length, true);
+  if (calls.getpeername(fd, addr, length) !== 0) return false;
+  return view.getUint16(0, true) === AF_INET && view.getUint16(2) === remote.port &&
+    addr.subarray(4, 8).join(".") === remote.hostname;
+}
+
+/**
+ * `Deno.connect` to an IPv4 address, remembering the connection's descriptor so that
+ * {@linkcode resetTcpConn} can reset it. Deno keeps no descriptor for a connection it dialed, so when resets
+ * are available the lowest free descriptor is noted just before connecting (Linux gives a new socket the
+ * lowest free one) and, once connected, the socket is looked for from there, matched by both of its
+ * addresses: three or four system calls. Any other address, or no match, gives a plain connection (closed
+ * with FIN).
+ */
+export async function connectTcp(options: Deno.ConnectOptions & { hostname: string }): Promise<Deno.TcpConn> {
+  const calls = load() === null ? libc : null;
+  let lowestFree = -1;
+  if (calls !== null && /^\d+\.\d+\.\d+\.\d+$/.test(options.hostname)) {
+    // Any open descriptor will do to learn the lowest free one: stdin, else stderr.
+    lowestFree = calls.dup(0);
+    if (lowestFree < 0) lowestFree = calls.dup(2);
+    if (lowestFree >= 0) calls.close(lowestFree);
+  }
+  const conn = await Deno.connect(options);
+  if (calls !== null && lowestFree >= 0) {
+    const local = conn.localAddr as Deno.NetAddr;
+    const remote = conn.remoteAddr as Deno.NetAddr;
+    for (let fd = lowestFree; fd < lowestFree + DESCRIPTOR_SEARCH_SPAN; fd++) {
+      if (isSocketOf(calls, fd, local.port, remote)) {
+        dialedDescriptors.set(conn, fd);
+        break;
+      }
+    }
+  }
+  return conn;
+}
+
 /**
  * Whether this process can send TCP resets: null when it can, else why not (for a log line at start-up).
  */
@@ -61,8 +124,10 @@ export function tcpResetUnavailableReason(): string | null {
   return load();
 }
 
-/** The OS descriptor Deno keeps on an accepted `Deno.TcpConn`, or null. */
+/** The OS descriptor of `conn`: the one Deno keeps on an accepted connection, or {@linkcode connectTcp}'s. */
 function descriptorOf(conn: object): number | null {
+  const dialed = dialedDescriptors.get(conn);
+  if (dialed !== undefined) return dialed;
   for (const symbol of Object.getOwnPropertySymbols(conn)) {
     if (symbol.description !== "Deno.internal.fd") continue;
     const fd = (conn as Record<symbol, unknown>)[symbol];
@@ -79,12 +144,12 @@ function descriptorOf(conn: object): number | null {
 export function resetTcpConn(conn: { close(): void; setNoDelay?: (noDelay?: boolean) => void }): boolean {
   let reset = false;
   const fd = descriptorOf(conn);
-  if (fd !== null && typeof conn.setNoDelay === "function" && load() === null && libcConnect !== null) {
+  if (fd !== null && typeof conn.setNoDelay === "function" && load() === null && libc !== null) {
     try {
       // Throws BadResource once the connection is closed: its descriptor number may belong to another
       // socket by now and must not be touched.
       conn.setNoDelay(true);
-      reset = libcConnect(fd, AF_UNSPEC_ADDR, AF_UNSPEC_ADDR.length) === 0;
+      reset = libc.connect(fd, AF_UNSPEC_ADDR, AF_UNSPEC_ADDR.length) === 0;
     } catch {
       // Already closed: nothing to reset.
     }

@@ -20,9 +20,12 @@ Deno.test({
     assert.equal(result.reason, null);
     assert.equal(result.acceptedReset, true);
     assert.equal(result.dialedPeerRead, "ConnectionReset");
-    // Deno keeps no descriptor on a dialed connection: it is closed with FIN.
+    // Deno keeps no descriptor on a connection Deno.connect dialed: it is closed with FIN.
     assert.equal(result.dialedReset, false);
     assert.equal(result.acceptedPeerRead, "eof");
+    // connectTcp finds it.
+    assert.equal(result.connectTcpReset, true);
+    assert.equal(result.connectTcpPeerRead, "ConnectionReset");
     // A connection already closed is left alone (its descriptor number may be another socket's now).
     assert.equal(result.closedReset, false);
   },
@@ -34,4 +37,6 @@ Deno.test("without --allow-ffi a reset is a plain close (FIN) and the reason nam
   assert.equal(result.acceptedReset, false);
   assert.equal(result.dialedPeerRead, "eof");
   assert.equal(result.closedReset, false);
+  assert.equal(result.connectTcpReset, false);
+  assert.equal(result.connectTcpPeerRead, "eof");
 });

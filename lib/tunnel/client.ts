@@ -34,6 +34,7 @@ import type { BackendSnapshot, ClientRoleSnapshot } from "../stats/snapshot.ts";
 import { PROTOCOL_VERSION, VERSION } from "../version.ts";
 import { Backoff } from "./backoff.ts";
 import { leaveServer } from "./leaving.ts";
+import { connectTcp } from "../transport/tcp_reset.ts";
 import { monitorHealth } from "./health_check.ts";
 import { type Backend, BackendPool, formatBackend } from "./load_balancer.ts";
 
@@ -157,7 +158,8 @@ export function localBackendsOf(proxy: ProxyConfig): Backend[] {
 
 /** One TCP connect to a local backend, with Nagle off as for every carried connection. */
 async function dialBackend(backend: Backend): Promise<Deno.TcpConn> {
-  const conn = await Deno.connect({ hostname: backend.host, port: backend.port, transport: "tcp" });
+  // connectTcp: a connection the client can reset when its outside peer vanishes abruptly.
+  const conn = await connectTcp({ hostname: backend.host, port: backend.port, transport: "tcp" });
   conn.setNoDelay(true);
   return conn;
 }
