@@ -72,15 +72,21 @@ const dialedDescriptors = new WeakMap<object, number>();
 /** How many descriptors above the lowest free one {@linkcode connectTcp} looks at for its socket. */
 const DESCRIPTOR_SEARCH_SPAN = 64;
 
+/** Buffers for `getsockname`/`getpeername` (reused: every call here is synchronous). */
+const socketAddress = new Uint8Array(128);
+const socketAddressView = new DataView(socketAddress.buffer);
+const socketAddressLength = new Uint8Array(4);
+const socketAddressLengthView = new DataView(socketAddressLength.buffer);
+
 /** Whether `fd` is a connected IPv4 socket from local port `localPort` to `remote`. */
 function isSocketOf(calls: LibcCalls, fd: number, localPort: number, remote: Deno.NetAddr): boolean {
-  const addr = new Uint8Array(128);
-  const length = new Uint8Array(4);
-  const view = new DataView(addr.buffer);
-  new DataView(length.buffer).setUint32(0, addr.length, true);
+  const addr = socketAddress;
+  const length = socketAddressLength;
+  const view = socketAddressView;
+  socketAddressLengthView.setUint32(0, addr.length, true);
   if (calls.getsockname(fd, addr, length) !== 0) return false;
   if (view.getUint16(0, true) !== AF_INET || view.getUint16(2) !== localPort) return false;
-  new DataView(length.buffer).setUint32(0, addr.length, true);
+  socketAddressLengthView.setUint32(0, addr.length, true);
   if (calls.getpeername(fd, addr, length) !== 0) return false;
   return view.getUint16(0, true) === AF_INET && view.getUint16(2) === remote.port &&
     addr.subarray(4, 8).join(".") === remote.hostname;
