@@ -16,6 +16,10 @@ export const LIVE_AUTH_KEY = "live-fuzz-key-0123456789abcdef";
 /** `--allow-all`: the preloaded probe reads `/proc/self`, which Deno grants only with it (see `_lag_probe.ts`). */
 const PERMISSIONS = ["--allow-all"];
 
+/** A `--trace-gc` line: the collection's kind and its main-thread pause in ms. */
+const GC_TRACE =
+  /\d+ ms: ([A-Za-z -]+?) [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB,(?: pooled: [\d.]+ MB,)? ([\d.]+) \/ /;
+
 /** A `main.ts` child process with the lag probe, its stderr kept as a bounded tail. */
 export class LiveProcess {
   /** Lag reports of the probe. */
@@ -26,6 +30,8 @@ export class LiveProcess {
   readonly levels = new Map<string, number>();
   /** The first error-level lines (at most 50). */
   readonly errorLines: string[] = [];
+  /** V8 collections that paused the main thread 20 ms or more (`--trace-gc`), with their arrival time. */
+  readonly gcPauses: Array<{ t: number; kind: string; pauseMs: number }> = [];
   /** Full garbage collections the process logged (with `-v`): when, how long, why. */
   readonly collections: Array<{ t: number; elapsedMs: number; why: string }> = [];
   /** The last 200 stderr lines. */
@@ -33,14 +39,28 @@ export class LiveProcess {
   exitStatus: Deno.CommandStatus | null = null;
   readonly #child: Deno.ChildProcess;
   readonly #done: Promise<void>;
+  readonly #outputDir: string;
   #waiters: Array<{ pattern: RegExp; resolve: (match: RegExpMatchArray) => void }> = [];
 
   constructor(readonly label: string, args: string[], env: Record<string, string> = {}) {
-    this.#child = new Deno.Command(Deno.execPath(), {
+    // stdout and stderr go to files, not pipes: the server logs with a synchronous write, and a pipe that a
+    // busy harness reads late would block the server's event loop and count as its stall.
+    this.#outputDir = Deno.makeTempDirSync({ prefix: `tls-tunnel-${label}-` });
+    const stdoutPath = `${this.#outputDir}/stdout`;
+    const stderrPath = `${this.#outputDir}/stderr`;
+    this.#child = new Deno.Command("sh", {
       args: [
+        "-c",
+        'out=$1; err=$2; shift 2; exec "$@" >"$out" 2>"$err"',
+        "sh",
+        stdoutPath,
+        stderrPath,
+        Deno.execPath(),
         "run",
         "--quiet",
         ...PERMISSIONS,
+        // V8 prints every collection and its pause on stdout, so a stall can be told from a GC pause.
+        "--v8-flags=--trace-gc",
         "--preload=tests/_lag_probe.ts",
         "main.ts",
         "--log-format",
@@ -50,8 +70,8 @@ export class LiveProcess {
       cwd: PROJECT_ROOT,
       env: { NO_COLOR: "1", ...env },
       stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
+      stdout: "null",
+      stderr: "null",
     }).spawn();
     this.watch = new ProcessWatch(label, this.probe);
     const status = this.#child.status.then((value) => {
@@ -59,9 +79,50 @@ export class LiveProcess {
     });
     this.#done = Promise.all([
       status,
-      this.#pump(this.#child.stderr, (line) => this.#onLog(line)),
-      this.#pump(this.#child.stdout, (line) => this.probe.addLine(line)),
-    ]).then(() => {});
+      this.#follow(stderrPath, (line) => this.#onLog(line)),
+      this.#follow(stdoutPath, (line) => {
+        if (this.probe.addLine(line)) return;
+        const gc = line.match(GC_TRACE);
+        if (gc && Number(gc[2]) >= 20 && this.gcPauses.length < 10_000) {
+          this.gcPauses.push({ t: Date.now(), kind: gc[1] as string, pauseMs: Number(gc[2]) });
+        }
+      }),
+    ]).then(() => Deno.remove(this.#outputDir, { recursive: true })).catch(() => {});
+  }
+
+  /** Reads the lines of a file the process writes, as they come, until the process has exited. */
+  async #follow(path: string, onLine: (line: string) => void): Promise<void> {
+    let file: Deno.FsFile | null = null;
+    while (file === null) {
+      file = await Deno.open(path).catch(() => null);
+      if (file === null) {
+        if (this.exitStatus !== null) return;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+    const decoder = new TextDecoder();
+    const buffer = new Uint8Array(64 * 1024);
+    let pending = "";
+    try {
+      while (true) {
+        const exited = this.exitStatus !== null;
+        const count = await file.read(buffer);
+        if (count === null) {
+          if (exited) break;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          continue;
+        }
+        pending += decoder.decode(buffer.subarray(0, count), { stream: true });
+        let newline: number;
+        while ((newline = pending.indexOf("\n")) >= 0) {
+          onLine(pending.slice(0, newline));
+          pending = pending.slice(newline + 1);
+        }
+      }
+      if (pending) onLine(pending);
+    } finally {
+      file.close();
+    }
   }
 
   get pid(): number {
@@ -70,20 +131,6 @@ export class LiveProcess {
 
   get exited(): boolean {
     return this.exitStatus !== null;
-  }
-
-  async #pump(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
-    const decoder = new TextDecoder();
-    let pending = "";
-    for await (const chunk of stream) {
-      pending += decoder.decode(chunk, { stream: true });
-      let newline: number;
-      while ((newline = pending.indexOf("\n")) >= 0) {
-        onLine(pending.slice(0, newline));
-        pending = pending.slice(newline + 1);
-      }
-    }
-    if (pending) onLine(pending);
   }
 
   #onLog(line: string): void {

@@ -36,7 +36,7 @@ async function socketInodes(pid: number): Promise<Set<string>> {
   return new Set([...text.matchAll(/socket:\[(\d+)\]/g)].map((match) => match[1] as string));
 }
 
-/** A listening TCP socket: its local address (hex, as the kernel prints it) and port. */
+/** A TCP socket: its local address (hex, as the kernel prints it) and port. */
 export interface ListeningSocket {
   /** Local address as `/proc/net/tcp` prints it (hex). */
   addrHex: string;
@@ -45,7 +45,17 @@ export interface ListeningSocket {
 }
 
 /** The TCP sockets `pid` listens on (both address families), sorted by port. */
-export async function listeningSockets(pid: number): Promise<ListeningSocket[]> {
+export function listeningSockets(pid: number): Promise<ListeningSocket[]> {
+  return tcpSockets(pid, (state) => state === "0A");
+}
+
+/** Local ports of every TCP socket `pid` holds, in any state (listening, connected, closing). */
+export async function heldPorts(pid: number): Promise<Set<number>> {
+  return new Set((await tcpSockets(pid, () => true)).map((socket) => socket.port));
+}
+
+/** The TCP sockets of `pid` whose state (hex, as the kernel prints it) passes `wanted`. */
+async function tcpSockets(pid: number, wanted: (state: string) => boolean): Promise<ListeningSocket[]> {
   const inodes = await socketInodes(pid);
   const found: ListeningSocket[] = [];
   for (const table of ["tcp", "tcp6"]) {
@@ -54,7 +64,7 @@ export async function listeningSockets(pid: number): Promise<ListeningSocket[]> 
     for (const line of text.split("\n").slice(1)) {
       const fields = line.trim().split(/\s+/);
       const [local, state, inode] = [fields[1], fields[3], fields[9]];
-      if (state !== "0A" || !local || !inode || !inodes.has(inode)) continue;
+      if (!state || !wanted(state) || !local || !inode || !inodes.has(inode)) continue;
       const [addrHex = "", portHex = ""] = local.split(":");
       found.push({ addrHex, port: parseInt(portHex, 16) });
     }

@@ -164,9 +164,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           const conn = hold(await open());
           count(`${label}:opened`);
           const untilMs = 1000 + random() * 4000;
+          const openedMs = performance.now();
           await within(readUntilEnd(conn), untilMs, undefined);
           if (conn.ended) count(`${label}:closed-by-server`);
           release(conn);
+          // Refused at once (a pending-connection limit): wait out the rest of its slot, so the flood keeps
+          // its size instead of turning into a connect loop.
+          await sleep(Math.max(0, Math.min(untilMs, 1000) - (performance.now() - openedMs)));
         } catch {
           count(`${label}:failed`);
           await sleep(100);
