@@ -10,6 +10,9 @@ import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
 import { writeAll } from "../lib/transport/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { LEAVE_GRACE_MS } from "../lib/tunnel/leaving.ts";
+import { tcpResetUnavailableReason } from "../lib/transport/tcp_reset.ts";
+import { startServer } from "./_tunnel.ts";
+import { RawClient } from "./_raw_client.ts";
 
 /** The server's log records from `from` on, as "level message" lines (for assertion messages). */
 function describe(records: LogRecord[], from = 0): string {
@@ -123,5 +126,44 @@ Deno.test("a connection in flight when the client is stopped finishes, while new
   } finally {
     closeQuietly(service);
     await served;
+  }
+});
+
+Deno.test("a client that says GoAway but holds its connections open loses them and its session after the grace period", async () => {
+  const started = await startServer();
+  const raw = await RawClient.dial(started.port);
+  try {
+    await raw.authenticate("holder");
+    const publishPort = freePort();
+    const answer = await raw.register([{ name: "held", publish_port: publishPort }]);
+    assert.equal(answer.proxies[0]?.status, "accepted");
+    // An outside connection whose stream the client accepts and then never serves nor closes.
+    const outside = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
+    const held = await raw.session.accept();
+    assert.ok(held);
+    const goAwayAt = performance.now();
+    await raw.session.goAway();
+    await waitFor(() => canBind(publishPort), 1000, "the port to be released", 2);
+    const end = await outside.read(new Uint8Array(16)).then(
+      (count) => (count === null ? "eof" : "data"),
+      (error: unknown) => (error instanceof Error ? error.name : String(error)),
+    );
+    const endedMs = performance.now() - goAwayAt;
+    closeQuietly(outside);
+    await raw.session.closed;
+    const sessionMs = performance.now() - goAwayAt;
+    console.log(
+      `held connection ended (${end}) ${endedMs.toFixed(0)} ms after GoAway, session ${
+        sessionMs.toFixed(0)
+      } ms`,
+    );
+    assert.ok(endedMs >= LEAVE_GRACE_MS - 100 && endedMs < LEAVE_GRACE_MS + 1500, `${endedMs} ms`);
+    assert.ok(sessionMs < LEAVE_GRACE_MS + 2000, `${sessionMs} ms`);
+    // This test process may lack --allow-ffi: then the cut connection can only be closed (FIN).
+    assert.equal(end, tcpResetUnavailableReason() === null ? "ConnectionReset" : "eof");
+    assert.equal(started.server.clients.size, 0);
+  } finally {
+    await raw.close().catch(() => {});
+    await started.stop();
   }
 });
