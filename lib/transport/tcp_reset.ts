@@ -70,7 +70,7 @@ function load(): string | null {
 /** Descriptors of dialed connections, found by {@linkcode connectTcp} (Deno keeps none for them). */
 const dialedDescriptors = new WeakMap<object, number>();
 /** How many descriptors above the lowest free one {@linkcode connectTcp} looks at for its socket. */
-const DESCRIPTOR_SEARCH_SPAN = 64;
+const DESCRIPTOR_SEARCH_SPAN = 256;
 
 /** Buffers for `getsockname`/`getpeername` (reused: every call here is synchronous). */
 const socketAddress = new Uint8Array(128);
