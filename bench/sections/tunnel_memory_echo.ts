@@ -8,8 +8,10 @@
  * - `tls-tunnel 1 KiB echo`: fresh server and client processes; 10,000 connections (1,000 quick) each
  *   echo 1,024 bytes and stay open; RSS per held connection and in total; then they close and RSS is
  *   sampled for 30 s; then the same again (a process that already held that many connections once).
+ *   `… collected`: the least RSS while the connections stay held through the processes' idle collection
+ *   (25 s): what they hold, without the garbage their echoes left.
  * - `tls-tunnel echo shapes`: other payload sizes (1,000 B, 2 KiB, 4 KiB, 16 KiB, 64 KiB), each through
- *   fresh processes, 2,000 connections (500 quick): RSS per held connection.
+ *   fresh processes, 2,000 connections (500 quick): RSS per held connection, at once and collected.
  *
  * @module
  */
@@ -32,7 +34,12 @@ const CONCURRENCY = 32;
 const SETTLE_MS = 1_000;
 /** How long after the connections close memory has to come back (issue 10: within 30 s). */
 const RETURN_WINDOW_MS = 30_000;
-/** RSS is sampled this often during {@linkcode RETURN_WINDOW_MS}. */
+/**
+ * How long held connections are watched for the processes' idle collection (it runs 10–20 s after traffic
+ * stops): what is left then is what the connections hold, not garbage of their echoes.
+ */
+const COLLECTION_WINDOW_MS = 25_000;
+/** RSS is sampled this often during {@linkcode RETURN_WINDOW_MS} and {@linkcode COLLECTION_WINDOW_MS}. */
 const RETURN_SAMPLE_MS = 1_000;
 /** Greatest RSS per held connection on each side (issue 10). */
 const HELD_BAR_KIB = 24;
@@ -61,6 +68,8 @@ async function rssOf(pair: TunnelPair): Promise<[number, number]> {
 interface BurstFigures {
   before: [number, number];
   held: [number, number];
+  /** Least RSS while the connections stayed held through the idle collection (with `watchHeld`). */
+  heldCollected: [number, number];
   /** RSS at the end of the return window (or as soon as both sides were under the bar). */
   after: [number, number];
 }
@@ -74,22 +83,31 @@ async function echoBurst(
   pair: TunnelPair,
   count: number,
   bytes: number,
-  waitForReturn: boolean,
+  options: { waitForReturn: boolean; watchHeld: boolean },
   signal: AbortSignal,
 ): Promise<BurstFigures> {
   const before = await rssOf(pair);
   const conns = new IdleConnections();
   let held: [number, number];
+  let heldCollected: [number, number];
   try {
     await conns.growTo(tcpConnector(pair.publishPort), count, CONCURRENCY, signal);
     await conns.burst(count, bytes, CONCURRENCY, signal);
     await sleep(SETTLE_MS);
     held = await rssOf(pair);
+    heldCollected = held;
+    const watchedSince = performance.now();
+    while (options.watchHeld && performance.now() - watchedSince < COLLECTION_WINDOW_MS) {
+      signal.throwIfAborted();
+      await sleep(RETURN_SAMPLE_MS);
+      const now = await rssOf(pair);
+      heldCollected = [Math.min(heldCollected[0], now[0]), Math.min(heldCollected[1], now[1])];
+    }
   } finally {
     conns.closeAll();
   }
   let after = held;
-  if (waitForReturn) {
+  if (options.waitForReturn) {
     const closedAt = performance.now();
     while (performance.now() - closedAt < RETURN_WINDOW_MS) {
       signal.throwIfAborted();
@@ -98,11 +116,13 @@ async function echoBurst(
       if (after.every((rss, side) => rss <= RETURN_BAR_RATIO * (before[side] ?? rss))) break;
     }
   }
-  return { before, held, after };
+  return { before, held, heldCollected, after };
 }
 
 const perConnKiB = (figures: BurstFigures, side: 0 | 1, count: number) =>
   (figures.held[side] - figures.before[side]) / count / KIB;
+const perConnCollectedKiB = (figures: BurstFigures, side: 0 | 1, count: number) =>
+  (figures.heldCollected[side] - figures.before[side]) / count / KIB;
 
 function kibFigure(name: string, key: string): BenchFigure {
   return { name, key, metric: "RSS / conn", unit: "KiB", bars: [{ maxValue: HELD_BAR_KIB }] };
@@ -129,6 +149,8 @@ function echoCase(context: BenchContext, agent: AgentProcess): BenchCase {
     bars: [{ maxValue: HELD_BAR_KIB }],
     also: [
       kibFigure(`${label} client held ${k}`, "clientHeld"),
+      kibFigure(`${label} server held ${k} collected`, "serverHeldCollected"),
+      kibFigure(`${label} client held ${k} collected`, "clientHeldCollected"),
       mbFigure(`${label} server held ${k} total`, "serverHeldMB"),
       mbFigure(`${label} client held ${k} total`, "clientHeldMB"),
       mbFigure(`${label} server before`, "serverBeforeMB"),
@@ -147,13 +169,27 @@ function echoCase(context: BenchContext, agent: AgentProcess): BenchCase {
       const pair = await TunnelPair.start(agent.tcpPort);
       try {
         await sleep(SETTLE_MS);
-        const first = await echoBurst(pair, count, ECHO_BYTES, true, signal);
-        const again = await echoBurst(pair, count, ECHO_BYTES, true, signal);
+        const first = await echoBurst(
+          pair,
+          count,
+          ECHO_BYTES,
+          { waitForReturn: true, watchHeld: true },
+          signal,
+        );
+        const again = await echoBurst(
+          pair,
+          count,
+          ECHO_BYTES,
+          { waitForReturn: true, watchHeld: false },
+          signal,
+        );
         const mb = (bytes: number) => bytes / 1e6;
         return {
           value: perConnKiB(first, 0, count),
           also: {
             clientHeld: perConnKiB(first, 1, count),
+            serverHeldCollected: perConnCollectedKiB(first, 0, count),
+            clientHeldCollected: perConnCollectedKiB(first, 1, count),
             serverHeldMB: mb(first.held[0]),
             clientHeldMB: mb(first.held[1]),
             serverBeforeMB: mb(first.before[0]),
@@ -192,6 +228,10 @@ function shapesCase(context: BenchContext, agent: AgentProcess): BenchCase {
         kibFigure(name(bytes, "server"), `server${bytes}`),
         kibFigure(name(bytes, "client"), `client${bytes}`),
       ]),
+      ...SHAPE_BYTES.flatMap((bytes) => [
+        kibFigure(`${name(bytes, "server")} collected`, `serverCollected${bytes}`),
+        kibFigure(`${name(bytes, "client")} collected`, `clientCollected${bytes}`),
+      ]),
     ],
     params: { connections: count, payloadBytes: SHAPE_BYTES.join("/") },
     async run(signal): Promise<BenchRunFigures> {
@@ -200,9 +240,17 @@ function shapesCase(context: BenchContext, agent: AgentProcess): BenchCase {
         const pair = await TunnelPair.start(agent.tcpPort);
         try {
           await sleep(SETTLE_MS);
-          const burst = await echoBurst(pair, count, bytes, false, signal);
+          const burst = await echoBurst(
+            pair,
+            count,
+            bytes,
+            { waitForReturn: false, watchHeld: true },
+            signal,
+          );
           figures[`server${bytes}`] = perConnKiB(burst, 0, count);
           figures[`client${bytes}`] = perConnKiB(burst, 1, count);
+          figures[`serverCollected${bytes}`] = perConnCollectedKiB(burst, 0, count);
+          figures[`clientCollected${bytes}`] = perConnCollectedKiB(burst, 1, count);
         } finally {
           await pair.stop();
         }
@@ -220,8 +268,8 @@ export const tunnelMemoryEchoSection: BenchSection = {
     "RSS of server and client per held connection after a 1 KiB echo (and other sizes), and once they close",
   runs: () => 1,
   warmupRounds: () => 0,
-  budgetMs: (context) => (context.quick ? 150_000 : 400_000),
-  runTimeoutMs: (context) => (context.quick ? 120_000 : 240_000),
+  budgetMs: (context) => (context.quick ? 300_000 : 600_000),
+  runTimeoutMs: (context) => (context.quick ? 240_000 : 300_000),
   async setup(context) {
     const work = await PathSet.start(context, { ssh: "none", tunnel: false });
     const agent = work.agent as AgentProcess;

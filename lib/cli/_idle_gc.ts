@@ -38,6 +38,27 @@ export async function loadFullCollection(): Promise<FullCollection | null> {
   }
 }
 
+/**
+ * glibc's `malloc_trim(0)`, or null where it cannot be called (not Linux, no `--allow-ffi`, no glibc).
+ * Freed native memory — buffers V8 has collected, Deno's per-socket allocations — stays in glibc's heap,
+ * which gives back only what lies at its top: 10,000 connections that came and went left the server 30–50
+ * MB above where it started (the next 10,000 reused it). `malloc_trim` returns the free pages in the middle
+ * too (measured: 5,000 socket pairs closed, glibc heap 16.6 → 2.9 MB, 1–25 ms per call). Loaded on first use.
+ */
+export function loadAllocatorTrim(): (() => void) | null {
+  if (Deno.build.os !== "linux") return null;
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
+    const library = Deno.dlopen("libc.so.6", { malloc_trim: { parameters: ["usize"], result: "i32" } });
+    return () => void library.symbols.malloc_trim(0n);
+  } catch (error) {
+    logger.debug("No malloc_trim ({error}); freed native memory stays in the allocator", {
+      error: error instanceof Error ? error.message : String(error),
+    });
+    return null;
+  }
+}
+
 /** Options of {@linkcode collectWhenIdle}. */
 export interface IdleCollectionOptions {
   /** Start-up is over (the server listens, the client's proxies are registered): collect then. */
@@ -48,7 +69,10 @@ export interface IdleCollectionOptions {
   signal: AbortSignal;
   /** How often to look at `activity` (default {@linkcode IDLE_CHECK_INTERVAL_MS}). */
   checkIntervalMs?: number;
-  /** The collection to run (default: V8's, see {@linkcode loadFullCollection}). */
+  /**
+   * The collection to run (default: V8's, see {@linkcode loadFullCollection}, followed by
+   * {@linkcode loadAllocatorTrim}'s where available).
+   */
   collect?: FullCollection;
 }
 
@@ -66,7 +90,7 @@ export function collectWhenIdle(options: IdleCollectionOptions): void {
 }
 
 async function startCollecting(options: IdleCollectionOptions): Promise<void> {
-  const collect = options.collect ?? await loadFullCollection();
+  const collect = options.collect ?? withAllocatorTrim(await loadFullCollection());
   if (collect === null) return;
   if (options.ready !== undefined) {
     const aborted = new Promise<void>((resolve) =>
@@ -108,6 +132,16 @@ export class ActivityWatcher {
   }
 }
 
+/** `collect` followed by the allocator's trim, where there is one (and the collection is V8's). */
+function withAllocatorTrim(collect: FullCollection | null): FullCollection | null {
+  const trim = collect === null ? null : loadAllocatorTrim();
+  if (collect === null || trim === null) return collect;
+  return () => {
+    collect();
+    trim();
+  };
+}
+
 function runCollection(collect: FullCollection, why: string): void {
   const before = Deno.memoryUsage();
   const started = performance.now();
@@ -115,7 +149,7 @@ function runCollection(collect: FullCollection, why: string): void {
   const after = Deno.memoryUsage();
   logger.debug(
     "Collected garbage ({why}) in {elapsedMs} ms: heap {heapBeforeMB} → {heapAfterMB} MB, buffers " +
-      "{externalBeforeMB} → {externalAfterMB} MB",
+      "{externalBeforeMB} → {externalAfterMB} MB, RSS {rssBeforeMB} → {rssAfterMB} MB",
     {
       why,
       elapsedMs: Math.round((performance.now() - started) * 10) / 10,
@@ -123,6 +157,8 @@ function runCollection(collect: FullCollection, why: string): void {
       heapAfterMB: megabytes(after.heapTotal),
       externalBeforeMB: megabytes(before.external),
       externalAfterMB: megabytes(after.external),
+      rssBeforeMB: megabytes(before.rss),
+      rssAfterMB: megabytes(after.rss),
     },
   );
 }

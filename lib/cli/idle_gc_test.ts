@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ActivityWatcher, collectWhenIdle, loadFullCollection } from "./_idle_gc.ts";
+import { ActivityWatcher, collectWhenIdle, loadAllocatorTrim, loadFullCollection } from "./_idle_gc.ts";
 
 Deno.test("activity is reported stopped once per stretch of traffic, never while the counter moves", () => {
   let counter = 5;
@@ -45,4 +45,15 @@ Deno.test("the runtime's full collection is available and returns memory", async
   const after = Deno.memoryUsage().external;
   assert.equal(garbage, null);
   assert.ok(held - after >= 8 * 1024 * 1024, `external memory ${held} → ${after} bytes after a collection`);
+});
+
+Deno.test("the allocator trim is offered only where it can run, and runs", () => {
+  const trim = loadAllocatorTrim();
+  const ffiGranted = Deno.permissions.querySync({ name: "ffi" }).state === "granted";
+  if (Deno.build.os !== "linux" || !ffiGranted) {
+    assert.equal(trim, null, "no trim without Linux and --allow-ffi");
+    return;
+  }
+  assert.equal(typeof trim, "function");
+  trim?.(); // returns the allocator's free pages; must not throw
 });

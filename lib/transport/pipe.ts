@@ -10,10 +10,11 @@
  * A direction reads into its small buffer, one read and one write at a time. After
  * {@linkcode FULL_SMALL_READS_BEFORE_BULK} full small reads in a row it is bulk traffic: it pipelines,
  * reading the next chunk while the previous one is written, into buffers borrowed for one chunk each (the
- * first medium, then large while reads fill them). The first read that does not fill its buffer means the
- * source is drained: that chunk is written and the direction waits with its small buffer again. One full
- * read is not enough evidence: a message of exactly 1 KiB fills the small buffer and is then often
- * followed by silence (measured before this rule: 10,000 connections that echoed 1,024 bytes and stayed
+ * first medium, then large while reads fill them, medium after a read that did not fill its buffer but
+ * brought at least a medium buffer's worth: a stream slower than us). A read that brings less means the
+ * source is drained and sends little: that chunk is written and the direction waits with its small buffer
+ * again. One full read is not enough evidence: a message of exactly 1 KiB fills the small buffer and is
+ * then often followed by silence (measured before this rule: 10,000 connections that echoed 1,024 bytes and stayed
  * open each kept a 256 KiB buffer pinned, ≈ 145 KiB of RSS per connection on each side).
  *
  * Borrowed buffers exist at most {@linkcode LARGE_BUFFER_LIMIT} large and {@linkcode MEDIUM_BUFFER_LIMIT}
@@ -246,10 +247,11 @@ async function copyLentLoop(from: LendingConn, to: DuplexConn, aToB: boolean, si
 
 /**
  * The bulk phase of the copy loop: writes `count` bytes of `small` (the direction's own buffer, just
- * filled) and, meanwhile, reads the next chunk into a borrowed buffer (medium first, then large while
- * reads fill them); repeats until a read does not fill its buffer (that chunk is written too), the source
- * ends, or no buffer is left to borrow. Every borrowed buffer is back in its pool when this returns, so
- * the read that waits through a quiet period afterwards holds only the small buffer.
+ * filled) and, meanwhile, reads the next chunk into a borrowed buffer (medium first, large after a full
+ * read, medium after a partial one); repeats until a read brings less than a medium buffer's worth (that
+ * chunk is written too), the source ends, or no buffer is left to borrow. Every borrowed buffer is back in
+ * its pool when this returns, so the read that waits through a quiet period afterwards holds only the
+ * small buffer.
  */
 async function copyBulk(
   from: DuplexConn,
@@ -300,16 +302,20 @@ async function copyBulk(
       poolOf(target).giveBack(target);
       return { bytes, ended: true };
     }
-    if (nextBytes < target.length) {
-      // The source is drained: write this last chunk; the next read waits with the small buffer.
+    if (nextBytes < MEDIUM_BUFFER_BYTES) {
+      // The source is drained and sends little: write this last chunk; the next read waits with the small
+      // buffer.
       await writeChunk(to, target, nextBytes, small);
       bytes += nextBytes;
       if (nextBytes > 0) sink.chunk(aToB, nextBytes);
       return { bytes, ended: false };
     }
+    // A full read: more is queued, read large. A partial one of at least a medium buffer: a stream slower
+    // than us (or the end of a burst), read medium; if the source then goes quiet, that read waits with a
+    // medium buffer, of which the process has at most MEDIUM_BUFFER_LIMIT.
     chunk = target;
     chunkBytes = nextBytes;
-    pool = largeBuffers;
+    pool = nextBytes === target.length ? largeBuffers : mediumBuffers;
   }
 }
 

@@ -155,19 +155,26 @@ function nullSink(): DuplexConn {
 }
 
 Deno.test("a direction that goes quiet after a burst waits with its small buffer, not a borrowed one", async () => {
-  // Every read fills its buffer during the burst, then one partial read ends it, then the source is quiet.
-  const source = scriptedSource(["full", "full", "full", "full", "full", Math.floor(LARGE_BUFFER_BYTES / 3)]);
+  // Every read fills its buffer during the burst, then a partial read of a medium buffer's worth or more
+  // (a slower stream: the next read is medium), then one of less ends it, then the source is quiet.
+  const tail = MEDIUM_BUFFER_BYTES - 1;
+  const source = scriptedSource(["full", "full", "full", "full", "full", MEDIUM_BUFFER_BYTES, tail]);
   const copying = copyOneWay(source.conn, nullSink());
   await source.waiting;
-  assert.deepEqual(source.readSizes, [
-    SMALL_BUFFER_BYTES,
-    SMALL_BUFFER_BYTES,
-    MEDIUM_BUFFER_BYTES,
-    LARGE_BUFFER_BYTES,
-    LARGE_BUFFER_BYTES,
-    LARGE_BUFFER_BYTES,
-    SMALL_BUFFER_BYTES,
-  ], "two full small reads start the bulk phase; medium, then large while full; the quiet read is small");
+  assert.deepEqual(
+    source.readSizes,
+    [
+      SMALL_BUFFER_BYTES,
+      SMALL_BUFFER_BYTES,
+      MEDIUM_BUFFER_BYTES,
+      LARGE_BUFFER_BYTES,
+      LARGE_BUFFER_BYTES,
+      LARGE_BUFFER_BYTES,
+      MEDIUM_BUFFER_BYTES,
+      SMALL_BUFFER_BYTES,
+    ],
+    "two full small reads start the bulk phase; large while full, medium after a partial one; the quiet read is small",
+  );
   const counts = copyBufferCounts();
   assert.equal(
     counts.largeLent + counts.mediumLent,
@@ -178,8 +185,7 @@ Deno.test("a direction that goes quiet after a burst waits with its small buffer
   const total = await copying;
   assert.equal(
     total,
-    2 * SMALL_BUFFER_BYTES + MEDIUM_BUFFER_BYTES + 2 * LARGE_BUFFER_BYTES +
-      Math.floor(LARGE_BUFFER_BYTES / 3),
+    2 * SMALL_BUFFER_BYTES + MEDIUM_BUFFER_BYTES + 2 * LARGE_BUFFER_BYTES + MEDIUM_BUFFER_BYTES + tail,
   );
 });
 
