@@ -20,7 +20,11 @@ import { VERSION } from "./lib/version.ts";
 const shutdown = new AbortController();
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
   try {
-    Deno.addSignalListener(signal, () => shutdown.abort(new Error(`received ${signal}`)));
+    Deno.addSignalListener(signal, () => {
+      // A second signal while the client lets its connections in flight finish: stop at once.
+      if (shutdown.signal.aborted) Deno.exit(130);
+      shutdown.abort(new Error(`received ${signal}`));
+    });
   } catch {
     // Signals are not available on every platform (SIGTERM on Windows); Ctrl-C still ends the process.
   }
