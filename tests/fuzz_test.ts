@@ -15,6 +15,7 @@ const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20261129);
 Deno.test("hostile sessions over TLS neither crash nor stall the server, leak no port, and never disturb a working client", async () => {
   const report = await runFuzz({ seed: SEED, cases: 2000, concurrency: 10 });
   const table = formatFuzzReport(report);
+  console.log(table);
   assert.ok(report.cases >= 2000, `only ${report.cases} cases ran\n${table}`);
   for (const invariant of report.invariants) {
     assert.ok(
@@ -27,6 +28,7 @@ Deno.test("hostile sessions over TLS neither crash nor stall the server, leak no
 Deno.test("hostile data-stream headers from the server cost the client that stream only, never its session", async () => {
   const report = await runClientFuzz({ seed: SEED, cases: 500 });
   const table = formatClientFuzzReport(report);
+  console.log(table);
   assert.ok(report.cases >= 500, `only ${report.cases} cases ran\n${table}`);
   for (const invariant of report.invariants) {
     assert.ok(invariant.ok, `${invariant.name}: ${invariant.detail} (seed ${SEED})\n${table}`);

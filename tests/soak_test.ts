@@ -10,6 +10,7 @@ import { formatSoakReport, runSoak, TEST_SCALE } from "./_soak.ts";
 Deno.test("under floods and a client killed with -9, a canary client never fails and the server gives back its descriptors and memory", async () => {
   const report = await runSoak({ seconds: 15, seed: 7, scale: TEST_SCALE, settleSecs: 20 });
   const table = formatSoakReport(report);
+  console.log(table);
   const canary = report.canary as { rounds: number; errors: number };
   assert.ok(canary.rounds > 0, `the canary made no round trip\n${table}`);
   assert.equal(canary.errors, 0, `canary errors\n${table}`);
