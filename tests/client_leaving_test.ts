@@ -59,10 +59,9 @@ Deno.test("a client stopped with SIGTERM frees its ports within 100 ms of its Go
   assert.ok(!/UnexpectedEof|close_notify/.test(describe(server.records, before)));
 });
 
-Deno.test("a connection in flight when the client is stopped finishes, while new connections are refused", async () => {
-  // The local service answers every connection with 12 chunks of 64 KiB, one every 100 ms.
+/** A local service that answers every connection with `chunks` chunks of 64 KiB, one every 100 ms. */
+function slowService(chunks: number) {
   const chunk = new Uint8Array(64 * 1024).fill(7);
-  const chunks = 12;
   const service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const served = (async () => {
     for await (const conn of service) {
@@ -84,12 +83,24 @@ Deno.test("a connection in flight when the client is stopped finishes, while new
       })();
     }
   })();
+  return {
+    port: service.addr.port,
+    totalBytes: chunk.length * chunks,
+    async close() {
+      closeQuietly(service);
+      await served;
+    },
+  };
+}
+
+Deno.test("a connection in flight when the client is stopped finishes, while new connections are refused", async () => {
+  const service = slowService(12);
   try {
     await using tunnel = await ProcessTunnel.create();
     const publishPort = freePort();
     const server = await tunnel.server();
     const client = tunnel.client(
-      await tunnel.clientConfig("client", [{ name: "slow", publishPort, localPort: service.addr.port }]),
+      await tunnel.clientConfig("client", [{ name: "slow", publishPort, localPort: service.port }]),
     );
     await client.waitForLine(proxyUp("slow"));
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
@@ -119,13 +130,54 @@ Deno.test("a connection in flight when the client is stopped finishes, while new
       `in-flight download finished ${tookMs.toFixed(0)} ms after SIGTERM: ${received} bytes, ${end}`,
     );
     assert.equal(end, "eof");
-    assert.equal(received, chunk.length * chunks);
+    assert.equal(received, service.totalBytes);
     assert.ok(tookMs < LEAVE_GRACE_MS, `finished within the grace period (${tookMs.toFixed(0)} ms)`);
     assert.equal((await client.status()).code, 0);
     await server.waitForLine(/Client \S+ disconnected \(left\)/);
   } finally {
-    closeQuietly(service);
-    await served;
+    await service.close();
+  }
+});
+
+Deno.test("a second SIGTERM stops a leaving client at once, and its outside connection is reset", async () => {
+  const service = slowService(30);
+  try {
+    await using tunnel = await ProcessTunnel.create();
+    const publishPort = freePort();
+    const server = await tunnel.server();
+    const client = tunnel.client(
+      await tunnel.clientConfig("client", [{ name: "slow", publishPort, localPort: service.port }]),
+    );
+    await client.waitForLine(proxyUp("slow"));
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
+    const buffer = new Uint8Array(256 * 1024);
+    let received = (await conn.read(buffer)) ?? 0;
+    client.kill("SIGTERM");
+    await server.waitForLine(/is leaving \(GoAway\)/);
+    const secondAt = performance.now();
+    client.kill("SIGTERM");
+    const status = await client.status();
+    const exitMs = performance.now() - secondAt;
+    let end = "eof";
+    try {
+      while (true) {
+        const count = await conn.read(buffer);
+        if (count === null) break;
+        received += count;
+      }
+    } catch (error) {
+      end = error instanceof Error ? error.name : String(error);
+    }
+    closeQuietly(conn);
+    console.log(
+      `client exited ${status.code} ${exitMs.toFixed(0)} ms after the second SIGTERM; peer: ${end}`,
+    );
+    assert.equal(status.code, 130);
+    assert.ok(exitMs < 1000, `${exitMs} ms`);
+    assert.ok(received < service.totalBytes);
+    assert.equal(end, "ConnectionReset");
+  } finally {
+    await service.close();
   }
 });
 
