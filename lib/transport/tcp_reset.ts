@@ -30,8 +30,10 @@ let unavailableReason: string | null | undefined;
 let libc: LibcCalls | null = null;
 /** A `struct sockaddr` with `sa_family = AF_UNSPEC` (0): "dissolve the association" for `connect(2)`. */
 const AF_UNSPEC_ADDR = new Uint8Array(16);
+/** `sa_family` of an IPv4 `struct sockaddr_in`. */
 const AF_INET = 2;
 
+/** The libc functions this module calls, as `Deno.dlopen` binds them. */
 interface LibcCalls {
   connect(fd: number, addr: Uint8Array, length: number): number;
   dup(fd: number): number;
