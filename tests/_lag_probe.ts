@@ -67,6 +67,8 @@ const timer = setInterval(() => {
   const line = `${PROBE_PREFIX}${
     JSON.stringify({
       t: Date.now(),
+      // When the process started (epoch ms): V8's --trace-gc lines count from about then.
+      origin: Math.round(performance.timeOrigin),
       lagMaxMs: Math.round(lagMaxMs * 10) / 10,
       stallMaxMs: Math.round(Math.max(0, stallMaxMs) * 10) / 10,
       ...memory(),

@@ -16,9 +16,9 @@ export const LIVE_AUTH_KEY = "live-fuzz-key-0123456789abcdef";
 /** `--allow-all`: the preloaded probe reads `/proc/self`, which Deno grants only with it (see `_lag_probe.ts`). */
 const PERMISSIONS = ["--allow-all"];
 
-/** A `--trace-gc` line: the collection's kind and its main-thread pause in ms. */
+/** A `--trace-gc` line: ms since the isolate started, the collection's kind, its main-thread pause in ms. */
 const GC_TRACE =
-  /\d+ ms: ([A-Za-z -]+?) [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB,(?: pooled: [\d.]+ MB,)? ([\d.]+) \/ /;
+  /(\d+) ms: ([A-Za-z -]+?) [\d.]+ \([\d.]+\) -> [\d.]+ \([\d.]+\) MB,(?: pooled: [\d.]+ MB,)? ([\d.]+) \/ /;
 
 /** A `main.ts` child process with the lag probe, its stderr kept as a bounded tail. */
 export class LiveProcess {
@@ -83,8 +83,11 @@ export class LiveProcess {
       this.#follow(stdoutPath, (line) => {
         if (this.probe.addLine(line)) return;
         const gc = line.match(GC_TRACE);
-        if (gc && Number(gc[2]) >= 20 && this.gcPauses.length < 10_000) {
-          this.gcPauses.push({ t: Date.now(), kind: gc[1] as string, pauseMs: Number(gc[2]) });
+        if (gc && Number(gc[3]) >= 20 && this.gcPauses.length < 10_000) {
+          // The trace counts ms from the isolate's start; a file is written in blocks, so arrival time lies.
+          const origin = this.probe.reports.at(-1)?.origin;
+          const t = origin === undefined ? Date.now() : origin + Number(gc[1]);
+          this.gcPauses.push({ t, kind: gc[2] as string, pauseMs: Number(gc[3]) });
         }
       }),
     ]).then(() => Deno.remove(this.#outputDir, { recursive: true })).catch(() => {});

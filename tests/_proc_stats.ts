@@ -145,6 +145,8 @@ export class ProcessWatch {
 export interface ProbeReport {
   /** When the line was written (epoch ms). */
   t: number;
+  /** When the process started (epoch ms, `performance.timeOrigin`). */
+  origin?: number;
   /** Largest tick delay in the 250 ms window. */
   lagMaxMs: number;
   /** Largest tick delay not explained by waiting for a CPU. */
