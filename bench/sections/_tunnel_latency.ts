@@ -194,7 +194,7 @@ export const tunnelLatencySection: BenchSection = {
   description: "64-byte round trips (p50, p99), new connections per second, fresh connection + 1 KiB echo, " +
     "requests in two writes (Nagle stalls)",
   runs: (context) => (context.quick ? 1 : 5),
-  budgetMs: (context) => (context.quick ? 60_000 : 300_000),
+  budgetMs: (context) => (context.quick ? 60_000 : 480_000),
   runTimeoutMs: (context) => (context.quick ? 30_000 : 60_000),
   async setup(context) {
     const set = await PathSet.start(context, { ssh: "both", sshTty: true, relay: true });

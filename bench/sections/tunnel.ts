@@ -117,7 +117,7 @@ export const tunnelThroughputSection: BenchSection = {
   description: "bulk MB/s with 1 and 8 connections, upload and download: direct TCP, raw Deno TLS, " +
     "tls-tunnel, ssh -R (default, aes128-gcm)",
   runs: (context) => (context.quick ? 1 : 5),
-  budgetMs: (context) => (context.quick ? 60_000 : 360_000),
+  budgetMs: (context) => (context.quick ? 60_000 : 480_000),
   runTimeoutMs: (context) => (context.quick ? 30_000 : 60_000),
   async setup(context) {
     const set = await PathSet.start(context, { ssh: "both", relay: true });
