@@ -142,7 +142,11 @@ Deno.test("outside connection is closed promptly when the local service is down"
   const client = await tunnel.client([{ name: "dead", publishPort: 0, localPort: freePort() }]);
   const port = acceptedPort(await client.registered, "dead");
   const started = performance.now();
-  const echoed = await roundTrip(port, new TextEncoder().encode("anyone?"), 5000);
+  // A reset where the process may send one (--allow-ffi on Linux, issue 11), else an empty clean end.
+  const echoed = await roundTrip(port, new TextEncoder().encode("anyone?"), 5000).catch((error) => {
+    assert.ok(error instanceof Deno.errors.ConnectionReset, `expected a reset or an end, got ${error}`);
+    return new Uint8Array(0);
+  });
   const elapsedMs = performance.now() - started;
   assert.equal(echoed.length, 0);
   assert.ok(elapsedMs < 2000, `closed after ${elapsedMs} ms`);
