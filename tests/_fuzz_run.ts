@@ -206,6 +206,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     await new Promise((resolve) => setTimeout(resolve, 500));
     server.watch.after = await server.watch.fresh();
   }
+  server.watch.afterFullGc = await server.afterFullGc();
   stopSampling = true;
   await sampling;
   clearInterval(harnessTicker);
@@ -258,7 +259,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
         `${mb(server.watch.after.rssBytes)} after (JS heap in use ${
           mb(server.watch.before.heapUsedBytes)
         } → ` +
-        `${mb(server.watch.after.heapUsedBytes)})`,
+        `${mb(server.watch.after.heapUsedBytes)}; after a forced full GC: RSS ` +
+        `${mb(server.watch.afterFullGc?.rssBytes)}, heap ${mb(server.watch.afterFullGc?.heapUsedBytes)})`,
     },
     {
       name: "canary round-trips without errors",

@@ -54,16 +54,8 @@ let lagMaxMs = 0;
 let stallMaxMs = 0;
 let ticks = 0;
 
-const timer = setInterval(() => {
-  const nowMs = performance.now();
-  const waitNs = runQueueWaitNs();
-  const lagMs = Math.max(0, nowMs - lastTickMs - TICK_MS);
-  const queuedMs = waitNs !== null && lastWaitNs !== null ? (waitNs - lastWaitNs) / 1e6 : 0;
-  lagMaxMs = Math.max(lagMaxMs, lagMs);
-  stallMaxMs = Math.max(stallMaxMs, lagMs - queuedMs);
-  lastTickMs = nowMs;
-  lastWaitNs = waitNs;
-  if (++ticks % REPORT_EVERY_TICKS !== 0) return;
+/** Writes one report line now. */
+function report(): void {
   const line = `${PROBE_PREFIX}${
     JSON.stringify({
       t: Date.now(),
@@ -82,6 +74,25 @@ const timer = setInterval(() => {
   } catch {
     // stdout closed: the harness is gone, nothing to report to.
   }
+}
+
+// SIGUSR2: one full collection (with --expose-gc), then a report at once. The harness reads memory after
+// it to tell live memory from garbage the program's own idle collection has not (yet) collected.
+Deno.addSignalListener("SIGUSR2", () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  report();
+});
+
+const timer = setInterval(() => {
+  const nowMs = performance.now();
+  const waitNs = runQueueWaitNs();
+  const lagMs = Math.max(0, nowMs - lastTickMs - TICK_MS);
+  const queuedMs = waitNs !== null && lastWaitNs !== null ? (waitNs - lastWaitNs) / 1e6 : 0;
+  lagMaxMs = Math.max(lagMaxMs, lagMs);
+  stallMaxMs = Math.max(stallMaxMs, lagMs - queuedMs);
+  lastTickMs = nowMs;
+  lastWaitNs = waitNs;
+  if (++ticks % REPORT_EVERY_TICKS === 0) report();
 }, TICK_MS);
 // The probe must not keep a process alive that would otherwise exit.
 Deno.unrefTimer(timer);

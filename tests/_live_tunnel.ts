@@ -8,7 +8,7 @@
 
 import { EchoService, freePort, makeWorkdir, PROJECT_ROOT } from "./_helpers.ts";
 import { writeAll } from "../lib/transport/conn.ts";
-import { ProbeReader, ProcessWatch } from "./_proc_stats.ts";
+import { ProbeReader, type ProcessSample, ProcessWatch } from "./_proc_stats.ts";
 
 /** The key the live server and its clients share. */
 export const LIVE_AUTH_KEY = "live-fuzz-key-0123456789abcdef";
@@ -59,8 +59,9 @@ export class LiveProcess {
         "run",
         "--quiet",
         ...PERMISSIONS,
-        // V8 prints every collection and its pause on stdout, so a stall can be told from a GC pause.
-        "--v8-flags=--trace-gc",
+        // V8 prints every collection and its pause on stdout, so a stall can be told from a GC pause;
+        // --expose-gc lets the probe run a full collection on SIGUSR2 (see `afterFullGc`).
+        "--v8-flags=--trace-gc,--expose-gc",
         "--preload=tests/_lag_probe.ts",
         "main.ts",
         "--log-format",
@@ -193,6 +194,20 @@ export class LiveProcess {
         reject(new Error(`${this.label} exited before printing ${pattern}:\n${this.tail.join("\n")}`));
       });
     });
+  }
+
+  /**
+   * Memory after one full collection the harness asks for (SIGUSR2 to the probe): live memory, without the
+   * garbage the program's own idle collection may not have collected yet.
+   */
+  async afterFullGc(): Promise<ProcessSample> {
+    const count = this.probe.reports.length;
+    this.kill("SIGUSR2");
+    const deadline = performance.now() + 3000;
+    while (this.probe.reports.length === count && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return this.watch.sample();
   }
 
   /** Sends `signal` (ignored once exited). */

@@ -86,6 +86,8 @@ export interface ProcessSample {
 export class ProcessWatch {
   before: ProcessSample | null = null;
   after: ProcessSample | null = null;
+  /** After a full collection the harness asked for: live memory only. */
+  afterFullGc: ProcessSample | null = null;
 
   constructor(readonly label: string, readonly probe: ProbeReader) {}
 
@@ -134,6 +136,8 @@ export class ProcessWatch {
       rss_after_bytes: this.after?.rssBytes ?? null,
       heap_used_before_bytes: this.before?.heapUsedBytes ?? null,
       heap_used_after_bytes: this.after?.heapUsedBytes ?? null,
+      rss_after_full_gc_bytes: this.afterFullGc?.rssBytes ?? null,
+      heap_used_after_full_gc_bytes: this.afterFullGc?.heapUsedBytes ?? null,
       fds_before: this.before?.fds ?? null,
       fds_peak: this.peakFds(),
       fds_after: this.after?.fds ?? null,

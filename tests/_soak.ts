@@ -4,7 +4,7 @@
  * second client. Used by `tests/soak_test.ts` (short, seeded) and `deno task soak` (scripts/soak.ts).
  *
  * Faults, each a loop for the whole run, all from loopback source addresses other than the canary's:
- * idle TCP connections to the tunnel port, TLS handshakes stalled after half a ClientHello, wrong-key
+ * idle TCP connections to the tunnel port (from many addresses, and from one, beyond its pending limit), TLS handshakes stalled after half a ClientHello, wrong-key
  * authentication floods, register floods (authenticate, pipelined registrations, vanish), 1 KiB echo
  * connections held open on the worker client's published port, and `kill -9` + restart of that client.
  *
@@ -29,8 +29,10 @@ import {
 
 /** Sizes of one soak. */
 export interface SoakScale {
-  /** Idle TCP connections kept open to the tunnel port. */
+  /** Idle TCP connections kept open to the tunnel port, each from its own address. */
   idleConnections: number;
+  /** Idle TCP connections kept open to the tunnel port from one address (most are refused at once). */
+  idleFromOneAddress: number;
   /** TLS handshakes kept stalled. */
   stalledHandshakes: number;
   /** Wrong-key authentications per second. */
@@ -46,6 +48,7 @@ export interface SoakScale {
 /** The scale of `deno task soak`. */
 export const FULL_SCALE: SoakScale = {
   idleConnections: 2000,
+  idleFromOneAddress: 1000,
   stalledHandshakes: 300,
   wrongKeysPerSecond: 20,
   registersPerSecond: 10,
@@ -56,12 +59,18 @@ export const FULL_SCALE: SoakScale = {
 /** The scale of the soak inside `deno task test`. */
 export const TEST_SCALE: SoakScale = {
   idleConnections: 200,
+  idleFromOneAddress: 300,
   stalledHandshakes: 50,
   wrongKeysPerSecond: 10,
   registersPerSecond: 5,
   echoConnections: 200,
   killEverySecs: 6,
 };
+
+/** The faults of a soak, by name. */
+export const SOAK_FAULTS = ["idle", "stalled", "wrong-key", "register", "echo", "kill"] as const;
+/** One fault of a soak. */
+export type SoakFault = typeof SOAK_FAULTS[number];
 
 /** Options of {@linkcode runSoak}. */
 export interface SoakOptions {
@@ -73,11 +82,14 @@ export interface SoakOptions {
   /** How long to wait after the faults for memory and descriptors to come back. Default 25 s. */
   settleSecs?: number;
   log?: (line: string) => void;
+  /** Run only these faults (default: all), to find which one a figure comes from. */
+  faults?: readonly SoakFault[];
 }
 
 /** What a soak measured. */
 export interface SoakReport {
   seed: number;
+  faultsRun: readonly SoakFault[];
   seconds: number;
   scale: SoakScale;
   canary: Record<string, unknown>;
@@ -314,17 +326,20 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       }
     })();
 
+    const enabled = (fault: SoakFault) => options.faults === undefined || options.faults.includes(fault);
     await Promise.all([
-      keepOpen("idle", scale.idleConnections, () => dialTcp(tunnel.port, nextSource())),
-      keepOpen("stalled", scale.stalledHandshakes, async () => {
+      enabled("idle") && keepOpen("idle", scale.idleConnections, () => dialTcp(tunnel.port, nextSource())),
+      enabled("idle") &&
+      keepOpen("idle-one-address", scale.idleFromOneAddress, () => dialTcp(tunnel.port, "127.8.8.8")),
+      enabled("stalled") && keepOpen("stalled", scale.stalledHandshakes, async () => {
         const conn = await dialTcp(tunnel.port, nextSource());
         await writeAll(conn, HALF_CLIENT_HELLO);
         return conn;
       }),
-      atRate(scale.wrongKeysPerSecond, wrongKeys),
-      atRate(scale.registersPerSecond, registers),
-      echoWaves(),
-      kills(),
+      enabled("wrong-key") && atRate(scale.wrongKeysPerSecond, wrongKeys),
+      enabled("register") && atRate(scale.registersPerSecond, registers),
+      enabled("echo") && echoWaves(),
+      enabled("kill") && kills(),
       progress,
     ]);
     for (const conn of [...held]) release(conn);
@@ -341,6 +356,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     };
     while (performance.now() < settleDeadline && !watched.every(back)) await sleep(500);
     for (const process of [...watched, worker.process]) process.watch.after = await process.watch.fresh();
+    for (const process of watched) process.watch.afterFullGc = await process.afterFullGc();
 
     const processes: Array<Record<string, unknown>> = [tunnel.server, canaryClient.process].map((
       process,
@@ -364,6 +380,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     });
     return {
       seed: options.seed,
+      faultsRun: options.faults ?? SOAK_FAULTS,
       seconds: options.seconds,
       scale,
       canary: canary.toJSON(),
@@ -394,7 +411,7 @@ export function formatSoakReport(report: SoakReport): string {
   };
   const rows: Array<[string, string]> = [
     ["seed", String(report.seed)],
-    ["faults ran", `${report.seconds} s`],
+    ["faults ran", `${report.faultsRun.join(", ")} for ${report.seconds} s`],
     [
       "canary",
       `${canary.rounds} rounds, ${canary.errors} errors, max ${canary.max_latency_ms} ms, p99 ${canary.p99_latency_ms} ms`,
@@ -406,7 +423,13 @@ export function formatSoakReport(report: SoakReport): string {
       String(p.label),
       `RSS ${mb(p.rss_before_bytes as number)} → peak ${mb(p.rss_peak_bytes as number)} → ${
         mb(p.rss_after_bytes as number)
-      }; ` +
+      }` +
+      (p.rss_after_full_gc_bytes
+        ? ` (forced full GC: RSS ${mb(p.rss_after_full_gc_bytes as number)}, JS heap ${
+          mb(p.heap_used_before_bytes as number)
+        } → ${mb(p.heap_used_after_full_gc_bytes as number)})`
+        : "") +
+      "; " +
       `fds ${p.fds_before} → peak ${p.fds_peak} → ${p.fds_after}; max stall ${
         round1(Number(p.max_stall_ms))
       } ms`,

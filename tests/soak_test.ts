@@ -31,6 +31,15 @@ Deno.test("under floods and a client killed with -9, a canary client never fails
       `${p.label}: RSS ${p.rss_after_bytes} after, more than 1.25 × ${p.rss_before_bytes} before\n${table}`,
     );
   }
+  const server = report.processes[0] as {
+    heap_used_before_bytes: number;
+    heap_used_after_full_gc_bytes: number;
+  };
+  assert.ok(
+    server.heap_used_after_full_gc_bytes <= server.heap_used_before_bytes + 16 * 1024 * 1024,
+    `server: JS heap in use after a full GC grew from ${server.heap_used_before_bytes} to ` +
+      `${server.heap_used_after_full_gc_bytes} bytes (live objects kept after every connection ended)\n${table}`,
+  );
   assert.ok(
     (report.faults["worker:restarted"] ?? 0) >= 1,
     `the worker client was never killed and restarted\n${table}`,
