@@ -35,6 +35,12 @@ export interface AcceptedTlsConn extends DuplexConn {
   readonly remoteAddr: Deno.NetAddr;
   /** Resolves once the TLS handshake completed; rejects if it failed or the connection closed first. */
   handshake(): Promise<void>;
+  /**
+   * Closes a connection refused the moment it was accepted, by destroying only its TCP socket: in Deno
+   * 2.9.6 a `node:tls` TLSSocket destroyed in the tick it was created keeps ~5 KB of JS heap for good
+   * (4,000 refused connections: +21 MB after a full GC; the soak found it at 5.6 GB after 5 minutes).
+   */
+  refuse(): void;
 }
 
 /** The server's TLS listener; see the module doc for why it is not `Deno.listenTls`. */
@@ -144,6 +150,10 @@ class ServerTlsConn extends NodeSocketConn implements AcceptedTlsConn {
 
   handshake(): Promise<void> {
     return this.#handshake;
+  }
+
+  refuse(): void {
+    this.raw.destroy();
   }
 
   override close(): void {

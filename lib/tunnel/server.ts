@@ -163,14 +163,14 @@ export class TunnelServer {
   /** Admits a just-accepted connection within the pending limits, or closes it at once. */
   #admit(conn: AcceptedTlsConn): void {
     if (this.#stopping) {
-      closeQuietly(conn);
+      conn.refuse();
       return;
     }
     const remoteHost = unmapIpv4(conn.remoteAddr.hostname);
     const release = this.pendingConnections.admit(remoteHost);
     if (typeof release === "string") {
       logger.debug("Refused a connection from {host}: {reason}", { host: remoteHost, reason: release });
-      closeQuietly(conn);
+      conn.refuse();
       return;
     }
     const handshake = this.#handleConnection(conn, remoteHost, release)
