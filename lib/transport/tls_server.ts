@@ -29,18 +29,29 @@ export interface TlsListenOptions {
   keyPem: string;
 }
 
-/** A connection accepted by {@linkcode TunnelTlsListener}: TCP is up, TLS may still be in progress. */
+/**
+ * A TCP connection just accepted by {@linkcode TunnelTlsListener}, before any TLS: the server admits it
+ * (`startTls`) or refuses it (`refuse`), and must do one of the two at once.
+ */
+export interface AcceptedSocket {
+  /** The peer's address. */
+  readonly remoteAddr: Deno.NetAddr;
+  /** Starts the server side of TLS over the socket. */
+  startTls(): AcceptedTlsConn;
+  /**
+   * Closes the socket without creating any TLS state: in Deno 2.9.6 a `node:tls` TLSSocket destroyed in
+   * the tick it was created keeps ~5 KB of JS heap for good (4,000 refused connections: +21 MB after a
+   * full GC; the soak found it at 5.6 GB after 5 minutes of floods beyond the pending limits).
+   */
+  refuse(): void;
+}
+
+/** An admitted connection: TCP is up, TLS may still be in progress. */
 export interface AcceptedTlsConn extends DuplexConn {
   /** The peer's address. */
   readonly remoteAddr: Deno.NetAddr;
   /** Resolves once the TLS handshake completed; rejects if it failed or the connection closed first. */
   handshake(): Promise<void>;
-  /**
-   * Closes a connection refused the moment it was accepted, by destroying only its TCP socket: in Deno
-   * 2.9.6 a `node:tls` TLSSocket destroyed in the tick it was created keeps ~5 KB of JS heap for good
-   * (4,000 refused connections: +21 MB after a full GC; the soak found it at 5.6 GB after 5 minutes).
-   */
-  refuse(): void;
 }
 
 /** The server's TLS listener; see the module doc for why it is not `Deno.listenTls`. */
@@ -49,7 +60,7 @@ export class TunnelTlsListener {
   readonly #context: SecureContext;
   readonly #wrap: (socket: Socket, context: SecureContext) => TLSSocket;
   #closed = false;
-  #onConnection: ((conn: AcceptedTlsConn) => void) | null = null;
+  #onConnection: ((socket: AcceptedSocket) => void) | null = null;
   readonly #done = Promise.withResolvers<void>();
 
   private constructor(
@@ -98,7 +109,7 @@ export class TunnelTlsListener {
    * Hands each accepted connection to `onConnection` (which must not block) until {@linkcode close};
    * resolves then.
    */
-  serve(onConnection: (conn: AcceptedTlsConn) => void): Promise<void> {
+  serve(onConnection: (socket: AcceptedSocket) => void): Promise<void> {
     this.#onConnection = onConnection;
     return this.#done.promise;
   }
@@ -114,7 +125,11 @@ export class TunnelTlsListener {
       hostname: socket.remoteAddress ?? "",
       port: socket.remotePort ?? 0,
     };
-    this.#onConnection(new ServerTlsConn(this.#wrap(socket, this.#context), socket, remoteAddr));
+    this.#onConnection({
+      remoteAddr,
+      startTls: () => new ServerTlsConn(this.#wrap(socket, this.#context), socket, remoteAddr),
+      refuse: () => socket.destroy(),
+    });
   }
 
   /** Stops accepting; connections already accepted stay open. Safe to call more than once. */
@@ -150,10 +165,6 @@ class ServerTlsConn extends NodeSocketConn implements AcceptedTlsConn {
 
   handshake(): Promise<void> {
     return this.#handshake;
-  }
-
-  refuse(): void {
-    this.raw.destroy();
   }
 
   override close(): void {

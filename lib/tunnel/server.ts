@@ -16,7 +16,12 @@ import {
   Method,
   ProxyHealthParams,
 } from "../rpc/control.ts";
-import { type AcceptedTlsConn, listenTunnelTls, type TunnelTlsListener } from "../transport/tls_server.ts";
+import {
+  type AcceptedSocket,
+  type AcceptedTlsConn,
+  listenTunnelTls,
+  type TunnelTlsListener,
+} from "../transport/tls_server.ts";
 import { closeQuietly } from "../transport/pipe.ts";
 import { PROTOCOL_VERSION, VERSION } from "../version.ts";
 import { withTimeout } from "../_async.ts";
@@ -161,19 +166,19 @@ export class TunnelServer {
   }
 
   /** Admits a just-accepted connection within the pending limits, or closes it at once. */
-  #admit(conn: AcceptedTlsConn): void {
+  #admit(socket: AcceptedSocket): void {
     if (this.#stopping) {
-      conn.refuse();
+      socket.refuse();
       return;
     }
-    const remoteHost = unmapIpv4(conn.remoteAddr.hostname);
+    const remoteHost = unmapIpv4(socket.remoteAddr.hostname);
     const release = this.pendingConnections.admit(remoteHost);
     if (typeof release === "string") {
       logger.debug("Refused a connection from {host}: {reason}", { host: remoteHost, reason: release });
-      conn.refuse();
+      socket.refuse();
       return;
     }
-    const handshake = this.#handleConnection(conn, remoteHost, release)
+    const handshake = this.#handleConnection(socket.startTls(), remoteHost, release)
       .catch((error) => {
         logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
       })
