@@ -369,6 +369,17 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
           report,
         ) => report.stallMaxMs),
       ),
+      // Each stall over 100 ms with the V8 pauses of 20 ms or more around it (a GC pause explains it).
+      stalls_over_100ms: process.probe.reports.filter((report) =>
+        report.t >= startedMs && report.stallMaxMs > 100
+      )
+        .slice(0, 50).map((report) => ({
+          t: new Date(report.t).toISOString(),
+          stall_ms: report.stallMaxMs,
+          gc_pauses: process.gcPauses.filter((gc) => gc.t <= report.t + 50 && gc.t >= report.t - 400).map((
+            gc,
+          ) => `${gc.kind} ${gc.pauseMs} ms`),
+        })),
     }));
     const firstWorker = workerProcesses[0]?.watch.before;
     processes.push({
