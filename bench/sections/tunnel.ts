@@ -89,7 +89,9 @@ function throughputCase(
     bars,
     also: [
       cpuFigure("cpuAll", "cpu all"),
-      ...(hasMiddle ? [cpuFigure("cpuMiddle", "cpu tunnel")] : []),
+      // The middle process the outside peer talks to (tunnel server, sshd, the outer relay): for a download
+      // it decrypts (tunnel, ssh) what the other end encrypted.
+      ...(hasMiddle ? [cpuFigure("cpuMiddle", "cpu tunnel"), cpuFigure("cpuServer", "cpu server")] : []),
     ],
     ...skipReason(path),
     params: { totalBytes, connections, writeBytes: 256 * 1024, direction },
@@ -105,7 +107,11 @@ function throughputCase(
       const gigabytes = Math.floor(totalBytes / connections) * connections / 1e9;
       return {
         value: megabytesPerSecond,
-        also: { cpuAll: sum(used) / gigabytes, cpuMiddle: sum(used.slice(2)) / gigabytes },
+        also: {
+          cpuAll: sum(used) / gigabytes,
+          cpuMiddle: sum(used.slice(2)) / gigabytes,
+          cpuServer: (used[2] ?? Number.NaN) / gigabytes,
+        },
       };
     },
   };
