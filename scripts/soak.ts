@@ -10,7 +10,15 @@
  */
 
 import { parseArgs } from "node:util";
-import { formatSoakReport, FULL_SCALE, runSoak, SOAK_FAULTS, type SoakFault } from "../tests/_soak.ts";
+import {
+  formatSoakReport,
+  FULL_SCALE,
+  runSoak,
+  SOAK_BARS,
+  SOAK_FAULTS,
+  type SoakFault,
+  watchedProcesses,
+} from "../tests/_soak.ts";
 import { writeReport } from "../tests/_live_tunnel.ts";
 
 const { values } = parseArgs({
@@ -44,24 +52,15 @@ console.log(`Report: ${await writeReport("soak", report)}`);
 const canary = report.canary as { errors: number };
 const failures = [
   ...(canary.errors > 0 ? [`canary saw ${canary.errors} errors`] : []),
-  ...report.processes.slice(0, 2).flatMap((process) => {
-    const p = process as {
-      label: string;
-      fds_before: number;
-      fds_after: number;
-      rss_before_bytes: number;
-      rss_after_bytes: number;
-      heap_used_before_bytes: number;
-      heap_used_after_full_gc_bytes: number;
-    };
+  ...watchedProcesses(report).flatMap((p) => {
     return [
-      ...(p.heap_used_after_full_gc_bytes > p.heap_used_before_bytes + 16 * 1024 * 1024
+      ...(p.heap_used_after_full_gc_bytes > p.heap_used_before_bytes + SOAK_BARS.heapSlackBytes
         ? [`${p.label}: JS heap after a full GC ${p.heap_used_after_full_gc_bytes} > before + 16 MiB`]
         : []),
-      ...(p.fds_after > p.fds_before + 10
+      ...(p.fds_after > p.fds_before + SOAK_BARS.fdSlack
         ? [`${p.label}: ${p.fds_after} fds after vs ${p.fds_before} before`]
         : []),
-      ...(p.rss_after_bytes > 1.25 * p.rss_before_bytes
+      ...(p.rss_after_bytes > SOAK_BARS.rssRatio * p.rss_before_bytes
         ? [`${p.label}: RSS after ${p.rss_after_bytes} > 1.25 × ${p.rss_before_bytes}`]
         : []),
     ];

@@ -13,14 +13,16 @@
  */
 
 import fc from "fast-check";
-import { Session, type Stream } from "../lib/mux/mod.ts";
-import { encodeStreamHeader, RpcPeer } from "../lib/rpc/mod.ts";
+import type { Session, Stream } from "../lib/mux/mod.ts";
+import { encodeStreamHeader } from "../lib/rpc/mod.ts";
 import { writeAll } from "../lib/transport/conn.ts";
-import { EchoService, makeWorkdir, testCertificates } from "./_helpers.ts";
+import { readAll } from "../lib/_test_bytes.ts";
+import { EchoService, makeWorkdir } from "./_helpers.ts";
 import { streamHeader } from "./_fuzz_cases.ts";
 import { within } from "./_fuzz_scripts.ts";
 import type { Invariant } from "./_fuzz_run.ts";
 import { formatTable, LiveProcess, round1 } from "./_live_tunnel.ts";
+import { RawServer } from "./_raw_client.ts";
 
 /** What a client fuzz run found. */
 export interface ClientFuzzReport {
@@ -43,19 +45,26 @@ export async function runClientFuzz(
 ): Promise<ClientFuzzReport> {
   const started = performance.now();
   const stallLimitMs = options.stallLimitMs ?? 100;
-  const certs = await testCertificates();
   const work = await makeWorkdir();
   const echo = new EchoService();
-  const listener = Deno.listenTls({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: certs.serverChainPem,
-    key: certs.serverKeyPem,
-  });
+  const server = await RawServer.listen((rpc, _session, count) => {
+    rpc.handle("authenticate", (params) => ({
+      client_id: (params as { client_id: string }).client_id,
+      client_name: "fuzzed",
+      protocol_version: 1,
+      server_version: "fuzz",
+      session_id: `s${count}`,
+    }));
+    rpc.handle("register_proxies", () => ({
+      proxies: [{ name: PROXY, status: "accepted", publish_addr: "127.0.0.1", publish_port: 40999 }],
+    }));
+    rpc.handle("heartbeat", (params) => params);
+    rpc.handleOtherMethods(() => ({}));
+  }, { keepaliveIntervalMs: 1000, keepaliveTimeoutMs: 5000 });
   const configPath = `${work.dir}/client.toml`;
   await Deno.writeTextFile(
     configPath,
-    `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${listener.addr.port}\nserver_name = "localhost"\n` +
+    `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${server.port}\nserver_name = "localhost"\n` +
       `ca_cert_path = "${work.caPath}"\nauth_key = "client-fuzz-key-0123456789"\nclient_id = "fuzzed"\n` +
       `keepalive_interval_secs = 1\nkeepalive_timeout_secs = 5\nlocal_connect_retries = 1\n` +
       `[client.reconnect]\ninitial_delay_secs = 0.2\nmax_delay_secs = 1\n\n` +
@@ -65,40 +74,11 @@ export async function runClientFuzz(
   const client = new LiveProcess("client", ["client", "-c", configPath]);
   const outcomes = new Map<string, number>();
   const count = (key: string) => outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-  let sessions = 0;
-  const sessionsList: Session[] = [];
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      sessions++;
-      const session = new Session(conn, {
-        role: "server",
-        keepaliveIntervalMs: 1000,
-        keepaliveTimeoutMs: 5000,
-      });
-      sessionsList.push(session);
-      void session.accept().then((control) => {
-        if (!control) return;
-        const rpc = new RpcPeer(control);
-        rpc.handle("authenticate", (params) => ({
-          client_id: (params as { client_id: string }).client_id,
-          client_name: "fuzzed",
-          protocol_version: 1,
-          server_version: "fuzz",
-          session_id: `s${sessions}`,
-        }));
-        rpc.handle("register_proxies", () => ({
-          proxies: [{ name: PROXY, status: "accepted", publish_addr: "127.0.0.1", publish_port: 40999 }],
-        }));
-        rpc.handle("heartbeat", (params) => params);
-        rpc.handleOtherMethods(() => ({}));
-      });
-    }
-  })().catch(() => {});
   const canary = { rounds: 0, errors: 0, maxLatencyMs: 0, errorSamples: [] as string[] };
   let casesRun = 0;
   try {
     await client.waitForLine(new RegExp(`Proxy ${PROXY}: `));
-    const session = sessionsList[0] as Session;
+    const session = server.sessions[0] as Session;
     await new Promise((resolve) => setTimeout(resolve, 1000));
     client.watch.before = await client.watch.fresh();
     const fuzzStartMs = Date.now();
@@ -171,8 +151,10 @@ export async function runClientFuzz(
       },
       {
         name: "client kept its one session",
-        ok: sessions === 1 && !session.isClosed,
-        detail: `${sessions} session(s); ${session.isClosed ? `closed: ${session.closeReason}` : "open"}`,
+        ok: server.sessions.length === 1 && !session.isClosed,
+        detail: `${server.sessions.length} session(s); ${
+          session.isClosed ? `closed: ${session.closeReason}` : "open"
+        }`,
       },
       {
         name: `no event-loop stall > ${stallLimitMs} ms`,
@@ -211,31 +193,10 @@ export async function runClientFuzz(
     };
   } finally {
     await client.stop();
-    for (const session of sessionsList) await within(session.close(), 1000, undefined);
-    listener.close();
-    await accepting;
+    await server.close();
     await echo.close();
     await work.cleanup();
   }
-}
-
-async function readAll(stream: Stream): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const buffer = new Uint8Array(4096);
-  let total = 0;
-  while (true) {
-    const count = await stream.read(buffer);
-    if (count === null) break;
-    chunks.push(buffer.slice(0, count));
-    total += count;
-  }
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return bytes;
 }
 
 /** The run as a printable table. */

@@ -11,6 +11,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { DuplexConn } from "../lib/transport/conn.ts";
+import { NodeSocketConn } from "../lib/transport/node_socket_conn.ts";
 
 /** A fuzz connection: a {@linkcode DuplexConn} that can also be torn down abruptly. */
 export interface FuzzConn extends DuplexConn {
@@ -26,77 +27,27 @@ export function sourceAddress(n: number): string {
   return `127.${1 + Math.floor(index / 250)}.${1 + (index % 250)}.1`;
 }
 
-/** Adapts a `node:net`/`node:tls` socket to {@linkcode FuzzConn}. */
-class SocketConn implements FuzzConn {
-  #chunks: Uint8Array[] = [];
+/**
+ * A `node:net`/`node:tls` socket as a {@linkcode FuzzConn}: the library's adapter (reads, writes,
+ * back-pressure), plus whether the socket ended and an abrupt reset.
+ */
+class SocketConn extends NodeSocketConn implements FuzzConn {
   #ended = false;
-  #error: Error | null = null;
-  #wake: (() => void) | null = null;
 
-  constructor(readonly socket: net.Socket) {
-    socket.on("data", (chunk: Uint8Array) => {
-      this.#chunks.push(chunk);
-      // The harness reads everything; a slow reader pauses so a flood of answers cannot pile up.
-      if (this.#chunks.length > 256) socket.pause();
-      this.#notify();
-    });
-    const end = () => {
-      this.#ended = true;
-      this.#notify();
-    };
-    socket.on("end", end);
-    socket.on("close", end);
-    socket.on("error", (error: Error) => {
-      this.#error = error;
-      end();
-    });
+  constructor(readonly nodeSocket: net.Socket) {
+    super(nodeSocket);
+    const end = () => (this.#ended = true);
+    nodeSocket.on("end", end);
+    nodeSocket.on("close", end);
+    nodeSocket.on("error", end);
   }
 
   get ended(): boolean {
     return this.#ended;
   }
 
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
-  }
-
-  async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.#chunks.length === 0) {
-      if (this.#error) throw this.#error;
-      if (this.#ended) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-    const chunk = this.#chunks[0] as Uint8Array;
-    const count = Math.min(chunk.length, buffer.length);
-    buffer.set(chunk.subarray(0, count));
-    if (count === chunk.length) this.#chunks.shift();
-    else this.#chunks[0] = chunk.subarray(count);
-    if (this.#chunks.length < 64 && this.socket.isPaused()) this.socket.resume();
-    return count;
-  }
-
-  write(data: Uint8Array): Promise<number> {
-    if (this.#ended || this.socket.destroyed) {
-      return Promise.reject(this.#error ?? new Deno.errors.BrokenPipe("fuzz connection closed"));
-    }
-    return new Promise((resolve, reject) => {
-      // node copies nothing: the caller must not reuse `data`, which the harness never does.
-      this.socket.write(data, (error?: Error | null) => (error ? reject(error) : resolve(data.length)));
-    });
-  }
-
-  closeWrite(): Promise<void> {
-    return new Promise((resolve) => this.socket.end(() => resolve()));
-  }
-
-  close(): void {
-    this.socket.destroy();
-  }
-
   destroy(): void {
-    this.socket.resetAndDestroy?.() ?? this.socket.destroy();
+    this.nodeSocket.resetAndDestroy?.() ?? this.nodeSocket.destroy();
   }
 }
 

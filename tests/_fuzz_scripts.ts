@@ -11,6 +11,7 @@ import { FrameType, Session, type Stream, writeHeader } from "../lib/mux/mod.ts"
 import { readStreamHeader, RpcError, RpcPeer, type RpcPeer as RpcPeerType } from "../lib/rpc/mod.ts";
 import type { JsonRpcParams } from "../lib/rpc/messages.ts";
 import { writeAll } from "../lib/transport/conn.ts";
+import { concatBytes } from "../lib/_test_bytes.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { dialTls, type FuzzConn, sourceAddress } from "./_fuzz_conn.ts";
 import type { Ending, FuzzScript, RawFrame, RpcBody } from "./_fuzz_cases.ts";
@@ -95,17 +96,6 @@ function controlFrame(json: unknown, open: boolean): Uint8Array {
   return bytes;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const total = parts.reduce((sum, part) => sum + part.length, 0);
-  const bytes = new Uint8Array(total);
-  let offset = 0;
-  for (const part of parts) {
-    bytes.set(part, offset);
-    offset += part.length;
-  }
-  return bytes;
-}
-
 function authenticateParams(target: ScriptTarget, clientId: string) {
   return { auth_key: target.authKey, protocol_version: 1, client_id: clientId };
 }
@@ -168,7 +158,7 @@ async function runYamux(
     );
   }
   for (const frame of script.frames) parts.push(encodeRawFrame(frame));
-  const bytes = concat(parts);
+  const bytes = concatBytes(parts);
   for (const [offset, value] of script.flips) bytes[offset % bytes.length] = value;
   const writing = writeAll(conn, bytes).catch(() => ledger.count("yamux:write-failed"));
   const text = await drain(conn, script.readMs);

@@ -8,6 +8,8 @@
 import { generateCertificates } from "../lib/transport/cert.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { writeAll } from "../lib/transport/conn.ts";
+import type { EventSnapshot } from "../lib/stats/snapshot.ts";
+import type { TunnelClient } from "../lib/tunnel/client.ts";
 
 export { patternBytes, sha256Hex } from "../lib/_test_bytes.ts";
 import { concatBytes } from "../lib/_test_bytes.ts";
@@ -318,4 +320,18 @@ export async function roundTrip(
     clearTimeout(timer);
     closeQuietly(conn);
   }
+}
+
+/** Whether a round trip of `text` through 127.0.0.1:`port` (an echo, maybe through a tunnel) echoes it within 3 s. */
+export async function echoes(port: number, text: string): Promise<boolean> {
+  try {
+    return new TextDecoder().decode(await roundTrip(port, new TextEncoder().encode(text), 3000)) === text;
+  } catch {
+    return false;
+  }
+}
+
+/** The events with `code` that `client` has recorded (from the server's notices and its own). */
+export function eventsOf(client: TunnelClient, code: string): EventSnapshot[] {
+  return client.events.recent().filter((event) => event.code === code);
 }

@@ -119,6 +119,21 @@ export class ProcessTunnel implements AsyncDisposable {
     return server;
   }
 
+  /**
+   * Starts a server and a client (config "client", `extra` TOML lines in its `[client]` table) that
+   * publishes `proxy` on a free port; resolves once the client reports the proxy up.
+   */
+  async serverAndClient(
+    proxy: Omit<ProcessProxy, "publishPort">,
+    extra = "",
+  ): Promise<{ server: CliProcess; client: CliProcess; publishPort: number }> {
+    const publishPort = freePort();
+    const server = await this.server();
+    const client = this.client(await this.clientConfig("client", [{ ...proxy, publishPort }], extra));
+    await client.waitForLine(proxyUp(proxy.name));
+    return { server, client, publishPort };
+  }
+
   /** Starts a client process with the config at `configPath` (fast reconnects). */
   client(configPath: string): CliProcess {
     return this.#track(

@@ -99,6 +99,29 @@ export interface SoakReport {
   serverErrorLines: string[];
 }
 
+/**
+ * What must come back once the faults stop (the soak's pass bars, read by the test and `deno task soak`):
+ * descriptors within `fdSlack` of before, RSS within `rssRatio` × before, and the JS heap after a forced
+ * full GC within `heapSlackBytes` of before.
+ */
+export const SOAK_BARS = { fdSlack: 10, rssRatio: 1.25, heapSlackBytes: 16 * 1024 * 1024 } as const;
+
+/** The figures of one watched process in {@linkcode SoakReport.processes} that the pass bars read. */
+export interface SoakProcessFigures {
+  label: string;
+  fds_before: number;
+  fds_after: number;
+  rss_before_bytes: number;
+  rss_after_bytes: number;
+  heap_used_before_bytes: number;
+  heap_used_after_full_gc_bytes: number;
+}
+
+/** The server's and the canary client's figures (the first two of `report.processes`), in that order. */
+export function watchedProcesses(report: SoakReport): SoakProcessFigures[] {
+  return report.processes.slice(0, 2) as unknown as SoakProcessFigures[];
+}
+
 /** mulberry32: a small seeded generator, so a soak's fault timings replay. */
 function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
@@ -351,8 +374,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
     const back = (process: LiveProcess) => {
       const now = process.watch.sample();
       const before = process.watch.before;
-      return (now.fds ?? Infinity) <= (before?.fds ?? 0) + 10 &&
-        (now.rssBytes ?? Infinity) <= 1.25 * (before?.rssBytes ?? 0);
+      return (now.fds ?? Infinity) <= (before?.fds ?? 0) + SOAK_BARS.fdSlack &&
+        (now.rssBytes ?? Infinity) <= SOAK_BARS.rssRatio * (before?.rssBytes ?? 0);
     };
     while (performance.now() < settleDeadline && !watched.every(back)) await sleep(500);
     for (const process of [...watched, worker.process]) process.watch.after = await process.watch.fresh();

@@ -5,71 +5,19 @@
  */
 
 import assert from "node:assert/strict";
-import { connect as netConnect } from "node:net";
-import { connect as tlsConnect } from "node:tls";
-import { Session } from "../lib/mux/mod.ts";
-import { RpcClosedError, RpcError, RpcPeer } from "../lib/rpc/mod.ts";
-import type { DuplexConn } from "../lib/transport/conn.ts";
-import { NodeSocketConn } from "../lib/transport/node_socket_conn.ts";
-import { testCertificates } from "./_helpers.ts";
+import type { Session } from "../lib/mux/mod.ts";
+import { RpcClosedError, RpcError } from "../lib/rpc/mod.ts";
+import { RawClient, rejectsWithCode } from "./_raw_client.ts";
 import { AUTH_KEY, TunnelFixture } from "./_tunnel.ts";
 
 const WRONG_KEY = "a-wrong-key-0123456789";
-
-/** A control-stream connection to the server. */
-interface Dialed {
-  session: Session;
-  rpc: RpcPeer;
-  /** Sends `authenticate` with `key` (does not wait for earlier calls: callers may pipeline). */
-  authenticate(key?: string, clientId?: string): Promise<unknown>;
-  close(): Promise<void>;
-}
 
 /**
  * Dials the server over TLS and opens the control stream. With `fromAddress` (a 127.0.0.0/8 address), the
  * connection comes from that address, so the server sees another client address than 127.0.0.1.
  */
-async function dial(port: number, fromAddress?: string): Promise<Dialed> {
-  const certs = await testCertificates();
-  let conn: DuplexConn;
-  if (fromAddress === undefined) {
-    conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.caCertPem] });
-  } else {
-    const tcp = netConnect({ host: "127.0.0.1", port, localAddress: fromAddress });
-    const socket = tlsConnect({ socket: tcp, servername: "localhost", ca: certs.caCertPem });
-    await new Promise<void>((resolve, reject) => {
-      socket.once("secureConnect", () => resolve());
-      socket.once("error", reject);
-    });
-    conn = new NodeSocketConn(socket);
-  }
-  const session = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
-  const rpc = new RpcPeer(await session.open());
-  return {
-    session,
-    rpc,
-    authenticate: (key = AUTH_KEY, clientId = "authentication-test") =>
-      rpc.request("authenticate", { auth_key: key, protocol_version: 1, client_id: clientId }, {
-        timeoutMs: 10_000,
-      }),
-    async close() {
-      rpc.close();
-      await session.close();
-      await session.closed;
-      await rpc.closed;
-    },
-  };
-}
-
-/** The JSON-RPC error code `promise` rejects with; fails the test when it resolves. */
-async function errorCode(promise: Promise<unknown>): Promise<number> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof RpcError, `expected an RpcError, got ${error}`);
-    return error.code;
-  }
-  throw new assert.AssertionError({ message: "expected an error response, but the call succeeded" });
+function dial(port: number, fromAddress?: string): Promise<RawClient> {
+  return RawClient.dial(port, { fromAddress, clientId: "authentication-test" });
 }
 
 /** Milliseconds until `session` is closed by the server, failing the test after `limitMs`. */
@@ -91,7 +39,7 @@ Deno.test("20 connections × 64 pipelined wrong keys get at most 10 keys checked
   try {
     const answers = await Promise.all(
       attackers.map((attacker) =>
-        Promise.allSettled(Array.from({ length: 64 }, () => attacker.authenticate(WRONG_KEY)))
+        Promise.allSettled(Array.from({ length: 64 }, () => attacker.authenticate(undefined, WRONG_KEY)))
       ),
     );
     const codes = new Map<string, number>();
@@ -118,13 +66,13 @@ Deno.test("20 connections × 64 pipelined wrong keys get at most 10 keys checked
     await Promise.all(attackers.map((attacker) => closedWithin(attacker.session, 3000)));
     // The address stays blocked, even for the right key ...
     const blocked = await dial(tunnel.port);
-    assert.equal(await errorCode(blocked.authenticate()), -32003);
+    await rejectsWithCode(blocked.authenticate(), -32003);
     await blocked.close();
     // ... while another address authenticates at once.
     const checksBefore = tunnel.server.authKeyChecksTotal;
     const other = await dial(tunnel.port, "127.0.0.2");
     try {
-      const result = await other.authenticate(AUTH_KEY, "from-elsewhere") as { client_id: string };
+      const result = await other.authenticate("from-elsewhere");
       assert.equal(result.client_id, "from-elsewhere");
       assert.equal(tunnel.server.clients.get("from-elsewhere")?.remoteAddr.split(":")[0], "127.0.0.2");
       assert.equal(tunnel.server.authKeyChecksTotal, checksBefore + 1);
@@ -141,12 +89,12 @@ Deno.test("a client that reconnects often is never locked out by its own success
   // Nine failures leave the address one attempt in flight at a time.
   for (let attempt = 0; attempt < 9; attempt++) {
     const client = await dial(tunnel.port);
-    assert.equal(await errorCode(client.authenticate(WRONG_KEY)), -32001);
+    await rejectsWithCode(client.authenticate(undefined, WRONG_KEY), -32001);
     await client.close();
   }
   for (let reconnect = 0; reconnect < 25; reconnect++) {
     const client = await dial(tunnel.port);
-    await client.authenticate(AUTH_KEY, "reconnecting");
+    await client.authenticate("reconnecting");
     await client.close();
   }
   // Many at once from the same address: they wait for each other instead of being refused.
@@ -154,7 +102,7 @@ Deno.test("a client that reconnects often is never locked out by its own success
     dial(tunnel.port)
       .then(async (client) => {
         try {
-          return await client.authenticate(AUTH_KEY, `burst-${index}`);
+          return await client.authenticate(`burst-${index}`);
         } finally {
           await client.close();
         }
@@ -186,11 +134,11 @@ Deno.test("any method before authenticate is answered -32004 NOT_AUTHENTICATED a
   await using tunnel = await TunnelFixture.start();
   const client = await dial(tunnel.port);
   try {
-    assert.equal(await errorCode(client.rpc.request("heartbeat", { time_ms: 1 })), -32004);
-    assert.equal(await errorCode(client.rpc.request("register_proxies", { proxies: [] })), -32004);
-    assert.equal(await errorCode(client.rpc.request("no_such_method", {})), -32004);
+    await rejectsWithCode(client.rpc.request("heartbeat", { time_ms: 1 }), -32004);
+    await rejectsWithCode(client.rpc.request("register_proxies", { proxies: [] }), -32004);
+    await rejectsWithCode(client.rpc.request("no_such_method", {}), -32004);
     await client.authenticate();
-    assert.equal(await errorCode(client.rpc.request("no_such_method", {})), -32601, "once authenticated");
+    await rejectsWithCode(client.rpc.request("no_such_method", {}), -32601, "once authenticated");
     assert.equal((await client.rpc.request("heartbeat", { time_ms: 2 }) as { time_ms: number }).time_ms, 2);
   } finally {
     await client.close();
@@ -230,11 +178,7 @@ Deno.test("every authenticate error closes the session about 100 ms after the an
   for (const { what, params, code } of cases) {
     const client = await dial(tunnel.port);
     try {
-      assert.equal(
-        await errorCode(client.rpc.request("authenticate", params, { timeoutMs: 10_000 })),
-        code,
-        what,
-      );
+      await rejectsWithCode(client.rpc.request("authenticate", params, { timeoutMs: 10_000 }), code, what);
       const closedAfterMs = await closedWithin(client.session, 2000);
       assert.ok(closedAfterMs < 1000, `${what}: closed ${closedAfterMs.toFixed(0)} ms after the answer`);
     } finally {

@@ -93,19 +93,45 @@ function slowService(chunks: number) {
   };
 }
 
+/**
+ * A server and a client publishing the local service on `servicePort` as "slow", and an outside
+ * connection through it that has read its first bytes.
+ */
+async function downloadStarted(tunnel: ProcessTunnel, servicePort: number) {
+  const { server, client, publishPort } = await tunnel.serverAndClient({
+    name: "slow",
+    localPort: servicePort,
+  });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
+  const buffer = new Uint8Array(256 * 1024);
+  const firstBytes = (await conn.read(buffer)) ?? 0;
+  return { server, client, publishPort, conn, buffer, firstBytes };
+}
+
+/** Reads `conn` to its end: the bytes read, and "eof" or the name of the error it ended with. */
+async function readRest(conn: Deno.Conn, buffer: Uint8Array): Promise<{ bytes: number; end: string }> {
+  let bytes = 0;
+  try {
+    while (true) {
+      const count = await conn.read(buffer);
+      if (count === null) break;
+      bytes += count;
+    }
+  } catch (error) {
+    return { bytes, end: error instanceof Error ? error.name : String(error) };
+  }
+  return { bytes, end: "eof" };
+}
+
 Deno.test("a connection in flight when the client is stopped finishes, while new connections are refused", async () => {
   const service = slowService(12);
   try {
     await using tunnel = await ProcessTunnel.create();
-    const publishPort = freePort();
-    const server = await tunnel.server();
-    const client = tunnel.client(
-      await tunnel.clientConfig("client", [{ name: "slow", publishPort, localPort: service.port }]),
+    const { server, client, publishPort, conn, buffer, firstBytes } = await downloadStarted(
+      tunnel,
+      service.port,
     );
-    await client.waitForLine(proxyUp("slow"));
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
-    const buffer = new Uint8Array(256 * 1024);
-    let received = (await conn.read(buffer)) ?? 0;
+    let received = firstBytes;
     const stoppedAt = performance.now();
     client.kill("SIGTERM");
     await server.waitForLine(/is leaving \(GoAway\): released 1 port\(s\) in [\d.]+ ms; 1 connection/);
@@ -114,16 +140,9 @@ Deno.test("a connection in flight when the client is stopped finishes, while new
       Deno.errors.ConnectionRefused,
       "a leaving client's port takes no new connections",
     );
-    let end = "eof";
-    try {
-      while (true) {
-        const count = await conn.read(buffer);
-        if (count === null) break;
-        received += count;
-      }
-    } catch (error) {
-      end = error instanceof Error ? error.name : String(error);
-    }
+    const rest = await readRest(conn, buffer);
+    received += rest.bytes;
+    const end = rest.end;
     const tookMs = performance.now() - stoppedAt;
     closeQuietly(conn);
     console.log(
@@ -143,31 +162,20 @@ Deno.test("a second SIGTERM stops a leaving client at once, and its outside conn
   const service = slowService(30);
   try {
     await using tunnel = await ProcessTunnel.create();
-    const publishPort = freePort();
-    const server = await tunnel.server();
-    const client = tunnel.client(
-      await tunnel.clientConfig("client", [{ name: "slow", publishPort, localPort: service.port }]),
+    const { server, client, conn, buffer, firstBytes } = await downloadStarted(
+      tunnel,
+      service.port,
     );
-    await client.waitForLine(proxyUp("slow"));
-    const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
-    const buffer = new Uint8Array(256 * 1024);
-    let received = (await conn.read(buffer)) ?? 0;
+    let received = firstBytes;
     client.kill("SIGTERM");
     await server.waitForLine(/is leaving \(GoAway\)/);
     const secondAt = performance.now();
     client.kill("SIGTERM");
     const status = await client.status();
     const exitMs = performance.now() - secondAt;
-    let end = "eof";
-    try {
-      while (true) {
-        const count = await conn.read(buffer);
-        if (count === null) break;
-        received += count;
-      }
-    } catch (error) {
-      end = error instanceof Error ? error.name : String(error);
-    }
+    const rest = await readRest(conn, buffer);
+    received += rest.bytes;
+    const end = rest.end;
     closeQuietly(conn);
     console.log(
       `client exited ${status.code} ${exitMs.toFixed(0)} ms after the second SIGTERM; peer: ${end}`,

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import { freePort, patternBytes, sha256Hex } from "./_helpers.ts";
-import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { ProcessTunnel } from "./_process_tunnel.ts";
 import { writeAll } from "../lib/transport/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 
@@ -100,12 +100,7 @@ Deno.test("an outside peer downloading 64 MiB when the client is killed reads a 
   const service = downloadService(payload);
   try {
     await using tunnel = await ProcessTunnel.create();
-    const publishPort = freePort();
-    await tunnel.server();
-    const client = tunnel.client(
-      await tunnel.clientConfig("client", [{ name: "dl", publishPort, localPort: service.port }]),
-    );
-    await client.waitForLine(proxyUp("dl"));
+    const { client, publishPort } = await tunnel.serverAndClient({ name: "dl", localPort: service.port });
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
     let killed = false;
     const result = await readToEnd(conn, async (bytes) => {
@@ -139,12 +134,7 @@ Deno.test("an outside peer reads a reset when the local service resets its conne
   assert.ok(address !== null && typeof address === "object");
   try {
     await using tunnel = await ProcessTunnel.create();
-    const publishPort = freePort();
-    await tunnel.server();
-    const client = tunnel.client(
-      await tunnel.clientConfig("client", [{ name: "rst", publishPort, localPort: address.port }]),
-    );
-    await client.waitForLine(proxyUp("rst"));
+    const { publishPort } = await tunnel.serverAndClient({ name: "rst", localPort: address.port });
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
     const result = await readToEnd(conn);
     closeQuietly(conn);
@@ -162,12 +152,7 @@ Deno.test("an outside peer that half-closes after its request gets all 64 MiB an
   const service = downloadService(payload, { readRequestFirst: true });
   try {
     await using tunnel = await ProcessTunnel.create();
-    const publishPort = freePort();
-    await tunnel.server();
-    const client = tunnel.client(
-      await tunnel.clientConfig("client", [{ name: "dl", publishPort, localPort: service.port }]),
-    );
-    await client.waitForLine(proxyUp("dl"));
+    const { publishPort } = await tunnel.serverAndClient({ name: "dl", localPort: service.port });
     const conn = await Deno.connect({ hostname: "127.0.0.1", port: publishPort });
     await writeAll(conn, new TextEncoder().encode("GET /big\r\n\r\n"));
     await conn.closeWrite();
@@ -183,17 +168,11 @@ Deno.test("an outside peer that half-closes after its request gets all 64 MiB an
 
 Deno.test("an outside peer of a proxy whose local service is down reads a reset, not an empty answer", async () => {
   await using tunnel = await ProcessTunnel.create();
-  const publishPort = freePort();
-  await tunnel.server();
-  const client = tunnel.client(
-    await tunnel.clientConfig("client", [{
-      name: "down",
-      publishPort,
-      localPort: freePort(),
-      lines: "health_check = { interval_secs = 0.2, timeout_secs = 0.2 }",
-    }], "local_connect_retries = 1"),
-  );
-  await client.waitForLine(proxyUp("down"));
+  const { client, publishPort } = await tunnel.serverAndClient({
+    name: "down",
+    localPort: freePort(),
+    lines: "health_check = { interval_secs = 0.2, timeout_secs = 0.2 }",
+  }, "local_connect_retries = 1");
   // Once through the stream (the client cannot connect and resets it), and once the server has been told
   // the service is down (it refuses at accept): a reset either way.
   for (const waitForHealth of [false, true]) {
@@ -216,12 +195,10 @@ Deno.test("the local service reads a reset when the outside peer vanishes abrupt
   })();
   try {
     await using tunnel = await ProcessTunnel.create();
-    const publishPort = freePort();
-    await tunnel.server();
-    const client = tunnel.client(
-      await tunnel.clientConfig("client", [{ name: "up", publishPort, localPort: service.addr.port }]),
-    );
-    await client.waitForLine(proxyUp("up"));
+    const { publishPort } = await tunnel.serverAndClient({
+      name: "up",
+      localPort: service.addr.port,
+    });
     // The outside peer sends 1 MiB and then resets its connection (RST, not FIN).
     const socket = createConnection({ host: "127.0.0.1", port: publishPort });
     socket.on("error", () => {});

@@ -5,13 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { Session } from "../lib/mux/mod.ts";
-import { RpcError, RpcPeer } from "../lib/rpc/mod.ts";
+import { RpcError } from "../lib/rpc/mod.ts";
 import type { DuplexConn } from "../lib/transport/conn.ts";
 import { FatalClientError } from "../lib/tunnel/client.ts";
-import { freePort, testCertificates } from "./_helpers.ts";
+import { freePort } from "./_helpers.ts";
+import { dialTls, RawClient } from "./_raw_client.ts";
 import { echoThrough, ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
-import { acceptedPort, AUTH_KEY, TunnelFixture } from "./_tunnel.ts";
+import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
 
 /**
  * A connection that can be frozen: from then on nothing is read or written (pings go unanswered, as
@@ -51,43 +51,23 @@ class FreezableConn implements DuplexConn {
   }
 }
 
-/** A hand-driven protocol client that authenticates as `clientId`. */
+/** A hand-driven protocol client over a connection the test can freeze. */
 async function rawClient(port: number) {
-  const certs = await testCertificates();
-  const conn = new FreezableConn(
-    await Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.caCertPem] }),
-  );
-  const session = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
-  const rpc = new RpcPeer(await session.open());
+  const conn = new FreezableConn(await dialTls(port));
+  const raw = await RawClient.over(conn);
   return {
     conn,
-    session,
-    rpc,
-    authenticate: (clientId: string) =>
-      rpc.request("authenticate", { auth_key: AUTH_KEY, protocol_version: 1, client_id: clientId }, {
-        timeoutMs: 10_000,
-      }) as Promise<{ session_id: string }>,
+    session: raw.session,
+    rpc: raw.rpc,
+    authenticate: (clientId: string) => raw.authenticate(clientId),
+    /** Publishes one proxy "web" on `port`; returns the server's answer for it. */
     async publish(port: number): Promise<{ status: string; publish_port: number }> {
-      const result = await rpc.request("register_proxies", {
-        proxies: [{
-          name: "web",
-          proxy_type: "tcp",
-          publish_addr: "127.0.0.1",
-          publish_port: port,
-          local_addr: "127.0.0.1",
-          local_port: 9,
-        }],
-      }, { timeoutMs: 10_000 }) as { proxies: Array<{ status: string; publish_port: number }> };
+      const result = await raw.register([{ name: "web", publish_port: port }]);
       const entry = result.proxies[0];
       assert.ok(entry);
       return entry;
     },
-    async close() {
-      rpc.close();
-      await session.close();
-      await session.closed;
-      await rpc.closed;
-    },
+    close: () => raw.close(),
   };
 }
 

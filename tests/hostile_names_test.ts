@@ -8,10 +8,9 @@
 import assert from "node:assert/strict";
 import { Method, type RegisterProxiesResult } from "../lib/rpc/control.ts";
 import { INVALID_PARAMS } from "../lib/rpc/messages.ts";
-import { RpcError } from "../lib/rpc/mod.ts";
 import { unsafeCharacter } from "../lib/text.ts";
 import { waitFor } from "./_helpers.ts";
-import { RawClient } from "./_raw_client.ts";
+import { RawClient, rejectsWithCode } from "./_raw_client.ts";
 import { AUTH_KEY, TunnelFixture } from "./_tunnel.ts";
 
 const TITLE = "evil\x1b]0;pwned\x07";
@@ -20,17 +19,6 @@ const ISOLATE = "ev\u2066il";
 const SURROGATE = "evil\ud800";
 const C1 = "evil\x9b31m";
 const LONG = "a".repeat(65);
-
-async function refusedWith(promise: Promise<unknown>, code: number): Promise<RpcError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof RpcError, `expected RpcError ${code}, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  assert.fail(`expected an RpcError ${code}, but the call succeeded`);
-}
 
 Deno.test("authenticate with a hostile client_id, key or version is refused with INVALID_PARAMS naming the field", async () => {
   await using tunnel = await TunnelFixture.start();
@@ -45,7 +33,7 @@ Deno.test("authenticate with a hostile client_id, key or version is refused with
   for (const [fields, reason] of cases) {
     const raw = await RawClient.dial(tunnel.port);
     try {
-      const error = await refusedWith(
+      const error = await rejectsWithCode(
         raw.rpc.request(Method.authenticate, {
           auth_key: AUTH_KEY,
           protocol_version: 1,

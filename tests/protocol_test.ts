@@ -5,46 +5,19 @@
  */
 
 import assert from "node:assert/strict";
-import { Session } from "../lib/mux/mod.ts";
-import { RpcError, RpcPeer } from "../lib/rpc/mod.ts";
+import { RpcPeer } from "../lib/rpc/mod.ts";
 import { writeAll } from "../lib/transport/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { EchoService, roundTrip, testCertificates, waitFor } from "./_helpers.ts";
+import { EchoService, roundTrip, waitFor } from "./_helpers.ts";
+import { dialSession, dialTls, RawClient, rejectsWithCode } from "./_raw_client.ts";
 import { acceptedPort, AUTH_KEY, TunnelFixture } from "./_tunnel.ts";
 
-/** A TLS + yamux + control-stream connection to the server, driven by the test. */
-async function dial(port: number) {
-  const certs = await testCertificates();
-  const conn = await Deno.connectTls({ hostname: "localhost", port, caCerts: [certs.caCertPem] });
-  const session = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
-  const control = await session.open();
-  const rpc = new RpcPeer(control);
-  return {
-    session,
-    control,
-    rpc,
-    authenticate: (key = AUTH_KEY, clientId = "conformance") =>
-      rpc.request("authenticate", { auth_key: key, protocol_version: 1, client_id: clientId }, {
-        timeoutMs: 5000,
-      }),
-    async close() {
-      rpc.close();
-      await session.close();
-      await session.closed;
-      await rpc.closed;
-    },
-  };
-}
+/** The conformance client: its client id, and a 5 s bound on `authenticate`. */
+const CONFORMANCE = { clientId: "conformance", authenticateTimeoutMs: 5000 };
 
-async function rejectsWithCode(promise: Promise<unknown>, code: number): Promise<RpcError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof RpcError, `expected RpcError ${code}, got ${error}`);
-    assert.equal(error.code, code, error.message);
-    return error;
-  }
-  throw new assert.AssertionError({ message: `expected an RpcError ${code}, but the call succeeded` });
+/** A TLS + yamux + control-stream connection to the server, driven by the test. */
+function dial(port: number): Promise<RawClient> {
+  return RawClient.dial(port, CONFORMANCE);
 }
 
 Deno.test("authenticate answers with the documented fields", async () => {
@@ -94,13 +67,7 @@ Deno.test("a wrong protocol version is refused with the server's version", async
 
 Deno.test("malformed JSON on the control stream is answered with -32700 and the session goes on", async () => {
   await using tunnel = await TunnelFixture.start();
-  const certs = await testCertificates();
-  const conn = await Deno.connectTls({
-    hostname: "localhost",
-    port: tunnel.port,
-    caCerts: [certs.caCertPem],
-  });
-  const session = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
+  const session = await dialSession(tunnel.port);
   try {
     const control = await session.open();
     const garbage = new TextEncoder().encode("{not json");
@@ -126,15 +93,9 @@ Deno.test("malformed JSON on the control stream is answered with -32700 and the 
 Deno.test("an oversized control frame closes that session and no other", async () => {
   await using tunnel = await TunnelFixture.start();
   const good = await dial(tunnel.port);
-  const certs = await testCertificates();
-  const conn = await Deno.connectTls({
-    hostname: "localhost",
-    port: tunnel.port,
-    caCerts: [certs.caCertPem],
-  });
-  const bad = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
+  const bad = await dialSession(tunnel.port);
   try {
-    await good.authenticate(AUTH_KEY, "good");
+    await good.authenticate("good");
     const control = await bad.open();
     const header = new Uint8Array(4);
     new DataView(header.buffer).setUint32(0, 2 * 1024 * 1024);
@@ -152,12 +113,7 @@ Deno.test("an oversized control frame closes that session and no other", async (
 
 Deno.test("a connection that never authenticates is closed after handshake_timeout_secs", async () => {
   await using tunnel = await TunnelFixture.start("handshake_timeout_secs = 0.3\n");
-  const certs = await testCertificates();
-  const conn = await Deno.connectTls({
-    hostname: "localhost",
-    port: tunnel.port,
-    caCerts: [certs.caCertPem],
-  });
+  const conn = await dialTls(tunnel.port);
   try {
     await conn.handshake();
     const started = performance.now();
@@ -175,7 +131,7 @@ Deno.test("repeated wrong keys from one address are throttled, with retry_after_
   await using tunnel = await TunnelFixture.start();
   for (let attempt = 0; attempt < 10; attempt++) {
     const client = await dial(tunnel.port);
-    await rejectsWithCode(client.authenticate("a-wrong-key-0123456789"), -32001);
+    await rejectsWithCode(client.authenticate(undefined, "a-wrong-key-0123456789"), -32001);
     await client.close();
   }
   const client = await dial(tunnel.port);

@@ -5,24 +5,10 @@
  */
 
 import assert from "node:assert/strict";
-import type { EventSnapshot } from "../lib/stats/snapshot.ts";
-import type { TunnelClient } from "../lib/tunnel/client.ts";
-import { canBind, freePort, freePortRange, roundTrip, waitFor } from "./_helpers.ts";
+import { canBind, echoes, eventsOf, freePort, freePortRange, roundTrip, waitFor } from "./_helpers.ts";
 import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
 
 const FAST_RETRY = `[server.bind_retry]\nmax_retries = 50\ninitial_delay_secs = 0.05\nmax_delay_secs = 0.1\n`;
-
-function eventsOf(client: TunnelClient, code: string): EventSnapshot[] {
-  return client.events.recent().filter((event) => event.code === code);
-}
-
-async function echoes(port: number, text: string): Promise<boolean> {
-  try {
-    return new TextDecoder().decode(await roundTrip(port, new TextEncoder().encode(text), 3000)) === text;
-  } catch {
-    return false;
-  }
-}
 
 /** Holds 127.0.0.1:`port` like another process would, until disposed or released. */
 function holdPort(port: number) {

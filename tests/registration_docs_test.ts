@@ -6,49 +6,17 @@
  */
 
 import assert from "node:assert/strict";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
 import type { PushExceptionParams } from "../lib/rpc/control.ts";
-import type { EventSnapshot } from "../lib/stats/snapshot.ts";
-import type { TunnelClient } from "../lib/tunnel/client.ts";
 import { readStreamHeader } from "../lib/rpc/stream_header.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { canBind, freePort, freePortRange, roundTrip, waitFor } from "./_helpers.ts";
+import { withLogRecords } from "../lib/_test_log.ts";
+import { canBind, echoes, eventsOf, freePort, freePortRange, waitFor } from "./_helpers.ts";
 import { RawClient } from "./_raw_client.ts";
 import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
 
-function eventsOf(client: TunnelClient, code: string): EventSnapshot[] {
-  return client.events.recent().filter((event) => event.code === code);
-}
-
-async function echoes(port: number, text: string): Promise<boolean> {
-  try {
-    return new TextDecoder().decode(await roundTrip(port, new TextEncoder().encode(text), 3000)) === text;
-  } catch {
-    return false;
-  }
-}
-
-/** Collects the server's log records (category tls-tunnel) while `body` runs. */
-async function withServerLog(body: (records: LogRecord[]) => Promise<void>): Promise<void> {
-  const records: LogRecord[] = [];
-  await configure({
-    sinks: { memory: (record) => records.push(record) },
-    loggers: [
-      { category: ["tls-tunnel"], sinks: ["memory"], lowestLevel: "debug" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-    reset: true,
-  });
-  try {
-    await body(records);
-  } finally {
-    await reset();
-  }
-}
-
 Deno.test("rejected entries echo what was asked, are logged at INFO, and only failed binds also send PROXY_BIND_FAILED", async () => {
   const allowed = freePortRange(4);
-  await withServerLog(async (records) => {
+  await withLogRecords(async (records) => {
     await using tunnel = await TunnelFixture.start(`allow_ports = "${allowed}-${allowed + 3}"`);
     const raw = await RawClient.dial(tunnel.port);
     const notices: PushExceptionParams[] = [];

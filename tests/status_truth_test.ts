@@ -9,11 +9,10 @@ import type { ProxyStatus } from "../lib/stats/proxy_stats.ts";
 import { renderPrometheus } from "../lib/stats/prometheus.ts";
 import type { ProxySnapshot } from "../lib/stats/snapshot.ts";
 import { TunnelClient } from "../lib/tunnel/client.ts";
-import { Session } from "../lib/mux/mod.ts";
-import { RpcPeer } from "../lib/rpc/mod.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { freePort, roundTrip, testCertificates, waitFor } from "./_helpers.ts";
-import { acceptedPort, AUTH_KEY, clientConfig, TunnelFixture } from "./_tunnel.ts";
+import { acceptedPort, clientConfig, TunnelFixture } from "./_tunnel.ts";
+import { RawClient } from "./_raw_client.ts";
 import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
 
 /** One outside connection that sends a line and reads what comes back; "" when it was cut or refused. */
@@ -117,26 +116,11 @@ Deno.test("a proxy whose local service refuses turns unhealthy after 3 failed co
 
 Deno.test("a flood of forged or malformed proxy_connect_result reports costs little and counts only streams opened", async () => {
   await using tunnel = await TunnelFixture.start();
-  const certs = await testCertificates();
-  const conn = await Deno.connectTls({
-    hostname: "localhost",
-    port: tunnel.port,
-    caCerts: [certs.caCertPem],
-  });
-  const session = new Session(conn, { role: "client", keepaliveIntervalMs: 0 });
-  const rpc = new RpcPeer(await session.open());
+  const raw = await RawClient.dial(tunnel.port);
+  const { session, rpc } = raw;
   try {
-    await rpc.request("authenticate", { auth_key: AUTH_KEY, protocol_version: 1, client_id: "forger" });
-    const registered = await rpc.request("register_proxies", {
-      proxies: [{
-        name: "web",
-        proxy_type: "tcp",
-        publish_addr: "127.0.0.1",
-        publish_port: 0,
-        local_addr: "127.0.0.1",
-        local_port: 9,
-      }],
-    }) as { proxies: Array<{ publish_port: number }> };
+    await raw.authenticate("forger");
+    const registered = await raw.register([{ name: "web", publish_port: 0 }]);
     const port = registered.proxies[0]?.publish_port ?? 0;
     const serverProxy = () =>
       tunnel.server.snapshot().clients[0]?.proxies.find((proxy) => proxy.name === "web");
@@ -178,10 +162,7 @@ Deno.test("a flood of forged or malformed proxy_connect_result reports costs lit
     stream.reset();
     closeQuietly(outside);
   } finally {
-    rpc.close();
-    session.close();
-    await session.closed;
-    await rpc.closed;
+    await raw.close();
   }
 });
 

@@ -5,47 +5,11 @@
  */
 
 import assert from "node:assert/strict";
-import { Session } from "../lib/mux/mod.ts";
-import { RpcPeer } from "../lib/rpc/mod.ts";
+import type { RpcPeer } from "../lib/rpc/mod.ts";
 import { FatalClientError, MalformedServerAnswerError, TunnelClient } from "../lib/tunnel/client.ts";
-import { closeQuietly } from "../lib/transport/pipe.ts";
 import { testCertificates, waitFor } from "./_helpers.ts";
 import { clientConfig } from "./_tunnel.ts";
-
-/** A TLS listener that runs `serve` on the control channel of each session a client opens. */
-async function fakeServer(serve: (rpc: RpcPeer, session: Session) => void | Promise<void>) {
-  const certs = await testCertificates();
-  const listener = Deno.listenTls({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: certs.serverChainPem,
-    key: certs.serverKeyPem,
-  });
-  const sessions: Array<{ session: Session; rpc: RpcPeer }> = [];
-  const accepting = (async () => {
-    for await (const conn of listener) {
-      const session = new Session(conn, { role: "server", keepaliveIntervalMs: 0 });
-      const control = await session.accept();
-      if (!control) continue;
-      const rpc = new RpcPeer(control);
-      sessions.push({ session, rpc });
-      await serve(rpc, session);
-    }
-  })().catch(() => {});
-  return {
-    port: listener.addr.port,
-    async [Symbol.asyncDispose]() {
-      closeQuietly(listener);
-      await accepting;
-      for (const { session, rpc } of sessions) {
-        rpc.close();
-        session.close();
-        await session.closed;
-        await rpc.closed;
-      }
-    },
-  };
-}
+import { RawServer } from "./_raw_client.ts";
 
 async function runClient(port: number, onClient?: (client: TunnelClient) => Promise<void>) {
   const certs = await testCertificates();
@@ -65,7 +29,7 @@ async function runClient(port: number, onClient?: (client: TunnelClient) => Prom
 }
 
 Deno.test("a server answering authenticate in another shape stops the client with a clear error", async () => {
-  await using server = await fakeServer((rpc) => {
+  await using server = await RawServer.listen((rpc) => {
     rpc.handle("authenticate", () => ({ ok: true, name: "laptop" }));
   });
   const error = await runClient(server.port).then(() => null, (error: unknown) => error);
@@ -77,7 +41,7 @@ Deno.test("a server answering authenticate in another shape stops the client wit
 });
 
 Deno.test("a malformed register_proxies answer stops the client; malformed notifications are ignored", async () => {
-  await using broken = await fakeServer((rpc) => {
+  await using broken = await RawServer.listen((rpc) => {
     rpc.handle("authenticate", () => authenticated());
     rpc.handle("register_proxies", () => ({ proxies: [{ name: "web", status: "great" }] }));
   });
@@ -86,7 +50,7 @@ Deno.test("a malformed register_proxies answer stops the client; malformed notif
   assert.match(error.message, /answered register_proxies in an unexpected shape \(proxies\.0\.status/);
 
   let control: RpcPeer | null = null;
-  await using working = await fakeServer((rpc) => {
+  await using working = await RawServer.listen((rpc) => {
     control = rpc;
     rpc.handle("authenticate", () => authenticated());
     rpc.handle("register_proxies", () => ({

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
+import type { LogRecord } from "@logtape/logtape";
+import { withLogRecords } from "../_test_log.ts";
 import { EventLog } from "./event_log.ts";
 import {
   InsecureStatsEndpointError,
@@ -182,27 +183,32 @@ Deno.test("the dashboard login form trades the token for a session cookie", asyn
   });
 });
 
+/**
+ * The status line the endpoint on 127.0.0.1:`port` answers to `GET /api/stats` with `Host: host`.
+ * fetch() sets Host from the URL, so this speaks HTTP by hand to choose it.
+ */
+async function statusLineFor(port: number, host: string): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(
+      new TextEncoder().encode(`GET /api/stats HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+    );
+    let text = "";
+    const buffer = new Uint8Array(65536);
+    while (true) {
+      const count = await conn.read(buffer);
+      if (count === null) break;
+      text += new TextDecoder().decode(buffer.subarray(0, count));
+    }
+    return text.split("\r\n")[0] ?? "";
+  } finally {
+    conn.close();
+  }
+}
+
 Deno.test("without a token, requests under a foreign DNS name are refused (DNS rebinding)", async () => {
   await withEndpoint({}, async (stats) => {
-    // fetch() sets Host from the URL, so speak HTTP by hand to choose it.
-    const ask = async (host: string): Promise<string> => {
-      const conn = await Deno.connect({ hostname: "127.0.0.1", port: stats.addr.port });
-      try {
-        await conn.write(
-          new TextEncoder().encode(`GET /api/stats HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
-        );
-        let text = "";
-        const buffer = new Uint8Array(65536);
-        while (true) {
-          const count = await conn.read(buffer);
-          if (count === null) break;
-          text += new TextDecoder().decode(buffer.subarray(0, count));
-        }
-        return text.split("\r\n")[0] ?? "";
-      } finally {
-        conn.close();
-      }
-    };
+    const ask = (host: string) => statusLineFor(stats.addr.port, host);
     assert.match(await ask("evil.example.com"), / 403 /);
     assert.match(await ask(`localhost:${stats.addr.port}`), / 200 /);
     assert.match(await ask(`127.0.0.1:${stats.addr.port}`), / 200 /);
@@ -211,37 +217,13 @@ Deno.test("without a token, requests under a foreign DNS name are refused (DNS r
 });
 
 Deno.test("an unparsable Host header is answered 400, without an error in the log", async () => {
-  const records: LogRecord[] = [];
-  await configure({
-    sinks: { memory: (record) => records.push(record) },
-    loggers: [
-      { category: ["tls-tunnel"], sinks: ["memory"], lowestLevel: "debug" },
-      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-    ],
-    reset: true,
-  });
-  try {
+  let records: LogRecord[] = [];
+  await withLogRecords(async (logged) => {
+    records = logged;
     for (const token of [undefined, TOKEN]) {
       await withEndpoint(token === undefined ? {} : { token }, async (stats) => {
         for (const host of ["evil.com:80:1", "a b", "[::1"]) {
-          const conn = await Deno.connect({ hostname: "127.0.0.1", port: stats.addr.port });
-          try {
-            await conn.write(
-              new TextEncoder().encode(
-                `GET /api/stats HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
-              ),
-            );
-            let text = "";
-            const buffer = new Uint8Array(65536);
-            while (true) {
-              const count = await conn.read(buffer);
-              if (count === null) break;
-              text += new TextDecoder().decode(buffer.subarray(0, count));
-            }
-            assert.match(text.split("\r\n")[0] ?? "", / 400 /, `Host: ${host}`);
-          } finally {
-            conn.close();
-          }
+          assert.match(await statusLineFor(stats.addr.port, host), / 400 /, `Host: ${host}`);
         }
         // The endpoint still answers well-formed requests.
         const healthy = await fetch(new URL("/healthz", stats.url));
@@ -249,9 +231,7 @@ Deno.test("an unparsable Host header is answered 400, without an error in the lo
         await healthy.body?.cancel();
       });
     }
-  } finally {
-    await reset();
-  }
+  });
   const loud = records.filter((record) => record.level === "error" || record.level === "warning");
   assert.deepEqual(loud.map((record) => record.message.join("")), [], "nothing logged at WARN or ERROR");
 });
