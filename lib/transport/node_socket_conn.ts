@@ -77,13 +77,15 @@ export class NodeSocketConn implements DuplexConn {
     return copied;
   }
 
-  /** Writes all of `data` (copied: the caller may reuse its buffer at once); resolves once flushed. */
+  /**
+   * Writes all of `data`; resolves once the socket has taken it (written, or encrypted and written), so
+   * `data` is not copied: like every {@linkcode DuplexConn}, the caller keeps it unchanged until then.
+   */
   write(data: Uint8Array): Promise<number> {
     if (this.#error) return Promise.reject(this.#error);
     if (this.socket.destroyed) return Promise.reject(new Deno.errors.BrokenPipe("The connection is closed"));
-    const copy = data.slice();
     return new Promise((resolve, reject) => {
-      this.socket.write(copy, (error?: Error | null) => (error ? reject(error) : resolve(copy.length)));
+      this.socket.write(data, (error?: Error | null) => (error ? reject(error) : resolve(data.length)));
     });
   }
 
