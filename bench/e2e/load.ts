@@ -134,21 +134,32 @@ export async function bulkTransfer(
       return JSON.parse(reply) as SinkReport;
     }));
     const elapsedMs = performance.now() - started;
-    for (const [index, report] of reports.entries()) {
-      if (report.bytes !== perConnBytes) {
-        throw new Error(`connection ${index} delivered ${report.bytes} bytes, expected ${perConnBytes}`);
-      }
-      if (expectedHash !== null && report.sha256 !== expectedHash) {
-        throw new Error(
-          `connection ${index}: sha256 of the bytes received (${report.sha256}) differs from what was sent ` +
-            `(${expectedHash})`,
-        );
-      }
-    }
+    checkReports(reports, perConnBytes, expectedHash, "delivered", "what was sent");
     return (perConnBytes * options.connections) / 1e6 / (elapsedMs / 1000);
   } finally {
     removeAbort();
     for (const conn of conns) closeQuietly(conn);
+  }
+}
+
+/** Throws unless every connection's report has `perConnBytes` bytes and, when given, `expectedHash`. */
+function checkReports(
+  reports: readonly SinkReport[],
+  perConnBytes: number,
+  expectedHash: string | null,
+  verb: string,
+  source: string,
+): void {
+  for (const [index, report] of reports.entries()) {
+    if (report.bytes !== perConnBytes) {
+      throw new Error(`connection ${index} ${verb} ${report.bytes} bytes, expected ${perConnBytes}`);
+    }
+    if (expectedHash !== null && report.sha256 !== expectedHash) {
+      throw new Error(
+        `connection ${index}: sha256 of the bytes received (${report.sha256}) differs from ${source} ` +
+          `(${expectedHash})`,
+      );
+    }
   }
 }
 
@@ -188,17 +199,7 @@ export async function bulkDownload(
       return { bytes, sha256: hash === null ? null : hash.digest("hex") };
     }));
     const elapsedMs = performance.now() - started;
-    for (const [index, report] of received.entries()) {
-      if (report.bytes !== perConnBytes) {
-        throw new Error(`connection ${index} received ${report.bytes} bytes, expected ${perConnBytes}`);
-      }
-      if (expectedHash !== null && report.sha256 !== expectedHash) {
-        throw new Error(
-          `connection ${index}: sha256 of the bytes received (${report.sha256}) differs from what the ` +
-            `agent sends (${expectedHash})`,
-        );
-      }
-    }
+    checkReports(received, perConnBytes, expectedHash, "received", "what the agent sends");
     return (perConnBytes * options.connections) / 1e6 / (elapsedMs / 1000);
   } finally {
     removeAbort();
