@@ -255,6 +255,14 @@ export async function roundTrips(
   }
 }
 
+/** The echo mode byte followed by `messageBytes` random bytes: the first write of an echo request. */
+function echoRequest(messageBytes: number): Uint8Array<ArrayBuffer> {
+  const request = new Uint8Array(messageBytes + 1);
+  crypto.getRandomValues(request);
+  request[0] = AgentMode.echo;
+  return request;
+}
+
 /**
  * Opens `total` connections, `concurrency` at a time; each connects, sends 64 bytes to the echo, reads
  * them back and closes. Resolves to connections per second.
@@ -264,9 +272,7 @@ export async function connectionChurn(
   options: { total: number; concurrency: number; messageBytes: number },
   signal: AbortSignal,
 ): Promise<number> {
-  const message = new Uint8Array(options.messageBytes + 1);
-  crypto.getRandomValues(message);
-  message[0] = AgentMode.echo;
+  const message = echoRequest(options.messageBytes);
   let next = 0;
   const live = new Set<BenchConn>();
   const removeAbort = closeOnAbort(signal, live);
@@ -371,9 +377,7 @@ export function freshRoundTrips(
   options: { count: number; messageBytes: number; stallMs: number },
   signal: AbortSignal,
 ): Promise<RequestFigures> {
-  const request = new Uint8Array(options.messageBytes + 1);
-  crypto.getRandomValues(request);
-  request[0] = AgentMode.echo;
+  const request = echoRequest(options.messageBytes);
   return freshRequests(connect, {
     count: options.count,
     expected: request.subarray(1),
@@ -395,9 +399,7 @@ export function splitWriteRequests(
   options: { count: number; headerBytes: number; bodyBytes: number; stallMs: number },
   signal: AbortSignal,
 ): Promise<RequestFigures> {
-  const header = new Uint8Array(options.headerBytes + 1);
-  crypto.getRandomValues(header);
-  header[0] = AgentMode.echo;
+  const header = echoRequest(options.headerBytes);
   const body = new Uint8Array(options.bodyBytes);
   crypto.getRandomValues(body);
   const expected = new Uint8Array(options.headerBytes + options.bodyBytes);
