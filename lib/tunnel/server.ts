@@ -197,12 +197,10 @@ export class TunnelServer {
     const remote = formatAddr({ ...conn.remoteAddr, hostname: remoteHost });
     const deadlineMs = this.#config.handshakeTimeoutSecs * 1000;
     let authenticated = false;
-    let timedOut = false;
     // From TCP accept to authenticated: covers a socket that never sends a byte, a stalled TLS handshake
     // and a session that never authenticates, and really frees the socket (see tls_server.ts).
     const deadline = setTimeout(() => {
       if (!authenticated) {
-        timedOut = true;
         // Debug, not info: a flood of idle connections must not become a flood of log lines (the
         // refused and pending counters show it).
         logger.debug("Connection from {remote} did not authenticate within {secs} s; closed", {
@@ -217,9 +215,7 @@ export class TunnelServer {
         await conn.handshake();
       } catch (error) {
         // Debug: anyone can open and drop connections, and each must not cost a log line at INFO.
-        if (!timedOut) {
-          logger.debug("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
-        }
+        logger.debug("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
         closeQuietly(conn);
         return;
       }
