@@ -8,13 +8,19 @@
  */
 
 import { Command, CommanderError, Option } from "commander";
-import { checkCommand } from "./lib/cli/check.ts";
-import type { CertOptions } from "./lib/cli/cert.ts";
-import { templateCommand } from "./lib/cli/template.ts";
-import { clientCommand, demoCommand, serverCommand } from "./lib/cli/run.ts";
-import { versionCommand } from "./lib/cli/version.ts";
-import { DEFAULT_TOP_URL, topCommand } from "./lib/cli/top.ts";
-import { type LogFormat, setupLogging } from "./lib/cli/logging.ts";
+import {
+  type CertOptions,
+  checkCommand,
+  clientCommand,
+  DEFAULT_TOP_URL,
+  demoCommand,
+  type LogFormat,
+  serverCommand,
+  setupLogging,
+  templateCommand,
+  topCommand,
+  versionCommand,
+} from "./lib/cli/mod.ts";
 import { VERSION } from "./lib/version.ts";
 
 const shutdown = new AbortController();

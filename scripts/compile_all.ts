@@ -19,7 +19,7 @@ export const TARGETS: ReadonlyArray<{ target: string; output: string }> = [
 
 /**
  * Permissions baked into the executables: the narrowest set the server and client need. `--allow-ffi` is
- * for one call, the TCP reset of a cut outside connection (lib/transport/tcp_reset.ts).
+ * for one call, the TCP reset of a cut outside connection (lib/net/tcp_reset.ts).
  */
 export const RUNTIME_PERMISSIONS = [
   "--allow-net",

@@ -1,7 +1,7 @@
 /**
  * `deno task fuzz [--seed N] [--cases N] [--concurrency N] [--only I,J] [--client-cases N]`: the live fuzz of
- * `tests/_fuzz_run.ts` at scale (default 100,000 cases, random seed), then the client's stream-header fuzz
- * of `tests/_client_fuzz.ts` (`--client-cases`, default a twentieth of `--cases`). Prints tables, writes
+ * `testing/fuzz_run.ts` at scale (default 100,000 cases, random seed), then the client's stream-header fuzz
+ * of `testing/client_fuzz.ts` (`--client-cases`, default a twentieth of `--cases`). Prints tables, writes
  * `bench/results/fuzz-<time>.json`, and exits 1 when an invariant broke (the table names the seed and
  * the replay command).
  *
@@ -9,9 +9,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { formatFuzzReport, runFuzz } from "../tests/_fuzz_run.ts";
-import { formatClientFuzzReport, runClientFuzz } from "../tests/_client_fuzz.ts";
-import { writeReport } from "../tests/_live_tunnel.ts";
+import { formatFuzzReport, runFuzz } from "../testing/fuzz_run.ts";
+import { formatClientFuzzReport, runClientFuzz } from "../testing/client_fuzz.ts";
+import { writeReport } from "../testing/live_tunnel.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -1,5 +1,5 @@
 /**
- * `deno task soak [--minutes N] [--seed N] [--only echo,kill,…]`: the soak of `tests/_soak.ts` at full
+ * `deno task soak [--minutes N] [--seed N] [--only echo,kill,…]`: the soak of `testing/soak.ts` at full
  * scale (2,000 idle connections and 1,000 more from one address, 300 stalled handshakes, 20 wrong keys/s, 10 register floods/s, 2,000 held 1 KiB echo
  * connections, a client killed with -9 every ~30 s) for N minutes (default 5). Prints a table, writes
  * `bench/results/soak-<time>.json`, and exits 1 when the canary saw an error or the server's descriptors
@@ -18,8 +18,8 @@ import {
   SOAK_FAULTS,
   type SoakFault,
   watchedProcesses,
-} from "../tests/_soak.ts";
-import { writeReport } from "../tests/_live_tunnel.ts";
+} from "../testing/soak.ts";
+import { writeReport } from "../testing/live_tunnel.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

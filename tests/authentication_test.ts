@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import type { Session } from "../lib/mux/mod.ts";
 import { RpcClosedError, RpcError } from "../lib/rpc/mod.ts";
-import { RawClient, rejectsWithCode } from "./_raw_client.ts";
-import { AUTH_KEY, TunnelFixture } from "./_tunnel.ts";
+import { RawClient, rejectsWithCode } from "../testing/raw_client.ts";
+import { AUTH_KEY, TunnelFixture } from "../testing/tunnel.ts";
 
 const WRONG_KEY = "a-wrong-key-0123456789";
 

@@ -5,14 +5,14 @@
  */
 
 import assert from "node:assert/strict";
-import { canBind, freePort, type LogRecord, waitFor } from "./_helpers.ts";
-import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
-import { writeAll } from "../lib/transport/conn.ts";
+import { canBind, freePort, type LogRecord, waitFor } from "../testing/helpers.ts";
+import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+import { writeAll } from "../lib/net/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { LEAVE_GRACE_MS } from "../lib/tunnel/leaving.ts";
-import { tcpResetUnavailableReason } from "../lib/transport/tcp_reset.ts";
-import { startServer } from "./_tunnel.ts";
-import { RawClient } from "./_raw_client.ts";
+import { LEAVE_GRACE_MS } from "../lib/protocol/leaving.ts";
+import { tcpResetUnavailableReason } from "../lib/net/tcp_reset.ts";
+import { startServer } from "../testing/tunnel.ts";
+import { RawClient } from "../testing/raw_client.ts";
 
 /** The server's log records from `from` on, as "level message" lines (for assertion messages). */
 function describe(records: LogRecord[], from = 0): string {

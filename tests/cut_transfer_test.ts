@@ -6,9 +6,9 @@
 
 import assert from "node:assert/strict";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
-import { freePort, patternBytes, sha256Hex } from "./_helpers.ts";
-import { ProcessTunnel } from "./_process_tunnel.ts";
-import { writeAll } from "../lib/transport/conn.ts";
+import { freePort, patternBytes, sha256Hex } from "../testing/helpers.ts";
+import { ProcessTunnel } from "../testing/process_tunnel.ts";
+import { writeAll } from "../lib/net/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 
 const MIB = 1024 * 1024;

@@ -5,8 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { CliProcess, freePort, PROJECT_ROOT } from "./_helpers.ts";
-import { echoThrough, ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { CliProcess, freePort, PROJECT_ROOT } from "../testing/helpers.ts";
+import { echoThrough, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 import {
   buildBundle,
   bundleArgs,

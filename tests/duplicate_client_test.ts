@@ -6,12 +6,12 @@
 
 import assert from "node:assert/strict";
 import { RpcError } from "../lib/rpc/mod.ts";
-import type { DuplexConn } from "../lib/transport/conn.ts";
-import { FatalClientError } from "../lib/tunnel/client.ts";
-import { freePort } from "./_helpers.ts";
-import { dialTls, RawClient } from "./_raw_client.ts";
-import { echoThrough, ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
-import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
+import type { DuplexConn } from "../lib/net/conn.ts";
+import { FatalClientError } from "../lib/client/client.ts";
+import { freePort } from "../testing/helpers.ts";
+import { dialTls, RawClient } from "../testing/raw_client.ts";
+import { echoThrough, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
 
 /**
  * A connection that can be frozen: from then on nothing is read or written (pings go unanswered, as

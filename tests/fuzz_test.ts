@@ -1,5 +1,5 @@
 /**
- * Live fuzz of the real server over real TLS (see tests/_fuzz_run.ts): 2,000+ seeded cases of mutated
+ * Live fuzz of the real server over real TLS (see testing/fuzz_run.ts): 2,000+ seeded cases of mutated
  * yamux frames, JSON-RPC bodies, authenticate and register_proxies params and stream headers, from
  * many loopback addresses at once, while a canary client round-trips through the server. The seed is
  * fixed so a failure replays with `deno task fuzz --seed <seed> --cases 2000`; `FUZZ_SEED` overrides it.
@@ -7,8 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { formatFuzzReport, runFuzz } from "./_fuzz_run.ts";
-import { formatClientFuzzReport, runClientFuzz } from "./_client_fuzz.ts";
+import { formatFuzzReport, runFuzz } from "../testing/fuzz_run.ts";
+import { formatClientFuzzReport, runClientFuzz } from "../testing/client_fuzz.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20261129);
 

@@ -9,8 +9,8 @@
 
 import assert from "node:assert/strict";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { freePort, patternBytes } from "./_helpers.ts";
-import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { freePort, patternBytes } from "../testing/helpers.ts";
+import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 
 /** Connections held in the measured burst. */
 const HELD_CONNECTIONS = 300;

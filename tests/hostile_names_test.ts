@@ -6,12 +6,12 @@
  */
 
 import assert from "node:assert/strict";
-import { Method, type RegisterProxiesResult } from "../lib/rpc/control.ts";
+import { Method, type RegisterProxiesResult } from "../lib/protocol/control.ts";
 import { INVALID_PARAMS } from "../lib/rpc/messages.ts";
 import { unsafeCharacter } from "../lib/text.ts";
-import { waitFor } from "./_helpers.ts";
-import { RawClient, rejectsWithCode } from "./_raw_client.ts";
-import { AUTH_KEY, TunnelFixture } from "./_tunnel.ts";
+import { waitFor } from "../testing/helpers.ts";
+import { RawClient, rejectsWithCode } from "../testing/raw_client.ts";
+import { AUTH_KEY, TunnelFixture } from "../testing/tunnel.ts";
 
 const TITLE = "evil\x1b]0;pwned\x07";
 const BIDI = "\u202eevil";

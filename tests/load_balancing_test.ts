@@ -4,8 +4,8 @@
  */
 
 import assert from "node:assert/strict";
-import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
-import { freePort, patternBytes, roundTrip } from "./_helpers.ts";
+import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
+import { freePort, patternBytes, roundTrip } from "../testing/helpers.ts";
 import { ENV_OVERRIDES } from "../lib/config/env.ts";
 import { renderPrometheus } from "../lib/stats/prometheus.ts";
 

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { writeAll } from "../lib/transport/conn.ts";
+import { writeAll } from "../lib/net/conn.ts";
 import { Session, type Stream } from "../lib/mux/mod.ts";
 import { RemoteGoAwayError } from "../lib/mux/errors.ts";
 import { buildGoPeer, GoPeer, type GoPeerBuild, type PeerEvent } from "./interop/_go_peer.ts";

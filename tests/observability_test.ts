@@ -18,12 +18,12 @@ import {
   roundTrip,
   sha256Hex,
   waitFor,
-} from "./_helpers.ts";
+} from "../testing/helpers.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { writeAll } from "../lib/transport/conn.ts";
+import { writeAll } from "../lib/net/conn.ts";
 import type { ServedStats } from "../lib/stats/http.ts";
 import type { ClientRoleSnapshot, ServerSnapshot } from "../lib/stats/snapshot.ts";
-import { parseExposition } from "../lib/stats/_test_fixtures.ts";
+import { parseExposition } from "../testing/stats_fixtures.ts";
 
 const AUTH_KEY = "observability-key-0123456789";
 const STATS_TOKEN = "observability-stats-token-0123456789";
@@ -374,7 +374,7 @@ class BrowserDriver {
 
   constructor(options: Record<string, unknown>) {
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", "-A", "tests/_dashboard_browser.ts", JSON.stringify(options)],
+      args: ["run", "--quiet", "-A", "testing/dashboard_browser.ts", JSON.stringify(options)],
       cwd: PROJECT_ROOT,
       stdin: "piped",
       stdout: "piped",

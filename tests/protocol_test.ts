@@ -1,16 +1,16 @@
 /**
- * The wire protocol as docs/PROTOCOL.md specifies it, spoken to the real server by a hand-driven client
+ * The wire protocol as lib/protocol/README.md specifies it, spoken to the real server by a hand-driven client
  * (our yamux and JSON-RPC layers, no tunnel client code), including the bad inputs a server must
  * survive.
  */
 
 import assert from "node:assert/strict";
 import { RpcPeer } from "../lib/rpc/mod.ts";
-import { writeAll } from "../lib/transport/conn.ts";
+import { writeAll } from "../lib/net/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { EchoService, roundTrip, waitFor } from "./_helpers.ts";
-import { dialSession, dialTls, RawClient, rejectsWithCode } from "./_raw_client.ts";
-import { acceptedPort, AUTH_KEY, TunnelFixture } from "./_tunnel.ts";
+import { EchoService, roundTrip, waitFor } from "../testing/helpers.ts";
+import { dialSession, dialTls, RawClient, rejectsWithCode } from "../testing/raw_client.ts";
+import { acceptedPort, AUTH_KEY, TunnelFixture } from "../testing/tunnel.ts";
 
 /** The conformance client: its client id, and a 5 s bound on `authenticate`. */
 const CONFORMANCE = { clientId: "conformance", authenticateTimeoutMs: 5000 };

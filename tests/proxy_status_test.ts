@@ -5,8 +5,16 @@
  */
 
 import assert from "node:assert/strict";
-import { canBind, echoes, eventsOf, freePort, freePortRange, roundTrip, waitFor } from "./_helpers.ts";
-import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
+import {
+  canBind,
+  echoes,
+  eventsOf,
+  freePort,
+  freePortRange,
+  roundTrip,
+  waitFor,
+} from "../testing/helpers.ts";
+import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
 
 const FAST_RETRY = `[server.bind_retry]\nmax_retries = 50\ninitial_delay_secs = 0.05\nmax_delay_secs = 0.1\n`;
 

@@ -1,18 +1,18 @@
 /**
- * `register_proxies` as docs/PROTOCOL.md §4.2 and §4.4 describe it (issue 11 item 5), against the real
+ * `register_proxies` as lib/protocol/README.md §4.2 and §4.4 describe it (issue 11 item 5), against the real
  * server: what a rejected entry echoes, which rejections also send PROXY_BIND_FAILED, how rejections are
  * logged, port 0 under a narrow `allow_ports`, inclusive ranges, when PORT_CHANGED is sent, what
  * `max_retries`, `retry_count` and `retries` count, and that `conn_id` counts per proxy.
  */
 
 import assert from "node:assert/strict";
-import type { PushExceptionParams } from "../lib/rpc/control.ts";
-import { readStreamHeader } from "../lib/rpc/stream_header.ts";
+import type { PushExceptionParams } from "../lib/protocol/control.ts";
+import { readStreamHeader } from "../lib/protocol/stream_header.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { withLogRecords } from "../lib/_test_log.ts";
-import { canBind, echoes, eventsOf, freePort, freePortRange, waitFor } from "./_helpers.ts";
-import { RawClient } from "./_raw_client.ts";
-import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
+import { withLogRecords } from "../testing/log.ts";
+import { canBind, echoes, eventsOf, freePort, freePortRange, waitFor } from "../testing/helpers.ts";
+import { RawClient } from "../testing/raw_client.ts";
+import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
 
 Deno.test("rejected entries echo what was asked, are logged at INFO, and only failed binds also send PROXY_BIND_FAILED", async () => {
   const allowed = freePortRange(4);

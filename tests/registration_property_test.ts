@@ -11,12 +11,12 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { RegisterProxiesResult } from "../lib/rpc/control.ts";
+import type { RegisterProxiesResult } from "../lib/protocol/control.ts";
 import { RpcError } from "../lib/rpc/mod.ts";
-import type { TunnelServer } from "../lib/tunnel/server.ts";
-import { canBind, waitFor } from "./_helpers.ts";
-import { type RawBindRetry, RawClient, type RawProxy } from "./_raw_client.ts";
-import { TunnelFixture } from "./_tunnel.ts";
+import type { TunnelServer } from "../lib/server/server.ts";
+import { canBind, waitFor } from "../testing/helpers.ts";
+import { type RawBindRetry, RawClient, type RawProxy } from "../testing/raw_client.ts";
+import { TunnelFixture } from "../testing/tunnel.ts";
 
 const RUNS = Number(Deno.env.get("REGISTRATION_PROPERTY_RUNS") ?? 25);
 const SEED = Number(Deno.env.get("REGISTRATION_PROPERTY_SEED") ?? 20261129);

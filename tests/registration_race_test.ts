@@ -5,12 +5,12 @@
  */
 
 import assert from "node:assert/strict";
-import { ControlErrorCode, type ProxyRegistration } from "../lib/rpc/control.ts";
+import { ControlErrorCode, type ProxyRegistration } from "../lib/protocol/control.ts";
 import { RpcError } from "../lib/rpc/mod.ts";
-import { MAX_PENDING_REGISTRATIONS } from "../lib/tunnel/connected_client.ts";
-import { canBind, freePort, freePortRange, waitFor } from "./_helpers.ts";
-import { FreezableRelay, RawClient, type RawProxy } from "./_raw_client.ts";
-import { TunnelFixture } from "./_tunnel.ts";
+import { MAX_PENDING_REGISTRATIONS } from "../lib/server/connected_client.ts";
+import { canBind, freePort, freePortRange, waitFor } from "../testing/helpers.ts";
+import { FreezableRelay, RawClient, type RawProxy } from "../testing/raw_client.ts";
+import { TunnelFixture } from "../testing/tunnel.ts";
 
 function only(result: { proxies: ProxyRegistration[] }): ProxyRegistration {
   assert.equal(result.proxies.length, 1, JSON.stringify(result));

@@ -9,14 +9,14 @@
  */
 
 import assert from "node:assert/strict";
-import { ProxyRejectCode } from "../lib/rpc/control.ts";
-import { PROJECT_ROOT } from "./_helpers.ts";
+import { ProxyRejectCode } from "../lib/protocol/control.ts";
+import { PROJECT_ROOT } from "../testing/helpers.ts";
 import {
   HOSTILE_PUBLISH_ADDRS,
   type ResolverStallResult,
   resolverStallScenario,
   SILENT_RESOLVER_ADDR,
-} from "./_resolver_stall_scenario.ts";
+} from "../testing/resolver_stall_scenario.ts";
 
 /** Canary round trips and timer lateness allowed while the hostile registration runs. */
 const CANARY_MAX_MS = 100;
@@ -64,7 +64,7 @@ async function runInSilentNamespace(): Promise<ResolverStallResult | null> {
         "--allow-env",
         "--allow-sys",
         "--allow-run",
-        `${PROJECT_ROOT}tests/_resolver_stall_scenario.ts`,
+        `${PROJECT_ROOT}testing/resolver_stall_scenario.ts`,
         "--silent-resolver",
       ],
       stdout: "piped",

@@ -1,11 +1,11 @@
 /**
- * A short soak (see tests/_soak.ts): idle and half-handshaken connections, wrong-key and register
+ * A short soak (see testing/soak.ts): idle and half-handshaken connections, wrong-key and register
  * floods, held 1 KiB echo connections and `kill -9` of a client, all at once against the real server
  * and client processes, while a canary client round-trips through the server.
  */
 
 import assert from "node:assert/strict";
-import { formatSoakReport, runSoak, SOAK_BARS, TEST_SCALE, watchedProcesses } from "./_soak.ts";
+import { formatSoakReport, runSoak, SOAK_BARS, TEST_SCALE, watchedProcesses } from "../testing/soak.ts";
 
 Deno.test("under floods and a client killed with -9, a canary client never fails and the server gives back its descriptors and memory", async () => {
   const report = await runSoak({ seconds: 15, seed: 7, scale: TEST_SCALE, settleSecs: 20 });

@@ -8,12 +8,12 @@ import assert from "node:assert/strict";
 import type { ProxyStatus } from "../lib/stats/proxy_stats.ts";
 import { renderPrometheus } from "../lib/stats/prometheus.ts";
 import type { ProxySnapshot } from "../lib/stats/snapshot.ts";
-import { TunnelClient } from "../lib/tunnel/client.ts";
+import { TunnelClient } from "../lib/client/client.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { freePort, roundTrip, testCertificates, waitFor } from "./_helpers.ts";
-import { acceptedPort, clientConfig, TunnelFixture } from "./_tunnel.ts";
-import { RawClient } from "./_raw_client.ts";
-import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { freePort, roundTrip, testCertificates, waitFor } from "../testing/helpers.ts";
+import { acceptedPort, clientConfig, TunnelFixture } from "../testing/tunnel.ts";
+import { RawClient } from "../testing/raw_client.ts";
+import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 
 /** One outside connection that sends a line and reads what comes back; "" when it was cut or refused. */
 async function outsideExchange(port: number, text: string): Promise<string> {

@@ -8,9 +8,9 @@
  */
 
 import assert from "node:assert/strict";
-import { writeAll } from "../lib/transport/conn.ts";
+import { writeAll } from "../lib/net/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 
 /** A stall this long can only be Nagle meeting a delayed ACK (~40 ms), not scheduling noise. */
 const STALL_MS = 35;

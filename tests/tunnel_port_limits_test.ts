@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { connect as nodeConnect, type Socket } from "node:net";
 import { Session } from "../lib/mux/mod.ts";
 import { RpcPeer } from "../lib/rpc/mod.ts";
-import { freePort, testCertificates, waitFor } from "./_helpers.ts";
-import { PROCESS_AUTH_KEY, ProcessTunnel } from "./_process_tunnel.ts";
+import { freePort, testCertificates, waitFor } from "../testing/helpers.ts";
+import { PROCESS_AUTH_KEY, ProcessTunnel } from "../testing/process_tunnel.ts";
 
 /** The start of a TLS ClientHello record: a handshake that then never goes on. */
 const STALLED_HELLO = new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);

@@ -4,8 +4,14 @@
  */
 
 import assert from "node:assert/strict";
-import { canBind, CliProcess, EchoService, freePort, freePortRange, waitFor } from "./_helpers.ts";
-import { echoThrough, FAST_RECONNECT, PROCESS_AUTH_KEY, ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { canBind, CliProcess, EchoService, freePort, freePortRange, waitFor } from "../testing/helpers.ts";
+import {
+  echoThrough,
+  FAST_RECONNECT,
+  PROCESS_AUTH_KEY,
+  ProcessTunnel,
+  proxyUp,
+} from "../testing/process_tunnel.ts";
 
 Deno.test("server releases published ports within a second after the client process is killed", async () => {
   await using tunnel = await ProcessTunnel.create();

@@ -4,12 +4,12 @@
  */
 
 import assert from "node:assert/strict";
-import { writeAll } from "../lib/transport/conn.ts";
-import { readAll } from "../lib/_test_bytes.ts";
-import { within } from "../lib/mux/_test_util.ts";
+import { writeAll } from "../lib/net/conn.ts";
+import { readAll } from "../testing/bytes.ts";
+import { within } from "../testing/mux.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { FatalClientError } from "../lib/tunnel/client.ts";
-import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
+import { FatalClientError } from "../lib/client/client.ts";
+import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
 import {
   canBind,
   freePort,
@@ -18,7 +18,7 @@ import {
   sha256Hex,
   testCertificates,
   waitFor,
-} from "./_helpers.ts";
+} from "../testing/helpers.ts";
 
 Deno.test("tunnel carries 64 MiB each way intact through one connection", async () => {
   await using tunnel = await TunnelFixture.start();

@@ -4,9 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, waitFor } from "./_helpers.ts";
-import { acceptedPort, TunnelFixture } from "./_tunnel.ts";
-import { ProcessTunnel, proxyUp } from "./_process_tunnel.ts";
+import { freePort, waitFor } from "../testing/helpers.ts";
+import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
+import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 
 /** A webhook on 127.0.0.1 that records every POST; `delayMs` makes it slow. */
 function webhookReceiver(options: { delayMs?: number } = {}) {

@@ -6,10 +6,10 @@
 
 import assert from "node:assert/strict";
 import type { RpcPeer } from "../lib/rpc/mod.ts";
-import { FatalClientError, MalformedServerAnswerError, TunnelClient } from "../lib/tunnel/client.ts";
-import { testCertificates, waitFor } from "./_helpers.ts";
-import { clientConfig } from "./_tunnel.ts";
-import { RawServer } from "./_raw_client.ts";
+import { FatalClientError, MalformedServerAnswerError, TunnelClient } from "../lib/client/client.ts";
+import { testCertificates, waitFor } from "../testing/helpers.ts";
+import { clientConfig } from "../testing/tunnel.ts";
+import { RawServer } from "../testing/raw_client.ts";
 
 async function runClient(port: number, onClient?: (client: TunnelClient) => Promise<void>) {
   const certs = await testCertificates();

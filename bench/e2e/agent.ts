@@ -20,8 +20,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { acceptEach } from "../../lib/transport/accept.ts";
-import { type DuplexConn, writeAll } from "../../lib/transport/conn.ts";
+import { acceptEach } from "../../lib/net/accept.ts";
+import { type DuplexConn, writeAll } from "../../lib/net/conn.ts";
 import { closeQuietly } from "../../lib/transport/pipe.ts";
 import { sourceBytes } from "./pattern.ts";
 

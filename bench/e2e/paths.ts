@@ -14,7 +14,7 @@
  * @module
  */
 
-import { makeWorkdir } from "../../tests/_helpers.ts";
+import { makeWorkdir } from "../../testing/helpers.ts";
 import type { BenchContext } from "../_harness.ts";
 import { connectionChurn, type Connector, tcpConnector, tlsConnector } from "./load.ts";
 import {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { CliProcess, freePort, makeWorkdir, PROJECT_ROOT } from "../../tests/_helpers.ts";
+import { CliProcess, freePort, makeWorkdir, PROJECT_ROOT } from "../../testing/helpers.ts";
 import { buildBundle } from "../../scripts/compile_all.ts";
 
 /** Something the bench started and must stop. */

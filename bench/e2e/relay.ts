@@ -12,7 +12,7 @@
  */
 
 import { closeQuietly, pipeBoth } from "../../lib/transport/pipe.ts";
-import { acceptEach } from "../../lib/transport/accept.ts";
+import { acceptEach } from "../../lib/net/accept.ts";
 
 async function carry(inbound: Deno.TcpConn, targetPort: number): Promise<void> {
   inbound.setNoDelay(true);

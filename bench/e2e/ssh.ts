@@ -8,7 +8,7 @@
  * @module
  */
 
-import { freePort } from "../../tests/_helpers.ts";
+import { freePort } from "../../testing/helpers.ts";
 import { type ChildHandle, runCommand, stopChild, track } from "./processes.ts";
 
 /** How to get OpenSSH when it is missing (printed by the sections). */

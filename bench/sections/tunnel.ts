@@ -33,7 +33,7 @@ import {
   treeRssBytes,
   TunnelPair,
 } from "../e2e/processes.ts";
-import { canBind } from "../../tests/_helpers.ts";
+import { canBind } from "../../testing/helpers.ts";
 import { findSsh, SshForward, SshServer, waitUntil } from "../e2e/ssh.ts";
 import { ALL_PATHS, requireConnect, skipReason, sum, withCpu } from "./_tunnel_common.ts";
 import { tunnelLatencySection } from "./_tunnel_latency.ts";

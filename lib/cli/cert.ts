@@ -6,7 +6,7 @@
  * @module
  */
 
-import { CertificateOptionsError, DEFAULT_ALT_NAMES, generateCertificates } from "../transport/cert.ts";
+import { CertificateOptionsError, DEFAULT_ALT_NAMES, generateCertificates } from "../pki/cert.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
 
 /** Options of {@link certCommand}, as the command line gives them (strings). */

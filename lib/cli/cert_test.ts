@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fingerprintSha256 } from "../transport/cert.ts";
+import { fingerprintSha256 } from "../pki/cert.ts";
 import { captureOutput } from "./_command_output.ts";
 import { certCommand, type CertOptions } from "./cert.ts";
 

@@ -9,12 +9,12 @@ import { collectWhenIdle } from "./_idle_gc.ts";
 import { copiedChunks } from "../transport/pipe.ts";
 import type { ServerConfig } from "../config/types.ts";
 import { ConfigError, loadClientConfig, loadServerConfig } from "../config/mod.ts";
-import { fingerprintSha256 } from "../transport/fingerprint.ts";
-import { BindError } from "../transport/tcp.ts";
-import { tcpResetUnavailableReason } from "../transport/tcp_reset.ts";
+import { fingerprintSha256 } from "../pki/fingerprint.ts";
+import { BindError } from "../net/tcp.ts";
+import { tcpResetUnavailableReason } from "../net/tcp_reset.ts";
 import { escapeForTerminal } from "../text.ts";
-import { TunnelServer } from "../tunnel/server.ts";
-import { type ClientProxyState, FatalClientError, TunnelClient } from "../tunnel/client.ts";
+import { TunnelServer } from "../server/server.ts";
+import { type ClientProxyState, FatalClientError, TunnelClient } from "../client/client.ts";
 import { InsecureStatsEndpointError, startStatsServer, type StatsServer } from "../stats/http.ts";
 import type { EventLog } from "../stats/event_log.ts";
 import type { StatsSnapshot } from "../stats/snapshot.ts";
@@ -64,7 +64,7 @@ async function serverCertificate(config: ServerConfig): Promise<{ certPem: strin
     }
   }
   // Loaded only here: the X.509 library costs a running server about 17 MB it rarely needs.
-  const { generateCertificates } = await import("../transport/cert.ts");
+  const { generateCertificates } = await import("../pki/cert.ts");
   const generated = await generateCertificates({
     commonName: config.bindAddr === "0.0.0.0" ? "localhost" : config.bindAddr,
     altNames: [],
@@ -248,7 +248,7 @@ export interface DemoCommandOptions {
  * until interrupted.
  */
 export async function demoCommand(options: DemoCommandOptions): Promise<number> {
-  const { startDemo } = await import("../tunnel/demo.ts");
+  const { startDemo } = await import("./demo.ts");
   const demo = await startDemo({ signal: options.signal });
   try {
     console.log(`Tunnel demo is up: ${demo.publishedUrl} → local web service ${demo.localUrl}`);

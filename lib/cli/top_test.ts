@@ -12,7 +12,7 @@ import {
   statsUrl,
 } from "./top.ts";
 import type { ServedStats } from "../stats/http.ts";
-import { clientSnapshot, serverSnapshot } from "../stats/_test_fixtures.ts";
+import { clientSnapshot, serverSnapshot } from "../../testing/stats_fixtures.ts";
 
 const NOW_MS = 1_700_000_300_000;
 // deno-lint-ignore no-control-regex

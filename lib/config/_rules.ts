@@ -6,7 +6,7 @@
  * @module
  */
 
-import { addressesOverlap, isLoopback } from "./address.ts";
+import { addressesOverlap, isLoopback } from "../net/address.ts";
 import type { ConfigIssue } from "./errors.ts";
 import { parsePortRange } from "./port_range.ts";
 import { DEFAULTS } from "./schema.ts";

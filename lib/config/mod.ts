@@ -3,8 +3,10 @@
  * validated objects the server and client roles use, with every problem reported at once.
  *
  * ```ts
- * import { loadServerConfig } from "./lib/config/mod.ts";
+ * import { loadServerConfig } from "./mod.ts";
+ *
  * const config = await loadServerConfig("server.toml");
+ * console.log(`${config.bindAddr}:${config.bindPort}`);
  * ```
  *
  * @module
@@ -42,4 +44,4 @@ export {
   isIpv6,
   isLoopback,
   isWildcard,
-} from "./address.ts";
+} from "../net/address.ts";

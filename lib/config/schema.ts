@@ -12,7 +12,7 @@
  */
 
 import { z } from "zod";
-import { isHost, isIpAddress } from "./address.ts";
+import { isHost, isIpAddress } from "../net/address.ts";
 import { NAME_HINT, NAME_PATTERN, unsafeCharacter } from "../text.ts";
 import { parsePortRange, parsePortRanges } from "./port_range.ts";
 

@@ -4,7 +4,7 @@ import { Flag, FrameType, GoAwayCode } from "./constants.ts";
 import { FrameDecoder } from "./decoder.ts";
 import { ProtocolError } from "./errors.ts";
 import type { Frame } from "./frame.ts";
-import { concatBytes, frameBytes } from "./_test_util.ts";
+import { concatBytes, frameBytes } from "../../testing/mux.ts";
 
 /** Arbitrary valid frames (as bytes plus what they should decode to). */
 const validFrame = fc.oneof(

@@ -1,6 +1,6 @@
 /**
  * The in-house yamux multiplexer (hashicorp/yamux wire format): frame codec, incremental decoder,
- * sessions and streams. See docs/yamux.md for defaults, flow control and deviations from the spec.
+ * sessions and streams. See lib/mux/README.md for defaults, flow control and deviations from the spec.
  *
  * @module
  */

@@ -34,7 +34,7 @@ export interface SessionOptions {
    * any excess is granted on the SYN/ACK frame). Default 256 KiB.
    */
   initialStreamWindowBytes?: number;
-  /** Ceiling of a stream's receive window under auto-tuning (see docs/yamux.md). Default 16 MiB. */
+  /** Ceiling of a stream's receive window under auto-tuning (see lib/mux/README.md). Default 16 MiB. */
   maxStreamWindowBytes?: number;
   /** Interval between keepalive pings; 0 disables keepalive. Default 10000. */
   keepaliveIntervalMs?: number;

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { DuplexConn } from "../transport/conn.ts";
+import type { DuplexConn } from "../net/conn.ts";
 import {
   FIRST_CLIENT_STREAM_ID,
   FIRST_SERVER_STREAM_ID,
@@ -97,6 +97,9 @@ interface OpenWaiter {
  * A yamux session. Construct one per connection with the role of this end; it starts reading at once.
  *
  * ```ts
+ * import { Session } from "./mod.ts";
+ *
+ * const conn = await Deno.connect({ hostname: "127.0.0.1", port: 7000 });
  * const session = new Session(conn, { role: "client" });
  * const stream = await session.open();
  * await stream.write(new TextEncoder().encode("hello"));

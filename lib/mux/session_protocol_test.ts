@@ -4,8 +4,8 @@ import { KeepaliveTimeoutError, ProtocolError, RemoteGoAwayError, SessionClosedE
 import type { Frame } from "./frame.ts";
 import { Session } from "./session.ts";
 import type { SessionOptions } from "./options.ts";
-import { memoryPair } from "../transport/memory_pair.ts";
-import { frameBytes, memorySessions, RawPeer, readAll, within } from "./_test_util.ts";
+import { memoryPair } from "../net/memory_pair.ts";
+import { frameBytes, memorySessions, RawPeer, readAll, within } from "../../testing/mux.ts";
 
 const encoder = new TextEncoder();
 

@@ -3,7 +3,7 @@ import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { SessionClosedError } from "./errors.ts";
 import type { Session } from "./session.ts";
 import type { Stream } from "./stream.ts";
-import { memorySessions, patternBytes, readAll, sha256Hex, tcpSessions, within } from "./_test_util.ts";
+import { memorySessions, patternBytes, readAll, sha256Hex, tcpSessions, within } from "../../testing/mux.ts";
 
 /** Echoes every stream the session accepts until it ends. */
 async function echoServer(session: Session): Promise<void> {

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { RemoteGoAwayError, SessionClosedError, StreamClosedError, StreamResetError } from "./errors.ts";
 import { Session } from "./session.ts";
-import { memoryPair } from "../transport/memory_pair.ts";
-import { accepted, memorySessions, patternBytes, readAll, sha256Hex, within } from "./_test_util.ts";
+import { memoryPair } from "../net/memory_pair.ts";
+import { accepted, memorySessions, patternBytes, readAll, sha256Hex, within } from "../../testing/mux.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { LendingConn } from "../transport/conn.ts";
+import type { LendingConn } from "../net/conn.ts";
 import { Flag, INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { MuxError, ProtocolError, StreamClosedError, StreamResetError } from "./errors.ts";
 import { ByteRing } from "./_byte_ring.ts";

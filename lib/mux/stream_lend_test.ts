@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { MuxError, StreamResetError } from "./errors.ts";
 import type { Stream } from "./stream.ts";
-import { accepted, memorySessions, patternBytes, sha256Hex, tcpSessions, within } from "./_test_util.ts";
+import { accepted, memorySessions, patternBytes, sha256Hex, tcpSessions, within } from "../../testing/mux.ts";
 
 /** Reads `stream` to its end through readLent(), hashing each view before releasing it. */
 async function drainLent(stream: Stream, slowEveryViews = 0): Promise<{ sha256: string; bytes: number }> {

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type DuplexConn, writeAll } from "../transport/conn.ts";
+import { type DuplexConn, writeAll } from "../net/conn.ts";
 
 /** Bytes of the big-endian length prefix. */
 export const FRAME_HEADER_BYTES = 4;

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { concatBytes } from "../_test_bytes.ts";
+import { concatBytes } from "../../testing/bytes.ts";
 import fc from "fast-check";
-import { type DuplexConn, writeAll } from "../transport/conn.ts";
-import { memoryPair } from "../transport/memory_pair.ts";
+import { type DuplexConn, writeAll } from "../net/conn.ts";
+import { memoryPair } from "../net/memory_pair.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,

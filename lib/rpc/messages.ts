@@ -4,7 +4,7 @@
  * `make*` helpers build the objects that `framing.ts` encodes.
  *
  * tls-tunnel does not use JSON-RPC batches: an array on the wire is answered with one
- * {@linkcode INVALID_REQUEST} error response whose id is `null` (see docs/PROTOCOL.md).
+ * {@linkcode INVALID_REQUEST} error response whose id is `null` (see lib/protocol/README.md).
  *
  * @module
  */

@@ -4,7 +4,7 @@
  * {@linkcode DuplexConn} (`peer.ts`). Touches no sockets.
  *
  * ```ts
- * import { memoryPair } from "../transport/memory_pair.ts";
+ * import { memoryPair } from "../net/memory_pair.ts";
  * import { RpcPeer } from "./mod.ts";
  *
  * const [a, b] = memoryPair();
@@ -22,5 +22,3 @@
 export * from "./framing.ts";
 export * from "./messages.ts";
 export * from "./peer.ts";
-export * from "./control.ts";
-export * from "./stream_header.ts";

@@ -17,7 +17,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { DuplexConn } from "../transport/conn.ts";
+import type { DuplexConn } from "../net/conn.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,

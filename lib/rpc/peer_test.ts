@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { concatBytes } from "../_test_bytes.ts";
+import { concatBytes } from "../../testing/bytes.ts";
 import fc from "fast-check";
 import { z } from "zod";
-import { type DuplexConn, writeAll } from "../transport/conn.ts";
-import { type MemoryConn, memoryPair } from "../transport/memory_pair.ts";
+import { type DuplexConn, writeAll } from "../net/conn.ts";
+import { type MemoryConn, memoryPair } from "../net/memory_pair.ts";
 import { encodeFrame, FRAME_HEADER_BYTES, FrameReader, FrameTooLargeError } from "./framing.ts";
 import {
   INTERNAL_ERROR,

@@ -18,7 +18,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { classifyBindError, requireIpLiteral } from "../transport/tcp.ts";
+import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
 import type { EventLog } from "./event_log.ts";
 import type { EventSnapshot, StatsSnapshot } from "./snapshot.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./prometheus.ts";

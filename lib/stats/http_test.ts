@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import type { LogRecord } from "@logtape/logtape";
-import { withLogRecords } from "../_test_log.ts";
+import { withLogRecords } from "../../testing/log.ts";
 import { EventLog } from "./event_log.ts";
 import {
   InsecureStatsEndpointError,
@@ -14,9 +14,9 @@ import {
   timingSafeEqual,
 } from "./http.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus.ts";
-import { BindError } from "../transport/tcp.ts";
+import { BindError } from "../net/tcp.ts";
 import type { StatsSnapshot } from "./snapshot.ts";
-import { clientSnapshot, parseExposition, serverSnapshot } from "./_test_fixtures.ts";
+import { clientSnapshot, parseExposition, serverSnapshot } from "../../testing/stats_fixtures.ts";
 
 const TOKEN = "stats-token-0123456789abcdef";
 

@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { escapeLabelValue, formatSampleValue, renderPrometheus } from "./prometheus.ts";
-import { clientSnapshot, type Exposition, parseExposition, serverSnapshot } from "./_test_fixtures.ts";
+import {
+  clientSnapshot,
+  type Exposition,
+  parseExposition,
+  serverSnapshot,
+} from "../../testing/stats_fixtures.ts";
 
 /** The family a sample belongs to (histogram parts share their family's name). */
 function familyOf(name: string, types: Map<string, string>): string {

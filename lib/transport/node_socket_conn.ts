@@ -6,7 +6,7 @@
  */
 
 import type { Socket } from "node:net";
-import type { DuplexConn } from "./conn.ts";
+import type { DuplexConn } from "../net/conn.ts";
 
 /** The part of a `node:net` socket this adapter uses (a `TLSSocket` is one too). */
 export type NodeDuplexSocket = Pick<

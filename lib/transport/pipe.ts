@@ -30,8 +30,8 @@
  * @module
  */
 
-import { type DuplexConn, isLendingConn, type LendingConn, writeAll } from "./conn.ts";
-import { resetTcpConn } from "./tcp_reset.ts";
+import { type DuplexConn, isLendingConn, type LendingConn, writeAll } from "../net/conn.ts";
+import { resetTcpConn } from "../net/tcp_reset.ts";
 
 /** Size of the buffer each direction owns: idle and chatty traffic, and every read after a drained one. */
 export const SMALL_BUFFER_BYTES = 1024;

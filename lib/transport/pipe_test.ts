@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import type { DuplexConn } from "./conn.ts";
-import { memoryPair } from "./memory_pair.ts";
+import type { DuplexConn } from "../net/conn.ts";
+import { memoryPair } from "../net/memory_pair.ts";
 import {
   copyBufferCounts,
   copyOneWay,
@@ -12,7 +12,7 @@ import {
   pipeBoth,
   SMALL_BUFFER_BYTES,
 } from "./pipe.ts";
-import { readAll } from "../_test_bytes.ts";
+import { readAll } from "../../testing/bytes.ts";
 
 /** `length` pseudo-random bytes (xorshift) that differ per `seed`. */
 function pattern(length: number, seed: number): Uint8Array {

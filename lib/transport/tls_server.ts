@@ -13,9 +13,9 @@
 
 import type { Server, Socket } from "node:net";
 import type { SecureContext, TLSSocket } from "node:tls";
-import { classifyBindError, requireIpLiteral } from "./tcp.ts";
+import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
-import type { DuplexConn } from "./conn.ts";
+import type { DuplexConn } from "../net/conn.ts";
 
 /** Options of {@linkcode listenTunnelTls}. */
 export interface TlsListenOptions {

@@ -1,0 +1,15 @@
+/**
+ * Networking below the tunnel: the {@linkcode DuplexConn} byte-stream contract every layer above speaks,
+ * an in-memory pair of them for tests, addresses (IP literals, loopback, wildcards), TCP bind and connect
+ * with classified errors, accept loops that back off on EMFILE, and TCP resets. Knows nothing of TLS,
+ * yamux or the tunnel.
+ *
+ * @module
+ */
+
+export * from "./conn.ts";
+export * from "./memory_pair.ts";
+export * from "./address.ts";
+export * from "./tcp.ts";
+export * from "./accept.ts";
+export * from "./tcp_reset.ts";

@@ -1,0 +1,195 @@
+/**
+ * A proxy the server publishes for a client: the listener on the published port, and for each outside
+ * connection a stream to the client that starts with a header naming the proxy and the peer.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { encodeStreamHeader } from "../protocol/stream_header.ts";
+import type { ProxySpec } from "../protocol/control.ts";
+import { type DuplexConn, writeAll } from "../net/conn.ts";
+import { abortQuietly, closeQuietly, pipeBoth } from "../transport/pipe.ts";
+import { ProxyStats } from "../stats/proxy_stats.ts";
+import { acceptEach } from "../net/accept.ts";
+import type { Histogram } from "../stats/histogram.ts";
+import type { ProxySnapshot } from "../stats/snapshot.ts";
+import { ConnectFailures } from "./connect_failures.ts";
+
+const logger = getLogger(["tls-tunnel", "server", "proxy"]);
+
+/** Opens a stream to the client that owns the proxy. */
+export type OpenClientStream = () => Promise<DuplexConn & { reset?(): void }>;
+
+/** Formats a Deno address as "host:port" (IPv6 in brackets). */
+export function formatAddr(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return String(addr.transport);
+  return addr.hostname.includes(":") ? `[${addr.hostname}]:${addr.port}` : `${addr.hostname}:${addr.port}`;
+}
+
+/**
+ * A published port: accepts outside connections and carries each over its own stream to the client.
+ * Created before its port is bound (a bind may be retried for minutes); {@linkcode attach} hands it
+ * the listener.
+ */
+export class PublishedProxy {
+  /** Live counters. */
+  readonly stats = new ProxyStats();
+  /** What the client reported about reaching its local service for this proxy's streams. */
+  readonly connectFailures = new ConnectFailures();
+  /** Outside connections being carried now, reset when the proxy stops. */
+  readonly #connections = new Set<Deno.TcpConn>();
+  #acceptLoop: Promise<void> | null = null;
+  #listener: Deno.TcpListener | null = null;
+  #stopped = false;
+  /** False once {@linkcode stopListening} (or {@linkcode stop}) closed the listener. */
+  #listening = true;
+  #nextConnId = 1;
+
+  constructor(
+    /** The proxy as the client registered it. */
+    readonly spec: ProxySpec,
+    /** Name of the owning client, for logs. */
+    readonly clientName: string,
+    readonly openStream: OpenClientStream,
+    /** Where stream open latency is recorded. */
+    readonly openLatency?: Histogram,
+  ) {}
+
+  /** The port bound, or null while the bind is pending or retrying. */
+  get boundPort(): number | null {
+    return this.#listener?.addr.port ?? null;
+  }
+
+  /** The port this proxy holds or is trying to get: the bound one, else the one asked for. */
+  get port(): number {
+    return this.boundPort ?? this.spec.publish_port;
+  }
+
+  /** Whether {@linkcode stop} was called. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /**
+   * Takes ownership of the bound listener and starts accepting outside connections. Returns false, with
+   * the listener closed, when the proxy is stopped or already has one: a listener always has one owner.
+   */
+  attach(listener: Deno.TcpListener): boolean {
+    if (this.#stopped || !this.#listening || this.#listener) {
+      closeQuietly(listener);
+      return false;
+    }
+    this.#listener = listener;
+    this.stats.setStatus("healthy");
+    this.#acceptLoop = this.#accept(listener);
+    return true;
+  }
+
+  /** Whether outside connections are refused (the client reported its local service down). */
+  refuseConnections = false;
+
+  #accept(listener: Deno.TcpListener): Promise<void> {
+    return acceptEach(listener, (conn) => this.#carry(conn), {
+      stopped: () => this.#stopped || !this.#listening,
+      // Transient accept failures (e.g. too many open files) must not kill the proxy.
+      onError: (error) =>
+        logger.warn("Accept on {proxy} failed: {error}", { proxy: this.spec.name, error: String(error) }),
+    });
+  }
+
+  async #carry(conn: Deno.TcpConn): Promise<void> {
+    const connId = this.#nextConnId++;
+    const peer = formatAddr(conn.remoteAddr);
+    if (this.refuseConnections) {
+      this.stats.failedConnections++;
+      logger.debug("Refused {peer} on {proxy}: local service reported down", { peer, proxy: this.spec.name });
+      // A reset, like a refused connection: a FIN would read as an empty answer.
+      abortQuietly(conn);
+      return;
+    }
+    this.#connections.add(conn);
+    this.stats.activeConnections++;
+    this.stats.totalConnections++;
+    try {
+      conn.setNoDelay(true);
+      let stream: DuplexConn | null = null;
+      try {
+        const openStartedMs = performance.now();
+        stream = await this.openStream();
+        this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
+        await writeAll(
+          stream,
+          encodeStreamHeader({ proxy: this.spec.name, peer_addr: peer, conn_id: connId }),
+        );
+        this.connectFailures.streamOpened(connId);
+      } catch (error) {
+        if (stream) closeQuietly(stream);
+        this.stats.failedConnections++;
+        logger.debug("Cannot open a stream for {peer} on {proxy}: {error}", {
+          peer,
+          proxy: this.spec.name,
+          error: String(error),
+        });
+        abortQuietly(conn);
+        return;
+      }
+      // Outside → client counts as bytes in, client → outside as bytes out.
+      const result = await pipeBoth(conn, stream, { counters: this.stats });
+      logger.debug("Connection {connId} from {peer} on {proxy} closed: {in} bytes in, {out} bytes out", {
+        connId,
+        peer,
+        proxy: this.spec.name,
+        in: result.aToBBytes,
+        out: result.bToABytes,
+      });
+    } finally {
+      this.#connections.delete(conn);
+      this.stats.activeConnections--;
+    }
+  }
+
+  /** The proxy's state for the stats endpoint. */
+  snapshot(): ProxySnapshot {
+    const stats = this.stats;
+    return {
+      name: this.spec.name,
+      publish_addr: this.spec.publish_addr,
+      publish_port: this.port,
+      local_addr: this.spec.local_addr,
+      local_port: this.spec.local_port,
+      ...stats.toSnapshotFields(),
+    };
+  }
+
+  /** Outside connections being carried now. */
+  get openConnections(): number {
+    return this.#connections.size;
+  }
+
+  /**
+   * Stops listening; connections being carried go on (a client that leaves lets them finish). Resolves
+   * when the accept loop has ended: only then is the port free (Deno keeps a listener's socket until its
+   * pending accept is over).
+   */
+  async stopListening(): Promise<void> {
+    this.#listening = false;
+    if (this.#listener) closeQuietly(this.#listener);
+    await this.#acceptLoop;
+  }
+
+  /**
+   * Stops listening, releasing the port at once, and resets every outside connection still carried (its
+   * transfer is cut: a FIN would tell the peer it got everything). Resolves when the accept loop has
+   * ended.
+   */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.stats.setStatus("closed");
+    this.#listening = false;
+    if (this.#listener) closeQuietly(this.#listener);
+    for (const conn of this.#connections) abortQuietly(conn);
+    await this.#acceptLoop;
+  }
+}

@@ -1,0 +1,599 @@
+/**
+ * The server role: accepts TLS connections from clients, authenticates them on the control stream,
+ * publishes their proxies, and tears everything of a client down the moment its session ends.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { ServerConfig } from "../config/types.ts";
+import { Session } from "../mux/mod.ts";
+import { RpcError, RpcPeer } from "../rpc/mod.ts";
+import {
+  type AuthenticateResult,
+  ControlErrorCode,
+  HeartbeatParams,
+  Method,
+  ProxyHealthParams,
+} from "../protocol/control.ts";
+import {
+  type AcceptedSocket,
+  type AcceptedTlsConn,
+  listenTunnelTls,
+  type TunnelTlsListener,
+} from "../transport/tls_server.ts";
+import { closeQuietly } from "../transport/pipe.ts";
+import { PROTOCOL_VERSION, VERSION } from "../version.ts";
+import { withTimeout } from "../_async.ts";
+import { EventLog } from "../stats/event_log.ts";
+import { Histogram } from "../stats/histogram.ts";
+import type { ClientSnapshot, ServerSnapshot } from "../stats/snapshot.ts";
+import { Authenticator, sessionEndedError } from "./auth.ts";
+import { PendingConnections, unmapIpv4 } from "./admission.ts";
+import { ConnectedClient } from "./connected_client.ts";
+import { StickyPorts } from "./port_plan.ts";
+import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
+import { formatAddr } from "./published_proxy.ts";
+import { onProxyConnectResult } from "./connect_failures.ts";
+import { WebhookNotifier } from "./webhook.ts";
+import { LEAVE_GRACE_MS } from "../protocol/leaving.ts";
+
+const logger = getLogger(["tls-tunnel", "server"]);
+
+/** How long a holder of a contested port has to answer a liveness ping before it loses the port. */
+const CONTESTED_PORT_PING_TIMEOUT_MS = 2000;
+/**
+ * How long a connected client has to answer a liveness ping when a new session with its client_id
+ * authenticates: answered, the newcomer is a second copy and is refused; not, the old one is replaced.
+ */
+const DUPLICATE_CLIENT_PING_TIMEOUT_MS = 1000;
+
+/** Options of {@linkcode TunnelServer}. */
+export interface TunnelServerOptions {
+  /** Validated server config. */
+  config: ServerConfig;
+  /** PEM certificate chain the TLS listener presents. */
+  certPem: string;
+  /** PEM private key of that certificate. */
+  keyPem: string;
+  /** Ends the server: listeners close, every session ends. */
+  signal?: AbortSignal;
+}
+
+/** The tunnel server. */
+export class TunnelServer {
+  /** Connected clients by client_id. */
+  readonly clients = new Map<string, ConnectedClient>();
+  /** Recent events for the dashboard. */
+  readonly events = new EventLog();
+  /** Latency of opening a stream for an outside connection. */
+  readonly streamOpenLatency = new Histogram();
+  /** When the server was created (ms since epoch). */
+  readonly startedAtMs = Date.now();
+  /** Sessions that authenticated since start. */
+  sessionsTotal = 0;
+  readonly #config: ServerConfig;
+  readonly #options: TunnelServerOptions;
+  readonly #authenticator: Authenticator;
+  readonly #handshakes = new Set<Promise<void>>();
+  readonly #sticky: StickyPorts;
+  readonly #registrar: ProxyRegistrar;
+  readonly #webhook: WebhookNotifier | null = null;
+  #listener: TunnelTlsListener | null = null;
+  /** Connections accepted and not yet authenticated, with their limits. */
+  readonly pendingConnections: PendingConnections;
+  #nextSessionId = 1;
+  #stopping = false;
+
+  constructor(options: TunnelServerOptions) {
+    this.#options = options;
+    this.#config = options.config;
+    this.#authenticator = new Authenticator(options.config, this.events);
+    this.#sticky = new StickyPorts(options.config.stickyPortsTtlSecs * 1000);
+    this.pendingConnections = new PendingConnections({
+      maxPending: options.config.maxPendingConnections,
+      maxPendingPerIp: options.config.maxPendingPerIp,
+    });
+    if (options.config.notify) {
+      this.#webhook = new WebhookNotifier(
+        options.config.notify,
+        this.events,
+        () => (this.#listener ? formatAddr(this.#listener.addr) : ""),
+      );
+    }
+    this.#registrar = new ProxyRegistrar({
+      config: options.config,
+      reservedPortReason: (addr, port) => this.#reservedPortReason(addr, port),
+      contestedHolder: (client, addr, port, verify) => this.#contestedHolder(client, addr, port, verify),
+      sticky: this.#sticky,
+      openLatency: this.streamOpenLatency,
+      events: this.events,
+    });
+  }
+
+  /** Failed authentications (wrong keys) since start. */
+  get authFailuresTotal(): number {
+    return this.#authenticator.failuresTotal;
+  }
+
+  /** auth_keys checked since start (each attempt the throttle let through). */
+  get authKeyChecksTotal(): number {
+    return this.#authenticator.keyChecksTotal;
+  }
+
+  /** The bound tunnel address (after {@linkcode listen}). */
+  get addr(): Deno.NetAddr {
+    if (!this.#listener) throw new Error("TunnelServer.addr read before listen()");
+    return this.#listener.addr;
+  }
+
+  /** Binds the tunnel's TLS port; rejects with a classified `BindError` when it cannot. */
+  async listen(): Promise<Deno.NetAddr> {
+    this.#listener = await listenTunnelTls({
+      hostname: this.#config.bindAddr,
+      port: this.#config.bindPort,
+      certPem: this.#options.certPem,
+      keyPem: this.#options.keyPem,
+    });
+    logger.info("Listening for clients on {addr}", { addr: formatAddr(this.#listener.addr) });
+    return this.#listener.addr;
+  }
+
+  /** Accepts clients until the signal aborts; then disconnects every client and resolves. */
+  async serve(): Promise<void> {
+    if (!this.#listener) await this.listen();
+    const listener = this.#listener;
+    if (!listener) return;
+    const onAbort = () => this.#stopListening();
+    this.#options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (this.#options.signal?.aborted) this.#stopListening();
+    try {
+      await listener.serve((conn) => this.#admit(conn));
+    } finally {
+      this.#options.signal?.removeEventListener("abort", onAbort);
+      this.#stopListening();
+      await Promise.all([...this.clients.values()].map((client) => client.close("server shutting down")));
+      await Promise.all([...this.#handshakes]);
+      await this.#webhook?.close();
+    }
+  }
+
+  /** Stops accepting clients and disconnects the connected ones. */
+  #stopListening(): void {
+    this.#stopping = true;
+    if (this.#listener) closeQuietly(this.#listener);
+    for (const client of this.clients.values()) client.close("server shutting down");
+  }
+
+  /** Admits a just-accepted connection within the pending limits, or closes it at once. */
+  #admit(socket: AcceptedSocket): void {
+    if (this.#stopping) {
+      socket.refuse();
+      return;
+    }
+    const remoteHost = unmapIpv4(socket.remoteAddr.hostname);
+    const release = this.pendingConnections.admit(remoteHost);
+    if (typeof release === "string") {
+      logger.debug("Refused a connection from {host}: {reason}", { host: remoteHost, reason: release });
+      socket.refuse();
+      return;
+    }
+    const handshake = this.#handleConnection(socket.startTls(), remoteHost, release)
+      .catch((error) => {
+        logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
+      })
+      .finally(() => {
+        release();
+        this.#handshakes.delete(handshake);
+      });
+    this.#handshakes.add(handshake);
+  }
+
+  async #handleConnection(
+    conn: AcceptedTlsConn,
+    remoteHost: string,
+    authenticatedNow: () => void,
+  ): Promise<void> {
+    const remote = formatAddr({ ...conn.remoteAddr, hostname: remoteHost });
+    const deadlineMs = this.#config.handshakeTimeoutSecs * 1000;
+    let authenticated = false;
+    // From TCP accept to authenticated: covers a socket that never sends a byte, a stalled TLS handshake
+    // and a session that never authenticates, and really frees the socket (see tls_server.ts).
+    const deadline = setTimeout(() => {
+      if (!authenticated) {
+        // Debug, not info: a flood of idle connections must not become a flood of log lines (the
+        // refused and pending counters show it).
+        logger.debug("Connection from {remote} did not authenticate within {secs} s; closed", {
+          remote,
+          secs: this.#config.handshakeTimeoutSecs,
+        });
+        closeQuietly(conn);
+      }
+    }, deadlineMs);
+    try {
+      try {
+        await conn.handshake();
+      } catch (error) {
+        // Debug: anyone can open and drop connections, and each must not cost a log line at INFO.
+        logger.debug("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
+        closeQuietly(conn);
+        return;
+      }
+      const session = new Session(conn, {
+        role: "server",
+        keepaliveIntervalMs: this.#config.keepaliveIntervalSecs * 1000,
+        keepaliveTimeoutMs: this.#config.keepaliveTimeoutSecs * 1000,
+      });
+      const control = await session.accept();
+      if (!control) {
+        session.close();
+        return;
+      }
+      const rpc = new RpcPeer(control);
+      const client = await this.#authenticate(rpc, session, remote, remoteHost);
+      if (!client) {
+        // Give the error response a moment to leave before the connection closes.
+        await withTimeout(rpc.closed, 100, "the error response to leave").catch(() => {});
+        rpc.close();
+        session.close();
+        return;
+      }
+      authenticated = true;
+      clearTimeout(deadline);
+      authenticatedNow();
+      await this.#runClient(client);
+    } catch (error) {
+      logger.info("Session with {remote} ended during the handshake: {error}", {
+        remote,
+        error: String(error),
+      });
+      closeQuietly(conn);
+    } finally {
+      clearTimeout(deadline);
+    }
+  }
+
+  /**
+   * Waits for `authenticate`; resolves to the client, or null when the session ended or authenticate
+   * failed (the error was sent; the caller closes the session a moment later). One authenticate runs per
+   * session: another, concurrent or later, is refused without a key check.
+   */
+  #authenticate(
+    rpc: RpcPeer,
+    session: Session,
+    remote: string,
+    remoteHost: string,
+  ): Promise<ConnectedClient | null> {
+    return new Promise((resolve) => {
+      let settled = false;
+      let called = false;
+      const ended = new AbortController();
+      const settle = (client: ConnectedClient | null) => {
+        if (settled) return;
+        settled = true;
+        if (!client) ended.abort(new Error("the session ended before it authenticated"));
+        resolve(client);
+      };
+      rpc.closed.then(() => settle(null));
+      session.closed.then(() => settle(null));
+      const unregisterEarly = rpc.handleOtherMethods(() => {
+        throw new RpcError(ControlErrorCode.notAuthenticated, "Call authenticate first");
+      });
+      rpc.handle(Method.authenticate, async (raw: unknown) => {
+        if (called) {
+          throw new RpcError(
+            ControlErrorCode.alreadyAuthenticated,
+            settled && !ended.signal.aborted
+              ? "This session is already authenticated"
+              : "authenticate was already called on this session; wait for its answer",
+          );
+        }
+        called = true;
+        try {
+          const client = await this.#admitClient(raw, session, rpc, remote, remoteHost, ended.signal);
+          unregisterEarly();
+          this.#installClientHandlers(client);
+          settle(client);
+          const result: AuthenticateResult = {
+            client_id: client.clientId,
+            client_name: client.name,
+            protocol_version: PROTOCOL_VERSION,
+            server_version: VERSION,
+            session_id: client.sessionId,
+          };
+          return result;
+        } catch (error) {
+          // Any authenticate error ends the session, once the error response has left.
+          setTimeout(() => settle(null), 0);
+          throw error;
+        }
+      });
+    });
+  }
+
+  /**
+   * One authentication attempt: checks it (params, throttle, key), makes way for the client (see
+   * {@linkcode #displacePrevious}) and registers it. Throws the `RpcError` to answer with.
+   */
+  async #admitClient(
+    raw: unknown,
+    session: Session,
+    rpc: RpcPeer,
+    remote: string,
+    remoteHost: string,
+    ended: AbortSignal,
+  ): Promise<ConnectedClient> {
+    const { params, grant } = await this.#authenticator.check(raw, remote, remoteHost, ended);
+    const name = grant.entryName ?? params.client_id;
+    await this.#displacePrevious(params.client_id, name, remote);
+    if (ended.aborted || session.isClosed) throw sessionEndedError();
+    const sessionId = `s${this.#nextSessionId++}`;
+    const client = new ConnectedClient(params.client_id, name, sessionId, remote, grant, session, rpc);
+    this.clients.set(params.client_id, client);
+    this.sessionsTotal++;
+    this.events.add({
+      level: "info",
+      code: "CLIENT_CONNECTED",
+      message: `Client ${name} connected from ${remote}`,
+      client: name,
+      data: { client_id: params.client_id, remote_addr: remote, session_id: sessionId },
+    });
+    logger.info("Client {client} connected from {remote} (session {sessionId})", {
+      client: name,
+      remote,
+      sessionId,
+    });
+    return client;
+  }
+
+  /**
+   * Makes way for a new session of `clientId`. A previous session that does not answer a liveness ping
+   * within {@linkcode DUPLICATE_CLIENT_PING_TIMEOUT_MS} (half-open after a network change, a frozen
+   * process) is closed at once, releasing its ports; one that answers belongs to another running copy of
+   * the client, and the newcomer is refused with DUPLICATE_CLIENT instead of the two replacing each other.
+   */
+  async #displacePrevious(clientId: string, name: string, remote: string): Promise<void> {
+    for (let previous = this.clients.get(clientId); previous; previous = this.clients.get(clientId)) {
+      const alive = !previous.closing &&
+        await withTimeout(previous.session.ping(), DUPLICATE_CLIENT_PING_TIMEOUT_MS, "a ping answer").then(
+          () => true,
+          () => false,
+        );
+      // Another session of this id may have taken the place while the ping was out: check that one.
+      if (this.clients.get(clientId) !== previous) continue;
+      if (alive) {
+        this.events.add({
+          level: "warning",
+          code: "DUPLICATE_CLIENT",
+          message: `Refused ${remote}: client ${name} is already connected from ${previous.remoteAddr}`,
+          client: name,
+          data: { client_id: clientId, remote_addr: remote, other_remote_addr: previous.remoteAddr },
+        });
+        logger.warn(
+          "Refused {remote}: client {client} is already connected from {other} (a second copy with the same client_id)",
+          { remote, client: name, other: previous.remoteAddr },
+        );
+        throw new RpcError(
+          ControlErrorCode.duplicateClient,
+          `Another copy of this client is connected: client_id "${clientId}" is in use by a live session ` +
+            `from ${previous.remoteAddr}; give each copy its own client_id ([client] client_id)`,
+          { other_remote_addr: previous.remoteAddr },
+        );
+      }
+      logger.info(
+        "Client {client} reconnected from {remote}; its previous session did not answer a ping within {ms} ms, " +
+          "replacing its previous session",
+        { client: name, remote, ms: DUPLICATE_CLIENT_PING_TIMEOUT_MS },
+      );
+      await this.#forget(previous, "replaced by a new session of the same client");
+    }
+  }
+
+  /** Serves an authenticated client's requests; installed before the authenticate response leaves. */
+  #installClientHandlers(client: ConnectedClient): void {
+    const { rpc } = client;
+    rpc.handle(Method.registerProxies, (raw: unknown) => this.#registrar.register(client, raw));
+    rpc.handle(Method.heartbeat, (raw: unknown) => {
+      const parsed = HeartbeatParams.safeParse(raw);
+      return { time_ms: parsed.success ? parsed.data.time_ms : Date.now() };
+    });
+    rpc.onNotification(
+      Method.proxyHealth,
+      ProxyHealthParams,
+      (params) => this.#onProxyHealth(client, params),
+    );
+    // Validated by the handler itself: a flood of malformed reports is counted, not logged each time.
+    rpc.onNotification(Method.proxyConnectResult, (raw: unknown) =>
+      onProxyConnectResult(client, raw, {
+        unhealthyAfterFailures: this.#config.unhealthyAfterFailures,
+        events: this.events,
+      }));
+  }
+
+  async #runClient(client: ConnectedClient): Promise<void> {
+    const { rpc, session } = client;
+    // The client never opens data streams; refuse any it tries, without ending its session.
+    (async () => {
+      for await (const stream of session) stream.reset();
+    })().catch(() => {});
+    const leaving = await Promise.race([
+      session.closed.then(() => false),
+      rpc.closed.then(() => false),
+      session.remoteGoAway.then(() => true),
+    ]);
+    if (leaving && !session.isClosed && !client.closing) {
+      await this.#clientLeaving(client);
+      return;
+    }
+    await this.#forget(
+      client,
+      conciseReason(session.error?.message ?? session.closeReason ?? "control stream closed"),
+    );
+  }
+
+  /**
+   * The client sent GoAway: it is leaving. Its ports are released at once; the outside connections in
+   * flight get {@linkcode LEAVE_GRACE_MS} to finish (those still open then are reset), then the
+   * session ends. A departure, not a failure: logged at INFO.
+   */
+  async #clientLeaving(client: ConnectedClient): Promise<void> {
+    const startedMs = performance.now();
+    // Gone from the registry at once, like a client that disconnected; what it still carries is its own.
+    if (this.clients.get(client.clientId) === client) this.clients.delete(client.clientId);
+    const boundPorts = [...client.proxies.values()].flatMap((proxy) => proxy.boundPort ?? []);
+    const ports = await client.leave();
+    const inFlight = client.openConnections;
+    logger.info(
+      "Client {client} is leaving (GoAway): released {count} port(s) in {ms} ms; {open} connection(s) in " +
+        "flight may finish within {secs} s",
+      {
+        client: client.name,
+        count: ports,
+        ms: (performance.now() - startedMs).toFixed(1),
+        open: inFlight,
+        secs: LEAVE_GRACE_MS / 1000,
+      },
+    );
+    this.events.add({
+      level: "info",
+      code: "CLIENT_DISCONNECTED",
+      message: `Client ${client.name} left`,
+      client: client.name,
+      data: {
+        client_id: client.clientId,
+        remote_addr: client.remoteAddr,
+        reason: "left (GoAway)",
+        ports: boundPorts,
+      },
+    });
+    await client.drained(LEAVE_GRACE_MS, this.#options.signal);
+    await this.#forget(
+      client,
+      inFlight > 0 && client.openConnections > 0 ? "left (grace period over)" : "left",
+    );
+  }
+
+  #onProxyHealth(client: ConnectedClient, params: ProxyHealthParams): void {
+    const proxy = client.proxies.get(params.proxy_name);
+    if (!proxy || proxy.boundPort === null) return;
+    proxy.refuseConnections = !params.healthy;
+    const changed = proxy.stats.setStatus(params.healthy ? "healthy" : "unhealthy", params.error ?? null);
+    if (!changed) return;
+    logger.info("Proxy {proxy} of {client}: local service reported {state} by the client", {
+      proxy: params.proxy_name,
+      client: client.name,
+      state: params.healthy ? "up" : "down",
+    });
+    client.notifyStatus(proxy);
+  }
+
+  /** The server's state for the stats endpoint. */
+  snapshot(): ServerSnapshot {
+    const clients: ClientSnapshot[] = [...this.clients.values()].map((client) => ({
+      name: client.name,
+      client_id: client.clientId,
+      session_id: client.sessionId,
+      remote_addr: client.remoteAddr,
+      connected_since_ms: client.connectedAtMs,
+      rtt_ms: client.session.rttMs > 0 ? client.session.rttMs : null,
+      streams: client.session.numStreams,
+      proxies: [...client.proxies.values()].map((proxy) => proxy.snapshot()),
+    }));
+    return {
+      role: "server",
+      version: VERSION,
+      started_at_ms: this.startedAtMs,
+      listen_addr: this.#listener ? formatAddr(this.#listener.addr) : "",
+      clients,
+      sessions_total: this.sessionsTotal,
+      auth_failures_total: this.authFailuresTotal,
+      pending_connections: this.pendingConnections.pending,
+      connections_refused: { ...this.pendingConnections.refused },
+      stream_open_latency: this.streamOpenLatency.snapshot(),
+      recent_events: this.events.recent(),
+    };
+  }
+
+  #reservedPortReason(addr: string, port: number): string | null {
+    if (
+      bindingsOverlap(addr, port, this.#config.bindAddr, this.#listener?.addr.port ?? this.#config.bindPort)
+    ) {
+      return `Port ${port} is this server's own tunnel port (bind_port); pick another publish_port`;
+    }
+    if (
+      this.#config.statsPort !== undefined &&
+      bindingsOverlap(addr, port, this.#config.statsAddr, this.#config.statsPort)
+    ) {
+      return `Port ${port} is this server's stats port (stats_port); pick another publish_port`;
+    }
+    return null;
+  }
+
+  /**
+   * Finds another client publishing an overlapping binding (bound or being retried). With `verify`, a
+   * holder that does not answer a liveness ping quickly is presumed dead and disconnected, freeing the
+   * port; one that answers keeps it and its name is returned.
+   */
+  async #contestedHolder(
+    client: ConnectedClient,
+    addr: string,
+    port: number,
+    verify: boolean,
+  ): Promise<string | null> {
+    for (const other of [...this.clients.values()]) {
+      if (other === client || other.closing) continue;
+      const clash = [...other.proxies.values()].some((proxy) =>
+        !proxy.stopped && bindingsOverlap(proxy.spec.publish_addr, proxy.port, addr, port)
+      );
+      if (!clash) continue;
+      if (!verify) return other.name;
+      const alive = await withTimeout(other.session.ping(), CONTESTED_PORT_PING_TIMEOUT_MS, "a ping answer")
+        .then(
+          () => true,
+          () => false,
+        );
+      if (alive) return other.name;
+      logger.warn(
+        "Client {other} holds port {port} but did not answer a ping within {ms} ms; disconnecting it",
+        {
+          other: other.name,
+          port,
+          ms: CONTESTED_PORT_PING_TIMEOUT_MS,
+        },
+      );
+      await this.#forget(other, "did not answer a liveness ping while another client wanted its port");
+    }
+    return null;
+  }
+
+  /** Removes a client from the registry, records the event and tears its session down. */
+  async #forget(client: ConnectedClient, reason: string): Promise<void> {
+    if (this.clients.get(client.clientId) === client) this.clients.delete(client.clientId);
+    if (!client.closing) {
+      this.events.add({
+        level: "warning",
+        code: "CLIENT_DISCONNECTED",
+        message: `Client ${client.name} disconnected: ${reason}`,
+        client: client.name,
+        data: {
+          client_id: client.clientId,
+          remote_addr: client.remoteAddr,
+          reason,
+          ports: [...client.proxies.values()].flatMap((proxy) => proxy.boundPort ?? []),
+        },
+      });
+    }
+    this.#sticky.release(client.clientId, client.proxies.keys());
+    await client.close(reason);
+  }
+}
+
+/**
+ * A disconnect reason fit for a log line and the dashboard: its first line, without the
+ * documentation links some TLS errors carry (e.g. rustls' "UnexpectedEof … https://docs.rs/…").
+ */
+export function conciseReason(reason: string): string {
+  const firstLine = reason.split("\n", 1)[0] ?? reason;
+  return firstLine.replace(/\s*\(?(see )?https?:\/\/\S+\)?/g, "").replace(/[:;,]\s*$/, "").trim() ||
+    "connection closed";
+}
