@@ -68,6 +68,9 @@ function clientSummary(config: ClientConfig): string[] {
     ? `certificate verified against ${config.caCertPath} for ${config.serverName}`
     : `certificate verified against the system's CAs for ${config.serverName}`;
   const lines = [`server: ${config.serverAddr}:${config.serverPort} (${verification})`];
+  if (config.serverFingerprint !== undefined) {
+    lines.push(`server certificate pinned to SHA-256 ${config.serverFingerprint}`);
+  }
   lines.push(`proxies (${config.proxies.length}):`);
   for (const proxy of config.proxies) {
     const published = proxy.publishPort !== 0

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { captureOutput } from "./_command_output.ts";
+import { colonHex } from "../pki/fingerprint.ts";
 import { checkCommand, type CheckReport } from "./check.ts";
 
 const ROOT = new URL("../../", import.meta.url);
@@ -81,6 +82,27 @@ Deno.test("check reports certificate files that do not exist or hold no PEM", as
     assert.equal(await checkCommand({ configPath: `${dir}/server.toml`, format: "text" }, io), 1);
     assert.match(io.stderr, /server\.cert_path: .*missing\.pem does not exist/);
     assert.match(io.stderr, /server\.key_path: .*key\.pem holds no PEM block/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("check accepts server_fingerprint as the cert command prints it and shows the pin", async () => {
+  const fingerprint = colonHex(crypto.getRandomValues(new Uint8Array(32)));
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/client.toml`;
+    const config = await Deno.readTextFile(path("examples/client.toml"));
+    await Deno.writeTextFile(
+      file,
+      config.replace(
+        "[client]\n",
+        `[client]\nserver_fingerprint = "sha256:${fingerprint.replaceAll(":", "")}"\n`,
+      ),
+    );
+    const io = captureOutput();
+    assert.equal(await checkCommand({ configPath: file, format: "text" }, io), 0, io.stderr);
+    assert.ok(io.stdout.includes(`server certificate pinned to SHA-256 ${fingerprint}`), io.stdout);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -119,6 +119,10 @@ server_port = 8443                        # default 8443
 # ca_cert_path = "ca.pem"
 skip_verify = false                       # default false
 
+# Or pin the server's certificate by its SHA-256 fingerprint, as \`tls-tunnel cert\` and the server print
+# it ("AB:CD:…", 32 hex pairs) or as "SHA256:" followed by 64 hex digits.
+# server_fingerprint = "SHA256:…"
+
 # The key the server expects: its shared auth_key or this client's [[server.clients]] key.
 # Env: TLS_TUNNEL_AUTH_KEY.
 auth_key = "${authKey}"

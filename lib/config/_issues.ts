@@ -96,6 +96,7 @@ const EXAMPLES: Readonly<Record<string, string>> = {
   server_name: `server_name = "tunnel.example.com"`,
   ca_cert_path: `ca_cert_path = "ca.pem"`,
   skip_verify: "skip_verify = false",
+  server_fingerprint: `server_fingerprint = "SHA256:…"`,
   client_id: `client_id = "office-laptop"`,
   name: `name = "web"`,
   proxy_type: `proxy_type = "tcp"`,

@@ -162,6 +162,7 @@ function toClientConfig(file: ClientFile): ClientConfig {
     serverName: c.server_name ?? c.server_addr,
     ...(c.ca_cert_path !== undefined ? { caCertPath: c.ca_cert_path } : {}),
     skipVerify: c.skip_verify,
+    ...(c.server_fingerprint !== undefined ? { serverFingerprint: c.server_fingerprint } : {}),
     authKey: c.auth_key,
     ...(c.client_id !== undefined ? { clientId: c.client_id } : {}),
     reconnect: {

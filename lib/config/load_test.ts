@@ -423,3 +423,30 @@ Deno.test("random documents built from known keys never crash the loader", () =>
     { numRuns: 300 },
   );
 });
+
+Deno.test("server_fingerprint accepts the cert command's form and SHA256:hex, normalised to upper-case pairs", () => {
+  const bytes = Uint8Array.from({ length: 32 }, (_, i) => i * 7 + 3);
+  // The form lib/pki/fingerprint.ts's colonHex prints (config/ may not import pki/).
+  const canonical = [...bytes].map((byte) => byte.toString(16).padStart(2, "0").toUpperCase()).join(":");
+  const hex = canonical.replaceAll(":", "");
+  const withPin = (pin: string) =>
+    parseClient(CLIENT.replace("[[proxies]]", `server_fingerprint = "${pin}"\n[[proxies]]`))
+      .serverFingerprint;
+  assert.equal(withPin(canonical), canonical);
+  assert.equal(withPin(canonical.toLowerCase()), canonical);
+  assert.equal(withPin(`SHA256:${hex}`), canonical);
+  assert.equal(withPin(`sha256:${hex.toLowerCase()}`), canonical);
+  assert.equal(parseClient(CLIENT).serverFingerprint, undefined);
+  assert.ok(!("serverFingerprint" in parseClient(CLIENT)));
+  for (const bad of [`SHA256:${hex.slice(2)}`, `${canonical}:00`, `SHA1:${hex}`, hex, `${canonical} `, ""]) {
+    const issues = issuesOf(CLIENT.replace("[[proxies]]", `server_fingerprint = "${bad}"\n[[proxies]]`));
+    assert.deepEqual(issues.length, 1, issues.join("\n"));
+    assert.ok(
+      issues[0]?.startsWith(
+        `client.server_fingerprint: ${JSON.stringify(bad)} is not a SHA-256 fingerprint (`,
+      ),
+      issues[0],
+    );
+    assert.match(issues[0] ?? "", /tls-tunnel cert/);
+  }
+});

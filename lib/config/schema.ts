@@ -119,6 +119,26 @@ export function parseHostPort(text: string): { host: string; port: number } | { 
   return { host, port };
 }
 
+/**
+ * The SHA-256 fingerprint of a certificate in the form `tls-tunnel cert` prints it (32 colon-separated hex
+ * pairs, `AB:CD:…`) or as `SHA256:` followed by 64 hex digits, either in any letter case. Normalised to the
+ * upper-case colon-separated form of `colonHex` in lib/pki/fingerprint.ts, so the roles compare one form.
+ */
+const sha256Fingerprint = z.string().transform((text, ctx) => {
+  const hex = /^sha256:([0-9a-f]{64})$/i.exec(text)?.[1] ??
+    (/^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/i.test(text) ? text.replaceAll(":", "") : undefined);
+  if (hex !== undefined) return hex.toUpperCase().replace(/(..)(?!$)/g, "$1:");
+  ctx.addIssue({
+    code: "custom",
+    message: "is not a SHA-256 fingerprint",
+    params: {
+      hint: `write the server certificate's fingerprint as \`tls-tunnel cert\` prints it, 32 hex pairs ` +
+        `joined by colons ("AB:CD:…:EF"), or as "SHA256:" followed by 64 hex digits`,
+    },
+  });
+  return z.NEVER;
+});
+
 /** `"127.0.0.1:3000"` → `{ host, port }`. */
 const backendAddress = z.string().transform((text, ctx) => {
   const parsed = parseHostPort(text);
@@ -251,6 +271,7 @@ export const clientTableSchema = z.strictObject({
   server_name: host.optional(),
   ca_cert_path: filePath.optional(),
   skip_verify: z.boolean().default(DEFAULTS.client.skip_verify),
+  server_fingerprint: sha256Fingerprint.optional(),
   auth_key: secret,
   client_id: name.optional(),
   local_connect_retries: z.int().min(1).max(100).default(DEFAULTS.client.local_connect_retries),

@@ -161,6 +161,12 @@ export interface ClientConfig {
   caCertPath?: string;
   /** Skip certificate verification (loudly warned about). */
   skipVerify: boolean;
+  /**
+   * SHA-256 fingerprint the server's leaf certificate must have (`server_fingerprint`), always in the
+   * upper-case colon-separated form `AB:CD:…` (32 pairs) that lib/pki/fingerprint.ts produces, whichever
+   * accepted form the file used (that one, or `SHA256:` + 64 hex digits). Absent → no pin.
+   */
+  serverFingerprint?: string;
   /** Key sent in `authenticate`. */
   authKey: string;
   /** Stable id of this client across reconnects (default: derived from the host and config). */
