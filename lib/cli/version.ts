@@ -4,7 +4,8 @@
  * @module
  */
 
-import { PROTOCOL_VERSION, VERSION } from "../version.ts";
+import { PROTOCOL_VERSION } from "../protocol/version.ts";
+import { VERSION } from "../version.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
 
 /** The line `version` prints: `tls-tunnel 0.1.0 (protocol 1, deno 2.9.6)`. */

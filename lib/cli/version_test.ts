@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { PROTOCOL_VERSION, VERSION } from "../version.ts";
+import { PROTOCOL_VERSION } from "../protocol/version.ts";
+import { VERSION } from "../version.ts";
 import { captureOutput } from "./_command_output.ts";
 import { versionCommand } from "./version.ts";
 

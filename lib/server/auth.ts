@@ -10,7 +10,7 @@ import type { PortRange, ServerConfig } from "../config/types.ts";
 import { AuthenticateParams, ControlErrorCode, describeParamsError } from "../protocol/control.ts";
 import { INTERNAL_ERROR, INVALID_PARAMS, RpcError } from "../rpc/messages.ts";
 import type { EventLog } from "../stats/event_log.ts";
-import { PROTOCOL_VERSION } from "../version.ts";
+import { PROTOCOL_VERSION } from "../protocol/version.ts";
 
 const logger = getLogger(["tls-tunnel", "server"]);
 

@@ -23,7 +23,8 @@ import {
   type TunnelTlsListener,
 } from "../transport/tls_server.ts";
 import { closeQuietly } from "../transport/pipe.ts";
-import { PROTOCOL_VERSION, VERSION } from "../version.ts";
+import { PROTOCOL_VERSION } from "../protocol/version.ts";
+import { VERSION } from "../version.ts";
 import { withTimeout } from "../_async.ts";
 import { EventLog } from "../stats/event_log.ts";
 import { Histogram } from "../stats/histogram.ts";
