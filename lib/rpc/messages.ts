@@ -9,26 +9,46 @@
  * @module
  */
 
+/**
+ * The error codes JSON-RPC 2.0 defines, plus the RPC layer's own overload code: every use of one goes
+ * through this object (or the named constant derived from it below). tls-tunnel's application codes are
+ * `ControlErrorCode` in lib/protocol/control.ts.
+ */
+export const JsonRpcErrorCode = {
+  /** Invalid JSON was received (the frame was not UTF-8 JSON). */
+  parseError: -32700,
+  /** The JSON value is not a valid request object. */
+  invalidRequest: -32600,
+  /** The method does not exist or has no handler on this peer. */
+  methodNotFound: -32601,
+  /** The method exists but its params are invalid. */
+  invalidParams: -32602,
+  /** The handler failed in a way the caller cannot fix. */
+  internalError: -32603,
+  /** The peer already runs its maximum of concurrent request handlers; retry later. */
+  serverOverloaded: -32000,
+} as const;
+
 /** Invalid JSON was received (the frame was not UTF-8 JSON). */
-export const PARSE_ERROR = -32700;
+export const PARSE_ERROR = JsonRpcErrorCode.parseError;
 /** The JSON value is not a valid request object. */
-export const INVALID_REQUEST = -32600;
+export const INVALID_REQUEST = JsonRpcErrorCode.invalidRequest;
 /** The method does not exist or has no handler on this peer. */
-export const METHOD_NOT_FOUND = -32601;
+export const METHOD_NOT_FOUND = JsonRpcErrorCode.methodNotFound;
 /** The method exists but its params are invalid. */
-export const INVALID_PARAMS = -32602;
+export const INVALID_PARAMS = JsonRpcErrorCode.invalidParams;
 /** The handler failed in a way the caller cannot fix. */
-export const INTERNAL_ERROR = -32603;
+export const INTERNAL_ERROR = JsonRpcErrorCode.internalError;
 
 /** Lowest code of the JSON-RPC "implementation-defined server error" range. */
 export const SERVER_ERROR_MIN = -32099;
 /** Highest code of the JSON-RPC "implementation-defined server error" range. */
 export const SERVER_ERROR_MAX = -32000;
 /** The peer already runs its maximum of concurrent request handlers; retry later. */
-export const SERVER_OVERLOADED = -32000;
+export const SERVER_OVERLOADED = JsonRpcErrorCode.serverOverloaded;
 
 /**
- * Lowest code of tls-tunnel's application errors (authentication failed, ...; see `control.ts`).
+ * Lowest code of tls-tunnel's application errors (authentication failed, ...; see lib/protocol/control.ts).
  * They live in the server-error range, above the RPC layer's own {@linkcode SERVER_OVERLOADED}.
  */
 export const APPLICATION_ERROR_MIN = -32099;

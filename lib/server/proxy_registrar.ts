@@ -21,7 +21,7 @@ import {
   RegisterProxiesParams,
   type RegisterProxiesResult,
 } from "../protocol/control.ts";
-import { RpcError } from "../rpc/mod.ts";
+import { INVALID_PARAMS, RpcError } from "../rpc/mod.ts";
 import { escapeForTerminal, NAME_MAX_LENGTH } from "../text.ts";
 import { BindError, listenTcp } from "../net/tcp.ts";
 import type { EventLog } from "../stats/event_log.ts";
@@ -166,12 +166,12 @@ export class ProxyRegistrar {
    * in arrival order, so overlapping calls (pipelined, or sent while one waits on a liveness ping)
    * cannot both pass the checks for one name or binding.
    *
-   * @throws {RpcError} `-32602` for malformed params; `TOO_MANY_PENDING` when
+   * @throws {RpcError} `INVALID_PARAMS` for malformed params; `TOO_MANY_PENDING` when
    *   `MAX_PENDING_REGISTRATIONS` calls of this session are already running or waiting
    */
   async register(client: ConnectedClient, raw: unknown): Promise<RegisterProxiesResult> {
     const parsed = RegisterProxiesParams.safeParse(raw);
-    if (!parsed.success) throw new RpcError(-32602, "register_proxies expects { proxies: [...] }");
+    if (!parsed.success) throw new RpcError(INVALID_PARAMS, "register_proxies expects { proxies: [...] }");
     const requested = parsed.data.bind_retry;
     const policy = narrowPolicy(this.context.config.bindRetry, {
       ...(requested?.max_retries !== undefined ? { maxRetries: requested.max_retries } : {}),
