@@ -1,6 +1,7 @@
 /**
  * Text that crosses a trust boundary: the character set of names (proxies, clients), the characters
- * never accepted from a peer, and the escaping of whatever reaches a terminal or a log line anyway.
+ * never accepted from a peer, the escaping of whatever reaches a terminal or a log line anyway, the
+ * constant-time comparison of secrets a peer presents, and bytes written as hex.
  *
  * A peer's string can carry terminal escape sequences (`ESC ] 0 ;` sets the window title), line breaks
  * that forge log lines, bidi controls that make `evil` read as `live`, and lone surrogates that break
@@ -90,4 +91,36 @@ export function escapeForTerminal(text: string): string {
 export function quoteForMessage(text: string, maxChars = 80): string {
   const cut = text.length > maxChars ? `${text.slice(0, maxChars)}…` : text;
   return `"${escapeForTerminal(cut)}"`;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Whether a secret a peer presented (a key, a token, a cookie) equals the expected one, compared so that
+ * timing tells the sender nothing it does not already know.
+ *
+ * Guarantee: no early exit on content or on length. The loop walks the bytes of `presented` (the sender's
+ * own input, whose length it knows) and reads `expected` cyclically, so its running time depends on the
+ * length of `presented` only, never on where the two differ nor on the length of `expected`; a length
+ * mismatch is folded into the result instead of returned first. (Encoding `expected` to UTF-8 is the only
+ * step whose time follows its length: nanoseconds, beneath a network round trip's noise.)
+ *
+ * Synchronous on purpose: no hashing, so it fits a request handler that must answer without awaiting.
+ *
+ * @example
+ * ```ts
+ * import { secretsEqual } from "./text.ts";
+ * secretsEqual("s3cret", "s3cret"); // true
+ * secretsEqual("s3cre", "s3cret"); // false, in the time of a 5-byte walk
+ * ```
+ */
+export function secretsEqual(presented: string, expected: string): boolean {
+  const given = encoder.encode(presented);
+  const secret = encoder.encode(expected);
+  let difference = given.length ^ secret.length;
+  for (let i = 0; i < given.length; i++) {
+    // `i % 0` is NaN when `expected` is empty: the read gives undefined and the length already differs.
+    difference |= (given[i] ?? 0) ^ (secret[i % secret.length] ?? 0);
+  }
+  return difference === 0;
 }

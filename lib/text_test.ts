@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { escapeForTerminal, NAME_PATTERN, quoteForMessage, unsafeCharacter } from "./text.ts";
+import { escapeForTerminal, NAME_PATTERN, quoteForMessage, secretsEqual, unsafeCharacter } from "./text.ts";
 
 /** One of each kind of character a peer may not send, with its code point. */
 const HOSTILE: Array<[string, string]> = [
@@ -71,4 +71,28 @@ Deno.test("NAME_PATTERN takes 1-64 letters, digits, '.', '_', '-' starting with 
   for (const name of ["", "-web", ".x", "x".repeat(65), "we b", "wéb", "a\nb", "web\u202e", "a/b"]) {
     assert.ok(!NAME_PATTERN.test(name), JSON.stringify(name));
   }
+});
+
+// Moved from lib/server/auth_test.ts (the hashing compare there) and lib/stats/http_test.ts
+// (`timingSafeEqual`), whose two compares became this one.
+Deno.test("secretsEqual matches only identical secrets, whatever their lengths", () => {
+  assert.equal(secretsEqual("0123456789abcdef", "0123456789abcdef"), true);
+  assert.equal(secretsEqual("0123456789abcdeX", "0123456789abcdef"), false);
+  assert.equal(secretsEqual("short", "0123456789abcdef"), false);
+  assert.equal(secretsEqual("", ""), true);
+  assert.ok(secretsEqual("secret", "secret"));
+  assert.ok(!secretsEqual("secret", "secreT"));
+  assert.ok(!secretsEqual("secret", "secret2"));
+  assert.ok(!secretsEqual("", "x"));
+});
+
+Deno.test("secretsEqual refuses a guess that repeats the secret or is its prefix, and any non-ASCII mismatch", () => {
+  // The secret is read cyclically over the guess's length: a repetition must not pass.
+  assert.ok(!secretsEqual("abcabc", "abc"));
+  assert.ok(!secretsEqual("abc", "abcabc"));
+  assert.ok(!secretsEqual("x", ""));
+  assert.ok(secretsEqual("clé-ü", "clé-ü"));
+  assert.ok(!secretsEqual("clé-ü", "cle-u"));
+  fc.assert(fc.property(fc.string(), fc.string(), (a, b) => secretsEqual(a, b) === (a === b)));
+  fc.assert(fc.property(fc.string(), (a) => secretsEqual(a, a)));
 });

@@ -52,11 +52,44 @@ export function isHost(value: string): boolean {
   return isIpAddress(value) || isHostname(value);
 }
 
-/** True for an address only this machine can reach: 127.0.0.0/8, ::1 or `localhost`. */
+/**
+ * The eight 16-bit groups of an IPv6 address (`::ffff:127.0.0.1` → `[0, 0, 0, 0, 0, 0xffff, 0x7f00, 1]`),
+ * or null when `value` is not one ({@linkcode isIpv6}).
+ */
+function ipv6Groups(value: string): number[] | null {
+  if (!isIpv6(value)) return null;
+  let text = value;
+  const lastColon = text.lastIndexOf(":");
+  const tail = text.slice(lastColon + 1);
+  if (tail.includes(".")) {
+    // The dotted-quad tail (already checked by isIpv6) becomes the last two groups.
+    const [a = 0, b = 0, c = 0, d = 0] = tail.split(".").map(Number);
+    text = `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const parse = (part: string): number[] => part === "" ? [] : part.split(":").map((g) => parseInt(g, 16));
+  const halves = text.split("::");
+  const head = parse(halves[0] ?? "");
+  if (halves.length === 1) return head;
+  const rest = parse(halves[1] ?? "");
+  return [...head, ...new Array<number>(8 - head.length - rest.length).fill(0), ...rest];
+}
+
+/**
+ * True for an address only this machine can reach: `localhost` (any case), an IPv4 address in
+ * 127.0.0.0/8, the IPv6 loopback `::1` in any spelling (`0:0:0:0:0:0:0:1`, `0::1`), and an IPv4-mapped
+ * loopback (`::ffff:127.0.0.1`, which an IPv6 socket sees for an IPv4 loopback peer). An IPv6 address may
+ * come in brackets (`[::1]`, as in a URL). Anything else, including a wildcard (`0.0.0.0`, `::`) and a
+ * malformed address (`127.1`, `127.0.0.256`), is not loopback: a caller that skips a check for loopback
+ * must never skip it by mistake.
+ */
 export function isLoopback(value: string): boolean {
-  const lower = value.toLowerCase();
-  return lower === "localhost" || lower === "::1" || (isIpv4(value) && value.startsWith("127.")) ||
-    lower === "0:0:0:0:0:0:0:1";
+  if (value.toLowerCase() === "localhost") return true;
+  if (isIpv4(value)) return value.startsWith("127.");
+  const bare = value.startsWith("[") && value.endsWith("]") ? value.slice(1, -1) : value;
+  const groups = ipv6Groups(bare);
+  if (groups === null || groups.slice(0, 5).some((group) => group !== 0)) return false;
+  const [sixth, seventh = 0, eighth] = groups.slice(5);
+  return (sixth === 0 && seventh === 0 && eighth === 1) || (sixth === 0xffff && seventh >> 8 === 127);
 }
 
 /** True for an address that binds every interface (`0.0.0.0`, `::`). */

@@ -36,3 +36,55 @@ Deno.test("loopback and wildcard addresses are told apart from others", () => {
   assert.ok(addressesOverlap("127.0.0.1", "127.0.0.1"));
   assert.ok(!addressesOverlap("127.0.0.1", "127.0.0.2"));
 });
+
+// Moved from lib/stats/http_test.ts, whose isLoopbackAddress became isLoopback.
+Deno.test("the stats endpoint's loopback addresses are loopback", () => {
+  for (const address of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost"]) {
+    assert.ok(isLoopback(address), address);
+  }
+  for (const address of ["0.0.0.0", "::", "10.0.0.1", "example.com"]) assert.ok(!isLoopback(address));
+});
+
+/**
+ * Every spelling the two former loopback tests (lib/net's isLoopback, lib/stats' isLoopbackAddress)
+ * disagreed on, and the wildcards and near misses around them.
+ */
+const LOOPBACK_TABLE: ReadonlyArray<readonly [string, boolean]> = [
+  ["127.0.0.1", true],
+  ["127.0.0.0", true],
+  ["127.255.255.255", true],
+  ["127.8.9.10", true],
+  ["127.999.1.1", false],
+  ["127.0.0.01", false],
+  ["127.1", false],
+  ["128.0.0.1", false],
+  ["::1", true],
+  ["0:0:0:0:0:0:0:1", true],
+  ["0::1", true],
+  ["::0:1", true],
+  ["[::1]", true],
+  ["[0:0:0:0:0:0:0:1]", true],
+  ["::ffff:127.0.0.1", true],
+  ["::FFFF:127.8.9.10", true],
+  ["::ffff:7f00:1", true],
+  ["::ffff:128.0.0.1", false],
+  ["::127.0.0.1", false],
+  ["::2", false],
+  ["1::1", false],
+  ["::1%lo", false],
+  ["[127.0.0.1]", false],
+  ["[::1", false],
+  ["localhost", true],
+  ["LocalHost", true],
+  ["localhost.", false],
+  ["app.localhost", false],
+  ["0.0.0.0", false],
+  ["::", false],
+  ["[::]", false],
+  ["", false],
+  [" 127.0.0.1", false],
+];
+
+Deno.test("isLoopback: 127.0.0.0/8, ::1 in any spelling, IPv4-mapped loopback, bracketed IPv6 and localhost", () => {
+  for (const [address, expected] of LOOPBACK_TABLE) assert.equal(isLoopback(address), expected, address);
+});

@@ -1,6 +1,7 @@
 /**
- * Server-side authentication: constant-time key comparison, mapping a key to the client it belongs to,
- * and a per-address throttle that charges every attempt before its key is checked.
+ * Server-side authentication: mapping a key to the client it belongs to (every configured key compared
+ * in constant time, see `secretsEqual` in lib/text.ts), and a per-address throttle that charges every
+ * attempt before its key is checked.
  *
  * @module
  */
@@ -10,6 +11,7 @@ import type { PortRange, ServerConfig } from "../config/types.ts";
 import { AuthenticateParams, ControlErrorCode, describeParamsError } from "../protocol/control.ts";
 import { INTERNAL_ERROR, INVALID_PARAMS, RpcError } from "../rpc/messages.ts";
 import type { EventLog } from "../stats/event_log.ts";
+import { secretsEqual } from "../text.ts";
 import { PROTOCOL_VERSION } from "../protocol/version.ts";
 
 const logger = getLogger(["tls-tunnel", "server"]);
@@ -27,32 +29,15 @@ export interface ClientGrant {
   maxProxies: number;
 }
 
-const encoder = new TextEncoder();
-
-async function sha256(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
-}
-
-/**
- * Compares two secrets in time that does not depend on where they differ: both are hashed first, so
- * lengths leak nothing either.
- */
-export async function secretsEqual(presented: string, expected: string): Promise<boolean> {
-  const [a, b] = await Promise.all([sha256(presented), sha256(expected)]);
-  let difference = 0;
-  for (let i = 0; i < a.length; i++) difference |= (a[i] ?? 0) ^ (b[i] ?? 0);
-  return difference === 0;
-}
-
 /** Finds the grant for a presented key, checking every configured key so timing reveals nothing. */
-export async function findGrant(config: ServerConfig, presentedKey: string): Promise<ClientGrant | null> {
+export function findGrant(config: ServerConfig, presentedKey: string): ClientGrant | null {
   let grant: ClientGrant | null = null;
   for (const entry of config.clients) {
-    if (await secretsEqual(presentedKey, entry.authKey)) {
+    if (secretsEqual(presentedKey, entry.authKey)) {
       grant ??= { entryName: entry.name, allowPorts: entry.allowPorts, maxProxies: entry.maxProxies };
     }
   }
-  if (config.authKey !== undefined && await secretsEqual(presentedKey, config.authKey)) {
+  if (config.authKey !== undefined && secretsEqual(presentedKey, config.authKey)) {
     grant ??= { entryName: null, allowPorts: config.allowPorts, maxProxies: config.maxProxiesPerClient };
   }
   return grant;
@@ -269,7 +254,7 @@ export class Authenticator {
     let grant: ClientGrant | null = null;
     try {
       this.keyChecksTotal++;
-      grant = await findGrant(this.config, params.auth_key);
+      grant = findGrant(this.config, params.auth_key);
     } finally {
       if (grant) charge.refund();
       else charge.fail();

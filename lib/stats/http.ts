@@ -18,7 +18,9 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { isLoopback } from "../net/address.ts";
 import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
+import { secretsEqual } from "../text.ts";
 import type { EventLog } from "./event_log.ts";
 import type { EventSnapshot, StatsSnapshot } from "./snapshot.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./prometheus.ts";
@@ -84,13 +86,6 @@ export class InsecureStatsEndpointError extends Error {
   }
 }
 
-/** Whether `hostname` only accepts connections from this machine. */
-export function isLoopbackAddress(hostname: string): boolean {
-  const bare = hostname.replace(/^\[|\]$/g, "").toLowerCase();
-  return bare === "localhost" || bare === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(bare) ||
-    bare === "::ffff:127.0.0.1";
-}
-
 /**
  * Whether a request's `Host` is safe to answer without a token: `localhost` or an IP literal. A DNS
  * name means a browser was pointed at us under another site's name (DNS rebinding).
@@ -101,17 +96,6 @@ export function isTrustedHostHeader(host: string | null): boolean {
   const lower = name.toLowerCase();
   return lower === "localhost" || lower.endsWith(".localhost") || /^\d{1,3}(\.\d{1,3}){3}$/.test(lower) ||
     lower.includes(":");
-}
-
-/** Compares two secrets in time that depends only on their lengths. */
-export function timingSafeEqual(a: string, b: string): boolean {
-  const left = new TextEncoder().encode(a);
-  const right = new TextEncoder().encode(b);
-  let difference = left.length ^ right.length;
-  for (let i = 0; i < Math.max(left.length, right.length); i++) {
-    difference |= (left[i] ?? 0) ^ (right[i] ?? 0);
-  }
-  return difference === 0;
 }
 
 function randomHex(bytes: number): string {
@@ -164,7 +148,7 @@ const ASSETS: Record<string, { body: string; type: string }> = {
  */
 export function startStatsServer(options: StatsServerOptions): StatsServer {
   const token = options.token !== undefined && options.token !== "" ? options.token : undefined;
-  if (token === undefined && !isLoopbackAddress(options.hostname)) {
+  if (token === undefined && !isLoopback(options.hostname)) {
     throw new InsecureStatsEndpointError(options.hostname);
   }
   const pushIntervalMs = options.pushIntervalMs ?? 1000;
@@ -178,17 +162,17 @@ export function startStatsServer(options: StatsServerOptions): StatsServer {
     if (token === undefined) return true;
     const header = request.headers.get("authorization");
     const bearer = header?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim();
-    if (bearer !== undefined && timingSafeEqual(bearer, token)) return true;
+    if (bearer !== undefined && secretsEqual(bearer, token)) return true;
     const cookies = request.headers.get("cookie") ?? "";
     for (const part of cookies.split(";")) {
       const [name, ...rest] = part.trim().split("=");
-      if (name === SESSION_COOKIE && timingSafeEqual(rest.join("="), sessionSecret)) return true;
+      if (name === SESSION_COOKIE && secretsEqual(rest.join("="), sessionSecret)) return true;
     }
     return false;
   };
 
   const loginResponse = (suppliedToken: string): Response => {
-    if (token !== undefined && timingSafeEqual(suppliedToken, token)) {
+    if (token !== undefined && secretsEqual(suppliedToken, token)) {
       return new Response(null, {
         status: 303,
         headers: {
