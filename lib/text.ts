@@ -124,3 +124,31 @@ export function secretsEqual(presented: string, expected: string): boolean {
   }
   return difference === 0;
 }
+
+/**
+ * `bytes` as lower-case hex, two digits a byte, as ids and random tokens are written.
+ *
+ * @example
+ * ```ts
+ * import { hex } from "./text.ts";
+ * hex(new Uint8Array([0xca, 0xfe, 0x01])); // "cafe01"
+ * ```
+ */
+export function hex(bytes: ArrayBuffer | Uint8Array): string {
+  return Array.from(new Uint8Array(bytes), (byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * `bytes` as upper-case hex pairs joined by colons, as certificate fingerprints are printed and pinned.
+ *
+ * @example
+ * ```ts
+ * import { colonHex } from "./text.ts";
+ * colonHex(new Uint8Array([0xca, 0xfe, 0x01])); // "CA:FE:01"
+ * ```
+ */
+export function colonHex(bytes: ArrayBuffer | Uint8Array): string {
+  return Array.from(new Uint8Array(bytes), (byte) => byte.toString(16).padStart(2, "0").toUpperCase()).join(
+    ":",
+  );
+}

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { escapeForTerminal, NAME_PATTERN, quoteForMessage, secretsEqual, unsafeCharacter } from "./text.ts";
+import {
+  colonHex,
+  escapeForTerminal,
+  hex,
+  NAME_PATTERN,
+  quoteForMessage,
+  secretsEqual,
+  unsafeCharacter,
+} from "./text.ts";
 
 /** One of each kind of character a peer may not send, with its code point. */
 const HOSTILE: Array<[string, string]> = [
@@ -95,4 +103,18 @@ Deno.test("secretsEqual refuses a guess that repeats the secret or is its prefix
   assert.ok(!secretsEqual("clé-ü", "cle-u"));
   fc.assert(fc.property(fc.string(), fc.string(), (a, b) => secretsEqual(a, b) === (a === b)));
   fc.assert(fc.property(fc.string(), (a) => secretsEqual(a, a)));
+});
+
+Deno.test("hex writes two lower-case digits a byte; colonHex upper-case pairs joined by colons", () => {
+  assert.equal(hex(new Uint8Array([0x00, 0x0f, 0xca, 0xfe, 0xff])), "000fcafeff");
+  assert.equal(colonHex(new Uint8Array([0x00, 0x0f, 0xca, 0xfe, 0xff])), "00:0F:CA:FE:FF");
+  assert.equal(hex(new Uint8Array([1, 2]).buffer), "0102");
+  assert.equal(hex(new Uint8Array(0)), "");
+  assert.equal(colonHex(new Uint8Array(0)), "");
+  fc.assert(fc.property(fc.uint8Array(), (bytes) => {
+    const plain = hex(bytes);
+    assert.equal(plain.length, bytes.length * 2);
+    assert.equal(colonHex(bytes), (plain.match(/../g) ?? []).join(":").toUpperCase());
+    assert.deepEqual(Uint8Array.from(plain.match(/../g) ?? [], (pair) => parseInt(pair, 16)), bytes);
+  }));
 });

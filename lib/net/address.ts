@@ -92,6 +92,20 @@ export function isLoopback(value: string): boolean {
   return (sixth === 0 && seventh === 0 && eighth === 1) || (sixth === 0xffff && seventh >> 8 === 127);
 }
 
+/**
+ * `host:port` as URLs, logs and error messages write it: an IPv6 address in brackets (`[::1]:443`), so the
+ * port cannot be read as one more group of the address. A name or IPv4 address is written as is.
+ */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** A Deno address as {@linkcode formatHostPort} writes it; a Unix socket as its transport's name. */
+export function formatAddr(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp" && addr.transport !== "udp") return String(addr.transport);
+  return formatHostPort(addr.hostname, addr.port);
+}
+
 /** True for an address that binds every interface (`0.0.0.0`, `::`). */
 export function isWildcard(value: string): boolean {
   return value === "0.0.0.0" || value === "::" || value === "0:0:0:0:0:0:0:0";

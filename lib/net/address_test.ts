@@ -1,5 +1,15 @@
 import assert from "node:assert/strict";
-import { addressesOverlap, isHost, isHostname, isIpv4, isIpv6, isLoopback, isWildcard } from "./address.ts";
+import {
+  addressesOverlap,
+  formatAddr,
+  formatHostPort,
+  isHost,
+  isHostname,
+  isIpv4,
+  isIpv6,
+  isLoopback,
+  isWildcard,
+} from "./address.ts";
 
 Deno.test("IPv4 and IPv6 addresses are recognised, malformed ones are not", () => {
   for (const ip of ["0.0.0.0", "127.0.0.1", "255.255.255.255", "10.1.2.3"]) assert.ok(isIpv4(ip), ip);
@@ -74,6 +84,8 @@ const LOOPBACK_TABLE: ReadonlyArray<readonly [string, boolean]> = [
   ["::1%lo", false],
   ["[127.0.0.1]", false],
   ["[::1", false],
+  ["::1]", false],
+  ["[localhost]", false],
   ["localhost", true],
   ["LocalHost", true],
   ["localhost.", false],
@@ -87,4 +99,14 @@ const LOOPBACK_TABLE: ReadonlyArray<readonly [string, boolean]> = [
 
 Deno.test("isLoopback: 127.0.0.0/8, ::1 in any spelling, IPv4-mapped loopback, bracketed IPv6 and localhost", () => {
   for (const [address, expected] of LOOPBACK_TABLE) assert.equal(isLoopback(address), expected, address);
+});
+
+Deno.test("host:port puts an IPv6 address in brackets and leaves names and IPv4 as they are", () => {
+  assert.equal(formatHostPort("127.0.0.1", 8080), "127.0.0.1:8080");
+  assert.equal(formatHostPort("localhost", 0), "localhost:0");
+  assert.equal(formatHostPort("::1", 443), "[::1]:443");
+  assert.equal(formatHostPort("fe80::1", 22), "[fe80::1]:22");
+  assert.equal(formatAddr({ transport: "tcp", hostname: "::", port: 7000 }), "[::]:7000");
+  assert.equal(formatAddr({ transport: "udp", hostname: "10.0.0.1", port: 53 }), "10.0.0.1:53");
+  assert.equal(formatAddr({ transport: "unix", path: "/tmp/s" }), "unix");
 });

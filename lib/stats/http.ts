@@ -18,21 +18,17 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { isLoopback } from "../net/address.ts";
+import { formatHostPort, isLoopback } from "../net/address.ts";
 import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
-import { secretsEqual } from "../text.ts";
+import { hex, secretsEqual } from "../text.ts";
 import type { EventLog } from "./event_log.ts";
-import type { EventSnapshot, StatsSnapshot } from "./snapshot.ts";
+import type { EventSnapshot, ServedStats, StatsSnapshot } from "./snapshot.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderPrometheus } from "./prometheus.ts";
 import { DASHBOARD_CSS, DASHBOARD_HTML, DASHBOARD_JS, FAVICON_SVG, loginPage } from "./dashboard.ts";
 
 const logger = getLogger(["tls-tunnel", "stats"]);
 
-/** What `GET /api/stats` returns: the snapshot plus the endpoint's clock, for countdowns and ages. */
-export type ServedStats = StatsSnapshot & {
-  /** The endpoint's time when the snapshot was taken (ms since epoch). */
-  now_ms: number;
-};
+export type { ServedStats } from "./snapshot.ts";
 
 /** Name of the cookie that carries a dashboard login. */
 export const SESSION_COOKIE = "tls_tunnel_stats_session";
@@ -98,14 +94,9 @@ export function isTrustedHostHeader(host: string | null): boolean {
     lower.includes(":");
 }
 
-function randomHex(bytes: number): string {
-  return [...crypto.getRandomValues(new Uint8Array(bytes))].map((byte) => byte.toString(16).padStart(2, "0"))
-    .join("");
-}
-
 function browsableUrl(addr: Deno.NetAddr): string {
   const host = addr.hostname === "0.0.0.0" ? "127.0.0.1" : addr.hostname === "::" ? "::1" : addr.hostname;
-  return `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}/`;
+  return `http://${formatHostPort(host, addr.port)}/`;
 }
 
 const COMMON_HEADERS: Record<string, string> = {
@@ -153,7 +144,7 @@ export function startStatsServer(options: StatsServerOptions): StatsServer {
   }
   const pushIntervalMs = options.pushIntervalMs ?? 1000;
   /** Cookie value a login earns; random per process, so a restart logs browsers out. */
-  const sessionSecret = randomHex(32);
+  const sessionSecret = hex(crypto.getRandomValues(new Uint8Array(32)));
   /** Closers of the open `/api/events` streams. */
   const eventStreams = new Set<() => void>();
   const served = (): ServedStats => ({ ...options.snapshot(), now_ms: Date.now() });
