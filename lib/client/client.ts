@@ -28,6 +28,8 @@ import { type DialedConn, dialTunnelTls } from "../transport/tls_client.ts";
 import { sleep, withTimeout } from "../_async.ts";
 import { closeQuietly, pipeBoth } from "../transport/pipe.ts";
 import type { DuplexConn } from "../net/conn.ts";
+import { formatHostPort } from "../net/address.ts";
+import { hex } from "../text.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
 import { EventLog } from "../stats/event_log.ts";
 import type { BackendSnapshot, ClientRoleSnapshot } from "../stats/snapshot.ts";
@@ -119,11 +121,10 @@ export async function defaultClientId(config: ClientConfig): Promise<string> {
     ...config.proxies.map((proxy) => `${proxy.name}:${proxy.publishAddr}:${proxy.publishPort}`),
   ].join("|");
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(basis)));
-  const hex = [...digest.subarray(0, 6)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
   // A client_id is a name (1-64 of [A-Za-z0-9._-]); a host name may be longer or spelt otherwise.
   const safeHost = host.replace(/[^A-Za-z0-9._-]+/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 51) ||
     "client";
-  return `${safeHost}-${hex}`;
+  return `${safeHost}-${hex(digest.subarray(0, 6))}`;
 }
 
 /** This machine's name, or "client" when `--allow-sys=hostname` was not granted. */
@@ -235,7 +236,7 @@ export class TunnelClient {
           if (signal?.aborted) break;
           logger.warn("Attempt {attempt} to reach {server} failed: {error}", {
             attempt,
-            server: `${this.#config.serverAddr}:${this.#config.serverPort}`,
+            server: formatHostPort(this.#config.serverAddr, this.#config.serverPort),
             error: error instanceof Error ? error.message : String(error),
           });
         }
@@ -274,7 +275,7 @@ export class TunnelClient {
   /** One session: dial, authenticate, register, serve streams. Resolves true if it got registered. */
   async #runSession(clientId: string, attempt: number): Promise<boolean> {
     const signal = this.#options.signal;
-    const server = `${this.#config.serverAddr}:${this.#config.serverPort}`;
+    const server = formatHostPort(this.#config.serverAddr, this.#config.serverPort);
     logger.info("Connecting to {server} (attempt {attempt})", { server, attempt });
     const conn: DialedConn = await dialTunnelTls({
       hostname: this.#config.serverAddr,
@@ -417,8 +418,8 @@ export class TunnelClient {
         proxy.stats.setStatus("healthy");
         logger.info("Proxy {proxy}: {publish} → {local}", {
           proxy: registration.name,
-          publish: `${registration.publish_addr}:${registration.publish_port}`,
-          local: `${proxy.config.localAddr}:${proxy.config.localPort}`,
+          publish: formatHostPort(registration.publish_addr, registration.publish_port),
+          local: formatHostPort(proxy.config.localAddr, proxy.config.localPort),
         });
       } else if (registration.status === "retrying") {
         proxy.stats.setStatus("unhealthy", registration.reason);
@@ -464,7 +465,7 @@ export class TunnelClient {
     logger.info("Proxy {proxy} is {status} on {publish}{retry}{error}", {
       proxy: proxy.config.name,
       status: next,
-      publish: `${addr}:${port}`,
+      publish: formatHostPort(addr, port),
       retry,
       error: error ? `: ${error}` : "",
     });

@@ -34,7 +34,7 @@ import { PendingConnections, unmapIpv4 } from "./admission.ts";
 import { ConnectedClient } from "./connected_client.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
-import { formatAddr } from "./published_proxy.ts";
+import { formatAddr } from "../net/address.ts";
 import { onProxyConnectResult } from "./connect_failures.ts";
 import { WebhookNotifier } from "./webhook.ts";
 import { LEAVE_GRACE_MS } from "../protocol/leaving.ts";

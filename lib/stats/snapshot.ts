@@ -152,3 +152,9 @@ export interface ClientRoleSnapshot {
 
 /** What a stats endpoint serves. */
 export type StatsSnapshot = ServerSnapshot | ClientRoleSnapshot;
+
+/** What `GET /api/stats` returns: the snapshot plus the endpoint's clock, for countdowns and ages. */
+export type ServedStats = StatsSnapshot & {
+  /** The endpoint's time when the snapshot was taken (ms since epoch). */
+  now_ms: number;
+};
