@@ -6,6 +6,7 @@
  */
 
 import type { DuplexConn } from "../lib/net/conn.ts";
+import { hex } from "../lib/text.ts";
 
 /** Joins `parts` into one array. */
 export function concatBytes(parts: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
@@ -49,5 +50,5 @@ export function patternBytes(length: number, seed: number): Uint8Array<ArrayBuff
 /** Hex SHA-256 of `bytes`. */
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
-  return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return hex(digest);
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { captureOutput } from "./_command_output.ts";
-import { colonHex } from "../pki/fingerprint.ts";
+import { colonHex } from "../text.ts";
 import { checkCommand, type CheckReport } from "./check.ts";
 
 const ROOT = new URL("../../", import.meta.url);

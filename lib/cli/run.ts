@@ -10,6 +10,7 @@ import { copiedChunks } from "../transport/pipe.ts";
 import type { ServerConfig } from "../config/types.ts";
 import { ConfigError, loadClientConfig, loadServerConfig } from "../config/mod.ts";
 import { fingerprintSha256 } from "../pki/fingerprint.ts";
+import { formatHostPort } from "../net/address.ts";
 import { BindError } from "../net/tcp.ts";
 import { tcpResetUnavailableReason } from "../net/tcp_reset.ts";
 import { escapeForTerminal } from "../text.ts";
@@ -225,7 +226,7 @@ function printProxyTable(proxies: ClientProxyState[]): void {
     return [
       config.name,
       stats.status,
-      `${config.publishAddr}:${port} → ${config.localAddr}:${config.localPort}`,
+      `${formatHostPort(config.publishAddr, port)} → ${formatHostPort(config.localAddr, config.localPort)}`,
     ];
   });
   const widths = [0, 1].map((column) => Math.max(...rows.map((row) => (row[column] ?? "").length)));

@@ -8,6 +8,7 @@
 import type { HealthCheckConfig } from "../config/types.ts";
 import { sleep, withTimeout } from "../_async.ts";
 import { closeQuietly } from "../transport/pipe.ts";
+import { formatHostPort } from "../net/address.ts";
 
 /** The result of one check. */
 export interface HealthResult {
@@ -21,7 +22,11 @@ export interface HealthResult {
 export async function checkTcp(hostname: string, port: number, timeoutMs: number): Promise<HealthResult> {
   const connecting = Deno.connect({ hostname, port });
   try {
-    const conn = await withTimeout(connecting, timeoutMs, `a connection to ${hostname}:${port}`);
+    const conn = await withTimeout(
+      connecting,
+      timeoutMs,
+      `a connection to ${formatHostPort(hostname, port)}`,
+    );
     closeQuietly(conn);
     return { healthy: true, error: null };
   } catch (error) {
@@ -29,7 +34,7 @@ export async function checkTcp(hostname: string, port: number, timeoutMs: number
     connecting.then(closeQuietly, () => {});
     return {
       healthy: false,
-      error: `local service ${hostname}:${port} is not accepting connections: ${
+      error: `local service ${formatHostPort(hostname, port)} is not accepting connections: ${
         error instanceof Error ? error.message : String(error)
       }`,
     };

@@ -10,6 +10,7 @@
  * @module
  */
 
+import { formatHostPort } from "../net/address.ts";
 import type { LbPolicy } from "../config/types.ts";
 import { sleep } from "../_async.ts";
 
@@ -89,9 +90,9 @@ export class NoBackendAvailableError extends Error {
   }
 }
 
-/** `host:port`, IPv6 in brackets. */
+/** `host:port`, IPv6 in brackets ({@linkcode formatHostPort}). */
 export function formatBackend(backend: Backend): string {
-  return backend.host.includes(":") ? `[${backend.host}]:${backend.port}` : `${backend.host}:${backend.port}`;
+  return formatHostPort(backend.host, backend.port);
 }
 
 /** The IP of a `host:port` peer address (`[::1]:5000` → `::1`); the text itself when it has no port. */

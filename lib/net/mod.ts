@@ -1,6 +1,6 @@
 /**
  * Networking below the tunnel: the {@linkcode DuplexConn} byte-stream contract every layer above speaks,
- * an in-memory pair of them for tests, addresses (IP literals, loopback, wildcards), TCP bind and connect
+ * an in-memory pair of them for tests, addresses (IP literals, loopback, wildcards, `host:port`), TCP bind
  * with classified errors, accept loops that back off on EMFILE, and TCP resets. Knows nothing of TLS,
  * yamux or the tunnel.
  *

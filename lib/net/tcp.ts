@@ -1,11 +1,10 @@
 /**
- * Plain TCP: binding published ports with classified errors, and dialing local services.
+ * Plain TCP: binding listeners (published ports, the stats endpoint) with classified errors, IP literals only.
  *
  * @module
  */
 
-import { sleep } from "../_async.ts";
-import { isIpAddress } from "./address.ts";
+import { formatHostPort, isIpAddress } from "./address.ts";
 import { quoteForMessage } from "../text.ts";
 
 /**
@@ -48,7 +47,7 @@ export function classifyBindError(
   port: number,
   key = "publish_port",
 ): BindError {
-  const where = `${hostname}:${port}`;
+  const where = formatHostPort(hostname, port);
   const detail = error instanceof Error ? error.message : String(error);
   // `node:net` errors carry an errno code instead of a Deno error class.
   const code = (error as { code?: unknown } | null)?.code;
@@ -117,54 +116,4 @@ export function listenTcp(hostname: string, port: number, key?: string): Deno.Tc
   } catch (error) {
     throw classifyBindError(error, hostname, port, key);
   }
-}
-
-/** The local service could not be reached after every attempt. */
-export class LocalConnectError extends Error {
-  override name = "LocalConnectError";
-  constructor(
-    readonly hostname: string,
-    readonly port: number,
-    readonly attempts: number,
-    options?: ErrorOptions,
-  ) {
-    super(
-      `Cannot reach the local service at ${hostname}:${port} after ${attempts} attempt(s): ` +
-        `${options?.cause instanceof Error ? options.cause.message : String(options?.cause)}; ` +
-        `check that it is running and that local_addr/local_port are right`,
-      options,
-    );
-  }
-}
-
-/** Options of {@linkcode connectTcpWithRetry}. */
-export interface ConnectRetryOptions {
-  /** Attempts in all (at least 1). */
-  attempts: number;
-  /** Pause between attempts. */
-  retryDelayMs: number;
-  /** Stops waiting and connecting when aborted. */
-  signal?: AbortSignal;
-}
-
-/** Connects to `hostname:port`, retrying a refused or failed connect per `options`. */
-export async function connectTcpWithRetry(
-  hostname: string,
-  port: number,
-  options: ConnectRetryOptions,
-): Promise<Deno.TcpConn> {
-  const attempts = Math.max(1, options.attempts);
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= attempts; attempt++) {
-    options.signal?.throwIfAborted();
-    try {
-      const conn = await Deno.connect({ hostname, port, transport: "tcp" });
-      conn.setNoDelay(true);
-      return conn;
-    } catch (error) {
-      lastError = error;
-      if (attempt < attempts) await sleep(options.retryDelayMs, options.signal);
-    }
-  }
-  throw new LocalConnectError(hostname, port, attempts, { cause: lastError });
 }

@@ -11,7 +11,7 @@
 
 import "./_reflect_metadata.ts";
 import * as x509 from "@peculiar/x509";
-import { colonHex } from "./fingerprint.ts";
+import { colonHex, hex } from "../text.ts";
 
 export { fingerprintSha256 } from "./fingerprint.ts";
 import { isHostname, isIpAddress } from "../net/address.ts";
@@ -80,7 +80,7 @@ function serialNumber(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   // Positive and non-zero, as RFC 5280 requires.
   bytes[0] = ((bytes[0] ?? 0) & 0x7f) | 0x01;
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return hex(bytes);
 }
 
 function escapeDn(value: string): string {

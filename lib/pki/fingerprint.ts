@@ -6,10 +6,7 @@
  * @module
  */
 
-/** Formats bytes as upper-case hex pairs joined by colons (`AB:CD:…`). */
-export function colonHex(bytes: ArrayBuffer | Uint8Array): string {
-  return [...new Uint8Array(bytes)].map((byte) => byte.toString(16).padStart(2, "0").toUpperCase()).join(":");
-}
+import { colonHex } from "../text.ts";
 
 /** The SHA-256 fingerprint of the first certificate in `pem`, as colon-separated hex. */
 export async function fingerprintSha256(pem: string): Promise<string> {

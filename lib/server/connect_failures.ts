@@ -13,6 +13,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { formatHostPort } from "../net/address.ts";
 import { ProxyConnectResultParams } from "../protocol/control.ts";
 import type { EventLog } from "../stats/event_log.ts";
 import type { ConnectedClient } from "./connected_client.ts";
@@ -108,7 +109,7 @@ export function onProxyConnectResult(
     if (failures.consecutive < context.unhealthyAfterFailures || stats.status !== "healthy") return;
     failures.markedUnhealthy = true;
     const message = `${failures.consecutive} connections in a row could not reach the local service ` +
-      `${proxy.spec.local_addr}:${proxy.spec.local_port}: ${error}`;
+      `${formatHostPort(proxy.spec.local_addr, proxy.spec.local_port)}: ${error}`;
     stats.setStatus("unhealthy", message);
     logger.warn("Proxy {proxy} of {client} is unhealthy: {message}", {
       proxy: proxy.spec.name,

@@ -23,13 +23,14 @@ import {
 } from "../protocol/control.ts";
 import { INVALID_PARAMS, RpcError } from "../rpc/mod.ts";
 import { escapeForTerminal, NAME_MAX_LENGTH } from "../text.ts";
+import { formatAddr, formatHostPort } from "../net/address.ts";
 import { BindError, listenTcp } from "../net/tcp.ts";
 import type { EventLog } from "../stats/event_log.ts";
 import type { Histogram } from "../stats/histogram.ts";
 import { bindWithRetry, narrowPolicy } from "./bind_retry.ts";
 import type { ConnectedClient } from "./connected_client.ts";
 import { candidatePorts, type PortRequest, preferredPort, type StickyPorts } from "./port_plan.ts";
-import { formatAddr, PublishedProxy } from "./published_proxy.ts";
+import { PublishedProxy } from "./published_proxy.ts";
 import { SerialQueueFullError } from "./serial_queue.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "registrar"]);
@@ -259,7 +260,8 @@ export class ProxyRegistrar {
           return rejected(
             proxy,
             ProxyRejectCode.duplicateBinding,
-            `Proxy '${other.spec.name}' of this client already publishes ${proxy.publish_addr}:${proxy.publish_port}`,
+            `Proxy '${other.spec.name}' of this client already publishes ` +
+              formatHostPort(proxy.publish_addr, proxy.publish_port),
           );
         }
       }
@@ -305,7 +307,8 @@ export class ProxyRegistrar {
       if (other !== self && bindingsOverlap(other.spec.publish_addr, other.port, proxy.publish_addr, port)) {
         return {
           code: ProxyRejectCode.duplicateBinding,
-          reason: `Proxy '${other.spec.name}' of this client already publishes ${proxy.publish_addr}:${port}`,
+          reason: `Proxy '${other.spec.name}' of this client already publishes ` +
+            formatHostPort(proxy.publish_addr, port),
         };
       }
     }
@@ -533,8 +536,8 @@ export class ProxyRegistrar {
         client.notifyException({
           level: "info",
           code: NoticeCode.bindRecovered,
-          message:
-            `Proxy '${proxy.name}' is listening on ${proxy.publish_addr}:${proxy.publish_port} after ${retries} retries`,
+          message: `Proxy '${proxy.name}' is listening on ` +
+            `${formatHostPort(proxy.publish_addr, proxy.publish_port)} after ${retries} retries`,
           data: {
             proxy_name: proxy.name,
             publish_addr: proxy.publish_addr,

@@ -12,6 +12,7 @@ import { type DuplexConn, writeAll } from "../net/conn.ts";
 import { abortQuietly, closeQuietly, pipeBoth } from "../transport/pipe.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
 import { acceptEach } from "../net/accept.ts";
+import { formatAddr } from "../net/address.ts";
 import type { Histogram } from "../stats/histogram.ts";
 import type { ProxySnapshot } from "../stats/snapshot.ts";
 import { ConnectFailures } from "./connect_failures.ts";
@@ -20,12 +21,6 @@ const logger = getLogger(["tls-tunnel", "server", "proxy"]);
 
 /** Opens a stream to the client that owns the proxy. */
 export type OpenClientStream = () => Promise<DuplexConn & { reset?(): void }>;
-
-/** Formats a Deno address as "host:port" (IPv6 in brackets). */
-export function formatAddr(addr: Deno.Addr): string {
-  if (addr.transport !== "tcp" && addr.transport !== "udp") return String(addr.transport);
-  return addr.hostname.includes(":") ? `[${addr.hostname}]:${addr.port}` : `${addr.hostname}:${addr.port}`;
-}
 
 /**
  * A published port: accepts outside connections and carries each over its own stream to the client.
