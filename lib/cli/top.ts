@@ -10,6 +10,7 @@
 
 import type { ServedStats } from "../stats/http.ts";
 import { escapeForTerminal } from "../text.ts";
+import type { ProxyStatus } from "../protocol/proxy_status.ts";
 import type { ClientSnapshot, EventSnapshot, ProxySnapshot } from "../stats/snapshot.ts";
 
 /** Default `--url`: the stats endpoint of a server on this machine with `stats_port = 9100`. */
@@ -341,6 +342,8 @@ const ANSI = {
   grey: "\x1b[90m",
 };
 
+// Keyed by any string (a remote stats endpoint may send a status this version does not know); the
+// `satisfies` makes a proxy status added to PROXY_STATUSES fail to compile until it has a colour.
 const STATUS_COLORS: Record<string, string> = {
   healthy: ANSI.green,
   connected: ANSI.green,
@@ -354,7 +357,7 @@ const STATUS_COLORS: Record<string, string> = {
   closed: ANSI.grey,
   stopped: ANSI.grey,
   info: ANSI.cyan,
-};
+} satisfies Record<ProxyStatus, string> & Record<string, string>;
 
 /**
  * One screen line: plain text escaped ({@linkcode escapeForTerminal}: names, errors and events come from

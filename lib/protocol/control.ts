@@ -1,23 +1,37 @@
 /**
- * The tunnel's control protocol: the JSON-RPC methods, their parameters and results, the error codes,
- * and the notifications, as spoken on the control stream (see lib/protocol/README.md). Pure data and
- * validation; the roles in `lib/tunnel/` use these and hold no wire names of their own.
+ * The tunnel's control protocol: the JSON-RPC methods, their parameters and results, the error codes and
+ * their `data`, and the notifications, both ways, as spoken on the control stream (README.md beside this
+ * file, §3–§4). Every message is a zod schema with its TypeScript type inferred from it: the sender builds
+ * the type, the receiver checks the schema (the server what clients send, the client what the server
+ * sends), so the two cannot drift apart. Pure data and validation; the roles in `lib/server/` and
+ * `lib/client/` use these and hold no wire names of their own.
  *
- * Field names on the wire are snake_case, like the config keys.
+ * Field names on the wire are snake_case, like the config keys. Objects are not strict: unknown fields
+ * are dropped, as the README asks of receivers (forward compatibility). The kinds of field (bounds and
+ * character sets) are in `fields.ts`.
  *
  * @module
  */
 
 import { z } from "zod";
-import { isHost, isIpAddress } from "../net/address.ts";
 import {
-  describeUnsafe,
-  escapeForTerminal,
-  NAME_HINT,
-  NAME_PATTERN,
-  quoteForMessage,
-  unsafeCharacter,
-} from "../text.ts";
+  wireBindAddress,
+  wireBoundAddress,
+  wireCode,
+  wireCount,
+  wireHost,
+  wireName,
+  wirePort,
+  wireReport,
+  wireReportCut,
+  wireSecs,
+  wireText,
+  wireToken,
+  wireVersion,
+} from "./fields.ts";
+import { PROXY_STATUSES } from "./proxy_status.ts";
+
+export { describeMessageError, describeParamsError } from "./fields.ts";
 
 /** Method names. */
 export const Method = {
@@ -64,6 +78,29 @@ export const ControlErrorCode = {
   tooManyPending: -32007,
 } as const;
 
+/** Highest protocol version a message may name (versions are small integers; `1` today). */
+const protocolVersion = z.number().int().min(1).max(1_000_000);
+
+/** `data` of a `PROTOCOL_VERSION_MISMATCH` error: the version the server speaks. */
+export const ProtocolVersionMismatchData = z.object({ server_protocol_version: protocolVersion });
+/** `data` of a `PROTOCOL_VERSION_MISMATCH` error. */
+export type ProtocolVersionMismatchData = z.infer<typeof ProtocolVersionMismatchData>;
+
+/** `data` of a `TOO_MANY_ATTEMPTS` error: seconds until this address may try again. */
+export const TooManyAttemptsData = z.object({ retry_after_secs: wireSecs });
+/** `data` of a `TOO_MANY_ATTEMPTS` error. */
+export type TooManyAttemptsData = z.infer<typeof TooManyAttemptsData>;
+
+/** `data` of a `DUPLICATE_CLIENT` error: the `host:port` of the live session that has this `client_id`. */
+export const DuplicateClientData = z.object({ other_remote_addr: wireText(1, 64) });
+/** `data` of a `DUPLICATE_CLIENT` error. */
+export type DuplicateClientData = z.infer<typeof DuplicateClientData>;
+
+/** `data` of a `TOO_MANY_PENDING` error: how many calls may be running or waiting. */
+export const TooManyPendingData = z.object({ limit: wireCount.min(1) });
+/** `data` of a `TOO_MANY_PENDING` error. */
+export type TooManyPendingData = z.infer<typeof TooManyPendingData>;
+
 /** Per-proxy rejection codes in a `register_proxies` result. */
 export const ProxyRejectCode = {
   /** Another proxy in the same request (or already registered) has this name. */
@@ -93,84 +130,17 @@ export const ProxyRejectCode = {
 /** A per-proxy rejection code. */
 export type ProxyRejectCodeValue = typeof ProxyRejectCode[keyof typeof ProxyRejectCode];
 
-const port = z.number().int().min(0).max(65535);
-
-// Every string a peer sends has a bound and a character set: names are ASCII words, addresses are
-// addresses, and no field carries control characters, bidi controls or lone surrogates (which would
-// reach terminals, log lines and the dashboard). Refusals quote the value escaped and cut short.
-
-/** Free text from a peer, `min`–`max` UTF-16 units, without the characters of `lib/text.ts`'s UNSAFE. */
-function wireText(min: number, max: number) {
-  return z.string().min(min).max(max).superRefine((value, ctx) => {
-    const found = unsafeCharacter(value);
-    if (found) {
-      ctx.addIssue({
-        code: "custom",
-        message: `${
-          describeUnsafe(found)
-        }; control characters, bidi controls and lone surrogates are not accepted`,
-      });
-    }
-  });
-}
-
-/** A proxy or client name: the config's rule ({@linkcode NAME_PATTERN}). */
-const wireName = z.string().superRefine((value, ctx) => {
-  if (!NAME_PATTERN.test(value)) {
-    ctx.addIssue({ code: "custom", message: `${quoteForMessage(value)} is not a valid name: ${NAME_HINT}` });
-  }
-});
-
-/**
- * An address the server binds: an IP literal only. A host name would make `Deno.listen` look it up
- * synchronously, freezing every session for the resolver's timeout.
- */
-const wireBindAddress = z.string().superRefine((value, ctx) => {
-  if (!isIpAddress(value)) {
-    ctx.addIssue({
-      code: "custom",
-      message: `${quoteForMessage(value)} is not an IP address; the server binds IP addresses only and ` +
-        `never looks up names: use an IP address such as 0.0.0.0 or 127.0.0.1`,
-    });
-  }
-});
-
-/** An address the client dials on its own side (the server only shows it): an IP address or host name. */
-const wireHost = z.string().superRefine((value, ctx) => {
-  if (!isHost(value)) {
-    ctx.addIssue({
-      code: "custom",
-      message: `${quoteForMessage(value)} is not an IP address or host name`,
-    });
-  }
-});
-
-/** Printable ASCII without spaces, 1–64 characters: software versions. */
-const wireVersion = z.string().regex(/^[\x21-\x7e]{1,64}$/, {
-  error: "must be 1-64 printable ASCII characters without spaces",
-});
-
-/** The first problem of a failed parse, as `field.path: what is wrong`, for a refusal's message. */
-export function describeParamsError(error: z.ZodError): string {
-  const issue = error.issues[0];
-  if (!issue) return "malformed";
-  return issue.path.length > 0 ? `${issue.path.join(".")}: ${issue.message}` : issue.message;
-}
+// ---- client → server ----
 
 /** Longest free-text error a peer's notification keeps; the rest is cut. */
 export const WIRE_ERROR_MAX_CHARS = 1024;
-
-/** Free text a peer reports (an error message): kept, but cut to a bound and with unsafe characters escaped. */
-const wireReportedText = z.string().transform((value) =>
-  escapeForTerminal(value.length > WIRE_ERROR_MAX_CHARS ? `${value.slice(0, WIRE_ERROR_MAX_CHARS)}…` : value)
-);
 
 /** `authenticate` params. */
 export const AuthenticateParams = z.object({
   /** The shared or per-client key. */
   auth_key: wireText(1, 4096),
   /** Control protocol version the client speaks. */
-  protocol_version: z.number().int().min(1).max(1_000_000),
+  protocol_version: protocolVersion,
   /**
    * Stable id of the client across reconnects; a new session with the same id replaces the old one.
    * A name: 1-64 letters, digits, `.`, `_`, `-`.
@@ -182,22 +152,6 @@ export const AuthenticateParams = z.object({
 /** `authenticate` params. */
 export type AuthenticateParams = z.infer<typeof AuthenticateParams>;
 
-/** `authenticate` result. The client checks the server's answer against it. */
-export const AuthenticateResult = z.object({
-  /** The id the server registered the client under (the one sent). */
-  client_id: z.string().min(1).max(256),
-  /** The name the server knows the client by (its `[[server.clients]]` name, or the client_id). */
-  client_name: z.string().min(1).max(256),
-  /** Protocol version the server speaks. */
-  protocol_version: z.number().int().min(1),
-  /** Server software version. */
-  server_version: z.string().max(64),
-  /** Id of this session on the server, for correlating logs. */
-  session_id: z.string().min(1).max(64),
-});
-/** `authenticate` result. */
-export type AuthenticateResult = z.infer<typeof AuthenticateResult>;
-
 /** One proxy as registered by the client. */
 export const ProxySpec = z.object({
   /** A name: 1-64 letters, digits, `.`, `_`, `-`. */
@@ -205,24 +159,26 @@ export const ProxySpec = z.object({
   proxy_type: z.literal("tcp"),
   /** An IP literal (never a host name: the server does not look names up). */
   publish_addr: wireBindAddress,
-  publish_port: port,
-  publish_port_range: z.object({ start: port, end: port }).optional(),
+  publish_port: wirePort,
+  publish_port_range: z.object({ start: wirePort, end: wirePort }).optional(),
   fallback_to_system_port: z.boolean().optional(),
   /** The client's local service, as an IP address or host name (the server only shows it). */
   local_addr: wireHost,
-  local_port: port,
+  local_port: wirePort,
 });
 /** One proxy as registered by the client. */
 export type ProxySpec = z.infer<typeof ProxySpec>;
 
 /** A client's request for a gentler bind retry than the server's (the server never retries more). */
 export const BindRetryRequest = z.object({
-  max_retries: z.number().int().min(0).optional(),
-  initial_delay_secs: z.number().positive().optional(),
-  max_delay_secs: z.number().positive().optional(),
+  max_retries: wireCount.optional(),
+  initial_delay_secs: wireSecs.positive().optional(),
+  max_delay_secs: wireSecs.positive().optional(),
 });
+/** A client's request for a gentler bind retry than the server's. */
+export type BindRetryRequest = z.infer<typeof BindRetryRequest>;
 
-/** `register_proxies` params. */
+/** `register_proxies` params. Each proxy is checked on its own ({@linkcode ProxySpec}), to answer per proxy. */
 export const RegisterProxiesParams = z.object({
   proxies: z.array(z.unknown()).max(1024),
   bind_retry: BindRetryRequest.optional(),
@@ -230,48 +186,101 @@ export const RegisterProxiesParams = z.object({
 /** `register_proxies` params. */
 export type RegisterProxiesParams = z.infer<typeof RegisterProxiesParams>;
 
+/** `heartbeat` params, and its result (the same object echoed): the sender's clock, in ms. */
+export const HeartbeatParams = z.object({
+  time_ms: z.number().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER),
+});
+/** `heartbeat` params and result. */
+export type HeartbeatParams = z.infer<typeof HeartbeatParams>;
+
+/** `proxy_health` params: the client's view of a proxy's local service. */
+export const ProxyHealthParams = z.object({
+  proxy_name: wireName,
+  healthy: z.boolean(),
+  /** Cut to {@linkcode WIRE_ERROR_MAX_CHARS}, unsafe characters escaped. */
+  error: wireReportCut(WIRE_ERROR_MAX_CHARS).nullable().optional(),
+});
+/** `proxy_health` params. */
+export type ProxyHealthParams = z.infer<typeof ProxyHealthParams>;
+
+/** Longest `error` a `proxy_connect_result` may carry; longer ones are refused, not truncated. */
+export const MAX_CONNECT_ERROR_CHARS = 512;
+
+/** `proxy_connect_result` params: whether a data stream reached the proxy's local service. */
+export const ProxyConnectResultParams = z.object({
+  proxy_name: wireName,
+  /** The `conn_id` of the stream's header. */
+  conn_id: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  /** false: the client could not connect and reset the stream; true: it connected after failures. */
+  ok: z.boolean(),
+  /** Why it failed, for people (absent or null when `ok`); unsafe characters escaped. */
+  error: wireReport(MAX_CONNECT_ERROR_CHARS).nullable().optional(),
+  /** Streams of this proxy in a row that failed, as the client counted them (0 when `ok`). */
+  consecutive_failures: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+});
+/** `proxy_connect_result` params. */
+export type ProxyConnectResultParams = z.infer<typeof ProxyConnectResultParams>;
+
+// ---- server → client ----
+
+/** `authenticate` result. The client checks the server's answer against it. */
+export const AuthenticateResult = z.object({
+  /** The id the server registered the client under (the one sent): a name. */
+  client_id: wireName,
+  /** The name the server knows the client by (its `[[server.clients]]` name, or the client_id): a name. */
+  client_name: wireName,
+  /** Protocol version the server speaks. */
+  protocol_version: protocolVersion,
+  /** Server software version: 1-64 printable ASCII characters. */
+  server_version: wireVersion,
+  /** Id of this session on the server, for correlating logs: 1-64 printable ASCII characters. */
+  session_id: wireToken(64),
+});
+/** `authenticate` result. */
+export type AuthenticateResult = z.infer<typeof AuthenticateResult>;
+
 const rejectCode = z.enum(
   Object.values(ProxyRejectCode) as [ProxyRejectCodeValue, ...ProxyRejectCodeValue[]],
 );
+/** Why a proxy is not published, for people: escaped, at most 2048 characters. */
+const reason = wireReport(2048);
 /**
- * Fields a rejected entry echoes as asked: bounded, since an invalid request may have asked anything,
- * with room for the escapes that make an invalid name safe to print.
+ * A field a rejected entry echoes as asked: bounded, since an invalid request may have asked anything,
+ * with room for the escapes that make an invalid name safe to print (the server escapes it).
  */
-const echoedName = z.string().max(1024);
-const echoedAddr = z.string().max(1024);
-const reason = z.string().max(2048);
+const echoed = wireText(0, 1024);
 
 /** One entry of the `register_proxies` result, in request order. */
 export const ProxyRegistration = z.discriminatedUnion("status", [
   z.object({
-    name: z.string().min(1).max(128),
+    name: wireName,
     status: z.literal("accepted"),
-    /** Address the server bound. */
-    publish_addr: z.string().min(1).max(255),
+    /** Address the server bound (an IP literal, as asked). */
+    publish_addr: wireBoundAddress,
     /** Port the server bound (the system's pick when 0 was asked). */
-    publish_port: port,
+    publish_port: wirePort,
     /** The port asked for, when the bound one differs. */
-    requested_port: port.optional(),
+    requested_port: wirePort.optional(),
   }),
   z.object({
-    name: z.string().min(1).max(128),
+    name: wireName,
     /** The port is held by another process; the server keeps trying and reports via `proxy_status`. */
     status: z.literal("retrying"),
-    publish_addr: z.string().min(1).max(255),
-    publish_port: port,
+    publish_addr: wireBoundAddress,
+    publish_port: wirePort,
     code: rejectCode,
     reason,
     /** Seconds until the next attempt. */
-    retry_after_seconds: z.number().min(0),
+    retry_after_seconds: wireSecs,
   }),
   z.object({
-    /** As asked (`""` when the request's own value was not a string of at most 128 characters). */
-    name: echoedName,
+    /** As asked, escaped (`"?"` when the request's own value was not a string). */
+    name: echoed,
     status: z.literal("rejected"),
-    /** As asked (`""` when the request's own value was not a string of at most 255 characters). */
-    publish_addr: echoedAddr,
+    /** As asked, escaped (`""` when the request's own value was not a string of at most 255 characters). */
+    publish_addr: echoed,
     /** As asked (`0` when the request's own value was not a port number). */
-    publish_port: port,
+    publish_port: wirePort,
     /** Why, as a {@linkcode ProxyRejectCode}. */
     code: rejectCode,
     /** What happened and what to do, for people. */
@@ -286,72 +295,146 @@ export const RegisterProxiesResult = z.object({ proxies: z.array(ProxyRegistrati
 /** `register_proxies` result. */
 export type RegisterProxiesResult = z.infer<typeof RegisterProxiesResult>;
 
-/** `heartbeat` params and result: the sender's clock, echoed. */
-export const HeartbeatParams = z.object({ time_ms: z.number() });
-/** `heartbeat` params and result. */
-export type HeartbeatParams = z.infer<typeof HeartbeatParams>;
-
 /** `proxy_status` params: a proxy's status changed (or a retry was scheduled). Never merged with a count. */
 export const ProxyStatusParams = z.object({
-  proxy_name: z.string().min(1).max(128),
-  status: z.enum(["pending", "healthy", "unhealthy", "bind_failed", "closed"]),
-  publish_addr: z.string().max(255),
+  proxy_name: wireName,
+  status: z.enum(PROXY_STATUSES),
+  /** The address bound or being tried (an IP literal, as asked). */
+  publish_addr: wireBoundAddress,
   /** The port bound or being tried. */
-  publish_port: port,
-  /** Why it is not healthy. */
-  error_message: z.string().max(2048).nullable(),
+  publish_port: wirePort,
+  /** Why it is not healthy: escaped, at most 2048 characters. */
+  error_message: wireReport(2048).nullable(),
   /** Seconds until the next bind attempt, while retrying. */
-  retry_after_seconds: z.number().min(0).nullable(),
+  retry_after_seconds: wireSecs.nullable(),
 });
 /** `proxy_status` params. */
 export type ProxyStatusParams = z.infer<typeof ProxyStatusParams>;
 
-/** `proxy_health` params: the client's view of a proxy's local service. */
-export const ProxyHealthParams = z.object({
-  proxy_name: wireName,
-  healthy: z.boolean(),
-  /** Cut to {@linkcode WIRE_ERROR_MAX_CHARS}, unsafe characters escaped. */
-  error: wireReportedText.nullable().optional(),
-});
-/** `proxy_health` params. */
-export type ProxyHealthParams = z.infer<typeof ProxyHealthParams>;
-
 /** Codes of `push_exception` notifications. */
 export const NoticeCode = {
-  /** A bind attempt failed and will be retried; data: proxy_name, publish_addr, publish_port, retry_count, max_retries, retry_delay_secs, error. */
+  /** A bind attempt failed and will be retried; data: {@linkcode BindRetryNoticeData}. */
   bindRetry: "PROXY_BIND_RETRY",
-  /** Retries are exhausted or the error is permanent; data: proxy_name, publish_addr, publish_port, max_retries, final_error. */
+  /** Retries are exhausted or the error is permanent; data: {@linkcode BindFailedNoticeData}. */
   bindFailed: "PROXY_BIND_FAILED",
-  /** A retried bind succeeded; data: proxy_name, publish_addr, publish_port, retries. */
+  /** A retried bind succeeded; data: {@linkcode BindRecoveredNoticeData}. */
   bindRecovered: "PROXY_BIND_RECOVERED",
-  /** The proxy got another port than it asked for or had before; data: proxy_name, requested_port, publish_port, reason. */
+  /** The proxy got another port than it asked for or had before; data: {@linkcode PortChangedNoticeData}. */
   portChanged: "PORT_CHANGED",
 } as const;
 
-/** `push_exception` params. `data.repeat_count` says how many notices it stands for (1 unless merged). */
+/** A `push_exception` code this version knows. */
+export type NoticeCodeValue = typeof NoticeCode[keyof typeof NoticeCode];
+
+/**
+ * `data` of a `push_exception`: every field any notice carries, each optional here; which ones a notice
+ * of a known code must carry is its own schema below. Fields of other names are dropped.
+ */
+export const NoticeData = z.object({
+  proxy_name: wireName,
+  publish_addr: wireBoundAddress,
+  publish_port: wirePort,
+  requested_port: wirePort,
+  /** The number of the retry about to happen (1 after the first attempt failed). */
+  retry_count: wireCount,
+  /** Retries the proxy was granted (0 in a PROXY_BIND_FAILED for a port that was not retried). */
+  max_retries: wireCount,
+  /** Seconds until the retry `retry_count`. */
+  retry_delay_secs: wireSecs,
+  /** Retries a recovered bind took. */
+  retries: wireCount,
+  /** The failed attempt's error: escaped, at most 2048 characters. */
+  error: wireReport(2048),
+  /** The last attempt's error: escaped, at most 2048 characters. */
+  final_error: wireReport(2048),
+  /** Why the port changed: escaped, at most 2048 characters. */
+  reason: wireReport(2048),
+  /** How many notices this one stands for (1 unless merged). */
+  repeat_count: wireCount.min(1),
+}).partial();
+/** `data` of a `push_exception`. */
+export type NoticeData = z.infer<typeof NoticeData>;
+
+/** `data` of `PROXY_BIND_RETRY`. */
+export const BindRetryNoticeData = NoticeData.required({
+  proxy_name: true,
+  publish_addr: true,
+  publish_port: true,
+  retry_count: true,
+  max_retries: true,
+  retry_delay_secs: true,
+  error: true,
+});
+/** `data` of `PROXY_BIND_RETRY`. */
+export type BindRetryNoticeData = z.infer<typeof BindRetryNoticeData>;
+
+/** `data` of `PROXY_BIND_FAILED`. */
+export const BindFailedNoticeData = NoticeData.required({
+  proxy_name: true,
+  publish_addr: true,
+  publish_port: true,
+  max_retries: true,
+  final_error: true,
+});
+/** `data` of `PROXY_BIND_FAILED`. */
+export type BindFailedNoticeData = z.infer<typeof BindFailedNoticeData>;
+
+/** `data` of `PROXY_BIND_RECOVERED`. */
+export const BindRecoveredNoticeData = NoticeData.required({
+  proxy_name: true,
+  publish_addr: true,
+  publish_port: true,
+  retries: true,
+});
+/** `data` of `PROXY_BIND_RECOVERED`. */
+export type BindRecoveredNoticeData = z.infer<typeof BindRecoveredNoticeData>;
+
+/** `data` of `PORT_CHANGED`. */
+export const PortChangedNoticeData = NoticeData.required({
+  proxy_name: true,
+  requested_port: true,
+  publish_port: true,
+  reason: true,
+});
+/** `data` of `PORT_CHANGED`. */
+export type PortChangedNoticeData = z.infer<typeof PortChangedNoticeData>;
+
+/** The `data` schema of each known notice code. */
+export const NOTICE_DATA: Readonly<Record<NoticeCodeValue, z.ZodType<NoticeData>>> = {
+  [NoticeCode.bindRetry]: BindRetryNoticeData,
+  [NoticeCode.bindFailed]: BindFailedNoticeData,
+  [NoticeCode.bindRecovered]: BindRecoveredNoticeData,
+  [NoticeCode.portChanged]: PortChangedNoticeData,
+};
+
+/**
+ * `push_exception` params. `data.repeat_count` says how many notices it stands for (1 unless merged).
+ * A notice of a known code must carry its code's fields ({@linkcode NOTICE_DATA}); one of another code
+ * (from a newer server) is taken with whichever known fields it has.
+ */
 export const PushExceptionParams = z.object({
   level: z.enum(["info", "warning", "error"]),
-  message: z.string().max(4096),
-  code: z.string().min(1).max(64),
-  data: z.record(z.string(), z.unknown()).optional(),
+  /** For people: escaped, at most 4096 characters. */
+  message: wireReport(4096),
+  code: wireCode,
+  data: NoticeData.optional(),
+}).superRefine((notice, ctx) => {
+  const schema = Object.hasOwn(NOTICE_DATA, notice.code)
+    ? NOTICE_DATA[notice.code as NoticeCodeValue]
+    : undefined;
+  if (!schema) return;
+  const checked = schema.safeParse(notice.data ?? {});
+  if (checked.success) return;
+  for (const issue of checked.error.issues) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["data", ...issue.path],
+      // `data` passed NoticeData already: what is left are the fields this code requires.
+      message: issue.code === "invalid_type" && issue.expected === "nonoptional"
+        ? `missing (a ${notice.code} notice carries it)`
+        : issue.message,
+    });
+  }
 });
 /** `push_exception` params. */
 export type PushExceptionParams = z.infer<typeof PushExceptionParams>;
-
-/** Longest `error` a `proxy_connect_result` may carry; longer ones are refused, not truncated. */
-export const MAX_CONNECT_ERROR_CHARS = 512;
-
-/** `proxy_connect_result` params: whether a data stream reached the proxy's local service. */
-export const ProxyConnectResultParams = z.object({
-  proxy_name: wireName,
-  /** The `conn_id` of the stream's header. */
-  conn_id: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-  /** false: the client could not connect and reset the stream; true: it connected after failures. */
-  ok: z.boolean(),
-  /** Why it failed, for people (absent or null when `ok`); unsafe characters escaped. */
-  error: z.string().max(MAX_CONNECT_ERROR_CHARS).transform(escapeForTerminal).nullable().optional(),
-  /** Streams of this proxy in a row that failed, as the client counted them (0 when `ok`). */
-  consecutive_failures: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-});
-/** `proxy_connect_result` params. */
-export type ProxyConnectResultParams = z.infer<typeof ProxyConnectResultParams>;

@@ -10,3 +10,4 @@ export * from "./control.ts";
 export * from "./stream_header.ts";
 export * from "./leaving.ts";
 export * from "./version.ts";
+export * from "./proxy_status.ts";

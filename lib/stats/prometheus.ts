@@ -34,7 +34,8 @@
  * @module
  */
 
-import type { ProxyStatus } from "./proxy_stats.ts";
+// Every proxy status, for the `tls_tunnel_proxy_status` state set.
+import { PROXY_STATUSES } from "../protocol/proxy_status.ts";
 import type {
   BackendSnapshot,
   ClientRoleSnapshot,
@@ -46,15 +47,6 @@ import type {
 
 /** The `Content-Type` of the text exposition format. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
-
-/** Every proxy status, for the `tls_tunnel_proxy_status` state set. */
-export const PROXY_STATUSES: readonly ProxyStatus[] = [
-  "pending",
-  "healthy",
-  "unhealthy",
-  "bind_failed",
-  "closed",
-];
 
 /** Every client state, for the `tls_tunnel_client_state` state set. */
 export const CLIENT_STATES: readonly string[] = ["connecting", "connected", "waiting", "stopped"];

@@ -1,3 +1,4 @@
+import type { ProxyStatus } from "../protocol/proxy_status.ts";
 import type { ProxySnapshot } from "./snapshot.ts";
 
 /**
@@ -6,8 +7,8 @@ import type { ProxySnapshot } from "./snapshot.ts";
  * @module
  */
 
-/** Health of a published proxy, as reported to the client and in stats. */
-export type ProxyStatus = "pending" | "healthy" | "unhealthy" | "bind_failed" | "closed";
+/** Health of a published proxy, as reported to the client and in stats (the list is the protocol's). */
+export type { ProxyStatus } from "../protocol/proxy_status.ts";
 
 /** Counters of one proxy. Bytes are counted per chunk as they move, not only when a connection ends. */
 export class ProxyStats {
