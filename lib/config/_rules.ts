@@ -9,7 +9,7 @@
 import { addressesOverlap, isLoopback } from "../net/address.ts";
 import type { ConfigIssue } from "./errors.ts";
 import { parsePortRange } from "./port_range.ts";
-import { DEFAULTS } from "./schema.ts";
+import { DEFAULTS } from "./defaults.ts";
 
 type Table = Record<string, unknown>;
 

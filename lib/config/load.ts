@@ -1,6 +1,6 @@
 /**
- * Loading a config: TOML text → environment overrides → schema and cross-key rules → the validated,
- * camelCase objects of `types.ts`. Every problem found is reported at once in one {@link ConfigError}.
+ * Loading a config: TOML text → environment overrides → the role's schema (which outputs the camelCase
+ * objects of `types.ts`) and cross-key rules. Every problem found is reported at once in one {@link ConfigError}.
  *
  * @module
  */
@@ -10,8 +10,8 @@ import { convertIssue } from "./_issues.ts";
 import { clientRules, serverRules } from "./_rules.ts";
 import { applyEnvOverrides, type EnvSource, processEnv } from "./env.ts";
 import { ConfigError, type ConfigIssue } from "./errors.ts";
-import { type ClientFile, clientFileSchema, type ServerFile, serverFileSchema } from "./schema.ts";
-import type { ClientConfig, ProxyConfig, ServerClientEntry, ServerConfig } from "./types.ts";
+import { clientFileSchema, serverFileSchema } from "./schema.ts";
+import type { ClientConfig, ServerConfig } from "./types.ts";
 
 /** Which role a config file is for. */
 export type ConfigKind = "server" | "client";
@@ -90,110 +90,6 @@ function detectKind(document: Record<string, unknown>): ConfigKind | ConfigIssue
   };
 }
 
-function toServerConfig(file: ServerFile): ServerConfig {
-  const s = file.server;
-  const clients: ServerClientEntry[] = s.clients.map((c) => ({
-    name: c.name,
-    authKey: c.auth_key,
-    allowPorts: c.allow_ports ?? s.allow_ports,
-    maxProxies: c.max_proxies ?? s.max_proxies_per_client,
-  }));
-  return {
-    bindAddr: s.bind_addr,
-    bindPort: s.bind_port,
-    ...(s.cert_path !== undefined ? { certPath: s.cert_path } : {}),
-    ...(s.key_path !== undefined ? { keyPath: s.key_path } : {}),
-    ...(s.auth_key !== undefined ? { authKey: s.auth_key } : {}),
-    clients,
-    allowPorts: s.allow_ports,
-    maxProxiesPerClient: s.max_proxies_per_client,
-    handshakeTimeoutSecs: s.handshake_timeout_secs,
-    maxPendingConnections: s.max_pending_connections,
-    maxPendingPerIp: s.max_pending_per_ip,
-    keepaliveIntervalSecs: s.keepalive_interval_secs,
-    keepaliveTimeoutSecs: s.keepalive_timeout_secs,
-    statsAddr: s.stats_addr,
-    ...(s.stats_port !== undefined ? { statsPort: s.stats_port } : {}),
-    ...(s.stats_token !== undefined ? { statsToken: s.stats_token } : {}),
-    bindRetry: {
-      maxRetries: s.bind_retry.max_retries,
-      initialDelaySecs: s.bind_retry.initial_delay_secs,
-      maxDelaySecs: s.bind_retry.max_delay_secs,
-    },
-    stickyPortsTtlSecs: s.sticky_ports_ttl_secs,
-    unhealthyAfterFailures: s.unhealthy_after_failures,
-    ...(s.notify !== undefined
-      ? {
-        notify: {
-          webhookUrl: s.notify.webhook_url,
-          ...(s.notify.webhook_token !== undefined ? { webhookToken: s.notify.webhook_token } : {}),
-          events: [...s.notify.events],
-          timeoutSecs: s.notify.timeout_secs,
-        },
-      }
-      : {}),
-  };
-}
-
-function toClientConfig(file: ClientFile): ClientConfig {
-  const c = file.client;
-  const proxies: ProxyConfig[] = file.proxies.map((p) => ({
-    name: p.name,
-    proxyType: p.proxy_type,
-    publishAddr: p.publish_addr,
-    publishPort: p.publish_port ?? 0,
-    ...(p.publish_port_range !== undefined ? { publishPortRange: p.publish_port_range } : {}),
-    fallbackToSystemPort: p.fallback_to_system_port,
-    // With local_backends the first backend stands in for local_addr/local_port (shown in logs and sent to
-    // the server, which only displays them); the rules guarantee one of the two forms.
-    localAddr: p.local_backends?.[0]?.host ?? p.local_addr,
-    localPort: p.local_backends?.[0]?.port ?? p.local_port ?? 0,
-    ...(p.local_backends !== undefined ? { localBackends: p.local_backends.map((b) => ({ ...b })) } : {}),
-    lbPolicy: p.lb_policy,
-    ...(p.health_check !== undefined
-      ? {
-        healthCheck: { intervalSecs: p.health_check.interval_secs, timeoutSecs: p.health_check.timeout_secs },
-      }
-      : {}),
-  }));
-  return {
-    serverAddr: c.server_addr,
-    serverPort: c.server_port,
-    serverName: c.server_name ?? c.server_addr,
-    ...(c.ca_cert_path !== undefined ? { caCertPath: c.ca_cert_path } : {}),
-    skipVerify: c.skip_verify,
-    ...(c.server_fingerprint !== undefined ? { serverFingerprint: c.server_fingerprint } : {}),
-    authKey: c.auth_key,
-    ...(c.client_id !== undefined ? { clientId: c.client_id } : {}),
-    reconnect: {
-      initialDelaySecs: c.reconnect.initial_delay_secs,
-      maxDelaySecs: c.reconnect.max_delay_secs,
-      multiplier: c.reconnect.multiplier,
-      jitter: c.reconnect.jitter,
-      maxAttempts: c.reconnect.max_attempts,
-    },
-    ...(c.bind_retry !== undefined
-      ? {
-        bindRetry: {
-          ...(c.bind_retry.max_retries !== undefined ? { maxRetries: c.bind_retry.max_retries } : {}),
-          ...(c.bind_retry.initial_delay_secs !== undefined
-            ? { initialDelaySecs: c.bind_retry.initial_delay_secs }
-            : {}),
-          ...(c.bind_retry.max_delay_secs !== undefined ? { maxDelaySecs: c.bind_retry.max_delay_secs } : {}),
-        },
-      }
-      : {}),
-    localConnectRetries: c.local_connect_retries,
-    localRetryDelayMs: c.local_retry_delay_ms,
-    keepaliveIntervalSecs: c.keepalive_interval_secs,
-    keepaliveTimeoutSecs: c.keepalive_timeout_secs,
-    statsAddr: c.stats_addr,
-    ...(c.stats_port !== undefined ? { statsPort: c.stats_port } : {}),
-    ...(c.stats_token !== undefined ? { statsToken: c.stats_token } : {}),
-    proxies,
-  };
-}
-
 /** Sorts issues by where they are in the file, keeping the discovery order within one key. */
 function byPath(issues: ConfigIssue[]): ConfigIssue[] {
   const key = (path: string) => path.replace(/\[(\d+)\]/g, (_, n: string) => `[${n.padStart(6, "0")}]`);
@@ -247,9 +143,10 @@ export function parseConfigText(text: string, options: LoadOptions = {}): Parsed
   );
   if (unique.length > 0 || !result.success) throw new InvalidConfigError(sourceName, kind, byPath(unique));
 
+  // The schema's output is the role's config: nothing left to map.
   return kind === "server"
-    ? { kind, config: toServerConfig(result.data as ServerFile) }
-    : { kind, config: toClientConfig(result.data as ClientFile) };
+    ? { kind, config: result.data as ServerConfig }
+    : { kind, config: result.data as ClientConfig };
 }
 
 async function readSource(source: ConfigSource): Promise<{ text: string; sourceName: string }> {
@@ -288,9 +185,6 @@ export async function loadConfig(source: ConfigSource, options: LoadOptions = {}
   const { text, sourceName } = await readSource(source);
   return parseConfigText(text, { ...options, sourceName: options.sourceName ?? sourceName });
 }
-
-/** Alias of {@link loadConfig}, the name the CLI's run commands use. */
-export const loadConfigFile: typeof loadConfig = loadConfig;
 
 function wrongKind(sourceName: string, expected: ConfigKind, actual: ConfigKind): InvalidConfigError {
   return new InvalidConfigError(sourceName, actual, [{

@@ -21,7 +21,6 @@ export {
   InvalidConfigError,
   loadClientConfig,
   loadConfig,
-  loadConfigFile,
   type LoadOptions,
   loadServerConfig,
   parseConfigText,
@@ -34,7 +33,9 @@ export {
   portInRanges,
   type PortRangeProblem,
 } from "./port_range.ts";
-export { DEFAULTS, LB_POLICIES, MIN_SECRET_LENGTH, parseHostPort } from "./schema.ts";
+export { DEFAULTS } from "./defaults.ts";
+export { MIN_SECRET_LENGTH, parseHostPort } from "./_fields.ts";
+export { LB_POLICIES, NOTIFY_EVENT_CODES } from "./schema.ts";
 export {
   addressesOverlap,
   isHost,

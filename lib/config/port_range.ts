@@ -4,7 +4,13 @@
  * @module
  */
 
-import type { PortRange } from "./types.ts";
+/** An inclusive range of TCP ports, e.g. `20000-20100` → `{ start: 20000, end: 20100 }`. */
+export interface PortRange {
+  /** First port in the range (1-65535). */
+  start: number;
+  /** Last port in the range, inclusive (≥ start). */
+  end: number;
+}
 
 /** Why a port-range string could not be parsed, with a hint. */
 export interface PortRangeProblem {

@@ -1,198 +1,41 @@
 /**
- * zod schemas of the TOML files, in their snake_case spelling, with every default. They check each value on
- * its own (type, range, syntax); rules that relate several keys (cert_path without key_path, duplicate
- * proxy names, …) live in `_rules.ts` so that they run even when some value has the wrong type, and every
- * problem is reported in one pass.
+ * The config files as zod schemas, one per role: each parses the TOML document (snake_case keys,
+ * compatible with the Rust tls-tunnel), checks every value on its own (type, range, syntax), applies the
+ * defaults of `defaults.ts`, and outputs the camelCase object the roles use. The types in `types.ts` are
+ * inferred from these schemas, so adding a key is one edit here (plus the template and README).
+ *
+ * Each key's meaning is documented here, on the key. Rules that relate several keys (cert_path without
+ * key_path, duplicate proxy names, …) live in `_rules.ts`: they read the raw document, so they run even when
+ * some value has the wrong type (zod skips an object's refinements once one of its values failed) and
+ * every problem is reported in one pass.
  *
  * Compatibility with the Rust tls-tunnel: its `transport` key is accepted when it is `"tls"` (the only
  * transport here), `behind_proxy` when it is `false`, and the client's `server_path` (used only by its
- * http2/wss transports) is accepted and ignored.
+ * http2/wss transports) is accepted and ignored; none of them reaches the roles.
  *
  * @module
  */
 
 import { z } from "zod";
-import { isHost, isIpAddress } from "../net/address.ts";
-import { NAME_HINT, NAME_PATTERN, unsafeCharacter } from "../text.ts";
-import { parsePortRange, parsePortRanges } from "./port_range.ts";
-
-/** Default values, in TOML spelling, shared by the schemas, the templates and the docs. */
-export const DEFAULTS = {
-  server: {
-    bind_addr: "0.0.0.0",
-    bind_port: 8443,
-    allow_ports: "1024-65535",
-    max_proxies_per_client: 64,
-    handshake_timeout_secs: 10,
-    max_pending_connections: 1024,
-    max_pending_per_ip: 32,
-    keepalive_interval_secs: 10,
-    keepalive_timeout_secs: 30,
-    stats_addr: "127.0.0.1",
-    sticky_ports_ttl_secs: 600,
-    unhealthy_after_failures: 3,
-    bind_retry: { max_retries: 10, initial_delay_secs: 2, max_delay_secs: 60 },
-  },
-  client: {
-    server_port: 8443,
-    skip_verify: false,
-    local_connect_retries: 3,
-    local_retry_delay_ms: 1000,
-    keepalive_interval_secs: 10,
-    keepalive_timeout_secs: 30,
-    stats_addr: "127.0.0.1",
-    reconnect: { initial_delay_secs: 5, max_delay_secs: 60, multiplier: 2, jitter: 0.2, max_attempts: 0 },
-  },
-  proxy: {
-    proxy_type: "tcp",
-    publish_addr: "0.0.0.0",
-    fallback_to_system_port: false,
-    local_addr: "127.0.0.1",
-    lb_policy: "round_robin",
-    health_check: { interval_secs: 10, timeout_secs: 3 },
-  },
-} as const;
-
-/** Minimum length of `auth_key` and `stats_token`. */
-export const MIN_SECRET_LENGTH = 16;
-
-/** A host name or IP address: addresses the roles dial (connecting resolves names without blocking). */
-const host = z.string().refine((value) => isHost(value), {
-  message: "is not an IP address or host name",
-  params: { hint: `write an address like "0.0.0.0", "127.0.0.1", "::1" or a name like "tunnel.example.com"` },
-});
-/**
- * An address to bind (bind_addr, stats_addr, publish_addr): an IP address, or `localhost`, which is
- * read as 127.0.0.1. Binding a host name looks it up synchronously and would freeze the process.
- */
-const bindAddress = z.string()
-  .refine((value) => isIpAddress(value) || value.toLowerCase() === "localhost", {
-    message: "is not an IP address",
-    params: {
-      hint: `write an IP address such as "0.0.0.0", "127.0.0.1" or "::1", or "localhost" for 127.0.0.1; ` +
-        `a host name is never bound, since its lookup would block`,
-    },
-  })
-  .transform((value) => value.toLowerCase() === "localhost" ? "127.0.0.1" : value);
-/** A TCP port a peer connects to. */
-const port = z.int().min(1).max(65535);
-/** A TCP port to bind; 0 lets the system pick one. */
-const bindablePort = z.int().min(0).max(65535);
-/** A duration in seconds: positive, at most a day. */
-const seconds = z.number().positive().max(86_400);
-const filePath = z.string().min(1);
-const secret = z.string().min(MIN_SECRET_LENGTH).refine((value) => unsafeCharacter(value) === null, {
-  message: "contains a control character, bidi control or lone surrogate",
-  params: { hint: "use printable characters only (the server refuses these in authenticate)" },
-});
-const name = z.string().refine((value) => NAME_PATTERN.test(value), {
-  message: "is not a valid name",
-  params: { hint: NAME_HINT },
-});
+import { camelKeys } from "./_camel.ts";
+import {
+  bindablePort,
+  bindAddress,
+  filePath,
+  host,
+  localBackends,
+  name,
+  port,
+  portRange,
+  portRanges,
+  seconds,
+  secret,
+  sha256Fingerprint,
+} from "./_fields.ts";
+import { DEFAULTS } from "./defaults.ts";
 
 /** Load-balancing policies of a proxy with several `local_backends`. */
 export const LB_POLICIES = ["round_robin", "least_connections", "ip_hash"] as const;
-
-/**
- * Splits `"host:port"` (IPv6 as `"[::1]:3000"`) into its parts, or returns why it cannot.
- * The host comes back without brackets, as `Deno.connect` wants it.
- */
-export function parseHostPort(text: string): { host: string; port: number } | { problem: string } {
-  const match = /^\[([^\]]*)\]:(\d{1,5})$/.exec(text) ?? /^([^:\[\]]+):(\d{1,5})$/.exec(text);
-  if (match === null) {
-    return {
-      problem: text.includes(":") && !text.startsWith("[") && text.split(":").length > 2
-        ? "is an IPv6 address without brackets"
-        : "is not a host:port address",
-    };
-  }
-  const [, host = "", portText = ""] = match;
-  const port = Number(portText);
-  if (!isHost(host)) {
-    return {
-      problem: `is not a host:port address: ${JSON.stringify(host)} is not an IP address or host name`,
-    };
-  }
-  if (port < 1 || port > 65535) {
-    return { problem: `is not a host:port address: ${port} is not a port from 1 to 65535` };
-  }
-  return { host, port };
-}
-
-/**
- * The SHA-256 fingerprint of a certificate in the form `tls-tunnel cert` prints it (32 colon-separated hex
- * pairs, `AB:CD:…`) or as `SHA256:` followed by 64 hex digits, either in any letter case. Normalised to the
- * upper-case colon-separated form of `colonHex` in lib/pki/fingerprint.ts, so the roles compare one form.
- */
-const sha256Fingerprint = z.string().transform((text, ctx) => {
-  const hex = /^sha256:([0-9a-f]{64})$/i.exec(text)?.[1] ??
-    (/^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/i.test(text) ? text.replaceAll(":", "") : undefined);
-  if (hex !== undefined) return hex.toUpperCase().replace(/(..)(?!$)/g, "$1:");
-  ctx.addIssue({
-    code: "custom",
-    message: "is not a SHA-256 fingerprint",
-    params: {
-      hint: `write the server certificate's fingerprint as \`tls-tunnel cert\` prints it, 32 hex pairs ` +
-        `joined by colons ("AB:CD:…:EF"), or as "SHA256:" followed by 64 hex digits`,
-    },
-  });
-  return z.NEVER;
-});
-
-/** `"127.0.0.1:3000"` → `{ host, port }`. */
-const backendAddress = z.string().transform((text, ctx) => {
-  const parsed = parseHostPort(text);
-  if ("host" in parsed) return parsed;
-  ctx.addIssue({
-    code: "custom",
-    message: parsed.problem,
-    params: { hint: `write each backend as "host:port", e.g. "127.0.0.1:3000" or "[::1]:3000"` },
-  });
-  return z.NEVER;
-});
-
-/** `local_backends`: at least one backend, none twice. */
-const localBackends = z.array(backendAddress).refine((backends) => backends.length > 0, {
-  message: "is empty",
-  params: { hint: `list at least one backend, e.g. local_backends = ["127.0.0.1:3000", "127.0.0.1:3001"]` },
-}).superRefine((backends, ctx) => {
-  const seen = new Set<string>();
-  backends.forEach((backend, index) => {
-    const key = `${backend.host.toLowerCase()}|${backend.port}`;
-    if (seen.has(key)) {
-      ctx.addIssue({
-        code: "custom",
-        path: [index],
-        message: "is listed twice in local_backends",
-        params: { hint: "list every backend once; a backend listed twice would get twice the share" },
-      });
-    }
-    seen.add(key);
-  });
-});
-
-/** `"20000-20100,8080"` → PortRange[]. */
-const portRanges = z.string().transform((text, ctx) => {
-  const ranges = parsePortRanges(text);
-  if (Array.isArray(ranges)) return ranges;
-  ctx.addIssue({ code: "custom", message: ranges.message, params: { hint: ranges.hint } });
-  return z.NEVER;
-});
-
-/** `"20000-20100"` → PortRange. */
-const portRange = z.string().transform((text, ctx) => {
-  const range = parsePortRange(text);
-  if ("start" in range) return range;
-  ctx.addIssue({ code: "custom", message: range.message, params: { hint: range.hint } });
-  return z.NEVER;
-});
-
-/** `[server.bind_retry]`. */
-export const bindRetrySchema = z.strictObject({
-  max_retries: z.int().min(0).max(1000).default(DEFAULTS.server.bind_retry.max_retries),
-  initial_delay_secs: seconds.default(DEFAULTS.server.bind_retry.initial_delay_secs),
-  max_delay_secs: seconds.default(DEFAULTS.server.bind_retry.max_delay_secs),
-});
 
 /** Event codes a webhook may subscribe to (the server's event log codes). */
 export const NOTIFY_EVENT_CODES = [
@@ -205,127 +48,246 @@ export const NOTIFY_EVENT_CODES = [
   "PROXY_HEALTHY",
 ] as const;
 
-/** `[server.notify]`: POST events to a webhook. */
+/**
+ * The bind-retry keys, once: the server's `[server.bind_retry]` gives each a default, the client's
+ * `[client.bind_retry]` leaves each optional (an unset key takes the server's value).
+ */
+const bindRetryKeys = {
+  /** Retries after the first failed attempt before giving up (0 = no retry). */
+  max_retries: z.int().min(0).max(1000),
+  /** Delay before the first retry, doubled after each failure. */
+  initial_delay_secs: seconds,
+  /** Cap on the delay between retries. */
+  max_delay_secs: seconds,
+};
+
+/** `[server.bind_retry]`: how the server retries binding a published port that it could not bind. */
+export const bindRetrySchema = z.strictObject({
+  max_retries: bindRetryKeys.max_retries.default(DEFAULTS.server.bind_retry.max_retries),
+  initial_delay_secs: bindRetryKeys.initial_delay_secs.default(DEFAULTS.server.bind_retry.initial_delay_secs),
+  max_delay_secs: bindRetryKeys.max_delay_secs.default(DEFAULTS.server.bind_retry.max_delay_secs),
+}).transform((table) => camelKeys(table));
+
+/**
+ * `[client.bind_retry]`: a gentler bind retry the client asks of the server; the server never retries more
+ * than its own `[server.bind_retry]`.
+ */
+export const clientBindRetrySchema = z.strictObject(bindRetryKeys).partial()
+  .transform((table) => camelKeys(table));
+
+/** `[server.notify]`: where and which server events are POSTed as JSON (bind failures, disconnections…). */
 export const notifySchema = z.strictObject({
+  /** http(s) URL that receives one POST per event. */
   webhook_url: z.url({ protocol: /^https?$/, error: "webhook_url must be an http:// or https:// URL" }),
+  /** Sent as `Authorization: Bearer …` when set. */
   webhook_token: secret.optional(),
-  events: z.array(z.enum(NOTIFY_EVENT_CODES)).min(1).default(["PROXY_BIND_FAILED", "CLIENT_DISCONNECTED"]),
-  timeout_secs: seconds.default(5),
+  /** Event codes to send. */
+  events: z.array(z.enum(NOTIFY_EVENT_CODES)).min(1).default(() => [...DEFAULTS.server.notify.events]),
+  /** Give up on one POST after this long. */
+  timeout_secs: seconds.default(DEFAULTS.server.notify.timeout_secs),
+}).transform((table) => {
+  // Typed as the event log's codes (plain strings) the webhook compares them with.
+  const events: string[] = table.events;
+  return { ...camelKeys(table), events };
 });
 
-/** One `[[server.clients]]` entry; `allow_ports` and `max_proxies` default to the server's. */
+/**
+ * One `[[server.clients]]` entry: a named client with its own key and the ports it may publish.
+ * `allow_ports` and `max_proxies` default to the server's (filled in by {@link serverTableSchema}).
+ */
 export const serverClientSchema = z.strictObject({
+  /** Unique name, shown in logs and stats. */
   name,
+  /** This client's key (at least 16 characters). */
   auth_key: secret,
+  /** Ports this client may publish; defaults to the server's `allow_ports`. */
   allow_ports: portRanges.optional(),
+  /** Proxies this client may register; defaults to the server's `max_proxies_per_client`. */
   max_proxies: z.int().min(1).max(10_000).optional(),
-});
+}).transform((table) => camelKeys(table));
 
-/** `[server]`. */
+/** `[server]` plus its sub-tables. */
 export const serverTableSchema = z.strictObject({
+  /** Address the tunnel's TLS listener binds. */
   bind_addr: bindAddress.default(DEFAULTS.server.bind_addr),
+  /** Port of the tunnel's TLS listener. */
   bind_port: bindablePort.default(DEFAULTS.server.bind_port),
+  /** PEM certificate chain; with `key_path`, or neither (then a throw-away certificate is generated). */
   cert_path: filePath.optional(),
+  /** PEM private key matching `cert_path`. */
   key_path: filePath.optional(),
+  /** The shared key any client may present (at least 16 characters); optional when `clients` is set. */
   auth_key: secret.optional(),
+  /** Ports a client using the shared `auth_key` may publish. */
   allow_ports: portRanges.prefault(DEFAULTS.server.allow_ports),
+  /** Most proxies one client may register. */
   max_proxies_per_client: z.int().min(1).max(10_000).default(DEFAULTS.server.max_proxies_per_client),
+  /** Time from TCP accept to authenticated before a connection is closed. */
   handshake_timeout_secs: seconds.default(DEFAULTS.server.handshake_timeout_secs),
+  /** Unauthenticated connections (TCP accepted, not yet authenticated) at most, in all. */
   max_pending_connections: z.int().min(1).max(1_000_000).default(DEFAULTS.server.max_pending_connections),
+  /** Unauthenticated connections at most from one address. */
   max_pending_per_ip: z.int().min(1).max(1_000_000).default(DEFAULTS.server.max_pending_per_ip),
+  /** yamux ping interval on every session (see `sessionKeepalive`). */
   keepalive_interval_secs: seconds.default(DEFAULTS.server.keepalive_interval_secs),
+  /** A session whose ping is not answered within this is dead; greater than the interval. */
   keepalive_timeout_secs: seconds.default(DEFAULTS.server.keepalive_timeout_secs),
+  /** Address of the stats/metrics HTTP endpoint; the endpoint is off without `stats_port`. */
   stats_addr: bindAddress.default(DEFAULTS.server.stats_addr),
+  /** Port of the stats endpoint; absent → no endpoint. */
   stats_port: bindablePort.optional(),
+  /** Bearer token required by the stats endpoint (required when `stats_addr` is not loopback). */
   stats_token: secret.optional(),
+  /** How long the server remembers a client's last bound ports to offer them again. */
   sticky_ports_ttl_secs: z.number().min(0).max(604_800).default(DEFAULTS.server.sticky_ports_ttl_secs),
+  /**
+   * Consecutive outside connections the client could not carry to its local service (reported with
+   * `proxy_connect_result`) before the server marks the proxy unhealthy.
+   */
   unhealthy_after_failures: z.int().min(1).max(1_000_000).default(DEFAULTS.server.unhealthy_after_failures),
+  /** `[server.bind_retry]`. */
   bind_retry: bindRetrySchema.prefault({}),
+  /** `[server.notify]`: events POSTed to a webhook. */
   notify: notifySchema.optional(),
+  /** Named clients with their own keys (`[[server.clients]]`). */
   clients: z.array(serverClientSchema).default([]),
   // Rust tls-tunnel compatibility: accepted only with the one value this implementation supports.
   transport: z.literal("tls").optional(),
   behind_proxy: z.literal(false).optional(),
+}).transform((table) => {
+  const server = camelKeys(table, "transport", "behind_proxy");
+  return {
+    ...server,
+    clients: server.clients.map((client) => ({
+      ...client,
+      allowPorts: client.allowPorts ?? server.allowPorts,
+      maxProxies: client.maxProxies ?? server.maxProxiesPerClient,
+    })),
+  };
 });
 
-/** `[client.bind_retry]`: a gentler bind retry the client asks of the server (never more than the server's). */
-export const clientBindRetrySchema = z.strictObject({
-  max_retries: z.int().min(0).max(1000).optional(),
-  initial_delay_secs: seconds.optional(),
-  max_delay_secs: seconds.optional(),
-});
-
-/** `[client.reconnect]`. */
+/** `[client.reconnect]`: how the client reconnects after losing the server. */
 export const reconnectSchema = z.strictObject({
+  /** First delay after a lost session (`TLS_TUNNEL_RECONNECT_DELAY_SECS` overrides). */
   initial_delay_secs: z.number().min(0.01).max(3600).default(DEFAULTS.client.reconnect.initial_delay_secs),
+  /** Cap on the backoff. */
   max_delay_secs: seconds.default(DEFAULTS.client.reconnect.max_delay_secs),
+  /** Backoff factor. */
   multiplier: z.number().min(1).max(10).default(DEFAULTS.client.reconnect.multiplier),
+  /** Random spread applied to each delay, 0-1 (0.2 = ±20 %). */
   jitter: z.number().min(0).max(1).default(DEFAULTS.client.reconnect.jitter),
+  /** Attempts before giving up; 0 = forever. */
   max_attempts: z.int().min(0).default(DEFAULTS.client.reconnect.max_attempts),
-});
+}).transform((table) => camelKeys(table));
 
 /** `[client]`. */
 export const clientTableSchema = z.strictObject({
+  /** Server host name or address. */
   server_addr: host,
+  /** Server's tunnel port. */
   server_port: port.default(DEFAULTS.client.server_port),
+  /** Name the server's certificate must carry (default: `server_addr`). */
   server_name: host.optional(),
+  /** PEM CA (or self-signed certificate) to trust instead of the system roots. */
   ca_cert_path: filePath.optional(),
+  /** Skip certificate verification (loudly warned about). */
   skip_verify: z.boolean().default(DEFAULTS.client.skip_verify),
+  /**
+   * SHA-256 fingerprint the server's leaf certificate must have. Written as `tls-tunnel cert` prints it
+   * (32 colon-separated hex pairs) or as `SHA256:` + 64 hex digits, in any letter case; always reaches the
+   * roles in the upper-case colon-separated form `AB:CD:…` that lib/pki/fingerprint.ts produces. Absent →
+   * no pin.
+   */
   server_fingerprint: sha256Fingerprint.optional(),
+  /** Key sent in `authenticate`. */
   auth_key: secret,
+  /** Stable id of this client across reconnects (default: derived from the host and config). */
   client_id: name.optional(),
+  /** Attempts to reach the local service per outside connection (env override). */
   local_connect_retries: z.int().min(1).max(100).default(DEFAULTS.client.local_connect_retries),
+  /** Delay between those attempts (env override). */
   local_retry_delay_ms: z.int().min(0).max(600_000).default(DEFAULTS.client.local_retry_delay_ms),
+  /** yamux ping interval (see `sessionKeepalive`). */
   keepalive_interval_secs: seconds.default(DEFAULTS.client.keepalive_interval_secs),
+  /** Ping timeout that ends the session; greater than the interval. */
   keepalive_timeout_secs: seconds.default(DEFAULTS.client.keepalive_timeout_secs),
+  /** Address of the client's stats endpoint. */
   stats_addr: bindAddress.default(DEFAULTS.client.stats_addr),
+  /** Port of the client's stats endpoint; absent → none. */
   stats_port: bindablePort.optional(),
+  /** Bearer token required by the client's stats endpoint (required when `stats_addr` is not loopback). */
   stats_token: secret.optional(),
+  /** Reconnect policy. */
   reconnect: reconnectSchema.prefault({}),
+  /** A gentler bind retry asked of the server (`[client.bind_retry]`). */
   bind_retry: clientBindRetrySchema.optional(),
   // Rust tls-tunnel compatibility: `transport` only as "tls"; `server_path` only matters to its http2/wss
   // transports and is ignored here.
   transport: z.literal("tls").optional(),
   server_path: z.string().optional(),
+}).transform((table) => {
+  const client = camelKeys(table, "transport", "server_path");
+  return { ...client, serverName: client.serverName ?? client.serverAddr };
 });
 
-/** `health_check = { interval_secs, timeout_secs }` of a proxy. */
+/** `health_check = { interval_secs, timeout_secs }`: an optional TCP check of a proxy's local service. */
 export const healthCheckSchema = z.strictObject({
+  /** Seconds between checks. */
   interval_secs: seconds.default(DEFAULTS.proxy.health_check.interval_secs),
+  /** Seconds a connect may take before the service counts as down. */
   timeout_secs: seconds.default(DEFAULTS.proxy.health_check.timeout_secs),
-});
+}).transform((table) => camelKeys(table));
 
 /**
  * One `[[proxies]]` entry. `publish_port` is required unless `publish_port_range` is set, and `local_port`
  * unless `local_backends` is set (see `_rules.ts`).
  */
 export const proxySchema = z.strictObject({
+  /** Unique name within the client. */
   name,
+  /** Only "tcp" today. */
   proxy_type: z.literal("tcp").default(DEFAULTS.proxy.proxy_type),
+  /** Address the server publishes on. */
   publish_addr: bindAddress.default(DEFAULTS.proxy.publish_addr),
+  /** Port the server publishes on; 0 (or absent) = the system picks, or the first free port of the range. */
   publish_port: bindablePort.optional(),
+  /** Range to search when the preferred port is taken or `publish_port` is 0. */
   publish_port_range: portRange.optional(),
+  /** When the range is full, fall back to a port the system picks. */
   fallback_to_system_port: z.boolean().default(DEFAULTS.proxy.fallback_to_system_port),
+  /** Local service address the client connects to; the first backend's with `local_backends`. */
   local_addr: host.default(DEFAULTS.proxy.local_addr),
+  /** Local service port; the first backend's with `local_backends`. */
   local_port: port.optional(),
+  /** Several local services to spread connections over; absent → just local_addr:local_port. */
   local_backends: localBackends.optional(),
+  /** How a backend is picked per connection when there are several. */
   lb_policy: z.enum(LB_POLICIES).default(DEFAULTS.proxy.lb_policy),
+  /** Optional health check of the local service. */
   health_check: healthCheckSchema.optional(),
+}).transform((table) => {
+  const proxy = camelKeys(table);
+  const first = proxy.localBackends?.[0];
+  return {
+    ...proxy,
+    publishPort: proxy.publishPort ?? 0,
+    // With local_backends the first backend stands in for local_addr/local_port (shown in logs and sent to
+    // the server, which only displays them); the rules guarantee one of the two forms.
+    localAddr: first?.host ?? proxy.localAddr,
+    localPort: first?.port ?? proxy.localPort ?? 0,
+  };
 });
 
-/** A whole server file. */
-export const serverFileSchema = z.strictObject({ server: serverTableSchema });
+/** A whole server file → the server's config. */
+export const serverFileSchema = z.strictObject({ server: serverTableSchema })
+  .transform((file) => file.server);
 
-/** A whole client file. */
+/** A whole client file (`[client]` plus `[[proxies]]`) → the client's config. */
 export const clientFileSchema = z.strictObject({
   client: clientTableSchema,
+  /** The proxies to publish. */
   proxies: z.array(proxySchema).default([]),
-});
-
-/** The TOML form of a server file after validation and defaults. */
-export type ServerFile = z.output<typeof serverFileSchema>;
-/** The TOML form of a client file after validation and defaults. */
-export type ClientFile = z.output<typeof clientFileSchema>;
+}).transform((file) => ({ ...file.client, proxies: file.proxies }));
 
 /**
  * Known keys of every table, by the table's path without array indices (`""` is the top level,
@@ -334,18 +296,18 @@ export type ClientFile = z.output<typeof clientFileSchema>;
 export const KNOWN_KEYS: Readonly<Record<"server" | "client", Readonly<Record<string, readonly string[]>>>> =
   {
     server: {
-      "": Object.keys(serverFileSchema.shape),
-      "server": Object.keys(serverTableSchema.shape),
-      "server.bind_retry": Object.keys(bindRetrySchema.shape),
-      "server.notify": Object.keys(notifySchema.shape),
-      "server.clients": Object.keys(serverClientSchema.shape),
+      "": Object.keys(serverFileSchema.in.shape),
+      "server": Object.keys(serverTableSchema.in.shape),
+      "server.bind_retry": Object.keys(bindRetrySchema.in.shape),
+      "server.notify": Object.keys(notifySchema.in.shape),
+      "server.clients": Object.keys(serverClientSchema.in.shape),
     },
     client: {
-      "": Object.keys(clientFileSchema.shape),
-      "client": Object.keys(clientTableSchema.shape),
-      "client.reconnect": Object.keys(reconnectSchema.shape),
-      "client.bind_retry": Object.keys(clientBindRetrySchema.shape),
-      "proxies": Object.keys(proxySchema.shape),
-      "proxies.health_check": Object.keys(healthCheckSchema.shape),
+      "": Object.keys(clientFileSchema.in.shape),
+      "client": Object.keys(clientTableSchema.in.shape),
+      "client.reconnect": Object.keys(reconnectSchema.in.shape),
+      "client.bind_retry": Object.keys(clientBindRetrySchema.in.shape),
+      "proxies": Object.keys(proxySchema.in.shape),
+      "proxies.health_check": Object.keys(healthCheckSchema.in.shape),
     },
   };
