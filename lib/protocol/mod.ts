@@ -11,3 +11,4 @@ export * from "./stream_header.ts";
 export * from "./leaving.ts";
 export * from "./version.ts";
 export * from "./proxy_status.ts";
+export * from "./convert.ts";

@@ -21,6 +21,7 @@ import {
   RegisterProxiesParams,
   type RegisterProxiesResult,
 } from "../protocol/control.ts";
+import { fromBindRetryRequest } from "../protocol/convert.ts";
 import { INVALID_PARAMS, RpcError } from "../rpc/mod.ts";
 import { escapeForTerminal, NAME_MAX_LENGTH } from "../text.ts";
 import { formatAddr, formatHostPort } from "../net/address.ts";
@@ -173,14 +174,7 @@ export class ProxyRegistrar {
   async register(client: ConnectedClient, raw: unknown): Promise<RegisterProxiesResult> {
     const parsed = RegisterProxiesParams.safeParse(raw);
     if (!parsed.success) throw new RpcError(INVALID_PARAMS, "register_proxies expects { proxies: [...] }");
-    const requested = parsed.data.bind_retry;
-    const policy = narrowPolicy(this.context.config.bindRetry, {
-      ...(requested?.max_retries !== undefined ? { maxRetries: requested.max_retries } : {}),
-      ...(requested?.initial_delay_secs !== undefined
-        ? { initialDelaySecs: requested.initial_delay_secs }
-        : {}),
-      ...(requested?.max_delay_secs !== undefined ? { maxDelaySecs: requested.max_delay_secs } : {}),
-    });
+    const policy = narrowPolicy(this.context.config.bindRetry, fromBindRetryRequest(parsed.data.bind_retry));
     const proxies = parsed.data.proxies;
     let queued: Promise<RegisterProxiesResult>;
     try {

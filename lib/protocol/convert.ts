@@ -1,0 +1,56 @@
+/**
+ * Conversions between the config's shapes (camelCase, `lib/config/types.ts`) and the wire's (snake_case,
+ * `control.ts`), in one place for both roles: the client turns its proxies and `[client.bind_retry]` into
+ * `register_proxies` params, the server turns a request's `bind_retry` back into the config's shape.
+ *
+ * @module
+ */
+
+import type { BindRetryConfig, ProxyConfig } from "../config/types.ts";
+import type { BindRetryRequest, ProxySpec } from "./control.ts";
+
+/**
+ * A configured proxy in its wire form (the fields `register_proxies` carries; local backends, the load
+ * balancing policy and health checks stay on the client).
+ */
+export function toProxySpec(proxy: ProxyConfig): ProxySpec {
+  const spec: ProxySpec = {
+    name: proxy.name,
+    proxy_type: proxy.proxyType,
+    publish_addr: proxy.publishAddr,
+    publish_port: proxy.publishPort,
+    local_addr: proxy.localAddr,
+    local_port: proxy.localPort,
+  };
+  if (proxy.publishPortRange) spec.publish_port_range = { ...proxy.publishPortRange };
+  if (proxy.fallbackToSystemPort) spec.fallback_to_system_port = true;
+  return spec;
+}
+
+/**
+ * A client's `[client.bind_retry]` in its wire form: only the values it sets.
+ *
+ * @example
+ * ```ts
+ * import { fromBindRetryRequest, toBindRetryRequest } from "./convert.ts";
+ * const wire = toBindRetryRequest({ maxRetries: 3 });
+ * console.log(wire); // { max_retries: 3 }
+ * console.log(fromBindRetryRequest(wire)); // { maxRetries: 3 }
+ * ```
+ */
+export function toBindRetryRequest(request: Partial<BindRetryConfig>): BindRetryRequest {
+  const wire: BindRetryRequest = {};
+  if (request.maxRetries !== undefined) wire.max_retries = request.maxRetries;
+  if (request.initialDelaySecs !== undefined) wire.initial_delay_secs = request.initialDelaySecs;
+  if (request.maxDelaySecs !== undefined) wire.max_delay_secs = request.maxDelaySecs;
+  return wire;
+}
+
+/** A `register_proxies` request's `bind_retry` in the config's shape: only the values it sets. */
+export function fromBindRetryRequest(request: BindRetryRequest | undefined): Partial<BindRetryConfig> {
+  const config: Partial<BindRetryConfig> = {};
+  if (request?.max_retries !== undefined) config.maxRetries = request.max_retries;
+  if (request?.initial_delay_secs !== undefined) config.initialDelaySecs = request.initial_delay_secs;
+  if (request?.max_delay_secs !== undefined) config.maxDelaySecs = request.max_delay_secs;
+  return config;
+}
