@@ -1,5 +1,6 @@
 # tls-tunnel on the official Deno image: the single-file bundle, run as the image's non-root `deno` user
-# with the permissions of `deno task server` / `deno task client`.
+# with the permissions of `deno task server` / `deno task client`, plus writing to the state directory
+# (where a server without a config file keeps its generated certificate and keys).
 #
 #   docker build -t tls-tunnel .                      # the server image (the last stage)
 #   docker build -t tls-tunnel-client --target client .
@@ -34,7 +35,7 @@ ENV XDG_STATE_HOME=/var/lib \
 VOLUME ["/var/lib/tls-tunnel"]
 WORKDIR /etc/tls-tunnel
 USER deno
-ENTRYPOINT ["deno", "run", "--no-config", "--no-prompt", "--allow-net", "--allow-read", "--allow-env", "--allow-sys=hostname", "--allow-ffi", "/app/tls-tunnel.js"]
+ENTRYPOINT ["deno", "run", "--no-config", "--no-prompt", "--allow-net", "--allow-read", "--allow-env", "--allow-sys=hostname", "--allow-ffi", "--allow-write=/var/lib/tls-tunnel", "/app/tls-tunnel.js"]
 
 FROM runtime AS client
 CMD ["client", "-c", "/etc/tls-tunnel/client.toml"]

@@ -15,10 +15,13 @@ import {
   DEFAULT_TOP_URL,
   demoCommand,
   type LogFormat,
+  type RegisterCliOptions,
+  registerCommand,
   serverCommand,
   setupLogging,
   templateCommand,
   topCommand,
+  unregisterCommand,
   versionCommand,
 } from "./lib/cli/mod.ts";
 import { VERSION } from "./lib/version.ts";
@@ -138,6 +141,32 @@ program.command("version")
   .description("print version information")
   .action(() => {
     exitCode = versionCommand();
+  });
+
+program.command("register")
+  .description(
+    "install a hardened systemd unit that runs the server or client with this config, and start it",
+  )
+  .argument("<role>", "server or client")
+  .requiredOption("-c, --config <file>", "config file (TOML) the service runs with")
+  .option("--user", "a user unit (systemctl --user) instead of a system one")
+  .option("--dry-run", "print the unit and what would be done; change nothing")
+  .option("--name <name>", "unit name without .service (default tls-tunnel-<role>)")
+  .option("--run-as <user>", "system unit: the account to run as (default: the config file's owner)")
+  .option("--exec <path>", "the tls-tunnel program the unit starts (default: this one)")
+  .action(async (role: string, options: RegisterCliOptions) => {
+    const { config, ...rest } = options;
+    exitCode = await registerCommand({ role, configPath: config, ...rest });
+  });
+
+program.command("unregister")
+  .description("stop, disable and remove the systemd unit that `register` installed")
+  .argument("<role>", "server or client")
+  .option("--user", "a user unit (systemctl --user)")
+  .option("--dry-run", "print what would be done; change nothing")
+  .option("--name <name>", "unit name without .service (default tls-tunnel-<role>)")
+  .action(async (role: string, options: { user?: boolean; dryRun?: boolean; name?: string }) => {
+    exitCode = await unregisterCommand({ role, ...options });
   });
 
 try {

@@ -166,8 +166,20 @@ Deno.test("the Dockerfile bundles on the pinned Deno image and runs as non-root 
   const words = JSON.parse(entrypoint.args) as string[];
   assert.deepEqual(words.slice(0, 2), ["deno", "run"]);
   assert.equal(words.at(-1), "/app/tls-tunnel.js");
-  assert.deepEqual(permissionsOf(words), permissionsOf((await tasks()).server ?? ""));
-  assert.deepEqual(permissionsOf(words), permissionsOf((await tasks()).client ?? ""));
+  // The tasks' permissions, plus writing to the state directory only (a config-less server keeps its
+  // certificate there): the one volume, $XDG_STATE_HOME/tls-tunnel.
+  const stateDir = "/var/lib/tls-tunnel";
+  const narrow = permissionsOf(words).filter((flag) => flag !== `--allow-write=${stateDir}`);
+  assert.equal(
+    narrow.length,
+    permissionsOf(words).length - 1,
+    "the entrypoint may write the state directory",
+  );
+  assert.deepEqual(narrow, permissionsOf((await tasks()).server ?? ""));
+  assert.deepEqual(narrow, permissionsOf((await tasks()).client ?? ""));
+  const env = runtime.filter((i) => i.instruction === "ENV").map((i) => i.args).join(" ");
+  assert.match(env, /\bXDG_STATE_HOME=\/var\/lib\b/);
+  assert.ok(runtime.some((i) => i.instruction === "VOLUME" && JSON.parse(i.args)[0] === stateDir));
 
   for (const role of ["server", "client"]) {
     const cmd = instructions.find((i) => i.stage === role && i.instruction === "CMD");
@@ -244,4 +256,11 @@ Deno.test("install.sh pins .ci/run's Deno, bundles as deno task bundle, and laun
   assert.deepEqual(permissionsOf(base), permissionsOf((await tasks()).server ?? ""));
   assert.deepEqual(permissionsOf(base), permissionsOf((await tasks()).client ?? ""));
   assert.deepEqual(permissionsOf(base), [...SERVICE_PERMISSIONS].sort());
+  // Only the commands that write files may write; only register/unregister may run a program.
+  const extras = [...script.matchAll(/^ {2}([a-z|]+)\) permissions="\$permissions ([^"]+)" ;;$/gm)]
+    .map((match) => [match[1], match[2]]);
+  assert.deepEqual(extras, [
+    ["server|cert|template", "--allow-write"],
+    ["register|unregister", "--allow-write --allow-run=systemctl"],
+  ]);
 });

@@ -11,5 +11,6 @@ export type { CertOptions } from "./cert.ts";
 export { templateCommand } from "./template.ts";
 export { clientCommand, demoCommand, serverCommand } from "./run.ts";
 export { versionCommand } from "./version.ts";
+export { type RegisterCliOptions, registerCommand, unregisterCommand } from "./register.ts";
 export { DEFAULT_TOP_URL, topCommand } from "./top.ts";
 export { type LogFormat, setupLogging } from "./logging.ts";

@@ -1,61 +1,22 @@
 /**
- * Internal plumbing between `Session` and `Stream`: symbol-keyed methods keep the session-facing API
- * off the public `Stream` surface, and `StreamOwner` is what a stream may ask of its session.
+ * The one seam between `Session` and `Stream`, so each side's needs of the other are listed here:
+ * `StreamHost` is what a stream may ask of its session (the session hands it to every stream it
+ * creates), `StreamPort` is what the session may ask of a stream (the stream's session-facing half,
+ * which only the session holds; it stays off the public `Stream` surface). Also `SessionEnd`, how the
+ * session's reader and writer end it.
  *
  * @module
  */
 
+import type { MuxError, SessionCloseReason } from "./errors.ts";
 import type { Stream } from "./stream.ts";
+import type { SendSource } from "./writer.ts";
 
-/** Session → stream: a data frame of `length` bytes starts (`(length: number) => void`; checks the window). */
-export const kOnDataFrame: unique symbol = Symbol("yamux.onDataFrame");
-/** Session → stream: payload bytes of the current data frame (`(bytes: Uint8Array) => void`; copied if kept). */
-export const kOnData: unique symbol = Symbol("yamux.onData");
-/**
- * Session → stream: the unfilled part of the waiting reader's buffer, for the session to read the rest
- * of the current data frame straight into it (`(remainingFrameBytes: number) => Uint8Array | null`).
- */
-export const kDirectReadTarget: unique symbol = Symbol("yamux.directReadTarget");
-/** Session → stream: the direct read into the target finished with `count` bytes (`(count) => void`). */
-export const kDirectReadDone: unique symbol = Symbol("yamux.directReadDone");
-/**
- * Session → stream: true when no read waits but none has data queued either, i.e. the reader is most
- * likely just processing what it got and about to call `read()` again (`() => boolean`).
- */
-export const kReaderMayReturn: unique symbol = Symbol("yamux.readerMayReturn");
 /** Smallest read the session makes straight into a reader's buffer (smaller pieces are copied). */
 export const DIRECT_READ_MIN_BYTES = 32 * 1024;
-/**
- * Session → stream, from time to time: give drained receive storage back if nothing arrived since the last
- * call (`() => void`).
- */
-export const kReleaseIdleBuffers: unique symbol = Symbol("yamux.releaseIdleBuffers");
-/** Session → stream: the peer granted more send window (`(deltaBytes: number) => void`). */
-export const kOnWindowUpdate: unique symbol = Symbol("yamux.onWindowUpdate");
-/** Session → stream: the peer acknowledged the stream we opened. */
-export const kOnAck: unique symbol = Symbol("yamux.onAck");
-/** Session → stream: the peer half-closed its direction. */
-export const kOnRemoteFin: unique symbol = Symbol("yamux.onRemoteFin");
-/** Session → stream: the peer reset the stream. */
-export const kOnRemoteReset: unique symbol = Symbol("yamux.onRemoteReset");
-/** Session → stream: the session ended (`(error: Error) => void`). */
-export const kOnSessionEnd: unique symbol = Symbol("yamux.onSessionEnd");
-/** Session → stream: bytes of the pending write that may go out now (`() => number`). */
-export const kSendableBytes: unique symbol = Symbol("yamux.sendableBytes");
-/** Session → stream: takes the next `count` bytes of the pending write (`(count) => Uint8Array`). */
-export const kTakeSendBytes: unique symbol = Symbol("yamux.takeSendBytes");
-/**
- * Session → stream: takes the next `count` bytes of the pending write to be written straight from the
- * caller's buffer (`(count) => { bytes, written }`); the write resolves only after `written()`.
- */
-export const kTakeSendBytesZeroCopy: unique symbol = Symbol("yamux.takeSendBytesZeroCopy");
-/** Session → stream: whether the stream waits for the peer's ACK (counts against unacked opens). */
-export const kAwaitingAck: unique symbol = Symbol("yamux.awaitingAck");
-/** Session → stream: whether the stream sits in the session's send queue. */
-export const kQueued: unique symbol = Symbol("yamux.queued");
 
 /** What a stream may ask of its session. */
-export interface StreamOwner {
+export interface StreamHost {
   /** Ceiling of a stream's receive window (auto-tuning stops there). */
   readonly maxStreamWindowBytes: number;
   /** Smoothed round-trip time of the session in ms (0 while unknown). */
@@ -63,7 +24,76 @@ export interface StreamOwner {
   /** Queues a WindowUpdate frame for `streamId` with `flags` and `deltaBytes`; never blocks. */
   sendWindowUpdate(streamId: number, flags: number, deltaBytes: number): void;
   /** The stream has write data and send window: schedule it in the round-robin send queue. */
-  wantsToSend(stream: Stream): void;
+  wantsToSend(port: StreamPort): void;
   /** The stream is finished in both directions (or reset): forget it. */
-  streamDone(stream: Stream): void;
+  streamDone(port: StreamPort): void;
+}
+
+/**
+ * What the session may ask of a stream. The send side (`sendableBytes`, `takeSendBytes`,
+ * `takeSendBytesZeroCopy`) is the writer's {@linkcode SendSource}.
+ */
+export interface StreamPort extends SendSource {
+  /** The public stream this port belongs to. */
+  readonly stream: Stream;
+
+  // --- receive side, called by the reader loop ---------------------------------------------------
+  /**
+   * A data frame of `length` bytes starts: it must fit in the window we granted.
+   *
+   * @throws {ProtocolError} the peer exceeded our window or sent data after its FIN
+   */
+  onDataFrame(length: number): void;
+  /**
+   * Payload bytes of the current data frame: a view of the session's reusable read buffer (copied if
+   * kept). `hold`: more of this frame follows and will be read straight into the same reader's buffer,
+   * so do not resolve the read yet.
+   */
+  onData(payload: Uint8Array, hold: boolean): void;
+  /**
+   * The buffer to read the rest of the current data frame (`remainingFrameBytes`) straight into: the
+   * unfilled part of the waiting reader's buffer, or free space of the stream's ring; null when a direct
+   * read is not worth it.
+   */
+  directReadTarget(remainingFrameBytes: number): Uint8Array | null;
+  /** The direct read into the target finished with `count` bytes (0 when the connection failed). */
+  directReadDone(count: number): void;
+  /**
+   * True when no read waits but none has data queued either, i.e. the reader is most likely just
+   * processing what it got and about to call `read()` again.
+   */
+  readerMayReturn(): boolean;
+  /** From time to time: give drained receive storage back if nothing arrived since the last call. */
+  releaseIdleBuffers(): void;
+
+  // --- events -------------------------------------------------------------------------------------
+  /** The peer granted `deltaBytes` more send window. */
+  onWindowUpdate(deltaBytes: number): void;
+  /**
+   * The peer half-closed its direction (FIN).
+   *
+   * @throws {ProtocolError} on a second FIN
+   */
+  onRemoteFin(): void;
+  /** The peer reset the stream (RST). */
+  onRemoteReset(): void;
+  /** The session ended with `error`: buffered data stays readable; everything else fails with it. */
+  onSessionEnd(error: Error): void;
+}
+
+/** `error` as `Name: message` for error texts. */
+export function errorText(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** How the session ends: what the reader and writer report, and what `Session.#terminate` takes. */
+export interface SessionEnd {
+  /** Why it ends. */
+  reason: SessionCloseReason;
+  /** The error that ends it abnormally (none for a normal end). */
+  error?: MuxError;
+  /** Queue GoAway with this code before closing. */
+  goAwayCode?: number;
+  /** Write queued frames and half-close (bounded by `closeFlushTimeoutMs`) before closing. */
+  flush?: boolean;
 }

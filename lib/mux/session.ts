@@ -1,6 +1,8 @@
 /**
  * A yamux session over one {@linkcode DuplexConn}: opens and accepts streams, runs the single reader
- * loop and the single (batching) writer loop, keepalive and GoAway.
+ * loop, dispatches frames to streams, and ends the session (GoAway, errors, close). The writer
+ * (writer.ts), pings and keepalive (keepalive.ts) and each stream (stream.ts, reached through the
+ * `StreamPort` of _internal.ts) live in their own modules.
  *
  * @module
  */
@@ -13,15 +15,12 @@ import {
   FrameType,
   GoAwayCode,
   type GoAwayCodeValue,
-  HEADER_SIZE_BYTES,
   INITIAL_STREAM_WINDOW_BYTES,
   MAX_U32,
   SESSION_STREAM_ID,
 } from "./constants.ts";
-import { FrameDecoder } from "./decoder.ts";
 import {
   describeGoAwayCode,
-  KeepaliveTimeoutError,
   type MuxError,
   ProtocolError,
   RemoteGoAwayError,
@@ -29,63 +28,13 @@ import {
   type SessionCloseReason,
   StreamLimitError,
 } from "./errors.ts";
-import { type FrameHeader, writeHeader } from "./frame.ts";
-import type { FrameSegment } from "./decoder.ts";
+import type { FrameHeader } from "./frame.ts";
 import { type ResolvedSessionOptions, resolveSessionOptions, type SessionOptions } from "./options.ts";
-import { Stream } from "./stream.ts";
-import {
-  DIRECT_READ_MIN_BYTES,
-  kAwaitingAck,
-  kDirectReadDone,
-  kDirectReadTarget,
-  kOnData,
-  kOnDataFrame,
-  kOnRemoteFin,
-  kOnRemoteReset,
-  kOnSessionEnd,
-  kOnWindowUpdate,
-  kQueued,
-  kReaderMayReturn,
-  kReleaseIdleBuffers,
-  kSendableBytes,
-  kTakeSendBytes,
-  kTakeSendBytesZeroCopy,
-  type StreamOwner,
-} from "./_internal.ts";
-
-/** Don't cut a data frame smaller than this just to fill the batch; wait for the next batch instead. */
-const MIN_DATA_FRAGMENT_BYTES = 16 * 1024;
-
-/** A payload written straight from a stream's write buffer, placed after `offset` bytes of its batch. */
-interface ZeroCopyPayload {
-  /** Position in the batch where the payload belongs (right after its header). */
-  offset: number;
-  bytes: Uint8Array;
-  /** Tells the stream these bytes are on the connection. */
-  written: () => void;
-}
-
-/** Read size right after a large data frame: the next header plus a little payload. */
-const SMALL_READ_BYTES = 16 * 1024;
-
-/** A data frame at least this large is likely followed by another (bulk transfer). */
-const LARGE_FRAME_BYTES = 64 * 1024;
-
-/** Extra batch room kept for control frames (window updates, pings) beyond the data bound. */
-const CONTROL_RESERVE_BYTES = 64 * 1024;
-
-/** Control frames may grow the batch by at most this much before we conclude the peer stopped reading. */
-const MAX_CONTROL_BACKLOG_BYTES = 4 * 1024 * 1024;
-
-/** Weight of a new RTT sample in the smoothed RTT (as TCP's SRTT). */
-const RTT_SMOOTHING = 0.125;
-
-/** A ping waiting for its answer. */
-interface PendingPing {
-  startMs: number;
-  resolve: (rttMs: number) => void;
-  reject: (error: Error) => void;
-}
+import { createStream, type Stream } from "./stream.ts";
+import { Pinger } from "./keepalive.ts";
+import { FrameWriter } from "./writer.ts";
+import { FrameReader } from "./reader.ts";
+import type { SessionEnd, StreamHost, StreamPort } from "./_internal.ts";
 
 /** An `open()` waiting for an acknowledgement slot. */
 interface OpenWaiter {
@@ -114,74 +63,38 @@ export class Session {
   /** The underlying connection. */
   readonly #conn: DuplexConn;
   /** What streams may ask of us. */
-  readonly #owner: StreamOwner;
+  readonly #host: StreamHost;
+  /** Batches and writes our frames. */
+  readonly #writer: FrameWriter;
+  /** Pings, the RTT and keepalive. */
+  readonly #pinger: Pinger;
 
   // --- streams ----------------------------------------------------------------------------------
   /** Live streams by id (removed once finished in both directions or reset). */
-  readonly #streams = new Map<number, Stream>();
+  readonly #streams = new Map<number, StreamPort>();
   /** The id our next `open()` uses. */
   #nextStreamId: number;
   /** Highest stream id the peer has opened; higher peer-parity ids without SYN were never used. */
   #highestPeerStreamId = 0;
   /** Inbound streams not yet taken by `accept()` (bounded by `acceptBacklog`). */
-  #acceptQueue: Stream[] = [];
+  #acceptQueue: StreamPort[] = [];
   /** `accept()` calls waiting for an inbound stream. */
   #acceptWaiters: Array<(stream: Stream | null) => void> = [];
   /** Our opened streams whose ACK has not arrived. */
-  #unackedOpens = 0;
-  /** `open()` calls waiting because `#unackedOpens` reached `maxUnackedOpens`. */
+  readonly #unacked = new Set<StreamPort>();
+  /** `open()` calls waiting because `#unacked` reached `maxUnackedOpens`. */
   #openWaiters: OpenWaiter[] = [];
   /** We sent GoAway: inbound SYNs are refused with RST. */
   #localGoAway = false;
   /** Code of the GoAway the peer sent, or null: once set, `open()` rejects. */
   #remoteGoAwayCode: GoAwayCodeValue | null = null;
 
-  // --- writer -----------------------------------------------------------------------------------
-  /** The batch being filled: frames queued for the next `conn.write`. */
-  #batch: Uint8Array;
-  /** Bytes used in `#batch`. */
-  #batchLength = 0;
-  /** The other batch: being written while `#batch` fills (double buffering). */
-  #spareBatch: Uint8Array;
-  /** Zero-copy payloads of `#batch`, in order. */
-  #zeroCopy: ZeroCopyPayload[] = [];
-  /** The spare list for the batch being written. */
-  #spareZeroCopy: ZeroCopyPayload[] = [];
-  /** Bytes of `#zeroCopy` payloads (they count against the data bound like copied bytes). */
-  #zeroCopyBytes = 0;
-  /** Stream data may fill a batch up to this many bytes (control frames may use the reserve above). */
-  readonly #dataLimitBytes: number;
-  /** The writer loop is running. */
-  #writing = false;
-  /** A microtask will start the writer loop (so frames queued in one tick share one write). */
-  #flushScheduled = false;
-  /** The writer loop's current run (awaited on shutdown). */
-  #writeLoopDone: Promise<void> = Promise.resolve();
-  /** Streams with pending write data and send window, served round-robin one frame per turn. */
-  #sendQueue: Stream[] = [];
-  /** Waiting for the writer to become idle (flush on close). */
-  #idleWaiters: Array<() => void> = [];
-
   // --- reader -----------------------------------------------------------------------------------
-  readonly #decoder: FrameDecoder;
-  /** Stream receiving the data frame in progress (null: none, or its payload is being dropped). */
-  #dataFrameStream: Stream | null = null;
   /** The reader loop (never rejects). */
   readonly #readLoopDone: Promise<void>;
 
-  // --- ping / keepalive -------------------------------------------------------------------------
-  /** Pings waiting for their ACK, by opaque value. */
-  readonly #pings = new Map<number, PendingPing>();
-  /** Opaque value of the next ping (u32, skipping 0). */
-  #nextPingId = 1;
-  /** Smoothed RTT in ms, 0 until the first ping returns. */
-  #smoothedRttMs = 0;
-  /** Timer of the next keepalive ping. */
-  #keepaliveTimer: ReturnType<typeof setTimeout> | null = null;
   /** Timer of the idle receive storage sweep. */
   readonly #sweepTimer: ReturnType<typeof setInterval>;
-  /** Timer that ends the session if the outstanding keepalive ping stays unanswered. */
-  #keepaliveDeadline: ReturnType<typeof setTimeout> | null = null;
 
   // --- lifecycle --------------------------------------------------------------------------------
   /** Why the session ended, or null while it runs. */
@@ -210,23 +123,32 @@ export class Session {
     this.role = this.options.role;
     this.#conn = conn;
     this.#nextStreamId = this.role === "client" ? FIRST_CLIENT_STREAM_ID : FIRST_SERVER_STREAM_ID;
-    this.#dataLimitBytes = this.options.writeBatchBytes;
-    this.#batch = new Uint8Array(this.#dataLimitBytes + CONTROL_RESERVE_BYTES);
-    this.#spareBatch = new Uint8Array(this.#dataLimitBytes + CONTROL_RESERVE_BYTES);
-    this.#decoder = new FrameDecoder({ maxFramePayloadBytes: this.options.maxFramePayloadBytes });
-    this.#owner = {
+    const writer = new FrameWriter(conn, this.options, (end) => this.#terminate(end));
+    this.#writer = writer;
+    this.#pinger = new Pinger({
+      sendPing: (opaque) => writer.queueControl(FrameType.Ping, Flag.SYN, SESSION_STREAM_ID, opaque),
+      keepaliveTimedOut: (error) => this.#terminate({ reason: "keepalive-timeout", error }),
+    }, this.options);
+    this.#host = {
       maxStreamWindowBytes: this.options.maxStreamWindowBytes,
-      rttMs: () => this.#smoothedRttMs,
+      rttMs: () => this.#pinger.rttMs,
       sendWindowUpdate: (streamId, flags, deltaBytes) =>
-        this.#queueControl(FrameType.WindowUpdate, flags, streamId, deltaBytes),
-      wantsToSend: (stream) => this.#wantsToSend(stream),
-      streamDone: (stream) => this.#forget(stream),
+        writer.queueControl(FrameType.WindowUpdate, flags, streamId, deltaBytes),
+      wantsToSend: (port) => writer.wantsToSend(port),
+      streamDone: (port) => this.#forget(port),
     };
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
-    this.#readLoopDone = this.#readLoop();
-    this.#startKeepalive();
+    this.#readLoopDone = new FrameReader(conn, this.options, {
+      ended: () => this.#closeReason !== null,
+      stream: (id) => this.#streams.get(id),
+      streamForFrame: (header) => this.#streamForFrame(header),
+      applyFinalFlags: (stream, flags) => this.#applyFinalFlags(stream, flags),
+      onControlFrame: (header) => this.#onControlFrame(header),
+      end: (end) => this.#terminate(end),
+    }).run();
+    this.#pinger.start();
     this.#sweepTimer = setInterval(() => {
-      for (const stream of this.#streams.values()) stream[kReleaseIdleBuffers]();
+      for (const port of this.#streams.values()) port.releaseIdleBuffers();
     }, this.options.idleBufferSweepMs);
     Deno.unrefTimer(this.#sweepTimer);
   }
@@ -257,7 +179,7 @@ export class Session {
 
   /** Smoothed round-trip time in ms measured by pings (0 until the first answer). */
   get rttMs(): number {
-    return this.#smoothedRttMs;
+    return this.#pinger.rttMs;
   }
 
   /** The code of the GoAway the peer sent, or null. */
@@ -276,7 +198,7 @@ export class Session {
   async open(): Promise<Stream> {
     for (;;) {
       this.#throwIfCannotOpen();
-      if (this.#unackedOpens < this.options.maxUnackedOpens) break;
+      if (this.#unacked.size < this.options.maxUnackedOpens) break;
       await new Promise<void>((resolve, reject) => this.#openWaiters.push({ resolve, reject }));
     }
     if (this.#streams.size >= this.options.maxStreams) {
@@ -294,12 +216,11 @@ export class Session {
       );
     }
     this.#nextStreamId = id + 2;
-    const stream = new Stream(id, this.#owner, this.options.initialStreamWindowBytes);
-    stream[kAwaitingAck] = true;
-    this.#unackedOpens++;
-    this.#streams.set(id, stream);
+    const port = createStream(id, this.#host, this.options.initialStreamWindowBytes);
+    this.#unacked.add(port);
+    this.#streams.set(id, port);
     this.#queueControl(FrameType.WindowUpdate, Flag.SYN, id, this.#extraInitialWindow());
-    return stream;
+    return port.stream;
   }
 
   /**
@@ -308,10 +229,10 @@ export class Session {
    */
   accept(): Promise<Stream | null> {
     while (this.#acceptQueue.length > 0) {
-      const stream = this.#acceptQueue.shift() as Stream;
-      if (stream.isClosed) continue;
-      this.#queueControl(FrameType.WindowUpdate, Flag.ACK, stream.id, this.#extraInitialWindow());
-      return Promise.resolve(stream);
+      const port = this.#acceptQueue.shift() as StreamPort;
+      if (port.stream.isClosed) continue;
+      this.#queueControl(FrameType.WindowUpdate, Flag.ACK, port.id, this.#extraInitialWindow());
+      return Promise.resolve(port.stream);
     }
     if (this.#closeReason !== null) return Promise.resolve(null);
     return new Promise((resolve) => this.#acceptWaiters.push(resolve));
@@ -332,13 +253,7 @@ export class Session {
    * @throws {SessionClosedError} the session ended before the answer
    */
   ping(): Promise<number> {
-    if (this.#closedError !== null) return Promise.reject(this.#closedError);
-    const id = this.#nextPingId;
-    this.#nextPingId = id >= MAX_U32 ? 1 : id + 1;
-    return new Promise((resolve, reject) => {
-      this.#pings.set(id, { startMs: performance.now(), resolve, reject });
-      this.#queueControl(FrameType.Ping, Flag.SYN, SESSION_STREAM_ID, id);
-    });
+    return this.#pinger.ping();
   }
 
   /**
@@ -352,7 +267,7 @@ export class Session {
     if (this.#closeReason !== null) return;
     this.#localGoAway = true;
     this.#queueControl(FrameType.GoAway, 0, SESSION_STREAM_ID, code);
-    await this.#waitIdle(Number.POSITIVE_INFINITY);
+    await this.#writer.waitIdle(Number.POSITIVE_INFINITY);
   }
 
   /**
@@ -363,178 +278,30 @@ export class Session {
    */
   async close(): Promise<void> {
     // After goAway() the peer knows already: a second GoAway frame would say nothing new.
-    this.#terminate("local-close", null, this.#localGoAway ? null : GoAwayCode.Normal, true);
+    this.#terminate({
+      reason: "local-close",
+      flush: true,
+      ...(this.#localGoAway ? {} : { goAwayCode: GoAwayCode.Normal }),
+    });
     await this.closed;
   }
 
-  // --- reader -----------------------------------------------------------------------------------
+  // --- frames -----------------------------------------------------------------------------------
 
-  async #readLoop(): Promise<void> {
-    const buffer = new Uint8Array(this.options.readBufferBytes);
-    const decoder = this.#decoder;
-    /** Bytes to ask for in the next read into `buffer` (less during a run of large data frames). */
-    let readBytes = buffer.length;
-    while (this.#closeReason === null) {
-      // The rest of a large data frame goes straight into the waiting reader's buffer when possible.
-      const remaining = decoder.pendingPayloadBytes;
-      const stream = this.#dataFrameStream;
-      if (remaining > 0 && stream !== null) {
-        if (stream[kReaderMayReturn]()) {
-          await undefined; // let a reader that just got data come back first (see below)
-          if (this.#closeReason !== null) return;
-        }
-        const target = stream[kDirectReadTarget](remaining);
-        if (target !== null) {
-          let count: number | null = 0;
-          try {
-            count = await this.#conn.read(target);
-          } catch (error) {
-            stream[kDirectReadDone](0);
-            this.#failRead(error);
-            return;
-          }
-          stream[kDirectReadDone](count ?? 0);
-          if (count === null) {
-            this.#endOfInput();
-            return;
-          }
-          if (this.#closeReason !== null) return;
-          try {
-            const segment = decoder.skipPayload(count);
-            if (segment.last) {
-              this.#dataFrameStream = null;
-              this.#applyFinalFlags(stream, segment.header.flags);
-              readBytes = SMALL_READ_BYTES;
-            } else {
-              // Let the reader come back with its next read() before deciding how to read the rest.
-              await undefined;
-            }
-          } catch (error) {
-            this.#failOnFrameError(error);
-            return;
-          }
-          continue;
-        }
-      }
-      let count: number | null;
-      try {
-        count = await this.#conn.read(readBytes < buffer.length ? buffer.subarray(0, readBytes) : buffer);
-      } catch (error) {
-        this.#failRead(error);
-        return;
-      }
-      if (this.#closeReason !== null) return;
-      if (count === null) {
-        this.#endOfInput();
-        return;
-      }
-      decoder.push(count === buffer.length ? buffer : buffer.subarray(0, count));
-      let lastFrameLength = 0;
-      try {
-        for (let segment = decoder.nextSegment(); segment !== null; segment = decoder.nextSegment()) {
-          if (
-            segment.payload.length > 0 && segment.header.type === FrameType.Data
-          ) {
-            // A reader that just got data is usually one microtask away from its next read(): let it
-            // come back, so this payload goes straight into its buffer instead of the stream's ring.
-            const target = segment.first ? this.#streams.get(segment.header.streamId) : this.#dataFrameStream;
-            if (target !== undefined && target !== null && target[kReaderMayReturn]()) {
-              await undefined;
-              if (this.#closeReason !== null) return;
-            }
-          }
-          this.#handleSegment(segment);
-          if (this.#closeReason !== null) return;
-          lastFrameLength = segment.header.type === FrameType.Data ? segment.header.length : 0;
-        }
-      } catch (error) {
-        this.#failOnFrameError(error);
-        return;
-      }
-      // In a run of large data frames, read only up to the next header and a little payload, so that the
-      // rest of the next frame can go straight into its reader's buffer instead of through ours.
-      readBytes = lastFrameLength >= LARGE_FRAME_BYTES
-        ? Math.min(decoder.pendingPayloadBytes + SMALL_READ_BYTES, buffer.length)
-        : buffer.length;
-    }
-  }
-
-  #failRead(error: unknown): void {
-    this.#terminate(
-      "conn-error",
-      new SessionClosedError("conn-error", `reading the yamux connection failed: ${errorText(error)}`, {
-        cause: error,
-      }),
-      null,
-      false,
-    );
-  }
-
-  #endOfInput(): void {
-    if (this.#decoder.atFrameBoundary) {
-      this.#terminate("remote-closed", null, null, false);
-      return;
-    }
-    this.#terminate(
-      "conn-error",
-      new SessionClosedError(
-        "conn-error",
-        `the yamux connection ended inside a frame (${this.#decoder.bufferedBytes} bytes of it received)`,
-      ),
-      null,
-      false,
-    );
-  }
-
-  #failOnFrameError(error: unknown): void {
-    if (error instanceof ProtocolError) {
-      this.#terminate("protocol-error", error, error.goAwayCode, true);
-      return;
-    }
-    const internal = new ProtocolError(
-      `internal error while handling a yamux frame: ${errorText(error)}`,
-      GoAwayCode.InternalError,
-      { cause: error },
-    );
-    this.#terminate("protocol-error", internal, GoAwayCode.InternalError, true);
-  }
-
-  /** Acts on one decoded segment; data payloads are delivered piece by piece as they arrive. */
-  #handleSegment(segment: FrameSegment): void {
-    const header = segment.header;
+  /** Acts on a window update, ping or GoAway frame (data frames are the reader's). */
+  #onControlFrame(header: FrameHeader): void {
     switch (header.type) {
-      case FrameType.Data: {
-        if (segment.first) {
-          const stream = this.#streamForFrame(header);
-          if (stream !== null && header.length > 0) stream[kOnDataFrame](header.length);
-          this.#dataFrameStream = stream;
-        }
-        const stream = this.#dataFrameStream;
-        if (stream === null) return; // Refused or late frame: its payload is dropped.
-        if (segment.payload.length > 0) {
-          // Hold a partly filled read when the rest of this frame can be read straight into it.
-          stream[kOnData](
-            segment.payload,
-            !segment.last && this.#decoder.pendingPayloadBytes >= DIRECT_READ_MIN_BYTES,
-          );
-        }
-        if (segment.last) {
-          this.#dataFrameStream = null;
-          this.#applyFinalFlags(stream, header.flags);
-        }
-        return;
-      }
       case FrameType.WindowUpdate: {
         const stream = this.#streamForFrame(header);
         if (stream === null) return;
-        if (header.length > 0) stream[kOnWindowUpdate](header.length);
+        if (header.length > 0) stream.onWindowUpdate(header.length);
         this.#applyFinalFlags(stream, header.flags);
         return;
       }
       case FrameType.Ping:
         if (header.flags === Flag.SYN) {
           this.#queueControl(FrameType.Ping, Flag.ACK, SESSION_STREAM_ID, header.length);
-        } else this.#onPong(header.length);
+        } else this.#pinger.onPong(header.length);
         return;
       case FrameType.GoAway:
         this.#onGoAway(header.length);
@@ -548,7 +315,7 @@ export class Session {
    *
    * @throws {ProtocolError} SYN for an open id or with the wrong parity; a frame for a never-opened id
    */
-  #streamForFrame(header: FrameHeader): Stream | null {
+  #streamForFrame(header: FrameHeader): StreamPort | null {
     const id = header.streamId;
     const flags = header.flags;
     let stream = this.#streams.get(id);
@@ -580,7 +347,7 @@ export class Session {
       return null; // A late frame for a stream that is already finished or reset: ignore it (hashicorp does).
     }
     if ((flags & Flag.RST) !== 0) {
-      stream[kOnRemoteReset]();
+      stream.onRemoteReset();
       this.#forget(stream);
       return null;
     }
@@ -588,13 +355,13 @@ export class Session {
   }
 
   /** ACK and FIN take effect once the frame's payload (if any) is delivered. */
-  #applyFinalFlags(stream: Stream, flags: number): void {
+  #applyFinalFlags(stream: StreamPort, flags: number): void {
     if ((flags & Flag.ACK) !== 0) this.#releaseUnacked(stream);
-    if ((flags & Flag.FIN) !== 0) stream[kOnRemoteFin]();
+    if ((flags & Flag.FIN) !== 0) stream.onRemoteFin();
   }
 
   /** Registers an inbound stream, or refuses it with RST (GoAway sent, limits). */
-  #admitInbound(id: number): Stream | undefined {
+  #admitInbound(id: number): StreamPort | undefined {
     if (
       this.#localGoAway || this.#streams.size >= this.options.maxStreams ||
       this.#acceptQueue.length >= this.options.acceptBacklog
@@ -602,27 +369,16 @@ export class Session {
       this.#queueControl(FrameType.WindowUpdate, Flag.RST, id, 0);
       return undefined;
     }
-    const stream = new Stream(id, this.#owner, this.options.initialStreamWindowBytes);
-    this.#streams.set(id, stream);
+    const port = createStream(id, this.#host, this.options.initialStreamWindowBytes);
+    this.#streams.set(id, port);
     const waiter = this.#acceptWaiters.shift();
     if (waiter !== undefined) {
       this.#queueControl(FrameType.WindowUpdate, Flag.ACK, id, this.#extraInitialWindow());
-      waiter(stream);
+      waiter(port.stream);
     } else {
-      this.#acceptQueue.push(stream);
+      this.#acceptQueue.push(port);
     }
-    return stream;
-  }
-
-  #onPong(id: number): void {
-    const ping = this.#pings.get(id);
-    if (ping === undefined) return; // An answer to a ping we gave up on, or never sent: harmless.
-    this.#pings.delete(id);
-    const rttMs = performance.now() - ping.startMs;
-    this.#smoothedRttMs = this.#smoothedRttMs === 0
-      ? rttMs
-      : this.#smoothedRttMs + RTT_SMOOTHING * (rttMs - this.#smoothedRttMs);
-    ping.resolve(rttMs);
+    return port;
   }
 
   #onGoAway(code: GoAwayCodeValue): void {
@@ -630,7 +386,7 @@ export class Session {
     this.#remoteGoAwayCode = code;
     const error = new RemoteGoAwayError(code);
     for (const waiter of this.#openWaiters.splice(0)) waiter.reject(error);
-    if (code !== GoAwayCode.Normal) this.#terminate("remote-goaway", error, null, false);
+    if (code !== GoAwayCode.Normal) this.#terminate({ reason: "remote-goaway", error });
   }
 
   #isPeerStreamId(id: number): boolean {
@@ -652,267 +408,61 @@ export class Session {
     if (this.#remoteGoAwayCode !== null) throw new RemoteGoAwayError(this.#remoteGoAwayCode);
   }
 
-  #releaseUnacked(stream: Stream): void {
-    if (!stream[kAwaitingAck]) return;
-    stream[kAwaitingAck] = false;
-    this.#unackedOpens--;
-    this.#openWaiters.shift()?.resolve();
+  #releaseUnacked(stream: StreamPort): void {
+    if (this.#unacked.delete(stream)) this.#openWaiters.shift()?.resolve();
   }
 
   /** Drops a finished or reset stream. */
-  #forget(stream: Stream): void {
+  #forget(stream: StreamPort): void {
     if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
     this.#releaseUnacked(stream);
     const queued = this.#acceptQueue.indexOf(stream);
     if (queued >= 0) this.#acceptQueue.splice(queued, 1);
   }
 
-  // --- writer -----------------------------------------------------------------------------------
-
-  /** Queues a header-only frame; never waits (control frames may use the batch's reserve). */
-  #queueControl(type: number, flags: number, streamId: number, length: number, force = false): void {
-    if (this.#closeReason !== null && !force) return;
-    if (this.#batchLength + HEADER_SIZE_BYTES > this.#batch.length && !this.#growBatch()) return;
-    writeHeader(this.#batch, this.#batchLength, type, flags, streamId, length);
-    this.#batchLength += HEADER_SIZE_BYTES;
-    this.#scheduleFlush();
-  }
-
-  /** Doubles the filling batch for control frames; fails the session if the peer stopped reading. */
-  #growBatch(): boolean {
-    const size = this.#batch.length * 2;
-    if (size > this.#dataLimitBytes + MAX_CONTROL_BACKLOG_BYTES) {
-      this.#terminate(
-        "protocol-error",
-        new ProtocolError(
-          `more than ${MAX_CONTROL_BACKLOG_BYTES} bytes of yamux control frames are waiting to be written; ` +
-            `the peer keeps sending but stopped reading`,
-          GoAwayCode.InternalError,
-        ),
-        null,
-        false,
-      );
-      return false;
-    }
-    const grown = new Uint8Array(size);
-    grown.set(this.#batch.subarray(0, this.#batchLength));
-    this.#batch = grown;
-    return true;
-  }
-
-  #wantsToSend(stream: Stream): void {
-    if (stream[kQueued] || this.#closeReason !== null) return;
-    stream[kQueued] = true;
-    this.#sendQueue.push(stream);
-    this.#fillFromStreams();
-  }
-
-  /**
-   * Moves stream data into the filling batch, one frame per stream per turn (round-robin), until the
-   * batch reaches its data bound.
-   */
-  #fillFromStreams(): void {
-    const queue = this.#sendQueue;
-    const maxFrame = this.options.maxDataFrameBytes;
-    const zeroCopyMin = this.options.zeroCopyMinBytes;
-    let batch = this.#batch;
-    while (queue.length > 0) {
-      const stream = queue[0] as Stream;
-      const sendable = stream[kSendableBytes]();
-      if (sendable === 0) {
-        queue.shift();
-        stream[kQueued] = false;
-        continue;
-      }
-      const free = this.#dataLimitBytes - this.#batchLength - this.#zeroCopyBytes - HEADER_SIZE_BYTES;
-      const count = Math.min(sendable, maxFrame, free);
-      if (count <= 0 || count < Math.min(sendable, MIN_DATA_FRAGMENT_BYTES)) break;
-      queue.shift();
-      batch = this.#batch;
-      const offset = this.#batchLength;
-      writeHeader(batch, offset, FrameType.Data, 0, stream.id, count);
-      if (zeroCopyMin > 0 && count >= zeroCopyMin) {
-        const { bytes, written } = stream[kTakeSendBytesZeroCopy](count);
-        this.#zeroCopy.push({ offset: offset + HEADER_SIZE_BYTES, bytes, written });
-        this.#zeroCopyBytes += count;
-        this.#batchLength = offset + HEADER_SIZE_BYTES;
-      } else {
-        batch.set(stream[kTakeSendBytes](count), offset + HEADER_SIZE_BYTES);
-        this.#batchLength = offset + HEADER_SIZE_BYTES + count;
-      }
-      if (stream[kSendableBytes]() > 0) queue.push(stream);
-      else stream[kQueued] = false;
-    }
-    if (this.#batchLength > 0) this.#scheduleFlush();
-  }
-
-  #scheduleFlush(): void {
-    if (this.#writing || this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    queueMicrotask(() => {
-      this.#flushScheduled = false;
-      if (!this.#writing && this.#batchLength > 0) this.#writeLoopDone = this.#writeLoop();
-    });
-  }
-
-  /** Writes batches until none is pending; the other batch fills meanwhile. Never rejects. */
-  async #writeLoop(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#batchLength > 0) {
-        const out = this.#batch;
-        const length = this.#batchLength;
-        const zeroCopy = this.#zeroCopy;
-        this.#batch = this.#spareBatch;
-        this.#spareBatch = out;
-        this.#zeroCopy = this.#spareZeroCopy;
-        this.#spareZeroCopy = zeroCopy;
-        this.#batchLength = 0;
-        this.#zeroCopyBytes = 0;
-        if (this.#closeReason === null && this.#sendQueue.length > 0) this.#fillFromStreams();
-        let position = 0;
-        for (const payload of zeroCopy) {
-          if (payload.offset > position) await this.#writeFully(out.subarray(position, payload.offset));
-          await this.#writeFully(payload.bytes);
-          payload.written();
-          position = payload.offset;
-        }
-        zeroCopy.length = 0;
-        if (length > position) await this.#writeFully(out.subarray(position, length));
-      }
-    } catch (error) {
-      this.#batchLength = 0;
-      this.#zeroCopy.length = 0;
-      this.#spareZeroCopy.length = 0;
-      this.#terminate(
-        "conn-error",
-        new SessionClosedError("conn-error", `writing the yamux connection failed: ${errorText(error)}`, {
-          cause: error,
-        }),
-        null,
-        false,
-      );
-    } finally {
-      this.#writing = false;
-      for (const wake of this.#idleWaiters.splice(0)) wake();
-    }
-  }
-
-  async #writeFully(bytes: Uint8Array): Promise<void> {
-    let written = 0;
-    while (written < bytes.length) {
-      written += await this.#conn.write(written === 0 ? bytes : bytes.subarray(written));
-    }
-  }
-
-  /** Resolves once every queued frame is written, the writer failed, or `timeoutMs` passed. */
-  #waitIdle(timeoutMs: number): Promise<void> {
-    if (!this.#writing && this.#batchLength === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      let timer: ReturnType<typeof setTimeout> | null = null;
-      const done = () => {
-        if (timer !== null) clearTimeout(timer);
-        resolve();
-      };
-      const wait = () => {
-        if (!this.#writing && this.#batchLength === 0) done();
-        else this.#idleWaiters.push(wait);
-      };
-      if (Number.isFinite(timeoutMs)) {
-        timer = setTimeout(() => {
-          timer = null;
-          const index = this.#idleWaiters.indexOf(wait);
-          if (index >= 0) this.#idleWaiters.splice(index, 1);
-          resolve();
-        }, timeoutMs);
-      }
-      this.#idleWaiters.push(wait);
-    });
-  }
-
-  // --- keepalive --------------------------------------------------------------------------------
-
-  /** Sends a first ping at once (it also seeds the RTT used by window auto-tuning), then every interval. */
-  #startKeepalive(): void {
-    if (this.options.keepaliveIntervalMs === 0) {
-      this.ping().catch(() => {}); // RTT sample only; a lost answer is harmless.
-      return;
-    }
-    this.#sendKeepalive();
-  }
-
-  #sendKeepalive(): void {
-    this.#keepaliveTimer = null;
-    if (this.#closeReason !== null) return;
-    const { keepaliveIntervalMs, keepaliveTimeoutMs } = this.options;
-    const deadline = setTimeout(() => {
-      this.#keepaliveDeadline = null;
-      this.#terminate(
-        "keepalive-timeout",
-        new KeepaliveTimeoutError(keepaliveIntervalMs, keepaliveTimeoutMs),
-        null,
-        false,
-      );
-    }, keepaliveTimeoutMs);
-    this.#keepaliveDeadline = deadline;
-    this.ping().then(
-      () => {
-        clearTimeout(deadline);
-        this.#keepaliveDeadline = null;
-        if (this.#closeReason === null) {
-          this.#keepaliveTimer = setTimeout(() => this.#sendKeepalive(), keepaliveIntervalMs);
-        }
-      },
-      () => clearTimeout(deadline),
-    );
+  /** Queues a header-only frame (dropped once the session ends). */
+  #queueControl(type: number, flags: number, streamId: number, length: number): void {
+    this.#writer.queueControl(type, flags, streamId, length);
   }
 
   // --- shutdown ---------------------------------------------------------------------------------
 
   /**
-   * Ends the session once: records why, fails every stream and waiter, optionally queues GoAway(`code`)
-   * and flushes, then closes the connection and resolves `closed`.
+   * Ends the session once: records why, fails every stream and waiter, optionally queues GoAway and
+   * flushes, then closes the connection and resolves `closed`.
    */
-  #terminate(
-    reason: SessionCloseReason,
-    error: MuxError | null,
-    goAwayCode: number | null,
-    flush: boolean,
-  ): void {
+  #terminate({ reason, error, goAwayCode, flush = false }: SessionEnd): void {
     if (this.#closeReason !== null) return;
     this.#closeReason = reason;
-    this.#error = error;
-    if (this.#keepaliveTimer !== null) clearTimeout(this.#keepaliveTimer);
-    if (this.#keepaliveDeadline !== null) clearTimeout(this.#keepaliveDeadline);
+    this.#error = error ?? null;
     clearInterval(this.#sweepTimer);
-    this.#keepaliveTimer = null;
-    this.#keepaliveDeadline = null;
     const closedError = new SessionClosedError(
       reason,
-      describeEnd(reason, error),
-      error === null ? undefined : { cause: error },
+      describeEnd(reason, this.#error),
+      error === undefined ? undefined : { cause: error },
     );
     this.#closedError = closedError;
     const streams = [...this.#streams.values()];
     this.#streams.clear();
-    for (const stream of streams) stream[kOnSessionEnd](closedError);
+    for (const stream of streams) stream.onSessionEnd(closedError);
     this.#acceptQueue = [];
     for (const waiter of this.#acceptWaiters.splice(0)) waiter(null);
     for (const waiter of this.#openWaiters.splice(0)) waiter.reject(closedError);
-    for (const ping of this.#pings.values()) ping.reject(closedError);
-    this.#pings.clear();
-    for (const stream of this.#sendQueue) stream[kQueued] = false;
-    this.#sendQueue = [];
-    if (goAwayCode !== null) this.#queueControl(FrameType.GoAway, 0, SESSION_STREAM_ID, goAwayCode, true);
+    this.#pinger.stop(closedError);
+    this.#writer.stop(
+      goAwayCode === undefined
+        ? undefined
+        : { type: FrameType.GoAway, flags: 0, streamId: SESSION_STREAM_ID, length: goAwayCode },
+    );
     void this.#shutdown(flush);
   }
 
   async #shutdown(flush: boolean): Promise<void> {
     if (flush) {
       const startedMs = performance.now();
-      await this.#waitIdle(this.options.closeFlushTimeoutMs);
+      await this.#writer.waitIdle(this.options.closeFlushTimeoutMs);
       const leftMs = this.options.closeFlushTimeoutMs - (performance.now() - startedMs);
-      if (!this.#writing && this.#batchLength === 0 && leftMs > 0) await this.#closeWrite(leftMs);
+      if (this.#writer.idle && leftMs > 0) await this.#closeWrite(leftMs);
     }
     try {
       this.#conn.close();
@@ -920,7 +470,7 @@ export class Session {
       // Already closed by the other side or by the owner: nothing left to release.
     }
     await this.#readLoopDone;
-    await this.#writeLoopDone;
+    await this.#writer.done;
     this.#resolveClosed();
   }
 
@@ -941,10 +491,6 @@ export class Session {
       clearTimeout(timer);
     }
   }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 function describeEnd(reason: SessionCloseReason, error: MuxError | null): string {

@@ -1,5 +1,6 @@
 /**
- * One multiplexed yamux stream: a {@linkcode DuplexConn} with its own flow-control windows.
+ * One multiplexed yamux stream: a {@linkcode DuplexConn} with its own flow-control windows. Its
+ * session-facing half is a {@linkcode StreamPort}, which only the session gets (from `createStream`).
  *
  * @module
  */
@@ -8,25 +9,15 @@ import type { LendingConn } from "../net/conn.ts";
 import { Flag, INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { MuxError, ProtocolError, StreamClosedError, StreamResetError } from "./errors.ts";
 import { ByteRing } from "./_byte_ring.ts";
+import { ReceiveWindow } from "./receive_window.ts";
+import { DIRECT_READ_MIN_BYTES, type StreamHost, type StreamPort } from "./_internal.ts";
 import {
-  DIRECT_READ_MIN_BYTES,
-  kAwaitingAck,
-  kDirectReadDone,
-  kDirectReadTarget,
-  kOnData,
-  kOnDataFrame,
-  kOnRemoteFin,
-  kOnRemoteReset,
-  kOnSessionEnd,
-  kOnWindowUpdate,
-  kQueued,
-  kReaderMayReturn,
-  kReleaseIdleBuffers,
-  kSendableBytes,
-  kTakeSendBytes,
-  kTakeSendBytesZeroCopy,
-  type StreamOwner,
-} from "./_internal.ts";
+  afterFin,
+  localFinished,
+  remoteFinished,
+  StreamState,
+  type StreamStateValue,
+} from "./stream_state.ts";
 
 /** A read waiting for data: resolved by the session's reader loop, which copies straight into `buffer`. */
 interface PendingRead {
@@ -50,6 +41,14 @@ interface PendingLend {
  */
 const RING_READ_MIN_BYTES = 16 * 1024;
 
+/** How a stream ended before finishing normally: reset (by either side) or the session's end. */
+interface StreamEnd {
+  /** What reads and writes fail with. */
+  error: Error;
+  /** Reset: buffered data is gone and reads reject at once (after a session end it stays readable). */
+  reset: boolean;
+}
+
 /** A write whose bytes are being moved into the session's outbound batch, frame by frame. */
 interface PendingWrite {
   data: Uint8Array;
@@ -61,14 +60,14 @@ interface PendingWrite {
   reject: (error: Error) => void;
 }
 
+/** Into what the session is reading the connection directly, if anything. */
+type DirectReadInto = "reader" | "ring" | null;
+
 /** Buffer size the `readable` wrapper reads with. */
 const READABLE_CHUNK_BYTES = 64 * 1024;
 
-/** How many consecutive window updates must come faster than this many RTTs to double the window. */
-const WINDOW_GROWTH_RTT_FACTOR = 4;
-
-/** RTT floor (ms) for window auto-tuning, so a sub-millisecond loopback RTT still lets windows grow. */
-const WINDOW_GROWTH_MIN_RTT_MS = 1;
+/** A stream's port: set by `Stream`'s static block, the only code that sees its private fields. */
+let portOf: (stream: Stream) => StreamPort;
 
 /**
  * A yamux stream. `read`/`write`/`closeWrite`/`close` follow the {@linkcode DuplexConn} contract:
@@ -88,55 +87,50 @@ export class Stream implements LendingConn {
   /** The stream id (odd: opened by the client role, even: by the server role). */
   readonly id: number;
   /** The session this stream belongs to. */
-  readonly #owner: StreamOwner;
+  readonly #host: StreamHost;
+  /** What the session holds of this stream. */
+  readonly #port: StreamPort;
 
   // --- receive side -----------------------------------------------------------------------------
   /** Received bytes not yet read by the application (bounded by the receive window). */
   readonly #received = new ByteRing();
   /** The read currently waiting for data, if any. */
   #pendingRead: PendingRead | null = null;
-  /** The session is reading from the connection straight into the pending read's buffer. */
-  #directReadInFlight = false;
+  /**
+   * The session is reading from the connection straight into the pending read's buffer (`reader`) or
+   * the ring's free space (`ring`).
+   */
+  #directReadInto: DirectReadInto = null;
   /** The `readLent()` currently waiting for data, if any. */
   #pendingLend: PendingLend | null = null;
   /** Bytes at the front of the ring lent by `readLent()` and not yet released. */
   #lentBytes = 0;
-  /** The session is reading from the connection straight into the ring's free space. */
-  #ringReadInFlight = false;
-  /** Data arrived since the session's last {@linkcode kReleaseIdleBuffers} call. */
+  /** Data arrived since the session's last `releaseIdleBuffers()` sweep (not a state: sweep bookkeeping). */
   #receivedSinceSweep = false;
-  /** The peer sent FIN: after the buffered bytes, reads return null. */
-  #remoteFinished = false;
-  /** `close()` was called: inbound data is discarded (and its window granted back). */
+  /**
+   * `close()` was called: inbound data is discarded (and its window granted back). Not part of the FIN
+   * exchange: it says what the application stopped, whatever the peer does.
+   */
   #readClosed = false;
-  /** Current receive window: how much unread + in-flight data we allow; grows by auto-tuning. */
-  #receiveWindowBytes: number;
-  /** How many more bytes the peer may send before exceeding our window. */
-  #receiveCreditBytes = INITIAL_STREAM_WINDOW_BYTES;
-  /** When the last window update was sent (or the stream created), from `performance.now()`. */
-  #lastWindowUpdateMs: number;
+  /** Our receive window and the peer's credit in it. */
+  readonly #window: ReceiveWindow;
 
   // --- send side --------------------------------------------------------------------------------
   /** How many bytes the peer currently allows us to send. */
   #sendWindowBytes = INITIAL_STREAM_WINDOW_BYTES;
   /** The write whose bytes are being queued, if any. */
   #pendingWrite: PendingWrite | null = null;
-  /** FIN was queued: no more writes. */
-  #localFinished = false;
-  /** `closeWrite()`/`close()` came during a pending write: send FIN once it is queued. */
+  /**
+   * `closeWrite()`/`close()` came during a pending write: send FIN once it is queued. Not a state: no
+   * FIN is on the wire yet, yet writes are refused already (and stay refused until the FIN goes out).
+   */
   #finAfterWrite = false;
-  /** Set by the session: the stream is in the session's round-robin send queue. */
-  [kQueued] = false;
-  /** Set by the session: we opened this stream and its ACK has not arrived. */
-  [kAwaitingAck] = false;
 
   // --- lifecycle --------------------------------------------------------------------------------
-  /** Why reads/writes fail: reset, or the session's end. Null while healthy. */
-  #error: Error | null = null;
-  /** The stream was reset (locally or by the peer): buffered data is gone, reads reject at once. */
-  #reset = false;
-  /** Finished (both FINs, reset or session end); the session has forgotten it. */
-  #done = false;
+  /** Where the stream is in the FIN exchange (see stream_state.ts). */
+  #state: StreamStateValue = StreamState.Open;
+  /** How the stream ended abnormally (reset or session end), or null. */
+  #end: StreamEnd | null = null;
   #resolveClosed!: () => void;
   /** Resolves when the stream is finished in both directions, reset, or its session ended. Never rejects. */
   readonly closed: Promise<void>;
@@ -147,17 +141,36 @@ export class Stream implements LendingConn {
    * Created by the session only (`Session.open()` / `accept()`).
    *
    * @param id stream id
-   * @param owner the session's side of the plumbing
+   * @param host what the stream may ask of its session
    * @param receiveWindowBytes our initial receive window (≥ the spec's 256 KiB; the excess is
    *   advertised by the session on the SYN/ACK frame)
    */
-  constructor(id: number, owner: StreamOwner, receiveWindowBytes: number) {
+  constructor(id: number, host: StreamHost, receiveWindowBytes: number) {
     this.id = id;
-    this.#owner = owner;
-    this.#receiveWindowBytes = receiveWindowBytes;
-    this.#receiveCreditBytes = receiveWindowBytes;
-    this.#lastWindowUpdateMs = performance.now();
+    this.#host = host;
+    this.#window = new ReceiveWindow(receiveWindowBytes);
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
+    this.#port = {
+      stream: this,
+      id,
+      sendableBytes: () => this.#sendableBytes(),
+      takeSendBytes: (count) => this.#takeSendBytes(count),
+      takeSendBytesZeroCopy: (count) => this.#takeSendBytesZeroCopy(count),
+      onDataFrame: (length) => this.#onDataFrame(length),
+      onData: (payload, hold) => this.#onData(payload, hold),
+      directReadTarget: (remainingFrameBytes) => this.#directReadTarget(remainingFrameBytes),
+      directReadDone: (count) => this.#directReadDone(count),
+      readerMayReturn: () => this.#readerMayReturn(),
+      releaseIdleBuffers: () => this.#releaseIdleBuffers(),
+      onWindowUpdate: (deltaBytes) => this.#onWindowUpdate(deltaBytes),
+      onRemoteFin: () => this.#onRemoteFin(),
+      onRemoteReset: () => this.#fail({ error: new StreamResetError(this.id, true), reset: true }),
+      onSessionEnd: (error) => this.#fail({ error, reset: false }),
+    };
+  }
+
+  static {
+    portOf = (stream) => stream.#port;
   }
 
   /** Received bytes waiting to be read. */
@@ -172,7 +185,7 @@ export class Stream implements LendingConn {
 
   /** Current receive window in bytes (starts at the initial window, grows up to the session maximum). */
   get receiveWindowBytes(): number {
-    return this.#receiveWindowBytes;
+    return this.#window.windowBytes;
   }
 
   /** Bytes the peer currently lets us send on this stream. */
@@ -183,6 +196,11 @@ export class Stream implements LendingConn {
   /** True once the stream is finished in both directions, reset, or its session ended. */
   get isClosed(): boolean {
     return this.#done;
+  }
+
+  /** Finished: both FINs, reset, or the session's end (the session has forgotten it). */
+  get #done(): boolean {
+    return this.#state === StreamState.Closed || this.#end !== null;
   }
 
   /**
@@ -249,7 +267,7 @@ export class Stream implements LendingConn {
     if (data.length === 0) return Promise.resolve(0);
     return new Promise((resolve, reject) => {
       this.#pendingWrite = { data, offset: 0, unwritten: 0, resolve, reject };
-      if (this.#sendWindowBytes > 0) this.#owner.wantsToSend(this);
+      if (this.#sendWindowBytes > 0) this.#host.wantsToSend(this.#port);
     });
   }
 
@@ -258,8 +276,8 @@ export class Stream implements LendingConn {
    * reads end of stream; we can still read.
    */
   closeWrite(): Promise<void> {
-    if (this.#localFinished || this.#finAfterWrite) return Promise.resolve();
-    if (this.#error !== null) return Promise.reject(this.#error);
+    if (localFinished(this.#state) || this.#finAfterWrite) return Promise.resolve();
+    if (this.#end !== null) return Promise.reject(this.#end.error);
     if (this.#pendingWrite !== null) this.#finAfterWrite = true;
     else this.#sendFin();
     return Promise.resolve();
@@ -278,7 +296,7 @@ export class Stream implements LendingConn {
     const discarded = this.#received.length;
     this.#dropReceived();
     this.#settleReadAfterEnd();
-    if (!this.#localFinished && !this.#finAfterWrite) {
+    if (!localFinished(this.#state) && !this.#finAfterWrite) {
       if (this.#pendingWrite !== null) this.#finAfterWrite = true;
       else this.#sendFin();
     }
@@ -288,9 +306,9 @@ export class Stream implements LendingConn {
   /** Aborts the stream in both directions with RST. Safe to call more than once. */
   reset(): void {
     if (this.#done) return;
-    this.#owner.sendWindowUpdate(this.id, Flag.RST, 0);
-    this.#fail(new StreamResetError(this.id, false), true);
-    this.#owner.streamDone(this);
+    this.#host.sendWindowUpdate(this.id, Flag.RST, 0);
+    this.#fail({ error: new StreamResetError(this.id, false), reset: true });
+    this.#host.streamDone(this.#port);
   }
 
   /** The stream as a Web `ReadableStream` (created once; reads in 64 KiB chunks; cancel closes). */
@@ -319,36 +337,25 @@ export class Stream implements LendingConn {
     return this.#writable;
   }
 
-  // --- session-facing ---------------------------------------------------------------------------
+  // --- session-facing (the StreamPort; documented there) -----------------------------------------
 
-  /**
-   * A data frame of `length` bytes starts: it must fit in the window we granted.
-   *
-   * @throws {ProtocolError} the peer exceeded our window or sent data after its FIN
-   */
-  [kOnDataFrame](length: number): void {
-    if (this.#remoteFinished) {
+  #onDataFrame(length: number): void {
+    if (remoteFinished(this.#state)) {
       throw new ProtocolError(
         `yamux stream ${this.id} received ${length} bytes of data after the peer's FIN`,
       );
     }
-    if (length > this.#receiveCreditBytes) {
+    if (!this.#window.take(length)) {
       throw new ProtocolError(
         `yamux stream ${this.id} received a ${length}-byte data frame but its receive window allowed only ` +
-          `${this.#receiveCreditBytes} more bytes (window ${this.#receiveWindowBytes} bytes)`,
+          `${this.#window.creditBytes} more bytes (window ${this.#window.windowBytes} bytes)`,
       );
     }
-    this.#receiveCreditBytes -= length;
   }
 
-  /**
-   * Payload bytes of the current data frame (already counted by {@linkcode kOnDataFrame}). They are a
-   * view of the session's reusable read buffer: a waiting reader gets them copied straight into its
-   * buffer, the rest is copied into the stream's ring buffer. `hold`: more of this frame follows and
-   * the session will read it straight into the same buffer, so do not resolve the read yet.
-   */
-  [kOnData](payload: Uint8Array, hold: boolean): void {
-    if (this.#done && this.#reset) return;
+  /** A waiting reader gets the payload copied straight into its buffer, the rest goes to the ring. */
+  #onData(payload: Uint8Array, hold: boolean): void {
+    if (this.#end?.reset === true) return;
     this.#receivedSinceSweep = true;
     if (this.#pendingLend !== null && !this.#readClosed) {
       // A lending reader waits: keep the bytes in the ring and lend them (after the rest of the frame,
@@ -379,18 +386,14 @@ export class Stream implements LendingConn {
     if (delivered > 0) this.#grantWindow();
   }
 
-  /**
-   * Offers the unfilled part of the waiting reader's buffer for a direct read of the current frame's
-   * remaining `remainingFrameBytes`, or returns null (and releases a read held by `kOnData`) when a
-   * direct read is not worth it.
-   */
-  [kDirectReadTarget](remainingFrameBytes: number): Uint8Array | null {
+  /** Without a direct read, a read held by `onData` is released. */
+  #directReadTarget(remainingFrameBytes: number): Uint8Array | null {
     if (this.#done || this.#readClosed) return null;
     const pending = this.#pendingRead;
     if (pending !== null && this.#received.length === 0) {
       const space = pending.buffer.length - pending.filled;
       if (space >= DIRECT_READ_MIN_BYTES && remainingFrameBytes >= DIRECT_READ_MIN_BYTES) {
-        this.#directReadInFlight = true;
+        this.#directReadInto = "reader";
         const end = pending.filled + Math.min(space, remainingFrameBytes);
         return pending.buffer.subarray(pending.filled, end);
       }
@@ -404,7 +407,7 @@ export class Stream implements LendingConn {
     if (remainingFrameBytes >= RING_READ_MIN_BYTES) {
       const target = this.#received.reserve(RING_READ_MIN_BYTES, remainingFrameBytes);
       if (target !== null) {
-        this.#ringReadInFlight = true;
+        this.#directReadInto = "ring";
         return target;
       }
     }
@@ -412,13 +415,13 @@ export class Stream implements LendingConn {
     return null;
   }
 
-  /** The session's direct read into the target ended with `count` bytes (0 when the connection failed). */
-  [kDirectReadDone](count: number): void {
-    if (this.#ringReadInFlight) {
-      this.#ringReadInFlight = false;
+  #directReadDone(count: number): void {
+    const reset = this.#end?.reset === true;
+    if (this.#directReadInto === "ring") {
+      this.#directReadInto = null;
       this.#receivedSinceSweep = true;
       this.#received.commit(count); // adds nothing if close() or a reset cleared the ring meanwhile
-      if (this.#reset) return;
+      if (reset) return;
       if (this.#readClosed) {
         if (count > 0) this.#grantWindow(); // discarded after close(): still granted back
         return;
@@ -426,11 +429,11 @@ export class Stream implements LendingConn {
       this.#deliverBuffered();
       return;
     }
-    this.#directReadInFlight = false;
+    this.#directReadInto = null;
     const pending = this.#pendingRead;
     if (pending === null) return;
-    if (this.#reset || this.#readClosed) {
-      if (!this.#reset && count > 0) this.#grantWindow(); // discarded after close(): still granted back
+    if (reset || this.#readClosed) {
+      if (!reset && count > 0) this.#grantWindow(); // discarded after close(): still granted back
       this.#settleReadAfterEnd();
       return;
     }
@@ -444,14 +447,12 @@ export class Stream implements LendingConn {
     }
   }
 
-  /** True when no read waits and nothing is buffered: the reader is probably about to read again. */
-  [kReaderMayReturn](): boolean {
+  #readerMayReturn(): boolean {
     return this.#pendingRead === null && this.#pendingLend === null && this.#received.length === 0 &&
       !this.#done && !this.#readClosed;
   }
 
-  /** Gives the ring's drained storage back when nothing arrived since the previous call. */
-  [kReleaseIdleBuffers](): void {
+  #releaseIdleBuffers(): void {
     if (this.#receivedSinceSweep) {
       this.#receivedSinceSweep = false;
       return;
@@ -459,44 +460,27 @@ export class Stream implements LendingConn {
     this.#received.releaseStorageIfDrained(); // not while a direct read fills it: the ring knows
   }
 
-  /** The peer granted `deltaBytes` more send window. */
-  [kOnWindowUpdate](deltaBytes: number): void {
+  #onWindowUpdate(deltaBytes: number): void {
     const wasBlocked = this.#sendWindowBytes === 0;
     this.#sendWindowBytes += deltaBytes;
-    if (wasBlocked && this.#pendingWrite !== null && !this[kQueued]) this.#owner.wantsToSend(this);
+    if (wasBlocked && this.#pendingWrite !== null) this.#host.wantsToSend(this.#port); // no-op if queued
   }
 
-  /**
-   * The peer sent FIN.
-   *
-   * @throws {ProtocolError} on a second FIN
-   */
-  [kOnRemoteFin](): void {
-    if (this.#remoteFinished) throw new ProtocolError(`yamux stream ${this.id} received a second FIN`);
-    this.#remoteFinished = true;
+  #onRemoteFin(): void {
+    const next = afterFin(this.#state, "remote");
+    if (next === null) throw new ProtocolError(`yamux stream ${this.id} received a second FIN`);
+    this.#state = next;
     this.#settleReadAfterEnd();
-    if (this.#localFinished) this.#finish();
+    if (next === StreamState.Closed) this.#finish();
   }
 
-  /** The peer sent RST. */
-  [kOnRemoteReset](): void {
-    this.#fail(new StreamResetError(this.id, true), true);
-  }
-
-  /** The session ended with `error`: buffered data stays readable; everything else fails with it. */
-  [kOnSessionEnd](error: Error): void {
-    this.#fail(error, false);
-  }
-
-  /** Bytes of the pending write the session may send now (0 if none or no window). */
-  [kSendableBytes](): number {
+  #sendableBytes(): number {
     const pending = this.#pendingWrite;
-    if (pending === null || this.#error !== null) return 0;
+    if (pending === null || this.#end !== null) return 0;
     return Math.min(pending.data.length - pending.offset, this.#sendWindowBytes);
   }
 
-  /** Takes the next `count` bytes of the pending write (the session copies them right away). */
-  [kTakeSendBytes](count: number): Uint8Array {
+  #takeSendBytes(count: number): Uint8Array {
     const pending = this.#pendingWrite as PendingWrite;
     const start = pending.offset;
     pending.offset += count;
@@ -505,11 +489,8 @@ export class Stream implements LendingConn {
     return pending.data.subarray(start, start + count);
   }
 
-  /**
-   * Takes the next `count` bytes of the pending write for a zero-copy write; the session calls
-   * `written()` once they are on the connection, and the write resolves after its last piece is.
-   */
-  [kTakeSendBytesZeroCopy](count: number): { bytes: Uint8Array; written: () => void } {
+  /** The write resolves after its last zero-copy piece is on the connection. */
+  #takeSendBytesZeroCopy(count: number): { bytes: Uint8Array; written: () => void } {
     const pending = this.#pendingWrite as PendingWrite;
     const start = pending.offset;
     pending.offset += count;
@@ -543,21 +524,22 @@ export class Stream implements LendingConn {
    * read is writing into its buffer, so the caller never gets its buffer back while it is in use.
    */
   #settleReadAfterEnd(): void {
+    const end = this.#end;
     const lend = this.#pendingLend;
     if (lend !== null && this.#received.length === 0) {
       this.#pendingLend = null;
-      if (this.#reset) lend.reject(this.#error as Error);
-      else if (this.#readClosed || this.#remoteFinished || this.#error === null) lend.resolve(null);
-      else lend.reject(this.#error);
+      if (end?.reset === true) lend.reject(end.error);
+      else if (this.#readClosed || remoteFinished(this.#state) || end === null) lend.resolve(null);
+      else lend.reject(end.error);
     }
     const pending = this.#pendingRead;
-    if (pending === null || this.#directReadInFlight) return;
+    if (pending === null || this.#directReadInto === "reader") return;
     this.#pendingRead = null;
-    if (this.#reset) pending.reject(this.#error as Error);
+    if (end?.reset === true) pending.reject(end.error);
     else if (this.#readClosed) pending.resolve(null);
     else if (pending.filled > 0) pending.resolve(pending.filled);
-    else if (this.#remoteFinished || this.#error === null) pending.resolve(null);
-    else pending.reject(this.#error);
+    else if (remoteFinished(this.#state) || end === null) pending.resolve(null);
+    else pending.reject(end.error);
   }
 
   /** Hands buffered bytes to the waiting read (by copy) or lend (as a view), if either waits. */
@@ -586,7 +568,7 @@ export class Stream implements LendingConn {
 
   /** Why a `read()` or `readLent()` (`call`) fails at once: the stream was reset, or another read is on. */
   #readRefusal(call: string): Error | null {
-    if (this.#reset) return this.#error;
+    if (this.#end?.reset === true) return this.#end.error;
     if (this.#pendingRead === null && this.#pendingLend === null && this.#lentBytes === 0) return null;
     return new MuxError(
       `concurrent ${call} on yamux stream ${this.id}; wait for the previous read to finish and release what ` +
@@ -596,8 +578,8 @@ export class Stream implements LendingConn {
 
   /** With nothing buffered: the end of stream (null) or the session's error, or null to wait for data. */
   #readEnd(): Promise<null> | null {
-    if (this.#remoteFinished || this.#readClosed) return Promise.resolve(null);
-    if (this.#error !== null) return Promise.reject(this.#error);
+    if (remoteFinished(this.#state) || this.#readClosed) return Promise.resolve(null);
+    if (this.#end !== null) return Promise.reject(this.#end.error);
     return null;
   }
 
@@ -614,44 +596,27 @@ export class Stream implements LendingConn {
     return copied;
   }
 
-  /**
-   * Sends a window update once the bytes read but not yet granted reach half the window (hashicorp's
-   * rule). Auto-tuning: if the previous update was less than 4 RTTs ago (RTT floored at 1 ms), the
-   * peer is draining the window faster than it can be refilled, so the window doubles (up to
-   * `maxStreamWindowBytes`) and the growth is granted in the same update.
-   */
+  /** Sends a window update when one is due (see `ReceiveWindow.grant`); the window grows unless closed. */
   #grantWindow(): void {
-    if (this.#remoteFinished || this.#error !== null) return;
-    const buffered = this.#received.length;
-    let delta = this.#receiveWindowBytes - buffered - this.#receiveCreditBytes;
-    if (delta < this.#receiveWindowBytes / 2) return;
-    const nowMs = performance.now();
-    const maxWindow = this.#owner.maxStreamWindowBytes;
-    if (this.#receiveWindowBytes < maxWindow && !this.#readClosed) {
-      const rttMs = Math.max(this.#owner.rttMs(), WINDOW_GROWTH_MIN_RTT_MS);
-      if (nowMs - this.#lastWindowUpdateMs < WINDOW_GROWTH_RTT_FACTOR * rttMs) {
-        this.#receiveWindowBytes = Math.min(this.#receiveWindowBytes * 2, maxWindow);
-        delta = this.#receiveWindowBytes - buffered - this.#receiveCreditBytes;
-      }
-    }
-    this.#lastWindowUpdateMs = nowMs;
-    this.#receiveCreditBytes += delta;
-    this.#owner.sendWindowUpdate(this.id, 0, delta);
+    if (remoteFinished(this.#state) || this.#end !== null) return;
+    const delta = this.#window.grant(this.#received.length, !this.#readClosed, this.#host);
+    if (delta > 0) this.#host.sendWindowUpdate(this.id, 0, delta);
   }
 
   /** Queues FIN (on a window update frame, hashicorp's way). */
   #sendFin(): void {
     this.#finAfterWrite = false;
-    if (this.#localFinished || this.#error !== null) return;
-    this.#localFinished = true;
-    this.#owner.sendWindowUpdate(this.id, Flag.FIN, 0);
-    if (this.#remoteFinished) this.#finish();
+    const next = afterFin(this.#state, "local");
+    if (next === null || this.#end !== null) return;
+    this.#state = next;
+    this.#host.sendWindowUpdate(this.id, Flag.FIN, 0);
+    if (next === StreamState.Closed) this.#finish();
   }
 
   /** Why a write cannot start now, or null. */
   #writeProblem(): Error | null {
-    if (this.#error !== null) return this.#error;
-    if (this.#localFinished || this.#finAfterWrite) {
+    if (this.#end !== null) return this.#end.error;
+    if (localFinished(this.#state) || this.#finAfterWrite) {
       return new StreamClosedError(
         this.id,
         `write on yamux stream ${this.id} after closeWrite() or close(); open a new stream to send more`,
@@ -660,30 +625,33 @@ export class Stream implements LendingConn {
     return null;
   }
 
-  /** Both directions finished: release the stream. */
+  /** Both directions finished (just now entered `Closed`): release the stream. */
   #finish(): void {
-    if (this.#done) return;
-    this.#done = true;
+    if (this.#end !== null) return; // ended before: released then
     this.#received.retire(); // the session's sweep no longer sees this stream
-    this.#owner.streamDone(this);
+    this.#host.streamDone(this.#port);
     this.#resolveClosed();
   }
 
-  /** Fails the stream with `error`; `discard`: drop buffered data too (reset). */
-  #fail(error: Error, discard: boolean): void {
+  /** Ends the stream abnormally (a reset also drops buffered data); the FIN state stays as it was. */
+  #fail(end: StreamEnd): void {
     if (this.#done) return;
-    this.#done = true;
-    this.#error = error;
-    if (discard) {
-      this.#reset = true;
-      this.#dropReceived();
-    }
+    this.#end = end;
+    if (end.reset) this.#dropReceived();
     this.#received.retire(); // the session's sweep no longer sees this stream
     this.#settleReadAfterEnd();
     const pendingWrite = this.#pendingWrite;
     this.#pendingWrite = null;
     this.#finAfterWrite = false;
-    pendingWrite?.reject(error);
+    pendingWrite?.reject(end.error);
     this.#resolveClosed();
   }
+}
+
+/**
+ * Creates a stream for the session and returns its session-facing port (`port.stream` is the public
+ * stream). The session's only way to a stream's internals.
+ */
+export function createStream(id: number, host: StreamHost, receiveWindowBytes: number): StreamPort {
+  return portOf(new Stream(id, host, receiveWindowBytes));
 }
