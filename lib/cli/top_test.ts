@@ -3,15 +3,14 @@ import fc from "fast-check";
 import {
   computeRates,
   fetchStats,
-  formatBytes,
   formatColumns,
-  formatDuration,
   renderPlainTable,
   renderScreen,
   StatsFetchError,
   statsUrl,
 } from "./top.ts";
 import type { ServedStats } from "../stats/http.ts";
+import { formatBytes, formatDuration } from "../stats/format.ts";
 import { clientSnapshot, serverSnapshot } from "../../testing/stats_fixtures.ts";
 
 const NOW_MS = 1_700_000_300_000;

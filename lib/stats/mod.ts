@@ -10,3 +10,4 @@ export * from "./histogram.ts";
 export * from "./event_log.ts";
 export * from "./prometheus.ts";
 export * from "./http.ts";
+export * from "./format.ts";

@@ -1,0 +1,326 @@
+/**
+ * The live screen of `tls-tunnel top`: byte rates between two polls and the full-screen layout
+ * (header, totals, clients and their proxies, recent events, footer) as plain lines, cut to the
+ * terminal's width and height and coloured with ANSI codes. Pure functions of the stats, so they are
+ * tested without a terminal (lib/cli/top_test.ts); top.ts polls and draws.
+ *
+ * @module
+ */
+
+import type { ProxyStatus } from "../protocol/proxy_status.ts";
+import type { ServedStats } from "../stats/http.ts";
+import {
+  formatBytes,
+  formatClock,
+  formatDuration,
+  formatRate,
+  formatRtt,
+  statusLabel,
+} from "../stats/format.ts";
+import type { ClientSnapshot, EventSnapshot, ProxySnapshot } from "../stats/snapshot.ts";
+import { escapeForTerminal } from "../text.ts";
+
+/** Byte rates per proxy key (`client\0proxy`; client role: `\0proxy`), bytes per second. */
+export type Rates = Map<string, { in: number; out: number }>;
+
+function proxyKey(client: string, proxy: string): string {
+  return `${client}\0${proxy}`;
+}
+
+function proxiesByKey(stats: ServedStats): Map<string, ProxySnapshot> {
+  const map = new Map<string, ProxySnapshot>();
+  if (stats.role === "server") {
+    for (const client of stats.clients) {
+      for (const proxy of client.proxies) map.set(proxyKey(client.name, proxy.name), proxy);
+    }
+  } else {
+    for (const proxy of stats.proxies) map.set(proxyKey("", proxy.name), proxy);
+  }
+  return map;
+}
+
+/**
+ * Byte rates between two polls: the difference of each proxy's counters over the time between the
+ * snapshots. A proxy missing from `previous`, or whose counters went down (a new session), has none.
+ */
+export function computeRates(previous: ServedStats | null, current: ServedStats): Rates {
+  const rates: Rates = new Map();
+  if (!previous) return rates;
+  const elapsedSecs = (current.now_ms - previous.now_ms) / 1000;
+  if (elapsedSecs <= 0) return rates;
+  const before = proxiesByKey(previous);
+  for (const [key, proxy] of proxiesByKey(current)) {
+    const old = before.get(key);
+    if (!old || proxy.bytes_in < old.bytes_in || proxy.bytes_out < old.bytes_out) continue;
+    rates.set(key, {
+      in: (proxy.bytes_in - old.bytes_in) / elapsedSecs,
+      out: (proxy.bytes_out - old.bytes_out) / elapsedSecs,
+    });
+  }
+  return rates;
+}
+
+/** What the live screen shows besides the stats. */
+export interface ScreenOptions {
+  /** Terminal width in columns; lines are cut to it. */
+  columns: number;
+  /** Terminal height in rows; the screen stops there. */
+  rows: number;
+  /** ANSI colours. */
+  color: boolean;
+  /** The endpoint's URL, shown in the header. */
+  url: string;
+  /** Poll interval, shown in the footer. */
+  intervalMs: number;
+  /** The last poll's failure, if it failed. */
+  error?: string;
+}
+
+const ANSI = {
+  reset: "\x1b[0m",
+  bold: "\x1b[1m",
+  dim: "\x1b[2m",
+  inverse: "\x1b[7m",
+  red: "\x1b[31m",
+  green: "\x1b[32m",
+  yellow: "\x1b[33m",
+  blue: "\x1b[34m",
+  cyan: "\x1b[36m",
+  grey: "\x1b[90m",
+};
+
+// Keyed by any string (a remote stats endpoint may send a status this version does not know); the
+// `satisfies` makes a proxy status added to PROXY_STATUSES fail to compile until it has a colour.
+const STATUS_COLORS: Record<string, string> = {
+  healthy: ANSI.green,
+  connected: ANSI.green,
+  pending: ANSI.blue,
+  connecting: ANSI.blue,
+  unhealthy: ANSI.yellow,
+  waiting: ANSI.yellow,
+  warning: ANSI.yellow,
+  bind_failed: ANSI.red,
+  error: ANSI.red,
+  closed: ANSI.grey,
+  stopped: ANSI.grey,
+  info: ANSI.cyan,
+} satisfies Record<ProxyStatus, string> & Record<string, string>;
+
+/**
+ * One screen line: plain text escaped ({@linkcode escapeForTerminal}: names, errors and events come from
+ * peers) and cut to the width, then coloured (so colour codes never count as width).
+ */
+class Line {
+  constructor(readonly segments: Array<{ text: string; style?: string }>) {}
+
+  render(columns: number, color: boolean): string {
+    let remaining = columns;
+    let out = "";
+    for (const segment of this.segments) {
+      if (remaining <= 0) break;
+      const text = [...escapeForTerminal(segment.text)].slice(0, remaining).join("");
+      remaining -= [...text].length;
+      out += color && segment.style ? `${segment.style}${text}${ANSI.reset}` : text;
+    }
+    return out;
+  }
+}
+
+const PROXY_COLUMNS: Array<{ title: string; width: number; right?: boolean }> = [
+  { title: "PROXY", width: 18 },
+  { title: "STATUS", width: 12 },
+  { title: "PUBLISHED", width: 22 },
+  { title: "LOCAL TARGET", width: 22 },
+  { title: "ACTIVE", width: 6, right: true },
+  { title: "TOTAL", width: 7, right: true },
+  { title: "FAILED", width: 6, right: true },
+  { title: "IN", width: 10, right: true },
+  { title: "OUT", width: 10, right: true },
+  { title: "IN/s", width: 11, right: true },
+  { title: "OUT/s", width: 11, right: true },
+];
+
+function fit(raw: string, width: number, right = false): string {
+  // Escaped before measuring, so that columns stay aligned once `Line.render` escapes (a no-op then).
+  const text = escapeForTerminal(raw);
+  const chars = [...text];
+  const cut = chars.length > width ? chars.slice(0, Math.max(0, width - 1)).join("") + "…" : text;
+  return right ? cut.padStart(width) : cut.padEnd(width);
+}
+
+function proxyLine(
+  indent: string,
+  proxy: ProxySnapshot,
+  rate: { in: number; out: number } | undefined,
+): Line {
+  const cells = [
+    proxy.name,
+    statusLabel(proxy.status),
+    `${proxy.publish_addr}:${proxy.publish_port || "–"}`,
+    `${proxy.local_addr}:${proxy.local_port}`,
+    String(proxy.active_connections),
+    String(proxy.total_connections),
+    String(proxy.failed_connections),
+    formatBytes(proxy.bytes_in),
+    formatBytes(proxy.bytes_out),
+    formatRate(rate?.in ?? null),
+    formatRate(rate?.out ?? null),
+  ];
+  const segments: Array<{ text: string; style?: string }> = [{ text: indent }];
+  cells.forEach((cell, index) => {
+    const column = PROXY_COLUMNS[index] ?? { title: "", width: 8 };
+    const text = fit(cell, column.width, column.right) + " ";
+    if (index === 0) segments.push({ text, style: ANSI.bold });
+    else if (index === 1) segments.push({ text, style: STATUS_COLORS[proxy.status] ?? "" });
+    else if (index >= 9 && (index === 9 ? rate?.in ?? 0 : rate?.out ?? 0) >= 1024) {
+      segments.push({ text, style: ANSI.cyan });
+    } else segments.push({ text });
+  });
+  return new Line(segments);
+}
+
+function proxyHeaderLine(indent: string): Line {
+  return new Line([{
+    text: indent +
+      PROXY_COLUMNS.map((column) => fit(column.title, column.width, column.right) + " ").join(""),
+    style: ANSI.dim,
+  }]);
+}
+
+function errorLine(indent: string, proxy: ProxySnapshot): Line | null {
+  if (!proxy.last_error) return null;
+  return new Line([{ text: `${indent}  ↳ last error: ` }, { text: proxy.last_error, style: ANSI.red }]);
+}
+
+function eventLines(events: EventSnapshot[], room: number): Line[] {
+  if (room <= 1 || events.length === 0) return [];
+  const newest = events.slice(-(room - 1)).reverse();
+  return [
+    new Line([{ text: "RECENT EVENTS", style: ANSI.dim }]),
+    ...newest.map((event) =>
+      new Line([
+        { text: `${formatClock(event.time_ms)} `, style: ANSI.grey },
+        { text: `${event.level.toUpperCase().padEnd(7)} `, style: STATUS_COLORS[event.level] ?? "" },
+        { text: `${event.code.padEnd(22)} `, style: ANSI.dim },
+        { text: event.message },
+      ])
+    ),
+  ];
+}
+
+function clientLine(client: ClientSnapshot, nowMs: number): Line {
+  return new Line([
+    { text: "● ", style: ANSI.green },
+    { text: fit(client.name, 16) + " ", style: ANSI.bold },
+    { text: `from ${client.remote_addr}  ` },
+    { text: `up ${formatDuration(nowMs - client.connected_since_ms)}  rtt ${formatRtt(client.rtt_ms)}  ` },
+    { text: `${client.streams} stream(s)  ` },
+    { text: client.client_id === client.name ? "" : `id ${client.client_id}`, style: ANSI.grey },
+  ]);
+}
+
+/**
+ * The live screen as lines (without clearing codes). Pure: the same inputs give the same lines, so it
+ * is tested without a terminal. `stats` is null before the first successful poll.
+ */
+export function renderScreen(
+  stats: ServedStats | null,
+  rates: Rates,
+  options: ScreenOptions,
+): string[] {
+  const lines: Line[] = [];
+  const nowMs = stats?.now_ms ?? Date.now();
+  const title = stats
+    ? ` tls-tunnel top · ${stats.role} ${stats.version} · ${
+      stats.role === "server" ? stats.listen_addr : `server ${stats.server_addr}`
+    } · up ${formatDuration(nowMs - stats.started_at_ms)}`
+    : " tls-tunnel top";
+  const clock = `${formatClock(nowMs)} `;
+  const gap = Math.max(1, options.columns - [...title].length - clock.length);
+  lines.push(new Line([{ text: title + " ".repeat(gap) + clock, style: ANSI.inverse }]));
+  let totalIn = 0;
+  let totalOut = 0;
+  for (const rate of rates.values()) {
+    totalIn += rate.in;
+    totalOut += rate.out;
+  }
+  const body: Line[] = [];
+  if (!stats) {
+    body.push(new Line([{ text: `Waiting for ${options.url} …` }]));
+  } else if (stats.role === "server") {
+    const proxies = stats.clients.reduce((sum, client) => sum + client.proxies.length, 0);
+    const active = stats.clients.reduce(
+      (sum, client) => sum + client.proxies.reduce((inner, proxy) => inner + proxy.active_connections, 0),
+      0,
+    );
+    lines.push(
+      new Line([
+        { text: `clients ` },
+        { text: String(stats.clients.length), style: ANSI.bold },
+        {
+          text:
+            `  proxies ${proxies}  active conns ${active}  sessions ${stats.sessions_total}  auth failures `,
+        },
+        { text: String(stats.auth_failures_total), style: stats.auth_failures_total > 0 ? ANSI.red : "" },
+        {
+          text: `  in ${formatRate(rates.size ? totalIn : null)}  out ${
+            formatRate(rates.size ? totalOut : null)
+          }`,
+        },
+      ]),
+      new Line([]),
+    );
+    if (stats.clients.length === 0) {
+      body.push(new Line([{ text: "No clients connected.", style: ANSI.dim }]));
+    } else {
+      body.push(proxyHeaderLine("  "));
+      for (const client of stats.clients) {
+        body.push(clientLine(client, nowMs));
+        for (const proxy of client.proxies) {
+          body.push(proxyLine("  ", proxy, rates.get(proxyKey(client.name, proxy.name))));
+          const error = errorLine("  ", proxy);
+          if (error) body.push(error);
+        }
+      }
+    }
+  } else {
+    const countdown = stats.state === "waiting" && stats.next_attempt_at_ms !== null
+      ? ` — reconnecting in ${(Math.max(0, stats.next_attempt_at_ms - nowMs) / 1000).toFixed(1)} s`
+      : "";
+    lines.push(
+      new Line([
+        { text: "state " },
+        { text: stats.state + countdown, style: `${ANSI.bold}${STATUS_COLORS[stats.state] ?? ""}` },
+        { text: `  sessions ${stats.sessions_total}  rtt ${formatRtt(stats.rtt_ms)}` },
+        {
+          text: `  in ${formatRate(rates.size ? totalIn : null)}  out ${
+            formatRate(rates.size ? totalOut : null)
+          }`,
+        },
+      ]),
+      new Line([]),
+    );
+    body.push(proxyHeaderLine(""));
+    for (const proxy of stats.proxies) {
+      body.push(proxyLine("", proxy, rates.get(proxyKey("", proxy.name))));
+      const error = errorLine("", proxy);
+      if (error) body.push(error);
+    }
+  }
+  const footer = new Line([
+    { text: options.error ? `! ${options.error}` : "", style: ANSI.red },
+    { text: options.error ? "   " : "" },
+    { text: `q quit · every ${(options.intervalMs / 1000).toFixed(1)} s · ${options.url}`, style: ANSI.dim },
+  ]);
+  // The header, the body, the events, then the footer on the last row; the body is cut to fit.
+  const bodyRoom = Math.max(0, options.rows - lines.length - 1);
+  const shownBody = body.slice(0, bodyRoom);
+  lines.push(...shownBody);
+  const eventRoom = bodyRoom - shownBody.length - 1;
+  if (stats && eventRoom > 2) {
+    lines.push(new Line([]), ...eventLines(stats.recent_events, Math.min(eventRoom, 11)));
+  }
+  while (lines.length < options.rows - 1) lines.push(new Line([]));
+  lines.push(footer);
+  return lines.slice(0, Math.max(1, options.rows)).map((line) => line.render(options.columns, options.color));
+}
