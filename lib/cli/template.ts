@@ -1,12 +1,41 @@
 /**
  * `tls-tunnel template server|client [-o FILE]`: a fully commented config, every key with its default and
- * meaning. Each template carries a freshly generated auth_key, so a template used as-is is not a config
+ * meaning. The defaults are rendered from `DEFAULTS` (lib/config/defaults.ts), the values the schema
+ * applies, so the template cannot drift from them. Each template carries a freshly generated auth_key, so a template used as-is is not a config
  * with a published secret.
  *
  * @module
  */
 
+import { DEFAULTS } from "../config/defaults.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
+
+/** Column of the `# default` remarks. */
+const REMARK_COLUMN = 42;
+
+/** A value in TOML spelling, as the templates write it (strings, numbers, booleans, arrays, inline tables). */
+export function toml(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return `[${value.map(toml).join(", ")}]`;
+  if (typeof value === "object" && value !== null) {
+    return `{ ${Object.entries(value).map(([key, inner]) => `${key} = ${toml(inner)}`).join(", ")} }`;
+  }
+  return String(value);
+}
+
+function remark(line: string, text: string): string {
+  return `${line.padEnd(Math.max(REMARK_COLUMN, line.length + 3))}${text}`;
+}
+
+/** `# key = value   # default`: a key that may be left out, shown with its default (from DEFAULTS). */
+function commentedDefault(key: string, value: unknown): string {
+  return remark(`# ${key} = ${toml(value)}`, "# default");
+}
+
+/** `key = value   # default value`: a key written out with its default value (from DEFAULTS). */
+function liveDefault(key: string, value: unknown): string {
+  return remark(`${key} = ${toml(value)}`, `# default ${toml(value)}`);
+}
 
 /** The kinds of template. */
 export type TemplateKind = "server" | "client";
@@ -19,14 +48,15 @@ export function randomAuthKey(): string {
 
 /** The commented server template, with `authKey` as its shared key. */
 export function serverTemplate(authKey: string): string {
+  const bindAddr = toml(DEFAULTS.server.bind_addr);
   return `# tls-tunnel server config. Check it with: tls-tunnel check -c server.toml
 # Keys marked "default" may be left out; commented-out lines show the default or an example.
 
 [server]
 # Address and port of the tunnel's TLS listener, which clients dial. An IP address, never a host name:
-# "0.0.0.0" listens on every interface (default "0.0.0.0"); 0 as port lets the system pick one.
-bind_addr = "0.0.0.0"
-bind_port = 8443
+# "0.0.0.0" listens on every interface (default ${bindAddr}); 0 as port lets the system pick one.
+bind_addr = ${bindAddr}
+bind_port = ${toml(DEFAULTS.server.bind_port)}
 
 # The certificate chain and private key the server presents (PEM). Set both, or neither: without them a
 # throw-away certificate is generated at every start, and clients need skip_verify = true.
@@ -39,44 +69,44 @@ bind_port = 8443
 auth_key = "${authKey}"
 
 # Ports a client using the shared auth_key may publish: ports and ranges, comma-separated.
-# allow_ports = "1024-65535"              # default
+${commentedDefault("allow_ports", DEFAULTS.server.allow_ports)}
 
 # Most proxies one client may register.
-# max_proxies_per_client = 64             # default
+${commentedDefault("max_proxies_per_client", DEFAULTS.server.max_proxies_per_client)}
 
 # Seconds a new connection has, from TCP accept, to finish TLS and authenticate before it is closed.
-# handshake_timeout_secs = 10             # default
+${commentedDefault("handshake_timeout_secs", DEFAULTS.server.handshake_timeout_secs)}
 
 # Connections not yet authenticated, at most in all and from one address; beyond them a new connection
 # is closed at once (counted in tls_tunnel_connections_refused_total{reason}).
-# max_pending_connections = 1024          # default
-# max_pending_per_ip = 32                 # default
+${commentedDefault("max_pending_connections", DEFAULTS.server.max_pending_connections)}
+${commentedDefault("max_pending_per_ip", DEFAULTS.server.max_pending_per_ip)}
 
 # Keepalive: a ping every interval; a session whose ping is not answered within the timeout is dead and
 # its published ports are released. The timeout must be greater than the interval.
-# keepalive_interval_secs = 10            # default
-# keepalive_timeout_secs = 30             # default
+${commentedDefault("keepalive_interval_secs", DEFAULTS.server.keepalive_interval_secs)}
+${commentedDefault("keepalive_timeout_secs", DEFAULTS.server.keepalive_timeout_secs)}
 
 # Stats endpoint (JSON, Prometheus /metrics, /healthz, dashboard). Off unless stats_port is set.
 # stats_token is required when stats_addr is reachable from other machines (not 127.0.0.1/::1).
-# stats_addr = "127.0.0.1"                # default
+${commentedDefault("stats_addr", DEFAULTS.server.stats_addr)}
 # stats_port = 9090
 # stats_token = "another-long-random-secret"   # Env: TLS_TUNNEL_STATS_TOKEN
 
 # Seconds the server remembers a client's ports after it disconnects, to give them back on reconnect.
-# sticky_ports_ttl_secs = 600             # default
+${commentedDefault("sticky_ports_ttl_secs", DEFAULTS.server.sticky_ports_ttl_secs)}
 
 # Outside connections in a row that the client could not carry to its local service (refused, timed
 # out) before the server marks the proxy unhealthy; the next one that gets through makes it healthy.
-# unhealthy_after_failures = 3            # default
+${commentedDefault("unhealthy_after_failures", DEFAULTS.server.unhealthy_after_failures)}
 
 # How the server retries a published port it could not bind (port in use, …): the delay doubles from
 # initial_delay_secs up to max_delay_secs, for max_retries retries (0 = no retry). The client is told
 # about every retry and about the final failure.
 [server.bind_retry]
-# max_retries = 10                        # default
-# initial_delay_secs = 2                  # default
-# max_delay_secs = 60                     # default
+${commentedDefault("max_retries", DEFAULTS.server.bind_retry.max_retries)}
+${commentedDefault("initial_delay_secs", DEFAULTS.server.bind_retry.initial_delay_secs)}
+${commentedDefault("max_delay_secs", DEFAULTS.server.bind_retry.max_delay_secs)}
 
 # Optional alerts: POST each event as JSON to a webhook (chat, paging, a script). events may list
 # CLIENT_CONNECTED, CLIENT_DISCONNECTED, AUTH_FAILED, PROXY_BIND_FAILED, PORT_CHANGED,
@@ -84,8 +114,8 @@ auth_key = "${authKey}"
 # [server.notify]
 # webhook_url = "https://alerts.example.com/tls-tunnel"
 # webhook_token = "a-long-random-secret"  # sent as Authorization: Bearer …
-# events = ["PROXY_BIND_FAILED", "CLIENT_DISCONNECTED"]   # default
-# timeout_secs = 5                        # default
+${commentedDefault("events", DEFAULTS.server.notify.events)}
+${commentedDefault("timeout_secs", DEFAULTS.server.notify.timeout_secs)}
 
 # Named clients, each with its own key and allowed ports (repeat the block for more clients).
 # name: unique, shown in logs and stats; auth_key: unique, at least 16 characters;
@@ -107,7 +137,7 @@ export function clientTemplate(authKey: string): string {
 # The server's host name or address, and its tunnel port (the server's bind_port).
 # Env: TLS_TUNNEL_SERVER_ADDR, TLS_TUNNEL_SERVER_PORT.
 server_addr = "tunnel.example.com"
-server_port = 8443                        # default 8443
+${liveDefault("server_port", DEFAULTS.client.server_port)}
 
 # Name the server's certificate must carry (default: server_addr).
 # server_name = "tunnel.example.com"
@@ -117,7 +147,7 @@ server_port = 8443                        # default 8443
 # skip_verify = true turns verification off: only for tests, anyone on the path could impersonate the
 # server. Do not combine it with ca_cert_path.
 # ca_cert_path = "ca.pem"
-skip_verify = false                       # default false
+${liveDefault("skip_verify", DEFAULTS.client.skip_verify)}
 
 # Or pin the server's certificate by its SHA-256 fingerprint, as \`tls-tunnel cert\` and the server print
 # it ("AB:CD:…", 32 hex pairs) or as "SHA256:" followed by 64 hex digits.
@@ -133,16 +163,16 @@ auth_key = "${authKey}"
 
 # Attempts to reach a local service for each outside connection, and the pause between them.
 # Env: TLS_TUNNEL_LOCAL_CONNECT_RETRIES, TLS_TUNNEL_LOCAL_RETRY_DELAY_MS.
-# local_connect_retries = 3               # default
-# local_retry_delay_ms = 1000             # default
+${commentedDefault("local_connect_retries", DEFAULTS.client.local_connect_retries)}
+${commentedDefault("local_retry_delay_ms", DEFAULTS.client.local_retry_delay_ms)}
 
 # Keepalive of the tunnel session; the timeout must be greater than the interval.
-# keepalive_interval_secs = 10            # default
-# keepalive_timeout_secs = 30             # default
+${commentedDefault("keepalive_interval_secs", DEFAULTS.client.keepalive_interval_secs)}
+${commentedDefault("keepalive_timeout_secs", DEFAULTS.client.keepalive_timeout_secs)}
 
 # The client's own stats endpoint; off unless stats_port is set. stats_token is required when
 # stats_addr is reachable from other machines (not 127.0.0.1/::1).
-# stats_addr = "127.0.0.1"                # default
+${commentedDefault("stats_addr", DEFAULTS.client.stats_addr)}
 # stats_port = 9091
 # stats_token = "a-long-random-secret"    # Env: TLS_TUNNEL_STATS_TOKEN
 
@@ -150,11 +180,11 @@ auth_key = "${authKey}"
 # multiplier after each failed attempt up to max_delay_secs, and spread by ±jitter (0-1).
 # max_attempts = 0 retries forever. Env: TLS_TUNNEL_RECONNECT_DELAY_SECS (initial_delay_secs).
 [client.reconnect]
-# initial_delay_secs = 5                  # default
-# max_delay_secs = 60                     # default
-# multiplier = 2                          # default
-# jitter = 0.2                            # default
-# max_attempts = 0                        # default
+${commentedDefault("initial_delay_secs", DEFAULTS.client.reconnect.initial_delay_secs)}
+${commentedDefault("max_delay_secs", DEFAULTS.client.reconnect.max_delay_secs)}
+${commentedDefault("multiplier", DEFAULTS.client.reconnect.multiplier)}
+${commentedDefault("jitter", DEFAULTS.client.reconnect.jitter)}
+${commentedDefault("max_attempts", DEFAULTS.client.reconnect.max_attempts)}
 
 # Optional: ask the server to retry a busy publish_port less than it would (it never retries more
 # than its own [server.bind_retry]). Unset keys take the server's value.
@@ -168,26 +198,26 @@ auth_key = "${authKey}"
 # Unique name: letters, digits, '.', '_' or '-'.
 name = "web"
 # Only "tcp" (HTTP, SSH, databases … all travel as tcp).
-# proxy_type = "tcp"                      # default
+${commentedDefault("proxy_type", DEFAULTS.proxy.proxy_type)}
 # Address (an IP address of the server, never a host name) and port the server publishes on.
 # publish_port = 0 lets the server pick a free port.
-publish_addr = "0.0.0.0"                  # default "0.0.0.0"
+${liveDefault("publish_addr", DEFAULTS.proxy.publish_addr)}
 publish_port = 8080
 # Ports to try when publish_port is taken (or 0), and whether to let the system pick a port when the
 # whole range is taken too.
 # publish_port_range = "20000-20100"
-# fallback_to_system_port = false         # default
+${commentedDefault("fallback_to_system_port", DEFAULTS.proxy.fallback_to_system_port)}
 # The local service the client forwards to.
-local_addr = "127.0.0.1"                  # default "127.0.0.1"
+${liveDefault("local_addr", DEFAULTS.proxy.local_addr)}
 local_port = 3000
 # Or, instead of local_addr/local_port, several copies of the service to spread connections over; a
 # backend that refuses is skipped for a few seconds and the connection goes to the next one.
 # local_backends = ["127.0.0.1:3000", "127.0.0.1:3001", "[::1]:3002"]
 # How each connection picks its backend: "round_robin" (in turn), "least_connections" (fewest open),
 # or "ip_hash" (one outside host always reaches the same backend while it is up).
-# lb_policy = "round_robin"               # default
+${commentedDefault("lb_policy", DEFAULTS.proxy.lb_policy)}
 # Optional TCP health check of the local service, reported to the server.
-# health_check = { interval_secs = 10, timeout_secs = 3 }
+# health_check = ${toml(DEFAULTS.proxy.health_check)}
 `;
 }
 
