@@ -3,8 +3,8 @@
  * take a logger under the root category `"tls-tunnel"`:
  *
  * ```ts
- * import { getLogger } from "./logging.ts"; // or logtape's getLogger(["tls-tunnel", "server"])
- * const logger = getLogger(["server"]);
+ * import { getLogger } from "@logtape/logtape";
+ * const logger = getLogger(["tls-tunnel", "server"]);
  * logger.info("Client '{client}' connected from {address}", { client: "office", address: "1.2.3.4:5555" });
  * ```
  *
@@ -22,14 +22,7 @@
  * @module
  */
 
-import {
-  configure,
-  getLogger as getLogtapeLogger,
-  type Logger,
-  type LogLevel,
-  type LogRecord,
-  reset,
-} from "@logtape/logtape";
+import { configure, type LogLevel, type LogRecord, reset } from "@logtape/logtape";
 import { escapeForTerminal } from "../text.ts";
 
 /** Root category of every tls-tunnel logger. */
@@ -94,15 +87,6 @@ export async function setupLogging(options: LoggingOptions): Promise<void> {
 /** Removes the logging setup: records are dropped until the next {@linkcode setupLogging}. */
 export async function resetLogging(): Promise<void> {
   await reset();
-}
-
-/**
- * A logger under the root category: `getLogger(["server"])` logs as `tls-tunnel.server`. A category
- * that already starts with the root is used as is.
- */
-export function getLogger(category: string | readonly string[] = []): Logger {
-  const parts = typeof category === "string" ? [category] : [...category];
-  return getLogtapeLogger(parts[0] === ROOT_CATEGORY ? parts : [ROOT_CATEGORY, ...parts]);
 }
 
 // ---- masking ----
