@@ -352,6 +352,13 @@ export async function buildUnit(options: RegisterOptions): Promise<{ name: strin
     const owner = (await Deno.stat(configPath)).uid;
     if (owner !== null && owner !== 0) runAs = await accountName(owner);
   }
+  if (runAs === "nobody") {
+    // systemd warns that "nobody" is shared by unrelated services: whatever one may touch, all may.
+    throw new RegisterError(
+      "--run-as nobody is shared by unrelated services: create an account for the tunnel " +
+        "(`useradd --system --no-create-home tls-tunnel`) and pass --run-as tls-tunnel",
+    );
+  }
   // A source checkout reads Deno's npm cache from the home folder.
   const usesHome = options.user || fromSource ||
     [...command, configPath, ...readOnlyFiles].some((path) =>

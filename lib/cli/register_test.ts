@@ -159,6 +159,8 @@ Deno.test("a failing systemctl, a wrong role and a config of the other role are 
     assert.equal(await registerCommand({ ...base, role: "server" }, io), 1);
     assert.match(io.stderr, /is a client config: run `tls-tunnel register client -c /);
     assert.equal(await registerCommand({ ...base, role: "proxy" }, io), 2);
+    assert.equal(await registerCommand({ ...base, role: "client", runAs: "nobody" }, io), 1);
+    assert.match(io.stderr, /--run-as nobody is shared by unrelated services/);
     assert.equal(await registerCommand({ ...base, role: "client", exec: `${dir}/missing` }, io), 1);
     assert.match(io.stderr, /missing, is not a file: pass --exec/);
   } finally {
