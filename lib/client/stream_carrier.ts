@@ -1,0 +1,176 @@
+/**
+ * The client's stream carrier: answers every data stream the server opens. It reads the stream header,
+ * picks a local backend of the proxy it names (load balancing, retries over `local_connect_retries`),
+ * has the proxy's kind carry the bytes, and tells the server, with `proxy_connect_result`, which streams
+ * could not reach the local service. A bad stream costs that stream, never the session.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { ClientConfig, ProxyConfig } from "../config/types.ts";
+import type { RpcPeer } from "../rpc/mod.ts";
+import { MAX_CONNECT_ERROR_CHARS, Method, type ProxyConnectResultParams } from "../protocol/control.ts";
+import { readStreamHeader } from "../protocol/stream_header.ts";
+import { closeQuietly } from "../transport/pipe.ts";
+import type { DuplexConn } from "../net/conn.ts";
+import type { BackendSnapshot } from "../stats/snapshot.ts";
+import { withTimeout } from "../_async.ts";
+import type { CarriedStream, ClientProxyKind } from "./proxy_kinds/kind.ts";
+import { clientProxyKindFor } from "./proxy_kinds/registry.ts";
+import { type Backend, BackendPool, formatBackend } from "./load_balancer.ts";
+import type { ClientProxyState } from "./state.ts";
+
+const logger = getLogger(["tls-tunnel", "client"]);
+
+/** How long a new data stream has to deliver its header. */
+const STREAM_HEADER_TIMEOUT_MS = 10_000;
+
+/** The local services of a proxy: its `local_backends`, or its one `local_addr:local_port`. */
+export function localBackendsOf(proxy: ProxyConfig): Backend[] {
+  return proxy.localBackends && proxy.localBackends.length > 0
+    ? proxy.localBackends.map((backend) => ({ ...backend }))
+    : [{ host: proxy.localAddr, port: proxy.localPort }];
+}
+
+/** Carries the server's data streams to the proxies' local services. */
+export class StreamCarrier {
+  /** Each proxy's local backends by proxy name; one backend for a plain local_addr/local_port proxy. */
+  readonly #pools = new Map<string, BackendPool>();
+  /** Each proxy's kind (how a carried stream reaches its local service) by proxy name. */
+  readonly #kinds = new Map<string, ClientProxyKind>();
+  /** Per proxy: data streams in a row that could not reach the local service in this session. */
+  readonly #failuresInARow = new Map<string, number>();
+  /** The current session's control channel, for reports about data streams; null between sessions. */
+  #rpc: RpcPeer | null = null;
+
+  /**
+   * @param proxies the client's proxies by name (the carrier counts into their stats)
+   * @param config the client's config (`local_connect_retries`, `local_retry_delay_ms`)
+   * @param signal ends connection attempts in progress
+   * @throws {UnknownProxyKindError} when a proxy's `proxy_type` has no client side registered
+   */
+  constructor(
+    readonly proxies: ReadonlyMap<string, ClientProxyState>,
+    readonly config: ClientConfig,
+    readonly signal?: AbortSignal,
+  ) {
+    for (const proxy of config.proxies) {
+      this.#pools.set(proxy.name, new BackendPool(localBackendsOf(proxy), { policy: proxy.lbPolicy }));
+      this.#kinds.set(proxy.name, clientProxyKindFor(proxy.proxyType));
+    }
+  }
+
+  /** The backend pool of the proxy `name` (its per-backend counters), or undefined for an unknown name. */
+  pool(name: string): BackendPool | undefined {
+    return this.#pools.get(name);
+  }
+
+  /** A new session's control channel (null once it ended): failures in a row count from 0 again. */
+  attach(rpc: RpcPeer | null): void {
+    this.#rpc = rpc;
+    this.#failuresInARow.clear();
+  }
+
+  /** Carries one stream the server opened until both directions end; never throws. */
+  async carry(stream: CarriedStream): Promise<void> {
+    let header;
+    try {
+      header = await withTimeout(readStreamHeader(stream), STREAM_HEADER_TIMEOUT_MS, "a stream header");
+    } catch (error) {
+      logger.warn("Dropping a stream with a bad header: {error}", { error: String(error) });
+      stream.reset();
+      return;
+    }
+    const proxy = this.proxies.get(header.proxy);
+    if (!proxy) {
+      logger.warn("Server opened a stream for unknown proxy {proxy}; resetting it", { proxy: header.proxy });
+      stream.reset();
+      return;
+    }
+    const { config, stats } = proxy;
+    const pool = this.#pools.get(config.name);
+    const kind = this.#kinds.get(config.name);
+    if (!pool || !kind) {
+      stream.reset();
+      return;
+    }
+    stats.totalConnections++;
+    stats.activeConnections++;
+    let release = () => {};
+    try {
+      let local: DuplexConn;
+      let backend: Backend;
+      try {
+        // local_connect_retries counts rounds over the backends; a single backend is retried as before.
+        const pooled = await pool.connect(header.peer_addr, kind.dial, {
+          attempts: this.config.localConnectRetries,
+          retryDelayMs: this.config.localRetryDelayMs,
+          ...(this.signal ? { signal: this.signal } : {}),
+        });
+        local = pooled.conn;
+        backend = pooled.backend;
+        release = pooled.release;
+      } catch (error) {
+        stats.failedConnections++;
+        stats.lastError = error instanceof Error ? error.message : String(error);
+        logger.warn("Proxy {proxy}: connection from {peer} dropped: {error}", {
+          proxy: config.name,
+          peer: header.peer_addr,
+          error: stats.lastError,
+        });
+        this.#reportConnect(config.name, header.conn_id, stats.lastError);
+        stream.reset();
+        return;
+      }
+      this.#reportConnect(config.name, header.conn_id, null);
+      logger.debug("Proxy {proxy}: {peer} connected to {backend} (conn {connId})", {
+        proxy: config.name,
+        peer: header.peer_addr,
+        backend: formatBackend(backend),
+        connId: header.conn_id,
+      });
+      await kind.carry(stream, local, header, stats);
+    } finally {
+      release();
+      stats.activeConnections--;
+      closeQuietly(stream);
+    }
+  }
+
+  /**
+   * Tells the server whether stream `connId` of `proxyName` reached the local service: every failure,
+   * and the first success after failures (the server marks the proxy unhealthy after several in a row
+   * and healthy again at the next success). The report goes before the stream's reset.
+   */
+  #reportConnect(proxyName: string, connId: number, error: string | null): void {
+    const inARow = this.#failuresInARow.get(proxyName) ?? 0;
+    if (error === null && inARow === 0) return;
+    const consecutive = error === null ? 0 : inARow + 1;
+    this.#failuresInARow.set(proxyName, consecutive);
+    const report: ProxyConnectResultParams = {
+      proxy_name: proxyName,
+      conn_id: connId,
+      ok: error === null,
+      error: error === null ? null : error.slice(0, MAX_CONNECT_ERROR_CHARS),
+      consecutive_failures: consecutive,
+    };
+    this.#rpc?.notify(Method.proxyConnectResult, report).catch(() => {});
+  }
+
+  /** Per-backend counters of a proxy with several local backends, for its snapshot. */
+  backendsSnapshot(name: string): { backends?: BackendSnapshot[] } {
+    const backends = this.#pools.get(name)?.stats() ?? [];
+    if (backends.length < 2) return {};
+    const now = Date.now();
+    return {
+      backends: backends.map((backend) => ({
+        address: formatBackend(backend),
+        active_connections: backend.activeConnections,
+        successes: backend.successes,
+        failures: backend.failures,
+        cooling_down: backend.coolDownUntilMs > now,
+      })),
+    };
+  }
+}
