@@ -6,6 +6,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { sessionKeepalive } from "../config/keepalive.ts";
 import type { ServerConfig } from "../config/types.ts";
 import { Session } from "../mux/mod.ts";
 import { RpcError, RpcPeer } from "../rpc/mod.ts";
@@ -222,8 +223,7 @@ export class TunnelServer {
       }
       const session = new Session(conn, {
         role: "server",
-        keepaliveIntervalMs: this.#config.keepaliveIntervalSecs * 1000,
-        keepaliveTimeoutMs: this.#config.keepaliveTimeoutSecs * 1000,
+        ...sessionKeepalive(this.#config),
       });
       const control = await session.accept();
       if (!control) {
