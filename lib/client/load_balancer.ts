@@ -10,7 +10,7 @@
  * @module
  */
 
-import { formatHostPort } from "../net/address.ts";
+import { formatHostPort, hostOfHostPort } from "../net/address.ts";
 import type { LbPolicy } from "../config/types.ts";
 import { sleep } from "../_async.ts";
 
@@ -95,14 +95,6 @@ export function formatBackend(backend: Backend): string {
   return formatHostPort(backend.host, backend.port);
 }
 
-/** The IP of a `host:port` peer address (`[::1]:5000` → `::1`); the text itself when it has no port. */
-export function peerIp(peerAddr: string): string {
-  const bracketed = /^\[([^\]]*)\](?::\d+)?$/.exec(peerAddr);
-  if (bracketed) return bracketed[1] ?? peerAddr;
-  const colons = peerAddr.split(":").length - 1;
-  return colons === 1 ? peerAddr.slice(0, peerAddr.lastIndexOf(":")) : peerAddr;
-}
-
 /** FNV-1a, 32 bits: stable across runs and processes, unlike anything keyed by object identity. */
 export function stableHash(text: string): number {
   let hash = 0x811c9dc5;
@@ -162,7 +154,7 @@ export class BackendPool {
       Array.from({ length: count }, (_, offset) => (start + offset) % count);
     switch (this.policy) {
       case "ip_hash":
-        return rotation(stableHash(peerIp(peerAddr)) % count);
+        return rotation(stableHash(hostOfHostPort(peerAddr)) % count);
       case "least_connections": {
         // Ties go to the rotation, so that an idle pool is still spread evenly.
         const start = this.#nextIndex;

@@ -106,6 +106,22 @@ export function formatAddr(addr: Deno.Addr): string {
   return formatHostPort(addr.hostname, addr.port);
 }
 
+/**
+ * The host of a `host:port` text such as a peer address (`[::1]:5000` → `::1`, `10.0.0.7:5000` →
+ * `10.0.0.7`); the text itself when it has no port (`::1`, `unknown`).
+ */
+export function hostOfHostPort(hostPort: string): string {
+  const bracketed = /^\[([^\]]*)\](?::\d+)?$/.exec(hostPort);
+  if (bracketed) return bracketed[1] ?? hostPort;
+  const colons = hostPort.split(":").length - 1;
+  return colons === 1 ? hostPort.slice(0, hostPort.lastIndexOf(":")) : hostPort;
+}
+
+/** `::ffff:192.0.2.1` (an IPv4 peer on a dual-stack socket) → `192.0.2.1`; other addresses unchanged. */
+export function unmapIpv4(host: string): string {
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(host) ? host.slice(7) : host;
+}
+
 /** True for an address that binds every interface (`0.0.0.0`, `::`). */
 export function isWildcard(value: string): boolean {
   return value === "0.0.0.0" || value === "::" || value === "0:0:0:0:0:0:0:0";

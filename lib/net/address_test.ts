@@ -3,12 +3,14 @@ import {
   addressesOverlap,
   formatAddr,
   formatHostPort,
+  hostOfHostPort,
   isHost,
   isHostname,
   isIpv4,
   isIpv6,
   isLoopback,
   isWildcard,
+  unmapIpv4,
 } from "./address.ts";
 
 Deno.test("IPv4 and IPv6 addresses are recognised, malformed ones are not", () => {
@@ -109,4 +111,22 @@ Deno.test("host:port puts an IPv6 address in brackets and leaves names and IPv4 
   assert.equal(formatAddr({ transport: "tcp", hostname: "::", port: 7000 }), "[::]:7000");
   assert.equal(formatAddr({ transport: "udp", hostname: "10.0.0.1", port: 53 }), "10.0.0.1:53");
   assert.equal(formatAddr({ transport: "unix", path: "/tmp/s" }), "unix");
+});
+
+// Moved from lib/client/load_balancer_test.ts with the function (there peerIp).
+Deno.test("peer addresses are reduced to their IP", () => {
+  assert.equal(hostOfHostPort("127.0.0.1:5000"), "127.0.0.1");
+  assert.equal(hostOfHostPort("[::1]:5000"), "::1");
+  assert.equal(hostOfHostPort("::1"), "::1");
+  assert.equal(hostOfHostPort("unknown"), "unknown");
+  assert.equal(hostOfHostPort("[::1]"), "::1");
+  assert.equal(hostOfHostPort("localhost:8080"), "localhost");
+});
+
+Deno.test("an IPv4 peer on a dual-stack socket is written as plain IPv4; other addresses are left alone", () => {
+  assert.equal(unmapIpv4("::ffff:192.0.2.1"), "192.0.2.1");
+  assert.equal(unmapIpv4("::FFFF:127.0.0.1"), "127.0.0.1");
+  assert.equal(unmapIpv4("::1"), "::1");
+  assert.equal(unmapIpv4("192.0.2.1"), "192.0.2.1");
+  assert.equal(unmapIpv4("::ffff:7f00:1"), "::ffff:7f00:1");
 });

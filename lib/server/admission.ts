@@ -58,8 +58,3 @@ export class PendingConnections {
     };
   }
 }
-
-/** `::ffff:192.0.2.1` (an IPv4 peer on a dual-stack socket) → `192.0.2.1`; other addresses unchanged. */
-export function unmapIpv4(host: string): string {
-  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(host) ? host.slice(7) : host;
-}

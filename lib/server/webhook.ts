@@ -16,23 +16,13 @@ const logger = getLogger(["tls-tunnel", "server", "webhook"]);
 /** Events waiting to be sent before new ones are dropped. */
 const MAX_QUEUED_EVENTS = 100;
 
-/** The JSON body of one webhook POST. */
-export interface WebhookPayload {
+/** The JSON body of one webhook POST: the event as the dashboard lists it, with its time as ISO text. */
+export type WebhookPayload = Omit<EventSnapshot, "time_ms"> & {
   /** ISO time of the event. */
   time: string;
-  /** "info" | "warning" | "error". */
-  level: string;
-  /** Event code, e.g. PROXY_BIND_FAILED. */
-  code: string;
-  /** For people. */
-  message: string;
-  /** The client it concerns, if any. */
-  client?: string;
-  /** Structured details, if any. */
-  data?: Record<string, unknown>;
   /** This server's tunnel address, to tell servers apart. */
   server: string;
-}
+};
 
 /** Sends the configured events of `events` to the webhook until {@linkcode close}. */
 export class WebhookNotifier {
