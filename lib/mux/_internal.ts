@@ -23,17 +23,19 @@ export interface StreamHost {
   rttMs(): number;
   /** Queues a WindowUpdate frame for `streamId` with `flags` and `deltaBytes`; never blocks. */
   sendWindowUpdate(streamId: number, flags: number, deltaBytes: number): void;
-  /** The stream has write data and send window: schedule it in the round-robin send queue. */
-  wantsToSend(port: StreamPort): void;
+  /** The stream has write data and send window: schedule its send side in the round-robin send queue. */
+  wantsToSend(source: SendSource): void;
   /** The stream is finished in both directions (or reset): forget it. */
   streamDone(port: StreamPort): void;
 }
 
 /**
- * What the session may ask of a stream. The send side (`sendableBytes`, `takeSendBytes`,
- * `takeSendBytesZeroCopy`) is the writer's {@linkcode SendSource}.
+ * What the session may ask of a stream. (Its send side is handed over separately, as the writer's
+ * {@linkcode SendSource}, when it has something to send.)
  */
-export interface StreamPort extends SendSource {
+export interface StreamPort {
+  /** The stream id. */
+  readonly id: number;
   /** The public stream this port belongs to. */
   readonly stream: Stream;
 

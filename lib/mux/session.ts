@@ -134,7 +134,7 @@ export class Session {
       rttMs: () => this.#pinger.rttMs,
       sendWindowUpdate: (streamId, flags, deltaBytes) =>
         writer.queueControl(FrameType.WindowUpdate, flags, streamId, deltaBytes),
-      wantsToSend: (port) => writer.wantsToSend(port),
+      wantsToSend: (source) => writer.wantsToSend(source),
       streamDone: (port) => this.#forget(port),
     };
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));

@@ -6,10 +6,11 @@
  */
 
 import type { LendingConn } from "../net/conn.ts";
-import { Flag, INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
+import { Flag } from "./constants.ts";
 import { MuxError, ProtocolError, StreamClosedError, StreamResetError } from "./errors.ts";
 import { ByteRing } from "./_byte_ring.ts";
 import { ReceiveWindow } from "./receive_window.ts";
+import { StreamSender } from "./stream_sender.ts";
 import { DIRECT_READ_MIN_BYTES, type StreamHost, type StreamPort } from "./_internal.ts";
 import {
   afterFin,
@@ -47,17 +48,6 @@ interface StreamEnd {
   error: Error;
   /** Reset: buffered data is gone and reads reject at once (after a session end it stays readable). */
   reset: boolean;
-}
-
-/** A write whose bytes are being moved into the session's outbound batch, frame by frame. */
-interface PendingWrite {
-  data: Uint8Array;
-  /** Bytes of `data` already queued. */
-  offset: number;
-  /** Zero-copy pieces of `data` queued but not yet written to the connection. */
-  unwritten: number;
-  resolve: (count: number) => void;
-  reject: (error: Error) => void;
 }
 
 /** Into what the session is reading the connection directly, if anything. */
@@ -116,10 +106,8 @@ export class Stream implements LendingConn {
   readonly #window: ReceiveWindow;
 
   // --- send side --------------------------------------------------------------------------------
-  /** How many bytes the peer currently allows us to send. */
-  #sendWindowBytes = INITIAL_STREAM_WINDOW_BYTES;
-  /** The write whose bytes are being queued, if any. */
-  #pendingWrite: PendingWrite | null = null;
+  /** The send window and the pending write (what the session's writer takes frames from). */
+  readonly #sender: StreamSender;
   /**
    * `closeWrite()`/`close()` came during a pending write: send FIN once it is queued. Not a state: no
    * FIN is on the wire yet, yet writes are refused already (and stay refused until the FIN goes out).
@@ -149,13 +137,14 @@ export class Stream implements LendingConn {
     this.id = id;
     this.#host = host;
     this.#window = new ReceiveWindow(receiveWindowBytes);
+    // A FIN must follow bytes the session is copying right now, so queue it after this synchronous step.
+    this.#sender = new StreamSender(id, () => {
+      if (this.#finAfterWrite) queueMicrotask(() => this.#sendFin());
+    });
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
     this.#port = {
       stream: this,
       id,
-      sendableBytes: () => this.#sendableBytes(),
-      takeSendBytes: (count) => this.#takeSendBytes(count),
-      takeSendBytesZeroCopy: (count) => this.#takeSendBytesZeroCopy(count),
       onDataFrame: (length) => this.#onDataFrame(length),
       onData: (payload, hold) => this.#onData(payload, hold),
       directReadTarget: (remainingFrameBytes) => this.#directReadTarget(remainingFrameBytes),
@@ -190,7 +179,7 @@ export class Stream implements LendingConn {
 
   /** Bytes the peer currently lets us send on this stream. */
   get sendWindowBytes(): number {
-    return this.#sendWindowBytes;
+    return this.#sender.windowBytes;
   }
 
   /** True once the stream is finished in both directions, reset, or its session ended. */
@@ -259,16 +248,15 @@ export class Stream implements LendingConn {
   write(data: Uint8Array): Promise<number> {
     const problem = this.#writeProblem();
     if (problem !== null) return Promise.reject(problem);
-    if (this.#pendingWrite !== null) {
+    if (this.#sender.busy) {
       return Promise.reject(
         new MuxError(`concurrent write() on yamux stream ${this.id}; wait for the previous write to finish`),
       );
     }
     if (data.length === 0) return Promise.resolve(0);
-    return new Promise((resolve, reject) => {
-      this.#pendingWrite = { data, offset: 0, unwritten: 0, resolve, reject };
-      if (this.#sendWindowBytes > 0) this.#host.wantsToSend(this.#port);
-    });
+    const written = this.#sender.start(data);
+    if (this.#sender.windowBytes > 0) this.#host.wantsToSend(this.#sender);
+    return written;
   }
 
   /**
@@ -278,7 +266,7 @@ export class Stream implements LendingConn {
   closeWrite(): Promise<void> {
     if (localFinished(this.#state) || this.#finAfterWrite) return Promise.resolve();
     if (this.#end !== null) return Promise.reject(this.#end.error);
-    if (this.#pendingWrite !== null) this.#finAfterWrite = true;
+    if (this.#sender.busy) this.#finAfterWrite = true;
     else this.#sendFin();
     return Promise.resolve();
   }
@@ -297,7 +285,7 @@ export class Stream implements LendingConn {
     this.#dropReceived();
     this.#settleReadAfterEnd();
     if (!localFinished(this.#state) && !this.#finAfterWrite) {
-      if (this.#pendingWrite !== null) this.#finAfterWrite = true;
+      if (this.#sender.busy) this.#finAfterWrite = true;
       else this.#sendFin();
     }
     if (discarded > 0 && !this.#done) this.#grantWindow();
@@ -461,9 +449,7 @@ export class Stream implements LendingConn {
   }
 
   #onWindowUpdate(deltaBytes: number): void {
-    const wasBlocked = this.#sendWindowBytes === 0;
-    this.#sendWindowBytes += deltaBytes;
-    if (wasBlocked && this.#pendingWrite !== null) this.#host.wantsToSend(this.#port); // no-op if queued
+    if (this.#sender.grant(deltaBytes)) this.#host.wantsToSend(this.#sender); // a no-op if queued already
   }
 
   #onRemoteFin(): void {
@@ -472,50 +458,6 @@ export class Stream implements LendingConn {
     this.#state = next;
     this.#settleReadAfterEnd();
     if (next === StreamState.Closed) this.#finish();
-  }
-
-  #sendableBytes(): number {
-    const pending = this.#pendingWrite;
-    if (pending === null || this.#end !== null) return 0;
-    return Math.min(pending.data.length - pending.offset, this.#sendWindowBytes);
-  }
-
-  #takeSendBytes(count: number): Uint8Array {
-    const pending = this.#pendingWrite as PendingWrite;
-    const start = pending.offset;
-    pending.offset += count;
-    this.#sendWindowBytes -= count;
-    this.#completeWriteIfDone(pending);
-    return pending.data.subarray(start, start + count);
-  }
-
-  /** The write resolves after its last zero-copy piece is on the connection. */
-  #takeSendBytesZeroCopy(count: number): { bytes: Uint8Array; written: () => void } {
-    const pending = this.#pendingWrite as PendingWrite;
-    const start = pending.offset;
-    pending.offset += count;
-    pending.unwritten++;
-    this.#sendWindowBytes -= count;
-    return {
-      bytes: pending.data.subarray(start, start + count),
-      written: () => {
-        pending.unwritten--;
-        this.#completeWriteIfDone(pending);
-      },
-    };
-  }
-
-  // --- internals --------------------------------------------------------------------------------
-
-  /** Resolves `pending` once all its bytes are queued (copied) or written (zero-copy). */
-  #completeWriteIfDone(pending: PendingWrite): void {
-    if (pending.offset !== pending.data.length || pending.unwritten !== 0 || this.#pendingWrite !== pending) {
-      return;
-    }
-    this.#pendingWrite = null;
-    pending.resolve(pending.data.length);
-    // A FIN must follow bytes the session is copying right now, so queue it after this synchronous step.
-    if (this.#finAfterWrite) queueMicrotask(() => this.#sendFin());
   }
 
   /**
@@ -640,10 +582,8 @@ export class Stream implements LendingConn {
     if (end.reset) this.#dropReceived();
     this.#received.retire(); // the session's sweep no longer sees this stream
     this.#settleReadAfterEnd();
-    const pendingWrite = this.#pendingWrite;
-    this.#pendingWrite = null;
     this.#finAfterWrite = false;
-    pendingWrite?.reject(end.error);
+    this.#sender.fail(end.error);
     this.#resolveClosed();
   }
 }
