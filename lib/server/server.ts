@@ -17,12 +17,8 @@ import {
   Method,
   ProxyHealthParams,
 } from "../protocol/control.ts";
-import {
-  type AcceptedSocket,
-  type AcceptedTlsConn,
-  listenTunnelTls,
-  type TunnelTlsListener,
-} from "../transport/tls_server.ts";
+import type { AdmittedConn, IncomingConn, TransportListener } from "../transport/transport.ts";
+import { DEFAULT_TRANSPORT, transportFor } from "../transport/registry.ts";
 import { closeQuietly } from "../transport/pipe.ts";
 import { PROTOCOL_VERSION } from "../protocol/version.ts";
 import { VERSION } from "../version.ts";
@@ -60,6 +56,8 @@ export interface TunnelServerOptions {
   keyPem: string;
   /** Ends the server: listeners close, every session ends. */
   signal?: AbortSignal;
+  /** Name of the registered transport clients connect over (default `"tls"`; see `transport/registry.ts`). */
+  transport?: string;
 }
 
 /** The tunnel server. */
@@ -81,7 +79,7 @@ export class TunnelServer {
   readonly #sticky: StickyPorts;
   readonly #registrar: ProxyRegistrar;
   readonly #webhook: WebhookNotifier | null = null;
-  #listener: TunnelTlsListener | null = null;
+  #listener: TransportListener | null = null;
   /** Connections accepted and not yet authenticated, with their limits. */
   readonly pendingConnections: PendingConnections;
   #nextSessionId = 1;
@@ -129,13 +127,17 @@ export class TunnelServer {
     return this.#listener.addr;
   }
 
-  /** Binds the tunnel's TLS port; rejects with a classified `BindError` when it cannot. */
+  /**
+   * Binds the tunnel's port with the configured transport; rejects with a classified `BindError` when it
+   * cannot, or an `UnknownTransportError` for a transport name no one registered.
+   */
   async listen(): Promise<Deno.NetAddr> {
-    this.#listener = await listenTunnelTls({
+    this.#listener = await transportFor(this.#options.transport ?? DEFAULT_TRANSPORT).listen({
       hostname: this.#config.bindAddr,
       port: this.#config.bindPort,
       certPem: this.#options.certPem,
       keyPem: this.#options.keyPem,
+      handshakeTimeoutMs: this.#config.handshakeTimeoutSecs * 1000,
     });
     logger.info("Listening for clients on {addr}", { addr: formatAddr(this.#listener.addr) });
     return this.#listener.addr;
@@ -168,7 +170,7 @@ export class TunnelServer {
   }
 
   /** Admits a just-accepted connection within the pending limits, or closes it at once. */
-  #admit(socket: AcceptedSocket): void {
+  #admit(socket: IncomingConn): void {
     if (this.#stopping) {
       socket.refuse();
       return;
@@ -180,7 +182,7 @@ export class TunnelServer {
       socket.refuse();
       return;
     }
-    const handshake = this.#handleConnection(socket.startTls(), remoteHost, release)
+    const handshake = this.#handleConnection(socket.admit(), remoteHost, release)
       .catch((error) => {
         logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
       })
@@ -192,7 +194,7 @@ export class TunnelServer {
   }
 
   async #handleConnection(
-    conn: AcceptedTlsConn,
+    conn: AdmittedConn,
     remoteHost: string,
     authenticatedNow: () => void,
   ): Promise<void> {
@@ -200,7 +202,8 @@ export class TunnelServer {
     const deadlineMs = this.#config.handshakeTimeoutSecs * 1000;
     let authenticated = false;
     // From TCP accept to authenticated: covers a socket that never sends a byte, a stalled TLS handshake
-    // and a session that never authenticates, and really frees the socket (see tls_server.ts).
+    // and a session that never authenticates, and really frees the socket (the transport contract,
+    // transport/mod.ts).
     const deadline = setTimeout(() => {
       if (!authenticated) {
         // Debug, not info: a flood of idle connections must not become a flood of log lines (the

@@ -1,0 +1,341 @@
+/**
+ * The `"tls"` transport: TLS over TCP, both ends of the tunnel connection.
+ *
+ * The server accepts plain TCP with `node:net` and runs `node:tls` over it. Why not `Deno.listenTls`: in
+ * Deno 2.9.6 a connection it accepted cannot be closed before its handshake completes (the file
+ * descriptor stays until the peer leaves), so idle or stalled connections exhaust the server's
+ * descriptors; and its connections cannot set TCP_NODELAY. Here every socket has TCP_NODELAY from the
+ * moment it is accepted, a refused socket gets no TLS state at all, and `close()` frees a socket in any
+ * state. The cost, measured in the bench (see docs/PERFORMANCE.md), is slower decryption of what the
+ * server receives.
+ *
+ * The client verifies the server against `caCertPem` (a CA or the server's self-signed certificate) or
+ * the system roots, with `Deno.startTls` over a `Deno.connect`ed socket. `skipVerify` has no equivalent
+ * in `Deno.connectTls`, so it goes through `node:tls` with `rejectUnauthorized: false`, wrapped as a
+ * `DuplexConn` ({@linkcode NodeSocketConn}); it is for testing only. A pinned fingerprint goes the same
+ * way: the only check is then that the leaf certificate's SHA-256 equals the pin, made before the dial
+ * resolves, so nothing of the tunnel (the key included) is sent to any other certificate's holder.
+ *
+ * @module
+ */
+
+import type { Server, Socket } from "node:net";
+import type { SecureContext, TLSSocket } from "node:tls";
+import { isIpAddress } from "../net/address.ts";
+import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
+import { NodeSocketConn } from "./node_socket_conn.ts";
+import {
+  type AdmittedConn,
+  type DialedConn,
+  type IncomingConn,
+  type Transport,
+  TransportDialError,
+  type TransportDialOptions,
+  TransportHandshakeTimeoutError,
+  type TransportListener,
+  type TransportListenOptions,
+} from "./transport.ts";
+
+/** The TLS connection to the server could not be established; the message says why. */
+export class TlsDialError extends TransportDialError {
+  override name = "TlsDialError";
+}
+
+/** The `"tls"` transport. */
+export const tlsTransport: Transport = {
+  name: "tls",
+  listen: (options, signal) => TunnelTlsListener.listen(options, signal),
+  dial: dialTunnelTls,
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Server side
+
+/** The server's TLS listener; see the module doc for why it is not `Deno.listenTls`. */
+class TunnelTlsListener implements TransportListener {
+  readonly #server: Server;
+  readonly #context: SecureContext;
+  readonly #wrap: (socket: Socket, context: SecureContext) => TLSSocket;
+  readonly #handshakeTimeoutMs: number;
+  #closed = false;
+  #onConnection: ((incoming: IncomingConn) => void) | null = null;
+  readonly #done = Promise.withResolvers<void>();
+
+  private constructor(
+    server: Server,
+    context: SecureContext,
+    wrap: (socket: Socket, context: SecureContext) => TLSSocket,
+    handshakeTimeoutMs: number,
+    readonly addr: Deno.NetAddr,
+  ) {
+    this.#server = server;
+    this.#context = context;
+    this.#wrap = wrap;
+    this.#handshakeTimeoutMs = handshakeTimeoutMs;
+    server.on("connection", (socket: Socket) => this.#accepted(socket));
+    server.on("close", () => this.#done.resolve());
+  }
+
+  /** Binds; a busy or forbidden address rejects with a classified `BindError`. */
+  static async listen(options: TransportListenOptions, signal?: AbortSignal): Promise<TunnelTlsListener> {
+    requireIpLiteral(options.hostname, options.port);
+    // Loaded here, not at import: a client process never needs node:tls's server side (about 6 MB).
+    const [net, tls] = await Promise.all([import("node:net"), import("node:tls")]);
+    const context = tls.createSecureContext({ cert: options.certPem, key: options.keyPem });
+    const server = net.createServer({ noDelay: true, pauseOnConnect: false });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (error: Error) =>
+        reject(classifyBindError(error, options.hostname, options.port, "bind_port"));
+      server.once("error", onError);
+      server.listen({ host: options.hostname, port: options.port, backlog: 511 }, () => {
+        server.off("error", onError);
+        resolve();
+      });
+    });
+    // An accept failure (out of descriptors) surfaces here; the server keeps accepting once it can.
+    server.on("error", () => {});
+    const bound = server.address();
+    if (bound === null || typeof bound === "string") throw new Error("node:net server has no TCP address");
+    const wrap = (socket: Socket, secureContext: SecureContext) =>
+      new tls.TLSSocket(socket, { isServer: true, secureContext });
+    const listener = new TunnelTlsListener(server, context, wrap, options.handshakeTimeoutMs, {
+      transport: "tcp",
+      hostname: bound.address,
+      port: bound.port,
+    });
+    if (signal?.aborted) listener.close();
+    else signal?.addEventListener("abort", () => listener.close(), { once: true });
+    return listener;
+  }
+
+  serve(onConnection: (incoming: IncomingConn) => void): Promise<void> {
+    this.#onConnection = onConnection;
+    return this.#done.promise;
+  }
+
+  #accepted(socket: Socket): void {
+    const acceptedAtMs = performance.now();
+    socket.setNoDelay(true);
+    if (this.#closed || !this.#onConnection) {
+      socket.destroy();
+      return;
+    }
+    const remoteAddr: Deno.NetAddr = {
+      transport: "tcp",
+      hostname: socket.remoteAddress ?? "",
+      port: socket.remotePort ?? 0,
+    };
+    this.#onConnection({
+      remoteAddr,
+      admit: () =>
+        new ServerTlsConn(
+          this.#wrap(socket, this.#context),
+          socket,
+          remoteAddr,
+          this.#handshakeTimeoutMs - (performance.now() - acceptedAtMs),
+          this.#handshakeTimeoutMs,
+        ),
+      // Only the TCP socket: in Deno 2.9.6 a node:tls TLSSocket destroyed in the tick it was created keeps
+      // ~5 KB of JS heap for good (the soak found 5.6 GB after 5 minutes of floods beyond the pending limits).
+      refuse: () => socket.destroy(),
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#server.close();
+  }
+}
+
+/** An admitted server-side connection: TCP is up, TLS may still be in progress. */
+class ServerTlsConn extends NodeSocketConn implements AdmittedConn {
+  readonly #handshake: Promise<void>;
+  #deadline: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(
+    tls: TLSSocket,
+    readonly raw: Socket,
+    readonly remoteAddr: Deno.NetAddr,
+    remainingMs: number,
+    timeoutMs: number,
+  ) {
+    super(tls);
+    this.#handshake = new Promise<void>((resolve, reject) => {
+      const fail = (error?: Error) => {
+        clearTimeout(this.#deadline);
+        reject(error ?? new Deno.errors.ConnectionAborted("closed before TLS"));
+      };
+      this.#deadline = setTimeout(() => {
+        reject(new TransportHandshakeTimeoutError(timeoutMs));
+        this.close();
+      }, Math.max(0, remainingMs));
+      tls.once("secure", () => {
+        clearTimeout(this.#deadline);
+        tls.off("close", fail);
+        resolve();
+      });
+      tls.once("error", fail);
+      tls.once("close", () => fail());
+    });
+    // Observed through handshake(); an unobserved rejection must not end the process.
+    this.#handshake.catch(() => {});
+  }
+
+  handshake(): Promise<void> {
+    return this.#handshake;
+  }
+
+  override close(): void {
+    clearTimeout(this.#deadline);
+    super.close();
+    // The TLS layer may not have taken the socket over yet (no byte received): free it directly.
+    this.raw.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Client side
+
+/** Dials the server and completes the TLS handshake within `options.timeoutMs`. */
+async function dialTunnelTls(options: TransportDialOptions, abort?: AbortSignal): Promise<DialedConn> {
+  const where = `${options.hostname}:${options.port}`;
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const signal = abort ? AbortSignal.any([abort, timeout]) : timeout;
+  // A pin replaces CA verification; only node:tls shows the peer's certificate to check it against.
+  if (options.skipVerify || options.pinnedFingerprint !== undefined) {
+    return await dialNodeTls(options, signal);
+  }
+  let tcp: Deno.TcpConn | null = null;
+  let conn: Deno.TlsConn | null = null;
+  try {
+    // TCP first, then TLS over it: startTls verifies `serverName`, which may differ from the address dialed.
+    tcp = await raceAbort(Deno.connect({ hostname: options.hostname, port: options.port }), signal);
+    tcp.setNoDelay(true);
+    const tlsOptions: Deno.StartTlsOptions = { hostname: options.serverName ?? options.hostname };
+    if (options.caCertPem) tlsOptions.caCerts = [options.caCertPem];
+    conn = await raceAbort(Deno.startTls(tcp, tlsOptions), signal);
+    await raceAbort(conn.handshake(), signal);
+    return Object.assign(conn, { remote: where });
+  } catch (error) {
+    try {
+      (conn ?? tcp)?.close();
+    } catch {
+      // Already closed by the failed handshake.
+    }
+    throw describeDialError(error, where, timeout.aborted, options.timeoutMs);
+  }
+}
+
+function describeDialError(error: unknown, where: string, timedOut: boolean, timeoutMs: number): Error {
+  const detail = error instanceof Error ? error.message : String(error);
+  if (timedOut) {
+    return new TlsDialError(
+      `Timed out after ${timeoutMs} ms connecting to ${where}; is the server reachable?`,
+      {
+        cause: error,
+      },
+    );
+  }
+  if (error instanceof Deno.errors.ConnectionRefused) {
+    return new TlsDialError(`Connection to ${where} refused: is the server running on that port?`, {
+      cause: error,
+    });
+  }
+  if (/certificate|UnknownIssuer|NotValidForName|BadCertificate|CaUsedAsEndEntity/i.test(detail)) {
+    return new TlsDialError(
+      `TLS certificate of ${where} was not accepted (${detail}); set ca_cert_path to the server's CA ` +
+        `(tls-tunnel cert writes ca.pem), or server_name to a name in its certificate`,
+      { cause: error },
+    );
+  }
+  return new TlsDialError(`Cannot connect to ${where}: ${detail}`, { cause: error });
+}
+
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted) {
+          (value as { close?: () => void }).close?.();
+          return;
+        }
+        resolve(value);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+async function dialNodeTls(options: TransportDialOptions, signal: AbortSignal): Promise<DialedConn> {
+  const where = `${options.hostname}:${options.port}`;
+  // Loaded only for skip_verify and pins: node:tls costs every process about 6 MB it otherwise never needs.
+  const { connect: nodeTlsConnect } = await import("node:tls");
+  return new Promise((resolve, reject) => {
+    const socket = nodeTlsConnect({
+      host: options.hostname,
+      port: options.port,
+      // SNI carries host names only; node:tls refuses an IP address there.
+      ...(isIpAddress(options.serverName ?? options.hostname)
+        ? {}
+        : { servername: options.serverName ?? options.hostname }),
+      rejectUnauthorized: false,
+    });
+    const onAbort = () => {
+      socket.destroy();
+      reject(new TlsDialError(`Timed out or aborted connecting to ${where}`, { cause: signal.reason }));
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    socket.once("secureConnect", async () => {
+      const mismatch = options.pinnedFingerprint === undefined
+        ? null
+        : await pinMismatch(options.pinnedFingerprint, socket.getPeerCertificate().raw);
+      if (signal.aborted) return; // onAbort destroyed the socket and rejected.
+      signal.removeEventListener("abort", onAbort);
+      if (mismatch !== null) {
+        // Refused before the tunnel sends anything: the key never reaches an impostor.
+        socket.destroy();
+        reject(new TlsDialError(`Server ${where} ${mismatch}`));
+        return;
+      }
+      socket.setNoDelay(true);
+      resolve(Object.assign(new NodeSocketConn(socket), { remote: where }));
+    });
+    socket.once("error", (error: Error) => {
+      signal.removeEventListener("abort", onAbort);
+      reject(describeDialError(error, where, false, options.timeoutMs));
+    });
+  });
+}
+
+/** `SHA256:` and upper-case colon-separated hex, the form `tls-tunnel cert` and the server print. */
+function displayFingerprint(hex: string): string {
+  return `SHA256:${hex.toUpperCase().replace(/(..)(?!$)/g, "$1:")}`;
+}
+
+/**
+ * Why the server's certificate (`der`, its leaf) does not match the pin, or null when it does. The pin is
+ * hex with optional colons and `SHA256:` prefix (the config has already normalised it).
+ */
+async function pinMismatch(pin: string, der: Uint8Array | undefined): Promise<string | null> {
+  const expected = pin.replace(/^sha256:/i, "").replaceAll(":", "").toLowerCase();
+  if (der === undefined || der.length === 0) {
+    return `presented no certificate, but server_fingerprint pins ${displayFingerprint(expected)}; refused`;
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(der)));
+  const actual = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  if (actual === expected) return null;
+  return `presented a certificate with fingerprint ${displayFingerprint(actual)}, but ` +
+    `server_fingerprint (--fingerprint) pins ${
+      displayFingerprint(expected)
+    }; refused before sending the key. ` +
+    "If the server's certificate was replaced on purpose, pin the new fingerprint; otherwise someone may be " +
+    "intercepting the connection";
+}
