@@ -25,13 +25,15 @@ import { fromBindRetryRequest } from "../protocol/convert.ts";
 import { INVALID_PARAMS, RpcError } from "../rpc/mod.ts";
 import { escapeForTerminal, NAME_MAX_LENGTH } from "../text.ts";
 import { formatAddr, formatHostPort } from "../net/address.ts";
-import { BindError, listenTcp } from "../net/tcp.ts";
+import { BindError } from "../net/tcp.ts";
 import type { EventLog } from "../stats/event_log.ts";
 import type { Histogram } from "../stats/histogram.ts";
 import { bindWithRetry, narrowPolicy } from "./bind_retry.ts";
 import type { ConnectedClient } from "./connected_client.ts";
 import { candidatePorts, type PortRequest, preferredPort, type StickyPorts } from "./port_plan.ts";
 import { PublishedProxy } from "./published_proxy.ts";
+import { type PublishedListener, type ServerProxyKind, UnknownProxyKindError } from "./proxy_kinds/kind.ts";
+import { serverProxyKindFor } from "./proxy_kinds/registry.ts";
 import { SerialQueueFullError } from "./serial_queue.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "registrar"]);
@@ -339,6 +341,13 @@ export class ProxyRegistrar {
       );
     }
     const proxy = spec.data;
+    let kind: ServerProxyKind;
+    try {
+      kind = serverProxyKindFor(proxy.proxy_type);
+    } catch (error) {
+      if (!(error instanceof UnknownProxyKindError)) throw error;
+      return this.#refused(client, rejected(proxy, ProxyRejectCode.invalidProxy, error.message));
+    }
     const problem = this.#check(client, proxy);
     if (problem) return this.#refused(client, problem);
     // Claimed in the same turn as the checks, before any await: from here the client owns the proxy
@@ -348,6 +357,7 @@ export class ProxyRegistrar {
       client.name,
       () => client.session.open(),
       this.context.openLatency,
+      kind,
     );
     const refusal = client.claim(published);
     if (refusal === "session_closing") return closingRejection(proxy);
@@ -387,7 +397,7 @@ export class ProxyRegistrar {
         continue;
       }
       try {
-        const listener = listenTcp(proxy.publish_addr, port);
+        const listener = published.bind(port);
         if (port === 0 && !portInRanges(listener.addr.port, client.grant.allowPorts)) {
           // The system's pick fell outside what this client may publish; do not hand it out.
           listener.close();
@@ -445,7 +455,7 @@ export class ProxyRegistrar {
   #bound(
     client: ConnectedClient,
     published: PublishedProxy,
-    listener: Deno.TcpListener,
+    listener: PublishedListener,
     preferred: number | null,
     retries: number,
   ): ProxyRegistration | null {
@@ -491,7 +501,7 @@ export class ProxyRegistrar {
     const proxy = published.spec;
     let firstDelaySecs = policy.initialDelaySecs;
     const retrying = bindWithRetry({
-      bind: () => listenTcp(proxy.publish_addr, proxy.publish_port),
+      bind: () => published.bind(proxy.publish_port),
       policy,
       signal: client.signal,
       firstAttemptError: firstError,

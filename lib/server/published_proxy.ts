@@ -1,12 +1,13 @@
 /**
  * A proxy the server publishes for a client: the listener on the published port, and for each outside
- * connection a stream to the client that starts with a header naming the proxy and the peer.
+ * connection a stream to the client that starts with a header naming the proxy and the peer. What differs
+ * by proxy kind (how the port is bound and what it yields, the header) is the kind's (`proxy_kinds/`);
+ * the accept loop, refusal, stats, the copy loop and stopping are this file's, the same for every kind.
  *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
-import { encodeStreamHeader } from "../protocol/stream_header.ts";
 import type { ProxySpec } from "../protocol/control.ts";
 import { type DuplexConn, writeAll } from "../net/conn.ts";
 import { abortQuietly, closeQuietly, pipeBoth } from "../transport/pipe.ts";
@@ -16,6 +17,8 @@ import { formatAddr } from "../net/address.ts";
 import type { Histogram } from "../stats/histogram.ts";
 import type { ProxySnapshot } from "../stats/snapshot.ts";
 import { ConnectFailures } from "./connect_failures.ts";
+import type { OutsideConn, PublishedListener, ServerProxyKind } from "./proxy_kinds/kind.ts";
+import { serverProxyKindFor } from "./proxy_kinds/registry.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "proxy"]);
 
@@ -33,9 +36,9 @@ export class PublishedProxy {
   /** What the client reported about reaching its local service for this proxy's streams. */
   readonly connectFailures = new ConnectFailures();
   /** Outside connections being carried now, reset when the proxy stops. */
-  readonly #connections = new Set<Deno.TcpConn>();
+  readonly #connections = new Set<OutsideConn>();
   #acceptLoop: Promise<void> | null = null;
-  #listener: Deno.TcpListener | null = null;
+  #listener: PublishedListener | null = null;
   #stopped = false;
   /** False once {@linkcode stopListening} (or {@linkcode stop}) closed the listener. */
   #listening = true;
@@ -49,7 +52,19 @@ export class PublishedProxy {
     readonly openStream: OpenClientStream,
     /** Where stream open latency is recorded. */
     readonly openLatency?: Histogram,
+    /** What the proxy's kind does (bind, stream header); by default the one `spec.proxy_type` names. */
+    readonly kind: ServerProxyKind = serverProxyKindFor(spec.proxy_type),
   ) {}
+
+  /**
+   * One attempt to bind the proxy's publication on `port` (of its `publish_addr`), by its kind; the
+   * registrar plans the ports, retries, and hands the result to {@linkcode attach}.
+   *
+   * @throws {BindError} classified
+   */
+  bind(port: number): PublishedListener {
+    return this.kind.bind(this.spec.publish_addr, port);
+  }
 
   /** The port bound, or null while the bind is pending or retrying. */
   get boundPort(): number | null {
@@ -70,7 +85,7 @@ export class PublishedProxy {
    * Takes ownership of the bound listener and starts accepting outside connections. Returns false, with
    * the listener closed, when the proxy is stopped or already has one: a listener always has one owner.
    */
-  attach(listener: Deno.TcpListener): boolean {
+  attach(listener: PublishedListener): boolean {
     if (this.#stopped || !this.#listening || this.#listener) {
       closeQuietly(listener);
       return false;
@@ -84,7 +99,7 @@ export class PublishedProxy {
   /** Whether outside connections are refused (the client reported its local service down). */
   refuseConnections = false;
 
-  #accept(listener: Deno.TcpListener): Promise<void> {
+  #accept(listener: PublishedListener): Promise<void> {
     return acceptEach(listener, (conn) => this.#carry(conn), {
       stopped: () => this.#stopped || !this.#listening,
       // Transient accept failures (e.g. too many open files) must not kill the proxy.
@@ -93,7 +108,7 @@ export class PublishedProxy {
     });
   }
 
-  async #carry(conn: Deno.TcpConn): Promise<void> {
+  async #carry(conn: OutsideConn): Promise<void> {
     const connId = this.#nextConnId++;
     const peer = formatAddr(conn.remoteAddr);
     if (this.refuseConnections) {
@@ -107,16 +122,12 @@ export class PublishedProxy {
     this.stats.activeConnections++;
     this.stats.totalConnections++;
     try {
-      conn.setNoDelay(true);
       let stream: DuplexConn | null = null;
       try {
         const openStartedMs = performance.now();
         stream = await this.openStream();
         this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
-        await writeAll(
-          stream,
-          encodeStreamHeader({ proxy: this.spec.name, peer_addr: peer, conn_id: connId }),
-        );
+        await writeAll(stream, this.kind.streamHeader(this.spec, peer, connId));
         this.connectFailures.streamOpened(connId);
       } catch (error) {
         if (stream) closeQuietly(stream);

@@ -1,0 +1,43 @@
+import assert from "node:assert/strict";
+import { DuplicateNameError, UnknownNameError } from "../../registry.ts";
+import { UnknownProxyKindError } from "./kind.ts";
+import { clientProxyKindFor, clientProxyKindNames, registerClientProxyKind } from "./registry.ts";
+import { tcpClientKind } from "./tcp.ts";
+
+Deno.test("the client's tcp proxy kind is registered under its name", () => {
+  assert.equal(clientProxyKindFor("tcp"), tcpClientKind);
+  assert.deepEqual(clientProxyKindNames(), ["tcp"]);
+});
+
+Deno.test("an unknown client proxy kind fails with a typed error naming the known kinds", () => {
+  assert.throws(() => clientProxyKindFor("http"), (error: unknown) => {
+    assert.ok(error instanceof UnknownProxyKindError);
+    assert.ok(error instanceof UnknownNameError);
+    assert.deepEqual(error.known, ["tcp"]);
+    assert.match(error.message, /^Unknown proxy kind "http": .*"tcp"/);
+    return true;
+  });
+});
+
+Deno.test("a client proxy kind registered for a test is found until removed; a taken name is refused", () => {
+  const kind = { ...tcpClientKind, name: "registry-test" };
+  const unregister = registerClientProxyKind(kind);
+  try {
+    assert.equal(clientProxyKindFor("registry-test"), kind);
+    assert.throws(() => registerClientProxyKind({ ...tcpClientKind }), DuplicateNameError);
+  } finally {
+    unregister();
+  }
+  assert.throws(() => clientProxyKindFor("registry-test"), UnknownProxyKindError);
+});
+
+Deno.test("the tcp kind's dial reaches a local TCP service and fails when nothing listens", async () => {
+  const service = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = service.addr.port;
+  const conn = await tcpClientKind.dial({ host: "127.0.0.1", port });
+  const accepted = await service.accept();
+  conn.close();
+  accepted.close();
+  service.close();
+  await assert.rejects(tcpClientKind.dial({ host: "127.0.0.1", port }), Deno.errors.ConnectionRefused);
+});
