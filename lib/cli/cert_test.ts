@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fingerprintSha256 } from "../pki/cert.ts";
+import { fingerprintSha256 } from "../pki/fingerprint.ts";
 import { captureOutput } from "./_command_output.ts";
 import { certCommand, type CertOptions } from "./cert.ts";
 

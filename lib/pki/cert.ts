@@ -12,8 +12,6 @@
 import "./_reflect_metadata.ts";
 import * as x509 from "@peculiar/x509";
 import { colonHex, hex } from "../text.ts";
-
-export { fingerprintSha256 } from "./fingerprint.ts";
 import { isHostname, isIpAddress } from "../net/address.ts";
 
 x509.cryptoProvider.set(crypto);

@@ -1,12 +1,8 @@
 import assert from "node:assert/strict";
 import "./_reflect_metadata.ts";
 import * as x509 from "@peculiar/x509";
-import {
-  CertificateOptionsError,
-  fingerprintSha256,
-  generateCertificates,
-  type GeneratedCertificates,
-} from "./cert.ts";
+import { CertificateOptionsError, generateCertificates, type GeneratedCertificates } from "./cert.ts";
+import { fingerprintSha256 } from "./fingerprint.ts";
 
 const FINGERPRINT = /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/;
 
