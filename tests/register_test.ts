@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { PROJECT_ROOT } from "../testing/helpers.ts";
 import { SERVICE_PERMISSIONS } from "../lib/cli/register.ts";
+import { verifyUnit } from "../testing/systemd.ts";
 
 const KEY = "register-e2e-test-key-0123456789";
 
@@ -30,31 +31,6 @@ async function run(
 /** `tls-tunnel register …` from main.ts with the permissions of `deno task server`. */
 function register(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return run(Deno.execPath(), ["run", "--quiet", ...SERVICE_PERMISSIONS, "main.ts", "register", ...args]);
-}
-
-/**
- * Writes `unit` as `name` into `dir` and runs `systemd-analyze verify` on it (`--user` for user units,
- * which need a runtime directory); returns what systemd said about that file.
- */
-export async function verifyUnit(dir: string, name: string, unit: string, user = false): Promise<string[]> {
-  const path = `${dir}/${name}`;
-  await Deno.writeTextFile(path, unit);
-  const runtime = await Deno.makeTempDir({ dir, prefix: "runtime-" });
-  await Deno.chmod(runtime, 0o700);
-  let result;
-  try {
-    result = await run("systemd-analyze", [...(user ? ["--user"] : []), "verify", path], {
-      env: { XDG_RUNTIME_DIR: runtime, SYSTEMD_LOG_COLOR: "0" },
-    });
-  } catch (error) {
-    throw new Error(
-      `systemd-analyze is needed for this test (Debian package systemd; .ci/run installs it): ${error}`,
-    );
-  }
-  // verify exits 0 on unknown keys and bad values, but names the file in a warning: either is a failure.
-  const problems = (result.stdout + result.stderr).split("\n").filter((line) => line.includes(name));
-  if (result.code !== 0) problems.push(`systemd-analyze exited ${result.code}: ${result.stderr}`);
-  return problems;
 }
 
 async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
