@@ -8,7 +8,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { BindRetryConfig, ServerConfig } from "../config/types.ts";
-import { addressesOverlap, formatPortRanges, portInRanges } from "../config/mod.ts";
+import { formatPortRanges, portInRanges } from "../config/mod.ts";
 import {
   ControlErrorCode,
   describeParamsError,
@@ -24,7 +24,7 @@ import {
 import { fromBindRetryRequest } from "../protocol/convert.ts";
 import { INVALID_PARAMS, RpcError } from "../rpc/mod.ts";
 import { escapeForTerminal, NAME_MAX_LENGTH } from "../text.ts";
-import { formatAddr, formatHostPort } from "../net/address.ts";
+import { addressesOverlap, formatAddr, formatHostPort } from "../net/address.ts";
 import { BindError } from "../net/tcp.ts";
 import type { EventLog } from "../stats/event_log.ts";
 import type { Histogram } from "../stats/histogram.ts";
