@@ -12,8 +12,9 @@
  * @module
  */
 
+import { z } from "zod";
 import type { DuplexConn } from "../net/conn.ts";
-import { NAME_PATTERN, quoteForMessage, unsafeCharacter } from "../text.ts";
+import { describeMessageError, wireName, wireText } from "./fields.ts";
 
 /** Version byte of the stream header. */
 export const STREAM_HEADER_VERSION = 1;
@@ -24,15 +25,20 @@ export const PEER_ADDR_MAX_CHARS = 64;
 /** Fixed prefix: version byte + u16 length. */
 export const STREAM_HEADER_PREFIX_BYTES = 3;
 
+/**
+ * What the server tells the client about an outside connection: the header's JSON body, checked by the
+ * client against this schema (unknown fields are dropped).
+ */
+export const StreamHeader = z.object({
+  /** Name of the proxy the connection arrived on: a name. */
+  proxy: wireName,
+  /** Outside peer as "host:port" (IPv6 in brackets; at most 47 characters, the rest is a peer's invention). */
+  peer_addr: wireText(1, PEER_ADDR_MAX_CHARS),
+  /** The connection's number among its proxy's, from 1, for correlating logs and `proxy_connect_result`. */
+  conn_id: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+});
 /** What the server tells the client about an outside connection. */
-export interface StreamHeader {
-  /** Name of the proxy the connection arrived on. */
-  proxy: string;
-  /** Outside peer as "host:port" (IPv6 in brackets). */
-  peer_addr: string;
-  /** Server-side sequence number of the connection, for correlating logs. */
-  conn_id: number;
-}
+export type StreamHeader = z.infer<typeof StreamHeader>;
 
 /** Shared by every header: one per connection would be garbage on the connection-setup path. */
 const utf8Encoder = new TextEncoder();
@@ -64,28 +70,11 @@ export function decodeStreamHeaderBody(body: Uint8Array): StreamHeader {
   } catch (error) {
     throw new StreamHeaderError(`Stream header is not UTF-8 JSON: ${(error as Error).message}`);
   }
-  if (typeof value !== "object" || value === null) {
-    throw new StreamHeaderError("Stream header is not an object");
+  const header = StreamHeader.safeParse(value);
+  if (!header.success) {
+    throw new StreamHeaderError(`Stream header is malformed: ${describeMessageError(header.error)}`);
   }
-  const { proxy, peer_addr, conn_id } = value as Record<string, unknown>;
-  if (typeof proxy !== "string" || proxy.length === 0) {
-    throw new StreamHeaderError("Stream header lacks `proxy`");
-  }
-  if (!NAME_PATTERN.test(proxy)) {
-    throw new StreamHeaderError(`Stream header's proxy ${quoteForMessage(proxy)} is not a valid name`);
-  }
-  if (typeof peer_addr !== "string") throw new StreamHeaderError("Stream header lacks `peer_addr`");
-  // "[IPv6]:port" is at most 47 characters; the rest is a peer's invention.
-  if (peer_addr.length > PEER_ADDR_MAX_CHARS || unsafeCharacter(peer_addr) !== null) {
-    throw new StreamHeaderError(
-      `Stream header's peer_addr ${quoteForMessage(peer_addr)} is not an address (at most ` +
-        `${PEER_ADDR_MAX_CHARS} characters, no control or bidi characters)`,
-    );
-  }
-  if (typeof conn_id !== "number" || !Number.isSafeInteger(conn_id)) {
-    throw new StreamHeaderError("Stream header lacks an integer `conn_id`");
-  }
-  return { proxy, peer_addr, conn_id };
+  return header.data;
 }
 
 /** Reads exactly `length` bytes from `conn`, or throws when it ends first. */

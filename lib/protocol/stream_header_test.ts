@@ -29,3 +29,28 @@ Deno.test("a stream header with a hostile proxy name or peer address is refused,
     );
   }
 });
+
+Deno.test("a stream header with a missing or mistyped field is refused naming the field; extra fields are dropped", () => {
+  const good = { proxy: "web", peer_addr: "203.0.113.7:51234", conn_id: 1 };
+  assert.deepEqual(decodeStreamHeaderBody(body({ ...good, tls: true, path: "/x" })), good);
+  const cases: Array<[unknown, RegExp]> = [
+    [{ peer_addr: good.peer_addr, conn_id: 1 }, /proxy: missing/],
+    [{ ...good, proxy: 7 }, /proxy: /],
+    [{ ...good, peer_addr: "" }, /peer_addr: /],
+    [{ ...good, peer_addr: ["1.2.3.4:5"] }, /peer_addr: /],
+    [{ ...good, conn_id: "1" }, /conn_id: /],
+    [{ ...good, conn_id: 0 }, /conn_id: /],
+    [{ ...good, conn_id: 1.5 }, /conn_id: /],
+    [{ ...good, conn_id: 2 ** 60 }, /conn_id: /],
+    [null, /malformed: /],
+    [[good], /malformed: /],
+    ["web", /malformed: /],
+  ];
+  for (const [value, reason] of cases) {
+    assert.throws(
+      () => decodeStreamHeaderBody(encoder.encode(JSON.stringify(value))),
+      (error: unknown) => error instanceof StreamHeaderError && reason.test(error.message),
+      JSON.stringify(value),
+    );
+  }
+});
