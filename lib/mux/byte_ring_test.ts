@@ -1,3 +1,9 @@
+/**
+ * Unit tests of the ring buffer that holds a stream's unread bytes (`_byte_ring.ts`).
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ByteRing, emptyRingStoragePool, ringStorageCounts } from "./_byte_ring.ts";

@@ -1,3 +1,9 @@
+/**
+ * Unit tests of the wire constants (`constants.ts`).
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import * as c from "./constants.ts";
 

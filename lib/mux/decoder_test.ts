@@ -1,3 +1,9 @@
+/**
+ * Unit tests of the incremental frame decoder (`decoder.ts`), including hostile headers.
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { Flag, FrameType, GoAwayCode } from "./constants.ts";

@@ -1,3 +1,9 @@
+/**
+ * Unit tests of the frame header codec (`frame.ts`).
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { decodeHeader, encodeHeader, type FrameHeader } from "./frame.ts";

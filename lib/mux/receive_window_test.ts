@@ -1,3 +1,10 @@
+/**
+ * Unit tests of a stream's receive window: credit, when updates are due, auto-tuning
+ * (`receive_window.ts`).
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { ReceiveWindow } from "./receive_window.ts";
 

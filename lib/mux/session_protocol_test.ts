@@ -1,3 +1,10 @@
+/**
+ * Session tests against a peer driven frame by frame: protocol errors and GoAway, late frames, pings,
+ * keepalive, FIN and RST on the wire.
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { Flag, FrameType, GoAwayCode, INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { KeepaliveTimeoutError, ProtocolError, RemoteGoAwayError, SessionClosedError } from "./errors.ts";

@@ -1,3 +1,10 @@
+/**
+ * Session tests over real TCP on 127.0.0.1: large transfers, a stalled reader, window growth, a dying
+ * connection, random read sizes, resets in the middle of transfers.
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { SessionClosedError } from "./errors.ts";

@@ -1,3 +1,10 @@
+/**
+ * Session and stream tests over an in-memory connection pair: open/accept, data both ways, reset, close,
+ * backlog and stream limits, unacknowledged opens, GoAway, ping, the session's end, Web Streams wrappers.
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { RemoteGoAwayError, SessionClosedError, StreamClosedError, StreamResetError } from "./errors.ts";

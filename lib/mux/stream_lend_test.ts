@@ -1,3 +1,10 @@
+/**
+ * Tests of `Stream.readLent()` / `releaseLent()` (reading without a copy) and of giving idle receive
+ * storage back.
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";

@@ -1,3 +1,9 @@
+/**
+ * Unit tests of a stream's send side: window, pending write, zero-copy completion (`stream_sender.ts`).
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
 import { StreamSender } from "./stream_sender.ts";

@@ -1,3 +1,9 @@
+/**
+ * Unit tests of the FIN-exchange transition table (`stream_state.ts`).
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { afterFin, localFinished, remoteFinished, StreamState } from "./stream_state.ts";
 

@@ -1,3 +1,9 @@
+/**
+ * Unit tests of the session's writer: batching, round robin, zero-copy, bounds, failures (`writer.ts`).
+ *
+ * @module
+ */
+
 import assert from "node:assert/strict";
 import { Flag, FrameType, HEADER_SIZE_BYTES, SESSION_STREAM_ID } from "./constants.ts";
 import { FrameDecoder } from "./decoder.ts";
