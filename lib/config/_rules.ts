@@ -1,7 +1,10 @@
 /**
- * Rules that relate several keys. They read the raw TOML document (after env overrides) defensively: a value
- * of the wrong type is skipped here, because the schema reports it, so these rules run even when other
- * values are broken and every problem is listed at once.
+ * Rules that relate several keys; every check of one key on its own is in the schema. They read the raw
+ * TOML document (after env overrides) defensively: a value of the wrong type is skipped here, because the
+ * schema reports it, so these rules run even when other values are broken and every problem is listed at
+ * once (zod runs an object's refinements only when all its values parsed, so they cannot live there), and
+ * they can tell a value from its default ("keepalive_timeout_secs (30, the default)"). Defaults come from
+ * `defaults.ts`.
  *
  * @module
  */
@@ -193,7 +196,6 @@ interface Binding {
   port: number;
 }
 
-/** Cross-key rules of a client document (`{ client: …, proxies: […] }`). */
 /** A stats endpoint reachable from other machines needs a token. */
 function statsTokenRule(role: Table, prefix: "server" | "client", defaultAddr: string): ConfigIssue[] {
   const statsAddr = has(role, "stats_addr") ? str(role, "stats_addr") : defaultAddr;
@@ -208,6 +210,7 @@ function statsTokenRule(role: Table, prefix: "server" | "client", defaultAddr: s
   }];
 }
 
+/** Cross-key rules of a client document (`{ client: …, proxies: […] }`). */
 export function clientRules(document: Table): ConfigIssue[] {
   const client = table(document.client);
   if (client === undefined) return [];
@@ -235,13 +238,6 @@ export function clientRules(document: Table): ConfigIssue[] {
     });
   }
 
-  if (document.proxies === undefined || (Array.isArray(document.proxies) && document.proxies.length === 0)) {
-    issues.push({
-      path: "proxies",
-      message: "the client publishes nothing: no [[proxies]] entry",
-      hint: "add a [[proxies]] table with name, publish_port and local_port",
-    });
-  }
   const serverPort = has(client, "server_port") ? num(client, "server_port") : DEFAULTS.client.server_port;
   const namesSeen = new Map<string, number>();
   const bindings: Binding[] = [];

@@ -285,8 +285,11 @@ export const serverFileSchema = z.strictObject({ server: serverTableSchema })
 /** A whole client file (`[client]` plus `[[proxies]]`) → the client's config. */
 export const clientFileSchema = z.strictObject({
   client: clientTableSchema,
-  /** The proxies to publish. */
-  proxies: z.array(proxySchema).default([]),
+  /** The proxies to publish: at least one (an absent `[[proxies]]` is checked like an empty one). */
+  proxies: z.array(proxySchema).prefault([]).refine((proxies) => proxies.length > 0, {
+    message: "the client publishes nothing: no [[proxies]] entry",
+    params: { hint: "add a [[proxies]] table with name, publish_port and local_port" },
+  }),
 }).transform((file) => ({ ...file.client, proxies: file.proxies }));
 
 /**
