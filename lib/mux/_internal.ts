@@ -94,8 +94,8 @@ export interface SessionEnd {
   reason: SessionCloseReason;
   /** The error that ends it abnormally (none for a normal end). */
   error?: MuxError;
-  /** Queue GoAway with this code before closing. */
-  goAwayCode?: number;
+  /** Queue GoAway with this code before closing (none if undefined). */
+  goAwayCode?: number | undefined;
   /** Write queued frames and half-close (bounded by `closeFlushTimeoutMs`) before closing. */
   flush?: boolean;
 }

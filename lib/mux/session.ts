@@ -1,8 +1,8 @@
 /**
- * A yamux session over one {@linkcode DuplexConn}: opens and accepts streams, runs the single reader
- * loop, dispatches frames to streams, and ends the session (GoAway, errors, close). The writer
- * (writer.ts), pings and keepalive (keepalive.ts) and each stream (stream.ts, reached through the
- * `StreamPort` of _internal.ts) live in their own modules.
+ * A yamux session over one {@linkcode DuplexConn}: the stream table, opening and accepting streams, what
+ * each frame means, GoAway and the session's end. Its parts live in their own modules: the reader loop
+ * (reader.ts), the writer loop (writer.ts), pings and keepalive (keepalive.ts), and the streams
+ * (stream.ts), which session and stream reach only through the seam in _internal.ts.
  *
  * @module
  */
@@ -89,10 +89,8 @@ export class Session {
   /** Code of the GoAway the peer sent, or null: once set, `open()` rejects. */
   #remoteGoAwayCode: GoAwayCodeValue | null = null;
 
-  // --- reader -----------------------------------------------------------------------------------
-  /** The reader loop (never rejects). */
+  /** The reader loop's run (never rejects). */
   readonly #readLoopDone: Promise<void>;
-
   /** Timer of the idle receive storage sweep. */
   readonly #sweepTimer: ReturnType<typeof setInterval>;
 
@@ -273,16 +271,13 @@ export class Session {
   /**
    * Ends the session: sends GoAway(normal) unless {@linkcode goAway} did, flushes queued frames (for at
    * most `closeFlushTimeoutMs`), half-closes the connection (a TLS connection sends close_notify, so the
-   * peer sees a clean end, not an unexpected EOF) and closes it. Streams not finished fail with `SessionClosedError`. Safe to call more than
-   * once; resolves when {@linkcode closed} does.
+   * peer sees a clean end, not an unexpected EOF) and closes it. Streams not finished fail with
+   * `SessionClosedError`. Safe to call more than once; resolves when {@linkcode closed} does.
    */
   async close(): Promise<void> {
     // After goAway() the peer knows already: a second GoAway frame would say nothing new.
-    this.#terminate({
-      reason: "local-close",
-      flush: true,
-      ...(this.#localGoAway ? {} : { goAwayCode: GoAwayCode.Normal }),
-    });
+    const goAwayCode = this.#localGoAway ? undefined : GoAwayCode.Normal;
+    this.#terminate({ reason: "local-close", goAwayCode, flush: true });
     await this.closed;
   }
 
