@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { applyEnvOverrides, ENV_OVERRIDES } from "./env.ts";
-import { DEFAULTS } from "./defaults.ts";
 import { KNOWN_KEYS } from "./schema.ts";
 
 Deno.test("every documented override names a TLS_TUNNEL_ variable and existing keys", () => {
@@ -45,22 +44,4 @@ Deno.test("an override has no effect when its table is malformed", () => {
   const document: Record<string, unknown> = { client: { reconnect: 5 } };
   applyEnvOverrides(document, "client", { TLS_TUNNEL_RECONNECT_DELAY_SECS: "3" });
   assert.deepEqual(document, { client: { reconnect: 5 } });
-});
-
-Deno.test("the defaults README's environment table states are the values in DEFAULTS", async () => {
-  const readme = await Deno.readTextFile(new URL("../../README.md", import.meta.url));
-  let stated = 0;
-  for (const override of ENV_OVERRIDES) {
-    const row = readme.split("\n").find((line) => line.startsWith(`| \`${override.name}\``));
-    assert.ok(row !== undefined, `README's environment table has no row for ${override.name}`);
-    const figure = /\(default ([^)]+)\)/.exec(row)?.[1];
-    if (figure === undefined) continue;
-    for (const keyPath of override.keys) {
-      let value: unknown = DEFAULTS;
-      for (const segment of keyPath.split(".")) value = (value as Record<string, unknown>)[segment];
-      assert.equal(figure, String(value), `README says ${keyPath} defaults to ${figure}`);
-      stated++;
-    }
-  }
-  assert.ok(stated >= 3, `only ${stated} defaults found in README's environment table`);
 });
