@@ -8,7 +8,13 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { PortRange, ServerConfig } from "../config/types.ts";
-import { AuthenticateParams, ControlErrorCode, describeParamsError } from "../protocol/control.ts";
+import {
+  AuthenticateParams,
+  ControlErrorCode,
+  describeParamsError,
+  type ProtocolVersionMismatchData,
+  type TooManyAttemptsData,
+} from "../protocol/control.ts";
 import { INTERNAL_ERROR, INVALID_PARAMS, RpcError } from "../rpc/messages.ts";
 import type { EventLog } from "../stats/event_log.ts";
 import { secretsEqual } from "../text.ts";
@@ -237,7 +243,7 @@ export class Authenticator {
         ControlErrorCode.protocolVersionMismatch,
         `Client speaks protocol ${params.protocol_version} but this server speaks ${PROTOCOL_VERSION}; ` +
           `upgrade the older side`,
-        { server_protocol_version: PROTOCOL_VERSION },
+        { server_protocol_version: PROTOCOL_VERSION } satisfies ProtocolVersionMismatchData,
       );
     }
     const charge = await this.#throttle.charge(remoteHost, ended).catch(() => {
@@ -248,7 +254,7 @@ export class Authenticator {
       throw new RpcError(
         ControlErrorCode.tooManyAttempts,
         `Too many failed authentications from ${remoteHost}; try again in ${retryAfterSecs} s`,
-        { retry_after_secs: retryAfterSecs },
+        { retry_after_secs: retryAfterSecs } satisfies TooManyAttemptsData,
       );
     }
     let grant: ClientGrant | null = null;

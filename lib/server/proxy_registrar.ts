@@ -10,9 +10,13 @@ import { getLogger } from "@logtape/logtape";
 import type { BindRetryConfig, ServerConfig } from "../config/types.ts";
 import { formatPortRanges, portInRanges } from "../config/mod.ts";
 import {
+  type BindFailedNoticeData,
+  type BindRecoveredNoticeData,
+  type BindRetryNoticeData,
   ControlErrorCode,
   describeParamsError,
   NoticeCode,
+  type PortChangedNoticeData,
   type ProxyRegistration,
   ProxyRejectCode,
   type ProxyRejectCodeValue,
@@ -20,6 +24,7 @@ import {
   type PushExceptionParams,
   RegisterProxiesParams,
   type RegisterProxiesResult,
+  type TooManyPendingData,
 } from "../protocol/control.ts";
 import { fromBindRetryRequest } from "../protocol/convert.ts";
 import { INVALID_PARAMS, RpcError } from "../rpc/mod.ts";
@@ -195,7 +200,7 @@ export class ProxyRegistrar {
         ControlErrorCode.tooManyPending,
         `${error.limit} register_proxies calls of this session are already waiting for their answers; ` +
           `wait for them before sending more`,
-        { limit: error.limit },
+        { limit: error.limit } satisfies TooManyPendingData,
       );
     }
     return await queued;
@@ -443,7 +448,7 @@ export class ProxyRegistrar {
         publish_port: proxy.publish_port,
         max_retries: 0,
         final_error: reason,
-      },
+      } satisfies BindFailedNoticeData,
     });
     return rejected(proxy, code, reason);
   }
@@ -478,7 +483,12 @@ export class ProxyRegistrar {
         level: "warning",
         code: NoticeCode.portChanged,
         message: `Proxy '${proxy.name}' is published on port ${port} instead of ${preferred}: ${reason}`,
-        data: { proxy_name: proxy.name, requested_port: preferred, publish_port: port, reason },
+        data: {
+          proxy_name: proxy.name,
+          requested_port: preferred,
+          publish_port: port,
+          reason,
+        } satisfies PortChangedNoticeData,
       });
     }
     const accepted: ProxyRegistration = {
@@ -525,7 +535,7 @@ export class ProxyRegistrar {
             max_retries: attempt.maxRetries,
             retry_delay_secs: attempt.retryDelaySecs,
             error: attempt.error.message,
-          },
+          } satisfies BindRetryNoticeData,
         });
         client.notifyStatus(published, {
           errorMessage: attempt.error.message,
@@ -547,7 +557,7 @@ export class ProxyRegistrar {
             publish_addr: proxy.publish_addr,
             publish_port: proxy.publish_port,
             retries,
-          },
+          } satisfies BindRecoveredNoticeData,
         });
         client.notifyStatus(published);
       },
@@ -571,7 +581,7 @@ export class ProxyRegistrar {
             publish_port: proxy.publish_port,
             max_retries: policy.maxRetries,
             final_error: finalError,
-          },
+          } satisfies BindFailedNoticeData,
         });
         client.notifyStatus(published, { errorMessage: finalError });
       },

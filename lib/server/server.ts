@@ -13,6 +13,7 @@ import { RpcError, RpcPeer } from "../rpc/mod.ts";
 import {
   type AuthenticateResult,
   ControlErrorCode,
+  type DuplicateClientData,
   HeartbeatParams,
   Method,
   ProxyHealthParams,
@@ -381,7 +382,7 @@ export class TunnelServer {
           ControlErrorCode.duplicateClient,
           `Another copy of this client is connected: client_id "${clientId}" is in use by a live session ` +
             `from ${previous.remoteAddr}; give each copy its own client_id ([client] client_id)`,
-          { other_remote_addr: previous.remoteAddr },
+          { other_remote_addr: previous.remoteAddr } satisfies DuplicateClientData,
         );
       }
       logger.info(
