@@ -8,7 +8,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { Session } from "../mux/mod.ts";
 import type { RpcPeer } from "../rpc/mod.ts";
-import { Method, NoticeCode, type PushExceptionParams } from "../protocol/control.ts";
+import { Method, NoticeCode, type ProxyStatusParams, type PushExceptionParams } from "../protocol/control.ts";
 import type { ProxyStatus } from "../stats/proxy_stats.ts";
 import type { ClientGrant } from "./auth.ts";
 import { Notifier } from "./notifier.ts";
@@ -181,7 +181,7 @@ export class ConnectedClient {
         publish_port: proxy.port,
         error_message: extra.errorMessage ?? (status === "healthy" ? null : proxy.stats.lastError),
         retry_after_seconds: extra.retryAfterSeconds ?? null,
-      },
+      } satisfies ProxyStatusParams,
       { mergeKey: `status\u0000${name}`, scope: `proxy\u0000${name}`, state: status, count: false },
     );
   }
