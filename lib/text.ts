@@ -125,6 +125,11 @@ export function secretsEqual(presented: string, expected: string): boolean {
   return difference === 0;
 }
 
+/** Two lower-case hex digits for each byte of `bytes`. */
+function hexPairs(bytes: ArrayBuffer | Uint8Array): string[] {
+  return Array.from(new Uint8Array(bytes), (byte) => byte.toString(16).padStart(2, "0"));
+}
+
 /**
  * `bytes` as lower-case hex, two digits a byte, as ids and random tokens are written.
  *
@@ -135,7 +140,7 @@ export function secretsEqual(presented: string, expected: string): boolean {
  * ```
  */
 export function hex(bytes: ArrayBuffer | Uint8Array): string {
-  return Array.from(new Uint8Array(bytes), (byte) => byte.toString(16).padStart(2, "0")).join("");
+  return hexPairs(bytes).join("");
 }
 
 /**
@@ -148,7 +153,5 @@ export function hex(bytes: ArrayBuffer | Uint8Array): string {
  * ```
  */
 export function colonHex(bytes: ArrayBuffer | Uint8Array): string {
-  return Array.from(new Uint8Array(bytes), (byte) => byte.toString(16).padStart(2, "0").toUpperCase()).join(
-    ":",
-  );
+  return hexPairs(bytes).join(":").toUpperCase();
 }

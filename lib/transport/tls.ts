@@ -23,6 +23,7 @@ import type { Server, Socket } from "node:net";
 import type { SecureContext, TLSSocket } from "node:tls";
 import { isIpAddress } from "../net/address.ts";
 import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
+import { hex } from "../text.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
 import {
   type AdmittedConn,
@@ -316,8 +317,8 @@ async function dialNodeTls(options: TransportDialOptions, signal: AbortSignal): 
 }
 
 /** `SHA256:` and upper-case colon-separated hex, the form `tls-tunnel cert` and the server print. */
-function displayFingerprint(hex: string): string {
-  return `SHA256:${hex.toUpperCase().replace(/(..)(?!$)/g, "$1:")}`;
+function displayFingerprint(hexDigits: string): string {
+  return `SHA256:${hexDigits.toUpperCase().replace(/(..)(?!$)/g, "$1:")}`;
 }
 
 /**
@@ -330,7 +331,7 @@ async function pinMismatch(pin: string, der: Uint8Array | undefined): Promise<st
     return `presented no certificate, but server_fingerprint pins ${displayFingerprint(expected)}; refused`;
   }
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new Uint8Array(der)));
-  const actual = Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  const actual = hex(digest);
   if (actual === expected) return null;
   return `presented a certificate with fingerprint ${displayFingerprint(actual)}, but ` +
     `server_fingerprint (--fingerprint) pins ${
