@@ -25,6 +25,12 @@ import {
   versionCommand,
 } from "./lib/cli/mod.ts";
 import { VERSION } from "./lib/version.ts";
+import {
+  type ClientFlags,
+  flagsFrom,
+  type ParsedRoleOptions,
+  type ServerFlags,
+} from "./lib/cli/role_setup.ts";
 
 const shutdown = new AbortController();
 for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -60,17 +66,32 @@ program.hook("preAction", async () => {
 });
 
 program.command("server")
-  .description("run the public server")
-  .requiredOption("-c, --config <file>", "server config (TOML)")
-  .action(async (options: { config: string }) => {
-    exitCode = await serverCommand({ configPath: options.config, signal: shutdown.signal });
+  .description(
+    "run the public server (no config file: a generated certificate and key, and the client command)",
+  )
+  .option("-c, --config <file>", "server config (TOML); default ./server.toml if it exists")
+  .option("--port <port>", "tunnel port (bind_port, default 8443)")
+  .option("--bind <addr>", "tunnel listener address (bind_addr, default 0.0.0.0)")
+  .option("--key <key>", "shared key clients present (auth_key); generated and kept when not given")
+  .option("--state-dir <dir>", "where a config-less server keeps its certificate and key")
+  .action(async (options: ParsedRoleOptions) => {
+    exitCode = await serverCommand({ ...flagsFrom<ServerFlags>(options), signal: shutdown.signal });
   });
 
 program.command("client")
-  .description("run the client next to the services it publishes")
-  .requiredOption("-c, --config <file>", "client config (TOML)")
-  .action(async (options: { config: string }) => {
-    exitCode = await clientCommand({ configPath: options.config, signal: shutdown.signal });
+  .description("run the client next to the services it publishes (a config file, flags, or both: flags win)")
+  .option("-c, --config <file>", "client config (TOML); default ./client.toml if it exists")
+  .option("--server <host:port>", "the server (server_addr:server_port)")
+  .option("--key <key>", "the key to present (auth_key; TLS_TUNNEL_AUTH_KEY keeps it out of `ps`)")
+  .option("--fingerprint <SHA256:hex>", "pin the server's certificate (server_fingerprint)")
+  .option(
+    "-R, --remote <[addr:]port:localhost:localport>",
+    "publish a local port on the server, as ssh -R (repeatable; port 0 = the server chooses)",
+    (value: string, previous: string[]) => [...previous, value],
+    [] as string[],
+  )
+  .action(async (options: ParsedRoleOptions) => {
+    exitCode = await clientCommand({ ...flagsFrom<ClientFlags>(options), signal: shutdown.signal });
   });
 
 program.command("check")
@@ -82,12 +103,26 @@ program.command("check")
   });
 
 program.command("template")
-  .description("print a commented example config")
-  .argument("<kind>", "server or client")
-  .option("-o, --output <file>", "write to this file instead of stdout")
-  .action(async (kind: string, options: { output?: string }) => {
-    exitCode = await templateCommand({ kind, ...(options.output ? { outputPath: options.output } : {}) });
-  });
+  .description("print a commented example config, or write a server/client pair that work together (pair)")
+  .argument("<kind>", "server, client, or pair")
+  .option("-o, --output <file>", "write to this file instead of stdout (pair: to this folder, default .)")
+  .option("--host <name>", "pair: the name or address clients dial (default localhost)")
+  .option("--port <port>", "pair: the tunnel port (default 8443)")
+  .option("-R, --remote <spec>", "pair: the proxy, as the client's -R (default 8080:127.0.0.1:3000)")
+  .action(
+    async (kind: string, options: { output?: string; host?: string; port?: string; remote?: string }) => {
+      if (kind === "pair") {
+        const { templatePairCommand } = await import("./lib/cli/template_pair.ts");
+        const { output, ...rest } = options;
+        exitCode = await templatePairCommand({
+          ...rest,
+          ...(output !== undefined ? { outputDir: output } : {}),
+        });
+        return;
+      }
+      exitCode = await templateCommand({ kind, ...(options.output ? { outputPath: options.output } : {}) });
+    },
+  );
 
 program.command("cert")
   .description("create a CA and a server certificate it signs, for the server's cert_path/key_path")

@@ -109,17 +109,27 @@ export class CliProcess {
 
   /**
    * @param args the CLI's arguments
-   * @param options `entry`: the program to run instead of `main.ts` (the bundle, for example)
+   * @param options `entry`: the program to run instead of `main.ts` (the bundle, for example); `cwd`:
+   *   the working directory (default the project root; a relative `entry` is resolved from the root)
    */
   constructor(
     args: string[],
-    options: { env?: Record<string, string>; permissions?: string[]; entry?: string } = {},
+    options: { env?: Record<string, string>; permissions?: string[]; entry?: string; cwd?: string } = {},
   ) {
     const permissions = options.permissions ??
       ["--allow-net", "--allow-read", "--allow-env", "--allow-sys=hostname", "--allow-ffi"];
+    const entry = options.entry ?? "main.ts";
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--quiet", ...permissions, options.entry ?? "main.ts", "--log-format", "json", ...args],
-      cwd: PROJECT_ROOT,
+      args: [
+        "run",
+        "--quiet",
+        ...permissions,
+        entry.startsWith("/") ? entry : `${PROJECT_ROOT}${entry}`,
+        "--log-format",
+        "json",
+        ...args,
+      ],
+      cwd: options.cwd ?? PROJECT_ROOT,
       env: { NO_COLOR: "1", ...options.env },
       stdin: "null",
       stdout: "piped",

@@ -8,7 +8,7 @@ import { getLogger } from "@logtape/logtape";
 import { collectWhenIdle } from "./_idle_gc.ts";
 import { copiedChunks } from "../transport/pipe.ts";
 import type { ServerConfig } from "../config/types.ts";
-import { ConfigError, loadClientConfig, loadServerConfig } from "../config/mod.ts";
+import { type ClientFlags, prepareClient, prepareServer, type ServerFlags } from "./role_setup.ts";
 import { fingerprintSha256 } from "../pki/fingerprint.ts";
 import { formatHostPort } from "../net/address.ts";
 import { BindError } from "../net/tcp.ts";
@@ -22,25 +22,10 @@ import type { StatsSnapshot } from "../stats/snapshot.ts";
 
 const logger = getLogger(["tls-tunnel", "cli"]);
 
-/** Options of {@linkcode serverCommand}. */
-export interface ServerCommandOptions {
-  /** Path of the server's TOML config. */
-  configPath: string;
+/** Options of {@linkcode serverCommand}: its flags (see `role_setup.ts`) and the shutdown signal. */
+export interface ServerCommandOptions extends ServerFlags {
   /** Aborted on SIGINT/SIGTERM. */
   signal: AbortSignal;
-}
-
-/** Loads a config with `load`, printing every problem on failure. */
-async function loadOrReport<T>(load: () => Promise<T>): Promise<T | null> {
-  try {
-    return await load();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(error.message);
-      return null;
-    }
-    throw error;
-  }
 }
 
 /** Reads the certificate and key named in the config, or generates a throw-away pair. */
@@ -108,10 +93,11 @@ function startStatsEndpoint(
   }
 }
 
-/** `tls-tunnel server -c FILE`: runs the server until SIGINT/SIGTERM. */
+/** `tls-tunnel server [-c FILE] [flags]`: runs the server until SIGINT/SIGTERM. */
 export async function serverCommand(options: ServerCommandOptions): Promise<number> {
-  const config = await loadOrReport(() => loadServerConfig(options.configPath));
-  if (!config) return 1;
+  const prepared = await prepareServer(options);
+  if (typeof prepared === "number") return prepared;
+  const { config, announce } = prepared;
   const certificate = await serverCertificate(config);
   if (!certificate) return 1;
   const resetUnavailable = tcpResetUnavailableReason();
@@ -130,7 +116,8 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
   );
   if (stats === false) return 1;
   try {
-    await server.listen();
+    const bound = await server.listen();
+    announce?.(bound.port);
   } catch (error) {
     await stats?.shutdown();
     if (error instanceof BindError) {
@@ -150,18 +137,16 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
   return 0;
 }
 
-/** Options of {@linkcode clientCommand}. */
-export interface ClientCommandOptions {
-  /** Path of the client's TOML config. */
-  configPath: string;
+/** Options of {@linkcode clientCommand}: its flags (see `role_setup.ts`) and the shutdown signal. */
+export interface ClientCommandOptions extends ClientFlags {
   /** Aborted on SIGINT/SIGTERM. */
   signal: AbortSignal;
 }
 
-/** `tls-tunnel client -c FILE`: runs the client until SIGINT/SIGTERM or a fatal refusal. */
+/** `tls-tunnel client [-c FILE] [flags]`: runs the client until SIGINT/SIGTERM or a fatal refusal. */
 export async function clientCommand(options: ClientCommandOptions): Promise<number> {
-  const config = await loadOrReport(() => loadClientConfig(options.configPath));
-  if (!config) return 1;
+  const config = await prepareClient(options);
+  if (typeof config === "number") return config;
   let caCertPem: string | undefined;
   if (config.caCertPath !== undefined) {
     try {
@@ -174,7 +159,11 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
       return 1;
     }
   }
-  if (config.skipVerify) {
+  if (config.serverFingerprint !== undefined) {
+    logger.info("Server certificate pinned to SHA-256 {fingerprint}: only that certificate is accepted", {
+      fingerprint: config.serverFingerprint,
+    });
+  } else if (config.skipVerify) {
     logger.warn(
       "skip_verify = true: the server's certificate is NOT verified; anyone on the path can impersonate it. " +
         "Use ca_cert_path in production.",
