@@ -2,7 +2,8 @@
  * One-line tunnels through the real CLI: a config-less server prints the client command, which run as
  * printed (with the user's -R) carries traffic and keeps working across a server restart; flags and a
  * config file combine with flags winning; `./server.toml` / `./client.toml` are the default configs, `~`
- * is expanded, and a config readable by others draws a warning.
+ * is expanded, and a config readable by others draws a warning; `template pair` writes configs that run as
+ * written.
  */
 
 import assert from "node:assert/strict";
@@ -264,6 +265,44 @@ Deno.test("client usage errors name the flag, the bad value and the accepted for
       assert.match(process.output, expected);
     }
   } finally {
+    await work.cleanup();
+  }
+});
+
+Deno.test("template pair writes configs that, started unchanged, carry traffic", async () => {
+  const work = await makeWorkdir();
+  const echo = new EchoService();
+  const serverPort = freePort();
+  const publishPort = freePort();
+  const out = `${work.dir}/pair`;
+  const processes: CliProcess[] = [];
+  try {
+    const template = new CliProcess(
+      [
+        "template",
+        "pair",
+        "-o",
+        out,
+        "--port",
+        `${serverPort}`,
+        "-R",
+        `${publishPort}:127.0.0.1:${echo.port}`,
+      ],
+      { permissions: SERVER_PERMISSIONS },
+    );
+    assert.equal((await template.status()).code, 0, template.output);
+    assert.match(template.stdout, /tls-tunnel server -c .*server\.toml/);
+    const server = new CliProcess(["server", "-c", `${out}/server.toml`]);
+    processes.push(server);
+    await server.waitForLine(LISTENING);
+    const client = new CliProcess(["client", "-c", `${out}/client.toml`], { env: FAST_RECONNECT });
+    processes.push(client);
+    await client.waitForLine(proxyUp("web"));
+    assert.equal(await echoThrough(publishPort, "pair"), "pair");
+    assert.ok(!/readable by group or others|NOT verified/.test(server.output + client.output));
+  } finally {
+    for (const process of processes.reverse()) await process.stop();
+    await echo.close();
     await work.cleanup();
   }
 });
