@@ -11,6 +11,7 @@
 
 import { fingerprintSha256 } from "../pki/fingerprint.ts";
 import { isHost } from "../net/address.ts";
+import { processEnv } from "../config/env.ts";
 
 /** Name of the state directory under `$XDG_STATE_HOME` or `~/.local/state`. */
 export const STATE_DIR_NAME = "tls-tunnel";
@@ -46,7 +47,7 @@ function describe(error: unknown): string {
  * @param env reads an environment variable (the process environment by default).
  * @throws {StateDirError} when neither variable is usable.
  */
-export function defaultStateDir(env: (name: string) => string | undefined = readEnv): string {
+export function defaultStateDir(env: (name: string) => string | undefined = processEnv): string {
   const xdg = env("XDG_STATE_HOME");
   if (xdg !== undefined && xdg.startsWith("/")) return `${xdg.replace(/\/+$/, "")}/${STATE_DIR_NAME}`;
   const home = env("HOME");
@@ -54,15 +55,6 @@ export function defaultStateDir(env: (name: string) => string | undefined = read
   throw new StateDirError(
     "Neither XDG_STATE_HOME nor HOME is set, so there is no default state directory; pass --state-dir DIR",
   );
-}
-
-function readEnv(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    // Without --allow-env no variable is readable.
-    return undefined;
-  }
 }
 
 /**
