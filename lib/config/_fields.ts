@@ -78,14 +78,27 @@ export function parseHostPort(text: string): { host: string; port: number } | { 
 }
 
 /**
- * The SHA-256 fingerprint of a certificate in the form `tls-tunnel cert` prints it (32 colon-separated hex
- * pairs, `AB:CD:…`) or as `SHA256:` followed by 64 hex digits, either in any letter case. Normalised to the
- * upper-case colon-separated form of `colonHex` in lib/pki/fingerprint.ts, so the roles compare one form.
+ * A certificate's SHA-256 fingerprint in the form `tls-tunnel cert` prints it (32 colon-separated hex
+ * pairs, `AB:CD:…`) or as `SHA256:` followed by 64 hex digits, either in any letter case, normalised to the
+ * upper-case colon-separated form of `colonHex` in lib/pki/fingerprint.ts (so the roles compare one
+ * form); null for anything else. The `server_fingerprint` key and the CLI's flags share it.
+ *
+ * ```ts
+ * import { normalizeSha256Fingerprint } from "./_fields.ts";
+ *
+ * console.log(normalizeSha256Fingerprint(`SHA256:${"ab".repeat(32)}`)); // "AB:AB:…:AB"
+ * ```
  */
-export const sha256Fingerprint = z.string().transform((text, ctx) => {
+export function normalizeSha256Fingerprint(text: string): string | null {
   const hex = /^sha256:([0-9a-f]{64})$/i.exec(text)?.[1] ??
     (/^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/i.test(text) ? text.replaceAll(":", "") : undefined);
-  if (hex !== undefined) return hex.toUpperCase().replace(/(..)(?!$)/g, "$1:");
+  return hex === undefined ? null : hex.toUpperCase().replace(/(..)(?!$)/g, "$1:");
+}
+
+/** `server_fingerprint`: see {@link normalizeSha256Fingerprint}. */
+export const sha256Fingerprint = z.string().transform((text, ctx) => {
+  const fingerprint = normalizeSha256Fingerprint(text);
+  if (fingerprint !== null) return fingerprint;
   ctx.addIssue({
     code: "custom",
     message: "is not a SHA-256 fingerprint",

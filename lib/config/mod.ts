@@ -36,7 +36,7 @@ export {
 export { DEFAULTS } from "./defaults.ts";
 export { type CamelCase, camelCase, type CamelKeys, camelKeys } from "./_camel.ts";
 export { type KeepaliveSecs, type SessionKeepalive, sessionKeepalive } from "./keepalive.ts";
-export { MIN_SECRET_LENGTH, parseHostPort } from "./_fields.ts";
+export { MIN_SECRET_LENGTH, normalizeSha256Fingerprint, parseHostPort } from "./_fields.ts";
 export { LB_POLICIES, NOTIFY_EVENT_CODES } from "./schema.ts";
 export {
   addressesOverlap,
