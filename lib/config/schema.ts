@@ -2,7 +2,8 @@
  * The config files as zod schemas, one per role: each parses the TOML document (snake_case keys,
  * compatible with the Rust tls-tunnel), checks every value on its own (type, range, syntax), applies the
  * defaults of `defaults.ts`, and outputs the camelCase object the roles use. The types in `types.ts` are
- * inferred from these schemas, so adding a key is one edit here (plus the template and README).
+ * inferred from these schemas, so adding a key is one line here (plus its default in `defaults.ts`, if it
+ * has one, and its lines in the template and README, which tests check).
  *
  * Each key's meaning is documented here, on the key. Rules that relate several keys (cert_path without
  * key_path, duplicate proxy names, …) live in `_rules.ts`: they read the raw document, so they run even when
