@@ -124,9 +124,12 @@ Deno.test("peer addresses are reduced to their IP", () => {
 });
 
 Deno.test("an IPv4 peer on a dual-stack socket is written as plain IPv4; other addresses are left alone", () => {
-  assert.equal(unmapIpv4("::ffff:192.0.2.1"), "192.0.2.1");
-  assert.equal(unmapIpv4("::FFFF:127.0.0.1"), "127.0.0.1");
-  assert.equal(unmapIpv4("::1"), "::1");
-  assert.equal(unmapIpv4("192.0.2.1"), "192.0.2.1");
-  assert.equal(unmapIpv4("::ffff:7f00:1"), "::ffff:7f00:1");
+  const rows: Array<[string, string]> = [
+    ["::ffff:192.0.2.1", "192.0.2.1"],
+    ["::FFFF:127.0.0.1", "127.0.0.1"],
+    ["::1", "::1"],
+    ["192.0.2.1", "192.0.2.1"],
+    ["::ffff:7f00:1", "::ffff:7f00:1"],
+  ];
+  for (const [address, expected] of rows) assert.equal(unmapIpv4(address), expected, address);
 });
