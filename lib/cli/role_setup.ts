@@ -16,7 +16,7 @@ import {
   processEnv,
   type ServerConfig,
 } from "../config/mod.ts";
-import { isHostname, isIpAddress, isIpv4, isIpv6, isWildcard } from "../net/address.ts";
+import { formatHostPort, isHostname, isIpAddress, isIpv4, isIpv6, isWildcard } from "../net/address.ts";
 import { configPermissionWarning, expandHome, loadRoleConfig, resolveConfigPath } from "./config_path.ts";
 import { parseRemoteForward, type RemoteForward, RemoteForwardError } from "./remote_forward.ts";
 import {
@@ -225,7 +225,7 @@ function printClientCommand(
   hostname: string | null,
 ): void {
   const host = !isWildcard(config.bindAddr) ? config.bindAddr : hostname ?? "HOST";
-  const server = `${isIpv6(host) ? `[${host}]` : host}:${boundPort}`;
+  const server = formatHostPort(host, boundPort);
   const key = keySource.kind === "flag" || keySource.kind === "generated" ? shellQuote(keySource.key) : "KEY";
   const lines = [
     `Server certificate fingerprint: ${pinForm(identity.fingerprint)}`,

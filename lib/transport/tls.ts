@@ -21,7 +21,7 @@
 
 import type { Server, Socket } from "node:net";
 import type { SecureContext, TLSSocket } from "node:tls";
-import { isIpAddress } from "../net/address.ts";
+import { formatHostPort, isIpAddress } from "../net/address.ts";
 import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
 import { hex } from "../text.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
@@ -200,7 +200,7 @@ class ServerTlsConn extends NodeSocketConn implements AdmittedConn {
 
 /** Dials the server and completes the TLS handshake within `options.timeoutMs`. */
 async function dialTunnelTls(options: TransportDialOptions, abort?: AbortSignal): Promise<DialedConn> {
-  const where = `${options.hostname}:${options.port}`;
+  const where = formatHostPort(options.hostname, options.port);
   const timeout = AbortSignal.timeout(options.timeoutMs);
   const signal = abort ? AbortSignal.any([abort, timeout]) : timeout;
   // A pin replaces CA verification; only node:tls shows the peer's certificate to check it against.
@@ -276,7 +276,7 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 }
 
 async function dialNodeTls(options: TransportDialOptions, signal: AbortSignal): Promise<DialedConn> {
-  const where = `${options.hostname}:${options.port}`;
+  const where = formatHostPort(options.hostname, options.port);
   // Loaded only for skip_verify and pins: node:tls costs every process about 6 MB it otherwise never needs.
   const { connect: nodeTlsConnect } = await import("node:tls");
   return new Promise((resolve, reject) => {
