@@ -19,6 +19,8 @@ import {
   ENV_OVERRIDES,
   type EnvSource,
   InvalidConfigError,
+  loadClientConfig,
+  loadServerConfig,
   parseConfigText,
   processEnv,
   type ServerConfig,
@@ -133,6 +135,21 @@ export async function loadRoleConfig(
   overrides: ConfigOverrides,
 ): Promise<ServerConfig | ClientConfig> {
   const sourceName = path ?? COMMAND_LINE_SOURCE;
+  if (path !== null && Object.keys(overrides.table).length === 0 && (overrides.forwards ?? []).length === 0) {
+    // A file alone loads exactly as the loader reads it; only its path keys get `~` expanded.
+    if (kind === "server") {
+      const config = await loadServerConfig(path);
+      return {
+        ...config,
+        ...(config.certPath !== undefined ? { certPath: expandHome(config.certPath) } : {}),
+        ...(config.keyPath !== undefined ? { keyPath: expandHome(config.keyPath) } : {}),
+      };
+    }
+    const config = await loadClientConfig(path);
+    return config.caCertPath !== undefined
+      ? { ...config, caCertPath: expandHome(config.caCertPath) }
+      : config;
+  }
   let document: Record<string, unknown> = { [kind]: {} };
   if (path !== null) {
     let text: string;

@@ -82,3 +82,17 @@ Deno.test("a file of the other role, a TOML syntax error and a missing file keep
     /config file .*missing\.toml does not exist/,
   );
 });
+
+Deno.test("a file without flags loads as the loader reads it, with ~ expanded in its path keys", async () => {
+  await using temp = await tempDir();
+  const path = `${temp.dir}/server.toml`;
+  await Deno.writeTextFile(
+    path,
+    `[server]\ncert_path = "~/cert.pem"\nkey_path = "/abs/key.pem"\nauth_key = "${KEY}"\n`,
+  );
+  const config = await loadRoleConfig("server", path, { table: {} });
+  const home = Deno.env.get("HOME");
+  if (home) assert.equal(config.certPath, `${home.replace(/\/+$/, "")}/cert.pem`);
+  assert.equal(config.keyPath, "/abs/key.pem");
+  assert.equal(config.authKey, KEY);
+});
