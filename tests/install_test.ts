@@ -169,6 +169,62 @@ Deno.test("install.sh installs a tls-tunnel launcher that runs version, the demo
     });
 
     await t.step(
+      "one command per side: a config-less server and the pinned client command it prints",
+      async () => {
+        const echo = new EchoService();
+        const work = await Deno.makeTempDir({ prefix: "tls-tunnel-one-line-" });
+        try {
+          const serverPort = freePort();
+          const publishPort = freePort();
+          // The server writes its generated certificate and key into the state directory: the launcher must
+          // let it (--allow-write).
+          const args = [
+            "server",
+            "--port",
+            `${serverPort}`,
+            "--bind",
+            "127.0.0.1",
+            "--state-dir",
+            `${work}/state`,
+          ];
+          await using server = new Launched(launcher, args, work);
+          const printed = await server.waitFor(
+            /tls-tunnel client --server (127\.0\.0\.1:\d+) --key (\S+) --fingerprint (SHA256:\S+) -R /,
+          );
+          const [, address = "", quotedKey = "", fingerprint = ""] = printed;
+          assert.equal(address, `127.0.0.1:${serverPort}`);
+          await server.waitFor(LISTENING);
+          const key = quotedKey.replace(/^'(.*)'$/, "$1");
+          const forward = `127.0.0.1:${publishPort}:127.0.0.1:${echo.port}`;
+          const clientArgs = [
+            "client",
+            "--server",
+            address,
+            "--key",
+            key,
+            "--fingerprint",
+            fingerprint,
+            "-R",
+            forward,
+          ];
+          await using client = new Launched(launcher, clientArgs, work);
+          await client.waitFor(new RegExp(`Proxy \\S+: 127\\.0\\.0\\.1:${publishPort}\\b`));
+          assert.equal(await echoThrough(publishPort, "one line per side"), "one line per side");
+          await client.stop();
+          await server.stop();
+          const kept = [...Deno.readDirSync(`${work}/state`)].map((entry) => entry.name);
+          assert.ok(
+            kept.includes("cert.pem") && kept.includes("key.pem"),
+            `the state directory holds ${kept}`,
+          );
+        } finally {
+          await echo.close();
+          await Deno.remove(work, { recursive: true });
+        }
+      },
+    );
+
+    await t.step(
       "register --dry-run through the launcher starts the launcher, and systemd accepts the unit",
       async () => {
         const config = `${prefix}/server.toml`;
