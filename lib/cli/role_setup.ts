@@ -18,6 +18,7 @@ import {
 } from "../config/mod.ts";
 import { formatHostPort, isHostname, isIpAddress, isIpv4, isIpv6, isWildcard } from "../net/address.ts";
 import { configPermissionWarning, expandHome, loadRoleConfig, resolveConfigPath } from "./config_path.ts";
+import { writeOutput } from "./logging.ts";
 import { parseRemoteForward, type RemoteForward, RemoteForwardError } from "./remote_forward.ts";
 import {
   defaultStateDir,
@@ -104,7 +105,13 @@ function report(error: unknown): number {
     return 2;
   }
   if (error instanceof ConfigError) {
-    console.error(error.message);
+    // One record in JSON format: the issues in their own field, not in the message.
+    writeOutput("stderr", {
+      level: "error",
+      text: error.message,
+      message: error.message.split("\n")[0] ?? error.message,
+      properties: { file: error.sourceName, issues: error.issues },
+    });
     return 1;
   }
   if (error instanceof StateDirError) {
@@ -246,7 +253,20 @@ function printClientCommand(
   if (host === "HOST" || (host === hostname && !isIpAddress(host))) {
     lines.push(`  (${host === "HOST" ? "HOST" : host}: this machine's name or address as clients reach it)`);
   }
-  console.log(lines.join("\n"));
+  writeOutput("stdout", {
+    level: "info",
+    text: lines.join("\n"),
+    message: "Run the client command below on the machine with the service",
+    properties: {
+      fingerprint: pinForm(identity.fingerprint),
+      certPath: identity.certPath,
+      clientCommand: `tls-tunnel client --server ${server} --key ${key} --fingerprint ${
+        pinForm(identity.fingerprint)
+      } -R 8080:localhost:3000`,
+      ...(keySource.kind === "generated" ? { generatedKeyPath: keySource.path } : {}),
+      ...(keySource.kind === "file" || keySource.kind === "stored" ? { keyPath: keySource.path } : {}),
+    },
+  });
 }
 
 /**
@@ -261,16 +281,7 @@ export async function prepareClient(flags: ClientFlags): Promise<ClientConfig | 
     const table: Record<string, unknown> = {};
     if (flags.server !== undefined) Object.assign(table, parseServerFlag(flags.server));
     if (flags.key !== undefined) table.auth_key = flags.key;
-    if (flags.fingerprint !== undefined) {
-      const pin = flags.fingerprint.trim();
-      if (!/^sha256:[0-9a-f]{64}$/i.test(pin) && !/^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/i.test(pin)) {
-        throw new FlagError(
-          `--fingerprint ${JSON.stringify(flags.fingerprint.slice(0, 120))} is not a SHA-256 fingerprint; ` +
-            `write ${FINGERPRINT_FORMS}, as the server prints it`,
-        );
-      }
-      table.server_fingerprint = pin;
-    }
+    if (flags.fingerprint !== undefined) table.server_fingerprint = parseFingerprintFlag(flags.fingerprint);
     const forwards: RemoteForward[] = (flags.remote ?? []).map(parseRemoteForward);
     if (path === null) {
       const missing = [
@@ -294,8 +305,26 @@ export async function prepareClient(flags: ClientFlags): Promise<ClientConfig | 
   }
 }
 
-/** `--server HOST:PORT` (IPv6 in brackets; `HOST` alone keeps the default port) → client table keys. */
-function parseServerFlag(text: string): Record<string, unknown> {
+/**
+ * `--fingerprint`: the pin as given (trimmed), in one of the forms `server_fingerprint` accepts.
+ *
+ * @throws {FlagError} naming the value and the accepted forms.
+ */
+export function parseFingerprintFlag(text: string): string {
+  const pin = text.trim();
+  if (/^sha256:[0-9a-f]{64}$/i.test(pin) || /^[0-9a-f]{2}(:[0-9a-f]{2}){31}$/i.test(pin)) return pin;
+  throw new FlagError(
+    `--fingerprint ${JSON.stringify(text.slice(0, 120))} is not a SHA-256 fingerprint; ` +
+      `write ${FINGERPRINT_FORMS}, as the server prints it`,
+  );
+}
+
+/**
+ * `--server HOST:PORT` (IPv6 in brackets; `HOST` alone keeps the default port) → client table keys.
+ *
+ * @throws {FlagError} naming the value and the accepted form.
+ */
+export function parseServerFlag(text: string): Record<string, unknown> {
   if (isHostname(text) || isIpv4(text)) return { server_addr: text };
   if (isIpv6(text)) {
     throw new FlagError(
@@ -303,8 +332,16 @@ function parseServerFlag(text: string): Record<string, unknown> {
         "[ADDR]:PORT, e.g. [2001:db8::7]:8443",
     );
   }
-  const bare = /^\[([^\]]+)\]$/.exec(text)?.[1];
-  if (bare !== undefined && isIpv6(bare)) return { server_addr: bare };
+  const bracketed = /^\[([^\]]*)\](?::\d*)?$/.exec(text)?.[1];
+  if (bracketed !== undefined && !isIpv6(bracketed)) {
+    throw new FlagError(
+      `--server ${
+        JSON.stringify(text.slice(0, 120))
+      }: brackets hold an IPv6 address only; write HOST:PORT, ` +
+        "e.g. tunnel.example.com:8443 or [2001:db8::7]:8443",
+    );
+  }
+  if (bracketed !== undefined && text === `[${bracketed}]`) return { server_addr: bracketed };
   const parsed = parseHostPort(text);
   if ("host" in parsed) return { server_addr: parsed.host, server_port: parsed.port };
   throw new FlagError(
