@@ -262,7 +262,11 @@ Deno.test("client usage errors name the flag, the bad value and the accepted for
       clearTimeout(timer);
       if (status === null) await process.stop();
       assert.equal(status?.code, 2, `${args.join(" ")}:\n${process.output}`);
-      assert.match(process.output, expected);
+      // With --log-format json the message is a JSON record's; plain lines are matched as they are.
+      assert.match(
+        [...process.records.map((record) => record.message), ...process.lines].join("\n"),
+        expected,
+      );
     }
   } finally {
     await work.cleanup();
