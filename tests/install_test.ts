@@ -235,6 +235,8 @@ Deno.test("install.sh installs a tls-tunnel launcher that runs version, the demo
         assert.equal(result.code, 0, result.stderr);
         assert.match(result.stdout, new RegExp(`^ExecStart=${launcher} server -c ${config}$`, "m"));
         assert.match(result.stdout, /^Environment=DENO_DIR=%C\/tls-tunnel\/deno$/m);
+        // Deno, the bundle and the config are outside home folders here: homes are hidden from the service.
+        assert.match(result.stdout, /^ProtectHome=yes$/m);
         assert.deepEqual(await verifyUnit(prefix, "tls-tunnel-server.service", result.stdout), []);
       },
     );

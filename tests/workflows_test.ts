@@ -264,3 +264,52 @@ Deno.test("install.sh pins .ci/run's Deno, bundles as deno task bundle, and laun
     ["register|unregister", "--allow-write --allow-run=systemctl"],
   ]);
 });
+
+Deno.test("the Dockerfile's build stage bundles from exactly what it copies, and its entrypoint runs the result", async () => {
+  // Docker is not here: replay the build stage's COPY and RUN in a temporary folder, then run the bundle
+  // with the runtime stage's ENTRYPOINT (its `deno` being this one).
+  const instructions = dockerInstructions(await readText("Dockerfile"));
+  const build = instructions.filter((i) => i.stage === "build");
+  const root = await Deno.makeTempDir({ prefix: "tls-tunnel-docker-build-" });
+  try {
+    const workdir = `${root}${build.find((i) => i.instruction === "WORKDIR")?.args ?? "/"}`;
+    await Deno.mkdir(workdir, { recursive: true });
+    for (const copy of build.filter((i) => i.instruction === "COPY")) {
+      const words = copy.args.split(/\s+/);
+      const destination = words.pop() ?? ".";
+      for (const source of words) {
+        const cp = await new Deno.Command("cp", {
+          args: ["-R", `${PROJECT_ROOT}${source}`, destination],
+          cwd: workdir,
+        })
+          .output();
+        assert.ok(cp.success, `COPY ${source} ${destination}: ${new TextDecoder().decode(cp.stderr)}`);
+      }
+    }
+    const run = build.find((i) => i.instruction === "RUN")?.args.split(/\s+/) ?? [];
+    assert.equal(run[0], "deno");
+    const output = `${root}/tls-tunnel.js`;
+    const bundled = await new Deno.Command(Deno.execPath(), {
+      args: [...run.slice(1).map((word) => word === "/tls-tunnel.js" ? output : word), "--quiet"],
+      cwd: workdir,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.ok(bundled.success, `the build stage's RUN failed: ${new TextDecoder().decode(bundled.stderr)}`);
+
+    const entrypoint = JSON.parse(
+      instructions.find((i) => i.instruction === "ENTRYPOINT")?.args ?? "[]",
+    ) as string[];
+    const args = entrypoint.slice(1).map((word) => word === "/app/tls-tunnel.js" ? output : word);
+    const version = await new Deno.Command(Deno.execPath(), {
+      args: [...args, "version"],
+      cwd: root,
+      stdout: "piped",
+    })
+      .output();
+    assert.ok(version.success);
+    assert.match(new TextDecoder().decode(version.stdout), /^tls-tunnel \d+\.\d+\.\d+ \(protocol/);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -359,9 +359,16 @@ export async function buildUnit(options: RegisterOptions): Promise<{ name: strin
         "(`useradd --system --no-create-home tls-tunnel`) and pass --run-as tls-tunnel",
     );
   }
-  // A source checkout reads Deno's npm cache from the home folder.
+  // A source checkout reads Deno's npm cache from the home folder; a launcher runs this Deno and module,
+  // which may live in one too (a user's ~/.deno, an install under ~/.local).
+  const mainModule = new URL(Deno.mainModule);
+  const programs = [
+    ...command,
+    Deno.execPath(),
+    ...(mainModule.protocol === "file:" ? [decodeURIComponent(mainModule.pathname)] : []),
+  ];
   const usesHome = options.user || fromSource ||
-    [...command, configPath, ...readOnlyFiles].some((path) =>
+    [...programs, configPath, ...readOnlyFiles].some((path) =>
       HOME_TREES.some((tree) => path.startsWith(tree))
     );
   return {
