@@ -10,7 +10,7 @@
 # --bundle  a bundle to install (a file, or an http(s) URL) instead of building one. Without it, a
 #           checkout builds its own (`deno bundle`, as `deno task bundle`); a piped script downloads the
 #           latest release's tls-tunnel.js (TLS_TUNNEL_RELEASE_URL names another release folder).
-# --deno    the Deno to run with. Default: `deno` on PATH, else Deno ${DENO_VERSION} installed into
+# --deno    the Deno to run with. Default: `deno` on PATH, else the pinned Deno (DENO_VERSION) installed in
 #           PREFIX/lib/tls-tunnel/ from npm (`npm i -g --prefix …`) or by Deno's official installer.
 set -eu
 
@@ -31,7 +31,7 @@ while [ "$#" -gt 0 ]; do
     --bundle=*) bundle_source="${1#--bundle=}"; shift ;;
     --deno) [ "$#" -ge 2 ] || fail "--deno needs a path"; deno="$2"; shift 2 ;;
     --deno=*) deno="${1#--deno=}"; shift ;;
-    -h|--help) sed -n '2,16p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" 2>/dev/null | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) fail "unknown argument '$1' (see --help)" ;;
   esac
 done
