@@ -28,14 +28,24 @@ const SERVER_PERMISSIONS = [
 
 const posix = Deno.build.os !== "windows";
 
+/** What `process` printed on stdout, with each JSON record (`--log-format json`) replaced by its message. */
+function stdoutText(process: CliProcess): string {
+  return process.stdout.split("\n").map((line) => {
+    try {
+      const record: unknown = JSON.parse(line);
+      if (typeof record === "object" && record !== null && "message" in record) return String(record.message);
+    } catch {
+      // A plain line.
+    }
+    return line;
+  }).join("\n");
+}
+
 /** Waits until `process` printed the client command on stdout; returns its arguments after `tls-tunnel`. */
 async function printedClientCommand(process: CliProcess): Promise<string[]> {
-  await waitFor(
-    () => /^ {2}tls-tunnel client .*$/m.test(process.stdout),
-    15_000,
-    "the printed client command",
-  );
-  const line = /^ {2}tls-tunnel client (.*)$/m.exec(process.stdout)?.[1] ?? "";
+  const command = /^ {2}tls-tunnel client (.*)$/m;
+  await waitFor(() => command.test(stdoutText(process)), 15_000, "the printed client command");
+  const line = command.exec(stdoutText(process))?.[1] ?? "";
   return ["client", ...line.split(" ")];
 }
 
@@ -57,7 +67,7 @@ Deno.test("a config-less server prints the client command; run as printed it car
   let client: CliProcess | null = null;
   try {
     const printed = await printedClientCommand(server);
-    assert.match(server.stdout, /Generated a shared key, kept in .*auth_key and shown only now: \S{43}/);
+    assert.match(stdoutText(server), /Generated a shared key, kept in .*auth_key and shown only now: \S{43}/);
     const fingerprint = printed[printed.indexOf("--fingerprint") + 1] ?? "";
     assert.match(fingerprint, /^SHA256:[0-9A-F]{64}$/);
     assert.equal(printed[printed.indexOf("--server") + 1], `127.0.0.1:${serverPort}`);
@@ -89,8 +99,11 @@ Deno.test("a config-less server prints the client command; run as printed it car
     const again = await printedClientCommand(server);
     assert.equal(again[again.indexOf("--fingerprint") + 1], fingerprint);
     assert.equal(again[again.indexOf("--key") + 1], "KEY");
-    assert.match(server.stdout, /KEY: the shared key in .*auth_key/);
-    assert.ok(!server.stdout.includes(printed[printed.indexOf("--key") + 1] ?? "?"), "key printed again");
+    assert.match(stdoutText(server), /KEY: the shared key in .*auth_key/);
+    assert.ok(
+      !stdoutText(server).includes(printed[printed.indexOf("--key") + 1] ?? "?"),
+      "key printed again",
+    );
     await waitFor(
       () =>
         echoThrough(publishPort, "after the restart").then(
@@ -295,7 +308,7 @@ Deno.test("template pair writes configs that, started unchanged, carry traffic",
       { permissions: SERVER_PERMISSIONS },
     );
     assert.equal((await template.status()).code, 0, template.output);
-    assert.match(template.stdout, /tls-tunnel server -c .*server\.toml/);
+    assert.match(stdoutText(template), /tls-tunnel server -c .*server\.toml/);
     const server = new CliProcess(["server", "-c", `${out}/server.toml`]);
     processes.push(server);
     await server.waitForLine(LISTENING);
