@@ -5,6 +5,8 @@
  */
 
 import assert from "node:assert/strict";
+import "../lib/pki/_reflect_metadata.ts";
+import * as x509 from "@peculiar/x509";
 import {
   CliProcess,
   EchoService,
@@ -20,6 +22,34 @@ import {
   PROCESS_AUTH_KEY,
   proxyUp,
 } from "../testing/process_tunnel.ts";
+
+/** A self-signed server certificate (not a CA) for localhost and 127.0.0.1, with its key and fingerprint. */
+async function selfSignedCertificate(): Promise<{ certPem: string; keyPem: string; fingerprint: string }> {
+  const algorithm = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
+  const keys = await crypto.subtle.generateKey(algorithm, true, ["sign", "verify"]);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: "01",
+    name: "CN=localhost",
+    notBefore: new Date(Date.now() - 3_600_000),
+    notAfter: new Date(Date.now() + 86_400_000),
+    signingAlgorithm: algorithm,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "localhost" }, {
+        type: "ip",
+        value: "127.0.0.1",
+      }]),
+    ],
+  });
+  const pkcs8 = await crypto.subtle.exportKey("pkcs8", keys.privateKey);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", cert.rawData));
+  return {
+    certPem: `${cert.toString("pem")}\n`,
+    keyPem: `${x509.PemConverter.encode(pkcs8, "PRIVATE KEY")}\n`,
+    fingerprint: Array.from(digest, (byte) => byte.toString(16).padStart(2, "0").toUpperCase()).join(":"),
+  };
+}
 
 /** `AB:CD:…` → `SHA256:abcd…`, the other form the pin is written in. */
 function sha256Form(colonHex: string): string {
@@ -46,15 +76,15 @@ async function writeClientConfig(
 Deno.test("a pinned client accepts the server's self-signed certificate without skip_verify or a CA", async () => {
   const work = await makeWorkdir();
   const echo = new EchoService();
-  const certs = await testCertificates();
+  const certs = await selfSignedCertificate();
   const serverPort = freePort();
   const publishPort = freePort();
-  // The leaf alone: no chain to any CA the client knows.
-  await Deno.writeTextFile(`${work.dir}/leaf.pem`, certs.serverCertPem);
+  await Deno.writeTextFile(`${work.dir}/self-signed.pem`, certs.certPem);
+  await Deno.writeTextFile(`${work.dir}/self-signed-key.pem`, certs.keyPem, { mode: 0o600 });
   await Deno.writeTextFile(
     `${work.dir}/server.toml`,
-    `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\ncert_path = "${work.dir}/leaf.pem"\n` +
-      `key_path = "${work.keyPath}"\nauth_key = "${PROCESS_AUTH_KEY}"\n`,
+    `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\ncert_path = "${work.dir}/self-signed.pem"\n` +
+      `key_path = "${work.dir}/self-signed-key.pem"\nauth_key = "${PROCESS_AUTH_KEY}"\n`,
     { mode: 0o600 },
   );
   const unpinned = `${work.dir}/unpinned.toml`;
@@ -65,7 +95,7 @@ Deno.test("a pinned client accepts the server's self-signed certificate without 
     serverPort,
     publishPort,
     echo.port,
-    `server_fingerprint = "${certs.serverFingerprintSha256}"`,
+    `server_fingerprint = "${certs.fingerprint}"`,
   );
   const server = new CliProcess(["server", "-c", `${work.dir}/server.toml`]);
   const clients: CliProcess[] = [];
@@ -92,7 +122,7 @@ Deno.test("a pinned client accepts the server's self-signed certificate without 
       "--key",
       PROCESS_AUTH_KEY,
       "--fingerprint",
-      sha256Form(certs.serverFingerprintSha256),
+      sha256Form(certs.fingerprint),
       "-R",
       `127.0.0.1:${publishPort}:127.0.0.1:${echo.port}`,
     ], { env: FAST_RECONNECT });
