@@ -5,9 +5,14 @@
  * The example configs' fixed ports are used; only when the tunnel port (8443) is taken is it moved, through
  * the documented `TLS_TUNNEL_BIND_PORT` / `TLS_TUNNEL_SERVER_PORT` overrides. The service, published and stats
  * ports have no override: when one of them is taken on this machine the test is skipped and says which.
+ *
+ * docs/COMING_FROM.md maps other tools' commands and keys to ours: its tls-tunnel column may name only config
+ * keys the schemas know, flags the CLI's `--help` lists, and `-R` values the client's parser accepts.
  */
 
 import assert from "node:assert/strict";
+import { parseRemoteForward } from "../lib/cli/remote_forward.ts";
+import { KNOWN_KEYS } from "../lib/config/schema.ts";
 import { canBind, freePort, PROJECT_ROOT, waitFor } from "../testing/helpers.ts";
 
 /** One line of README's block: the command as typed and its trailing `# comment` (empty if none). */
@@ -168,3 +173,65 @@ async function hasCurl(): Promise<boolean> {
     (await new Deno.Command("sh", { args: ["-c", "command -v curl"], stdout: "null" }).output()).success;
   return curlFound;
 }
+
+/** The tls-tunnel column (the second cell) of every table row in `markdown`, with `\\|` unescaped. */
+function secondCells(markdown: string): string[] {
+  return markdown.split("\n")
+    .filter((line) => line.startsWith("|") && !/^\|\s*-+/.test(line))
+    .map((line) => line.replaceAll("\\|", "\u0000").split("|")[2]?.replaceAll("\u0000", "|").trim() ?? "")
+    .filter((cell) =>
+      cell !== "" && cell !== "tls-tunnel" && !/^(server|client)\.toml|this tls-tunnel/.test(cell)
+    );
+}
+
+/** Every `code span` of `text`. */
+function codeSpans(text: string): string[] {
+  return [...text.matchAll(/`([^`]+)`/g)].map((match) => match[1] ?? "");
+}
+
+Deno.test("docs/COMING_FROM.md maps to config keys, flags and -R forms that exist", async () => {
+  const cells = secondCells(await Deno.readTextFile(`${PROJECT_ROOT}docs/COMING_FROM.md`));
+  assert.ok(cells.length > 50, `only ${cells.length} table rows found`);
+  const spans = cells.flatMap(codeSpans);
+
+  // Config keys: every snake_case word in a code span is a key (or table) of one of the two schemas.
+  const known = new Set<string>();
+  for (const tables of Object.values(KNOWN_KEYS)) {
+    for (const [table, keys] of Object.entries(tables)) {
+      keys.forEach((key) => known.add(key));
+      table.split(".").forEach((part) => known.add(part));
+    }
+  }
+  const keys = [...new Set(spans.flatMap((span) => span.match(/\b[a-z]+(?:_[a-z]+)+\b/g) ?? []))];
+  assert.ok(keys.length > 20, `only ${keys.length} keys found: ${keys.join(", ")}`);
+  assert.deepEqual(keys.filter((key) => !known.has(key)), [], "keys the schemas do not know");
+
+  // Flags: each appears in the --help of the program or of one of its commands.
+  const commands = ["", "server", "client", "check", "template", "cert", "top", "register", "unregister"];
+  const helps = await Promise.all(commands.map(async (command) => {
+    const args = [
+      "run",
+      "--quiet",
+      "--allow-all",
+      `${PROJECT_ROOT}main.ts`,
+      ...(command ? [command] : []),
+      "--help",
+    ];
+    const output = await new Deno.Command(Deno.execPath(), { args, stdout: "piped", stderr: "piped" })
+      .output();
+    return new TextDecoder().decode(output.stdout);
+  }));
+  const help = helps.join("\n");
+  const flags = [
+    ...new Set(spans.flatMap((span) => span.match(/(?<![\w-])(?:--[a-z][a-z-]*|-[a-zA-Z])(?![\w-])/g) ?? [])),
+  ];
+  assert.ok(flags.includes("--fingerprint") && flags.includes("-R"), `flags found: ${flags.join(" ")}`);
+  const unknownFlags = flags.filter((flag) => !new RegExp(`(^|[\\s,])${flag}([\\s,]|$)`, "m").test(help));
+  assert.deepEqual(unknownFlags, [], "flags no --help lists");
+
+  // -R values: the client's own parser accepts each (… stands for the rest of a value and is skipped).
+  const forwards = spans.flatMap((span) => [...span.matchAll(/-R (\S+)/g)].map((match) => match[1] ?? ""))
+    .filter((value) => !value.includes("…"));
+  assert.ok(forwards.length >= 8, `-R values found: ${forwards.join(" ")}`);
+  for (const value of forwards) parseRemoteForward(value);
+});
