@@ -43,5 +43,7 @@
 export * from "./transport.ts";
 export * from "./registry.ts";
 export * from "./tls.ts";
+export * from "./wss.ts";
+export * from "./websocket.ts";
 export * from "./node_socket_conn.ts";
 export * from "./pipe.ts";

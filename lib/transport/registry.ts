@@ -16,10 +16,11 @@
 
 import { Registry, UnknownNameError } from "../registry.ts";
 import { tlsTransport } from "./tls.ts";
+import { wssTransport } from "./wss.ts";
 import type { Transport } from "./transport.ts";
 
 /** The transports built in, by the name the config uses. */
-export const TRANSPORT_NAMES = ["tls"] as const;
+export const TRANSPORT_NAMES = ["tls", "wss"] as const;
 
 /** The name of a built-in transport. */
 export type TransportName = typeof TRANSPORT_NAMES[number];
@@ -41,6 +42,7 @@ export class UnknownTransportError extends UnknownNameError {
  */
 const BUILT_IN: { readonly [name in TransportName]: Transport } = {
   tls: tlsTransport,
+  wss: wssTransport,
 };
 
 const transports = new Registry<Transport>("transport", UnknownTransportError);

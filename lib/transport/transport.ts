@@ -26,6 +26,13 @@ export interface TransportListenOptions {
    * the same accept to authentication, runs on top.)
    */
   handshakeTimeoutMs: number;
+  /** HTTP path the tunnel is served on, for transports over HTTP (`"wss"`); default `"/tunnel"`. */
+  path?: string;
+  /**
+   * Behind a reverse proxy that terminates TLS (`behind_proxy`): an HTTP transport serves plain text
+   * (ws) and `certPem`/`keyPem` go unused.
+   */
+  plainText?: boolean;
 }
 
 /** Options of {@linkcode Transport.dial}. */
@@ -38,6 +45,8 @@ export interface TransportDialOptions {
   serverName?: string;
   /** PEM CA or self-signed certificate to trust instead of the system roots. */
   caCertPem?: string;
+  /** The file `caCertPem` was read from (`ca_cert_path`), named in certificate errors. */
+  caCertPath?: string;
   /** Accept any certificate (testing only). */
   skipVerify?: boolean;
   /**
@@ -49,6 +58,8 @@ export interface TransportDialOptions {
   pinnedFingerprint?: string;
   /** Give up the connect and handshake after this long. */
   timeoutMs: number;
+  /** HTTP path of the tunnel, for transports over HTTP (`"wss"`); default `"/tunnel"`. */
+  path?: string;
 }
 
 /**
@@ -73,6 +84,12 @@ export interface AdmittedConn extends DuplexConn {
   readonly remoteAddr: Deno.NetAddr;
   /** Resolves once the handshake completed; rejects if it failed, timed out or the connection closed. */
   handshake(): Promise<void>;
+  /**
+   * After the handshake, the client addresses a reverse proxy claimed (`X-Forwarded-For`, `Forwarded`),
+   * nearest-to-the-client first, IP literals only; empty when none. Unverified: the server believes them
+   * only from a peer in `trusted_proxies`.
+   */
+  readonly forwardedFor?: readonly string[];
 }
 
 /** The server's listener of one transport. */

@@ -1,0 +1,76 @@
+/**
+ * IP networks written as CIDR (`10.0.0.0/8`, `::1/128`) or a bare address (one host), and whether an
+ * address belongs to one: the server's `trusted_proxies` (whose `X-Forwarded-For` it believes).
+ *
+ * @example
+ * ```ts
+ * import { cidrContains, parseCidr } from "./cidr.ts";
+ *
+ * const loopback = parseCidr("127.0.0.0/8");
+ * if (loopback !== null) console.log(cidrContains(loopback, "127.0.0.5")); // true
+ * ```
+ *
+ * @module
+ */
+
+import { isIpv4, isIpv6, unmapIpv4 } from "./address.ts";
+
+/** A parsed network: the address as 4 or 16 bytes and the prefix length in bits. */
+export interface Cidr {
+  /** The network's address bytes (4 for IPv4, 16 for IPv6). */
+  readonly bytes: Uint8Array;
+  /** Leading bits that must match. */
+  readonly prefixBits: number;
+  /** As written, for messages. */
+  readonly text: string;
+}
+
+/** The 4 or 16 bytes of an IP address (an IPv4-mapped IPv6 address as IPv4), or null when it is none. */
+export function ipBytes(address: string): Uint8Array | null {
+  const bare = unmapIpv4(address.startsWith("[") && address.endsWith("]") ? address.slice(1, -1) : address);
+  if (isIpv4(bare)) return new Uint8Array(bare.split(".").map(Number));
+  if (!isIpv6(bare)) return null;
+  let text = bare;
+  const lastColon = text.lastIndexOf(":");
+  const last = text.slice(lastColon + 1);
+  if (last.includes(".")) {
+    // An embedded IPv4 tail (`::ffff:10.0.0.1`) as the two groups it stands for.
+    const [a = 0, b = 0, c = 0, d = 0] = last.split(".").map(Number);
+    text = `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = "", rest] = text.split("::");
+  const parse = (part: string) => part === "" ? [] : part.split(":").map((group) => parseInt(group, 16));
+  const left = parse(head);
+  const right = rest === undefined ? [] : parse(rest);
+  const groups = [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  const bytes = new Uint8Array(16);
+  groups.forEach((group, index) => {
+    bytes[index * 2] = group >> 8;
+    bytes[index * 2 + 1] = group & 0xff;
+  });
+  return bytes;
+}
+
+/** `"10.0.0.0/8"`, `"::1"`, `"fd00::/8"` → a {@linkcode Cidr}; null when it is not one. */
+export function parseCidr(text: string): Cidr | null {
+  const slash = text.indexOf("/");
+  const bytes = ipBytes(slash < 0 ? text : text.slice(0, slash));
+  if (bytes === null) return null;
+  const maxBits = bytes.length * 8;
+  if (slash < 0) return { bytes, prefixBits: maxBits, text };
+  const bitsText = text.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(bitsText) || Number(bitsText) > maxBits) return null;
+  return { bytes, prefixBits: Number(bitsText), text };
+}
+
+/** Whether `address` (an IP literal; anything else is in no network) is inside `cidr`. */
+export function cidrContains(cidr: Cidr, address: string): boolean {
+  const bytes = ipBytes(address);
+  if (bytes === null || bytes.length !== cidr.bytes.length) return false;
+  let bits = cidr.prefixBits;
+  for (let index = 0; bits > 0; index++, bits -= 8) {
+    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
+    if (((bytes[index] ?? 0) & mask) !== ((cidr.bytes[index] ?? 0) & mask)) return false;
+  }
+  return true;
+}
