@@ -1,0 +1,213 @@
+/**
+ * Leaving through an outbound proxy: a TCP connection to the proxy, its handshake (HTTP CONNECT or
+ * SOCKS5, `proxy_handshake.ts`), and the connection handed back ready for the transport's own handshake
+ * (TLS, WebSocket…) as if it had been dialed to the server directly. The proxy URL is `proxy_url.ts`;
+ * which proxy the environment names (`HTTPS_PROXY`, `NO_PROXY`) is `no_proxy.ts`.
+ *
+ * Every transport's `dial` uses {@linkcode connectTcp} (a `Deno.TcpConn`) or, for `node:tls`,
+ * {@linkcode connectNodeSocket}, so that `proxy_url` works the same on each. The proxy's host name, if
+ * it is one, is resolved by the connect itself (it does not block the event loop); the whole of it,
+ * connect and handshake, is bounded by the caller's signal (the dial timeout).
+ *
+ * @module
+ */
+
+import type { Socket } from "node:net";
+import { formatHostPort } from "./address.ts";
+import { OutboundProxyError, proxyHandshake, type ProxyTarget } from "./proxy_handshake.ts";
+import type { OutboundProxy } from "./proxy_url.ts";
+
+export * from "./proxy_url.ts";
+export * from "./proxy_handshake.ts";
+export * from "./no_proxy.ts";
+
+/** Where {@linkcode connectTcp} goes: the server, and the proxy to reach it through, if any. */
+export interface ConnectTcpOptions extends ProxyTarget {
+  /** The outbound proxy; absent or null: connect directly. */
+  proxy?: OutboundProxy | null;
+}
+
+/**
+ * A TCP connection (TCP_NODELAY on) to `hostname:port`, directly or through `proxy`, within `signal`.
+ * A failure at the proxy rejects with an {@linkcode OutboundProxyError} naming the hop; a direct
+ * connect's own error is passed through for the transport to describe.
+ */
+export async function connectTcp(options: ConnectTcpOptions, signal: AbortSignal): Promise<Deno.TcpConn> {
+  const proxy = options.proxy ?? null;
+  if (proxy === null) {
+    const tcp = await raceConnect(Deno.connect({ hostname: options.hostname, port: options.port }), signal);
+    tcp.setNoDelay(true);
+    return tcp;
+  }
+  let tcp: Deno.TcpConn;
+  try {
+    tcp = await raceConnect(Deno.connect({ hostname: proxy.host, port: proxy.port }), signal);
+  } catch (error) {
+    throw describeProxyConnectError(error, proxy, signal);
+  }
+  try {
+    tcp.setNoDelay(true);
+    await proxyHandshake(tcp, proxy, options, signal);
+    return tcp;
+  } catch (error) {
+    tcp.close();
+    throw error;
+  }
+}
+
+/**
+ * A `node:net` socket connected through `proxy` to `target`, its handshake done, paused and with no
+ * listener of ours left: ready for `node:tls`'s `connect({ socket })`.
+ */
+export async function connectNodeSocket(
+  proxy: OutboundProxy,
+  target: ProxyTarget,
+  signal: AbortSignal,
+): Promise<Socket> {
+  const { connect } = await import("node:net");
+  const socket = connect({ host: proxy.host, port: proxy.port, noDelay: true });
+  const reader = new DetachableReader(socket);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      signal.addEventListener("abort", onAbort, { once: true });
+      socket.once("connect", () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      });
+      socket.once("error", (error: Error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      });
+    }).catch((error) => {
+      throw describeProxyConnectError(error, proxy, signal);
+    });
+    await proxyHandshake(reader, proxy, target, signal);
+    const unread = reader.detach();
+    if (unread > 0) {
+      throw new OutboundProxyError(
+        `${proxy.hop} sent ${unread} bytes after its answer, before the server could speak; is it really a proxy?`,
+      );
+    }
+    return socket;
+  } catch (error) {
+    reader.detach();
+    socket.destroy();
+    throw error;
+  }
+}
+
+/** The connect to the proxy itself failed: name the hop, and what to check. */
+function describeProxyConnectError(error: unknown, proxy: OutboundProxy, signal: AbortSignal): Error {
+  if (error instanceof OutboundProxyError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const detail = error instanceof Error ? error.message : String(error);
+  const where = formatHostPort(proxy.host, proxy.port);
+  if (signal.aborted) {
+    return new OutboundProxyError(`Timed out connecting to ${proxy.hop}; is it reachable?`, false, {
+      cause: error,
+    });
+  }
+  if (error instanceof Deno.errors.ConnectionRefused || code === "ECONNREFUSED") {
+    return new OutboundProxyError(
+      `Connection to ${proxy.hop} refused: is the proxy running on ${where}? (proxy_url, HTTPS_PROXY)`,
+      false,
+      { cause: error },
+    );
+  }
+  return new OutboundProxyError(`Cannot connect to ${proxy.hop}: ${detail}`, false, { cause: error });
+}
+
+/** The connect, or the signal's reason; a connection that arrives after the abort is closed. */
+function raceConnect(promise: Promise<Deno.TcpConn>, signal: AbortSignal): Promise<Deno.TcpConn> {
+  if (signal.aborted) {
+    promise.then((conn) => conn.close(), () => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (conn) => {
+        signal.removeEventListener("abort", onAbort);
+        if (signal.aborted) conn.close();
+        else resolve(conn);
+      },
+      (error) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * Reads a `node:net` socket during the proxy handshake only: {@linkcode detach} removes its listeners
+ * and pauses the socket, so that `node:tls` finds it as it was.
+ */
+class DetachableReader {
+  #chunks: Uint8Array[] = [];
+  #ended = false;
+  #error: Error | null = null;
+  #wake: (() => void) | null = null;
+  readonly #onData = (chunk: Uint8Array) => {
+    this.#chunks.push(chunk);
+    this.#notify();
+  };
+  readonly #onEnd = () => {
+    this.#ended = true;
+    this.#notify();
+  };
+  readonly #onError = (error: Error) => {
+    this.#error = error;
+    this.#notify();
+  };
+
+  constructor(private readonly socket: Socket) {
+    socket.on("data", this.#onData);
+    socket.on("end", this.#onEnd);
+    socket.on("close", this.#onEnd);
+    socket.on("error", this.#onError);
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  async read(buffer: Uint8Array): Promise<number | null> {
+    while (this.#chunks.length === 0) {
+      if (this.#error) throw this.#error;
+      if (this.#ended) return null;
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+    const head = this.#chunks[0] as Uint8Array;
+    const take = Math.min(head.length, buffer.length);
+    buffer.set(head.subarray(0, take));
+    if (take === head.length) this.#chunks.shift();
+    else this.#chunks[0] = head.subarray(take);
+    return take;
+  }
+
+  write(data: Uint8Array): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.socket.write(data, (error?: Error | null) => (error ? reject(error) : resolve(data.length)));
+    });
+  }
+
+  /** Stops reading the socket; returns how many received bytes were not read (they are dropped). */
+  detach(): number {
+    this.socket.pause();
+    this.socket.off("data", this.#onData);
+    this.socket.off("end", this.#onEnd);
+    this.socket.off("close", this.#onEnd);
+    this.socket.off("error", this.#onError);
+    this.#ended = true;
+    this.#notify();
+    const unread = this.#chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+    this.#chunks = [];
+    return unread;
+  }
+}
