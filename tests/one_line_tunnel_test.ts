@@ -323,3 +323,39 @@ Deno.test("template pair writes configs that, started unchanged, carry traffic",
     await work.cleanup();
   }
 });
+
+Deno.test("a config file without a certificate and --state-dir: the server presents the kept certificate and prints the pin", async () => {
+  const work = await makeWorkdir();
+  const echo = new EchoService();
+  const serverPort = freePort();
+  const publishPort = freePort();
+  const serverConfig = `${work.dir}/server.toml`;
+  await Deno.writeTextFile(
+    serverConfig,
+    `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\nauth_key = "${PROCESS_AUTH_KEY}"\n`,
+    { mode: 0o600 },
+  );
+  const server = new CliProcess(["server", "-c", serverConfig, "--state-dir", `${work.dir}/state`], {
+    permissions: SERVER_PERMISSIONS,
+  });
+  let client: CliProcess | null = null;
+  try {
+    const printed = await printedClientCommand(server);
+    assert.equal(printed[printed.indexOf("--key") + 1], "KEY");
+    assert.match(stdoutText(server), new RegExp(`KEY: auth_key in ${serverConfig}`));
+    assert.ok(!stdoutText(server).includes(PROCESS_AUTH_KEY), "the file's key was printed");
+    const keyAt = printed.indexOf("--key") + 1;
+    const args = withForwards(
+      [...printed.slice(0, keyAt), PROCESS_AUTH_KEY, ...printed.slice(keyAt + 1)],
+      [`127.0.0.1:${publishPort}:127.0.0.1:${echo.port}`],
+    );
+    client = new CliProcess(args, { env: FAST_RECONNECT });
+    await client.waitForLine(proxyUp(`tcp-${publishPort}-${echo.port}`));
+    assert.equal(await echoThrough(publishPort, "state dir certificate"), "state dir certificate");
+  } finally {
+    await client?.stop();
+    await server.stop();
+    await echo.close();
+    await work.cleanup();
+  }
+});

@@ -171,8 +171,14 @@ export async function prepareServer(flags: ServerFlags): Promise<PreparedServer 
     if (flags.port !== undefined) table.bind_port = parsePortFlag(flags.port);
     if (flags.bind !== undefined) table.bind_addr = flags.bind;
     if (flags.key !== undefined) table.auth_key = flags.key;
-    if (path !== null && flags.stateDir === undefined) {
-      return { config: await loadRoleConfig("server", path, { table }) };
+    // A config file's own certificate wins; the state directory fills in only for a file that names none
+    // when --state-dir is given, and when there is no file at all.
+    const fromFile = path !== null ? await loadRoleConfig("server", path, { table }) : null;
+    if (
+      fromFile !== null &&
+      (flags.stateDir === undefined || fromFile.certPath !== undefined || fromFile.keyPath !== undefined)
+    ) {
+      return { config: fromFile };
     }
 
     const givenStateDir = expandHome(flags.stateDir ?? defaultStateDir());
@@ -185,16 +191,14 @@ export async function prepareServer(flags: ServerFlags): Promise<PreparedServer 
       : path !== null
       ? { kind: "file", path }
       : { kind: "env" };
-    if (flags.key === undefined && path === null && processEnv("TLS_TUNNEL_AUTH_KEY") === undefined) {
+    if (fromFile === null && flags.key === undefined && processEnv("TLS_TUNNEL_AUTH_KEY") === undefined) {
       const stored = await loadOrCreateAuthKey(stateDir);
       table.auth_key = stored.key;
       keySource = stored.created
         ? { kind: "generated", key: stored.key, path: stored.path }
         : { kind: "stored", path: stored.path };
     }
-    const loaded = await loadRoleConfig("server", path, { table });
-    // A config file's own certificate wins; the state directory fills in only when it names none.
-    if (loaded.certPath !== undefined || loaded.keyPath !== undefined) return { config: loaded };
+    const loaded = fromFile ?? await loadRoleConfig("server", null, { table });
     const hostname = hostnameOrNull();
     const names = [hostname, loaded.bindAddr].filter((name): name is string => name !== null);
     const identity = await loadOrCreateServerIdentity(stateDir, names);
@@ -256,7 +260,6 @@ function printClientCommand(
   writeOutput("stdout", {
     level: "info",
     text: lines.join("\n"),
-    message: "Run the client command below on the machine with the service",
     properties: {
       fingerprint: pinForm(identity.fingerprint),
       certPath: identity.certPath,
