@@ -1,7 +1,9 @@
 /// <reference lib="dom" />
 /**
  * The dashboard's script, browser TypeScript: `scripts/build_dashboard.ts` bundles it (with the
- * formatters it imports) into `lib/stats/_dashboard_assets.ts`, served as `/dashboard.js`.
+ * formatters it imports) into `lib/stats/_dashboard_assets.ts`, served as `/dashboard.js`. This folder is
+ * a workspace member whose `deno.json` gives it the DOM library instead of Deno's, so `deno check`
+ * checks it as browser code and the DOM types do not leak into the rest of the tree.
  *
  * It follows `/api/events` (server-sent events) and falls back to polling `/api/stats` when the stream
  * cannot be opened. It builds every element with `textContent` and text nodes, never from HTML strings,
