@@ -23,6 +23,7 @@ import {
   topCommand,
   unregisterCommand,
   versionCommand,
+  writeOutput,
 } from "./lib/cli/mod.ts";
 import { VERSION } from "./lib/version.ts";
 import {
@@ -45,6 +46,35 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   }
 }
 
+/**
+ * `--log-format` as given, read before commander parses: usage errors and `--help` are printed during
+ * parsing, before the preAction hook sets logging up, and must be JSON already when JSON was asked for.
+ */
+function logFormatFromArgs(args: readonly string[]): LogFormat {
+  for (const [index, arg] of args.entries()) {
+    if (arg === "--") break;
+    const value = arg.startsWith("--log-format=")
+      ? arg.slice("--log-format=".length)
+      : arg === "--log-format"
+      ? args[index + 1]
+      : undefined;
+    if (value === "json") return "json";
+  }
+  return "text";
+}
+await setupLogging({ verbosity: 0, format: logFormatFromArgs(Deno.args) });
+
+/** Commander's own text (usage errors, help, version) as one output message each. */
+function commanderOutput(stream: "stdout" | "stderr", text: string): void {
+  const trimmed = text.trimEnd();
+  const usage = /^error: /.test(trimmed);
+  writeOutput(stream, {
+    level: usage ? "error" : "info",
+    text: trimmed,
+    message: usage ? trimmed.replace(/^error: /, "") : trimmed,
+  });
+}
+
 let exitCode = 0;
 const program = new Command()
   .name("tls-tunnel")
@@ -58,7 +88,10 @@ const program = new Command()
   )
   .addOption(new Option("--log-format <format>", "log line format").choices(["text", "json"]).default("text"))
   .exitOverride()
-  .configureOutput({ writeErr: (text) => Deno.stderr.writeSync(new TextEncoder().encode(text)) });
+  .configureOutput({
+    writeErr: (text) => commanderOutput("stderr", text),
+    writeOut: (text) => commanderOutput("stdout", text),
+  });
 
 program.hook("preAction", async () => {
   const globals = program.opts<{ verbose: number; logFormat: LogFormat }>();
@@ -211,7 +244,11 @@ try {
     // --help and --version end here with code 0; usage errors were already printed by commander.
     exitCode = error.exitCode === 0 ? 0 : 2;
   } else {
-    console.error(`tls-tunnel: ${error instanceof Error ? error.message : String(error)}`);
+    writeOutput("stderr", {
+      level: "fatal",
+      text: `tls-tunnel: ${error instanceof Error ? error.message : String(error)}`,
+      ...(error instanceof Error ? { properties: { error } } : {}),
+    });
     exitCode = 1;
   }
 }

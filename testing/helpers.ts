@@ -96,11 +96,30 @@ export interface LogRecord {
   [key: string]: unknown;
 }
 
+/** `line` as a JSON log record (an object with a string `level`), or null. */
+export function parseRecord(line: string): LogRecord | null {
+  try {
+    const value: unknown = JSON.parse(line);
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
+    return typeof (value as { level?: unknown }).level === "string" ? value as LogRecord : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The real CLI (`deno run main.ts …`) as a child process, with its stderr log lines collected. */
 export class CliProcess {
   readonly lines: string[] = [];
   readonly records: LogRecord[] = [];
+  /**
+   * Standard output as text: the process runs with `--log-format json`, so each JSON record printed
+   * there adds its message (the text a text-format run prints); other lines are added as they are.
+   */
   stdout = "";
+  /** The JSON records printed on standard output (the command's own output in JSON format). */
+  readonly stdoutRecords: LogRecord[] = [];
+  /** Standard output's lines as printed. */
+  readonly stdoutLines: string[] = [];
   readonly #child: Deno.ChildProcess;
   readonly #pumps: Promise<void>;
   #waiters: Array<() => void> = [];
@@ -150,7 +169,12 @@ export class CliProcess {
           // Not a JSON log line (a plain error message): kept in `lines`.
         }
       }),
-      this.#pump(this.#child.stdout, (line) => (this.stdout += line + "\n")),
+      this.#pump(this.#child.stdout, (line) => {
+        this.stdoutLines.push(line);
+        const record = parseRecord(line);
+        if (record !== null) this.stdoutRecords.push(record);
+        this.stdout += (typeof record?.message === "string" ? record.message : line) + "\n";
+      }),
     ]).then(() => {});
   }
 

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { activeLogFormat, writeOutput, writeRawLine } from "./logging.ts";
+
 /** Line-oriented output of a command. */
 export interface CommandOutput {
   /** Writes one line (a newline is added) to standard output. */
@@ -13,19 +15,31 @@ export interface CommandOutput {
   err(line: string): void;
 }
 
-const encoder = new TextEncoder();
+/**
+ * The process's stdout and stderr. With `--log-format json` each call prints one JSON record instead
+ * (see `writeOutput`): level `error` for a stderr line starting `tls-tunnel: `, `info` otherwise; a
+ * line that is a JSON object already (a command's JSON report) is printed as it is.
+ */
+export const processOutput: CommandOutput = {
+  out: (line) => print("stdout", "info", line),
+  err: (line) => print("stderr", line.startsWith("tls-tunnel: ") ? "error" : "info", line),
+};
 
-function writeAllSync(file: { writeSync(p: Uint8Array): number }, text: string): void {
-  const bytes = encoder.encode(text);
-  let written = 0;
-  while (written < bytes.length) written += file.writeSync(bytes.subarray(written));
+function print(stream: "stdout" | "stderr", level: "info" | "error", line: string): void {
+  if (activeLogFormat() === "json" && isJsonObjectLine(line)) writeRawLine(stream, line);
+  else writeOutput(stream, { level, text: line });
 }
 
-/** The process's stdout and stderr. */
-export const processOutput: CommandOutput = {
-  out: (line) => writeAllSync(Deno.stdout, `${line}\n`),
-  err: (line) => writeAllSync(Deno.stderr, `${line}\n`),
-};
+/** Whether `line` is one JSON object on one line. */
+function isJsonObjectLine(line: string): boolean {
+  if (!line.startsWith("{") || !line.endsWith("}") || line.includes("\n")) return false;
+  try {
+    const value: unknown = JSON.parse(line);
+    return typeof value === "object" && value !== null && !Array.isArray(value);
+  } catch {
+    return false;
+  }
+}
 
 /** Output captured in memory, for tests. */
 export interface CapturedOutput extends CommandOutput {

@@ -95,27 +95,32 @@ export async function certCommand(options: CertOptions, io: CommandOutput = proc
 
   const width = Math.max(...outputs.map((p) => p.length));
   const pad = (path: string) => path.padEnd(width);
-  io.out(
+  // One call, so that --log-format json prints the report as one record.
+  const report: string[] = [];
+  report.push(
     `Created a CA and a server certificate it signs (ECDSA P-256, valid until ${
       certificates.notAfter.toISOString().slice(0, 10)
     }):`,
   );
-  io.out(
+  report.push(
     `  ${pad(options.certOut)}  server certificate chain  -> server config: cert_path = "${options.certOut}"`,
   );
-  io.out(
+  report.push(
     `  ${pad(options.keyOut)}  server private key (0600) -> server config: key_path = "${options.keyOut}"`,
   );
-  io.out(
+  report.push(
     `  ${pad(options.caOut)}  CA certificate            -> client config: ca_cert_path = "${options.caOut}"`,
   );
-  io.out(`Names in the certificate: ${certificates.subjectAltNames.join(", ")}`);
-  io.out("  (the client's server_name, or server_addr when server_name is not set, must be one of them)");
-  io.out(`CA SHA-256 fingerprint:     ${certificates.caFingerprintSha256}`);
-  io.out(`Server SHA-256 fingerprint: ${certificates.serverFingerprintSha256}`);
-  io.out(
+  report.push(`Names in the certificate: ${certificates.subjectAltNames.join(", ")}`);
+  report.push(
+    "  (the client's server_name, or server_addr when server_name is not set, must be one of them)",
+  );
+  report.push(`CA SHA-256 fingerprint:     ${certificates.caFingerprintSha256}`);
+  report.push(`Server SHA-256 fingerprint: ${certificates.serverFingerprintSha256}`);
+  report.push(
     "The CA's private key was not kept: to change names or renew, run `tls-tunnel cert` again and give " +
       "clients the new CA file.",
   );
+  io.out(report.join("\n"));
   return 0;
 }

@@ -19,6 +19,10 @@
  * secret ({@linkcode SECRET_KEY_PATTERN}) is written as `***`, at any depth, and that value is also
  * blanked wherever it appears in the message.
  *
+ * What commands print themselves (reports, fatal errors, the client command a server suggests) goes
+ * through {@linkcode writeOutput}: as is in text format, one JSON record in JSON format. In JSON format
+ * `console.*` is routed the same way, so that no plain line reaches stdout or stderr.
+ *
  * @module
  */
 
@@ -67,6 +71,11 @@ export function levelForVerbosity(verbosity: number): LogLevel {
  * from tests or after reading a config file.
  */
 export async function setupLogging(options: LoggingOptions): Promise<void> {
+  if (options.sink === undefined) {
+    // Only the process's own setup decides how commands print; a test's capture leaves it alone.
+    processFormat = options.format;
+    routeConsole(options.format === "json");
+  }
   const sink = options.sink ?? writeToStderr;
   const color = options.color ?? (options.sink === undefined && stderrSupportsColor());
   const withStacks = options.verbosity >= 1;
@@ -322,21 +331,113 @@ function renderValue(value: unknown): string {
   return Deno.inspect(value, { colors: false, depth: 6, breakLength: Infinity, compact: true });
 }
 
+// ---- commands' own output ----
+
+/** The format the process's own output uses: set by {@linkcode setupLogging} without a `sink`. */
+let processFormat: LogFormat = "text";
+
+/** The format in which the process prints (text until {@linkcode setupLogging} says otherwise). */
+export function activeLogFormat(): LogFormat {
+  return processFormat;
+}
+
+/** A message a command prints itself (not through a logger): see {@linkcode writeOutput}. */
+export interface OutputMessage {
+  /** The record's level in JSON format. */
+  level: LogLevel;
+  /** What text format prints, as is (it may span lines, e.g. a report). */
+  text: string;
+  /** The JSON record's message, one line; default: `text` without a leading `tls-tunnel: `. */
+  message?: string;
+  /** The JSON record's properties: the details, each in its own field, that the message leaves out. */
+  properties?: Record<string, unknown>;
+}
+
+/** Category of the records {@linkcode writeOutput} makes. */
+const OUTPUT_CATEGORY = [ROOT_CATEGORY, "cli"];
+
+/**
+ * Prints a command's message on standard output or error: `text` as is in text format, one JSON
+ * record (`{"time", "level", "category", "message", "properties"}`, secrets masked as in log records)
+ * in JSON format.
+ */
+export function writeOutput(stream: "stdout" | "stderr", output: OutputMessage): void {
+  writeRawLine(stream, processFormat === "text" ? output.text : formatOutputRecord(output));
+}
+
+/** Prints `line` and a newline on standard output or error, as it is, synchronously. */
+export function writeRawLine(stream: "stdout" | "stderr", line: string): void {
+  writeLine(stream === "stdout" ? Deno.stdout : Deno.stderr, line);
+}
+
+/** The JSON line {@linkcode writeOutput} prints for `output` in JSON format. */
+export function formatOutputRecord(output: OutputMessage, timestampMs: number = Date.now()): string {
+  const message = output.message ?? output.text.replace(/^tls-tunnel: /, "");
+  return formatJsonLine({
+    category: OUTPUT_CATEGORY,
+    level: output.level,
+    message: [message],
+    rawMessage: message,
+    timestamp: timestampMs,
+    properties: output.properties ?? {},
+  });
+}
+
+/** `console`'s methods as they were before JSON format replaced them (null: not replaced). */
+let originalConsole: Pick<Console, "log" | "info" | "debug" | "warn" | "error"> | null = null;
+
+/**
+ * In JSON format, `console.log/info/debug` (stdout) and `console.warn/error` (stderr) print one JSON
+ * record per call, so that no module can put a plain line among the records; text format restores them.
+ */
+function routeConsole(json: boolean): void {
+  if (!json) {
+    if (originalConsole !== null) Object.assign(console, originalConsole);
+    originalConsole = null;
+    return;
+  }
+  if (originalConsole !== null) return;
+  originalConsole = {
+    log: console.log,
+    info: console.info,
+    debug: console.debug,
+    warn: console.warn,
+    error: console.error,
+  };
+  const route = (stream: "stdout" | "stderr", level: LogLevel) => (...args: unknown[]) =>
+    writeOutput(stream, { level, text: args.map(consoleText).join(" ") });
+  console.log = route("stdout", "info");
+  console.info = route("stdout", "info");
+  console.debug = route("stdout", "debug");
+  console.warn = route("stderr", "warning");
+  console.error = route("stderr", "error");
+}
+
+/** One `console` argument as text: strings as they are, anything else inspected. */
+function consoleText(value: unknown): string {
+  return typeof value === "string" ? value : Deno.inspect(value, { colors: false, depth: 6 });
+}
+
 // ---- standard error ----
 
 const encoder = new TextEncoder();
 
 /**
- * Writes a line to standard error synchronously, so that nothing is lost when the process exits
- * right after logging (an asynchronous stream sink would need flushing first).
+ * Writes a line synchronously, so that nothing is lost when the process exits right after logging
+ * (an asynchronous stream sink would need flushing first).
  */
-function writeToStderr(line: string): void {
+function writeLine(file: { writeSync(bytes: Uint8Array): number }, line: string): void {
   const bytes = encoder.encode(line + "\n");
   try {
-    for (let offset = 0; offset < bytes.length;) offset += Deno.stderr.writeSync(bytes.subarray(offset));
+    for (let offset = 0; offset < bytes.length;) offset += file.writeSync(bytes.subarray(offset));
   } catch {
-    // Standard error is gone (closed pipe): there is nowhere left to report to.
+    // The stream is gone (closed pipe): there is nowhere left to report to.
   }
+}
+
+/** The default sink: standard error. */
+function writeToStderr(line: string): void {
+  writeLine(Deno.stderr, line);
 }
 
 /** Whether text lines may carry colours: standard error is a terminal and NO_COLOR is unset. */

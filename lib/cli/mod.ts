@@ -13,4 +13,4 @@ export { clientCommand, demoCommand, serverCommand } from "./run.ts";
 export { versionCommand } from "./version.ts";
 export { type RegisterCliOptions, registerCommand, unregisterCommand } from "./register.ts";
 export { DEFAULT_TOP_URL, topCommand } from "./top.ts";
-export { type LogFormat, setupLogging } from "./logging.ts";
+export { type LogFormat, setupLogging, writeOutput } from "./logging.ts";

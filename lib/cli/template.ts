@@ -77,6 +77,15 @@ ${commentedDefault("max_proxies_per_client", DEFAULTS.server.max_proxies_per_cli
 # Seconds a new connection has, from TCP accept, to finish TLS and authenticate before it is closed.
 ${commentedDefault("handshake_timeout_secs", DEFAULTS.server.handshake_timeout_secs)}
 
+# How clients reach the tunnel: "tls" (TLS over TCP), or "wss" (WebSocket upgrade on server_path, over
+# TLS; anything else on the port is answered 404 like a web server). behind_proxy = true (with "wss")
+# serves plain-text WebSocket to a reverse proxy (nginx, Caddy, a CDN) that terminates TLS; the client's
+# address then comes from X-Forwarded-For/Forwarded, believed only from a peer in trusted_proxies.
+${commentedDefault("transport", DEFAULTS.server.transport)}
+${commentedDefault("server_path", DEFAULTS.server.server_path)}
+${commentedDefault("behind_proxy", DEFAULTS.server.behind_proxy)}
+${commentedDefault("trusted_proxies", DEFAULTS.server.trusted_proxies)}
+
 # Connections not yet authenticated, at most in all and from one address; beyond them a new connection
 # is closed at once (counted in tls_tunnel_connections_refused_total{reason}).
 ${commentedDefault("max_pending_connections", DEFAULTS.server.max_pending_connections)}
@@ -152,6 +161,11 @@ ${liveDefault("skip_verify", DEFAULTS.client.skip_verify)}
 # Or pin the server's certificate by its SHA-256 fingerprint, as \`tls-tunnel cert\` and the server print
 # it ("AB:CD:…", 32 hex pairs) or as "SHA256:" followed by 64 hex digits.
 # server_fingerprint = "SHA256:…"
+
+# "tls" (TLS over TCP) or "wss" (WebSocket over TLS on server_path: the server's, or the location a
+# reverse proxy forwards to it). Both verify the server the same way (ca_cert_path, pin, skip_verify).
+${commentedDefault("transport", DEFAULTS.client.transport)}
+${commentedDefault("server_path", DEFAULTS.client.server_path)}
 
 # The key the server expects: its shared auth_key or this client's [[server.clients]] key.
 # Env: TLS_TUNNEL_AUTH_KEY.
@@ -264,7 +278,10 @@ export async function templateCommand(
     }
     return 1;
   }
-  io.err(`Wrote a ${kind} template to ${options.outputPath} (with a fresh auth_key). Check it with:`);
-  io.err(`  tls-tunnel check -c ${options.outputPath}`);
+  // One call, so that --log-format json prints the report as one record.
+  const report: string[] = [];
+  report.push(`Wrote a ${kind} template to ${options.outputPath} (with a fresh auth_key). Check it with:`);
+  report.push(`  tls-tunnel check -c ${options.outputPath}`);
+  io.err(report.join("\n"));
   return 0;
 }

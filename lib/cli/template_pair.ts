@@ -179,18 +179,23 @@ export async function templatePairCommand(
     io.err(`tls-tunnel: cannot write the pair: ${error instanceof Error ? error.message : String(error)}`);
     return 1;
   }
-  io.out(`Wrote a server and client config that work together, in ${dir}:`);
-  io.out("  server.toml  server config (0600, holds the shared key)");
-  io.out("  client.toml  client config (0600, holds the same key)");
-  io.out("  cert.pem     server certificate chain, key.pem its private key (0600)");
-  io.out("  ca.pem       the CA the client trusts (ca_cert_path)");
-  io.out(`Server certificate SHA-256: SHA256:${certificates.serverFingerprintSha256.replaceAll(":", "")}`);
-  io.out("Run:");
-  io.out(`  tls-tunnel server -c ${dir}/server.toml`);
-  io.out(`  tls-tunnel client -c ${dir}/client.toml`);
-  io.out(
+  // One call, so that --log-format json prints the report as one record.
+  const report: string[] = [];
+  report.push(`Wrote a server and client config that work together, in ${dir}:`);
+  report.push("  server.toml  server config (0600, holds the shared key)");
+  report.push("  client.toml  client config (0600, holds the same key)");
+  report.push("  cert.pem     server certificate chain, key.pem its private key (0600)");
+  report.push("  ca.pem       the CA the client trusts (ca_cert_path)");
+  report.push(
+    `Server certificate SHA-256: SHA256:${certificates.serverFingerprintSha256.replaceAll(":", "")}`,
+  );
+  report.push("Run:");
+  report.push(`  tls-tunnel server -c ${dir}/server.toml`);
+  report.push(`  tls-tunnel client -c ${dir}/client.toml`);
+  report.push(
     `Then port ${forward.publishPort} of ${host} reaches ${forward.localAddr}:${forward.localPort} on the client's ` +
       "machine.",
   );
+  io.out(report.join("\n"));
   return 0;
 }

@@ -520,7 +520,17 @@ export class ProxyRegistrar {
         const message =
           `Proxy '${proxy.name}' bind failed (attempt ${attempt.retryCount}/${attempt.maxRetries}): ` +
           `${attempt.error.message}. Retrying in ${attempt.retryDelaySecs} s`;
-        logger.warn("{message}", { message });
+        logger.warn(
+          "Proxy '{proxy}' bind failed (attempt {attempt}/{maxAttempts}): {error}. Retrying in {secs} s",
+          {
+            proxy: proxy.name,
+            client: client.name,
+            attempt: attempt.retryCount,
+            maxAttempts: attempt.maxRetries,
+            error: attempt.error.message,
+            secs: attempt.retryDelaySecs,
+          },
+        );
         published.stats.bindRetries++;
         published.stats.setStatus("unhealthy", attempt.error.message);
         client.notifyException({
