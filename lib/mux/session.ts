@@ -35,6 +35,7 @@ import { Pinger } from "./keepalive.ts";
 import { FrameWriter } from "./writer.ts";
 import { FrameReader } from "./reader.ts";
 import type { SessionEnd, StreamHost, StreamPort } from "./_internal.ts";
+import { frameTracer, traceReceived } from "./_trace.ts";
 
 /** An `open()` waiting for an acknowledgement slot. */
 interface OpenWaiter {
@@ -121,7 +122,9 @@ export class Session {
     this.role = this.options.role;
     this.#conn = conn;
     this.#nextStreamId = this.role === "client" ? FIRST_CLIENT_STREAM_ID : FIRST_SERVER_STREAM_ID;
-    const writer = new FrameWriter(conn, this.options, (end) => this.#terminate(end));
+    // Asked once per session: without -vv no frame builds a trace record.
+    const trace = frameTracer(this.role);
+    const writer = new FrameWriter(conn, this.options, (end) => this.#terminate(end), trace);
     this.#writer = writer;
     this.#pinger = new Pinger({
       sendPing: (opaque) => writer.queueControl(FrameType.Ping, Flag.SYN, SESSION_STREAM_ID, opaque),
@@ -139,9 +142,13 @@ export class Session {
     this.#readLoopDone = new FrameReader(conn, this.options, {
       ended: () => this.#closeReason !== null,
       stream: (id) => this.#streams.get(id),
-      streamForFrame: (header) => this.#streamForFrame(header),
+      streamForFrame: trace === null
+        ? (header) => this.#streamForFrame(header)
+        : (header) => (traceReceived(trace, header), this.#streamForFrame(header)),
       applyFinalFlags: (stream, flags) => this.#applyFinalFlags(stream, flags),
-      onControlFrame: (header) => this.#onControlFrame(header),
+      onControlFrame: trace === null
+        ? (header) => this.#onControlFrame(header)
+        : (header) => (traceReceived(trace, header), this.#onControlFrame(header)),
       end: (end) => this.#terminate(end),
     }).run();
     this.#pinger.start();

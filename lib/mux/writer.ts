@@ -11,6 +11,7 @@ import { FrameType, GoAwayCode, HEADER_SIZE_BYTES } from "./constants.ts";
 import { ProtocolError, SessionClosedError } from "./errors.ts";
 import { writeHeader } from "./frame.ts";
 import { errorText, type SessionEnd } from "./_internal.ts";
+import type { FrameTrace } from "./_trace.ts";
 
 /** Don't cut a data frame smaller than this just to fill the batch; wait for the next batch instead. */
 const MIN_DATA_FRAGMENT_BYTES = 16 * 1024;
@@ -74,6 +75,7 @@ export class FrameWriter {
   readonly #conn: Pick<DuplexConn, "write">;
   readonly #options: FrameWriterOptions;
   readonly #onFailure: WriterFailure;
+  readonly #trace: FrameTrace | null;
   /** The batch being filled: frames queued for the next `conn.write`. */
   #batch: Uint8Array;
   /** Bytes used in `#batch`. */
@@ -101,10 +103,19 @@ export class FrameWriter {
   /** `stop()` was called: new frames are dropped. */
   #stopped = false;
 
-  constructor(conn: Pick<DuplexConn, "write">, options: FrameWriterOptions, onFailure: WriterFailure) {
+  /**
+   * @param trace records each frame queued (`-vv`); null when tracing is off
+   */
+  constructor(
+    conn: Pick<DuplexConn, "write">,
+    options: FrameWriterOptions,
+    onFailure: WriterFailure,
+    trace: FrameTrace | null = null,
+  ) {
     this.#conn = conn;
     this.#options = options;
     this.#onFailure = onFailure;
+    this.#trace = trace;
     this.#batch = new Uint8Array(options.writeBatchBytes + CONTROL_RESERVE_BYTES);
     this.#spareBatch = new Uint8Array(options.writeBatchBytes + CONTROL_RESERVE_BYTES);
   }
@@ -173,6 +184,7 @@ export class FrameWriter {
   #queueHeader(type: number, flags: number, streamId: number, length: number): void {
     if (this.#batchLength + HEADER_SIZE_BYTES > this.#batch.length && !this.#growBatch()) return;
     writeHeader(this.#batch, this.#batchLength, type, flags, streamId, length);
+    if (this.#trace !== null) this.#trace("sent", type, flags, streamId, length);
     this.#batchLength += HEADER_SIZE_BYTES;
     this.#scheduleFlush();
   }
@@ -217,6 +229,7 @@ export class FrameWriter {
       const batch = this.#batch;
       const offset = this.#batchLength;
       writeHeader(batch, offset, FrameType.Data, 0, source.id, count);
+      if (this.#trace !== null) this.#trace("sent", FrameType.Data, 0, source.id, count);
       if (zeroCopyMinBytes > 0 && count >= zeroCopyMinBytes) {
         const { bytes, written } = source.takeSendBytesZeroCopy(count);
         this.#zeroCopy.push({ offset: offset + HEADER_SIZE_BYTES, bytes, written });

@@ -21,6 +21,7 @@ import type { DuplexConn } from "../net/conn.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
+  FRAME_HEADER_BYTES,
   FrameReader,
   FrameTooLargeError,
   FrameWriter,
@@ -212,6 +213,8 @@ export class RpcPeer {
   readonly #writer: FrameWriter;
   /** Largest frame body received or sent. */
   readonly #maxFrameBytes: number;
+  /** Whether messages are traced (`-vv`): asked once, so that without it no message is decoded twice. */
+  readonly #trace = logger.isEnabledFor("trace");
   /** Timeout of requests that give none. */
   readonly #requestTimeoutMs: number;
   /** Incoming requests whose handlers may run at once. */
@@ -452,6 +455,7 @@ export class RpcPeer {
           reason = this.#remoteEndedError();
           break;
         }
+        if (this.#trace) traceMessage("received", value);
         this.#dispatch(value);
         if (this.#queuedNotifications >= this.#maxQueuedNotifications) await this.#notificationTail;
         if (this.#writer.pendingFrames >= MAX_PENDING_WRITES) await this.#writer.drained();
@@ -580,6 +584,9 @@ export class RpcPeer {
 
   /** Writes one frame; an I/O failure closes the peer and rejects with `RpcClosedError`. */
   async #write(frame: Uint8Array): Promise<void> {
+    if (this.#trace) {
+      traceMessage("sent", JSON.parse(traceDecoder.decode(frame.subarray(FRAME_HEADER_BYTES))));
+    }
     try {
       await this.#writer.writeEncoded(frame);
     } catch (error) {
@@ -737,6 +744,38 @@ function checkedTimeout(timeoutMs: number): number {
 }
 
 /** A method name cut to a length fit for messages (names come from the network). */
+const traceDecoder = new TextDecoder();
+
+/**
+ * One trace record for a message: its kind, method, id and params (an error response: its code). The
+ * log formatter masks secret-named fields (auth_key, tokens) at any depth, in every sink the CLI sets up.
+ */
+function traceMessage(direction: "sent" | "received", value: unknown): void {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    logger.trace("RPC {direction} a message that is not an object", { direction });
+    return;
+  }
+  const message = value as Record<string, unknown>;
+  const method = typeof message.method === "string" ? excerpt(message.method) : null;
+  const error = message.error;
+  const kind = method !== null
+    ? ("id" in message ? "request" : "notification")
+    : error !== undefined
+    ? "error response"
+    : "response";
+  const template = method !== null
+    ? "RPC {direction} {kind} {method} id={id}"
+    : "RPC {direction} {kind} id={id}";
+  logger.trace(template, {
+    direction,
+    kind,
+    ...(method !== null ? { method } : {}),
+    id: message.id ?? null,
+    ...(message.params !== undefined ? { params: message.params } : {}),
+    ...(typeof error === "object" && error !== null && "code" in error ? { code: error.code } : {}),
+  });
+}
+
 function excerpt(method: string): string {
   return method.length <= 100 ? method : `${method.slice(0, 100)}…`;
 }
