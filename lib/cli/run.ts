@@ -7,13 +7,18 @@
 import { getLogger } from "@logtape/logtape";
 import { collectWhenIdle } from "./_idle_gc.ts";
 import { copiedChunks } from "../transport/pipe.ts";
-import type { ServerConfig } from "../config/types.ts";
+import type { ClientConfig, ServerConfig } from "../config/types.ts";
+import { processEnv } from "../config/env.ts";
+import { type EnvironmentProxy, proxyFromEnvironment } from "../net/no_proxy.ts";
+import { type OutboundProxy, ProxyUrlError } from "../net/proxy_url.ts";
 import { type ClientFlags, prepareClient, prepareServer, type ServerFlags } from "./role_setup.ts";
 import { fingerprintSha256 } from "../pki/fingerprint.ts";
+import { keyMatchesCertificate } from "../pki/key_match.ts";
 import { formatHostPort } from "../net/address.ts";
 import { BindError } from "../net/tcp.ts";
 import { tcpResetUnavailableReason } from "../net/tcp_reset.ts";
 import { escapeForTerminal } from "../text.ts";
+import { writeOutput } from "./logging.ts";
 import { TunnelServer } from "../server/server.ts";
 import { type ClientProxyState, FatalClientError, TunnelClient } from "../client/client.ts";
 import { InsecureStatsEndpointError, startStatsServer, type StatsServer } from "../stats/http.ts";
@@ -31,23 +36,16 @@ export interface ServerCommandOptions extends ServerFlags {
 /** Reads the certificate and key named in the config, or generates a throw-away pair. */
 async function serverCertificate(config: ServerConfig): Promise<{ certPem: string; keyPem: string } | null> {
   if (config.certPath !== undefined && config.keyPath !== undefined) {
-    try {
-      const [certPem, keyPem] = await Promise.all([
-        Deno.readTextFile(config.certPath),
-        Deno.readTextFile(config.keyPath),
-      ]);
-      logger.info("Using certificate {path} (SHA-256 {fingerprint})", {
-        path: config.certPath,
-        fingerprint: await fingerprintSha256(certPem),
-      });
-      return { certPem, keyPem };
-    } catch (error) {
-      console.error(
-        `tls-tunnel: cannot read server.cert_path/key_path (${config.certPath}, ${config.keyPath}): ` +
-          `${error instanceof Error ? error.message : String(error)}`,
-      );
+    const loaded = await loadServerCertificate(config.certPath, config.keyPath);
+    if (typeof loaded === "string") {
+      console.error(`tls-tunnel: ${loaded}`);
       return null;
     }
+    logger.info("Using certificate {path} (SHA-256 {fingerprint})", {
+      path: config.certPath,
+      fingerprint: loaded.fingerprint,
+    });
+    return loaded;
   }
   // Loaded only here: the X.509 library costs a running server about 17 MB it rarely needs.
   const { generateCertificates } = await import("../pki/cert.ts");
@@ -62,6 +60,43 @@ async function serverCertificate(config: ServerConfig): Promise<{ certPem: strin
     { fingerprint: generated.caFingerprintSha256 },
   );
   return { certPem: generated.serverChainPem, keyPem: generated.serverKeyPem };
+}
+
+/**
+ * Reads `cert_path` and `key_path` and checks that they go together, so that a wrong file stops the
+ * server at start with its name and problem instead of failing every handshake. Returns the PEM texts
+ * and the leaf's fingerprint, or the message saying which file is wrong and why.
+ */
+async function loadServerCertificate(
+  certPath: string,
+  keyPath: string,
+): Promise<{ certPem: string; keyPem: string; fingerprint: string } | string> {
+  const texts: string[] = [];
+  for (const [key, path] of [["cert_path", certPath], ["key_path", keyPath]] as const) {
+    try {
+      texts.push(await Deno.readTextFile(path));
+    } catch (error) {
+      return `cannot read server.${key} ${path}: ${error instanceof Error ? error.message : String(error)}`;
+    }
+  }
+  const [certPem = "", keyPem = ""] = texts;
+  let fingerprint: string;
+  try {
+    fingerprint = await fingerprintSha256(certPem);
+  } catch (error) {
+    return `server.cert_path ${certPath}: ${error instanceof Error ? error.message : String(error)}; ` +
+      "point it at the PEM certificate chain (`tls-tunnel cert` writes cert.pem)";
+  }
+  if (!/-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/.test(keyPem)) {
+    return `server.key_path ${keyPath} holds no PEM private key (-----BEGIN PRIVATE KEY-----); point it at ` +
+      "the key of cert_path's certificate (`tls-tunnel cert` writes key.pem)";
+  }
+  const match = await keyMatchesCertificate(certPem, keyPem);
+  if (match.match === false) {
+    return `server.key_path ${keyPath} does not belong to the certificate in ${certPath}: ${match.reason}; ` +
+      "use the key file written together with that certificate";
+  }
+  return { certPem, keyPem, fingerprint };
 }
 
 /**
@@ -108,7 +143,12 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
       { reason: resetUnavailable },
     );
   }
-  const server = new TunnelServer({ config, ...certificate, signal: options.signal });
+  const server = new TunnelServer({
+    config,
+    ...certificate,
+    signal: options.signal,
+    transport: config.transport,
+  });
   const stats = startStatsEndpoint(
     config,
     { snapshot: () => server.snapshot(), events: server.events },
@@ -169,11 +209,15 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
         "Use ca_cert_path in production.",
     );
   }
+  const proxy = outboundProxyOf(config);
+  if (typeof proxy === "number") return proxy;
   const registered = Promise.withResolvers<void>();
   const client = new TunnelClient({
     config,
     ...(caCertPem !== undefined ? { caCertPem } : {}),
+    proxy,
     signal: options.signal,
+    transport: config.transport,
     onStatusChange: (proxies) => {
       printProxyTable(proxies);
       registered.resolve();
@@ -206,6 +250,44 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
   return 0;
 }
 
+/**
+ * The outbound proxy to the server: `proxy_url`, else the environment's (`HTTPS_PROXY`… unless
+ * `NO_PROXY` lists the server), said once in the log with its credentials masked; an exit code when the
+ * environment's proxy URL is malformed.
+ */
+function outboundProxyOf(config: ClientConfig): OutboundProxy | null | number {
+  if (config.proxyUrl !== undefined) {
+    logger.info("Leaving through {hop} ({url}, proxy_url)", {
+      hop: config.proxyUrl.hop,
+      url: config.proxyUrl.masked,
+    });
+    return config.proxyUrl;
+  }
+  let found: EnvironmentProxy;
+  try {
+    found = proxyFromEnvironment(processEnv, config.serverAddr);
+  } catch (error) {
+    if (!(error instanceof ProxyUrlError)) throw error;
+    console.error(`tls-tunnel: ${escapeForTerminal(error.message)} (or unset it to connect directly)`);
+    return 1;
+  }
+  if (found.kind === "proxy") {
+    logger.info("Leaving through {hop} ({url}, from {variable})", {
+      hop: found.proxy.hop,
+      url: found.proxy.masked,
+      variable: found.variable,
+    });
+    return found.proxy;
+  }
+  if (found.kind === "bypass") {
+    logger.info("{variable} lists {server}: connecting directly, not through the proxy", {
+      variable: found.variable,
+      server: config.serverAddr,
+    });
+  }
+  return null;
+}
+
 /** Prints the proxies' state: `web  healthy  0.0.0.0:8080 → 127.0.0.1:3000`. */
 function printProxyTable(proxies: ClientProxyState[]): void {
   const rows = proxies.map(({ config, registration, stats }) => {
@@ -219,11 +301,14 @@ function printProxyTable(proxies: ClientProxyState[]): void {
     ];
   });
   const widths = [0, 1].map((column) => Math.max(...rows.map((row) => (row[column] ?? "").length)));
-  for (const row of rows) {
-    logger.info("{line}", {
-      line: `${(row[0] ?? "").padEnd(widths[0] ?? 0)}  ${(row[1] ?? "").padEnd(widths[1] ?? 0)}  ${row[2]}`,
-    });
-  }
+  const lines = rows.map((row) =>
+    `${(row[0] ?? "").padEnd(widths[0] ?? 0)}  ${(row[1] ?? "").padEnd(widths[1] ?? 0)}  ${row[2]}`
+  );
+  // One record per change (one event, one line), the structured rows beside the rendered ones.
+  logger.info("{table}", {
+    table: lines.join("; "),
+    proxies: rows.map(([name, status, route]) => ({ name, status, route })),
+  });
 }
 
 /** Options of {@linkcode demoCommand}. */
@@ -241,9 +326,21 @@ export async function demoCommand(options: DemoCommandOptions): Promise<number> 
   const { startDemo } = await import("./demo.ts");
   const demo = await startDemo({ signal: options.signal });
   try {
-    console.log(`Tunnel demo is up: ${demo.publishedUrl} → local web service ${demo.localUrl}`);
-    console.log(`Fetched through the tunnel: HTTP ${demo.firstResponse.status}: ${demo.firstResponse.body}`);
-    console.log("Press Ctrl-C to stop.");
+    // One message, so that --log-format json prints one record with the details in their own fields.
+    writeOutput("stdout", {
+      level: "info",
+      text: [
+        `Tunnel demo is up: ${demo.publishedUrl} → local web service ${demo.localUrl}`,
+        `Fetched through the tunnel: HTTP ${demo.firstResponse.status}: ${demo.firstResponse.body}`,
+        "Press Ctrl-C to stop.",
+      ].join("\n"),
+      properties: {
+        publishedUrl: demo.publishedUrl,
+        localUrl: demo.localUrl,
+        status: demo.firstResponse.status,
+        body: demo.firstResponse.body,
+      },
+    });
     await demo.done;
     return 0;
   } finally {

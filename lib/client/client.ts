@@ -26,6 +26,8 @@ import type { DialedConn, Transport } from "../transport/transport.ts";
 import { DEFAULT_TRANSPORT, transportFor } from "../transport/registry.ts";
 import { sleep } from "../_async.ts";
 import { formatHostPort } from "../net/address.ts";
+import { isPermanentProxyError } from "../net/proxy_handshake.ts";
+import type { OutboundProxy } from "../net/proxy_url.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
 import { EventLog } from "../stats/event_log.ts";
 import type { ClientRoleSnapshot } from "../stats/snapshot.ts";
@@ -63,6 +65,12 @@ export interface TunnelClientOptions {
   onStatusChange?: (proxies: ClientProxyState[]) => void;
   /** Name of the registered transport to dial the server with (default `"tls"`; `transport/registry.ts`). */
   transport?: string;
+  /**
+   * The outbound proxy the environment names (`HTTPS_PROXY`… unless `NO_PROXY` lists the server; the CLI
+   * reads them with `proxyFromEnvironment`), used when the config has no `proxy_url`. Absent or null: the
+   * config's `proxy_url`, or none.
+   */
+  proxy?: OutboundProxy | null;
 }
 
 /** The tunnel client. */
@@ -96,7 +104,7 @@ export class TunnelClient {
   constructor(options: TunnelClientOptions) {
     this.#options = options;
     this.#config = options.config;
-    this.#transport = transportFor(options.transport ?? DEFAULT_TRANSPORT);
+    this.#transport = transportFor(options.transport ?? options.config.transport ?? DEFAULT_TRANSPORT);
     for (const proxy of options.config.proxies) {
       this.proxies.set(proxy.name, { config: proxy, registration: null, stats: new ProxyStats() });
     }
@@ -126,6 +134,12 @@ export class TunnelClient {
           healthy = await this.#runSession(clientId, attempt);
         } catch (error) {
           if (error instanceof FatalClientError) throw error;
+          // The proxy refused the credentials (or wants some): the same config can only fail again.
+          if (isPermanentProxyError(error)) {
+            throw new FatalClientError(error instanceof Error ? error.message : String(error), 0, {
+              cause: error,
+            });
+          }
           if (signal?.aborted) break;
           logger.warn("Attempt {attempt} to reach {server} failed: {error}", {
             attempt,
@@ -169,17 +183,25 @@ export class TunnelClient {
   async #runSession(clientId: string, attempt: number): Promise<boolean> {
     const signal = this.#options.signal;
     const server = formatHostPort(this.#config.serverAddr, this.#config.serverPort);
-    logger.info("Connecting to {server} (attempt {attempt})", { server, attempt });
+    const proxy = this.#config.proxyUrl ?? this.#options.proxy ?? null;
+    logger.info("Connecting to {server}{via} (attempt {attempt})", {
+      server,
+      via: proxy === null ? "" : ` through ${proxy.hop}`,
+      attempt,
+    });
     const conn: DialedConn = await this.#transport.dial({
       hostname: this.#config.serverAddr,
       port: this.#config.serverPort,
       serverName: this.#config.serverName,
       ...(this.#options.caCertPem !== undefined ? { caCertPem: this.#options.caCertPem } : {}),
+      ...(this.#config.caCertPath !== undefined ? { caCertPath: this.#config.caCertPath } : {}),
       skipVerify: this.#config.skipVerify,
       ...(this.#config.serverFingerprint !== undefined
         ? { pinnedFingerprint: this.#config.serverFingerprint }
         : {}),
       timeoutMs: DIAL_TIMEOUT_MS,
+      path: this.#config.serverPath,
+      proxy,
     }, signal);
     const session = new Session(conn, {
       role: "client",
@@ -263,7 +285,8 @@ export class TunnelClient {
         });
       } else if (registration.status === "retrying") {
         proxy.stats.setStatus("unhealthy", registration.reason);
-        logger.warn("Proxy {proxy} not published yet ({code}): {reason}; the server retries in {secs} s", {
+        // Debug: the server's PROXY_BIND_RETRY warning that follows says the same with the attempt count.
+        logger.debug("Proxy {proxy} not published yet ({code}): {reason}; the server retries in {secs} s", {
           proxy: registration.name,
           code: registration.code,
           reason: registration.reason,
@@ -302,13 +325,17 @@ export class TunnelClient {
     }
     const changed = proxy.stats.setStatus(next, error);
     const retry = retry_after_seconds !== null ? ` (next attempt in ${retry_after_seconds} s)` : "";
-    logger.info("Proxy {proxy} is {status} on {publish}{retry}{error}", {
-      proxy: proxy.config.name,
-      status: next,
-      publish: formatHostPort(addr, port),
-      retry,
-      error: error ? `: ${error}` : "",
-    });
+    // An unchanged status (another failed bind retry, already told by the server's warning) is debug.
+    logger[changed || next === "healthy" ? "info" : "debug"](
+      "Proxy {proxy} is {status} on {publish}{retry}{error}",
+      {
+        proxy: proxy.config.name,
+        status: next,
+        publish: formatHostPort(addr, port),
+        retry,
+        error: error ? `: ${error}` : "",
+      },
+    );
     if (changed || next === "healthy") this.#statusChanged();
   }
 
@@ -347,9 +374,10 @@ export class TunnelClient {
     const { level, message, code, data } = params;
     const properties = { code, data: data ?? null, message };
     this.events.add({ level, code, message, ...(data ? { data } : {}) });
-    if (level === "error") logger.error("Server error {code}: {message} {data}", properties);
-    else if (level === "warning") logger.warn("Server warning {code}: {message} {data}", properties);
-    else logger.info("Server notice {code}: {message} {data}", properties);
+    // `data` stays a property of its own (JSON format: a field; text format: `data=…` after the message).
+    if (level === "error") logger.error("Server error {code}: {message}", properties);
+    else if (level === "warning") logger.warn("Server warning {code}: {message}", properties);
+    else logger.info("Server notice {code}: {message}", properties);
   }
 
   /** The client's state for the stats endpoint. */

@@ -8,6 +8,7 @@
 
 import { z } from "zod";
 import { isHost, isIpAddress } from "../net/address.ts";
+import { parseCidr } from "../net/cidr.ts";
 import { NAME_HINT, NAME_PATTERN, unsafeCharacter } from "../text.ts";
 import { parsePortRange, parsePortRanges } from "./port_range.ts";
 
@@ -157,3 +158,21 @@ export const portRange = z.string().transform((text, ctx) => {
   ctx.addIssue({ code: "custom", message: range.message, params: { hint: range.hint } });
   return z.NEVER;
 });
+
+/** `trusted_proxies` entries: an IP address or a CIDR network (`"10.0.0.0/8"`, `"::1"`). */
+export const cidr = z.string().refine((value) => parseCidr(value) !== null, {
+  message: "is not an IP address or CIDR network",
+  params: { hint: `write an address like "127.0.0.1" or a network like "10.0.0.0/8" or "fd00::/8"` },
+});
+
+/**
+ * `server_path`: an absolute HTTP path (starts with `/`), at most 256 characters, without spaces, `?`,
+ * `#` or control characters (it goes into a request line as is).
+ */
+export const serverPath = z.string().refine(
+  (value) => /^\/[A-Za-z0-9._~!$&'()*+,;=:@%\/-]{0,255}$/.test(value),
+  {
+    message: "is not an HTTP path",
+    params: { hint: `write a path starting with "/", like "/tunnel", without spaces, "?" or "#"` },
+  },
+);

@@ -254,12 +254,7 @@ export function convertIssue(
       if (key === "transport") {
         converted = {
           message: `transport ${shown} is not supported`,
-          hint: `this tls-tunnel speaks TLS directly; remove transport or set transport = "tls"`,
-        };
-      } else if (key === "behind_proxy") {
-        converted = {
-          message: "behind_proxy = true is not supported",
-          hint: "this tls-tunnel terminates TLS itself; remove behind_proxy or set it to false",
+          hint: `use transport = "tls" (the default) or "wss" (WebSocket, also behind a reverse proxy)`,
         };
       } else if (key === "proxy_type") {
         converted = {

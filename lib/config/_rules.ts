@@ -129,6 +129,16 @@ export function serverRules(document: Table): ConfigIssue[] {
     }),
   );
 
+  const transport = has(server, "transport") ? str(server, "transport") : DEFAULTS.server.transport;
+  if (bool(server, "behind_proxy") === true && transport !== "wss") {
+    issues.push({
+      path: "server.behind_proxy",
+      message: `behind_proxy = true needs transport = "wss" (transport is ${JSON.stringify(transport)})`,
+      hint: `set transport = "wss" to serve plain-text WebSocket to a reverse proxy that terminates TLS, ` +
+        "or remove behind_proxy to terminate TLS here",
+    });
+  }
+
   issues.push(...statsTokenRule(server, "server", DEFAULTS.server.stats_addr));
   const statsAddr = has(server, "stats_addr") ? str(server, "stats_addr") : DEFAULTS.server.stats_addr;
   const statsPort = num(server, "stats_port");

@@ -23,6 +23,10 @@ export const DEFAULTS = {
     unhealthy_after_failures: 3,
     bind_retry: { max_retries: 10, initial_delay_secs: 2, max_delay_secs: 60 },
     notify: { events: ["PROXY_BIND_FAILED", "CLIENT_DISCONNECTED"], timeout_secs: 5 },
+    transport: "tls",
+    server_path: "/tunnel",
+    behind_proxy: false,
+    trusted_proxies: ["127.0.0.0/8", "::1"],
   },
   client: {
     server_port: 8443,
@@ -33,6 +37,8 @@ export const DEFAULTS = {
     keepalive_timeout_secs: 30,
     stats_addr: "127.0.0.1",
     reconnect: { initial_delay_secs: 5, max_delay_secs: 60, multiplier: 2, jitter: 0.2, max_attempts: 0 },
+    transport: "tls",
+    server_path: "/tunnel",
   },
   proxy: {
     proxy_type: "tcp",

@@ -58,6 +58,10 @@ Deno.test("a minimal server config gets every documented default", () => {
     bindRetry: { maxRetries: 10, initialDelaySecs: 2, maxDelaySecs: 60 },
     stickyPortsTtlSecs: 600,
     unhealthyAfterFailures: 3,
+    transport: "tls",
+    serverPath: "/tunnel",
+    behindProxy: false,
+    trustedProxies: ["127.0.0.0/8", "::1"],
   });
 });
 
@@ -74,6 +78,8 @@ Deno.test("a minimal client config gets every documented default", () => {
     keepaliveIntervalSecs: 10,
     keepaliveTimeoutSecs: 30,
     statsAddr: "127.0.0.1",
+    transport: "tls",
+    serverPath: "/tunnel",
     proxies: [{
       name: "web",
       proxyType: "tcp",
@@ -114,6 +120,10 @@ Deno.test("every key of a full server config reaches the camelCase object", asyn
     bindRetry: { maxRetries: 0, initialDelaySecs: 0.5, maxDelaySecs: 10 },
     stickyPortsTtlSecs: 0,
     unhealthyAfterFailures: 5,
+    transport: "wss",
+    serverPath: "/hidden/ws",
+    behindProxy: true,
+    trustedProxies: ["10.0.0.0/8", "fd00::/8", "192.0.2.7"],
   });
 });
 
@@ -121,6 +131,8 @@ Deno.test("every key of a full client config reaches the camelCase object", asyn
   const config = await loadClientConfig(new URL("valid/full_client.toml", TESTDATA), { env: NO_ENV });
   assert.equal(config.serverAddr, "tunnel.example.com");
   assert.equal(config.serverPort, 443);
+  assert.equal(config.transport, "wss");
+  assert.equal(config.serverPath, "/hidden/ws");
   assert.equal(config.caCertPath, "ca.pem");
   assert.equal(config.clientId, "office.laptop_1");
   assert.equal(config.localConnectRetries, 5);

@@ -10,9 +10,8 @@
  * some value has the wrong type (zod skips an object's refinements once one of its values failed) and
  * every problem is reported in one pass.
  *
- * Compatibility with the Rust tls-tunnel: its `transport` key is accepted when it is `"tls"` (the only
- * transport here), `behind_proxy` when it is `false`, and the client's `server_path` (used only by its
- * http2/wss transports) is accepted and ignored; none of them reaches the roles.
+ * Compatibility with the Rust tls-tunnel: its `transport` (`"tls"` or `"wss"`; not yet `"http2"`),
+ * `server_path` and `behind_proxy` keys mean the same here.
  *
  * @module
  */
@@ -22,6 +21,7 @@ import { camelKeys } from "./_camel.ts";
 import {
   bindablePort,
   bindAddress,
+  cidr,
   filePath,
   host,
   localBackends,
@@ -31,9 +31,14 @@ import {
   portRanges,
   seconds,
   secret,
+  serverPath,
   sha256Fingerprint,
 } from "./_fields.ts";
 import { DEFAULTS } from "./defaults.ts";
+import { parseProxyUrl, ProxyUrlError } from "../net/proxy_url.ts";
+
+/** The values of the `transport` key (the registry's built-in transports; `transport/registry.ts`). */
+export const TRANSPORT_KEYS = ["tls", "wss"] as const;
 
 /** Load-balancing policies of a proxy with several `local_backends`. */
 export const LB_POLICIES = ["round_robin", "least_connections", "ip_hash"] as const;
@@ -152,11 +157,22 @@ export const serverTableSchema = z.strictObject({
   notify: notifySchema.optional(),
   /** Named clients with their own keys (`[[server.clients]]`). */
   clients: z.array(serverClientSchema).default([]),
-  // Rust tls-tunnel compatibility: accepted only with the one value this implementation supports.
-  transport: z.literal("tls").optional(),
-  behind_proxy: z.literal(false).optional(),
+  /** How clients reach the tunnel: `"tls"` (TLS over TCP) or `"wss"` (WebSocket, over TLS or behind a proxy). */
+  transport: z.enum(TRANSPORT_KEYS).default(DEFAULTS.server.transport),
+  /** HTTP path of the WebSocket upgrade (`transport = "wss"`); anything else is answered 404. */
+  server_path: serverPath.default(DEFAULTS.server.server_path),
+  /**
+   * Serve plain-text WebSocket for a reverse proxy (nginx, Caddy, a CDN) that terminates TLS; needs
+   * `transport = "wss"`. The certificate keys then go unused.
+   */
+  behind_proxy: z.boolean().default(DEFAULTS.server.behind_proxy),
+  /**
+   * Peers whose `X-Forwarded-For`/`Forwarded` header is believed for the client's address (IP addresses or
+   * CIDR networks); any other peer's header is ignored.
+   */
+  trusted_proxies: z.array(cidr).max(256).default(() => [...DEFAULTS.server.trusted_proxies]),
 }).transform((table) => {
-  const server = camelKeys(table, "transport", "behind_proxy");
+  const server = camelKeys(table);
   return {
     ...server,
     clients: server.clients.map((client) => ({
@@ -180,6 +196,20 @@ export const reconnectSchema = z.strictObject({
   /** Attempts before giving up; 0 = forever. */
   max_attempts: z.int().min(0).default(DEFAULTS.client.reconnect.max_attempts),
 }).transform((table) => camelKeys(table));
+
+/**
+ * `proxy_url` → an `OutboundProxy`. The message quotes the URL with its credentials masked (it does not
+ * start with "is ", so the issue converter does not put the raw value in front of it).
+ */
+const outboundProxyUrl = z.string().transform((text, ctx) => {
+  try {
+    return parseProxyUrl(text, "proxy_url");
+  } catch (error) {
+    if (!(error instanceof ProxyUrlError)) throw error;
+    ctx.addIssue({ code: "custom", message: error.problem, params: { hint: error.hint } });
+    return z.NEVER;
+  }
+});
 
 /** `[client]`. */
 export const clientTableSchema = z.strictObject({
@@ -222,12 +252,18 @@ export const clientTableSchema = z.strictObject({
   reconnect: reconnectSchema.prefault({}),
   /** A gentler bind retry asked of the server (`[client.bind_retry]`). */
   bind_retry: clientBindRetrySchema.optional(),
-  // Rust tls-tunnel compatibility: `transport` only as "tls"; `server_path` only matters to its http2/wss
-  // transports and is ignored here.
-  transport: z.literal("tls").optional(),
-  server_path: z.string().optional(),
+  /**
+   * Leave through this outbound proxy: `"http://[user:pass@]host:port"` (HTTP CONNECT) or
+   * `"socks5://[user:pass@]host:port"`; reaches the roles as an `OutboundProxy` that prints without its
+   * credentials. Absent → `HTTPS_PROXY`/`ALL_PROXY` and `NO_PROXY` decide, like curl (the CLI reads them).
+   */
+  proxy_url: outboundProxyUrl.optional(),
+  /** How the server is reached: `"tls"` or `"wss"` (WebSocket over TLS, also through a reverse proxy). */
+  transport: z.enum(TRANSPORT_KEYS).default(DEFAULTS.client.transport),
+  /** HTTP path of the WebSocket upgrade (`transport = "wss"`): the server's, or the proxy's location. */
+  server_path: serverPath.default(DEFAULTS.client.server_path),
 }).transform((table) => {
-  const client = camelKeys(table, "transport", "server_path");
+  const client = camelKeys(table);
   return { ...client, serverName: client.serverName ?? client.serverAddr };
 });
 

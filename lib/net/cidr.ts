@@ -74,3 +74,23 @@ export function cidrContains(cidr: Cidr, address: string): boolean {
   }
   return true;
 }
+
+/**
+ * The client's address behind reverse proxies: `peer` itself unless it is in `trusted`; then, walking
+ * `forwardedFor` (client first, each proxy appending its peer, as `X-Forwarded-For` is written) from the
+ * nearest hop, the first address not in `trusted` (an untrusted hop could have written anything before
+ * it), or the farthest one when every hop is trusted. Without forwarded addresses, `peer`.
+ */
+export function clientBehindProxies(
+  peer: string,
+  forwardedFor: readonly string[],
+  trusted: readonly Cidr[],
+): string {
+  const isTrusted = (address: string) => trusted.some((network) => cidrContains(network, address));
+  if (!isTrusted(peer) || forwardedFor.length === 0) return peer;
+  for (let index = forwardedFor.length - 1; index >= 0; index--) {
+    const hop = forwardedFor[index] ?? peer;
+    if (!isTrusted(hop) || index === 0) return unmapIpv4(hop);
+  }
+  return peer;
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cidrContains, ipBytes, parseCidr } from "./cidr.ts";
+import { cidrContains, clientBehindProxies, ipBytes, parseCidr } from "./cidr.ts";
 
 Deno.test("cidr: IPv4 and IPv6 networks contain exactly their addresses", () => {
   const rows: [string, string, boolean][] = [
@@ -36,4 +36,20 @@ Deno.test("cidr: ipBytes expands IPv6 with an IPv4 tail", () => {
     new Uint8Array([0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]),
   );
   assert.deepEqual(ipBytes("[::1]")?.[15], 1);
+});
+
+Deno.test("cidr: the client behind proxies is believed only from trusted hops, nearest first", () => {
+  const trusted = ["127.0.0.0/8", "10.0.0.0/8"].map((text) => parseCidr(text)).filter((c) => c !== null);
+  // A trusted peer's header is believed.
+  assert.equal(clientBehindProxies("127.0.0.1", ["203.0.113.5"], trusted), "203.0.113.5");
+  // An untrusted peer's header is ignored.
+  assert.equal(clientBehindProxies("198.51.100.7", ["203.0.113.5"], trusted), "198.51.100.7");
+  // A client-forged first entry is skipped: the nearest untrusted hop wins.
+  assert.equal(
+    clientBehindProxies("127.0.0.1", ["1.1.1.1", "203.0.113.5", "10.0.0.3"], trusted),
+    "203.0.113.5",
+  );
+  // Every hop trusted: the farthest.
+  assert.equal(clientBehindProxies("127.0.0.1", ["10.0.0.9", "10.0.0.3"], trusted), "10.0.0.9");
+  assert.equal(clientBehindProxies("127.0.0.1", [], trusted), "127.0.0.1");
 });

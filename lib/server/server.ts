@@ -33,6 +33,7 @@ import { ConnectedClient } from "./connected_client.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
 import { formatAddr, unmapIpv4 } from "../net/address.ts";
+import { type Cidr, clientBehindProxies, parseCidr } from "../net/cidr.ts";
 import { onProxyConnectResult } from "./connect_failures.ts";
 import { WebhookNotifier } from "./webhook.ts";
 import { LEAVE_GRACE_MS } from "../protocol/leaving.ts";
@@ -80,6 +81,8 @@ export class TunnelServer {
   readonly #sticky: StickyPorts;
   readonly #registrar: ProxyRegistrar;
   readonly #webhook: WebhookNotifier | null = null;
+  /** `trusted_proxies`: peers whose forwarded client address is believed. */
+  readonly #trustedProxies: readonly Cidr[];
   #listener: TransportListener | null = null;
   /** Connections accepted and not yet authenticated, with their limits. */
   readonly pendingConnections: PendingConnections;
@@ -102,6 +105,8 @@ export class TunnelServer {
         () => (this.#listener ? formatAddr(this.#listener.addr) : ""),
       );
     }
+    this.#trustedProxies = options.config.trustedProxies.map((text) => parseCidr(text))
+      .filter((network) => network !== null);
     this.#registrar = new ProxyRegistrar({
       config: options.config,
       reservedPortReason: (addr, port) => this.#reservedPortReason(addr, port),
@@ -133,12 +138,16 @@ export class TunnelServer {
    * cannot, or an `UnknownTransportError` for a transport name no one registered.
    */
   async listen(): Promise<Deno.NetAddr> {
-    this.#listener = await transportFor(this.#options.transport ?? DEFAULT_TRANSPORT).listen({
+    this.#listener = await transportFor(
+      this.#options.transport ?? this.#config.transport ?? DEFAULT_TRANSPORT,
+    ).listen({
       hostname: this.#config.bindAddr,
       port: this.#config.bindPort,
       certPem: this.#options.certPem,
       keyPem: this.#options.keyPem,
       handshakeTimeoutMs: this.#config.handshakeTimeoutSecs * 1000,
+      path: this.#config.serverPath,
+      plainText: this.#config.behindProxy,
     });
     logger.info("Listening for clients on {addr}", { addr: formatAddr(this.#listener.addr) });
     return this.#listener.addr;
@@ -196,10 +205,11 @@ export class TunnelServer {
 
   async #handleConnection(
     conn: AdmittedConn,
-    remoteHost: string,
+    peerHost: string,
     authenticatedNow: () => void,
   ): Promise<void> {
-    const remote = formatAddr({ ...conn.remoteAddr, hostname: remoteHost });
+    let remoteHost = peerHost;
+    let remote = formatAddr({ ...conn.remoteAddr, hostname: remoteHost });
     const deadlineMs = this.#config.handshakeTimeoutSecs * 1000;
     let authenticated = false;
     // From TCP accept to authenticated: covers a socket that never sends a byte, a stalled TLS handshake
@@ -224,6 +234,13 @@ export class TunnelServer {
         logger.debug("TLS handshake with {remote} failed: {error}", { remote, error: String(error) });
         closeQuietly(conn);
         return;
+      }
+      // Behind a reverse proxy: the client's own address, when the proxy is trusted to tell it (its port
+      // is not told, so the address is shown alone).
+      const forwarded = clientBehindProxies(peerHost, conn.forwardedFor ?? [], this.#trustedProxies);
+      if (forwarded !== peerHost) {
+        remoteHost = forwarded;
+        remote = forwarded;
       }
       const session = new Session(conn, {
         role: "server",
