@@ -10,6 +10,7 @@
  * @module
  */
 
+import { isHostname, isIpv4, isIpv6, isLoopback } from "../net/address.ts";
 import { hex, secretsEqual } from "../text.ts";
 import { loginPage } from "./dashboard.ts";
 import { COMMON_HEADERS, HTML_HEADERS, json } from "./http_responses.ts";
@@ -19,16 +20,66 @@ export const SESSION_COOKIE = "tls_tunnel_stats_session";
 /** Largest login form accepted. */
 const MAX_LOGIN_BODY_BYTES = 4096;
 
+/** Longest `Host` header worth parsing: a 253-character name and `:65535`. */
+const MAX_HOST_HEADER_CHARS = 253 + 6;
+
+/** A `Host` header split by {@linkcode parseHostHeader}: the host (IPv6 without brackets) and the port. */
+export interface HostHeader {
+  /** Host name, IPv4 address, or IPv6 address without its brackets. */
+  host: string;
+  /** Port, 1–65535; undefined when the header names none. */
+  port: number | undefined;
+}
+
 /**
- * Whether a request's `Host` is safe to answer without a token: `localhost` or an IP literal. A DNS
- * name means a browser was pointed at us under another site's name (DNS rebinding).
+ * A `Host` header parsed strictly (RFC 9110 §7.2): a host name or IPv4 address, or an IPv6 address in
+ * brackets, then optionally `:` and a port of 1–65535 in digits. Null for anything else: an empty or
+ * non-digit port, a second colon, userinfo, spaces, brackets around something that is not IPv6, a
+ * trailing dot, more than {@linkcode MAX_HOST_HEADER_CHARS} characters.
+ */
+export function parseHostHeader(value: string): HostHeader | null {
+  if (value.length === 0 || value.length > MAX_HOST_HEADER_CHARS) return null;
+  let host: string;
+  let portText: string | undefined;
+  if (value.startsWith("[")) {
+    const close = value.indexOf("]");
+    if (close < 0) return null;
+    host = value.slice(1, close);
+    const rest = value.slice(close + 1);
+    if (rest !== "") {
+      if (!rest.startsWith(":")) return null;
+      portText = rest.slice(1);
+    }
+    if (!isIpv6(host)) return null;
+  } else {
+    const parts = value.split(":");
+    // A bare IPv6 address is not a valid Host: without brackets its last group reads as a port.
+    if (parts.length > 2) return null;
+    host = parts[0] ?? "";
+    portText = parts[1];
+    if (!isIpv4(host) && !(isHostname(host) && !host.endsWith("."))) return null;
+  }
+  let port: number | undefined;
+  if (portText !== undefined) {
+    if (!/^\d{1,5}$/.test(portText)) return null;
+    port = Number(portText);
+    if (port < 1 || port > 65535) return null;
+  }
+  return { host, port };
+}
+
+/**
+ * Whether a request's `Host` is safe to answer without a token: `localhost` (or a `*.localhost` name,
+ * which browsers resolve to loopback) or an IP literal, as {@linkcode parseHostHeader} reads it. A DNS
+ * name means a browser was pointed at us under another site's name (DNS rebinding); a header that does
+ * not parse is not trusted. A request without `Host` (HTTP/1.0) comes from a program, not a browser.
  */
 export function isTrustedHostHeader(host: string | null): boolean {
   if (host === null) return true;
-  const name = host.startsWith("[") ? host.slice(1, host.indexOf("]")) : host.replace(/:\d+$/, "");
-  const lower = name.toLowerCase();
-  return lower === "localhost" || lower.endsWith(".localhost") || /^\d{1,3}(\.\d{1,3}){3}$/.test(lower) ||
-    lower.includes(":");
+  const parsed = parseHostHeader(host);
+  if (parsed === null) return false;
+  const name = parsed.host.toLowerCase();
+  return isLoopback(name) || isIpv4(name) || isIpv6(name) || name.endsWith(".localhost");
 }
 
 /** The endpoint's access rules: its token (if any) and the session cookie a login earns. */

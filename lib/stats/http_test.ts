@@ -11,6 +11,7 @@ import {
   startStatsServer,
   type StatsServer,
 } from "./http.ts";
+import { parseHostHeader } from "./http_auth.ts";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus.ts";
 import { BindError } from "../net/tcp.ts";
 import type { StatsSnapshot } from "./snapshot.ts";
@@ -211,6 +212,10 @@ Deno.test("without a token, requests under a foreign DNS name are refused (DNS r
     assert.match(await ask(`localhost:${stats.addr.port}`), / 200 /);
     assert.match(await ask(`127.0.0.1:${stats.addr.port}`), / 200 /);
     assert.match(await ask(`[::1]:${stats.addr.port}`), / 200 /);
+    // Ports that are not 1-65535 in digits no longer pass as "localhost with a port".
+    for (const host of ["evil.com:", "evil.com:abc", "evil.com.", "[evil.com]:80"]) {
+      assert.doesNotMatch(await ask(host), / 200 /, `Host: ${host}`);
+    }
   });
 });
 
@@ -355,4 +360,57 @@ Deno.test("address helpers: trusted Host headers", () => {
   for (const host of ["example.com", "evil.example.com:9100", "localhost.evil.com"]) {
     assert.ok(!isTrustedHostHeader(host), host);
   }
+});
+
+Deno.test("hostile Host headers are not trusted: only host[:1-65535] or [IPv6][:port] is", () => {
+  for (const host of ["localhost", "LOCALHOST:1", "127.0.0.1:65535", "[::1]", "[::ffff:127.0.0.1]:80"]) {
+    assert.ok(isTrustedHostHeader(host), host);
+  }
+  const hostile = [
+    "", // empty
+    "evil.com:", // empty port
+    "127.0.0.1:", // empty port after a literal
+    "evil.com:abc", // non-digit port
+    "localhost:12a",
+    "localhost:0", // port out of range
+    "localhost:65536",
+    "localhost:999999",
+    "localhost:+80",
+    "evil.com.", // trailing dot
+    "localhost.",
+    "127.0.0.1.",
+    "evil.com@127.0.0.1", // userinfo
+    "127.0.0.1@evil.com",
+    "user:pass@localhost",
+    "local host", // spaces
+    " localhost",
+    "localhost :80",
+    "localhost:80 ",
+    "evil.com:80:1", // two colons
+    "::1", // IPv6 without brackets
+    "127.0.0.1::80",
+    "[evil.com]", // brackets without IPv6
+    "[127.0.0.1]:80",
+    "[]",
+    "[::1",
+    "[::1]80",
+    "[::1]:",
+    "[::1]:x",
+    "127.1", // not a dotted quad, not a name
+    "127.0.0.256",
+    "a".repeat(254), // overlong
+    `${"a.".repeat(150)}localhost`,
+    "localhost\r\nX: y",
+  ];
+  for (const host of hostile) {
+    assert.equal(isTrustedHostHeader(host), false, JSON.stringify(host));
+  }
+});
+
+Deno.test("parseHostHeader splits host and port", () => {
+  assert.deepEqual(parseHostHeader("localhost:9100"), { host: "localhost", port: 9100 });
+  assert.deepEqual(parseHostHeader("[::1]:9100"), { host: "::1", port: 9100 });
+  assert.deepEqual(parseHostHeader("10.0.0.1"), { host: "10.0.0.1", port: undefined });
+  assert.deepEqual(parseHostHeader("tunnel.example.com:443"), { host: "tunnel.example.com", port: 443 });
+  assert.equal(parseHostHeader("evil.com:"), null);
 });
