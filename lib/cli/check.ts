@@ -2,8 +2,10 @@
  * `tls-tunnel check -c FILE [--format text|json]`: validates a server or client config and lists every
  * problem. Exit 0 when valid, 1 when not (or when the file cannot be read).
  *
- * Besides what the loader checks, `check` also verifies that the files the config names (cert_path,
- * key_path, ca_cert_path) can be read, relative to the current directory like the roles read them.
+ * Besides what the loader checks, `check` reads the files the config names (cert_path, key_path,
+ * ca_cert_path; relative to the current directory, like the roles): every certificate must parse and be
+ * within its validity (under 30 days left is a warning), the key must be a PEM private key that belongs
+ * to cert_path's certificate.
  *
  * @module
  */
@@ -13,6 +15,7 @@ import { ConfigError, type ConfigIssue, formatIssue } from "../config/errors.ts"
 import { type ConfigKind, InvalidConfigError, loadConfig, type ParsedConfig } from "../config/load.ts";
 import type { ClientConfig, ServerConfig } from "../config/types.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
+import { activeLogFormat, formatOutputRecord, type LogFormat } from "./logging.ts";
 
 /** Options of {@link checkCommand}. */
 export interface CheckOptions {
@@ -20,6 +23,11 @@ export interface CheckOptions {
   configPath: string;
   /** `text` for people, `json` (`{ valid, kind, file, issues, summary }` on stdout) for scripts. */
   format: "text" | "json";
+  /**
+   * `--log-format`: with `json`, the text report becomes one JSON record (the report's fields as its
+   * properties) and the `--format json` report takes one line. Default: the process's.
+   */
+  logFormat?: LogFormat;
 }
 
 /** The JSON document `check --format json` prints. */
@@ -32,6 +40,8 @@ export interface CheckReport {
   file: string;
   /** Every problem, empty when valid. */
   issues: { path: string; message: string; hint: string; line?: number; column?: number }[];
+  /** What works today but needs attention (a certificate expiring within 30 days...). */
+  warnings: { path: string; message: string; hint: string }[];
   /** Human-readable summary lines of a valid config (empty when invalid). */
   summary: string[];
 }
@@ -83,39 +93,128 @@ function clientSummary(config: ClientConfig): string[] {
   return lines;
 }
 
-async function unreadableFiles(parsed: ParsedConfig): Promise<ConfigIssue[]> {
-  const files: [string, string | undefined][] = parsed.kind === "server"
-    ? [["server.cert_path", parsed.config.certPath], ["server.key_path", parsed.config.keyPath]]
-    : [["client.ca_cert_path", parsed.config.caCertPath]];
-  const issues: ConfigIssue[] = [];
-  for (const [path, file] of files) {
-    if (file === undefined) continue;
-    try {
-      const info = await Deno.stat(file);
-      if (!info.isFile) {
-        issues.push({ path, message: `${file} is not a file`, hint: "point it at a PEM file" });
-        continue;
-      }
-      // Reading proves permissions; PEM files are small.
-      const text = await Deno.readTextFile(file);
-      if (!text.includes("-----BEGIN ")) {
-        issues.push({
-          path,
-          message: `${file} holds no PEM block`,
-          hint: "use a PEM file, e.g. from `tls-tunnel cert`",
-        });
-      }
-    } catch (error) {
-      issues.push({
-        path,
-        message: error instanceof Deno.errors.NotFound
-          ? `${file} does not exist (relative paths start at the current directory)`
-          : `cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`,
-        hint: "fix the path, or create the files with `tls-tunnel cert`",
-      });
+/** What the certificate files of a config hold: problems that make it unusable, and warnings. */
+interface FileFindings {
+  issues: ConfigIssue[];
+  warnings: ConfigIssue[];
+}
+
+/** Reads a file a config names; null (with the issue added) when it cannot be read. */
+async function readNamedFile(path: string, file: string, issues: ConfigIssue[]): Promise<string | null> {
+  try {
+    const info = await Deno.stat(file);
+    if (!info.isFile) {
+      issues.push({ path, message: `${file} is not a file`, hint: "point it at a PEM file" });
+      return null;
     }
+    // PEM files are small; reading proves the permissions too.
+    return await Deno.readTextFile(file);
+  } catch (error) {
+    issues.push({
+      path,
+      message: error instanceof Deno.errors.NotFound
+        ? `${file} does not exist (relative paths start at the current directory)`
+        : `cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`,
+      hint: "fix the path, or create the files with `tls-tunnel cert`",
+    });
+    return null;
   }
-  return issues;
+}
+
+/**
+ * Parses the certificate files the config names, as the roles will use them: every certificate parses,
+ * none is expired or not yet valid (under 30 days left: a warning), the key is a PEM private key that
+ * belongs to the server's certificate.
+ */
+async function inspectFiles(parsed: ParsedConfig): Promise<FileFindings> {
+  const findings: FileFindings = { issues: [], warnings: [] };
+  // Loaded only here: the X.509 library is large and only `check` needs it.
+  const { readCertificates, validityAt, CertificateReadError } = await import("../pki/inspect.ts");
+  const { keyMatchesCertificate } = await import("../pki/key_match.ts");
+  /** Parses `file`'s certificates and judges their validity; null when they do not parse. */
+  const certificatesOf = async (path: string, file: string, text: string, role: string) => {
+    try {
+      const certificates = await readCertificates(text);
+      for (const [index, certificate] of certificates.entries()) {
+        const which = `${file}${
+          certificates.length > 1 ? ` (certificate ${index + 1}, ${certificate.subject})` : ""
+        }`;
+        const verdict = validityAt(certificate);
+        const renew = `renew it (\`tls-tunnel cert\` makes a new set) and update ${role}`;
+        if (verdict.state === "expired") {
+          findings.issues.push({
+            path,
+            message: `${which} expired on ${certificate.notAfter.toISOString()}`,
+            hint: renew,
+          });
+        } else if (verdict.state === "not-yet-valid") {
+          findings.issues.push({
+            path,
+            message: `${which} is not valid before ${certificate.notBefore.toISOString()}`,
+            hint: "check this machine's clock, or issue a certificate valid from now",
+          });
+        } else if (verdict.state === "expiring") {
+          findings.warnings.push({
+            path,
+            message:
+              `${which} expires in ${verdict.daysLeft} day(s), on ${certificate.notAfter.toISOString()}`,
+            hint: renew,
+          });
+        }
+      }
+      return certificates;
+    } catch (error) {
+      if (!(error instanceof CertificateReadError)) throw error;
+      findings.issues.push({
+        path,
+        message: `${file} ${error.message}`,
+        hint: "use a PEM certificate file, e.g. from `tls-tunnel cert`",
+      });
+      return null;
+    }
+  };
+
+  if (parsed.kind === "client") {
+    const file = parsed.config.caCertPath;
+    if (file === undefined) return findings;
+    const text = await readNamedFile("client.ca_cert_path", file, findings.issues);
+    if (text !== null) {
+      await certificatesOf("client.ca_cert_path", file, text, "ca_cert_path on every client");
+    }
+    return findings;
+  }
+  const { certPath, keyPath } = parsed.config;
+  if (certPath === undefined || keyPath === undefined) return findings;
+  const certText = await readNamedFile("server.cert_path", certPath, findings.issues);
+  const keyText = await readNamedFile("server.key_path", keyPath, findings.issues);
+  const certificates = certText === null
+    ? null
+    : await certificatesOf("server.cert_path", certPath, certText, "cert_path and key_path");
+  if (keyText === null) return findings;
+  if (!/-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/.test(keyText)) {
+    findings.issues.push({
+      path: "server.key_path",
+      message: `${keyPath} holds no PEM private key (-----BEGIN PRIVATE KEY-----)`,
+      hint: "point key_path at the key of cert_path's certificate, e.g. key.pem from `tls-tunnel cert`",
+    });
+    return findings;
+  }
+  if (certificates === null || certText === null) return findings;
+  const match = await keyMatchesCertificate(certText, keyText);
+  if (match.match === false) {
+    findings.issues.push({
+      path: "server.key_path",
+      message: `${keyPath} does not belong to the certificate in ${certPath}: ${match.reason}`,
+      hint: "use the key file written together with that certificate",
+    });
+  } else if (match.match === "unknown") {
+    findings.warnings.push({
+      path: "server.key_path",
+      message: `could not tell whether ${keyPath} belongs to ${certPath}: ${match.reason}`,
+      hint: "the server's first handshake will tell",
+    });
+  }
+  return findings;
 }
 
 /**
@@ -128,15 +227,17 @@ export async function checkCommand(
   io: CommandOutput = processOutput,
 ): Promise<number> {
   const file = options.configPath;
+  const logFormat = options.logFormat ?? activeLogFormat();
   let report: CheckReport;
   try {
     const parsed = await loadConfig(file);
-    const fileIssues = await unreadableFiles(parsed);
+    const { issues: fileIssues, warnings } = await inspectFiles(parsed);
     report = {
       valid: fileIssues.length === 0,
       kind: parsed.kind,
       file,
       issues: fileIssues,
+      warnings,
       summary: fileIssues.length === 0
         ? (parsed.kind === "server" ? serverSummary(parsed.config) : clientSummary(parsed.config))
         : [],
@@ -148,19 +249,37 @@ export async function checkCommand(
       kind: error instanceof InvalidConfigError ? error.kind ?? null : null,
       file,
       issues: error.issues,
+      warnings: [],
       summary: [],
     };
   }
 
   if (options.format === "json") {
-    io.out(JSON.stringify(report, null, 2));
+    // Under --log-format json every line is a JSON document: the report then takes one line.
+    io.out(logFormat === "json" ? JSON.stringify(report) : JSON.stringify(report, null, 2));
+  } else if (logFormat === "json") {
+    // One record: the report's fields as its properties, the verdict as its message.
+    const { valid, kind, issues, warnings } = report;
+    const count = issues.length === 1 ? "1 problem" : `${issues.length} problems`;
+    const message = valid
+      ? `${file}: valid ${kind} config`
+      : `${file}: invalid${kind !== null ? ` ${kind}` : ""} config (${count})`;
+    const record = formatOutputRecord({
+      level: !valid ? "error" : warnings.length > 0 ? "warning" : "info",
+      text: message,
+      properties: { ...report },
+    });
+    if (valid) io.out(record);
+    else io.err(record);
   } else if (report.valid) {
     io.out(`${file}: valid ${report.kind} config`);
     for (const line of report.summary) io.out(`  ${line}`);
+    for (const warning of report.warnings) io.err(`warning: ${formatIssue(warning)}`);
   } else {
     const count = report.issues.length === 1 ? "1 problem" : `${report.issues.length} problems`;
     io.err(`${file}: invalid${report.kind !== null ? ` ${report.kind}` : ""} config (${count}):`);
     for (const issue of report.issues) io.err(`  ${formatIssue(issue)}`);
+    for (const warning of report.warnings) io.err(`warning: ${formatIssue(warning)}`);
   }
   return report.valid ? 0 : 1;
 }

@@ -81,7 +81,7 @@ Deno.test("check reports certificate files that do not exist or hold no PEM", as
     const io = captureOutput();
     assert.equal(await checkCommand({ configPath: `${dir}/server.toml`, format: "text" }, io), 1);
     assert.match(io.stderr, /server\.cert_path: .*missing\.pem does not exist/);
-    assert.match(io.stderr, /server\.key_path: .*key\.pem holds no PEM block/);
+    assert.match(io.stderr, /server\.key_path: .*key\.pem holds no PEM private key/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

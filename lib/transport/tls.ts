@@ -23,7 +23,8 @@ import type { Server, Socket } from "node:net";
 import type { SecureContext, TLSSocket } from "node:tls";
 import { formatHostPort, isIpAddress } from "../net/address.ts";
 import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
-import { hex } from "../text.ts";
+import { connectNodeSocket, connectTcp, OutboundProxyError } from "../net/outbound_proxy.ts";
+import { colonHex, hex } from "../text.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
 import {
   type AdmittedConn,
@@ -211,8 +212,8 @@ async function dialTunnelTls(options: TransportDialOptions, abort?: AbortSignal)
   let conn: Deno.TlsConn | null = null;
   try {
     // TCP first, then TLS over it: startTls verifies `serverName`, which may differ from the address dialed.
-    tcp = await raceAbort(Deno.connect({ hostname: options.hostname, port: options.port }), signal);
-    tcp.setNoDelay(true);
+    // Directly, or through the outbound proxy (its handshake is bounded by the same signal).
+    tcp = await connectTcp({ hostname: options.hostname, port: options.port, proxy: options.proxy }, signal);
     const tlsOptions: Deno.StartTlsOptions = { hostname: options.serverName ?? options.hostname };
     if (options.caCertPem) tlsOptions.caCerts = [options.caCertPem];
     conn = await raceAbort(Deno.startTls(tcp, tlsOptions), signal);
@@ -224,8 +225,136 @@ async function dialTunnelTls(options: TransportDialOptions, abort?: AbortSignal)
     } catch {
       // Already closed by the failed handshake.
     }
+    if (error instanceof OutboundProxyError) {
+      throw new TlsDialError(`${error.message} (dialing ${where})`, { cause: error });
+    }
+    if (!timeout.aborted && isCertificateRejection(error)) {
+      throw await describeRejectedCertificate(options, where, error, abort);
+    }
     throw describeDialError(error, where, timeout.aborted, options.timeoutMs);
   }
+}
+
+/** Whether a failed handshake failed because our side refused the server's certificate. */
+function isCertificateRejection(error: unknown): boolean {
+  const detail = error instanceof Error ? error.message : String(error);
+  return /certificate|UnknownIssuer|NotValidForName|BadCertificate|CaUsedAsEndEntity/i.test(detail);
+}
+
+/** How long the second look at a refused server's certificates may take. */
+const CHAIN_PROBE_TIMEOUT_MS = 3000;
+
+/**
+ * The error for a server certificate that verification refused. Without `ca_cert_path`: set it. With
+ * it: the file, the fingerprints of what the server presents (its leaf first, fetched by a second
+ * handshake that sends nothing and checks nothing) and of what the file holds, so the two can be told apart.
+ */
+async function describeRejectedCertificate(
+  options: TransportDialOptions,
+  where: string,
+  error: unknown,
+  abort: AbortSignal | undefined,
+): Promise<TlsDialError> {
+  const detail = error instanceof Error ? error.message : String(error);
+  const name = options.serverName ?? options.hostname;
+  if (/NotValidForName/i.test(detail)) {
+    return new TlsDialError(
+      `TLS certificate of ${where} was not accepted (${detail}): it is not issued for the name '${name}'; ` +
+        `set server_name to a name in its certificate (tls-tunnel cert --alt-names adds names)`,
+      { cause: error },
+    );
+  }
+  if (options.caCertPem === undefined) {
+    return new TlsDialError(
+      `TLS certificate of ${where} was not accepted (${detail}); set ca_cert_path to the server's CA ` +
+        `(tls-tunnel cert writes ca.pem), or server_name to a name in its certificate`,
+      { cause: error },
+    );
+  }
+  const file = options.caCertPath ?? "the ca_cert_path file";
+  const [trusted, presented] = await Promise.all([
+    pemFingerprints(options.caCertPem),
+    presentedChainFingerprints(options, abort),
+  ]);
+  const served = presented === null
+    ? "the server's certificates could not be fetched again to show their fingerprints"
+    : `the server presents ${
+      presented.map((fingerprint, index) => `${index === 0 ? "leaf" : "issuer"} ${fingerprint}`).join(", ")
+    }`;
+  const held = trusted.length === 0 ? `${file} holds no certificate` : `${file} holds ${trusted.join(", ")}`;
+  const pin = presented?.[0] !== undefined
+    ? ` (or pin it: server_fingerprint = "SHA256:${presented[0].replaceAll(":", "")}")`
+    : "";
+  return new TlsDialError(
+    `TLS certificate of ${where} was not accepted (${detail}): it does not chain to the CA in ` +
+      `ca_cert_path ${file}; ${served}; ${held}. Point ca_cert_path at the CA that signed the server's ` +
+      `certificate (the ca.pem written with it)${pin}`,
+    { cause: error },
+  );
+}
+
+/** SHA-256 fingerprints (colon hex) of the certificates in a PEM text; unreadable blocks are skipped. */
+async function pemFingerprints(pem: string): Promise<string[]> {
+  const fingerprints: string[] = [];
+  for (const block of pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/g)) {
+    try {
+      const der = Uint8Array.from(atob((block[1] ?? "").replace(/\s+/g, "")), (char) => char.charCodeAt(0));
+      fingerprints.push(colonHex(await crypto.subtle.digest("SHA-256", der)));
+    } catch {
+      // Not base64: `tls-tunnel check` names such a file's problem; here it shows nothing.
+    }
+  }
+  return fingerprints;
+}
+
+/**
+ * The fingerprints of the certificates the server presents, leaf first, from a handshake that accepts
+ * anything and is closed at once (nothing is sent over it); null when that fails or times out.
+ */
+async function presentedChainFingerprints(
+  options: TransportDialOptions,
+  abort: AbortSignal | undefined,
+): Promise<string[] | null> {
+  // Not around the outbound proxy: a direct connection there may be exactly what the network forbids.
+  if (options.proxy) return null;
+  const { connect: nodeTlsConnect } = await import("node:tls");
+  const timeout = AbortSignal.timeout(CHAIN_PROBE_TIMEOUT_MS);
+  const signal = abort ? AbortSignal.any([abort, timeout]) : timeout;
+  const ders = await new Promise<Uint8Array<ArrayBuffer>[] | null>((resolve) => {
+    const socket = nodeTlsConnect({
+      host: options.hostname,
+      port: options.port,
+      ...(isIpAddress(options.serverName ?? options.hostname)
+        ? {}
+        : { servername: options.serverName ?? options.hostname }),
+      rejectUnauthorized: false,
+    });
+    const finish = (value: Uint8Array<ArrayBuffer>[] | null) => {
+      signal.removeEventListener("abort", onAbort);
+      socket.destroy();
+      resolve(value);
+    };
+    const onAbort = () => finish(null);
+    signal.addEventListener("abort", onAbort, { once: true });
+    socket.once("secureConnect", () => {
+      const chain: Uint8Array<ArrayBuffer>[] = [];
+      let certificate = socket.getPeerCertificate(true);
+      const seen = new Set<unknown>();
+      // A self-signed issuer points at itself; a bound keeps a hostile chain from looping long.
+      while (certificate?.raw !== undefined && !seen.has(certificate) && chain.length < 8) {
+        seen.add(certificate);
+        chain.push(new Uint8Array(certificate.raw));
+        certificate = certificate.issuerCertificate;
+      }
+      finish(chain);
+    });
+    socket.once("error", () => finish(null));
+  });
+  if (ders === null || ders.length === 0) return null;
+  const fingerprints: string[] = [];
+  for (const der of ders) fingerprints.push(colonHex(await crypto.subtle.digest("SHA-256", der)));
+  // The last issuer repeats when it is the leaf itself (self-signed): show each certificate once.
+  return [...new Set(fingerprints)];
 }
 
 function describeDialError(error: unknown, where: string, timedOut: boolean, timeoutMs: number): Error {
@@ -279,16 +408,26 @@ async function dialNodeTls(options: TransportDialOptions, signal: AbortSignal): 
   const where = formatHostPort(options.hostname, options.port);
   // Loaded only for skip_verify and pins: node:tls costs every process about 6 MB it otherwise never needs.
   const { connect: nodeTlsConnect } = await import("node:tls");
+  let throughProxy: Socket | null = null;
+  if (options.proxy) {
+    try {
+      throughProxy = await connectNodeSocket(options.proxy, options, signal);
+    } catch (error) {
+      const message = error instanceof OutboundProxyError ? error.message : `Timed out or aborted: ${error}`;
+      throw new TlsDialError(`${message} (dialing ${where})`, { cause: error });
+    }
+  }
   return new Promise((resolve, reject) => {
     const socket = nodeTlsConnect({
-      host: options.hostname,
-      port: options.port,
+      ...(throughProxy ? { socket: throughProxy } : { host: options.hostname, port: options.port }),
       // SNI carries host names only; node:tls refuses an IP address there.
       ...(isIpAddress(options.serverName ?? options.hostname)
         ? {}
         : { servername: options.serverName ?? options.hostname }),
       rejectUnauthorized: false,
     });
+    // The TCP socket under TLS goes with it, whoever closes the TLS socket.
+    if (throughProxy !== null) socket.once("close", () => throughProxy?.destroy());
     const onAbort = () => {
       socket.destroy();
       reject(new TlsDialError(`Timed out or aborted connecting to ${where}`, { cause: signal.reason }));

@@ -8,6 +8,7 @@
  */
 
 import type { DuplexConn } from "../net/conn.ts";
+import type { OutboundProxy } from "../net/proxy_url.ts";
 
 /** Options of {@linkcode Transport.listen}. */
 export interface TransportListenOptions {
@@ -56,6 +57,15 @@ export interface TransportDialOptions {
    * {@linkcode TransportDialError} showing both fingerprints, before a byte of the tunnel is sent.
    */
   pinnedFingerprint?: string;
+  /**
+   * Leave through this outbound proxy (`proxy_url`, or `HTTPS_PROXY`): TCP to the proxy, its handshake
+   * (HTTP CONNECT or SOCKS5), then the transport's own handshake over it, all within `timeoutMs`. Every
+   * transport opens its TCP connection with `connectTcp` (or `connectNodeSocket`) of
+   * `net/outbound_proxy.ts`, which honours it. A failure at the proxy rejects with a
+   * {@linkcode TransportDialError} whose message names the hop and whose `cause` is the
+   * `OutboundProxyError` (`permanent` when the proxy refused the credentials). Absent or null: direct.
+   */
+  proxy?: OutboundProxy | null;
   /** Give up the connect and handshake after this long. */
   timeoutMs: number;
   /** HTTP path of the tunnel, for transports over HTTP (`"wss"`); default `"/tunnel"`. */
