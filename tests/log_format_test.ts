@@ -270,7 +270,8 @@ Deno.test("a client that cannot reach its server or trust its certificate logs J
 });
 
 Deno.test("the happy path at -vv: JSON only, frames and RPC traced on both roles, never the key", async () => {
-  await using tunnel = await ProcessTunnel.create();
+  const statsPort = freePort();
+  await using tunnel = await ProcessTunnel.create(`stats_port = ${statsPort}\n`);
   const server = new CliProcess(["-vv", "server", "-c", tunnel.serverConfigPath]);
   let client: CliProcess | null = null;
   try {
@@ -286,6 +287,11 @@ Deno.test("the happy path at -vv: JSON only, frames and RPC traced on both roles
     // The copy's frames reach the log a moment after the echo.
     await server.waitForLine(/"type":"DATA"/);
     await client.waitForLine(/"type":"DATA"/);
+    // top prints the stats as one record, not the table.
+    const top = await runJson(["top", "-u", `http://127.0.0.1:${statsPort}/`]);
+    assert.equal(top.code, 0);
+    assert.equal(top.stdout.length, 1);
+    assert.equal((top.stdout[0]?.properties?.stats as { role?: string }).role, "server");
   } finally {
     await client?.stop();
     await server.stop();
@@ -356,4 +362,22 @@ Deno.test("a busy publish port is one warning on the client, with the retry's de
   );
   assert.equal(table?.category, "tls-tunnel.cli");
   allRecords(server, "server");
+});
+
+Deno.test("demo prints its banner as one JSON record with the URLs in fields", async () => {
+  const demo = new CliProcess(["demo"]);
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!demo.stdoutRecords.some((record) => record.properties?.publishedUrl !== undefined)) {
+      assert.ok(!demo.exited && Date.now() < deadline, `no demo banner:\n${demo.output}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    await demo.stop();
+  }
+  allRecords(demo, "demo");
+  const [banner] = demo.stdoutRecords;
+  assert.equal(demo.stdoutRecords.length, 1);
+  assert.match(String(banner?.properties?.publishedUrl), /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  assert.equal(banner?.properties?.status, 200);
 });

@@ -8,13 +8,24 @@
  * @module
  */
 
+import { InvalidConfigError, loadConfig } from "../config/mod.ts";
+import { formatHostPort, isWildcard } from "../net/address.ts";
 import type { ServedStats } from "../stats/http.ts";
 import { formatDuration } from "../stats/format.ts";
 import type { ProxySnapshot } from "../stats/snapshot.ts";
 import { escapeForTerminal } from "../text.ts";
 import { computeRates, type Rates, renderScreen } from "./_top_screen.ts";
+import { expandHome } from "./config_path.ts";
+import { activeLogFormat, writeOutput } from "./logging.ts";
 
-export { computeRates, type Rates, renderScreen, type ScreenOptions } from "./_top_screen.ts";
+export {
+  computeRates,
+  type LaidColumn,
+  proxyTableLayout,
+  type Rates,
+  renderScreen,
+  type ScreenOptions,
+} from "./_top_screen.ts";
 
 /** Default `--url`: the stats endpoint of a server on this machine with `stats_port = 9100`. */
 export const DEFAULT_TOP_URL = "http://127.0.0.1:9100";
@@ -53,6 +64,39 @@ export function statsUrl(url: string): URL {
     parsed.pathname = parsed.pathname.replace(/\/+$/, "") + "/api/stats";
   }
   return parsed;
+}
+
+/** Where `top -c FILE` found the stats endpoint: its URL and, when the file sets one, its token. */
+export interface StatsTarget {
+  /** `http://ADDR:PORT` of the config's `stats_addr`/`stats_port` (a wildcard address → loopback). */
+  url: string;
+  /** The config's `stats_token` (after `TLS_TUNNEL_STATS_TOKEN`), if any. */
+  token?: string;
+}
+
+/**
+ * The stats endpoint a server or client config describes (`top -c FILE`): `stats_addr:stats_port`, with
+ * a wildcard address (`0.0.0.0`, `::`) read as this machine's loopback, and `stats_token`. The file is
+ * loaded and validated as the role would (environment overrides included).
+ *
+ * @throws {InvalidConfigError} when the file cannot be read or is invalid.
+ * @throws {StatsFetchError} when the config has no `stats_port` (no endpoint to watch).
+ */
+export async function statsTargetFromConfig(path: string): Promise<StatsTarget> {
+  const file = expandHome(path);
+  const parsed = await loadConfig(file);
+  const { statsAddr, statsPort, statsToken } = parsed.config;
+  if (statsPort === undefined || statsPort === 0) {
+    throw new StatsFetchError(
+      `${file} sets no stats_port, so its ${parsed.kind} has no stats endpoint; add stats_port = 9100 to ` +
+        `[${parsed.kind}] and restart it, or pass --url`,
+    );
+  }
+  const host = isWildcard(statsAddr) ? (statsAddr.includes(":") ? "::1" : "127.0.0.1") : statsAddr;
+  return {
+    url: `http://${formatHostPort(host, statsPort)}`,
+    ...(statsToken !== undefined ? { token: statsToken } : {}),
+  };
 }
 
 /** Reads `/api/stats` once. Throws {@linkcode StatsFetchError} with a hint on any failure. */
@@ -269,10 +313,19 @@ export async function topCommand(options: TopCommandOptions): Promise<number> {
     console.error(`tls-tunnel: ${error instanceof Error ? error.message : String(error)}`);
     return 2;
   }
-  if (!Deno.stdout.isTerminal()) {
+  // --log-format json: one record holding the stats, never the live screen.
+  const json = activeLogFormat() === "json";
+  if (!Deno.stdout.isTerminal() || json) {
     try {
       const stats = await fetchStats(options.url, options.token, options.signal);
-      await writeText(Deno.stdout, renderPlainTable(stats));
+      if (json) {
+        writeOutput("stdout", {
+          level: "info",
+          text: "",
+          message: `Stats of ${options.url}`,
+          properties: { stats },
+        });
+      } else await writeText(Deno.stdout, renderPlainTable(stats));
       return 0;
     } catch (error) {
       // The message may quote the endpoint's answer.
