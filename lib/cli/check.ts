@@ -47,9 +47,15 @@ export interface CheckReport {
 }
 
 function serverSummary(config: ServerConfig): string[] {
-  const tls = config.certPath !== undefined
+  const tlsText = config.certPath !== undefined
     ? `TLS with ${config.certPath} and ${config.keyPath ?? ""}`
     : "TLS with a throw-away certificate generated at start";
+  const tls = config.behindProxy
+    ? `plain-text WebSocket on ${config.serverPath} for a reverse proxy that terminates TLS (behind_proxy); ` +
+      `client addresses from X-Forwarded-For of ${config.trustedProxies.join(", ")}`
+    : config.transport === "wss"
+    ? `WebSocket on ${config.serverPath} over ${tlsText}`
+    : tlsText;
   const auth: string[] = [];
   if (config.authKey !== undefined) auth.push("shared auth_key");
   if (config.clients.length > 0) {
@@ -78,6 +84,7 @@ function clientSummary(config: ClientConfig): string[] {
     ? `certificate verified against ${config.caCertPath} for ${config.serverName}`
     : `certificate verified against the system's CAs for ${config.serverName}`;
   const lines = [`server: ${config.serverAddr}:${config.serverPort} (${verification})`];
+  if (config.transport === "wss") lines.push(`transport: WebSocket over TLS on ${config.serverPath}`);
   if (config.serverFingerprint !== undefined) {
     lines.push(`server certificate pinned to SHA-256 ${config.serverFingerprint}`);
   }

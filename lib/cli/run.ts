@@ -35,6 +35,18 @@ export interface ServerCommandOptions extends ServerFlags {
 
 /** Reads the certificate and key named in the config, or generates a throw-away pair. */
 async function serverCertificate(config: ServerConfig): Promise<{ certPem: string; keyPem: string } | null> {
+  if (config.behindProxy) {
+    // The reverse proxy terminates TLS; the listener serves plain-text WebSocket and needs no certificate.
+    logger.info(
+      "behind_proxy: serving plain-text WebSocket on {path} for a reverse proxy that terminates TLS" +
+        "{ignored}",
+      {
+        path: config.serverPath,
+        ignored: config.certPath !== undefined ? " (cert_path and key_path are not used)" : "",
+      },
+    );
+    return { certPem: "", keyPem: "" };
+  }
   if (config.certPath !== undefined && config.keyPath !== undefined) {
     const loaded = await loadServerCertificate(config.certPath, config.keyPath);
     if (typeof loaded === "string") {

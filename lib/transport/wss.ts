@@ -286,8 +286,11 @@ function upgradeProblem(
 ): string | null {
   const match = /^GET (\S+) HTTP\/1\.1$/.exec(startLine);
   if (!match) return `request line ${JSON.stringify(startLine.slice(0, 80))} is not GET … HTTP/1.1`;
-  const target = (match[1] ?? "").split("?")[0];
-  if (target !== path) return `path ${JSON.stringify(target?.slice(0, 80))} is not ${path}`;
+  const target = (match[1] ?? "").split("?")[0] ?? "";
+  // "/tunnel/" and "/tunnel" are one path: the Rust tool's clients write server_path with the slash.
+  if (withoutTrailingSlash(target) !== withoutTrailingSlash(path)) {
+    return `path ${JSON.stringify(target.slice(0, 80))} is not ${path}`;
+  }
   if (!headerHasToken(headers.get("upgrade"), "websocket")) return "no Upgrade: websocket";
   if (!headerHasToken(headers.get("connection"), "upgrade")) return "no Connection: Upgrade";
   if (headers.get("sec-websocket-version") !== "13") return "Sec-WebSocket-Version is not 13";
@@ -295,6 +298,10 @@ function upgradeProblem(
     return "Sec-WebSocket-Key is not 16 bytes in base64";
   }
   return null;
+}
+
+function withoutTrailingSlash(path: string): string {
+  return path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
 }
 
 /**

@@ -108,9 +108,10 @@ Deno.test("wss transport: behind_proxy serves plain-text ws; a plain GET gets an
 
   const second = next();
   const plain = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  // A trailing slash names the same path (the Rust tool's clients write "/tunnel/").
   const ws = await upgradeWebSocketClient(plain, {
     host: "x",
-    path: "/tunnel",
+    path: "/tunnel/",
     timeoutMs: 5000,
     where: "test",
   });
