@@ -107,3 +107,60 @@ Deno.test("check accepts server_fingerprint as the cert command prints it and sh
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("check under --log-format json prints one record: the verdict as message, the report as fields", async () => {
+  const io = captureOutput();
+  const file = path("tests/testdata/config/invalid/many_problems_at_once.toml");
+  assert.equal(await checkCommand({ configPath: file, format: "text", logFormat: "json" }, io), 1);
+  assert.equal(io.stdout, "");
+  const lines = io.stderr.trimEnd().split("\n");
+  assert.equal(lines.length, 1);
+  const record = JSON.parse(lines[0] ?? "");
+  assert.equal(record.level, "error");
+  assert.match(record.message, /many_problems_at_once\.toml: invalid server config \(4 problems\)$/);
+  assert.equal(record.properties.issues.length, 4);
+
+  const report = captureOutput();
+  await checkCommand({ configPath: file, format: "json", logFormat: "json" }, report);
+  assert.equal(report.stdout.trimEnd().split("\n").length, 1, "the --format json report takes one line");
+});
+
+Deno.test("check parses the certificates: a key of another certificate is an error, under 30 days a warning", async () => {
+  const { generateCertificates } = await import("../pki/cert.ts");
+  const [soon, other] = await Promise.all([
+    generateCertificates({ validityDays: 5 }),
+    generateCertificates(),
+  ]);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/cert.pem`, soon.serverChainPem);
+    await Deno.writeTextFile(`${dir}/key.pem`, soon.serverKeyPem);
+    await Deno.writeTextFile(`${dir}/other.pem`, other.serverKeyPem);
+    const config = (key: string) =>
+      `[server]\nauth_key = "0123456789abcdef-key"\ncert_path = "${dir}/cert.pem"\nkey_path = "${dir}/${key}"\n`;
+    await Deno.writeTextFile(`${dir}/good.toml`, config("key.pem"));
+    await Deno.writeTextFile(`${dir}/bad.toml`, config("other.pem"));
+    const good = captureOutput();
+    assert.equal(
+      await checkCommand({ configPath: `${dir}/good.toml`, format: "json", logFormat: "text" }, good),
+      0,
+    );
+    const report = JSON.parse(good.stdout) as CheckReport;
+    assert.equal(report.warnings.length, 2, "the leaf and its CA both expire in 5 days");
+    assert.match(
+      report.warnings[0]?.message ?? "",
+      /cert\.pem \(certificate 1, CN=localhost\) expires in [45] day/,
+    );
+    const bad = captureOutput();
+    assert.equal(
+      await checkCommand({ configPath: `${dir}/bad.toml`, format: "text", logFormat: "text" }, bad),
+      1,
+    );
+    assert.match(
+      bad.stderr,
+      /server\.key_path: .*other\.pem does not belong to the certificate in .*cert\.pem/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { getLogger, type LogRecord } from "@logtape/logtape";
 import {
+  activeLogFormat,
   formatJsonLine,
+  formatOutputRecord,
   formatTextLine,
   levelForVerbosity,
   type LogFormat,
@@ -318,4 +320,36 @@ Deno.test("by default records go to standard error and nothing to standard outpu
   assert.equal(output.code, 0, stderr);
   assert.equal(stdout, "");
   assert.match(stderr, /^\S+Z INFO {2}server {2}Client 'office' connected auth_key=\*\*\*\n$/);
+});
+
+Deno.test("a command's output in JSON format is one record: one-line message, details in fields, secrets masked", () => {
+  const line = formatOutputRecord(
+    {
+      level: "error",
+      text: "tls-tunnel: Invalid config a.toml (1 problem):\n  server.auth_key: too short",
+      message: "Invalid config a.toml (1 problem):",
+      properties: {
+        issues: [{ path: "server.auth_key", message: "too short" }],
+        auth_key: "k3y-0f-the-office",
+      },
+    },
+    Date.UTC(2026, 10, 22),
+  );
+  assert.ok(!line.includes("\n"), "one line");
+  const record = JSON.parse(line);
+  assert.deepEqual(
+    [record.time, record.level, record.category, record.message],
+    ["2026-11-22T00:00:00.000Z", "error", "tls-tunnel.cli", "Invalid config a.toml (1 problem):"],
+  );
+  assert.deepEqual(record.properties.issues, [{ path: "server.auth_key", message: "too short" }]);
+  assert.equal(record.properties.auth_key, MASK);
+  // Without a message, the text is the message, minus the program's prefix.
+  assert.equal(JSON.parse(formatOutputRecord({ level: "error", text: "tls-tunnel: boom" })).message, "boom");
+});
+
+Deno.test("only the process's own setup (no sink) decides the format commands print in", async () => {
+  const before = activeLogFormat();
+  await capture({ format: "json" }, () => {
+    assert.equal(activeLogFormat(), before, "a test's capture leaves it alone");
+  });
 });
