@@ -181,13 +181,14 @@ program.command("demo")
 
 program.command("top")
   .description("live terminal view of a server's or client's stats endpoint (a plain table when piped)")
-  .option("-u, --url <url>", "stats endpoint (stats_addr:stats_port)", DEFAULT_TOP_URL)
+  .option("-u, --url <url>", `stats endpoint (stats_addr:stats_port; default: ${DEFAULT_TOP_URL})`)
+  .option("-c, --config <file>", "read the endpoint's URL and stats_token from a server or client config")
   .option(
     "--token <token>",
     "the endpoint's stats_token (default: $TLS_TUNNEL_STATS_TOKEN, kept out of `ps`)",
   )
   .option("--interval <ms>", "refresh interval in milliseconds", "1000")
-  .action(async (options: { url: string; token?: string; interval: string }) => {
+  .action(async (options: { url?: string; config?: string; token?: string; interval: string }) => {
     const intervalMs = Number(options.interval);
     if (!Number.isFinite(intervalMs) || intervalMs < 100) {
       console.error(
@@ -198,7 +199,8 @@ program.command("top")
     }
     const token = options.token ?? Deno.env.get("TLS_TUNNEL_STATS_TOKEN");
     exitCode = await topCommand({
-      url: options.url,
+      ...(options.url !== undefined ? { url: options.url } : {}),
+      ...(options.config !== undefined ? { config: options.config } : {}),
       ...(token !== undefined ? { token } : {}),
       intervalMs,
       signal: shutdown.signal,

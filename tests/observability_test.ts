@@ -40,6 +40,8 @@ interface Tunnel {
   serverStatsUrl: string;
   clientStatsUrl: string;
   publishPort: number;
+  /** The server's config file (for `top -c`). */
+  serverConfig: string;
   /** Stops everything started (whatever already stopped is skipped) and removes the work folder. */
   close(): Promise<void>;
 }
@@ -81,7 +83,7 @@ async function startTunnel(): Promise<Tunnel> {
     const [, serverStatsUrl = ""] = await server.waitForLine(/"url":"(http:[^"]+)"/);
     client = new CliProcess(["client", "-c", clientConfig]);
     const [, clientStatsUrl = ""] = await client.waitForLine(/"url":"(http:[^"]+)"/);
-    const tunnel = { server, client, echo, serverStatsUrl, clientStatsUrl, publishPort, close };
+    const tunnel = { server, client, echo, serverStatsUrl, clientStatsUrl, publishPort, serverConfig, close };
     await waitFor(
       async () => {
         const stats = await getJson<ServerSnapshot>(serverStatsUrl, "api/stats", STATS_TOKEN);
@@ -114,6 +116,22 @@ async function getText(base: string, path: string, token?: string): Promise<stri
   const response = await get(base, path, token);
   assert.equal(response.status, 200, `GET ${path}`);
   return await response.text();
+}
+
+/**
+ * `tls-tunnel top ARGS` piped, in the text log format as a person runs it (CliProcess runs with
+ * `--log-format json`, where top prints one record instead of the table): exit code, stdout, and both
+ * streams together.
+ */
+async function runTop(args: string[]): Promise<{ code: number; stdout: string; output: string }> {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-net", "--allow-read", "--allow-env", "main.ts", "top", ...args],
+    cwd: PROJECT_ROOT,
+    env: { NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const text = new TextDecoder().decode(stdout);
+  return { code, stdout: text, output: text + new TextDecoder().decode(stderr) };
 }
 
 /** Sends `bytes` through the published port and checks the echo. */
@@ -281,8 +299,8 @@ Deno.test("stats endpoints report known traffic through the real programs, live 
     });
 
     // `top` piped: one plain table with exact counters, exit 0.
-    const top = new CliProcess(["top", "-u", serverStatsUrl, "--token", STATS_TOKEN]);
-    assert.equal((await top.status()).code, 0, top.output);
+    const top = await runTop(["-u", serverStatsUrl, "--token", STATS_TOKEN]);
+    assert.equal(top.code, 0, top.output);
     assert.match(top.stdout, /^tls-tunnel server \S+ on 127\.0\.0\.1:\d+: 1 client\(s\) connected/);
     assert.match(top.stdout, new RegExp(`\\n${CLIENT_ID}\\s+${CLIENT_ID}\\s+127\\.0\\.0\\.1:\\d+\\s`));
     assert.match(
@@ -292,8 +310,16 @@ Deno.test("stats endpoints report known traffic through the real programs, live 
           `\\s+0\\s+3\\s+0\\s+${totalBytes}\\s+${totalBytes}\\s+-\\n`,
       ),
     );
-    const refused = new CliProcess(["top", "-u", serverStatsUrl]);
-    assert.equal((await refused.status()).code, 1);
+    // `top -c FILE` finds the endpoint and its token in the server's config.
+    const fromConfig = await runTop(["-c", tunnel.serverConfig]);
+    assert.equal(fromConfig.code, 0, fromConfig.output);
+    assert.match(fromConfig.stdout, /^tls-tunnel server \S+ on 127\.0\.0\.1:\d+: 1 client\(s\) connected/);
+    assert.match(
+      fromConfig.stdout,
+      new RegExp(`\\n${CLIENT_ID}\\s+web\\s+healthy\\s.*\\s${totalBytes}\\s+${totalBytes}\\s`),
+    );
+    const refused = await runTop(["-u", serverStatsUrl]);
+    assert.equal(refused.code, 1);
     assert.match(refused.output, /needs a token; pass --token/);
 
     // The client dies: the server's stats drop it and say so.
@@ -352,8 +378,8 @@ Deno.test("the client's endpoint and top show the reconnect countdown while the 
     assert.equal(value("tls_tunnel_client_state", { state: "waiting" }), 1);
     assert.ok((value("tls_tunnel_client_next_attempt_seconds") ?? 0) > 0);
     assert.equal(value("tls_tunnel_proxy_up", { proxy: "web" }), 0);
-    const top = new CliProcess(["top", "-u", tunnel.clientStatsUrl]);
-    assert.equal((await top.status()).code, 0, top.output);
+    const top = await runTop(["-u", tunnel.clientStatsUrl]);
+    assert.equal(top.code, 0, top.output);
     assert.match(
       top.stdout,
       /^tls-tunnel client \S+, server 127\.0\.0\.1:\d+: waiting, reconnecting in \d\.\d s;/,

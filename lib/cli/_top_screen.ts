@@ -126,19 +126,81 @@ class Line {
   }
 }
 
-const PROXY_COLUMNS: Array<{ title: string; width: number; right?: boolean }> = [
-  { title: "PROXY", width: 18 },
-  { title: "STATUS", width: 12 },
-  { title: "PUBLISHED", width: 22 },
-  { title: "LOCAL TARGET", width: 22 },
-  { title: "ACTIVE", width: 6, right: true },
-  { title: "TOTAL", width: 7, right: true },
-  { title: "FAILED", width: 6, right: true },
-  { title: "IN", width: 10, right: true },
-  { title: "OUT", width: 10, right: true },
-  { title: "IN/s", width: 11, right: true },
-  { title: "OUT/s", width: 11, right: true },
+/**
+ * A column of the proxy table. `width` is the preferred width, `min` the narrowest it may get (the cell
+ * is cut with `…` below its length); `drop` orders which columns go first when even the narrowest
+ * layout is too wide (lowest first); a column without `drop` is always shown: the byte counters and
+ * rates, which are what `top` is for.
+ */
+interface ProxyColumn {
+  title: string;
+  width: number;
+  min: number;
+  right?: boolean;
+  drop?: number;
+}
+
+const PROXY_COLUMNS: readonly ProxyColumn[] = [
+  { title: "PROXY", width: 18, min: 8 },
+  { title: "STATUS", width: 12, min: 9, drop: 5 },
+  { title: "PUBLISHED", width: 22, min: 12, drop: 3 },
+  { title: "LOCAL TARGET", width: 22, min: 12, drop: 0 },
+  { title: "ACTIVE", width: 6, min: 6, right: true, drop: 4 },
+  { title: "TOTAL", width: 7, min: 6, right: true, drop: 2 },
+  { title: "FAILED", width: 6, min: 6, right: true, drop: 1 },
+  // "1023 KiB" is the longest byte count, "1023 KiB/s" the longest rate (format.ts).
+  { title: "IN", width: 9, min: 8, right: true },
+  { title: "OUT", width: 9, min: 8, right: true },
+  { title: "IN/s", width: 11, min: 10, right: true },
+  { title: "OUT/s", width: 11, min: 10, right: true },
 ];
+
+/** One shown column of the proxy table: its index in the column list (PROXY, STATUS, …, OUT/s) and its width. */
+export interface LaidColumn {
+  index: number;
+  width: number;
+}
+
+function layoutWidth(columns: readonly LaidColumn[]): number {
+  return columns.reduce((sum, column) => sum + column.width, 0) + Math.max(0, columns.length - 1);
+}
+
+/**
+ * The proxy table's columns for `available` characters: every column at its preferred width when that
+ * fits; otherwise the columns shrunk towards their minimum (the extra room goes back to the widest
+ * first), dropping the lowest-`drop` columns one at a time until the narrowest layout fits. The byte
+ * and rate columns are never dropped; below ~50 columns the line is cut at the edge instead.
+ */
+export function proxyTableLayout(available: number): LaidColumn[] {
+  const dropOrder = PROXY_COLUMNS
+    .map((column, index) => ({ index, drop: column.drop }))
+    .filter((entry): entry is { index: number; drop: number } => entry.drop !== undefined)
+    .sort((a, b) => a.drop - b.drop)
+    .map((entry) => entry.index);
+  let kept: LaidColumn[] = [];
+  for (let dropped = 0; dropped <= dropOrder.length; dropped++) {
+    const gone = new Set(dropOrder.slice(0, dropped));
+    const indexes = PROXY_COLUMNS.map((_, index) => index).filter((index) => !gone.has(index));
+    const preferred = indexes.map((index) => ({ index, width: PROXY_COLUMNS[index]?.width ?? 0 }));
+    if (layoutWidth(preferred) <= available) return preferred;
+    kept = indexes.map((index) => ({ index, width: PROXY_COLUMNS[index]?.min ?? 0 }));
+    if (layoutWidth(kept) <= available) break;
+  }
+  // Hand the spare room back one character at a time to the column furthest below its preference.
+  let spare = available - layoutWidth(kept);
+  while (spare > 0) {
+    let best: LaidColumn | undefined;
+    let bestShort = 0;
+    for (const column of kept) {
+      const short = (PROXY_COLUMNS[column.index]?.width ?? 0) - column.width;
+      if (short > bestShort) [best, bestShort] = [column, short];
+    }
+    if (best === undefined) break;
+    best.width++;
+    spare--;
+  }
+  return kept;
+}
 
 function fit(raw: string, width: number, right = false): string {
   // Escaped before measuring, so that columns stay aligned once `Line.render` escapes (a no-op then).
@@ -150,6 +212,7 @@ function fit(raw: string, width: number, right = false): string {
 
 function proxyLine(
   indent: string,
+  layout: readonly LaidColumn[],
   proxy: ProxySnapshot,
   rate: { in: number; out: number } | undefined,
 ): Line {
@@ -167,24 +230,36 @@ function proxyLine(
     formatRate(rate?.out ?? null),
   ];
   const segments: Array<{ text: string; style?: string }> = [{ text: indent }];
-  cells.forEach((cell, index) => {
-    const column = PROXY_COLUMNS[index] ?? { title: "", width: 8 };
-    const text = fit(cell, column.width, column.right) + " ";
+  for (const { index, width } of layout) {
+    const column = PROXY_COLUMNS[index];
+    const text = fit(cells[index] ?? "", width, column?.right) + " ";
     if (index === 0) segments.push({ text, style: ANSI.bold });
     else if (index === 1) segments.push({ text, style: STATUS_COLORS[proxy.status] ?? "" });
     else if (index >= 9 && (index === 9 ? rate?.in ?? 0 : rate?.out ?? 0) >= 1024) {
       segments.push({ text, style: ANSI.cyan });
     } else segments.push({ text });
-  });
+  }
   return new Line(segments);
 }
 
-function proxyHeaderLine(indent: string): Line {
+function proxyHeaderLine(indent: string, layout: readonly LaidColumn[]): Line {
   return new Line([{
     text: indent +
-      PROXY_COLUMNS.map((column) => fit(column.title, column.width, column.right) + " ").join(""),
+      layout.map(({ index, width }) => {
+        const column = PROXY_COLUMNS[index];
+        return fit(column?.title ?? "", width, column?.right) + " ";
+      }).join(""),
     style: ANSI.dim,
   }]);
+}
+
+/**
+ * The totals line: `full` when it fits in `columns`, else `compact` (the traffic first, so that a cut
+ * at the edge takes the counts, not the rates).
+ */
+function fitting(columns: number, full: Line, compact: Line): Line {
+  const width = (line: Line) => line.segments.reduce((sum, segment) => sum + [...segment.text].length, 0);
+  return width(full) <= columns ? full : compact;
 }
 
 function errorLine(indent: string, proxy: ProxySnapshot): Line | null {
@@ -244,6 +319,9 @@ export function renderScreen(
     totalIn += rate.in;
     totalOut += rate.out;
   }
+  const traffic = `in ${formatRate(rates.size ? totalIn : null)}  out ${
+    formatRate(rates.size ? totalOut : null)
+  }`;
   const body: Line[] = [];
   if (!stats) {
     body.push(new Line([{ text: `Waiting for ${options.url} …` }]));
@@ -253,31 +331,38 @@ export function renderScreen(
       (sum, client) => sum + client.proxies.reduce((inner, proxy) => inner + proxy.active_connections, 0),
       0,
     );
+    const failuresStyle = stats.auth_failures_total > 0 ? ANSI.red : "";
     lines.push(
-      new Line([
-        { text: `clients ` },
-        { text: String(stats.clients.length), style: ANSI.bold },
-        {
-          text:
-            `  proxies ${proxies}  active conns ${active}  sessions ${stats.sessions_total}  auth failures `,
-        },
-        { text: String(stats.auth_failures_total), style: stats.auth_failures_total > 0 ? ANSI.red : "" },
-        {
-          text: `  in ${formatRate(rates.size ? totalIn : null)}  out ${
-            formatRate(rates.size ? totalOut : null)
-          }`,
-        },
-      ]),
+      fitting(
+        options.columns,
+        new Line([
+          { text: `clients ` },
+          { text: String(stats.clients.length), style: ANSI.bold },
+          {
+            text:
+              `  proxies ${proxies}  active conns ${active}  sessions ${stats.sessions_total}  auth failures `,
+          },
+          { text: String(stats.auth_failures_total), style: failuresStyle },
+          { text: `  ${traffic}` },
+        ]),
+        new Line([
+          { text: `${traffic}  clients ` },
+          { text: String(stats.clients.length), style: ANSI.bold },
+          { text: ` proxies ${proxies} conns ${active} sessions ${stats.sessions_total} auth fail ` },
+          { text: String(stats.auth_failures_total), style: failuresStyle },
+        ]),
+      ),
       new Line([]),
     );
     if (stats.clients.length === 0) {
       body.push(new Line([{ text: "No clients connected.", style: ANSI.dim }]));
     } else {
-      body.push(proxyHeaderLine("  "));
+      const layout = proxyTableLayout(options.columns - 2);
+      body.push(proxyHeaderLine("  ", layout));
       for (const client of stats.clients) {
         body.push(clientLine(client, nowMs));
         for (const proxy of client.proxies) {
-          body.push(proxyLine("  ", proxy, rates.get(proxyKey(client.name, proxy.name))));
+          body.push(proxyLine("  ", layout, proxy, rates.get(proxyKey(client.name, proxy.name))));
           const error = errorLine("  ", proxy);
           if (error) body.push(error);
         }
@@ -287,22 +372,28 @@ export function renderScreen(
     const countdown = stats.state === "waiting" && stats.next_attempt_at_ms !== null
       ? ` — reconnecting in ${(Math.max(0, stats.next_attempt_at_ms - nowMs) / 1000).toFixed(1)} s`
       : "";
+    const stateStyle = `${ANSI.bold}${STATUS_COLORS[stats.state] ?? ""}`;
     lines.push(
-      new Line([
-        { text: "state " },
-        { text: stats.state + countdown, style: `${ANSI.bold}${STATUS_COLORS[stats.state] ?? ""}` },
-        { text: `  sessions ${stats.sessions_total}  rtt ${formatRtt(stats.rtt_ms)}` },
-        {
-          text: `  in ${formatRate(rates.size ? totalIn : null)}  out ${
-            formatRate(rates.size ? totalOut : null)
-          }`,
-        },
-      ]),
+      fitting(
+        options.columns,
+        new Line([
+          { text: "state " },
+          { text: stats.state + countdown, style: stateStyle },
+          { text: `  sessions ${stats.sessions_total}  rtt ${formatRtt(stats.rtt_ms)}` },
+          { text: `  ${traffic}` },
+        ]),
+        new Line([
+          { text: `${traffic}  ` },
+          { text: stats.state + countdown, style: stateStyle },
+          { text: `  sessions ${stats.sessions_total}  rtt ${formatRtt(stats.rtt_ms)}` },
+        ]),
+      ),
       new Line([]),
     );
-    body.push(proxyHeaderLine(""));
+    const layout = proxyTableLayout(options.columns);
+    body.push(proxyHeaderLine("", layout));
     for (const proxy of stats.proxies) {
-      body.push(proxyLine("", proxy, rates.get(proxyKey("", proxy.name))));
+      body.push(proxyLine("", layout, proxy, rates.get(proxyKey("", proxy.name))));
       const error = errorLine("", proxy);
       if (error) body.push(error);
     }

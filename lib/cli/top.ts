@@ -8,7 +8,7 @@
  * @module
  */
 
-import { InvalidConfigError, loadConfig } from "../config/mod.ts";
+import { loadConfig } from "../config/mod.ts";
 import { formatHostPort, isWildcard } from "../net/address.ts";
 import type { ServedStats } from "../stats/http.ts";
 import { formatDuration } from "../stats/format.ts";
@@ -34,10 +34,15 @@ const FETCH_TIMEOUT_MS = 5000;
 
 /** Options of {@linkcode topCommand}. */
 export interface TopCommandOptions {
-  /** Base URL of the stats endpoint (`/api/stats` is appended unless present). */
-  url: string;
-  /** Bearer token (the endpoint's `stats_token`). */
+  /**
+   * Base URL of the stats endpoint (`/api/stats` is appended unless present). Default: the config's
+   * endpoint with `config`, else {@linkcode DEFAULT_TOP_URL}.
+   */
+  url?: string;
+  /** Bearer token (the endpoint's `stats_token`); default: the config's `stats_token` with `config`. */
   token?: string;
+  /** A server or client config file to read the endpoint's URL and token from (`top -c FILE`). */
+  config?: string;
   /** Time between polls in the live view. */
   intervalMs: number;
   /** Ends the live view. */
@@ -306,7 +311,19 @@ async function waitForQuitKey(): Promise<void> {
  * Runs `top`: a live screen on a terminal, or one plain table otherwise. Returns the exit code: 0, or 1
  * when the endpoint cannot be read (the plain table's only poll failed).
  */
-export async function topCommand(options: TopCommandOptions): Promise<number> {
+export async function topCommand(given: TopCommandOptions): Promise<number> {
+  let target: StatsTarget = { url: DEFAULT_TOP_URL };
+  if (given.config !== undefined) {
+    try {
+      target = await statsTargetFromConfig(given.config);
+    } catch (error) {
+      console.error(`tls-tunnel: ${error instanceof Error ? error.message : String(error)}`);
+      return 1;
+    }
+  }
+  // Flags win over the file.
+  const token = given.token ?? target.token;
+  const options = { ...given, url: given.url ?? target.url, ...(token !== undefined ? { token } : {}) };
   try {
     statsUrl(options.url);
   } catch (error) {

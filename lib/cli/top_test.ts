@@ -2,11 +2,14 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
   computeRates,
+  DEFAULT_TOP_URL,
   fetchStats,
   formatColumns,
+  proxyTableLayout,
   renderPlainTable,
   renderScreen,
   StatsFetchError,
+  statsTargetFromConfig,
   statsUrl,
 } from "./top.ts";
 import type { ServedStats } from "../stats/http.ts";
@@ -177,6 +180,106 @@ Deno.test("the live screen of a client shows its reconnect countdown; a failed p
     intervalMs: 1000,
   });
   assert.match(waiting.join("\n"), /Waiting for http:\/\/127\.0\.0\.1:9101/);
+});
+
+/** The live screen at `columns`, without colour, for the server fixture with rates on office/web. */
+function screenAt(columns: number, server = true): string[] {
+  const stats = served(server ? serverSnapshot() : clientSnapshot(NOW_MS));
+  const rates = new Map([[server ? "office\0web" : "\0web", { in: 2048, out: 3 * 1024 * 1024 }]]);
+  return renderScreen(stats, rates, { columns, rows: 30, color: false, url: "http://x", intervalMs: 1000 });
+}
+
+Deno.test("at 80 columns top still shows every byte counter and rate, dropping the lower-value columns", () => {
+  for (const server of [true, false]) {
+    const lines = screenAt(80, server);
+    for (const line of lines) assert.ok([...line].length <= 80, line);
+    const header = lines.find((line) => /PROXY/.test(line)) ?? "";
+    assert.match(header, /PROXY\s+STATUS\s+PUBLISHED\s+ACTIVE\s+IN\s+OUT\s+IN\/s\s+OUT\/s$/, header);
+    assert.doesNotMatch(header, /LOCAL TARGET|TOTAL|FAILED/);
+    const web = lines.find((line) => /^\s*web /.test(line)) ?? "";
+    const counters = server
+      ? /healthy\s+0\.0\.0\.0:8080\s+2\s+4\.00 KiB\s+1\.00 MiB\s+2\.00 KiB\/s\s+3\.00 MiB\/s$/
+      : /pending\s+0\.0\.0\.0:8080\s+0\s+100 B\s+200 B\s+2\.00 KiB\/s\s+3\.00 MiB\/s$/;
+    assert.match(web, counters, web);
+    // The totals line puts the traffic first when the full line does not fit.
+    assert.ok(lines.some((line) => /^in 2\.00 KiB\/s {2}out 3\.00 MiB\/s/.test(line)), lines.join("\n"));
+  }
+});
+
+Deno.test("at 120 columns top shows every column, names shortened to fit", () => {
+  const lines = screenAt(120);
+  for (const line of lines) assert.ok([...line].length <= 120, line);
+  const header = lines.find((line) => /PROXY/.test(line)) ?? "";
+  assert.match(
+    header,
+    /PROXY\s+STATUS\s+PUBLISHED\s+LOCAL TARGET\s+ACTIVE\s+TOTAL\s+FAILED\s+IN\s+OUT\s+IN\/s\s+OUT\/s$/,
+  );
+  const web = lines.find((line) => /^\s*web /.test(line)) ?? "";
+  assert.match(
+    web,
+    /web\s+healthy\s+0\.0\.0\.0:8080\s+127\.0\.0\.1:3000\s+2\s+10\s+1\s+4\.00 KiB\s+1\.00 MiB\s+2\.00 KiB\/s\s+3\.00 MiB\/s$/,
+  );
+  assert.match(lines.join("\n"), /clients 2 {2}proxies 3 .* {2}in 2\.00 KiB\/s {2}out 3\.00 MiB\/s/);
+});
+
+Deno.test("the proxy table layout never drops a byte or rate column and fits whenever it can", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 300 }), (available) => {
+      const layout = proxyTableLayout(available);
+      const titles = layout.map((column) => column.index);
+      for (const traffic of [7, 8, 9, 10]) {
+        assert.ok(titles.includes(traffic), `column ${traffic} at ${available}`);
+      }
+      const width = layout.reduce((sum, column) => sum + column.width, 0) + layout.length - 1;
+      // Below the narrowest layout (name and traffic at their minimum), the screen cuts the line.
+      if (available >= 8 + 8 + 8 + 10 + 10 + 4) assert.ok(width <= available, `${width} > ${available}`);
+    }),
+  );
+});
+
+Deno.test("top's default URL is the examples' stats endpoint, and top -c reads it from the file", async () => {
+  const example = await statsTargetFromConfig(
+    new URL("../../examples/server.toml", import.meta.url).pathname,
+  );
+  assert.deepEqual(example, { url: DEFAULT_TOP_URL });
+});
+
+const PROXY_TOML = `[[proxies]]\nname = "web"\npublish_port = 8080\nlocal_port = 3000\n`;
+
+Deno.test("top -c reads stats_addr, stats_port and stats_token from a server or client config", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "top_config_" });
+  try {
+    const server = `${dir}/server.toml`;
+    await Deno.writeTextFile(
+      server,
+      `[server]\nbind_port = 8443\nauth_key = "key-0123456789abcdef"\nstats_addr = "0.0.0.0"\n` +
+        `stats_port = 9191\nstats_token = "stats-0123456789abcdef"\n`,
+    );
+    assert.deepEqual(await statsTargetFromConfig(server), {
+      url: "http://127.0.0.1:9191",
+      token: "stats-0123456789abcdef",
+    });
+    const client = `${dir}/client.toml`;
+    await Deno.writeTextFile(
+      client,
+      `[client]\nserver_addr = "127.0.0.1"\nserver_port = 8443\nauth_key = "key-0123456789abcdef"\n` +
+        `skip_verify = true\nstats_addr = "::1"\nstats_port = 9192\n${PROXY_TOML}`,
+    );
+    assert.deepEqual(await statsTargetFromConfig(client), { url: "http://[::1]:9192" });
+    const silent = `${dir}/silent.toml`;
+    await Deno.writeTextFile(
+      silent,
+      `[client]\nserver_addr = "127.0.0.1"\nserver_port = 8443\nauth_key = "key-0123456789abcdef"\n` +
+        `skip_verify = true\n${PROXY_TOML}`,
+    );
+    await assert.rejects(
+      statsTargetFromConfig(silent),
+      (error: unknown) => error instanceof StatsFetchError && /sets no stats_port/.test(error.message),
+    );
+    await assert.rejects(statsTargetFromConfig(`${dir}/missing.toml`), /missing\.toml/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("statsUrl accepts host:port, a base URL or the full /api/stats URL", () => {
