@@ -63,6 +63,25 @@ function logFormatFromArgs(args: readonly string[]): LogFormat {
   return "text";
 }
 await setupLogging({ verbosity: 0, format: logFormatFromArgs(Deno.args) });
+if (logFormatFromArgs(Deno.args) === "json") {
+  // An error nothing caught would otherwise reach Deno's own plain "error: Uncaught …" report.
+  const fatal = (error: unknown) => {
+    writeOutput("stderr", {
+      level: "fatal",
+      text: `tls-tunnel: ${error instanceof Error ? error.message : String(error)}`,
+      ...(error instanceof Error ? { properties: { error } } : {}),
+    });
+    Deno.exit(1);
+  };
+  globalThis.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    fatal(event.reason);
+  });
+  globalThis.addEventListener("error", (event) => {
+    event.preventDefault();
+    fatal(event.error);
+  });
+}
 
 /** Commander's own text (usage errors, help, version) as one output message each. */
 function commanderOutput(stream: "stdout" | "stderr", text: string): void {
