@@ -88,6 +88,7 @@ function clientSummary(config: ClientConfig): string[] {
   if (config.serverFingerprint !== undefined) {
     lines.push(`server certificate pinned to SHA-256 ${config.serverFingerprint}`);
   }
+  if (config.proxyUrl !== undefined) lines.push(`outbound proxy: ${config.proxyUrl.masked} (proxy_url)`);
   lines.push(`proxies (${config.proxies.length}):`);
   for (const proxy of config.proxies) {
     const published = proxy.publishPort !== 0

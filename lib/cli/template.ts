@@ -167,6 +167,10 @@ ${liveDefault("skip_verify", DEFAULTS.client.skip_verify)}
 ${commentedDefault("transport", DEFAULTS.client.transport)}
 ${commentedDefault("server_path", DEFAULTS.client.server_path)}
 
+# Leave through an outbound proxy: HTTP CONNECT or SOCKS5, with optional credentials (never logged).
+# Without it, HTTPS_PROXY (or ALL_PROXY) is used unless NO_PROXY lists server_addr, as curl does.
+# proxy_url = "http://user:pass@proxy.example.com:3128"    # or "socks5://[user:pass@]host:1080"
+
 # The key the server expects: its shared auth_key or this client's [[server.clients]] key.
 # Env: TLS_TUNNEL_AUTH_KEY.
 auth_key = "${authKey}"

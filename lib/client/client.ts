@@ -83,6 +83,8 @@ export class TunnelClient {
   nextAttemptAtMs: number | null = null;
   /** Sessions established since start. */
   sessionsEstablished = 0;
+  /** Attempts to reach the server that ended without a registered session, since start. */
+  connectFailures = 0;
   /** The server's answer to the last `authenticate`. */
   server: AuthenticateResult | null = null;
   /** Recent events (connections, server notifications) for the stats endpoint. */
@@ -130,6 +132,8 @@ export class TunnelClient {
         attempt++;
         this.state = "connecting";
         let healthy = false;
+        /** Why this attempt failed, told with the next attempt's delay: one event, one record. */
+        let failure: string | null = null;
         try {
           healthy = await this.#runSession(clientId, attempt);
         } catch (error) {
@@ -141,18 +145,23 @@ export class TunnelClient {
             });
           }
           if (signal?.aborted) break;
-          logger.warn("Attempt {attempt} to reach {server} failed: {error}", {
-            attempt,
-            server: formatHostPort(this.#config.serverAddr, this.#config.serverPort),
-            error: error instanceof Error ? error.message : String(error),
-          });
+          failure = error instanceof Error ? error.message : String(error);
         }
         if (signal?.aborted) break;
+        if (!healthy) this.connectFailures++;
         if (healthy) {
           backoff.reset();
           attempt = 0;
         }
+        const server = formatHostPort(this.#config.serverAddr, this.#config.serverPort);
         if (backoff.exhausted) {
+          if (failure !== null) {
+            logger.warn("Attempt {attempt} to reach {server} failed: {error}", {
+              attempt,
+              server,
+              error: failure,
+            });
+          }
           throw new FatalClientError(
             `Gave up after ${this.#config.reconnect.maxAttempts} attempts to reach the server ` +
               `(client.reconnect.max_attempts)`,
@@ -162,10 +171,21 @@ export class TunnelClient {
         const delayMs = backoff.nextDelayMs();
         this.state = "waiting";
         this.nextAttemptAtMs = Date.now() + delayMs;
-        logger.info("Reconnecting in {secs} s (attempt {next})", {
-          secs: (delayMs / 1000).toFixed(1),
-          next: attempt + 1,
-        });
+        const secs = (delayMs / 1000).toFixed(1);
+        if (failure === null) {
+          logger.info("Reconnecting in {secs} s (attempt {next})", { secs, next: attempt + 1 });
+        } else {
+          logger.warn(
+            "Attempt {attempt} to reach {server} failed: {error}. Reconnecting in {secs} s (attempt {next})",
+            {
+              attempt,
+              server,
+              error: failure,
+              secs,
+              next: attempt + 1,
+            },
+          );
+        }
         try {
           await sleep(delayMs, signal);
         } catch {
@@ -391,6 +411,7 @@ export class TunnelClient {
       state: this.state,
       next_attempt_at_ms: this.nextAttemptAtMs,
       sessions_total: this.sessionsEstablished,
+      connect_failures_total: this.connectFailures,
       rtt_ms: rtt > 0 ? rtt : null,
       proxies: [...this.proxies.values()].map(({ config, registration, stats }) => ({
         name: config.name,

@@ -462,3 +462,25 @@ Deno.test("server_fingerprint accepts the cert command's form and SHA256:hex, no
     assert.match(issues[0] ?? "", /tls-tunnel cert/);
   }
 });
+
+Deno.test("proxy_url: parsed into a proxy that prints without credentials; a bad one is reported masked", () => {
+  const withProxy = (url: string) => CLIENT.replace("[[proxies]]", `proxy_url = "${url}"\n[[proxies]]`);
+  const config = parseClient(withProxy("http://alice:hunter2@10.0.0.5:3128"));
+  assert.equal(config.proxyUrl?.hop, "the HTTP proxy 10.0.0.5:3128");
+  assert.deepEqual(config.proxyUrl?.credentials, { username: "alice", password: "hunter2" });
+  assert.ok(!JSON.stringify(config).includes("hunter2"), "the config serialises the proxy masked");
+  assert.equal(parseClient(CLIENT).proxyUrl, undefined);
+  for (
+    const [bad, problem] of [
+      ["https://alice:hunter2@proxy:3128", /"https:\/\/\*\*\*@proxy:3128" uses https:\/\//],
+      ["http://alice:hunter2@proxy", /"http:\/\/\*\*\*@proxy" has no port \(add the proxy's port/],
+      ["socks5://alice:hunter2@bad_host:1080", /has no valid host/],
+    ] as const
+  ) {
+    const issues = issuesOf(withProxy(bad));
+    assert.equal(issues.length, 1, issues.join("\n"));
+    assert.match(issues[0] ?? "", /^client\.proxy_url: proxy_url "/);
+    assert.match(issues[0] ?? "", problem);
+    assert.ok(!(issues[0] ?? "").includes("hunter2"), issues[0]);
+  }
+});

@@ -24,7 +24,7 @@ export * from "./no_proxy.ts";
 /** Where {@linkcode connectTcp} goes: the server, and the proxy to reach it through, if any. */
 export interface ConnectTcpOptions extends ProxyTarget {
   /** The outbound proxy; absent or null: connect directly. */
-  proxy?: OutboundProxy | null;
+  proxy?: OutboundProxy | null | undefined;
 }
 
 /**

@@ -130,6 +130,21 @@ Deno.test("HTTP CONNECT: 407 is a permanent error naming the hop and saying to p
   });
 });
 
+Deno.test("HTTP CONNECT: 401 to the credentials given (tinyproxy's answer to a wrong password) is permanent too", async () => {
+  await withFakeProxy(async (conn) => {
+    await readRequest(conn, headerDone);
+    await writeAll(conn, encoder.encode("HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic\r\n\r\n"));
+  }, async (port) => {
+    const proxy = parseProxyUrl(`http://alice:wrong@127.0.0.1:${port}`, "proxy_url");
+    const error = await failure(connectTcp({ ...TARGET, proxy }, timeout()));
+    assert.ok(error.permanent);
+    assert.match(
+      error.message,
+      /answered 401 Unauthorized; put the credentials in proxy_url \(the user name and password given there were refused\)/,
+    );
+  });
+});
+
 Deno.test("HTTP CONNECT: a refusal other than 407 is retryable and says why", async () => {
   await withFakeProxy(async (conn) => {
     await readRequest(conn, headerDone);

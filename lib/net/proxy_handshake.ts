@@ -236,7 +236,8 @@ async function httpConnect(
   if (code >= 200 && code < 300) return;
   const reason = printable(status[2] ?? "");
   const answered = `${proxy.hop} answered ${code}${reason ? ` ${reason}` : ""}`;
-  if (code === 407) {
+  // 407 is the proxy's way; tinyproxy answers wrong credentials with 401, which means the same here.
+  if (code === 407 || code === 401) {
     throw new OutboundProxyError(
       credentials === null
         ? `${answered}; put the credentials in proxy_url (http://user:pass@host:port)`

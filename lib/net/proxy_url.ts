@@ -42,6 +42,14 @@ export interface ProxyCredentials {
 /** A proxy URL is malformed or names something unsupported; the message never shows its credentials. */
 export class ProxyUrlError extends Error {
   override name = "ProxyUrlError";
+  constructor(
+    /** What is wrong, starting with where the URL came from and the URL, masked. */
+    readonly problem: string,
+    /** What to write instead. */
+    readonly hint: string,
+  ) {
+    super(`${problem}; ${hint}`);
+  }
 }
 
 /**
@@ -132,7 +140,7 @@ export function parseProxyUrl(
 ): OutboundProxy {
   const shown = () => JSON.stringify(escapeForTerminal(maskProxyCredentials(text.slice(0, 200))));
   const fail = (problem: string, hint: string): never => {
-    throw new ProxyUrlError(`${source} ${shown()} ${problem}; ${hint}`);
+    throw new ProxyUrlError(`${source} ${shown()} ${problem}`, hint);
   };
   const example = "write it as http://user:pass@host:port or socks5://host:port";
   if (text.length > MAX_PROXY_URL_CHARS) fail(`is longer than ${MAX_PROXY_URL_CHARS} characters`, example);
