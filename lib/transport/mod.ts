@@ -1,7 +1,7 @@
 /**
  * Transports: how the tunnel's one connection between a client and the server is accepted and dialed
- * ({@linkcode Transport}, `transport.ts`), the transports by name (`registry.ts`; `"tls"` today, in
- * `tls.ts`), and the copy loop (`pipe.ts`) that moves bytes between a carried stream and a local socket.
+ * ({@linkcode Transport}, `transport.ts`), the transports by name (`registry.ts`: `"tls"` in `tls.ts`,
+ * `"wss"` in `wss.ts` with its WebSocket framing in `websocket.ts`), and the copy loop (`pipe.ts`) that moves bytes between a carried stream and a local socket.
  * The roles never import an implementation: they ask {@linkcode transportFor} for the one their config
  * names.
  *
@@ -35,7 +35,7 @@
  * name to `TRANSPORT_NAMES` and the object to `BUILT_IN` in `registry.ts` (the type check fails until
  * both are there), and run the end-to-end tests over it: `tests/transport_plugin_test.ts` shows how a
  * transport registered by name carries a whole tunnel. Nothing in `server/` or `client/` changes; the
- * config's transport key (issue 13) selects it by name.
+ * config's `transport` key selects it by name (add the name to `TRANSPORT_KEYS` in `config/schema.ts`).
  *
  * @module
  */

@@ -177,6 +177,7 @@ export class WebSocketConn implements DuplexConn {
   #inMessage = false;
   #peerClosed = false;
   #closeSent = false;
+  #pongPending = false;
   #error: Error | null = null;
   /** Serialises writes: each frame goes out whole, even over a short-writing `inner`. */
   #writing: Promise<unknown> = Promise.resolve();
@@ -206,7 +207,9 @@ export class WebSocketConn implements DuplexConn {
         return take;
       }
       if (this.#peerClosed) return null;
-      if (!(await this.#nextFrame())) return null;
+      // A control frame was handled, or a data frame's payload is ready: loop (never recurse, so a flood
+      // of pings or empty frames costs time, not a growing chain of promises).
+      if ((await this.#nextFrame()) === "end") return null;
     }
   }
 
@@ -234,11 +237,12 @@ export class WebSocketConn implements DuplexConn {
   }
 
   /**
-   * Parses the next frame header; handles control frames whole. Returns false at end of stream (a close
-   * frame, or `inner` ended), true once a data frame's payload is ready to be read.
+   * Parses the next frame header and handles a control frame whole: `"end"` at end of stream (a close
+   * frame, or `inner` ended), `"control"` after a ping or pong, `"data"` once a data frame's payload is
+   * ready to be read.
    */
-  async #nextFrame(): Promise<boolean> {
-    if (!(await this.#need(2))) return false;
+  async #nextFrame(): Promise<"end" | "control" | "data"> {
+    if (!(await this.#need(2))) return "end";
     const first = this.#buffer[this.#start] ?? 0;
     const second = this.#buffer[this.#start + 1] ?? 0;
     const fin = (first & 0x80) !== 0;
@@ -246,7 +250,7 @@ export class WebSocketConn implements DuplexConn {
     const masked = (second & 0x80) !== 0;
     let length = second & 0x7f;
     const headerBytes = 2 + (length === 126 ? 2 : length === 127 ? 8 : 0) + (masked ? 4 : 0);
-    if (!(await this.#need(headerBytes))) return false;
+    if (!(await this.#need(headerBytes))) return "end";
     const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + this.#start + 2);
     if (length === 126) length = view.getUint16(0);
     else if (length === 127) {
@@ -259,7 +263,7 @@ export class WebSocketConn implements DuplexConn {
     }
     const mask = masked ? this.#buffer.slice(this.#start + headerBytes - 4, this.#start + headerBytes) : null;
     this.#start += headerBytes;
-    if (opcode >= 0x8) return await this.#controlFrame(opcode, fin, length, mask);
+    if (opcode >= 0x8) return (await this.#controlFrame(opcode, fin, length, mask)) ? "control" : "end";
     if (opcode === OPCODE_TEXT) {
       this.#fail("a text message arrived; the tunnel is carried in binary messages", 1003);
     }
@@ -282,7 +286,7 @@ export class WebSocketConn implements DuplexConn {
     this.#payloadLeft = length;
     this.#mask = mask;
     this.#maskPosition = 0;
-    return true;
+    return "data";
   }
 
   async #controlFrame(
@@ -297,10 +301,15 @@ export class WebSocketConn implements DuplexConn {
     this.#start += length;
     if (mask) applyMask(payload, mask, 0);
     if (opcode === OPCODE_PING) {
-      if (!this.#closeSent) void this.#send(OPCODE_PONG, payload).catch(() => {});
-      return await this.#nextFrame();
+      // One pong at a time (RFC 6455 allows answering only the latest ping): a peer that pings without
+      // reading cannot queue pongs without bound.
+      if (!this.#closeSent && !this.#pongPending) {
+        this.#pongPending = true;
+        void this.#send(OPCODE_PONG, payload).catch(() => {}).finally(() => (this.#pongPending = false));
+      }
+      return true;
     }
-    if (opcode === OPCODE_PONG) return await this.#nextFrame();
+    if (opcode === OPCODE_PONG) return true;
     if (opcode !== OPCODE_CLOSE) this.#fail(`a frame has the reserved opcode ${opcode}`, 1002);
     this.#peerClosed = true;
     return false;

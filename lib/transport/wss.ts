@@ -343,6 +343,9 @@ async function dialWss(options: TransportDialOptions, signal?: AbortSignal): Pro
   const startedAtMs = performance.now();
   const conn = await tlsTransport.dial(options, signal);
   const host = options.serverName ?? options.hostname;
+  // Aborting during the upgrade closes the connection, which fails the upgrade: nothing stays open.
+  const onAbort = () => conn.close();
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const ws = await upgradeWebSocketClient(conn, {
       host: options.port === 443 ? hostHeader(host) : formatHostPort(host, options.port),
@@ -350,10 +353,17 @@ async function dialWss(options: TransportDialOptions, signal?: AbortSignal): Pro
       timeoutMs: Math.max(1, options.timeoutMs - (performance.now() - startedAtMs)),
       where: conn.remote,
     });
+    if (signal?.aborted) throw signal.reason;
     return Object.assign(ws, { remote: conn.remote });
   } catch (error) {
-    conn.close();
+    try {
+      conn.close();
+    } catch {
+      // Already closed by the abort or the failed upgrade.
+    }
     throw error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
 }
 

@@ -174,6 +174,29 @@ for (
   });
 }
 
+Deno.test("wss transport: a flood of pings is answered without recursion and the data after it arrives", async () => {
+  const { listener, next } = await listen({ plainText: true });
+  const server = next();
+  const plain = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const ws = await upgradeWebSocketClient(plain, {
+    host: "x",
+    path: "/tunnel",
+    timeoutMs: 5000,
+    where: "test",
+  });
+  const admitted = await server;
+  await admitted.handshake();
+  const ping = rawFrame(0x9, new Uint8Array([1, 2, 3, 4]));
+  const flood = new Uint8Array(ping.length * 50_000);
+  for (let offset = 0; offset < flood.length; offset += ping.length) flood.set(ping, offset);
+  const writing = writeAll(plain, flood).then(() => writeAll(plain, rawFrame(0x2, new Uint8Array([42]))));
+  assert.deepEqual(await readExactly(admitted, 1), new Uint8Array([42]));
+  await writing;
+  ws.close();
+  admitted.close();
+  listener.close();
+});
+
 Deno.test("wss transport: forwarded addresses are IP literals in header order, ports and quotes removed", () => {
   assert.deepEqual(
     forwardedAddresses(
