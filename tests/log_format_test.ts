@@ -246,7 +246,18 @@ Deno.test("a client that cannot reach its server or trust its certificate logs J
   } finally {
     await lonely.stop();
   }
-  allRecords(lonely, "unreachable client");
+  const retries = allRecords(lonely, "unreachable client").filter((record) =>
+    /Reconnecting in/.test(record.message)
+  );
+  assert.ok(retries.length > 0);
+  for (const record of retries) {
+    // One record per failed attempt: why it failed and when the next one comes.
+    assert.match(
+      record.message,
+      /^Attempt \d+ to reach 127\.0\.0\.1:\d+ failed: .*refused.*\. Reconnecting in/,
+    );
+    assert.equal(record.level, "warning");
+  }
 
   // Untrusted: the server's certificate is not from the CA the client trusts.
   await using tunnel = await ProcessTunnel.create("", { generatedCertificate: true });
