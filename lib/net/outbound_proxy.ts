@@ -4,7 +4,7 @@
  * (TLS, WebSocket…) as if it had been dialed to the server directly. The proxy URL is `proxy_url.ts`;
  * which proxy the environment names (`HTTPS_PROXY`, `NO_PROXY`) is `no_proxy.ts`.
  *
- * Every transport's `dial` uses {@linkcode connectTcp} (a `Deno.TcpConn`) or, for `node:tls`,
+ * Every transport's `dial` uses {@linkcode dialTcp} (a `Deno.TcpConn`) or, for `node:tls`,
  * {@linkcode connectNodeSocket}, so that `proxy_url` works the same on each. The proxy's host name, if
  * it is one, is resolved by the connect itself (it does not block the event loop); the whole of it,
  * connect and handshake, is bounded by the caller's signal (the dial timeout).
@@ -21,8 +21,8 @@ export * from "./proxy_url.ts";
 export * from "./proxy_handshake.ts";
 export * from "./no_proxy.ts";
 
-/** Where {@linkcode connectTcp} goes: the server, and the proxy to reach it through, if any. */
-export interface ConnectTcpOptions extends ProxyTarget {
+/** Where {@linkcode dialTcp} goes: the server, and the proxy to reach it through, if any. */
+export interface DialTcpOptions extends ProxyTarget {
   /** The outbound proxy; absent or null: connect directly. */
   proxy?: OutboundProxy | null | undefined;
 }
@@ -32,7 +32,7 @@ export interface ConnectTcpOptions extends ProxyTarget {
  * A failure at the proxy rejects with an {@linkcode OutboundProxyError} naming the hop; a direct
  * connect's own error is passed through for the transport to describe.
  */
-export async function connectTcp(options: ConnectTcpOptions, signal: AbortSignal): Promise<Deno.TcpConn> {
+export async function dialTcp(options: DialTcpOptions, signal: AbortSignal): Promise<Deno.TcpConn> {
   const proxy = options.proxy ?? null;
   if (proxy === null) {
     const tcp = await raceConnect(Deno.connect({ hostname: options.hostname, port: options.port }), signal);

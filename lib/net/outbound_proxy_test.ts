@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { writeAll } from "./conn.ts";
 import {
   connectNodeSocket,
-  connectTcp,
+  dialTcp,
   isPermanentProxyError,
   MAX_PROXY_ANSWER_BYTES,
   OutboundProxyError,
@@ -99,7 +99,7 @@ Deno.test("HTTP CONNECT: sends CONNECT with Basic credentials, then bytes flow t
     await echoOnce(conn);
   }, async (port) => {
     const proxy = parseProxyUrl(`http://alice:s3cret@127.0.0.1:${port}`, "proxy_url");
-    assert.equal(await roundTripThrough(await connectTcp({ ...TARGET, proxy }, timeout())), "ping");
+    assert.equal(await roundTripThrough(await dialTcp({ ...TARGET, proxy }, timeout())), "ping");
   });
   assert.match(request, /^CONNECT tunnel\.example:8443 HTTP\/1\.1\r\nHost: tunnel\.example:8443\r\n/);
   assert.match(request, new RegExp(`\r\nProxy-Authorization: Basic ${btoa("alice:s3cret")}\r\n`));
@@ -115,7 +115,7 @@ Deno.test("HTTP CONNECT: 407 is a permanent error naming the hop and saying to p
   }, async (port) => {
     for (const userInfo of ["", "alice:wrong@"]) {
       const proxy = parseProxyUrl(`http://${userInfo}127.0.0.1:${port}`, "proxy_url");
-      const error = await failure(connectTcp({ ...TARGET, proxy }, timeout()));
+      const error = await failure(dialTcp({ ...TARGET, proxy }, timeout()));
       assert.ok(error.permanent);
       assert.ok(isPermanentProxyError(new Error("wrapped", { cause: error })));
       assert.match(
@@ -136,7 +136,7 @@ Deno.test("HTTP CONNECT: 401 to the credentials given (tinyproxy's answer to a w
     await writeAll(conn, encoder.encode("HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic\r\n\r\n"));
   }, async (port) => {
     const proxy = parseProxyUrl(`http://alice:wrong@127.0.0.1:${port}`, "proxy_url");
-    const error = await failure(connectTcp({ ...TARGET, proxy }, timeout()));
+    const error = await failure(dialTcp({ ...TARGET, proxy }, timeout()));
     assert.ok(error.permanent);
     assert.match(
       error.message,
@@ -151,7 +151,7 @@ Deno.test("HTTP CONNECT: a refusal other than 407 is retryable and says why", as
     await writeAll(conn, encoder.encode("HTTP/1.0 403 Access violation\x1b[31m\r\n\r\n"));
   }, async (port) => {
     const proxy = parseProxyUrl(`http://127.0.0.1:${port}`, "proxy_url");
-    const error = await failure(connectTcp({ ...TARGET, proxy }, timeout()));
+    const error = await failure(dialTcp({ ...TARGET, proxy }, timeout()));
     assert.equal(error.permanent, false);
     assert.match(error.message, /answered 403 Access violation\?\[31m to CONNECT tunnel\.example:8443/);
     assert.match(error.message, /ConnectPort 8443/);
@@ -180,7 +180,7 @@ Deno.test("HTTP CONNECT (hostile): garbage, an oversized header, bytes after the
       await writeAll(conn, answer);
     }, async (port) => {
       const proxy = parseProxyUrl(`http://127.0.0.1:${port}`, "proxy_url");
-      const error = await failure(connectTcp({ ...TARGET, proxy }, timeout()));
+      const error = await failure(dialTcp({ ...TARGET, proxy }, timeout()));
       assert.match(error.message, pattern);
       assert.match(error.message, new RegExp(`^the HTTP proxy 127\\.0\\.0\\.1:${port} `));
       assert.equal(error.permanent, false);
@@ -196,7 +196,7 @@ Deno.test("HTTP CONNECT (hostile): a proxy that never answers fails at the dial 
   }, async (port) => {
     const proxy = parseProxyUrl(`http://127.0.0.1:${port}`, "proxy_url");
     const startedMs = performance.now();
-    const error = await failure(connectTcp({ ...TARGET, proxy }, AbortSignal.timeout(300)));
+    const error = await failure(dialTcp({ ...TARGET, proxy }, AbortSignal.timeout(300)));
     const elapsedMs = performance.now() - startedMs;
     release.resolve();
     assert.match(error.message, /the HTTP proxy .* did not answer CONNECT tunnel\.example:8443 in time/);
@@ -209,7 +209,7 @@ Deno.test("proxy unreachable: a refused connect is retryable and names the proxy
   const port = listener.addr.port;
   listener.close();
   const proxy = parseProxyUrl(`socks5://127.0.0.1:${port}`, "proxy_url");
-  const error = await failure(connectTcp({ ...TARGET, proxy }, timeout()));
+  const error = await failure(dialTcp({ ...TARGET, proxy }, timeout()));
   assert.equal(error.permanent, false);
   assert.match(error.message, new RegExp(`^Connection to the SOCKS5 proxy 127\\.0\\.0\\.1:${port} refused`));
 });
@@ -227,7 +227,7 @@ Deno.test("SOCKS5: user/password, CONNECT by name, then bytes flow to the target
     await echoOnce(conn);
   }, async (port) => {
     const proxy = parseProxyUrl(`socks5://alice:s3cret@127.0.0.1:${port}`, "proxy_url");
-    assert.equal(await roundTripThrough(await connectTcp({ ...TARGET, proxy }, timeout())), "ping");
+    assert.equal(await roundTripThrough(await dialTcp({ ...TARGET, proxy }, timeout())), "ping");
   });
   assert.deepEqual(seen[0], [5, 2, 0, 2]);
   assert.deepEqual(seen[1], [1, 5, ...encoder.encode("alice"), 6, ...encoder.encode("s3cret")]);
@@ -244,7 +244,7 @@ Deno.test("SOCKS5: an IPv6 target is sent as an address; without credentials onl
     await echoOnce(conn);
   }, async (port) => {
     const proxy = parseProxyUrl(`socks5://127.0.0.1:${port}`, "proxy_url");
-    const conn = await connectTcp({ hostname: "2001:db8::1", port: 443, proxy }, timeout());
+    const conn = await dialTcp({ hostname: "2001:db8::1", port: 443, proxy }, timeout());
     assert.equal(await roundTripThrough(conn), "ping");
   });
   assert.deepEqual(seen[0], [5, 1, 0]);
@@ -270,7 +270,7 @@ Deno.test("SOCKS5: refused credentials, or credentials required, are permanent e
       await writeAll(conn, new Uint8Array(authReply));
     }, async (port) => {
       const proxy = parseProxyUrl(`socks5://${userInfo}127.0.0.1:${port}`, "proxy_url");
-      const error = await failure(connectTcp({ ...TARGET, proxy }, timeout()));
+      const error = await failure(dialTcp({ ...TARGET, proxy }, timeout()));
       assert.ok(error.permanent, error.message);
       assert.match(error.message, new RegExp(`^the SOCKS5 proxy 127\\.0\\.0\\.1:${port} `));
       assert.match(error.message, pattern);
@@ -301,7 +301,7 @@ Deno.test("SOCKS5 (hostile): a bad version, an unknown address type, a failure c
       await writeAll(conn, new Uint8Array(reply));
     }, async (port) => {
       const proxy = parseProxyUrl(`socks5://127.0.0.1:${port}`, "proxy_url");
-      const error = await failure(connectTcp({ ...TARGET, proxy }, timeout()));
+      const error = await failure(dialTcp({ ...TARGET, proxy }, timeout()));
       assert.match(error.message, pattern);
       assert.equal(error.permanent, false);
     });

@@ -23,7 +23,7 @@ import type { Server, Socket } from "node:net";
 import type { SecureContext, TLSSocket } from "node:tls";
 import { formatHostPort, isIpAddress } from "../net/address.ts";
 import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
-import { connectNodeSocket, connectTcp, OutboundProxyError } from "../net/outbound_proxy.ts";
+import { connectNodeSocket, dialTcp, OutboundProxyError } from "../net/outbound_proxy.ts";
 import { colonHex, hex } from "../text.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
 import {
@@ -213,7 +213,7 @@ async function dialTunnelTls(options: TransportDialOptions, abort?: AbortSignal)
   try {
     // TCP first, then TLS over it: startTls verifies `serverName`, which may differ from the address dialed.
     // Directly, or through the outbound proxy (its handshake is bounded by the same signal).
-    tcp = await connectTcp({ hostname: options.hostname, port: options.port, proxy: options.proxy }, signal);
+    tcp = await dialTcp({ hostname: options.hostname, port: options.port, proxy: options.proxy }, signal);
     const tlsOptions: Deno.StartTlsOptions = { hostname: options.serverName ?? options.hostname };
     if (options.caCertPem) tlsOptions.caCerts = [options.caCertPem];
     conn = await raceAbort(Deno.startTls(tcp, tlsOptions), signal);

@@ -60,7 +60,7 @@ export interface TransportDialOptions {
   /**
    * Leave through this outbound proxy (`proxy_url`, or `HTTPS_PROXY`): TCP to the proxy, its handshake
    * (HTTP CONNECT or SOCKS5), then the transport's own handshake over it, all within `timeoutMs`. Every
-   * transport opens its TCP connection with `connectTcp` (or `connectNodeSocket`) of
+   * transport opens its TCP connection with `dialTcp` (or `connectNodeSocket`) of
    * `net/outbound_proxy.ts`, which honours it. A failure at the proxy rejects with a
    * {@linkcode TransportDialError} whose message names the hop and whose `cause` is the
    * `OutboundProxyError` (`permanent` when the proxy refused the credentials). Absent or null: direct.
