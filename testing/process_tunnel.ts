@@ -71,6 +71,8 @@ export class ProcessTunnel implements AsyncDisposable {
       serverConfigPath,
       `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\n${certificate}` +
         `auth_key = "${PROCESS_AUTH_KEY}"\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n${serverExtra}`,
+      // It holds auth_key: 0600, as the CLI asks of configs (else every start warns).
+      { mode: 0o600 },
     );
     return new ProcessTunnel(
       work.dir,
@@ -106,6 +108,7 @@ export class ProcessTunnel implements AsyncDisposable {
             : `local_addr = "127.0.0.1"\nlocal_port = ${proxy.localPort ?? this.echo.port}\n`) +
           (proxy.lines ? `${proxy.lines}\n` : "")
         ).join("\n"),
+      { mode: 0o600 },
     );
     return path;
   }
