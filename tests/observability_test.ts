@@ -24,6 +24,7 @@ import { writeAll } from "../lib/net/conn.ts";
 import type { ServedStats } from "../lib/stats/http.ts";
 import type { ClientRoleSnapshot, ServerSnapshot } from "../lib/stats/snapshot.ts";
 import { parseExposition } from "../testing/stats_fixtures.ts";
+import { expositionProblems, promtoolProblems } from "../testing/exposition_lint.ts";
 
 const AUTH_KEY = "observability-key-0123456789";
 const STATS_TOKEN = "observability-stats-token-0123456789";
@@ -260,6 +261,22 @@ Deno.test("stats endpoints report known traffic through the real programs, live 
     assert.equal(sample("tls_tunnel_stream_open_latency_seconds_count"), 3);
     assert.equal(sample("tls_tunnel_stream_open_latency_seconds_bucket", { le: "+Inf" }), 3);
     assert.equal(metrics.types.get("tls_tunnel_stream_open_latency_seconds"), "histogram");
+    // The real scrapes of both roles pass the strict format check (promtool too, when installed),
+    // carry the process metrics read from /proc, and no peer address.
+    for (const [url, token] of [[serverStatsUrl, STATS_TOKEN], [clientStatsUrl, undefined]] as const) {
+      const text = await getText(url, "metrics", token);
+      assert.deepEqual(expositionProblems(text), [], text);
+      const promtool = await promtoolProblems(text);
+      if (promtool !== null) assert.deepEqual(promtool, [], text);
+      const scraped = parseExposition(text);
+      // process_open_fds needs /proc, which Deno 2.9 opens only to --allow-all: left out here.
+      for (const name of ["process_resident_memory_bytes", "process_start_time_seconds"]) {
+        const found = scraped.samples.find((candidate) => candidate.name === name)?.value ?? 0;
+        assert.ok(found > 0, `${name} is exported on ${url}`);
+      }
+      assert.ok(scraped.samples.some((candidate) => candidate.name === "process_cpu_seconds_total"));
+      assert.doesNotMatch(text, /remote_addr/);
+    }
 
     // The token guards data, not health.
     for (const path of ["api/stats", "metrics"]) {
@@ -290,6 +307,7 @@ Deno.test("stats endpoints report known traffic through the real programs, live 
         Object.entries(labels).every(([key, want]) => candidate.labels[key] === want)
       )?.value;
     assert.equal(clientSample("tls_tunnel_client_connected"), 1);
+    assert.equal(clientSample("tls_tunnel_client_connect_failures_total"), 0);
     assert.equal(clientSample("tls_tunnel_client_state", { state: "connected" }), 1);
     assert.equal(clientSample("tls_tunnel_proxy_received_bytes_total", { proxy: "web" }), totalBytes);
     assert.deepEqual(await (await get(clientStatsUrl, "healthz")).json(), {

@@ -16,14 +16,22 @@
  * | `tls_tunnel_streams_active` | gauge | |
  * | `tls_tunnel_client_streams_active` | gauge | `client` |
  * | `tls_tunnel_client_rtt_seconds` | gauge | `client` |
- * | `tls_tunnel_client_connected_since_seconds` | gauge | `client`, `client_id`, `remote_addr` |
+ * | `tls_tunnel_client_connected_since_seconds` | gauge | `client` |
  * | `tls_tunnel_proxy_*` | see below | `client`, `proxy` |
  * | `tls_tunnel_stream_open_latency_seconds` | histogram | |
  *
  * Client series: `tls_tunnel_info`, `tls_tunnel_start_time_seconds`, `tls_tunnel_client_connected`,
  * `tls_tunnel_client_state{state}`, `tls_tunnel_client_sessions_total`, `tls_tunnel_client_reconnects_total`,
+ * `tls_tunnel_client_connect_failures_total` (attempts that ended without a registered session),
  * `tls_tunnel_client_rtt_seconds`, `tls_tunnel_client_next_attempt_seconds`, and the proxy series
  * labelled with `proxy` only.
+ *
+ * Labels name what was configured, never what changes per connection: no peer address (its port is
+ * ephemeral, so every reconnect would start a new series), and no label that repeats another.
+ *
+ * Both roles add the standard process series when they can be read ({@linkcode ProcessMetrics}):
+ * `process_resident_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds`, `process_max_fds`,
+ * `process_start_time_seconds`.
  *
  * Proxy series: `tls_tunnel_proxy_info` (1, with publish and local address labels),
  * `tls_tunnel_proxy_up`, `tls_tunnel_proxy_status{status}` (a state set: 1 for the current status, 0 for
@@ -34,6 +42,7 @@
  * @module
  */
 
+import type { ProcessMetrics } from "./process_metrics.ts";
 // Every proxy status, for the `tls_tunnel_proxy_status` state set.
 import { PROXY_STATUSES } from "../protocol/proxy_status.ts";
 import type {
@@ -243,11 +252,11 @@ function renderServer(out: Exposition, snapshot: ServerSnapshot): void {
       "When the client's session authenticated (Unix time, seconds)",
     );
     for (const client of snapshot.clients) {
-      out.sample("tls_tunnel_client_connected_since_seconds", {
-        client: client.name,
-        client_id: client.client_id,
-        remote_addr: client.remote_addr,
-      }, client.connected_since_ms / 1000);
+      out.sample(
+        "tls_tunnel_client_connected_since_seconds",
+        { client: client.name },
+        client.connected_since_ms / 1000,
+      );
     }
     const measured = snapshot.clients.filter((client) => client.rtt_ms !== null);
     if (measured.length > 0) {
@@ -293,6 +302,12 @@ function renderClient(out: Exposition, snapshot: ClientRoleSnapshot, nowMs: numb
     "counter",
     "Sessions established after the first one (successful reconnects)",
     Math.max(0, snapshot.sessions_total - 1),
+  );
+  out.single(
+    "tls_tunnel_client_connect_failures_total",
+    "counter",
+    "Attempts to reach the server that ended without a registered session (dial, TLS, auth or registration)",
+    snapshot.connect_failures_total ?? 0,
   );
   if (snapshot.rtt_ms !== null) {
     out.single(
@@ -355,11 +370,40 @@ function renderBackends(out: Exposition, proxies: ProxySnapshot[]): void {
   }
 }
 
+/** The standard process series, each only when it could be read. */
+function renderProcess(out: Exposition, process: ProcessMetrics): void {
+  const series: Array<[string, "counter" | "gauge", string, number | undefined]> = [
+    [
+      "process_cpu_seconds_total",
+      "counter",
+      "Total user and system CPU time spent in seconds",
+      process.cpuSecondsTotal,
+    ],
+    ["process_resident_memory_bytes", "gauge", "Resident memory size in bytes", process.residentMemoryBytes],
+    ["process_open_fds", "gauge", "Number of open file descriptors", process.openFds],
+    ["process_max_fds", "gauge", "Maximum number of open file descriptors", process.maxFds],
+    [
+      "process_start_time_seconds",
+      "gauge",
+      "Start time of the process since unix epoch in seconds",
+      process.startTimeSeconds,
+    ],
+  ];
+  for (const [name, type, help, value] of series) {
+    if (value !== undefined) out.single(name, type, help, value);
+  }
+}
+
 /**
- * Renders `snapshot` in the Prometheus text format. Pure: the same snapshot and `nowMs` give the same
- * text. `nowMs` only matters for the client's reconnect countdown.
+ * Renders `snapshot` in the Prometheus text format. Pure: the same snapshot, `nowMs` and `process` give
+ * the same text. `nowMs` only matters for the client's reconnect countdown; `process` holds the process
+ * metrics read for this scrape ({@linkcode readProcessMetrics}), none by default.
  */
-export function renderPrometheus(snapshot: StatsSnapshot, nowMs: number = Date.now()): string {
+export function renderPrometheus(
+  snapshot: StatsSnapshot,
+  nowMs: number = Date.now(),
+  process: ProcessMetrics = {},
+): string {
   const out = new Exposition();
   out.single(
     "tls_tunnel_info",
@@ -376,5 +420,6 @@ export function renderPrometheus(snapshot: StatsSnapshot, nowMs: number = Date.n
   );
   if (snapshot.role === "server") renderServer(out, snapshot);
   else renderClient(out, snapshot, nowMs);
+  renderProcess(out, process);
   return out.toString();
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { escapeLabelValue, formatSampleValue, renderPrometheus } from "./prometheus.ts";
+import { readProcessMetrics, readProcFs } from "./process_metrics.ts";
+import { expositionProblems, promtoolProblems } from "../../testing/exposition_lint.ts";
 import {
   clientSnapshot,
   type Exposition,
@@ -153,4 +155,109 @@ Deno.test("label escaping handles backslash, quote and newline; values spell non
   assert.equal(formatSampleValue(-Infinity), "-Inf");
   assert.equal(formatSampleValue(NaN), "NaN");
   assert.equal(formatSampleValue(0.25), "0.25");
+});
+
+Deno.test("the exposition passes a strict format check (and promtool check metrics when installed)", async () => {
+  const process = {
+    residentMemoryBytes: 52_428_800,
+    cpuSecondsTotal: 1.25,
+    openFds: 17,
+    maxFds: 1024,
+    startTimeSeconds: 1_700_000_000.5,
+  };
+  for (const snapshot of [serverSnapshot(), clientSnapshot(1_700_000_300_000)]) {
+    const text = renderPrometheus(snapshot, 1_700_000_300_000, process);
+    assert.deepEqual(expositionProblems(text), [], text);
+    const promtool = await promtoolProblems(text);
+    if (promtool !== null) assert.deepEqual(promtool, [], text);
+  }
+});
+
+Deno.test("the strict format check catches what promtool would refuse, and peer-address labels", () => {
+  const bad: Array<[string, RegExp]> = [
+    ['# TYPE a_total counter\n# HELP a_total x\na_total{remote_addr="1.2.3.4:5555"} 1\n', /peer address/],
+    ["# HELP a x\n# TYPE a counter\na 1\n", /should end in _total/],
+    ["# HELP a_total x\n# TYPE a_total gauge\na_total 1\n", /should not end in _total/],
+    ["# HELP a x\n# TYPE a gauge\na 1\n# HELP b x\n# TYPE b gauge\nb 1\na 2\n", /not contiguous|duplicate/],
+    ['# HELP a x\n# TYPE a gauge\na{x="1\\q"} 1\n', /invalid escape/],
+    ["# HELP a x\n# TYPE a gauge\na one\n", /invalid value/],
+    ["# HELP a x\n# TYPE a gauge\na 1", /line feed/],
+    ["# HELP a x\n# TYPE a gauge\na 1\na 2\n", /duplicate series/],
+    ['# HELP a x\n# TYPE a gauge\na{c="x",d="x"} 1\na{c="y",d="y"} 1\n', /always equals/],
+    [
+      '# HELP h x\n# TYPE h histogram\nh_bucket{le="1"} 2\nh_bucket{le="+Inf"} 1\nh_sum 1\nh_count 1\n',
+      /cumulative/,
+    ],
+    ["# HELP a_ms x\n# TYPE a_ms gauge\na_ms 1\n", /base units/],
+  ];
+  for (const [text, problem] of bad) {
+    assert.match(expositionProblems(text).join("\n"), problem, text);
+  }
+});
+
+Deno.test("no metric label holds a peer address or repeats another label", () => {
+  const text = renderPrometheus(serverSnapshot());
+  assert.doesNotMatch(text, /remote_addr|10\.0\.0\.7:51234/);
+  const exposition = parseExposition(text);
+  const since = exposition.samples.filter((sample) =>
+    sample.name === "tls_tunnel_client_connected_since_seconds"
+  );
+  assert.deepEqual(since.map((sample) => sample.labels), [{ client: "office" }, { client: 'lab "east"\\x' }]);
+});
+
+Deno.test("the client counts failed attempts to reach the server", () => {
+  const snapshot = { ...clientSnapshot(1_700_000_300_000), connect_failures_total: 4 };
+  const exposition = parseExposition(renderPrometheus(snapshot, 1_700_000_300_000));
+  assert.equal(exposition.types.get("tls_tunnel_client_connect_failures_total"), "counter");
+  assert.equal(value(exposition, "tls_tunnel_client_connect_failures_total"), 4);
+});
+
+Deno.test("process metrics come from /proc when it can be read, and are left out otherwise", async () => {
+  const fake = await Deno.makeTempDir({ prefix: "fake_proc_" });
+  try {
+    await Deno.mkdir(`${fake}/self/fd`, { recursive: true });
+    for (const fd of ["0", "1", "2", "3"]) await Deno.writeTextFile(`${fake}/self/fd/${fd}`, "");
+    // The command name holds spaces and a parenthesis, as a peer cannot but a process name can.
+    const fields = Array.from({ length: 50 }, (_, index) => String(index + 3));
+    fields[11] = "250"; // utime, ticks
+    fields[12] = "125"; // stime
+    fields[19] = "12345"; // starttime, ticks after boot
+    await Deno.writeTextFile(`${fake}/self/stat`, `42 (deno (x) y) ${fields.join(" ")}\n`);
+    await Deno.writeTextFile(`${fake}/self/status`, "Name:\tdeno\nVmRSS:\t   51200 kB\nThreads:\t4\n");
+    await Deno.writeTextFile(
+      `${fake}/self/limits`,
+      "Limit                     Soft Limit           Hard Limit           Units\n" +
+        "Max open files            1024                 524288               files\n",
+    );
+    await Deno.writeTextFile(`${fake}/stat`, "cpu 1 2 3\nbtime 1700000000\nprocesses 9\n");
+    assert.deepEqual(await readProcFs({ dir: fake }), {
+      openFds: 3, // four entries, one of them the listing's own
+      residentMemoryBytes: 51200 * 1024,
+      maxFds: 1024,
+      cpuSecondsTotal: 3.75,
+      startTimeSeconds: 1_700_000_123.45,
+    });
+    assert.deepEqual(await readProcFs({ dir: `${fake}/missing` }), {});
+    await Deno.writeTextFile(`${fake}/self/stat`, "garbage without a parenthesis");
+    const partial = await readProcFs({ dir: fake });
+    assert.equal(partial.cpuSecondsTotal, undefined);
+    assert.equal(partial.startTimeSeconds, undefined);
+  } finally {
+    await Deno.remove(fake, { recursive: true });
+  }
+  // The runtime's figures are there whatever the permissions; /proc's only with --allow-all.
+  const real = await readProcessMetrics();
+  assert.ok((real.residentMemoryBytes ?? 0) > 1024 * 1024, "resident memory above 1 MiB");
+  assert.ok(real.cpuSecondsTotal !== undefined && real.cpuSecondsTotal > 0);
+  const startSecs = real.startTimeSeconds ?? 0;
+  // Before this runtime's clock origin (deno test type-checks first), and not long before.
+  const originSecs = performance.timeOrigin / 1000;
+  assert.ok(startSecs <= originSecs + 1 && startSecs > originSecs - 600, `start ${startSecs}`);
+  const procReadable = await Deno.readTextFile("/proc/self/status").then(() => true, () => false);
+  if (procReadable) {
+    assert.ok((real.openFds ?? 0) >= 3, "stdin, stdout, stderr at least");
+    assert.ok((real.maxFds ?? 0) >= (real.openFds ?? 0));
+  } else {
+    assert.equal(real.openFds, undefined, "left out, not reported as 0, when /proc cannot be read");
+  }
 });

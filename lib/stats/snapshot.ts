@@ -142,6 +142,11 @@ export interface ClientRoleSnapshot {
   next_attempt_at_ms: number | null;
   /** Sessions established since start. */
   sessions_total: number;
+  /**
+   * Attempts to reach the server that ended without a registered session (dial, TLS, auth or
+   * registration failed) since start. Absent from endpoints older than this field.
+   */
+  connect_failures_total?: number;
   /** Last keepalive round trip, ms. */
   rtt_ms: number | null;
   /** Its proxies. */
