@@ -347,7 +347,10 @@ export interface OutputMessage {
   level: LogLevel;
   /** What text format prints, as is (it may span lines, e.g. a report). */
   text: string;
-  /** The JSON record's message, one line; default: `text` without a leading `tls-tunnel: `. */
+  /**
+   * The JSON record's message; default: `text` without a leading `tls-tunnel: ` (a report's lines stay
+   * in it, as `\n` inside the one JSON line).
+   */
   message?: string;
   /** The JSON record's properties: the details, each in its own field, that the message leaves out. */
   properties?: Record<string, unknown>;
