@@ -8,7 +8,9 @@
 import assert from "node:assert/strict";
 import { withTimeout } from "../lib/_async.ts";
 import { writeAll } from "../lib/net/conn.ts";
+import { TRANSPORT_KEYS } from "../lib/config/schema.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
+import { TRANSPORT_NAMES } from "../lib/transport/registry.ts";
 import { applyMask } from "../lib/transport/websocket.ts";
 import { upgradeWebSocketClient } from "../lib/transport/wss.ts";
 import { patternBytes, roundTrip, sha256Hex, testCertificates } from "../testing/helpers.ts";
@@ -187,4 +189,9 @@ Deno.test("wss: a flood of half-open upgrades is closed within bounds and a real
   assert.ok(closed.every(({ text }) => text === ""), "a half-open upgrade got an answer instead of a close");
   assert.equal(fixture.server.pendingConnections.pending, 0);
   assert.equal(await sha256Hex(await roundTrip(publicPort, data)), await sha256Hex(data));
+});
+
+Deno.test("the config's transport values are exactly the built-in transports", () => {
+  // config/ may not import transport/ (layering): the two lists are kept equal here.
+  assert.deepEqual([...TRANSPORT_KEYS], [...TRANSPORT_NAMES]);
 });

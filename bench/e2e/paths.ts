@@ -33,6 +33,7 @@ export const PathName = {
   tls: "raw TLS",
   relay: "Deno relay x2",
   tunnel: "tls-tunnel",
+  tunnelWss: "tls-tunnel wss",
   ssh: "ssh -R",
   sshGcm: "ssh -R aes128-gcm",
   sshTty: "ssh -tt -R",
@@ -67,6 +68,8 @@ export interface PathsWanted {
   sshTty?: boolean;
   /** Start a shared tunnel pair (default true). */
   tunnel?: boolean;
+  /** Also start a tunnel pair over the wss transport (default false). */
+  tunnelWss?: boolean;
   /** Start the two reference relays (default false). */
   relay?: boolean;
 }
@@ -136,6 +139,19 @@ export class PathSet {
           middle: () => [
             { pid: tunnel.server.pid, withDescendants: false },
             { pid: tunnel.client.pid, withDescendants: false },
+          ],
+        });
+      }
+      if (wanted.tunnelWss === true) {
+        const wss = await TunnelPair.start(agent.tcpPort, "main.ts", "wss");
+        set.#stops.push(() => wss.stop());
+        set.paths.push({
+          name: PathName.tunnelWss,
+          connect: tcpConnector(wss.publishPort),
+          missing: null,
+          middle: () => [
+            { pid: wss.server.pid, withDescendants: false },
+            { pid: wss.client.pid, withDescendants: false },
           ],
         });
       }

@@ -274,7 +274,7 @@ const AUTH_KEY = "bench-auth-key-0123456789abcdef";
  * Writes a server and a client config for one proxy `bench` publishing `localPort` on a free port. No
  * keepalive or reconnect keys: the defaults, as a user gets them.
  */
-export async function writeTunnelFiles(localPort: number): Promise<TunnelFiles> {
+export async function writeTunnelFiles(localPort: number, transport = "tls"): Promise<TunnelFiles> {
   const work = await makeWorkdir();
   const serverPort = freePort();
   const publishPort = freePort();
@@ -283,12 +283,12 @@ export async function writeTunnelFiles(localPort: number): Promise<TunnelFiles> 
   await Deno.writeTextFile(
     serverConfigPath,
     `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\ncert_path = "${work.certPath}"\n` +
-      `key_path = "${work.keyPath}"\nauth_key = "${AUTH_KEY}"\n`,
+      `key_path = "${work.keyPath}"\nauth_key = "${AUTH_KEY}"\ntransport = "${transport}"\n`,
   );
   await Deno.writeTextFile(
     clientConfigPath,
     `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${serverPort}\nserver_name = "localhost"\n` +
-      `ca_cert_path = "${work.caPath}"\nauth_key = "${AUTH_KEY}"\n\n` +
+      `ca_cert_path = "${work.caPath}"\nauth_key = "${AUTH_KEY}"\ntransport = "${transport}"\n\n` +
       `[[proxies]]\nname = "bench"\npublish_addr = "127.0.0.1"\npublish_port = ${publishPort}\n` +
       `local_addr = "127.0.0.1"\nlocal_port = ${localPort}\n`,
   );
@@ -350,9 +350,12 @@ export class TunnelPair {
     return this.files.publishPort;
   }
 
-  /** Starts a server and a client publishing `localPort`, both running `entry` (main.ts or the bundle). */
-  static async start(localPort: number, entry = "main.ts"): Promise<TunnelPair> {
-    const files = await writeTunnelFiles(localPort);
+  /**
+   * Starts a server and a client publishing `localPort`, both running `entry` (main.ts or the bundle),
+   * connected over `transport` ("tls" or "wss").
+   */
+  static async start(localPort: number, entry = "main.ts", transport = "tls"): Promise<TunnelPair> {
+    const files = await writeTunnelFiles(localPort, transport);
     let server: CliChild | null = null;
     try {
       server = await startTunnelServer(files, entry);

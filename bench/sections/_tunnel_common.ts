@@ -15,6 +15,7 @@ export const ALL_PATHS: readonly PathNameValue[] = [
   PathName.tls,
   PathName.relay,
   PathName.tunnel,
+  PathName.tunnelWss,
   PathName.ssh,
   PathName.sshGcm,
 ];

@@ -197,7 +197,7 @@ export const tunnelLatencySection: BenchSection = {
   budgetMs: (context) => (context.quick ? 60_000 : 480_000),
   runTimeoutMs: (context) => (context.quick ? 30_000 : 60_000),
   async setup(context) {
-    const set = await PathSet.start(context, { ssh: "both", sshTty: true, relay: true });
+    const set = await PathSet.start(context, { ssh: "both", sshTty: true, relay: true, tunnelWss: true });
     const agentPid = (set.agent as AgentProcess).child.pid;
     const cases = [
       ...LATENCY_PATHS.map((name) => roundTripCase(set.get(name), context, agentPid)),

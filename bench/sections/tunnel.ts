@@ -67,9 +67,14 @@ function throughputCase(
       bars.push({ minRatio: 0.6, against: [`${PathName.tls} ${suffix}`], label: "raw TLS" });
     }
   }
+  if (path.name === PathName.tunnelWss) {
+    // Issue 13: the WebSocket transport keeps at least 70 % of the tls transport's throughput.
+    bars.push({ minRatio: 0.7, against: [`${PathName.tunnel} ${suffix}`], label: "tls-tunnel over tls" });
+  }
   let runsDone = 0;
   const totalBytes = bulkBytes(context);
-  const hasMiddle = path.name === PathName.tunnel || path.name === PathName.relay ||
+  const hasMiddle = path.name === PathName.tunnel || path.name === PathName.tunnelWss ||
+    path.name === PathName.relay ||
     path.name === PathName.ssh || path.name === PathName.sshGcm;
   const cpuFigure = (key: string, what: string): BenchFigure => ({
     name: `${path.name} ${suffix} ${what}`,
@@ -121,12 +126,12 @@ function throughputCase(
 export const tunnelThroughputSection: BenchSection = {
   name: "tunnel-throughput",
   description: "bulk MB/s with 1 and 8 connections, upload and download: direct TCP, raw Deno TLS, " +
-    "tls-tunnel, ssh -R (default, aes128-gcm)",
+    "tls-tunnel (tls and wss transports), ssh -R (default, aes128-gcm)",
   runs: (context) => (context.quick ? 1 : 5),
   budgetMs: (context) => (context.quick ? 60_000 : 480_000),
   runTimeoutMs: (context) => (context.quick ? 30_000 : 60_000),
   async setup(context) {
-    const set = await PathSet.start(context, { ssh: "both", relay: true });
+    const set = await PathSet.start(context, { ssh: "both", relay: true, tunnelWss: true });
     const agentPid = (set.agent as AgentProcess).child.pid;
     const cases = [1, 8].flatMap((connections) =>
       (["upload", "download"] as const).flatMap((direction) =>

@@ -134,17 +134,20 @@ export async function webSocketAccept(key: string): Promise<string> {
 export function applyMask(data: Uint8Array, mask: Uint8Array, position: number): void {
   let index = 0;
   const length = data.length;
-  // Byte by byte until 4-byte aligned in memory and in the mask, then 32 bits at a time.
-  while (index < length && ((data.byteOffset + index) % 4 !== 0 || (position + index) % 4 !== 0)) {
+  // Byte by byte until 4-byte aligned in memory, then 32 bits at a time with the mask rotated to the
+  // payload position there (frames and reads start anywhere: a 14-byte header, a partial read).
+  while (index < length && (data.byteOffset + index) % 4 !== 0) {
     data[index] = (data[index] ?? 0) ^ (mask[(position + index) % 4] ?? 0);
     index++;
   }
-  const words = Math.floor((length - index) / 4);
+  const words = (length - index) >>> 2;
   if (words > 0) {
     const word = new Uint32Array(data.buffer, data.byteOffset + index, words);
-    const key =
-      new Uint32Array(new Uint8Array([mask[0] ?? 0, mask[1] ?? 0, mask[2] ?? 0, mask[3] ?? 0]).buffer)[0] ??
-        0;
+    const shift = position + index;
+    // The rotated mask as the platform reads 4 bytes into a 32-bit word (any endianness).
+    const key = new Uint32Array(
+      new Uint8Array([0, 1, 2, 3].map((offset) => mask[(shift + offset) % 4] ?? 0)).buffer,
+    )[0] ?? 0;
     for (let w = 0; w < words; w++) word[w] = (word[w] ?? 0) ^ key;
     index += words * 4;
   }
@@ -196,21 +199,33 @@ export class WebSocketConn implements DuplexConn {
     for (;;) {
       if (this.#error) throw this.#error;
       if (this.#payloadLeft > 0) {
-        if (this.#end === this.#start && !(await this.#fill())) return null;
+        if (this.#end === this.#start) {
+          // Nothing buffered: bulk payload goes from `inner` straight into the caller's buffer (one copy
+          // less), never past this frame's payload.
+          const count = await this.#inner.read(
+            target.subarray(0, Math.min(target.length, this.#payloadLeft)),
+          );
+          if (count === null) return null;
+          return this.#took(target.subarray(0, count));
+        }
         const take = Math.min(this.#payloadLeft, this.#end - this.#start, target.length);
-        const chunk = this.#buffer.subarray(this.#start, this.#start + take);
-        if (this.#mask) applyMask(chunk, this.#mask, this.#maskPosition);
-        target.set(chunk);
+        target.set(this.#buffer.subarray(this.#start, this.#start + take));
         this.#start += take;
-        this.#payloadLeft -= take;
-        this.#maskPosition += take;
-        return take;
+        return this.#took(target.subarray(0, take));
       }
       if (this.#peerClosed) return null;
       // A control frame was handled, or a data frame's payload is ready: loop (never recurse, so a flood
       // of pings or empty frames costs time, not a growing chain of promises).
       if ((await this.#nextFrame()) === "end") return null;
     }
+  }
+
+  /** Unmasks `payload` (bytes of the current frame now in the caller's buffer); returns its length. */
+  #took(payload: Uint8Array): number {
+    if (this.#mask) applyMask(payload, this.#mask, this.#maskPosition);
+    this.#payloadLeft -= payload.length;
+    this.#maskPosition += payload.length;
+    return payload.length;
   }
 
   /** Reads more bytes from `inner` into the buffer; false at its end of stream. */

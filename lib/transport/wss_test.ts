@@ -215,15 +215,18 @@ Deno.test("wss transport: forwarded addresses are IP literals in header order, p
   assert.equal(forwardedAddresses(new Map([["x-forwarded-for", many]])).length, 16);
 });
 
-Deno.test("websocket mask: applying a mask twice from any position and alignment restores the data", () => {
+Deno.test("websocket mask: every byte is XORed with the mask byte of its payload position, at any alignment", () => {
   const mask = new Uint8Array([0xde, 0xad, 0xbe, 0xef]);
   const data = new Uint8Array(1000).map((_, i) => i);
-  for (const [start, position] of [[0, 0], [1, 0], [3, 5], [2, 2]] as const) {
-    const view = data.slice().subarray(start, 900);
-    const original = view.slice();
-    applyMask(view, mask, position);
-    assert.equal(view[0], (original[0] ?? 0) ^ (mask[position % 4] ?? 0));
-    applyMask(view, mask, position);
-    assert.deepEqual(view, original);
+  for (let start = 0; start < 4; start++) {
+    for (let position = 0; position < 6; position++) {
+      const view = data.slice().subarray(start, 900);
+      const original = view.slice();
+      applyMask(view, mask, position);
+      const expected = original.map((byte, i) => byte ^ (mask[(position + i) % 4] ?? 0));
+      assert.deepEqual(view, expected, `start ${start}, position ${position}`);
+      applyMask(view, mask, position);
+      assert.deepEqual(view, original);
+    }
   }
 });
