@@ -7,6 +7,10 @@
  * within its validity (under 30 days left is a warning), the key must be a PEM private key that belongs
  * to cert_path's certificate.
  *
+ * Keys and values of the Rust tls-tunnel that load but mean less here than there (`proxy_type = "ssh"`,
+ * `allow_forward = true`; lib/config/_compat.ts) each draw a `note:` line (`notes` in JSON), which changes
+ * neither the verdict nor the exit code.
+ *
  * @module
  */
 
@@ -21,7 +25,7 @@ import { activeLogFormat, formatOutputRecord, type LogFormat } from "./logging.t
 export interface CheckOptions {
   /** The config file to check. */
   configPath: string;
-  /** `text` for people, `json` (`{ valid, kind, file, issues, summary }` on stdout) for scripts. */
+  /** `text` for people, `json` (`{ valid, kind, file, issues, warnings, notes, summary }` on stdout) for scripts. */
   format: "text" | "json";
   /**
    * `--log-format`: with `json`, the text report becomes one JSON record (the report's fields as its
@@ -42,6 +46,12 @@ export interface CheckReport {
   issues: { path: string; message: string; hint: string; line?: number; column?: number }[];
   /** What works today but needs attention (a certificate expiring within 30 days...). */
   warnings: { path: string; message: string; hint: string }[];
+  /**
+   * What the Rust tls-tunnel keys and values the file uses mean here, when that is less than there
+   * (`proxy_type = "ssh"` is a TCP proxy, `allow_forward = true` changes nothing…): information, never a
+   * problem; empty when the file could not be loaded.
+   */
+  notes: { path: string; message: string; hint: string }[];
   /** Human-readable summary lines of a valid config (empty when invalid). */
   summary: string[];
 }
@@ -246,6 +256,7 @@ export async function checkCommand(
       file,
       issues: fileIssues,
       warnings,
+      notes: parsed.notes,
       summary: fileIssues.length === 0
         ? (parsed.kind === "server" ? serverSummary(parsed.config) : clientSummary(parsed.config))
         : [],
@@ -258,6 +269,7 @@ export async function checkCommand(
       file,
       issues: error.issues,
       warnings: [],
+      notes: [],
       summary: [],
     };
   }
@@ -282,12 +294,14 @@ export async function checkCommand(
   } else if (report.valid) {
     io.out(`${file}: valid ${report.kind} config`);
     for (const line of report.summary) io.out(`  ${line}`);
+    for (const note of report.notes) io.out(`note: ${formatIssue(note)}`);
     for (const warning of report.warnings) io.err(`warning: ${formatIssue(warning)}`);
   } else {
     const count = report.issues.length === 1 ? "1 problem" : `${report.issues.length} problems`;
     io.err(`${file}: invalid${report.kind !== null ? ` ${report.kind}` : ""} config (${count}):`);
     for (const issue of report.issues) io.err(`  ${formatIssue(issue)}`);
     for (const warning of report.warnings) io.err(`warning: ${formatIssue(warning)}`);
+    for (const note of report.notes) io.err(`note: ${formatIssue(note)}`);
   }
   return report.valid ? 0 : 1;
 }

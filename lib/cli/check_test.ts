@@ -164,3 +164,52 @@ Deno.test("check parses the certificates: a key of another certificate is an err
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("check notes what the Rust tool's proxy types and allow_forward mean here, without failing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const key = "0123456789abcdef-key";
+    await Deno.writeTextFile(
+      `${dir}/client.toml`,
+      `[client]\nserver_addr = "127.0.0.1"\nauth_key = "${key}"\n[[proxies]]\nname = "ssh"\ntype = "ssh"\n` +
+        `publish_port = 2222\nlocal_port = 22\n[[proxies]]\nname = "web"\nproxy_type = "http/1.1"\n` +
+        `publish_port = 8080\nlocal_port = 80\n`,
+    );
+    await Deno.writeTextFile(`${dir}/server.toml`, `[server]\nauth_key = "${key}"\nallow_forward = true\n`);
+    const text = captureOutput();
+    assert.equal(
+      await checkCommand({ configPath: `${dir}/client.toml`, format: "text", logFormat: "text" }, text),
+      0,
+    );
+    assert.equal(text.stderr, "", "a note is neither a problem nor a warning");
+    const notes = text.stdout.split("\n").filter((line) => line.startsWith("note: "));
+    assert.deepEqual(notes.map((line) => line.split(":")[1]?.trim()), [
+      "proxies[0].type",
+      "proxies[1].proxy_type",
+    ]);
+    assert.match(
+      notes[1] ?? "",
+      /proxy_type "http\/1\.1" is carried as a TCP proxy \("tcp"\) \(.*TCP_NODELAY/,
+    );
+
+    const json = captureOutput();
+    assert.equal(
+      await checkCommand({ configPath: `${dir}/server.toml`, format: "json", logFormat: "text" }, json),
+      0,
+    );
+    const report = JSON.parse(json.stdout) as CheckReport;
+    assert.deepEqual([report.valid, report.issues, report.warnings], [true, [], []]);
+    assert.deepEqual(report.notes.map((note) => note.path), ["server.allow_forward"]);
+
+    const record = captureOutput();
+    assert.equal(
+      await checkCommand({ configPath: `${dir}/server.toml`, format: "text", logFormat: "json" }, record),
+      0,
+    );
+    const line = JSON.parse(record.stdout) as { level: string; properties: { notes: unknown[] } };
+    assert.equal(line.level, "info");
+    assert.equal(line.properties.notes.length, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -9,7 +9,7 @@ import { checkCommand } from "./check.ts";
 import { clientTemplate, randomAuthKey, serverTemplate, templateCommand } from "./template.ts";
 
 /** Keys accepted only for compatibility with the Rust tls-tunnel; templates leave them out. */
-const COMPAT_KEYS = new Set(["transport", "behind_proxy", "server_path"]);
+const COMPAT_KEYS = new Set(["transport", "behind_proxy", "server_path", "allow_forward", "type"]);
 const KEY = "0123456789abcdef-key";
 
 Deno.test("both templates are valid configs of their kind", () => {

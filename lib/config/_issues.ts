@@ -7,6 +7,7 @@
 
 import type { z } from "zod";
 import { closestMatch } from "./_levenshtein.ts";
+import { FORWARDER_TYPES, PROXY_TYPES, RUST_TCP_PROXY_TYPES } from "./_compat.ts";
 import type { ConfigIssue } from "./errors.ts";
 import { KNOWN_KEYS } from "./schema.ts";
 
@@ -128,8 +129,6 @@ const ALIASES: Readonly<Record<string, string>> = {
   rate_limit: "rate_limit is a setting of the Rust tls-tunnel that this tls-tunnel does not have; remove it",
   size_limits:
     "size_limits is a setting of the Rust tls-tunnel that this tls-tunnel does not have; remove it",
-  allow_forward:
-    "allow_forward is a setting of the Rust tls-tunnel that this tls-tunnel does not have; remove it",
 };
 
 function unknownKeyHint(kind: "server" | "client", tablePath: string, key: string): string {
@@ -156,6 +155,17 @@ function unknownKeyHint(kind: "server" | "client", tablePath: string, key: strin
   const suggestion = closestMatch(key, known);
   if (suggestion !== undefined) return `did you mean \`${suggestion}\`?`;
   return known.length > 0 ? `keys of ${tableLabel(tablePath)}: ${known.join(", ")}` : "remove it";
+}
+
+/** The hint of an unknown `proxy_type`: the accepted values, and where the Rust tool's others belong. */
+function proxyTypeHint(value: unknown): string {
+  const quoted = (values: readonly string[]) => values.map((v) => JSON.stringify(v)).join(", ");
+  const accepted = `proxy_type is one of ${quoted(PROXY_TYPES)} (the Rust tls-tunnel's ` +
+    `${quoted(RUST_TCP_PROXY_TYPES)} are carried as tcp); HTTP, SSH and databases are all carried as tcp`;
+  if (typeof value !== "string" || !FORWARDER_TYPES.includes(value)) return accepted;
+  return `${JSON.stringify(value)} is a type of the Rust tls-tunnel's [[forwarders]] (a local proxy that ` +
+    `leaves through the server), which this tls-tunnel does not have; a [[proxies]] entry publishes a ` +
+    `port: ${accepted}`;
 }
 
 /** Port keys where 0 means "let the system pick". */
@@ -256,10 +266,10 @@ export function convertIssue(
           message: `transport ${shown} is not supported`,
           hint: `use transport = "tls" (the default) or "wss" (WebSocket, also behind a reverse proxy)`,
         };
-      } else if (key === "proxy_type") {
+      } else if (key === "proxy_type" || (key === "type" && tableOf(path.slice(0, -1)) === "proxies")) {
         converted = {
-          message: `proxy_type ${shown} is not supported`,
-          hint: `use proxy_type = "tcp"; HTTP, SSH and databases are all carried as tcp`,
+          message: `${key} ${shown} is not supported`,
+          hint: proxyTypeHint(value),
         };
       } else {
         converted = { message: `${shown} is not allowed here`, hint: `use ${allowed}` };

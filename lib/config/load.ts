@@ -6,6 +6,7 @@
  */
 
 import { parse as parseToml, TomlError } from "smol-toml";
+import { compatNotes } from "./_compat.ts";
 import { convertIssue } from "./_issues.ts";
 import { clientRules, serverRules } from "./_rules.ts";
 import { applyEnvOverrides, type EnvSource, processEnv } from "./env.ts";
@@ -16,10 +17,14 @@ import type { ClientConfig, ServerConfig } from "./types.ts";
 /** Which role a config file is for. */
 export type ConfigKind = "server" | "client";
 
-/** A validated config of either role. */
+/**
+ * A validated config of either role, with `notes`: what became of the Rust tls-tunnel keys and values it
+ * uses that mean less here than there (`proxy_type = "ssh"`, `allow_forward = true`…; `_compat.ts`), which
+ * `check` prints. Empty for most configs; never a problem.
+ */
 export type ParsedConfig =
-  | { kind: "server"; config: ServerConfig }
-  | { kind: "client"; config: ClientConfig };
+  | { kind: "server"; config: ServerConfig; notes: ConfigIssue[] }
+  | { kind: "client"; config: ClientConfig; notes: ConfigIssue[] };
 
 /** Options of the loaders. */
 export interface LoadOptions {
@@ -144,9 +149,10 @@ export function parseConfigText(text: string, options: LoadOptions = {}): Parsed
   if (unique.length > 0 || !result.success) throw new InvalidConfigError(sourceName, kind, byPath(unique));
 
   // The schema's output is the role's config: nothing left to map.
+  const notes = compatNotes(kind, document);
   return kind === "server"
-    ? { kind, config: result.data as ServerConfig }
-    : { kind, config: result.data as ClientConfig };
+    ? { kind, config: result.data as ServerConfig, notes }
+    : { kind, config: result.data as ClientConfig, notes };
 }
 
 async function readSource(source: ConfigSource): Promise<{ text: string; sourceName: string }> {

@@ -11,7 +11,9 @@
  * every problem is reported in one pass.
  *
  * Compatibility with the Rust tls-tunnel: its `transport` (`"tls"` or `"wss"`; not yet `"http2"`),
- * `server_path` and `behind_proxy` keys mean the same here.
+ * `server_path` and `behind_proxy` keys mean the same here; its `proxy_type = "http/1.1"`, `"http/2.0"`,
+ * `"ssh"`, the `type` key of its examples and `allow_forward` load too, with the meaning `_compat.ts` gives
+ * them (and `check` notes).
  *
  * @module
  */
@@ -35,6 +37,7 @@ import {
   sha256Fingerprint,
 } from "./_fields.ts";
 import { DEFAULTS } from "./defaults.ts";
+import { carriedProxyType, PROXY_TYPES } from "./_compat.ts";
 import { parseProxyUrl, ProxyUrlError } from "../net/proxy_url.ts";
 
 /** The values of the `transport` key (the registry's built-in transports; `transport/registry.ts`). */
@@ -171,8 +174,14 @@ export const serverTableSchema = z.strictObject({
    * CIDR networks); any other peer's header is ignored.
    */
   trusted_proxies: z.array(cidr).max(256).default(() => [...DEFAULTS.server.trusted_proxies]),
+  /**
+   * The Rust tls-tunnel's switch for forwarding clients' traffic through the server. Accepted so its configs
+   * load; nothing forwards yet (issue 15), so `true` changes nothing (`check` says so) and the key does not
+   * reach the roles.
+   */
+  allow_forward: z.boolean().optional(),
 }).transform((table) => {
-  const server = camelKeys(table);
+  const { allowForward: _unused, ...server } = camelKeys(table);
   return {
     ...server,
     clients: server.clients.map((client) => ({
@@ -282,8 +291,13 @@ export const healthCheckSchema = z.strictObject({
 export const proxySchema = z.strictObject({
   /** Unique name within the client. */
   name,
-  /** Only "tcp" today. */
-  proxy_type: z.literal("tcp").default(DEFAULTS.proxy.proxy_type),
+  /**
+   * `"tcp"`, or the Rust tls-tunnel's `"http/1.1"`, `"http/2.0"`, `"ssh"`, which are TCP proxies here
+   * (`_compat.ts`); reaches the roles (and the wire) as `"tcp"`.
+   */
+  proxy_type: z.enum(PROXY_TYPES).default(DEFAULTS.proxy.proxy_type),
+  /** The Rust tls-tunnel examples' name for `proxy_type`, same values; dropped after normalisation. */
+  type: z.enum(PROXY_TYPES).optional(),
   /** Address the server publishes on. */
   publish_addr: bindAddress.default(DEFAULTS.proxy.publish_addr),
   /** Port the server publishes on; 0 (or absent) = the system picks, or the first free port of the range. */
@@ -303,10 +317,13 @@ export const proxySchema = z.strictObject({
   /** Optional health check of the local service. */
   health_check: healthCheckSchema.optional(),
 }).transform((table) => {
-  const proxy = camelKeys(table);
+  // `type` only stands in for proxy_type: the roles see one proxyType, the kind it is carried as. Every
+  // accepted value is carried as "tcp" today, so when both are written they cannot disagree.
+  const { type, ...proxy } = camelKeys(table);
   const first = proxy.localBackends?.[0];
   return {
     ...proxy,
+    proxyType: carriedProxyType(type ?? proxy.proxyType),
     publishPort: proxy.publishPort ?? 0,
     // With local_backends the first backend stands in for local_addr/local_port (shown in logs and sent to
     // the server, which only displays them); the rules guarantee one of the two forms.

@@ -1,0 +1,120 @@
+/**
+ * Keys and values of the Rust tls-tunnel's configs that load here with a meaning of their own, and the
+ * notes `check` prints about them. They are accepted (its example files must load) but mean less here than
+ * they say, so a user learns what became of them instead of guessing:
+ *
+ * - `proxy_type = "http/1.1"`, `"http/2.0"` and `"ssh"` (and the `type` key its examples write instead of
+ *   `proxy_type`) are TCP proxies: in the Rust tool these values only changed how connections to the local
+ *   service were pooled and whether TCP_NODELAY was set. Here every outside connection is its own yamux
+ *   stream with its own local connection and every socket has TCP_NODELAY, so they reach the roles, and the
+ *   wire's `proxy_type`, as `"tcp"`.
+ * - `allow_forward = true`: forwarding clients' traffic through the server (the Rust tool's
+ *   `[[forwarders]]`) does not exist yet (issue 15), so it changes nothing today.
+ *
+ * The notes are read from the raw document after it validated (so every value has its type), like the
+ * rules of `_rules.ts`.
+ *
+ * @module
+ */
+
+import type { ConfigIssue } from "./errors.ts";
+
+/** The Rust tls-tunnel's proxy types that are carried as TCP proxies here. */
+export const RUST_TCP_PROXY_TYPES = ["http/1.1", "http/2.0", "ssh"] as const;
+
+/** Every accepted value of a proxy's `proxy_type` (or `type`): `"tcp"` and the Rust tool's aliases of it. */
+export const PROXY_TYPES = ["tcp", ...RUST_TCP_PROXY_TYPES] as const;
+
+/** A value of `proxy_type` as written in a config file. */
+export type ProxyTypeKey = typeof PROXY_TYPES[number];
+
+/**
+ * What each accepted `proxy_type` is carried as: the proxy kind the roles and the wire know (a kind added
+ * to the protocol gets its own row).
+ */
+const CARRIED_AS = {
+  "tcp": "tcp",
+  "http/1.1": "tcp",
+  "http/2.0": "tcp",
+  "ssh": "tcp",
+} as const satisfies Record<ProxyTypeKey, "tcp">;
+
+/**
+ * The proxy kind a `proxy_type` value is carried as.
+ *
+ * ```ts
+ * import { carriedProxyType } from "./_compat.ts";
+ *
+ * console.log(carriedProxyType("http/1.1")); // "tcp"
+ * ```
+ */
+export function carriedProxyType(value: ProxyTypeKey): typeof CARRIED_AS[ProxyTypeKey] {
+  return CARRIED_AS[value];
+}
+
+/** The Rust tool's names of the `[[forwarders]]` kinds: a clear refusal when written in `[[proxies]]`. */
+export const FORWARDER_TYPES: readonly string[] = ["http", "socks5"];
+
+type Table = Record<string, unknown>;
+
+function table(value: unknown): Table | undefined {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Date)
+    ? value as Table
+    : undefined;
+}
+
+const TCP_EXPLAINED = "the Rust tls-tunnel only changed connection pooling and TCP_NODELAY for it; here " +
+  "every outside connection gets its own connection to the local service and every socket has " +
+  "TCP_NODELAY, so HTTP, SSH and databases work unchanged";
+
+function proxyTypeNote(path: string, key: "proxy_type" | "type", value: string): ConfigIssue | undefined {
+  const isRust = (RUST_TCP_PROXY_TYPES as readonly string[]).includes(value);
+  if (key === "proxy_type") {
+    if (!isRust) return undefined;
+    return {
+      path,
+      message: `proxy_type ${JSON.stringify(value)} is carried as a TCP proxy ("tcp")`,
+      hint: `${TCP_EXPLAINED}; write proxy_type = "tcp" to drop this note`,
+    };
+  }
+  return {
+    path,
+    message: `type = ${
+      JSON.stringify(value)
+    } (the Rust tls-tunnel examples' name for proxy_type) is read as proxy_type = "tcp"`,
+    hint: isRust
+      ? `${TCP_EXPLAINED}; write proxy_type = "tcp" instead of type to drop this note`
+      : `write proxy_type = "tcp" instead of type to drop this note`,
+  };
+}
+
+/**
+ * The notes about the Rust tls-tunnel keys and values a valid document uses (see the module doc), in file
+ * order; empty for a config that uses none.
+ */
+export function compatNotes(kind: "server" | "client", document: Table): ConfigIssue[] {
+  const notes: ConfigIssue[] = [];
+  if (kind === "server") {
+    if (table(document.server)?.allow_forward === true) {
+      notes.push({
+        path: "server.allow_forward",
+        message: "allow_forward = true changes nothing here: this tls-tunnel does not forward clients' " +
+          "traffic through the server (the Rust tls-tunnel's [[forwarders]]) yet",
+        hint: "clients get only their published ports; remove allow_forward, or set it to false, to drop " +
+          "this note",
+      });
+    }
+    return notes;
+  }
+  const proxies = Array.isArray(document.proxies) ? document.proxies : [];
+  proxies.forEach((entry, index) => {
+    const proxy = table(entry);
+    for (const key of ["proxy_type", "type"] as const) {
+      const value = proxy?.[key];
+      if (typeof value !== "string") continue;
+      const note = proxyTypeNote(`proxies[${index}].${key}`, key, value);
+      if (note !== undefined) notes.push(note);
+    }
+  });
+  return notes;
+}
