@@ -8,13 +8,19 @@
  *   then waits for the line `traffic-sent` on stdin;
  * - prints `{"step":"traffic-shown"}` once the page shows that traffic (and saves `dashboard.png`), then
  *   waits for `client-killed`;
- * - prints `{"step":"done","errors":[…]}` once the page marks the client disconnected without a reload
- *   (and saves `dashboard-disconnected.png`), and exits 0.
+ * - prints `{"step":"disconnected"}` once the page marks the client disconnected without a reload
+ *   (and saves `dashboard-disconnected.png`), then waits for `server-stopped`;
+ * - prints `{"step":"done","errors":[…]}` once the page says the server stopped (and saves
+ *   `dashboard-stopped.png`), and exits 0.
+ *
+ * Along the way it checks that the first paint came from `/api/stats` (before the event stream), that
+ * the configured client `offlineClient` is listed as offline, and that the proxy's last-hour sparkline
+ * counts the traffic.
  *
  * Any failure prints `{"error":"…"}` and exits 1.
  *
  * Usage: `deno run -A testing/dashboard_browser.ts '{"url":…,"token":…,"client":…,"publishPort":…,
- * "chromium":…,"artifacts":…,"transferredText":"2.00 MiB"}'`
+ * "chromium":…,"artifacts":…,"transferredText":"2.00 MiB","transferredBytes":…,"offlineClient":…}'`
  */
 
 import { chromium } from "playwright-core";
@@ -27,6 +33,10 @@ interface DriverOptions {
   chromium: string;
   artifacts: string;
   transferredText: string;
+  /** Bytes sent each way, which the proxy's sparkline must count (both ways together). */
+  transferredBytes: number;
+  /** A `[[server.clients]]` name that never connects. */
+  offlineClient: string;
 }
 
 const options = JSON.parse(Deno.args[0] ?? "{}") as DriverOptions;
@@ -102,6 +112,14 @@ try {
   }
   const clientText = await client.innerText();
   if (!/from\s+127\.0\.0\.1:\d+/.test(clientText)) throw new Error(`no remote address: ${clientText}`);
+  const firstPaint = await page.locator("body").getAttribute("data-first-paint");
+  if (firstPaint !== "api") throw new Error(`the first paint came from '${firstPaint}', not /api/stats`);
+  const offline = page.locator(`[data-client="${options.offlineClient}"][data-state="offline"]`);
+  await offline.waitFor();
+  const offlineText = await offline.innerText();
+  if (!/offline/.test(offlineText) || !/not seen since the server started/.test(offlineText)) {
+    throw new Error(`the offline client's card says: ${offlineText}`);
+  }
   await page.evaluate(() => Object.assign(globalThis, { loadedOnce: true }));
   say({ step: "connected" });
 
@@ -120,6 +138,13 @@ try {
     10_000,
     "a throughput figure",
   );
+  const spark = row.locator("svg.proxy-spark");
+  await until(
+    async () => Number(await spark.getAttribute("data-total-bytes")) >= 2 * options.transferredBytes,
+    10_000,
+    "the proxy's last-hour sparkline to count the traffic",
+  );
+  if ((await spark.locator("polyline").count()) !== 1) throw new Error("the sparkline draws no line");
   const events = await page.locator("#events").innerText();
   if (!events.includes("CLIENT_CONNECTED")) throw new Error(`no CLIENT_CONNECTED event: ${events}`);
   await page.screenshot({ path: `${options.artifacts}/dashboard.png`, fullPage: true });
@@ -141,7 +166,20 @@ try {
   );
   if (!(await page.evaluate(() => "loadedOnce" in globalThis))) throw new Error("the page was reloaded");
   await page.screenshot({ path: `${options.artifacts}/dashboard-disconnected.png`, fullPage: true });
-  say({ step: "done", errors: pageErrors });
+  say({ step: "disconnected" });
+
+  // The server stops: the page says so instead of showing frozen numbers as live.
+  await expectLine("server-stopped");
+  await page.locator("#stopped").waitFor({ state: "visible", timeout: 10_000 });
+  const notice = await page.locator("#stopped").innerText();
+  if (!/The server has stopped/.test(notice)) throw new Error(`the stopped notice says: ${notice}`);
+  await page.locator('#live[data-state="stopped"]').waitFor({ timeout: 5000 });
+  await page.screenshot({ path: `${options.artifacts}/dashboard-stopped.png`, fullPage: true });
+  // Fetches that fail while the server is down are expected; only script errors count.
+  const scriptErrors = pageErrors.filter((error) =>
+    !/Failed to load resource|ERR_CONNECTION_REFUSED/.test(error)
+  );
+  say({ step: "done", errors: scriptErrors });
 } catch (error) {
   say({ error: error instanceof Error ? error.message : String(error) });
   exitCode = 1;

@@ -29,6 +29,7 @@ import { expositionProblems, promtoolProblems } from "../testing/exposition_lint
 const AUTH_KEY = "observability-key-0123456789";
 const STATS_TOKEN = "observability-stats-token-0123456789";
 const CLIENT_ID = "office";
+const OFFLINE_CLIENT = "branch";
 const CHROMIUM_PATH = "/usr/bin/chromium";
 const ARTIFACTS = `${PROJECT_ROOT}tests/artifacts`;
 const MIB = 1024 * 1024;
@@ -43,6 +44,8 @@ interface Tunnel {
   publishPort: number;
   /** The server's config file (for `top -c`). */
   serverConfig: string;
+  /** The client's config file (to start the client again). */
+  clientConfig: string;
   /** Stops everything started (whatever already stopped is skipped) and removes the work folder. */
   close(): Promise<void>;
 }
@@ -61,7 +64,9 @@ async function startTunnel(): Promise<Tunnel> {
     `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${tunnelPort}\ncert_path = "${work.certPath}"\n` +
       `key_path = "${work.keyPath}"\nauth_key = "${AUTH_KEY}"\nkeepalive_interval_secs = 1\n` +
       `keepalive_timeout_secs = 5\nstats_addr = "127.0.0.1"\nstats_port = ${serverStatsPort}\n` +
-      `stats_token = "${STATS_TOKEN}"\n`,
+      `stats_token = "${STATS_TOKEN}"\n\n` +
+      // A configured client that never connects: the dashboard lists it as offline.
+      `[[server.clients]]\nname = "${OFFLINE_CLIENT}"\nauth_key = "branch-key-0123456789abcdef"\n`,
   );
   await Deno.writeTextFile(
     clientConfig,
@@ -84,7 +89,17 @@ async function startTunnel(): Promise<Tunnel> {
     const [, serverStatsUrl = ""] = await server.waitForLine(/"url":"(http:[^"]+)"/);
     client = new CliProcess(["client", "-c", clientConfig]);
     const [, clientStatsUrl = ""] = await client.waitForLine(/"url":"(http:[^"]+)"/);
-    const tunnel = { server, client, echo, serverStatsUrl, clientStatsUrl, publishPort, serverConfig, close };
+    const tunnel = {
+      server,
+      client,
+      echo,
+      serverStatsUrl,
+      clientStatsUrl,
+      publishPort,
+      serverConfig,
+      clientConfig,
+      close,
+    };
     await waitFor(
       async () => {
         const stats = await getJson<ServerSnapshot>(serverStatsUrl, "api/stats", STATS_TOKEN);
@@ -214,7 +229,9 @@ Deno.test("stats endpoints report known traffic through the real programs, live 
     assert.ok(client.connected_since_ms <= startedMs && client.connected_since_ms > startedMs - 30_000);
     assert.equal(typeof client.rtt_ms, "number");
     assert.ok((client.rtt_ms ?? -1) >= 0 && (client.rtt_ms ?? Infinity) < 1000);
-    assert.deepEqual(client.proxies, [{
+    // The last hour's throughput is checked on its own (its buckets depend on the minute the test runs in).
+    const lastHour = client.proxies.map(({ throughput }) => throughput);
+    assert.deepEqual(client.proxies.map(({ throughput: _, ...proxy }) => proxy), [{
       name: "web",
       publish_addr: "127.0.0.1",
       publish_port: tunnel.publishPort,
@@ -229,6 +246,9 @@ Deno.test("stats endpoints report known traffic through the real programs, live 
       bytes_in: totalBytes,
       bytes_out: totalBytes,
     }]);
+    assert.equal(lastHour[0]?.bucket_secs, 60);
+    assert.equal(Math.round(lastHour[0]?.bytes_out.reduce((sum, bytes) => sum + bytes, 0) ?? 0), totalBytes);
+    assert.deepEqual(stats.offline_clients, [{ name: OFFLINE_CLIENT, last_seen_ms: null }]);
     assert.equal(stats.sessions_total, 1);
     assert.equal(stats.auth_failures_total, 0);
     assert.equal(stats.stream_open_latency.count, 3, "one stream opened per outside connection");
@@ -358,6 +378,54 @@ Deno.test("stats endpoints report known traffic through the real programs, live 
     assert.equal(afterMetrics.samples.find((s) => s.name === "tls_tunnel_clients_connected")?.value, 0);
     assert.equal(afterMetrics.samples.find((s) => s.name === "tls_tunnel_sessions_total")?.value, 1);
   } finally {
+    await tunnel.close();
+  }
+});
+
+Deno.test("a client that reconnects keeps its proxy's counters and last-hour throughput on the server", async () => {
+  const tunnel = await startTunnel();
+  let again: CliProcess | null = null;
+  try {
+    await echoThrough(tunnel.publishPort, patternBytes(MIB, 6));
+    tunnel.client.kill("SIGKILL");
+    await tunnel.client.status();
+    await waitFor(
+      async () =>
+        (await getJson<ServerSnapshot>(tunnel.serverStatsUrl, "api/stats", STATS_TOKEN)).clients.length === 0,
+      5000,
+      "the killed client to leave the server's stats",
+      20,
+    );
+    again = new CliProcess(["client", "-c", tunnel.clientConfig]);
+    let web: ServerSnapshot["clients"][number]["proxies"][number] | undefined;
+    await waitFor(
+      async () => {
+        const stats = await getJson<ServerSnapshot>(tunnel.serverStatsUrl, "api/stats", STATS_TOKEN);
+        web = stats.clients[0]?.proxies[0];
+        return web?.status === "healthy";
+      },
+      15_000,
+      "the restarted client's proxy to be healthy",
+      50,
+    );
+    await echoThrough(tunnel.publishPort, patternBytes(MIB, 7));
+    const stats = await getJson<ServerSnapshot>(tunnel.serverStatsUrl, "api/stats", STATS_TOKEN);
+    web = stats.clients[0]?.proxies[0];
+    assert.equal(stats.sessions_total, 2, "a new session");
+    assert.equal(web?.total_connections, 2, "both sessions' connections");
+    assert.equal(web?.bytes_in, 2 * MIB);
+    assert.equal(web?.bytes_out, 2 * MIB);
+    const lastHour = web?.throughput;
+    assert.ok(lastHour, "the proxy carries its throughput history");
+    assert.equal(lastHour.bytes_in.length, 60);
+    assert.equal(Math.round(lastHour.bytes_in.reduce((sum, bytes) => sum + bytes, 0)), 2 * MIB);
+    const metrics = parseExposition(await getText(tunnel.serverStatsUrl, "metrics", STATS_TOKEN));
+    const received = metrics.samples.find((sample) =>
+      sample.name === "tls_tunnel_proxy_received_bytes_total" && sample.labels.proxy === "web"
+    );
+    assert.equal(received?.value, 2 * MIB, "the Prometheus counter did not drop to zero");
+  } finally {
+    await again?.stop();
     await tunnel.close();
   }
 });
@@ -503,6 +571,8 @@ Deno.test("the dashboard in Chromium shows the client and its traffic live, and 
     chromium: CHROMIUM_PATH,
     artifacts: ARTIFACTS,
     transferredText: "2.00 MiB",
+    transferredBytes: 2 * MIB,
+    offlineClient: OFFLINE_CLIENT,
   });
   try {
     await driver.expect("connected");
@@ -512,6 +582,9 @@ Deno.test("the dashboard in Chromium shows the client and its traffic live, and 
     tunnel.client.kill("SIGKILL");
     await tunnel.client.status();
     await driver.tell("client-killed");
+    await driver.expect("disconnected");
+    await tunnel.server.stop();
+    await driver.tell("server-stopped");
     const done = await driver.expect("done");
     assert.deepEqual(done.errors, [], "no script errors in the page");
     assert.equal((await driver.close()).code, 0);

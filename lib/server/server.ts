@@ -26,6 +26,7 @@ import { VERSION } from "../version.ts";
 import { withTimeout } from "../_async.ts";
 import { EventLog } from "../stats/event_log.ts";
 import { Histogram } from "../stats/histogram.ts";
+import { ClientMemory } from "../stats/client_memory.ts";
 import type { ClientSnapshot, ServerSnapshot } from "../stats/snapshot.ts";
 import { Authenticator, sessionEndedError } from "./auth.ts";
 import { PendingConnections } from "./admission.ts";
@@ -86,6 +87,8 @@ export class TunnelServer {
   #listener: TransportListener | null = null;
   /** Connections accepted and not yet authenticated, with their limits. */
   readonly pendingConnections: PendingConnections;
+  /** Counters, throughput history and last-seen times that outlive a client's sessions. */
+  readonly clientMemory: ClientMemory;
   #nextSessionId = 1;
   #stopping = false;
 
@@ -93,6 +96,7 @@ export class TunnelServer {
     this.#options = options;
     this.#config = options.config;
     this.#authenticator = new Authenticator(options.config, this.events);
+    this.clientMemory = new ClientMemory(options.config.clients.map((entry) => entry.name));
     this.#sticky = new StickyPorts(options.config.stickyPortsTtlSecs * 1000);
     this.pendingConnections = new PendingConnections({
       maxPending: options.config.maxPendingConnections,
@@ -461,7 +465,10 @@ export class TunnelServer {
   async #clientLeaving(client: ConnectedClient): Promise<void> {
     const startedMs = performance.now();
     // Gone from the registry at once, like a client that disconnected; what it still carries is its own.
-    if (this.clients.get(client.clientId) === client) this.clients.delete(client.clientId);
+    if (this.clients.get(client.clientId) === client) {
+      this.clients.delete(client.clientId);
+      this.#rememberEnded(client);
+    }
     const boundPorts = [...client.proxies.values()].flatMap((proxy) => proxy.boundPort ?? []);
     const ports = await client.leave();
     const inFlight = client.openConnections;
@@ -509,8 +516,18 @@ export class TunnelServer {
     client.notifyStatus(proxy);
   }
 
+  /** Keeps an ended session's proxy counters for the client's next session (stats only). */
+  #rememberEnded(client: ConnectedClient): void {
+    const proxies = [...client.proxies.values()].map((proxy) => ({
+      name: proxy.spec.name,
+      stats: proxy.stats,
+    }));
+    this.clientMemory.sessionEnded(client.clientId, client.name, proxies);
+  }
+
   /** The server's state for the stats endpoint. */
   snapshot(): ServerSnapshot {
+    const nowMs = Date.now();
     const clients: ClientSnapshot[] = [...this.clients.values()].map((client) => ({
       name: client.name,
       client_id: client.clientId,
@@ -519,7 +536,9 @@ export class TunnelServer {
       connected_since_ms: client.connectedAtMs,
       rtt_ms: client.session.rttMs > 0 ? client.session.rttMs : null,
       streams: client.session.numStreams,
-      proxies: [...client.proxies.values()].map((proxy) => proxy.snapshot()),
+      proxies: [...client.proxies.values()].map((proxy) =>
+        this.clientMemory.proxy(client.clientId, proxy.snapshot(), nowMs)
+      ),
     }));
     return {
       role: "server",
@@ -527,6 +546,7 @@ export class TunnelServer {
       started_at_ms: this.startedAtMs,
       listen_addr: this.#listener ? formatAddr(this.#listener.addr) : "",
       clients,
+      offline_clients: this.clientMemory.offlineClients(clients.map((client) => client.name)),
       sessions_total: this.sessionsTotal,
       auth_failures_total: this.authFailuresTotal,
       pending_connections: this.pendingConnections.pending,
@@ -590,7 +610,10 @@ export class TunnelServer {
 
   /** Removes a client from the registry, records the event and tears its session down. */
   async #forget(client: ConnectedClient, reason: string): Promise<void> {
-    if (this.clients.get(client.clientId) === client) this.clients.delete(client.clientId);
+    if (this.clients.get(client.clientId) === client) {
+      this.clients.delete(client.clientId);
+      this.#rememberEnded(client);
+    }
     if (!client.closing) {
       this.events.add({
         level: "warning",

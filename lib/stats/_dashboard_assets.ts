@@ -35,6 +35,7 @@ export const DASHBOARD_HTML: string = `<!doctype html>
       </div>
     </header>
     <main>
+      <section id="stopped" class="stopped-notice" role="alert" hidden></section>
       <section id="banner" class="banner" hidden></section>
       <section id="cards" class="cards" aria-label="Summary"></section>
       <section class="panel">
@@ -653,6 +654,50 @@ tr.err-row td {
     min-width: 980px;
   }
 }
+
+/* The process behind the endpoint stopped: say so, and dim the last numbers. */
+.live[data-state="stopped"] .dot {
+  background: var(--red);
+}
+.live[data-state="stopped"] {
+  color: var(--red);
+  border-color: #f8514966;
+}
+.stopped-notice {
+  margin: 0 0 16px;
+  padding: 12px 16px;
+  border: 1px solid #f8514966;
+  border-radius: 8px;
+  background: #f8514914;
+  color: var(--red);
+}
+body.endpoint-down #cards,
+body.endpoint-down #clients {
+  opacity: .45;
+}
+
+/* A [[server.clients]] entry without a session. */
+.client[data-state="offline"] {
+  opacity: .75;
+}
+.client[data-state="offline"] .client-name .dot {
+  background: var(--grey);
+}
+.pill.offline {
+  color: var(--grey);
+  border-color: #6e768155;
+  background: #6e768114;
+}
+
+/* A proxy's last hour. */
+col.c-spark {
+  width: 120px;
+}
+.spark-cell svg.proxy-spark {
+  display: block;
+  width: 110px;
+  height: 22px;
+}
 `;
 
 /** The icon: a lock inside a tunnel arch. (favicon.svg) */
@@ -769,15 +814,15 @@ export const DASHBOARD_JS: string = `(() => {
     $("live").setAttribute("data-state", kind);
     $("live-text").textContent = text;
   }
-  function sparkline(values, color) {
+  function sparkline(values, color, points = SPARK_POINTS) {
     const ns = "http://www.w3.org/2000/svg";
     const svg = document.createElementNS(ns, "svg");
     svg.setAttribute("class", "spark");
-    svg.setAttribute("viewBox", "0 0 " + (SPARK_POINTS - 1) + " 30");
+    svg.setAttribute("viewBox", "0 0 " + (points - 1) + " 30");
     svg.setAttribute("preserveAspectRatio", "none");
     const base = document.createElementNS(ns, "line");
     base.setAttribute("x1", "0");
-    base.setAttribute("x2", String(SPARK_POINTS - 1));
+    base.setAttribute("x2", String(points - 1));
     base.setAttribute("y1", "29.5");
     base.setAttribute("y2", "29.5");
     base.setAttribute("stroke", color);
@@ -786,10 +831,10 @@ export const DASHBOARD_JS: string = `(() => {
     svg.appendChild(base);
     if (values.length < 2) return svg;
     const max = Math.max(...values, 1);
-    const offset = SPARK_POINTS - values.length;
+    const offset = points - values.length;
     const pts = values.map((v, i) => offset + i + "," + (29 - v / max * 26).toFixed(2));
     const area = document.createElementNS(ns, "path");
-    area.setAttribute("d", "M" + offset + ",30 L" + pts.join(" L") + " L" + (SPARK_POINTS - 1) + ",30 Z");
+    area.setAttribute("d", "M" + offset + ",30 L" + pts.join(" L") + " L" + (points - 1) + ",30 Z");
     area.setAttribute("fill", color);
     area.setAttribute("fill-opacity", "0.16");
     const line = document.createElementNS(ns, "polyline");
@@ -911,6 +956,25 @@ export const DASHBOARD_JS: string = `(() => {
       out: totalOut
     };
   }
+  function proxySpark(throughput) {
+    if (throughput === void 0) return h("span", {
+      class: "rate",
+      text: "\\u2013"
+    });
+    const values = throughput.bytes_in.map((bytesIn, index) => bytesIn + (throughput.bytes_out[index] ?? 0));
+    const svg = sparkline(values, "#58a6ff", values.length);
+    svg.setAttribute("class", "spark proxy-spark");
+    const total = values.reduce((sum, value) => sum + value, 0);
+    const peak = Math.max(0, ...values);
+    const minutes = Math.round(values.length * throughput.bucket_secs / 60);
+    svg.setAttribute("data-total-bytes", String(Math.round(total)));
+    const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+    title.textContent = "last " + minutes + " min: " + formatBytes(total) + " both ways, busiest minute " + formatBytes(peak);
+    svg.appendChild(title);
+    return h("span", {
+      class: "spark-cell"
+    }, svg);
+  }
   var PROXY_COLUMN_CLASSES = [
     "c-status",
     "c-proxy",
@@ -920,7 +984,8 @@ export const DASHBOARD_JS: string = `(() => {
     "c-num",
     "c-bytes",
     "c-bytes",
-    "c-rate"
+    "c-rate",
+    "c-spark"
   ];
   function proxyTable(proxies, keyPrefix, goneClient) {
     if (proxies.length === 0) return h("div", {
@@ -951,6 +1016,8 @@ export const DASHBOARD_JS: string = `(() => {
     }), h("th", {
       class: "num",
       text: "Rate in / out"
+    }), h("th", {
+      text: "Last hour"
     }));
     const body = [];
     proxies.forEach((p) => {
@@ -998,12 +1065,12 @@ export const DASHBOARD_JS: string = `(() => {
       }, h("span", {
         class: "rate" + (hot ? " hot" : ""),
         text: formatRate(rate.in) + " / " + formatRate(rate.out)
-      }))));
+      })), h("td", null, proxySpark(p.throughput))));
       if (p.last_error) {
         body.push(h("tr", {
           class: "err-row"
         }, h("td", {
-          colspan: "9"
+          colspan: "10"
         }, h("span", {
           class: "err-label",
           text: "last error"
@@ -1054,7 +1121,8 @@ export const DASHBOARD_JS: string = `(() => {
     const goneCount = state.gone.size;
     replace($("cards"), card("Clients", snap.clients.length, "connected", goneCount ? goneCount + " recently disconnected" : plural(snap.sessions_total, "session") + " since start", goneCount ? "warn" : ""), card("Proxies", up, "/ " + proxies + " healthy", plural(streams, "yamux stream") + " open", up < proxies ? "warn" : ""), card("Connections", active, "active", total + " total \\xB7 " + failed + " failed", ""), card("Inbound", formatRate(totals.in), "", "from outside peers", "", sparkline(state.sparkIn, "#3fb950")), card("Outbound", formatRate(totals.out), "", "back to outside peers", "", sparkline(state.sparkOut, "#58a6ff")), card("Auth failures", snap.auth_failures_total, "", "since start", snap.auth_failures_total ? "bad" : ""));
     $("list-title").textContent = "Clients";
-    $("list-hint").textContent = snap.clients.length + " connected" + (goneCount ? ", " + goneCount + " disconnected" : "");
+    const offlineCount = (snap.offline_clients ?? []).filter((entry) => !state.gone.has(entry.name)).length;
+    $("list-hint").textContent = snap.clients.length + " connected" + (goneCount ? ", " + goneCount + " disconnected" : "") + (offlineCount ? ", " + offlineCount + " offline" : "");
     const cards = snap.clients.slice().sort(byName).map((c) => h("article", {
       class: "client",
       "data-client": c.name,
@@ -1117,9 +1185,12 @@ export const DASHBOARD_JS: string = `(() => {
         class: "state-pill"
       }, pill("disconnected"))), proxyTable(g.client.proxies, name, true));
     });
+    const offline = (snap.offline_clients ?? []).filter((entry) => !state.gone.has(entry.name));
+    const offlineCards = offline.map((entry) => offlineCard(entry, t));
     const all = [
       ...cards,
-      ...goneCards.filter((el) => el !== null)
+      ...goneCards.filter((el) => el !== null),
+      ...offlineCards
     ];
     if (all.length === 0) {
       replace($("clients"), h("div", {
@@ -1128,6 +1199,29 @@ export const DASHBOARD_JS: string = `(() => {
         text: "tls-tunnel client -c client.toml"
       }), "."));
     } else replace($("clients"), all);
+  }
+  function offlineCard(entry, t) {
+    const seen = entry.last_seen_ms === null ? h("span", {
+      class: "fact"
+    }, "not seen since the server started") : h("span", {
+      class: "fact",
+      title: new Date(entry.last_seen_ms).toString()
+    }, "last seen ", h("b", {
+      text: formatDuration(t - entry.last_seen_ms, "spaced")
+    }), " ago (" + formatClock(entry.last_seen_ms) + ")");
+    return h("article", {
+      class: "client offline",
+      "data-client": entry.name,
+      "data-state": "offline"
+    }, h("div", {
+      class: "client-head"
+    }, h("span", {
+      class: "client-name"
+    }, h("span", {
+      class: "dot"
+    }), entry.name), seen, h("span", {
+      class: "state-pill"
+    }, pill("offline"))));
   }
   function renderClient(snap, totals) {
     const banner = $("banner");
@@ -1204,7 +1298,9 @@ export const DASHBOARD_JS: string = `(() => {
     const first = events[0];
     if (first) state.newestEvent = Math.max(state.newestEvent, first.time_ms);
   }
-  function render(snap) {
+  function render(snap, source) {
+    if (!document.body.hasAttribute("data-first-paint")) document.body.setAttribute("data-first-paint", source);
+    showStopped(false);
     state.skewMs = snap.now_ms - Date.now();
     state.lastUpdate = Date.now();
     document.body.setAttribute("data-role", snap.role);
@@ -1223,7 +1319,20 @@ export const DASHBOARD_JS: string = `(() => {
     state.last = snap;
   }
   var failures = 0;
-  async function poll() {
+  function showStopped(stopped) {
+    const notice = $("stopped");
+    if (notice.hidden === !stopped) return;
+    notice.hidden = !stopped;
+    document.body.classList.toggle("endpoint-down", stopped);
+    if (!stopped) return;
+    const last = state.last;
+    const role = last?.role ?? "server";
+    replace(notice, h("b", {
+      text: "The " + role + " has stopped"
+    }), document.createTextNode(" \\u2014 its stats endpoint no longer answers. " + (last ? "The numbers below are the last ones, from " + formatClock(last.now_ms) + "." : "") + " This page reconnects by itself when it is back."));
+    setLive("stopped", role + " stopped");
+  }
+  async function fetchStats() {
     try {
       const response = await fetch("/api/stats", {
         credentials: "same-origin",
@@ -1231,21 +1340,27 @@ export const DASHBOARD_JS: string = `(() => {
       });
       if (response.status === 401) {
         location.reload();
-        return;
+        return null;
       }
-      if (!response.ok) throw new Error("HTTP " + response.status);
-      const snap = await response.json();
-      failures = 0;
-      setLive("polling", "polling");
-      render(snap);
+      if (!response.ok) return null;
+      return await response.json();
     } catch {
-      failures++;
-      setLive("offline", "endpoint unreachable \\u2013 retrying");
-    } finally {
-      setTimeout(poll, failures ? 3e3 : 2e3);
+      return null;
     }
   }
-  function connect() {
+  async function poll() {
+    const snap = await fetchStats();
+    if (snap) {
+      failures = 0;
+      setLive("polling", "polling");
+      render(snap, "api");
+    } else {
+      failures++;
+      showStopped(true);
+    }
+    setTimeout(poll, failures ? 3e3 : 2e3);
+  }
+  function openStream() {
     if (typeof EventSource === "undefined") {
       void poll();
       return;
@@ -1256,7 +1371,7 @@ export const DASHBOARD_JS: string = `(() => {
       opened = true;
       setLive("live", "live");
       try {
-        render(JSON.parse(message.data));
+        render(JSON.parse(message.data), "events");
       } catch (error) {
         console.error(error);
       }
@@ -1267,9 +1382,19 @@ export const DASHBOARD_JS: string = `(() => {
         void poll();
         return;
       }
-      setLive(stream.readyState === EventSource.CLOSED ? "offline" : "connecting", "reconnecting\\u2026");
-      if (stream.readyState === EventSource.CLOSED) setTimeout(connect, 3e3);
+      setLive("connecting", "reconnecting\\u2026");
+      void fetchStats().then((snap) => {
+        if (snap) render(snap, "api");
+        else showStopped(true);
+      });
+      if (stream.readyState === EventSource.CLOSED) setTimeout(openStream, 3e3);
     };
+  }
+  async function start() {
+    const snap = await fetchStats();
+    if (snap) render(snap, "api");
+    else showStopped(true);
+    openStream();
   }
   setInterval(() => {
     const last = state.last;
@@ -1280,10 +1405,11 @@ export const DASHBOARD_JS: string = `(() => {
         sub.textContent = "reconnecting in " + (Math.max(0, last.next_attempt_at_ms - now()) / 1e3).toFixed(1) + " s";
       }
     }
-    if (Date.now() - state.lastUpdate > 5e3 && $("live").getAttribute("data-state") !== "offline") {
+    const live = $("live").getAttribute("data-state");
+    if (Date.now() - state.lastUpdate > 5e3 && live !== "offline" && live !== "stopped") {
       setLive("offline", "no update for " + formatDuration(Date.now() - state.lastUpdate, "spaced"));
     }
   }, 250);
-  connect();
+  void start();
 })();
 `;

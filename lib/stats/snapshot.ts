@@ -38,6 +38,31 @@ export interface ProxySnapshot {
   bytes_in: number;
   /** Bytes from the local service towards outside peers. */
   bytes_out: number;
+  /**
+   * Bytes per minute over the last hour (server side; counted across the client's reconnects). Absent
+   * on the client and from endpoints older than this field.
+   */
+  throughput?: ThroughputSnapshot;
+}
+
+/** A proxy's recent throughput: bytes per fixed bucket, oldest first, the last bucket still filling. */
+export interface ThroughputSnapshot {
+  /** Width of one bucket, seconds. */
+  bucket_secs: number;
+  /** End of the newest bucket (ms since epoch). */
+  end_ms: number;
+  /** Bytes from outside peers towards the local service, per bucket. */
+  bytes_in: number[];
+  /** Bytes from the local service towards outside peers, per bucket. */
+  bytes_out: number[];
+}
+
+/** A `[[server.clients]]` entry without a session now. */
+export interface OfflineClientSnapshot {
+  /** Its name. */
+  name: string;
+  /** When its last session ended (ms since epoch); null when it has not connected since the server started. */
+  last_seen_ms: number | null;
 }
 
 /** One local backend of a client's proxy (with `local_backends`). */
@@ -113,6 +138,8 @@ export interface ServerSnapshot {
   listen_addr: string;
   /** Connected clients. */
   clients: ClientSnapshot[];
+  /** `[[server.clients]]` entries without a session now (absent from endpoints older than this field). */
+  offline_clients?: OfflineClientSnapshot[];
   /** Clients that authenticated since start. */
   sessions_total: number;
   /** Authentication failures since start. */

@@ -5,13 +5,19 @@
  * a workspace member whose `deno.json` gives it the DOM library instead of Deno's, so `deno check`
  * checks it as browser code and the DOM types do not leak into the rest of the tree.
  *
- * It follows `/api/events` (server-sent events) and falls back to polling `/api/stats` when the stream
- * cannot be opened. It builds every element with `textContent` and text nodes, never from HTML strings,
+ * The first paint comes from one `GET /api/stats`, before the event stream is opened (so the page is
+ * filled at once, not when the first event arrives); then it follows `/api/events` (server-sent events),
+ * falling back to polling `/api/stats` when the stream cannot be opened. When the stream ends and
+ * `/api/stats` does not answer either, the server (or client) has stopped: the page says so, with the time
+ * of the numbers still shown, instead of leaving them frozen as if live. It builds every element with `textContent` and text nodes, never from HTML strings,
  * because client names, ids and error messages come from the network.
  *
  * Hooks for tests and scripts: each client card has `data-client` (name) and `data-state`
- * (`connected` | `disconnected`), each proxy row `data-proxy` and `data-status`, the live indicator
- * `#live[data-state]` (`live` | `polling` | `connecting` | `offline`), and `body[data-role]`.
+ * (`connected` | `disconnected` | `offline`: a `[[server.clients]]` entry without a session), each proxy
+ * row `data-proxy` and `data-status` and its last-hour sparkline `svg.proxy-spark`, the live indicator
+ * `#live[data-state]` (`live` | `polling` | `connecting` | `offline` | `stopped`), the notice
+ * `#stopped` (shown while the endpoint is down), `body[data-role]`, and `body[data-first-paint]`
+ * (`api` when the first render came from `/api/stats`, `events` from the stream).
  *
  * @module
  */
@@ -19,9 +25,11 @@
 import type {
   ClientRoleSnapshot,
   ClientSnapshot,
+  OfflineClientSnapshot,
   ProxySnapshot,
   ServedStats,
   ServerSnapshot,
+  ThroughputSnapshot,
 } from "../snapshot.ts";
 import { formatBytes, formatClock, formatDuration, formatRate, formatRtt } from "../format.ts";
 import { $, card, h, pill, replace, setLive, SPARK_POINTS, sparkline } from "./dom.ts";
@@ -119,6 +127,26 @@ function updateRates(snap: ServedStats): Rate {
 
 // ---- proxies table -----------------------------------------------------------------------------
 
+/**
+ * The proxy's last hour (bytes both ways per minute) as an inline SVG sparkline; its title says the
+ * hour's total and the busiest minute.
+ */
+function proxySpark(throughput: ThroughputSnapshot | undefined): HTMLElement {
+  if (throughput === undefined) return h("span", { class: "rate", text: "–" });
+  const values = throughput.bytes_in.map((bytesIn, index) => bytesIn + (throughput.bytes_out[index] ?? 0));
+  const svg = sparkline(values, "#58a6ff", values.length);
+  svg.setAttribute("class", "spark proxy-spark");
+  const total = values.reduce((sum, value) => sum + value, 0);
+  const peak = Math.max(0, ...values);
+  const minutes = Math.round(values.length * throughput.bucket_secs / 60);
+  svg.setAttribute("data-total-bytes", String(Math.round(total)));
+  const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+  title.textContent = "last " + minutes + " min: " + formatBytes(total) + " both ways, busiest minute " +
+    formatBytes(peak);
+  svg.appendChild(title);
+  return h("span", { class: "spark-cell" }, svg);
+}
+
 const PROXY_COLUMN_CLASSES = [
   "c-status",
   "c-proxy",
@@ -129,6 +157,7 @@ const PROXY_COLUMN_CLASSES = [
   "c-bytes",
   "c-bytes",
   "c-rate",
+  "c-spark",
 ];
 
 function proxyTable(proxies: ProxySnapshot[], keyPrefix: string, goneClient: boolean): HTMLElement {
@@ -145,6 +174,7 @@ function proxyTable(proxies: ProxySnapshot[], keyPrefix: string, goneClient: boo
     h("th", { class: "num", text: "In" }),
     h("th", { class: "num", text: "Out" }),
     h("th", { class: "num", text: "Rate in / out" }),
+    h("th", { text: "Last hour" }),
   );
   const body: HTMLElement[] = [];
   proxies.forEach((p) => {
@@ -178,12 +208,13 @@ function proxyTable(proxies: ProxySnapshot[], keyPrefix: string, goneClient: boo
           text: formatRate(rate.in) + " / " + formatRate(rate.out),
         }),
       ),
+      h("td", null, proxySpark(p.throughput)),
     ));
     if (p.last_error) {
       body.push(h(
         "tr",
         { class: "err-row" },
-        h("td", { colspan: "9" }, h("span", { class: "err-label", text: "last error" }), p.last_error),
+        h("td", { colspan: "10" }, h("span", { class: "err-label", text: "last error" }), p.last_error),
       ));
     }
   });
@@ -263,8 +294,10 @@ function renderServer(snap: ServerSnapshot & ServedStats, totals: Rate): void {
   );
 
   $("list-title").textContent = "Clients";
+  const offlineCount = (snap.offline_clients ?? []).filter((entry) => !state.gone.has(entry.name)).length;
   $("list-hint").textContent = snap.clients.length + " connected" +
-    (goneCount ? ", " + goneCount + " disconnected" : "");
+    (goneCount ? ", " + goneCount + " disconnected" : "") +
+    (offlineCount ? ", " + offlineCount + " offline" : "");
   const cards = snap.clients.slice().sort(byName).map((c) =>
     h(
       "article",
@@ -320,7 +353,9 @@ function renderServer(snap: ServerSnapshot & ServedStats, totals: Rate): void {
       proxyTable(g.client.proxies, name, true),
     );
   });
-  const all = [...cards, ...goneCards.filter((el) => el !== null)];
+  const offline = (snap.offline_clients ?? []).filter((entry) => !state.gone.has(entry.name));
+  const offlineCards = offline.map((entry) => offlineCard(entry, t));
+  const all = [...cards, ...goneCards.filter((el) => el !== null), ...offlineCards];
   if (all.length === 0) {
     replace(
       $("clients"),
@@ -333,6 +368,30 @@ function renderServer(snap: ServerSnapshot & ServedStats, totals: Rate): void {
       ),
     );
   } else replace($("clients"), all);
+}
+
+/** A `[[server.clients]]` entry without a session: offline, and when it was last seen. */
+function offlineCard(entry: OfflineClientSnapshot, t: number): HTMLElement {
+  const seen = entry.last_seen_ms === null
+    ? h("span", { class: "fact" }, "not seen since the server started")
+    : h(
+      "span",
+      { class: "fact", title: new Date(entry.last_seen_ms).toString() },
+      "last seen ",
+      h("b", { text: formatDuration(t - entry.last_seen_ms, "spaced") }),
+      " ago (" + formatClock(entry.last_seen_ms) + ")",
+    );
+  return h(
+    "article",
+    { class: "client offline", "data-client": entry.name, "data-state": "offline" },
+    h(
+      "div",
+      { class: "client-head" },
+      h("span", { class: "client-name" }, h("span", { class: "dot" }), entry.name),
+      seen,
+      h("span", { class: "state-pill" }, pill("offline")),
+    ),
+  );
 }
 
 // ---- client view -------------------------------------------------------------------------------
@@ -440,7 +499,9 @@ function renderEvents(snap: ServedStats): void {
   if (first) state.newestEvent = Math.max(state.newestEvent, first.time_ms);
 }
 
-function render(snap: ServedStats): void {
+function render(snap: ServedStats, source: "api" | "events"): void {
+  if (!document.body.hasAttribute("data-first-paint")) document.body.setAttribute("data-first-paint", source);
+  showStopped(false);
   state.skewMs = snap.now_ms - Date.now();
   state.lastUpdate = Date.now();
   document.body.setAttribute("data-role", snap.role);
@@ -462,31 +523,63 @@ function render(snap: ServedStats): void {
   state.last = snap;
 }
 
-// ---- transport: SSE, falling back to polling ----------------------------------------------------
+// ---- transport: a first GET, then SSE, falling back to polling -----------------------------------
 
 let failures = 0;
 
-async function poll(): Promise<void> {
+/**
+ * Shows or hides the "stopped" notice. Shown, it names the time of the numbers left on the page, which
+ * are dimmed: they are the last ones the endpoint gave, not live.
+ */
+function showStopped(stopped: boolean): void {
+  const notice = $("stopped");
+  if (notice.hidden === !stopped) return;
+  notice.hidden = !stopped;
+  document.body.classList.toggle("endpoint-down", stopped);
+  if (!stopped) return;
+  const last = state.last;
+  const role = last?.role ?? "server";
+  replace(
+    notice,
+    h("b", { text: "The " + role + " has stopped" }),
+    document.createTextNode(
+      " — its stats endpoint no longer answers. " +
+        (last ? "The numbers below are the last ones, from " + formatClock(last.now_ms) + "." : "") +
+        " This page reconnects by itself when it is back.",
+    ),
+  );
+  setLive("stopped", role + " stopped");
+}
+
+/** One `GET /api/stats`: the snapshot, or null when the endpoint does not answer with one. */
+async function fetchStats(): Promise<ServedStats | null> {
   try {
     const response = await fetch("/api/stats", { credentials: "same-origin", cache: "no-store" });
     if (response.status === 401) {
       location.reload();
-      return;
+      return null;
     }
-    if (!response.ok) throw new Error("HTTP " + response.status);
-    const snap = await response.json() as ServedStats;
-    failures = 0;
-    setLive("polling", "polling");
-    render(snap);
+    if (!response.ok) return null;
+    return await response.json() as ServedStats;
   } catch {
-    failures++;
-    setLive("offline", "endpoint unreachable – retrying");
-  } finally {
-    setTimeout(poll, failures ? 3000 : 2000);
+    return null;
   }
 }
 
-function connect(): void {
+async function poll(): Promise<void> {
+  const snap = await fetchStats();
+  if (snap) {
+    failures = 0;
+    setLive("polling", "polling");
+    render(snap, "api");
+  } else {
+    failures++;
+    showStopped(true);
+  }
+  setTimeout(poll, failures ? 3000 : 2000);
+}
+
+function openStream(): void {
   if (typeof EventSource === "undefined") {
     void poll();
     return;
@@ -497,7 +590,7 @@ function connect(): void {
     opened = true;
     setLive("live", "live");
     try {
-      render(JSON.parse(message.data) as ServedStats);
+      render(JSON.parse(message.data) as ServedStats, "events");
     } catch (error) {
       console.error(error);
     }
@@ -508,9 +601,23 @@ function connect(): void {
       void poll();
       return;
     }
-    setLive(stream.readyState === EventSource.CLOSED ? "offline" : "connecting", "reconnecting…");
-    if (stream.readyState === EventSource.CLOSED) setTimeout(connect, 3000);
+    // The stream ended: ask /api/stats whether the endpoint is still there (a proxy cut the stream) or
+    // gone (the process stopped). EventSource keeps retrying on its own either way.
+    setLive("connecting", "reconnecting…");
+    void fetchStats().then((snap) => {
+      if (snap) render(snap, "api");
+      else showStopped(true);
+    });
+    if (stream.readyState === EventSource.CLOSED) setTimeout(openStream, 3000);
   };
+}
+
+/** The first paint from `/api/stats`, then the live stream. */
+async function start(): Promise<void> {
+  const snap = await fetchStats();
+  if (snap) render(snap, "api");
+  else showStopped(true);
+  openStream();
 }
 
 // Keeps ages and the reconnect countdown moving between snapshots, and flags a stalled feed.
@@ -524,9 +631,10 @@ setInterval(() => {
         (Math.max(0, last.next_attempt_at_ms - now()) / 1000).toFixed(1) + " s";
     }
   }
-  if (Date.now() - state.lastUpdate > 5000 && $("live").getAttribute("data-state") !== "offline") {
+  const live = $("live").getAttribute("data-state");
+  if (Date.now() - state.lastUpdate > 5000 && live !== "offline" && live !== "stopped") {
     setLive("offline", "no update for " + formatDuration(Date.now() - state.lastUpdate, "spaced"));
   }
 }, 250);
 
-connect();
+void start();

@@ -67,16 +67,20 @@ export function setLive(kind: string, text: string): void {
   $("live-text").textContent = text;
 }
 
-/** The throughput of the last {@linkcode SPARK_POINTS} rate computations, scaled to their maximum. */
-export function sparkline(values: number[], color: string): SVGSVGElement {
+/**
+ * `values` as an inline SVG sparkline of `points` slots (default {@linkcode SPARK_POINTS}: the summary
+ * cards' last rate computations; a proxy's last hour has one per minute), scaled to their maximum, the
+ * newest on the right.
+ */
+export function sparkline(values: number[], color: string, points: number = SPARK_POINTS): SVGSVGElement {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("class", "spark");
-  svg.setAttribute("viewBox", "0 0 " + (SPARK_POINTS - 1) + " 30");
+  svg.setAttribute("viewBox", "0 0 " + (points - 1) + " 30");
   svg.setAttribute("preserveAspectRatio", "none");
   const base = document.createElementNS(ns, "line");
   base.setAttribute("x1", "0");
-  base.setAttribute("x2", String(SPARK_POINTS - 1));
+  base.setAttribute("x2", String(points - 1));
   base.setAttribute("y1", "29.5");
   base.setAttribute("y2", "29.5");
   base.setAttribute("stroke", color);
@@ -85,10 +89,10 @@ export function sparkline(values: number[], color: string): SVGSVGElement {
   svg.appendChild(base);
   if (values.length < 2) return svg;
   const max = Math.max(...values, 1);
-  const offset = SPARK_POINTS - values.length;
+  const offset = points - values.length;
   const pts = values.map((v, i) => (offset + i) + "," + (29 - v / max * 26).toFixed(2));
   const area = document.createElementNS(ns, "path");
-  area.setAttribute("d", "M" + offset + ",30 L" + pts.join(" L") + " L" + (SPARK_POINTS - 1) + ",30 Z");
+  area.setAttribute("d", "M" + offset + ",30 L" + pts.join(" L") + " L" + (points - 1) + ",30 Z");
   area.setAttribute("fill", color);
   area.setAttribute("fill-opacity", "0.16");
   const line = document.createElementNS(ns, "polyline");
