@@ -30,6 +30,7 @@ import { isPermanentProxyError } from "../net/proxy_handshake.ts";
 import type { OutboundProxy } from "../net/proxy_url.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
 import { EventLog } from "../stats/event_log.ts";
+import { ThroughputHistory } from "../stats/client_memory.ts";
 import type { ClientRoleSnapshot } from "../stats/snapshot.ts";
 import { VERSION } from "../version.ts";
 import { Backoff } from "./backoff.ts";
@@ -85,6 +86,8 @@ export class TunnelClient {
   sessionsEstablished = 0;
   /** Attempts to reach the server that ended without a registered session, since start. */
   connectFailures = 0;
+  /** Each proxy's last hour of throughput, for the stats endpoint. */
+  readonly #throughput = new ThroughputHistory();
   /** The server's answer to the last `authenticate`. */
   server: AuthenticateResult | null = null;
   /** Recent events (connections, server notifications) for the stats endpoint. */
@@ -413,15 +416,17 @@ export class TunnelClient {
       sessions_total: this.sessionsEstablished,
       connect_failures_total: this.connectFailures,
       rtt_ms: rtt > 0 ? rtt : null,
-      proxies: [...this.proxies.values()].map(({ config, registration, stats }) => ({
-        name: config.name,
-        publish_addr: registration?.publish_addr ?? config.publishAddr,
-        publish_port: registration?.status === "accepted" ? registration.publish_port : config.publishPort,
-        local_addr: config.localAddr,
-        local_port: config.localPort,
-        ...stats.toSnapshotFields(),
-        ...this.#carrier.backendsSnapshot(config.name),
-      })),
+      proxies: [...this.proxies.values()].map(({ config, registration, stats }) =>
+        this.#throughput.serve({
+          name: config.name,
+          publish_addr: registration?.publish_addr ?? config.publishAddr,
+          publish_port: registration?.status === "accepted" ? registration.publish_port : config.publishPort,
+          local_addr: config.localAddr,
+          local_port: config.localPort,
+          ...stats.toSnapshotFields(),
+          ...this.#carrier.backendsSnapshot(config.name),
+        })
+      ),
       recent_events: this.events.recent(),
     };
   }

@@ -112,6 +112,27 @@ export class ThroughputRing {
   }
 }
 
+/**
+ * Per-proxy throughput rings by proxy name, for the client: its proxies come from its config and keep
+ * their counters for the life of the process, so only the history is added. At most
+ * {@linkcode MAX_REMEMBERED_PROXIES} names.
+ */
+export class ThroughputHistory {
+  readonly #rings = new Map<string, ThroughputRing>();
+
+  /** `proxy` with its last hour of throughput, fed with its counters at `nowMs`. */
+  serve(proxy: ProxySnapshot, nowMs: number = Date.now()): ProxySnapshot {
+    let ring = this.#rings.get(proxy.name);
+    if (ring === undefined) {
+      if (this.#rings.size >= MAX_REMEMBERED_PROXIES) return proxy;
+      ring = new ThroughputRing();
+      this.#rings.set(proxy.name, ring);
+    }
+    ring.observe(proxy.bytes_in, proxy.bytes_out, nowMs);
+    return { ...proxy, throughput: ring.snapshot() };
+  }
+}
+
 /** The counters that carry over, as numbers. */
 interface Carried {
   totalConnections: number;

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { ClientMemory, THROUGHPUT_BUCKET_MS, THROUGHPUT_BUCKETS, ThroughputRing } from "./client_memory.ts";
+import {
+  ClientMemory,
+  THROUGHPUT_BUCKET_MS,
+  THROUGHPUT_BUCKETS,
+  ThroughputHistory,
+  ThroughputRing,
+} from "./client_memory.ts";
 import { ProxyStats } from "./proxy_stats.ts";
 import type { ProxySnapshot } from "./snapshot.ts";
 
@@ -102,4 +108,12 @@ Deno.test("a served proxy carries its last hour of throughput", () => {
   const served = memory.proxy("office", live(stats), T0 + 10_000);
   assert.equal(served.throughput?.bytes_in.at(-1), 4096);
   assert.equal(served.throughput?.bytes_out.at(-1), 1024);
+});
+
+Deno.test("the client's proxies carry their last hour of throughput too", () => {
+  const history = new ThroughputHistory();
+  const stats = new ProxyStats();
+  history.serve(live(stats), T0);
+  stats.bytesOut = 777;
+  assert.equal(history.serve(live(stats), T0 + 5000).throughput?.bytes_out.at(-1), 777);
 });

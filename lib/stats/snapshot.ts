@@ -39,8 +39,8 @@ export interface ProxySnapshot {
   /** Bytes from the local service towards outside peers. */
   bytes_out: number;
   /**
-   * Bytes per minute over the last hour (server side; counted across the client's reconnects). Absent
-   * on the client and from endpoints older than this field.
+   * Bytes per minute over the last hour (on the server counted across the client's reconnects). Absent
+   * from endpoints older than this field.
    */
   throughput?: ThroughputSnapshot;
 }
