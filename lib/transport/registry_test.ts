@@ -14,7 +14,7 @@ import type { Transport } from "./transport.ts";
 const notUsed = () => Promise.reject(new Error("not used in this test"));
 
 Deno.test("every built-in transport name resolves to its transport; tls is the default", () => {
-  assert.deepEqual([...TRANSPORT_NAMES], ["tls", "wss"]);
+  assert.deepEqual([...TRANSPORT_NAMES], ["tls", "wss", "http2"]);
   for (const name of TRANSPORT_NAMES) assert.equal(transportFor(name).name, name);
   assert.equal(transportFor(DEFAULT_TRANSPORT), tlsTransport);
 });
@@ -24,10 +24,10 @@ Deno.test("an unknown transport name fails with a typed error naming the known t
     assert.ok(error instanceof UnknownTransportError);
     assert.ok(error instanceof UnknownNameError);
     assert.equal(error.requested, "quic");
-    assert.deepEqual(error.known, ["tls", "wss"]);
+    assert.deepEqual(error.known, ["tls", "wss", "http2"]);
     assert.equal(
       error.message,
-      'Unknown transport "quic": the transports known are "tls", "wss"; use one of them',
+      'Unknown transport "quic": the transports known are "tls", "wss", "http2"; use one of them',
     );
     return true;
   });
@@ -48,7 +48,7 @@ Deno.test("a registered transport is found by name until it is removed; a taken 
   const unregister = registerTransport(test);
   try {
     assert.equal(transportFor("registry-test"), test);
-    assert.deepEqual(transportNames(), ["tls", "wss", "registry-test"]);
+    assert.deepEqual(transportNames(), ["tls", "wss", "http2", "registry-test"]);
     assert.throws(() => registerTransport({ ...test }), DuplicateNameError);
     assert.throws(() => registerTransport({ ...tlsTransport }), DuplicateNameError);
   } finally {

@@ -1,0 +1,206 @@
+import assert from "node:assert/strict";
+import { writeAll } from "../net/conn.ts";
+import { testCertificates } from "../../testing/helpers.ts";
+import { transportFor } from "./registry.ts";
+import {
+  type AdmittedConn,
+  TransportDialError,
+  TransportHandshakeTimeoutError,
+  type TransportListener,
+} from "./transport.ts";
+import { MAX_OTHER_STREAMS, openHttp2Tunnel } from "./http2.ts";
+
+const http2 = transportFor("http2");
+
+async function listen(
+  options: { plainText?: boolean; path?: string; handshakeTimeoutMs?: number } = {},
+): Promise<{ listener: TransportListener; admitted: AdmittedConn[]; next: () => Promise<AdmittedConn> }> {
+  const certs = await testCertificates();
+  const listener = await http2.listen({
+    hostname: "127.0.0.1",
+    port: 0,
+    certPem: certs.serverChainPem,
+    keyPem: certs.serverKeyPem,
+    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
+    ...(options.path !== undefined ? { path: options.path } : {}),
+    ...(options.plainText ? { plainText: true } : {}),
+  });
+  const admitted: AdmittedConn[] = [];
+  const waiting: ((conn: AdmittedConn) => void)[] = [];
+  void listener.serve((incoming) => {
+    const conn = incoming.admit();
+    admitted.push(conn);
+    waiting.shift()?.(conn);
+  });
+  return { listener, admitted, next: () => new Promise((resolve) => waiting.push(resolve)) };
+}
+
+async function readExactly(conn: { read(b: Uint8Array): Promise<number | null> }, bytes: number) {
+  const out = new Uint8Array(bytes);
+  let filled = 0;
+  while (filled < bytes) {
+    const count = await conn.read(out.subarray(filled));
+    if (count === null) throw new Error(`ended after ${filled} of ${bytes} bytes`);
+    filled += count;
+  }
+  return out;
+}
+
+function randomBytes(length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let offset = 0; offset < length; offset += 65536) {
+    crypto.getRandomValues(bytes.subarray(offset, offset + 65536));
+  }
+  return bytes;
+}
+
+async function dial(port: number, path?: string) {
+  const certs = await testCertificates();
+  return await http2.dial({
+    hostname: "127.0.0.1",
+    port,
+    serverName: "localhost",
+    caCertPem: certs.caCertPem,
+    timeoutMs: 5000,
+    ...(path !== undefined ? { path } : {}),
+  });
+}
+
+Deno.test("http2 transport: a dialed connection and the admitted one carry bytes both ways, then half-close", async () => {
+  const { listener, next } = await listen();
+  const server = next();
+  const dialed = await dial(listener.addr.port);
+  const admitted = await server;
+  await admitted.handshake();
+  const up = randomBytes(300_000);
+  const down = randomBytes(200_000);
+  await Promise.all([writeAll(dialed, up), writeAll(admitted, down)]);
+  assert.deepEqual(await readExactly(admitted, up.length), up);
+  assert.deepEqual(await readExactly(dialed, down.length), down);
+  await dialed.closeWrite();
+  assert.equal(await admitted.read(new Uint8Array(16)), null, "the server reads the client's end");
+  await writeAll(admitted, new Uint8Array([1, 2, 3]));
+  assert.deepEqual(await readExactly(dialed, 3), new Uint8Array([1, 2, 3]), "the other way still flows");
+  await admitted.closeWrite();
+  assert.equal(await dialed.read(new Uint8Array(16)), null);
+  dialed.close();
+  admitted.close();
+  listener.close();
+});
+
+Deno.test("http2 transport: a reader that stops makes the writer wait (flow control), not the heap grow", async () => {
+  const { listener, next } = await listen();
+  const server = next();
+  const dialed = await dial(listener.addr.port);
+  const admitted = await server;
+  await admitted.handshake();
+  let taken = 0;
+  const chunk = new Uint8Array(64 * 1024);
+  const writer = (async () => {
+    try {
+      for (let i = 0; i < 512; i++) taken += await dialed.write(chunk);
+    } catch {
+      // closed at the end of the test
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 1000));
+  assert.ok(taken < 8 * 1024 * 1024, `the writer got ${taken} bytes through to a server that reads nothing`);
+  const takenBefore = taken;
+  // Reading resumes the flow.
+  await readExactly(admitted, 4 * 1024 * 1024);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.ok(taken > takenBefore, "reading lets the writer go on");
+  dialed.close();
+  admitted.close();
+  await writer;
+  listener.close();
+});
+
+Deno.test("http2 transport: another path is answered 404 and fails the dial with the status", async () => {
+  const { listener, next } = await listen();
+  const server = next();
+  await assert.rejects(
+    () => dial(listener.addr.port, "/other"),
+    (error: unknown) => error instanceof TransportDialError && /answered 404/.test(error.message),
+  );
+  const admitted = await server;
+  admitted.close();
+  await assert.rejects(() => admitted.handshake());
+  listener.close();
+});
+
+Deno.test("http2 transport: a peer that never sends the preface is closed at the handshake timeout", async () => {
+  const { listener, next } = await listen({ handshakeTimeoutMs: 300 });
+  const server = next();
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const admitted = await server;
+  const startedMs = performance.now();
+  await assert.rejects(() => admitted.handshake(), TransportHandshakeTimeoutError);
+  assert.ok(performance.now() - startedMs < 2000);
+  // The server closed the socket: the peer reads the end (or a reset).
+  const ended = await tcp.read(new Uint8Array(16)).catch(() => null);
+  assert.equal(ended, null);
+  tcp.close();
+  listener.close();
+});
+
+Deno.test("http2 transport: behind_proxy serves h2c; a flood of non-tunnel streams closes the connection", async () => {
+  const { listener, next } = await listen({ plainText: true });
+  const server = next();
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const nodeHttp2 = await import("node:http2");
+  const { duplexConnStream } = await import("./http2.ts");
+  const duplex = await duplexConnStream(tcp);
+  const session = nodeHttp2.connect("http://127.0.0.1", { createConnection: () => duplex });
+  session.on("error", () => {});
+  const statuses: number[] = [];
+  let closed = false;
+  session.once("close", () => (closed = true));
+  for (let i = 0; i < MAX_OTHER_STREAMS + 8 && !closed; i++) {
+    let stream;
+    try {
+      stream = session.request({ ":method": "GET", ":path": `/page${i}` });
+    } catch {
+      statuses.push(-1); // the server's GOAWAY arrived: no new stream
+      break;
+    }
+    stream.on("error", () => {});
+    const status = await new Promise<number>((resolve) => {
+      stream.once("response", (headers) => resolve(Number(headers[":status"])));
+      stream.once("close", () => resolve(0));
+    });
+    stream.resume();
+    statuses.push(status);
+  }
+  assert.deepEqual(statuses.slice(0, MAX_OTHER_STREAMS), new Array(MAX_OTHER_STREAMS).fill(404));
+  const after = statuses.slice(MAX_OTHER_STREAMS);
+  assert.ok(
+    after.length >= 1 && after.length <= 2 && after.every((status) => status <= 0),
+    `statuses ${statuses}`,
+  );
+  const admitted = await server;
+  await assert.rejects(() => admitted.handshake());
+  session.destroy();
+  listener.close();
+});
+
+Deno.test("http2 transport: behind_proxy h2c carries the tunnel; the path matches with a trailing slash", async () => {
+  const { listener, next } = await listen({ plainText: true, path: "/t" });
+  const server = next();
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const tunnel = await openHttp2Tunnel(tcp, {
+    authority: "example.test",
+    path: "/t/",
+    scheme: "http",
+    timeoutMs: 3000,
+    where: "test",
+  });
+  const admitted = await server;
+  await admitted.handshake();
+  await writeAll(tunnel, new Uint8Array([7, 8]));
+  assert.deepEqual(await readExactly(admitted, 2), new Uint8Array([7, 8]));
+  tunnel.close();
+  assert.equal(await admitted.read(new Uint8Array(4)).catch(() => null), null);
+  admitted.close();
+  listener.close();
+});
