@@ -13,6 +13,11 @@
  * - The end of the remote's stream ends the session (half-close is not used on the control stream):
  *   the peer closes, rejecting its pending requests and aborting the handlers still running.
  *
+ * The peer's parts live beside it: option defaults and checks (`peer_options.ts`), its errors
+ * (`peer_errors.ts`), params and result validation (`schema.ts`), the handler registry (`handlers.ts`),
+ * the bookkeeping of outgoing calls (`pending.ts`) and message tracing (`trace.ts`). This module keeps
+ * the read loop, the dispatch of what it reads, the writes and the closing, which share the peer's state.
+ *
  * @module
  */
 
@@ -28,8 +33,14 @@ import {
   MalformedJsonError,
 } from "./framing.ts";
 import {
+  HandlerRegistry,
+  type NotificationContext,
+  type NotificationHandler,
+  type RequestContext,
+  type RequestHandler,
+} from "./handlers.ts";
+import {
   INTERNAL_ERROR,
-  INVALID_PARAMS,
   INVALID_REQUEST,
   type JsonRpcErrorResponse,
   type JsonRpcId,
@@ -47,161 +58,38 @@ import {
   RpcError,
   SERVER_OVERLOADED,
 } from "./messages.ts";
+import { PendingRequests } from "./pending.ts";
+import { RpcClosedError } from "./peer_errors.ts";
+import {
+  checkedCount,
+  checkedTimeout,
+  DEFAULT_MAX_CONCURRENT_REQUESTS,
+  DEFAULT_MAX_QUEUED_NOTIFICATIONS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  MAX_PENDING_WRITES,
+  type RequestOptions,
+  type RpcPeerOptions,
+} from "./peer_options.ts";
+import { type RpcSchema, validateParams } from "./schema.ts";
+import { excerpt, traceDecoder, traceMessage } from "./trace.ts";
+
+// The peer's public surface, written in the modules beside it: importing peer.ts gives all of it.
+export type { NotificationContext, NotificationHandler, RequestContext, RequestHandler } from "./handlers.ts";
+export { RpcClosedError, RpcInvalidResultError, RpcTimeoutError } from "./peer_errors.ts";
+export {
+  DEFAULT_MAX_CONCURRENT_REQUESTS,
+  DEFAULT_MAX_QUEUED_NOTIFICATIONS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  MAX_PENDING_WRITES,
+  type RequestOptions,
+  type RpcPeerOptions,
+} from "./peer_options.ts";
+export type { RpcSchema, RpcSchemaIssue } from "./schema.ts";
 
 const logger = getLogger(["tls-tunnel", "rpc"]);
 
-/** Default time a request waits for its response. */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
-/** Default number of incoming requests whose handlers may run at once. */
-export const DEFAULT_MAX_CONCURRENT_REQUESTS = 64;
-/** Default number of incoming notifications waiting for their handler before reading pauses. */
-export const DEFAULT_MAX_QUEUED_NOTIFICATIONS = 1024;
-/**
- * Frames waiting to be written beyond which the peer stops reading until they drain: a remote that
- * sends requests without reading the answers is slowed down instead of growing our memory.
- */
-export const MAX_PENDING_WRITES = 1024;
 /** How long a peer tries to tell the remote why it is closing before it closes anyway. */
 const FATAL_NOTICE_TIMEOUT_MS = 250;
-
-/** The peer is closed: rejected from pending and later calls. `cause` holds the close reason. */
-export class RpcClosedError extends Error {
-  override name = "RpcClosedError";
-}
-
-/** No response arrived within the request's timeout. The request stays unanswered; the peer stays open. */
-export class RpcTimeoutError extends Error {
-  override name = "RpcTimeoutError";
-
-  /**
-   * @param method the method called
-   * @param timeoutMs the timeout that expired
-   */
-  constructor(readonly method: string, readonly timeoutMs: number) {
-    super(
-      `Request '${method}' got no response within ${timeoutMs} ms; the remote peer is slow or stuck ` +
-        `(raise the timeout if this is expected)`,
-    );
-  }
-}
-
-/** A response's result did not match the `resultSchema` given to {@linkcode RpcPeer.request}. */
-export class RpcInvalidResultError extends Error {
-  override name = "RpcInvalidResultError";
-
-  /**
-   * @param method the method called
-   * @param issues where and why the result is invalid
-   */
-  constructor(readonly method: string, readonly issues: RpcSchemaIssue[]) {
-    super(
-      `Response to '${method}' has an invalid result: ${formatIssues(issues)}; ` +
-        `the remote peer speaks an incompatible protocol version`,
-    );
-  }
-}
-
-/** One problem reported by a schema, as found in zod's `error.issues`. */
-export interface RpcSchemaIssue {
-  /** Where in the value (keys and indexes from the root). */
-  path: (string | number)[];
-  /** What is wrong there. */
-  message: string;
-  /** Machine-readable kind of problem, when the schema library gives one. */
-  code?: string;
-}
-
-/**
- * A validator for params or results. A zod schema (`z.object({...})`) satisfies it; so does anything
- * with a compatible `safeParse`.
- */
-export interface RpcSchema<T> {
-  /** Validates `value`, returning the parsed data or the issues. */
-  safeParse(value: unknown):
-    | { success: true; data: T }
-    | {
-      success: false;
-      error: { issues: readonly { path: readonly PropertyKey[]; message: string; code?: string }[] };
-    };
-}
-
-/** What a request handler receives besides the params. */
-export interface RequestContext {
-  /** The method called. */
-  method: string;
-  /** The request's id. */
-  id: JsonRpcId;
-  /** Aborted when the peer closes: the response could no longer be sent. */
-  signal: AbortSignal;
-  /** The peer that received the request (to notify or call back). */
-  peer: RpcPeer;
-}
-
-/** What a notification handler receives besides the params. */
-export interface NotificationContext {
-  /** The notification's method. */
-  method: string;
-  /** Aborted when the peer closes. */
-  signal: AbortSignal;
-  /** The peer that received the notification. */
-  peer: RpcPeer;
-}
-
-/**
- * Serves one method. Its return value is the result (`undefined` is sent as `null`); throwing an
- * {@linkcode RpcError} answers with that error; throwing anything else answers -32603 with a message
- * that reveals nothing of the error (which is logged here instead).
- */
-export type RequestHandler<P = unknown, R = unknown> = (params: P, context: RequestContext) => R | Promise<R>;
-
-/** Handles one notification method; errors are logged, since nobody can be told. */
-export type NotificationHandler<P = unknown> = (
-  params: P,
-  context: NotificationContext,
-) => void | Promise<void>;
-
-/** Options of {@linkcode RpcPeer}. */
-export interface RpcPeerOptions {
-  /** Largest frame body received or sent. Default 1 MiB. */
-  maxFrameBytes?: number;
-  /** Default timeout of {@linkcode RpcPeer.request}; `Infinity` waits forever. Default 30 s. */
-  requestTimeoutMs?: number;
-  /** Incoming requests whose handlers may run at once. Default 64. */
-  maxConcurrentRequests?: number;
-  /** Incoming notifications that may wait for their handler before reading pauses. Default 1024. */
-  maxQueuedNotifications?: number;
-  /**
-   * Start reading in the constructor (default `true`). Register handlers right after constructing,
-   * before awaiting anything, or pass `false` and call {@linkcode RpcPeer.start} once they are.
-   */
-  autoStart?: boolean;
-}
-
-/** Options of one {@linkcode RpcPeer.request} call. */
-export interface RequestOptions<T> {
-  /** Overrides the peer's `requestTimeoutMs` for this call; `Infinity` waits forever. */
-  timeoutMs?: number;
-  /** Aborting rejects the call with the signal's reason (a late response is then ignored). */
-  signal?: AbortSignal;
-  /** Validates the result; a mismatch rejects with {@linkcode RpcInvalidResultError}. */
-  resultSchema?: RpcSchema<T>;
-}
-
-/** A request sent and not yet answered. */
-interface PendingRequest {
-  /** Settles the call with the response's result. */
-  resolve(result: unknown): void;
-  /** Settles the call with an error (error response, timeout, abort, close). */
-  reject(error: unknown): void;
-}
-
-/** A registered handler and the schema its params must match. */
-interface HandlerEntry<H> {
-  /** The function called with the (validated) params. */
-  handler: H;
-  /** Validates the params first, when given. */
-  schema: RpcSchema<unknown> | undefined;
-}
 
 /** A JSON-RPC 2.0 endpoint over one connection. See the module documentation. */
 export class RpcPeer {
@@ -222,16 +110,10 @@ export class RpcPeer {
   /** Undelivered notifications at which reading pauses. */
   readonly #maxQueuedNotifications: number;
 
-  /** Request handlers by method. */
-  readonly #handlers = new Map<string, HandlerEntry<RequestHandler<never, unknown>>>();
-  /** Notification handlers by method. */
-  readonly #notificationHandlers = new Map<string, HandlerEntry<NotificationHandler<never>>>();
-  /** Serves requests for methods without a handler of their own, when set. */
-  #otherMethodsHandler: HandlerEntry<RequestHandler<never, unknown>> | undefined;
+  /** Request and notification handlers by method. */
+  readonly #handlers = new HandlerRegistry();
   /** Requests sent and awaiting a response, by id. */
-  readonly #pending = new Map<JsonRpcId, PendingRequest>();
-  /** Id of the next request sent; ids are never reused on one connection. */
-  #nextId = 1;
+  readonly #pending = new PendingRequests();
 
   /** Incoming request handlers in progress. */
   #activeRequests = 0;
@@ -327,7 +209,7 @@ export class RpcPeer {
     if (signal?.aborted) return Promise.reject(signal.reason);
     let timeoutMs: number;
     let frame: Uint8Array;
-    const id = this.#nextId++;
+    const id = this.#pending.nextId();
     try {
       timeoutMs = checkedTimeout(options.timeoutMs ?? this.#requestTimeoutMs);
       frame = encodeFrame(makeRequest(id, method, params), this.#maxFrameBytes);
@@ -335,32 +217,10 @@ export class RpcPeer {
       return Promise.reject(error);
     }
 
-    return new Promise<T>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const onAbort = () => settle(() => reject(signal?.reason));
-      const settle = (finish: () => void) => {
-        if (!this.#pending.delete(id)) return;
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        finish();
-      };
-      this.#pending.set(id, {
-        resolve: (result) =>
-          settle(() => {
-            if (resultSchema === undefined) return resolve(result as T);
-            const parsed = resultSchema.safeParse(result);
-            if (parsed.success) resolve(parsed.data);
-            else reject(new RpcInvalidResultError(method, toIssues(parsed.error.issues)));
-          }),
-        reject: (error) => settle(() => reject(error)),
-      });
-      if (Number.isFinite(timeoutMs)) {
-        timer = setTimeout(() => settle(() => reject(new RpcTimeoutError(method, timeoutMs))), timeoutMs);
-      }
-      signal?.addEventListener("abort", onAbort, { once: true });
-      // A failed write closes the peer, which rejects this call with RpcClosedError.
-      this.#write(frame).catch(() => {});
-    });
+    const call = this.#pending.add<T>(id, method, timeoutMs, signal, resultSchema);
+    // A failed write closes the peer, which rejects this call with RpcClosedError.
+    this.#write(frame).catch(() => {});
+    return call;
   }
 
   /**
@@ -388,7 +248,7 @@ export class RpcPeer {
     schemaOrHandler: RpcSchema<P> | RequestHandler<unknown, R>,
     handler?: RequestHandler<P, R>,
   ): () => void {
-    return register(this.#handlers, "request", method, schemaOrHandler, handler);
+    return this.#handlers.addRequestHandler(method, schemaOrHandler, handler);
   }
 
   /**
@@ -399,14 +259,7 @@ export class RpcPeer {
    * @throws {Error} such a handler is already registered
    */
   handleOtherMethods<R>(handler: RequestHandler<unknown, R>): () => void {
-    if (this.#otherMethodsHandler !== undefined) {
-      throw new Error("A handler for other methods is already registered; unregister it first");
-    }
-    const entry = { handler, schema: undefined };
-    this.#otherMethodsHandler = entry;
-    return () => {
-      if (this.#otherMethodsHandler === entry) this.#otherMethodsHandler = undefined;
-    };
+    return this.#handlers.addOtherMethodsHandler(handler);
   }
 
   /**
@@ -423,7 +276,7 @@ export class RpcPeer {
     schemaOrHandler: RpcSchema<P> | NotificationHandler<unknown>,
     handler?: NotificationHandler<P>,
   ): () => void {
-    return register(this.#notificationHandlers, "notification", method, schemaOrHandler, handler);
+    return this.#handlers.addNotificationHandler(method, schemaOrHandler, handler);
   }
 
   /**
@@ -513,7 +366,7 @@ export class RpcPeer {
 
   async #serveRequest(request: JsonRpcRequest): Promise<void> {
     const { id, method } = request;
-    const entry = this.#handlers.get(method) ?? this.#otherMethodsHandler;
+    const entry = this.#handlers.requestHandler(method);
     if (entry === undefined) {
       this.#sendError(id, METHOD_NOT_FOUND, `Method '${excerpt(method)}' not found`);
       return;
@@ -558,14 +411,14 @@ export class RpcPeer {
 
   #queueNotification(notification: JsonRpcNotification): void {
     const { method } = notification;
-    if (!this.#notificationHandlers.has(method)) {
+    if (this.#handlers.notificationHandler(method) === undefined) {
       logger.debug("Ignoring notification {method}: no handler", { method });
       return;
     }
     this.#queuedNotifications++;
     const delivery = this.#notificationTail.then(async () => {
       try {
-        const entry = this.#notificationHandlers.get(method);
+        const entry = this.#handlers.notificationHandler(method);
         if (entry === undefined || this.isClosed) return;
         const params = validateParams(entry.schema, notification.params, method);
         const context: NotificationContext = { method, signal: this.#abort.signal, peer: this };
@@ -631,8 +484,7 @@ export class RpcPeer {
     this.#closeReason = reason;
     this.#abort.abort(reason);
     const closedError = this.#closedError();
-    for (const pending of [...this.#pending.values()]) pending.reject(closedError);
-    this.#pending.clear();
+    this.#pending.rejectAll(closedError);
     try {
       this.#conn.close();
     } catch (error) {
@@ -665,125 +517,4 @@ export class RpcPeer {
     const forget = () => void this.#tasks.delete(task);
     task.then(forget, forget);
   }
-}
-
-/** Adds a handler to `table`, returning its unregistration function. */
-function register<H, P>(
-  table: Map<string, HandlerEntry<H>>,
-  kind: "request" | "notification",
-  method: string,
-  schemaOrHandler: RpcSchema<P> | H,
-  handler: H | undefined,
-): () => void {
-  if (method.startsWith("rpc.")) {
-    throw new Error(`Method names starting with 'rpc.' are reserved by JSON-RPC 2.0; rename '${method}'`);
-  }
-  if (table.has(method)) {
-    throw new Error(`A ${kind} handler for '${method}' is already registered; unregister it first`);
-  }
-  const entry: HandlerEntry<H> = handler === undefined
-    ? { handler: schemaOrHandler as H, schema: undefined }
-    : { handler, schema: schemaOrHandler as RpcSchema<unknown> };
-  table.set(method, entry);
-  return () => {
-    if (table.get(method) === entry) table.delete(method);
-  };
-}
-
-/** Issues sent in the `data` of a -32602 response, at most. */
-const MAX_REPORTED_ISSUES = 20;
-
-/** Returns the params to hand to a handler, or throws -32602 when they do not match `schema`. */
-function validateParams(schema: RpcSchema<unknown> | undefined, params: unknown, method: string): unknown {
-  if (schema === undefined) return params;
-  const parsed = schema.safeParse(params);
-  if (parsed.success) return parsed.data;
-  // Bounded: a huge invalid array could otherwise yield an error response larger than any frame.
-  const issues = toIssues(parsed.error.issues.slice(0, MAX_REPORTED_ISSUES));
-  const more = parsed.error.issues.length - issues.length;
-  const summary = formatIssues(issues.slice(0, 3)) + (issues.length > 3 || more > 0 ? "; …" : "");
-  throw new RpcError(INVALID_PARAMS, `Invalid params for '${method}': ${summary}`, { issues });
-}
-
-/** Copies schema issues into plain JSON (symbols in paths become strings). */
-function toIssues(
-  issues: readonly { path: readonly PropertyKey[]; message: string; code?: string }[],
-): RpcSchemaIssue[] {
-  return issues.map((issue) => {
-    const path = issue.path.map((key) => (typeof key === "number" ? key : String(key)));
-    return issue.code === undefined
-      ? { path, message: issue.message }
-      : { path, message: issue.message, code: issue.code };
-  });
-}
-
-/** `a.b[0]: message; c: message` for error messages. */
-function formatIssues(issues: RpcSchemaIssue[]): string {
-  return issues
-    .map((issue) => {
-      const where = issue.path.reduce<string>(
-        (text, key) => (typeof key === "number" ? `${text}[${key}]` : text === "" ? key : `${text}.${key}`),
-        "",
-      );
-      return `${where === "" ? "(params)" : where}: ${issue.message}`;
-    })
-    .join("; ");
-}
-
-/** Longest delay `setTimeout` honours (larger ones fire at once). */
-const MAX_TIMER_MS = 2_147_483_647;
-
-/** Checks a timeout given by a caller. */
-function checkedTimeout(timeoutMs: number): number {
-  if (!(timeoutMs > 0 && (timeoutMs <= MAX_TIMER_MS || timeoutMs === Infinity))) {
-    throw new RangeError(
-      `timeoutMs must be from 1 to ${MAX_TIMER_MS} milliseconds or Infinity, got ${timeoutMs}`,
-    );
-  }
-  return timeoutMs;
-}
-
-/** A method name cut to a length fit for messages (names come from the network). */
-const traceDecoder = new TextDecoder();
-
-/**
- * One trace record for a message: its kind, method, id and params (an error response: its code). The
- * log formatter masks secret-named fields (auth_key, tokens) at any depth, in every sink the CLI sets up.
- */
-function traceMessage(direction: "sent" | "received", value: unknown): void {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    logger.trace("RPC {direction} a message that is not an object", { direction });
-    return;
-  }
-  const message = value as Record<string, unknown>;
-  const method = typeof message.method === "string" ? excerpt(message.method) : null;
-  const error = message.error;
-  const kind = method !== null
-    ? ("id" in message ? "request" : "notification")
-    : error !== undefined
-    ? "error response"
-    : "response";
-  const template = method !== null
-    ? "RPC {direction} {kind} {method} id={id}"
-    : "RPC {direction} {kind} id={id}";
-  logger.trace(template, {
-    direction,
-    kind,
-    ...(method !== null ? { method } : {}),
-    id: message.id ?? null,
-    ...(message.params !== undefined ? { params: message.params } : {}),
-    ...(typeof error === "object" && error !== null && "code" in error ? { code: error.code } : {}),
-  });
-}
-
-function excerpt(method: string): string {
-  return method.length <= 100 ? method : `${method.slice(0, 100)}…`;
-}
-
-/** Checks a positive count given by a caller. */
-function checkedCount(name: string, value: number): number {
-  if (!Number.isInteger(value) || value < 1) {
-    throw new RangeError(`${name} must be a positive integer, got ${value}`);
-  }
-  return value;
 }
