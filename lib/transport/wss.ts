@@ -247,21 +247,17 @@ class ServerWssConn implements AdmittedConn {
     return this.#handshake;
   }
 
+  // The hot path: no extra promise per call once the upgrade is done.
   read(buffer: Uint8Array): Promise<number | null> {
-    return this.#open().read(buffer);
+    return this.#ws ? this.#ws.read(buffer) : notUpgraded();
   }
 
   write(data: Uint8Array): Promise<number> {
-    return this.#open().write(data);
+    return this.#ws ? this.#ws.write(data) : notUpgraded();
   }
 
   closeWrite(): Promise<void> {
-    return this.#open().closeWrite();
-  }
-
-  #open(): WebSocketConn {
-    if (this.#ws === null) throw new Deno.errors.NotConnected("The WebSocket upgrade has not completed");
-    return this.#ws;
+    return this.#ws ? this.#ws.closeWrite() : notUpgraded();
   }
 
   close(): void {
@@ -270,6 +266,10 @@ class ServerWssConn implements AdmittedConn {
     // The TLS layer may not have taken the socket over yet (no byte received): free it directly.
     this.#raw.destroy();
   }
+}
+
+function notUpgraded(): Promise<never> {
+  return Promise.reject(new Deno.errors.NotConnected("The WebSocket upgrade has not completed"));
 }
 
 const STATUS_TEXT: Record<number, string> = {
