@@ -1,7 +1,7 @@
 /**
  * Builds `lib/stats/_dashboard_assets.ts`, the dashboard's assets as string constants, from the real
  * files in `lib/stats/dashboard/`: `index.html`, `login.html`, `style.css`, `favicon.svg`, and
- * `app.ts` (browser TypeScript) bundled with what it imports (`lib/stats/format.ts`, `dom.ts`) by
+ * `app.ts` (browser TypeScript) bundled with what it imports (`lib/stats/format.ts`, its sibling modules) by
  * `deno bundle --platform browser --format iife`, which runs offline (Deno 2.9.6 carries esbuild).
  *
  * The generated module is committed, so `deno compile`, `deno bundle` and `deno run main.ts` carry the

@@ -863,9 +863,7 @@ export const DASHBOARD_JS: string = `(() => {
     }) : null, spark ?? null);
   }
 
-  // lib/stats/dashboard/app.ts
-  var KEEP_GONE_MS = 10 * 60 * 1e3;
-  var RATE_WINDOW_MS = 800;
+  // lib/stats/dashboard/state.ts
   var state = {
     /** The last snapshot rendered. */
     last: null,
@@ -892,70 +890,8 @@ export const DASHBOARD_JS: string = `(() => {
   function now() {
     return Date.now() + state.skewMs;
   }
-  function proxyRows(snap) {
-    const rows = [];
-    if (snap.role === "server") {
-      snap.clients.forEach((c) => c.proxies.forEach((p) => rows.push({
-        key: c.name + "\\0" + p.name,
-        p
-      })));
-    } else {
-      snap.proxies.forEach((p) => rows.push({
-        key: "\\0" + p.name,
-        p
-      }));
-    }
-    return rows;
-  }
-  function updateRates(snap) {
-    const t = snap.now_ms;
-    let totalIn = 0;
-    let totalOut = 0;
-    const due = state.rateAt === void 0 || t - state.rateAt >= RATE_WINDOW_MS;
-    const next = due ? /* @__PURE__ */ new Map() : state.prevBytes;
-    proxyRows(snap).forEach((row) => {
-      const prev = state.prevBytes.get(row.key);
-      let rate = state.rates.get(row.key) ?? {
-        in: 0,
-        out: 0
-      };
-      if (due) {
-        rate = {
-          in: 0,
-          out: 0
-        };
-        if (prev && t > prev.t && row.p.bytes_in >= prev.in && row.p.bytes_out >= prev.out) {
-          const dt = (t - prev.t) / 1e3;
-          rate = {
-            in: (row.p.bytes_in - prev.in) / dt,
-            out: (row.p.bytes_out - prev.out) / dt
-          };
-        }
-        state.rates.set(row.key, rate);
-      }
-      if (due || !prev) next.set(row.key, {
-        in: row.p.bytes_in,
-        out: row.p.bytes_out,
-        t
-      });
-      totalIn += rate.in;
-      totalOut += rate.out;
-    });
-    state.prevBytes = next;
-    if (due) {
-      state.rateAt = t;
-      state.sparkIn.push(totalIn);
-      state.sparkOut.push(totalOut);
-      if (state.sparkIn.length > SPARK_POINTS) {
-        state.sparkIn.shift();
-        state.sparkOut.shift();
-      }
-    }
-    return {
-      in: totalIn,
-      out: totalOut
-    };
-  }
+
+  // lib/stats/dashboard/proxy_table.ts
   function proxySpark(throughput) {
     if (throughput === void 0) return h("span", {
       class: "rate",
@@ -1084,6 +1020,125 @@ export const DASHBOARD_JS: string = `(() => {
       class: "table-wrap"
     }, h("table", null, cols, h("thead", null, head), h("tbody", null, body)));
   }
+
+  // lib/stats/dashboard/client_view.ts
+  function renderClient(snap, totals) {
+    const banner = $("banner");
+    banner.hidden = false;
+    banner.setAttribute("data-state", snap.state);
+    let title;
+    let sub;
+    if (snap.state === "connected") {
+      title = "Connected to " + snap.server_addr;
+      sub = "rtt " + formatRtt(snap.rtt_ms) + " \\xB7 " + plural(snap.sessions_total, "session") + " since start";
+    } else if (snap.state === "waiting") {
+      const left = snap.next_attempt_at_ms ? Math.max(0, snap.next_attempt_at_ms - now()) : 0;
+      title = "Disconnected from " + snap.server_addr;
+      sub = "reconnecting in " + (left / 1e3).toFixed(1) + " s";
+    } else if (snap.state === "connecting") {
+      title = "Connecting to " + snap.server_addr + "\\u2026";
+      sub = "TLS, authentication, proxy registration";
+    } else {
+      title = "Stopped";
+      sub = "the client is shutting down";
+    }
+    replace(banner, h("span", {
+      class: "big-dot"
+    }), h("div", null, h("div", {
+      text: title
+    }), h("div", {
+      class: "sub",
+      id: "banner-sub",
+      text: sub
+    })), h("span", {
+      class: "push-right"
+    }, pill(snap.state)));
+    let active = 0, total = 0, failed = 0, up = 0;
+    snap.proxies.forEach((p) => {
+      if (p.status === "healthy") up++;
+      active += p.active_connections;
+      total += p.total_connections;
+      failed += p.failed_connections;
+    });
+    replace($("cards"), card("Proxies", up, "/ " + snap.proxies.length + " healthy", plural(snap.sessions_total, "session") + " since start", up < snap.proxies.length ? "warn" : ""), card("Connections", active, "active", total + " total \\xB7 " + failed + " failed", ""), card("Inbound", formatRate(totals.in), "", "towards local services", "", sparkline(state.sparkIn, "#3fb950")), card("Outbound", formatRate(totals.out), "", "back through the tunnel", "", sparkline(state.sparkOut, "#58a6ff")), card("Round trip", formatRtt(snap.rtt_ms), "", "keepalive to the server", ""));
+    $("list-title").textContent = "Proxies";
+    $("list-hint").textContent = snap.proxies.length + " configured";
+    replace($("clients"), h("article", {
+      class: "client",
+      "data-client": "",
+      "data-state": snap.state === "connected" ? "connected" : "disconnected"
+    }, proxyTable(snap.proxies, "", false)));
+  }
+
+  // lib/stats/dashboard/rates.ts
+  var RATE_WINDOW_MS = 800;
+  function proxyRows(snap) {
+    const rows = [];
+    if (snap.role === "server") {
+      snap.clients.forEach((c) => c.proxies.forEach((p) => rows.push({
+        key: c.name + "\\0" + p.name,
+        p
+      })));
+    } else {
+      snap.proxies.forEach((p) => rows.push({
+        key: "\\0" + p.name,
+        p
+      }));
+    }
+    return rows;
+  }
+  function updateRates(snap) {
+    const t = snap.now_ms;
+    let totalIn = 0;
+    let totalOut = 0;
+    const due = state.rateAt === void 0 || t - state.rateAt >= RATE_WINDOW_MS;
+    const next = due ? /* @__PURE__ */ new Map() : state.prevBytes;
+    proxyRows(snap).forEach((row) => {
+      const prev = state.prevBytes.get(row.key);
+      let rate = state.rates.get(row.key) ?? {
+        in: 0,
+        out: 0
+      };
+      if (due) {
+        rate = {
+          in: 0,
+          out: 0
+        };
+        if (prev && t > prev.t && row.p.bytes_in >= prev.in && row.p.bytes_out >= prev.out) {
+          const dt = (t - prev.t) / 1e3;
+          rate = {
+            in: (row.p.bytes_in - prev.in) / dt,
+            out: (row.p.bytes_out - prev.out) / dt
+          };
+        }
+        state.rates.set(row.key, rate);
+      }
+      if (due || !prev) next.set(row.key, {
+        in: row.p.bytes_in,
+        out: row.p.bytes_out,
+        t
+      });
+      totalIn += rate.in;
+      totalOut += rate.out;
+    });
+    state.prevBytes = next;
+    if (due) {
+      state.rateAt = t;
+      state.sparkIn.push(totalIn);
+      state.sparkOut.push(totalOut);
+      if (state.sparkIn.length > SPARK_POINTS) {
+        state.sparkIn.shift();
+        state.sparkOut.shift();
+      }
+    }
+    return {
+      in: totalIn,
+      out: totalOut
+    };
+  }
+
+  // lib/stats/dashboard/server_view.ts
+  var KEEP_GONE_MS = 10 * 60 * 1e3;
   function byName(a, b) {
     return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
   }
@@ -1223,53 +1278,8 @@ export const DASHBOARD_JS: string = `(() => {
       class: "state-pill"
     }, pill("offline"))));
   }
-  function renderClient(snap, totals) {
-    const banner = $("banner");
-    banner.hidden = false;
-    banner.setAttribute("data-state", snap.state);
-    let title;
-    let sub;
-    if (snap.state === "connected") {
-      title = "Connected to " + snap.server_addr;
-      sub = "rtt " + formatRtt(snap.rtt_ms) + " \\xB7 " + plural(snap.sessions_total, "session") + " since start";
-    } else if (snap.state === "waiting") {
-      const left = snap.next_attempt_at_ms ? Math.max(0, snap.next_attempt_at_ms - now()) : 0;
-      title = "Disconnected from " + snap.server_addr;
-      sub = "reconnecting in " + (left / 1e3).toFixed(1) + " s";
-    } else if (snap.state === "connecting") {
-      title = "Connecting to " + snap.server_addr + "\\u2026";
-      sub = "TLS, authentication, proxy registration";
-    } else {
-      title = "Stopped";
-      sub = "the client is shutting down";
-    }
-    replace(banner, h("span", {
-      class: "big-dot"
-    }), h("div", null, h("div", {
-      text: title
-    }), h("div", {
-      class: "sub",
-      id: "banner-sub",
-      text: sub
-    })), h("span", {
-      class: "push-right"
-    }, pill(snap.state)));
-    let active = 0, total = 0, failed = 0, up = 0;
-    snap.proxies.forEach((p) => {
-      if (p.status === "healthy") up++;
-      active += p.active_connections;
-      total += p.total_connections;
-      failed += p.failed_connections;
-    });
-    replace($("cards"), card("Proxies", up, "/ " + snap.proxies.length + " healthy", plural(snap.sessions_total, "session") + " since start", up < snap.proxies.length ? "warn" : ""), card("Connections", active, "active", total + " total \\xB7 " + failed + " failed", ""), card("Inbound", formatRate(totals.in), "", "towards local services", "", sparkline(state.sparkIn, "#3fb950")), card("Outbound", formatRate(totals.out), "", "back through the tunnel", "", sparkline(state.sparkOut, "#58a6ff")), card("Round trip", formatRtt(snap.rtt_ms), "", "keepalive to the server", ""));
-    $("list-title").textContent = "Proxies";
-    $("list-hint").textContent = snap.proxies.length + " configured";
-    replace($("clients"), h("article", {
-      class: "client",
-      "data-client": "",
-      "data-state": snap.state === "connected" ? "connected" : "disconnected"
-    }, proxyTable(snap.proxies, "", false)));
-  }
+
+  // lib/stats/dashboard/render.ts
   function renderEvents(snap) {
     const events = (snap.recent_events || []).slice(-40).reverse();
     const newest = state.newestEvent;
@@ -1318,7 +1328,6 @@ export const DASHBOARD_JS: string = `(() => {
     renderEvents(snap);
     state.last = snap;
   }
-  var failures = 0;
   function showStopped(stopped) {
     const notice = $("stopped");
     if (notice.hidden === !stopped) return;
@@ -1332,6 +1341,9 @@ export const DASHBOARD_JS: string = `(() => {
     }), document.createTextNode(" \\u2014 its stats endpoint no longer answers. " + (last ? "The numbers below are the last ones, from " + formatClock(last.now_ms) + "." : "") + " This page reconnects by itself when it is back."));
     setLive("stopped", role + " stopped");
   }
+
+  // lib/stats/dashboard/connection.ts
+  var failures = 0;
   async function fetchStats() {
     try {
       const response = await fetch("/api/stats", {
@@ -1396,6 +1408,8 @@ export const DASHBOARD_JS: string = `(() => {
     else showStopped(true);
     openStream();
   }
+
+  // lib/stats/dashboard/app.ts
   setInterval(() => {
     const last = state.last;
     if (!last) return;
