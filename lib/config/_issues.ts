@@ -264,7 +264,8 @@ export function convertIssue(
       if (key === "transport") {
         converted = {
           message: `transport ${shown} is not supported`,
-          hint: `use transport = "tls" (the default) or "wss" (WebSocket, also behind a reverse proxy)`,
+          hint:
+            `use transport = "tls" (the default), "wss" (WebSocket) or "http2" (both also behind a reverse proxy)`,
         };
       } else if (key === "proxy_type" || (key === "type" && tableOf(path.slice(0, -1)) === "proxies")) {
         converted = {

@@ -130,11 +130,14 @@ export function serverRules(document: Table): ConfigIssue[] {
   );
 
   const transport = has(server, "transport") ? str(server, "transport") : DEFAULTS.server.transport;
-  if (bool(server, "behind_proxy") === true && transport !== "wss") {
+  if (bool(server, "behind_proxy") === true && transport !== "wss" && transport !== "http2") {
     issues.push({
       path: "server.behind_proxy",
-      message: `behind_proxy = true needs transport = "wss" (transport is ${JSON.stringify(transport)})`,
-      hint: `set transport = "wss" to serve plain-text WebSocket to a reverse proxy that terminates TLS, ` +
+      message: `behind_proxy = true needs transport = "wss" or "http2" (transport is ${
+        JSON.stringify(transport)
+      })`,
+      hint:
+        `set transport = "wss" (or "http2") to serve plain-text WebSocket (h2c) to a reverse proxy that terminates TLS, ` +
         "or remove behind_proxy to terminate TLS here",
     });
   }

@@ -10,7 +10,7 @@
  * some value has the wrong type (zod skips an object's refinements once one of its values failed) and
  * every problem is reported in one pass.
  *
- * Compatibility with the Rust tls-tunnel: its `transport` (`"tls"` or `"wss"`; not yet `"http2"`),
+ * Compatibility with the Rust tls-tunnel: its `transport` (`"tls"`, `"wss"` or `"http2"`),
  * `server_path` and `behind_proxy` keys mean the same here; its `proxy_type = "http/1.1"`, `"http/2.0"`,
  * `"ssh"`, the `type` key of its examples and `allow_forward` load too, with the meaning `_compat.ts` gives
  * them (and `check` notes).
@@ -41,7 +41,7 @@ import { carriedProxyType, PROXY_TYPES } from "./_compat.ts";
 import { parseProxyUrl, ProxyUrlError } from "../net/proxy_url.ts";
 
 /** The values of the `transport` key (the registry's built-in transports; `transport/registry.ts`). */
-export const TRANSPORT_KEYS = ["tls", "wss"] as const;
+export const TRANSPORT_KEYS = ["tls", "wss", "http2"] as const;
 
 /** Load-balancing policies of a proxy with several `local_backends`. */
 export const LB_POLICIES = ["round_robin", "least_connections", "ip_hash"] as const;
@@ -160,13 +160,16 @@ export const serverTableSchema = z.strictObject({
   notify: notifySchema.optional(),
   /** Named clients with their own keys (`[[server.clients]]`). */
   clients: z.array(serverClientSchema).default([]),
-  /** How clients reach the tunnel: `"tls"` (TLS over TCP) or `"wss"` (WebSocket, over TLS or behind a proxy). */
+  /**
+   * How clients reach the tunnel: `"tls"` (TLS over TCP), `"wss"` (WebSocket) or `"http2"` (one HTTP/2
+   * stream), the last two over TLS or behind a proxy.
+   */
   transport: z.enum(TRANSPORT_KEYS).default(DEFAULTS.server.transport),
-  /** HTTP path of the WebSocket upgrade (`transport = "wss"`); anything else is answered 404. */
+  /** HTTP path of the tunnel (`transport = "wss"` or `"http2"`); anything else is answered 404. */
   server_path: serverPath.default(DEFAULTS.server.server_path),
   /**
-   * Serve plain-text WebSocket for a reverse proxy (nginx, Caddy, a CDN) that terminates TLS; needs
-   * `transport = "wss"`. The certificate keys then go unused.
+   * Serve plain-text WebSocket (or h2c) for a reverse proxy (nginx, Caddy, a CDN) that terminates TLS;
+   * needs `transport = "wss"` or `"http2"`. The certificate keys then go unused.
    */
   behind_proxy: z.boolean().default(DEFAULTS.server.behind_proxy),
   /**
@@ -267,9 +270,9 @@ export const clientTableSchema = z.strictObject({
    * credentials. Absent → `HTTPS_PROXY`/`ALL_PROXY` and `NO_PROXY` decide, like curl (the CLI reads them).
    */
   proxy_url: outboundProxyUrl.optional(),
-  /** How the server is reached: `"tls"` or `"wss"` (WebSocket over TLS, also through a reverse proxy). */
+  /** How the server is reached: `"tls"`, `"wss"` or `"http2"` (over TLS, also through a reverse proxy). */
   transport: z.enum(TRANSPORT_KEYS).default(DEFAULTS.client.transport),
-  /** HTTP path of the WebSocket upgrade (`transport = "wss"`): the server's, or the proxy's location. */
+  /** HTTP path of the tunnel (`transport = "wss"` or `"http2"`): the server's, or the proxy's location. */
   server_path: serverPath.default(DEFAULTS.client.server_path),
 }).transform((table) => {
   const client = camelKeys(table);

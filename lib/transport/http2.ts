@@ -331,6 +331,13 @@ class ServerHttp2Conn implements AdmittedConn {
 
   #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on("error", () => {});
+    // Deno 2.9.6's node:http2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE itself (60 KB got through).
+    if (headerListBytes(headers) > MAX_HEADER_LIST_BYTES) {
+      this.#otherStreams++;
+      if (this.#otherStreams > MAX_OTHER_STREAMS) this.close();
+      else answerStatus(stream, 431, "Request Header Fields Too Large");
+      return;
+    }
     const method = headers[":method"];
     const target = (headers[":path"] ?? "").split("?")[0] ?? "";
     const isTunnel = this.#tunnel === null && (method === "POST" || method === "CONNECT") &&
@@ -401,14 +408,25 @@ class ServerHttp2Conn implements AdmittedConn {
   }
 }
 
-const NOT_FOUND_BODY =
-  "<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1></body></html>\n";
+/** Size of a header list as HTTP/2 counts it (RFC 9113 §6.5.2: name, value and 32 bytes per field). */
+function headerListBytes(headers: IncomingHttpHeaders): number {
+  let bytes = 0;
+  for (const [name, value] of Object.entries(headers)) {
+    for (const one of Array.isArray(value) ? value : [value ?? ""]) bytes += name.length + one.length + 32;
+  }
+  return bytes;
+}
 
-/** Answers like an ordinary web server: 404, a small HTML page, the stream ended. */
 function answerNotFound(stream: ServerHttp2Stream): void {
+  answerStatus(stream, 404, "Not Found");
+}
+
+/** Answers like an ordinary web server: the status, a small HTML page, the stream ended. */
+function answerStatus(stream: ServerHttp2Stream, status: number, text: string): void {
+  const body = `<html><head><title>${status} ${text}</title></head><body><h1>${text}</h1></body></html>\n`;
   try {
-    stream.respond({ ":status": 404, "content-type": "text/html", "content-length": NOT_FOUND_BODY.length });
-    stream.end(NOT_FOUND_BODY);
+    stream.respond({ ":status": status, "content-type": "text/html", "content-length": body.length });
+    stream.end(body);
     // A request body nobody reads must not hold the stream's window open: drop it.
     stream.resume();
   } catch {

@@ -1,0 +1,144 @@
+/**
+ * The `"http2"` transport end to end: the real CLI (`deno run main.ts server/client` processes) carries a
+ * tunnel over one HTTP/2 stream (sha256-checked both ways, half-close, port release on `kill -9`,
+ * reconnect), and hostile peers (wrong paths, a flood of streams, oversized headers, no preface) are
+ * answered or closed within bounds while a real client keeps working (in-process server, real TLS).
+ */
+
+import assert from "node:assert/strict";
+import * as nodeHttp2 from "node:http2";
+import * as nodeTls from "node:tls";
+import { withTimeout } from "../lib/_async.ts";
+import { closeQuietly } from "../lib/transport/pipe.ts";
+import { MAX_OTHER_STREAMS } from "../lib/transport/http2.ts";
+import {
+  canBind,
+  patternBytes,
+  roundTrip,
+  sha256Hex,
+  testCertificates,
+  waitFor,
+} from "../testing/helpers.ts";
+import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
+
+const HTTP2 = `transport = "http2"\n`;
+
+Deno.test('http2: the CLI\'s client and server with transport = "http2" carry 16 MiB each way (sha256, half-close), release the port on kill -9 and reconnect', async () => {
+  await using tunnel = await ProcessTunnel.create(HTTP2);
+  const { client, publishPort } = await tunnel.serverAndClient({ name: "echo" }, HTTP2);
+  const data = patternBytes(16 * 1024 * 1024, 21);
+  // roundTrip half-closes after writing: the echo's end comes back only if the half-close crossed.
+  const echoed = await roundTrip(publishPort, data, 60_000);
+  assert.equal(await sha256Hex(echoed), await sha256Hex(data));
+
+  client.kill("SIGKILL");
+  await client.status();
+  await waitFor(() => canBind(publishPort), 10_000, "the public port to be released after kill -9", 50);
+
+  const again = tunnel.client(`${tunnel.dir}/client.toml`);
+  await again.waitForLine(proxyUp("echo"));
+  const small = patternBytes(256 * 1024, 3);
+  assert.equal(await sha256Hex(await roundTrip(publishPort, small)), await sha256Hex(small));
+});
+
+/** An HTTP/2 session over TLS to the fixture's server, as any HTTP/2 client (curl, a browser) opens it. */
+async function h2Session(port: number): Promise<nodeHttp2.ClientHttp2Session> {
+  const certs = await testCertificates();
+  const session = nodeHttp2.connect(`https://localhost:${port}`, {
+    createConnection: () =>
+      nodeTls.connect({
+        host: "127.0.0.1",
+        port,
+        servername: "localhost",
+        ca: certs.caCertPem,
+        ALPNProtocols: ["h2"],
+      }),
+  });
+  session.on("error", () => {});
+  return session;
+}
+
+/** The status of one request (0 when the stream was reset or the session closed instead). */
+function statusOf(
+  session: nodeHttp2.ClientHttp2Session,
+  headers: nodeHttp2.OutgoingHttpHeaders,
+): Promise<number> {
+  let stream: nodeHttp2.ClientHttp2Stream;
+  try {
+    stream = session.request(headers);
+  } catch {
+    return Promise.resolve(-1);
+  }
+  stream.on("error", () => {});
+  stream.resume();
+  return new Promise((resolve) => {
+    stream.once("response", (answer) => resolve(Number(answer[":status"])));
+    stream.once("close", () => resolve(0));
+  });
+}
+
+async function http2Tunnel(fixture: TunnelFixture): Promise<number> {
+  const echo = fixture.echo();
+  const client = await fixture.client([{ name: "echo", publishPort: 0, localPort: echo.port }], {
+    extra: HTTP2,
+  });
+  return acceptedPort(await client.registered, "echo");
+}
+
+Deno.test("http2: a wrong path, a GET on the tunnel path and a flood of streams get 404s, then the connection is closed; a real client works", async () => {
+  await using fixture = await TunnelFixture.start(HTTP2);
+  const publicPort = await http2Tunnel(fixture);
+  const session = await h2Session(fixture.port);
+  assert.equal(await statusOf(session, { ":method": "GET", ":path": "/" }), 404);
+  assert.equal(await statusOf(session, { ":method": "GET", ":path": "/tunnel" }), 404);
+  const flood = await Promise.all(
+    Array.from(
+      { length: MAX_OTHER_STREAMS + 16 },
+      (_, i) => statusOf(session, { ":method": "GET", ":path": `/x${i}` }),
+    ),
+  );
+  assert.ok(flood.filter((status) => status === 404).length <= MAX_OTHER_STREAMS, `statuses ${flood}`);
+  assert.ok(flood.some((status) => status <= 0), "the flood was cut off");
+  await withTimeout(
+    new Promise((resolve) => session.closed ? resolve(null) : session.once("close", resolve)),
+    5000,
+    "the session closed",
+  );
+  session.destroy();
+  const data = patternBytes(256 * 1024, 9);
+  assert.equal(await sha256Hex(await roundTrip(publicPort, data)), await sha256Hex(data));
+});
+
+Deno.test("http2: oversized request headers are refused without harm; a client that never sends the preface is closed at handshake_timeout_secs", async () => {
+  await using fixture = await TunnelFixture.start(`${HTTP2}handshake_timeout_secs = 1\n`);
+  const publicPort = await http2Tunnel(fixture);
+  const session = await h2Session(fixture.port);
+  const status = await withTimeout(
+    statusOf(session, { ":method": "POST", ":path": "/tunnel", "x-padding": "a".repeat(60_000) }),
+    5000,
+    "the oversized headers answered",
+  );
+  assert.equal(status, 431, "oversized headers are answered 431 (not the tunnel)");
+  session.destroy();
+
+  const certs = await testCertificates();
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: fixture.port });
+  const silent = await Deno.startTls(tcp, { hostname: "localhost", caCerts: [certs.caCertPem] });
+  await silent.handshake();
+  const startedMs = performance.now();
+  const buffer = new Uint8Array(1024);
+  // The server's SETTINGS may come first; then the end (or a reset).
+  while (await silent.read(buffer).catch(() => null) !== null) {
+    if (performance.now() - startedMs > 5000) break;
+  }
+  const ms = performance.now() - startedMs;
+  closeQuietly(silent);
+  assert.ok(
+    ms < 2500,
+    `a client without the preface stayed open ${ms.toFixed(0)} ms with handshake_timeout_secs = 1`,
+  );
+  assert.equal(fixture.server.pendingConnections.pending, 0);
+  const data = patternBytes(64 * 1024, 4);
+  assert.equal(await sha256Hex(await roundTrip(publicPort, data)), await sha256Hex(data));
+});
