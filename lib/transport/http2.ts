@@ -452,7 +452,8 @@ function withoutTrailingSlash(path: string): string {
 /** Dials the server over TLS (as the tls transport does) and opens the tunnel stream on `options.path`. */
 async function dialHttp2(options: TransportDialOptions, signal?: AbortSignal): Promise<DialedConn> {
   const startedAtMs = performance.now();
-  const conn = await tlsTransport.dial(options, signal);
+  // ALPN "h2": a TLS-terminating proxy or CDN in front then speaks HTTP/2 to the client.
+  const conn = await tlsTransport.dial({ ...options, alpnProtocols: ["h2"] }, signal);
   const host = options.serverName ?? options.hostname;
   const onAbort = () => conn.close();
   signal?.addEventListener("abort", onAbort, { once: true });

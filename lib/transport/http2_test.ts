@@ -204,3 +204,41 @@ Deno.test("http2 transport: behind_proxy h2c carries the tunnel; the path matche
   admitted.close();
   listener.close();
 });
+
+for (const verify of ["ca_cert_path", "skip_verify"] as const) {
+  Deno.test(`http2 transport: the client offers ALPN h2 (${verify}); a TLS server that never speaks HTTP/2 fails the dial in time`, async () => {
+    const certs = await testCertificates();
+    const [net, tls] = await Promise.all([import("node:net"), import("node:tls")]);
+    const negotiated: (string | false | null)[] = [];
+    const sockets: import("node:net").Socket[] = [];
+    const server = net.createServer((socket) => {
+      sockets.push(socket);
+      const secure = new tls.TLSSocket(socket, {
+        isServer: true,
+        secureContext: tls.createSecureContext({ cert: certs.serverChainPem, key: certs.serverKeyPem }),
+        ALPNProtocols: ["h2"],
+      });
+      secure.on("error", () => {});
+      secure.once("secure", () => negotiated.push(secure.alpnProtocol ?? null));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+    const address = server.address();
+    assert.ok(address !== null && typeof address !== "string");
+    const startedMs = performance.now();
+    await assert.rejects(
+      () =>
+        http2.dial({
+          hostname: "127.0.0.1",
+          port: address.port,
+          serverName: "localhost",
+          ...(verify === "skip_verify" ? { skipVerify: true } : { caCertPem: certs.caCertPem }),
+          timeoutMs: 700,
+        }),
+      (error: unknown) => error instanceof TransportDialError && /HTTP\/2 tunnel request/.test(error.message),
+    );
+    assert.ok(performance.now() - startedMs < 3000);
+    assert.deepEqual(negotiated, ["h2"]);
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+}

@@ -216,6 +216,7 @@ async function dialTunnelTls(options: TransportDialOptions, abort?: AbortSignal)
     tcp = await dialTcp({ hostname: options.hostname, port: options.port, proxy: options.proxy }, signal);
     const tlsOptions: Deno.StartTlsOptions = { hostname: options.serverName ?? options.hostname };
     if (options.caCertPem) tlsOptions.caCerts = [options.caCertPem];
+    if (options.alpnProtocols) tlsOptions.alpnProtocols = options.alpnProtocols;
     conn = await raceAbort(Deno.startTls(tcp, tlsOptions), signal);
     await raceAbort(conn.handshake(), signal);
     return Object.assign(conn, { remote: where });
@@ -425,6 +426,7 @@ async function dialNodeTls(options: TransportDialOptions, signal: AbortSignal): 
         ? {}
         : { servername: options.serverName ?? options.hostname }),
       rejectUnauthorized: false,
+      ...(options.alpnProtocols ? { ALPNProtocols: options.alpnProtocols } : {}),
     });
     // The TCP socket under TLS goes with it, whoever closes the TLS socket.
     if (throughProxy !== null) socket.once("close", () => throughProxy?.destroy());

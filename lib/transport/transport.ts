@@ -70,6 +70,8 @@ export interface TransportDialOptions {
   timeoutMs: number;
   /** HTTP path of the tunnel, for transports over HTTP (`"wss"`); default `"/tunnel"`. */
   path?: string;
+  /** ALPN protocols the TLS client offers (`["h2"]` for `"http2"`, as RFC 9113 §3.2 asks); none by default. */
+  alpnProtocols?: string[];
 }
 
 /**
