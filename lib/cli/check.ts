@@ -61,10 +61,13 @@ function serverSummary(config: ServerConfig): string[] {
     ? `TLS with ${config.certPath} and ${config.keyPath ?? ""}`
     : "TLS with a throw-away certificate generated at start";
   const tls = config.behindProxy
-    ? `plain-text WebSocket on ${config.serverPath} for a reverse proxy that terminates TLS (behind_proxy); ` +
+    ? `plain-text ${config.transport === "http2" ? "HTTP/2 (h2c)" : "WebSocket"} on ${config.serverPath} ` +
+      "for a reverse proxy that terminates TLS (behind_proxy); " +
       `client addresses from X-Forwarded-For of ${config.trustedProxies.join(", ")}`
     : config.transport === "wss"
     ? `WebSocket on ${config.serverPath} over ${tlsText}`
+    : config.transport === "http2"
+    ? `HTTP/2 on ${config.serverPath} over ${tlsText}`
     : tlsText;
   const auth: string[] = [];
   if (config.authKey !== undefined) auth.push("shared auth_key");
@@ -95,6 +98,7 @@ function clientSummary(config: ClientConfig): string[] {
     : `certificate verified against the system's CAs for ${config.serverName}`;
   const lines = [`server: ${config.serverAddr}:${config.serverPort} (${verification})`];
   if (config.transport === "wss") lines.push(`transport: WebSocket over TLS on ${config.serverPath}`);
+  if (config.transport === "http2") lines.push(`transport: HTTP/2 over TLS on ${config.serverPath}`);
   if (config.serverFingerprint !== undefined) {
     lines.push(`server certificate pinned to SHA-256 ${config.serverFingerprint}`);
   }

@@ -36,11 +36,12 @@ export interface ServerCommandOptions extends ServerFlags {
 /** Reads the certificate and key named in the config, or generates a throw-away pair. */
 async function serverCertificate(config: ServerConfig): Promise<{ certPem: string; keyPem: string } | null> {
   if (config.behindProxy) {
-    // The reverse proxy terminates TLS; the listener serves plain-text WebSocket and needs no certificate.
+    // The reverse proxy terminates TLS; the listener serves plain text (ws or h2c) and needs no certificate.
     logger.info(
-      "behind_proxy: serving plain-text WebSocket on {path} for a reverse proxy that terminates TLS" +
+      "behind_proxy: serving plain-text {protocol} on {path} for a reverse proxy that terminates TLS" +
         "{ignored}",
       {
+        protocol: config.transport === "http2" ? "HTTP/2 (h2c)" : "WebSocket",
         path: config.serverPath,
         ignored: config.certPath !== undefined ? " (cert_path and key_path are not used)" : "",
       },

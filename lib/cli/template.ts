@@ -77,9 +77,10 @@ ${commentedDefault("max_proxies_per_client", DEFAULTS.server.max_proxies_per_cli
 # Seconds a new connection has, from TCP accept, to finish TLS and authenticate before it is closed.
 ${commentedDefault("handshake_timeout_secs", DEFAULTS.server.handshake_timeout_secs)}
 
-# How clients reach the tunnel: "tls" (TLS over TCP), or "wss" (WebSocket upgrade on server_path, over
-# TLS; anything else on the port is answered 404 like a web server). behind_proxy = true (with "wss")
-# serves plain-text WebSocket to a reverse proxy (nginx, Caddy, a CDN) that terminates TLS; the client's
+# How clients reach the tunnel: "tls" (TLS over TCP), "wss" (WebSocket upgrade on server_path) or "http2"
+# (one HTTP/2 stream on server_path), both over TLS; anything else on the port is answered 404 like a web
+# server. behind_proxy = true (with "wss" or "http2") serves plain-text WebSocket (or h2c) to a reverse
+# proxy (nginx, Caddy, a CDN) that terminates TLS; the client's
 # address then comes from X-Forwarded-For/Forwarded, believed only from a peer in trusted_proxies.
 ${commentedDefault("transport", DEFAULTS.server.transport)}
 ${commentedDefault("server_path", DEFAULTS.server.server_path)}
@@ -162,8 +163,9 @@ ${liveDefault("skip_verify", DEFAULTS.client.skip_verify)}
 # it ("AB:CD:…", 32 hex pairs) or as "SHA256:" followed by 64 hex digits.
 # server_fingerprint = "SHA256:…"
 
-# "tls" (TLS over TCP) or "wss" (WebSocket over TLS on server_path: the server's, or the location a
-# reverse proxy forwards to it). Both verify the server the same way (ca_cert_path, pin, skip_verify).
+# "tls" (TLS over TCP), "wss" (WebSocket over TLS) or "http2" (one HTTP/2 stream over TLS), the last two
+# on server_path: the server's, or the location a reverse proxy forwards to it. All verify the server the
+# same way (ca_cert_path, pin, skip_verify).
 ${commentedDefault("transport", DEFAULTS.client.transport)}
 ${commentedDefault("server_path", DEFAULTS.client.server_path)}
 
