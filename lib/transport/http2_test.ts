@@ -8,7 +8,7 @@ import {
   TransportHandshakeTimeoutError,
   type TransportListener,
 } from "./transport.ts";
-import { MAX_OTHER_STREAMS, openHttp2Tunnel } from "./http2.ts";
+import { MAX_OTHER_STREAMS, openHttp2Tunnel, WINDOW_BYTES } from "./http2.ts";
 
 const http2 = transportFor("http2");
 
@@ -98,17 +98,27 @@ Deno.test("http2 transport: a reader that stops makes the writer wait (flow cont
   const chunk = new Uint8Array(64 * 1024);
   const writer = (async () => {
     try {
-      for (let i = 0; i < 512; i++) taken += await dialed.write(chunk);
+      for (let i = 0; i < 512; i++) taken += await dialed.write(chunk); // 32 MiB
     } catch {
       // closed at the end of the test
     }
   })();
-  await new Promise((resolve) => setTimeout(resolve, 1000));
-  assert.ok(taken < 8 * 1024 * 1024, `the writer got ${taken} bytes through to a server that reads nothing`);
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const stalledAt = taken;
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(taken, stalledAt, "the writer is stopped while nobody reads");
+  // The stream's window, plus the read-ahead before the reader pauses, plus socket buffers.
+  assert.ok(
+    taken <= WINDOW_BYTES + 4 * 1024 * 1024,
+    `the writer got ${taken} bytes through to a server that reads nothing`,
+  );
   const takenBefore = taken;
-  // Reading resumes the flow.
-  await readExactly(admitted, 4 * 1024 * 1024);
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // Reading resumes the flow (a window update comes once half the window is consumed).
+  await readExactly(admitted, taken);
+  const readAtMs = performance.now();
+  while (taken === takenBefore && performance.now() - readAtMs < 2000) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
   assert.ok(taken > takenBefore, "reading lets the writer go on");
   dialed.close();
   admitted.close();
