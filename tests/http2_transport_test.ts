@@ -10,7 +10,7 @@ import * as nodeHttp2 from "node:http2";
 import * as nodeTls from "node:tls";
 import { withTimeout } from "../lib/_async.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
-import { MAX_OTHER_STREAMS } from "../lib/transport/http2.ts";
+import { HTTP2_MAX_OTHER_STREAMS } from "../lib/transport/http2.ts";
 import {
   canBind,
   patternBytes,
@@ -94,11 +94,11 @@ Deno.test("http2: a wrong path, a GET on the tunnel path and a flood of streams 
   assert.equal(await statusOf(session, { ":method": "GET", ":path": "/tunnel" }), 404);
   const flood = await Promise.all(
     Array.from(
-      { length: MAX_OTHER_STREAMS + 16 },
+      { length: HTTP2_MAX_OTHER_STREAMS + 16 },
       (_, i) => statusOf(session, { ":method": "GET", ":path": `/x${i}` }),
     ),
   );
-  assert.ok(flood.filter((status) => status === 404).length <= MAX_OTHER_STREAMS, `statuses ${flood}`);
+  assert.ok(flood.filter((status) => status === 404).length <= HTTP2_MAX_OTHER_STREAMS, `statuses ${flood}`);
   assert.ok(flood.some((status) => status <= 0), "the flood was cut off");
   await withTimeout(
     new Promise((resolve) => session.closed ? resolve(null) : session.once("close", resolve)),

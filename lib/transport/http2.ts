@@ -12,7 +12,7 @@
  * ({@linkcode nodeSocketDuplex}); that costs nothing measurable (64 MiB echoed at 38.9 MiB/s against
  * 39.7 MiB/s for bare TLS in the same probe). The first `POST` (or `CONNECT`) on the path is the
  * tunnel; any other request is answered `404 Not Found` like an ordinary web server. The peer may hold
- * {@linkcode MAX_CONCURRENT_STREAMS} streams at once and open {@linkcode MAX_OTHER_STREAMS} that are not
+ * {@linkcode HTTP2_MAX_CONCURRENT_STREAMS} streams at once and open {@linkcode HTTP2_MAX_OTHER_STREAMS} that are not
  * the tunnel in the connection's life; beyond that the connection is closed.
  *
  * Client: the tls transport's dial (so `ca_cert_path`, `server_fingerprint`, `skip_verify` and the
@@ -53,24 +53,24 @@ import {
 } from "./transport.ts";
 
 /** Streams a peer may have open at once: the tunnel plus a few answered 404. */
-export const MAX_CONCURRENT_STREAMS = 4;
+export const HTTP2_MAX_CONCURRENT_STREAMS = 4;
 /** Streams other than the tunnel a connection may open in its life (each is answered 404). */
-export const MAX_OTHER_STREAMS = 32;
+export const HTTP2_MAX_OTHER_STREAMS = 32;
 /** Most bytes of request or response headers (HPACK-decoded) taken from a peer. */
-export const MAX_HEADER_LIST_BYTES = 16 * 1024;
+export const HTTP2_MAX_HEADER_LIST_BYTES = 16 * 1024;
 
 /**
  * Flow-control window of the tunnel's stream and of the connection, each direction: what a peer may send
  * before the receiver reads, so the most either side buffers for the other. HTTP/2's default (64 KiB)
  * caps a connection at window / round trip: 0.64 MiB/s measured through a 50 ms relay.
  */
-export const WINDOW_BYTES = 8 * 1024 * 1024;
+export const HTTP2_WINDOW_BYTES = 8 * 1024 * 1024;
 
 const SETTINGS: Settings = {
   enablePush: false,
-  maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
-  maxHeaderListSize: MAX_HEADER_LIST_BYTES,
-  initialWindowSize: WINDOW_BYTES,
+  maxConcurrentStreams: HTTP2_MAX_CONCURRENT_STREAMS,
+  maxHeaderListSize: HTTP2_MAX_HEADER_LIST_BYTES,
+  initialWindowSize: HTTP2_WINDOW_BYTES,
 };
 
 /** The `"http2"` transport. */
@@ -213,7 +213,7 @@ class Http2Listener implements TransportListener {
       settings: SETTINGS,
       maxHeaderListPairs: 64,
       maxSessionMemory: 4,
-      peerMaxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+      peerMaxConcurrentStreams: HTTP2_MAX_CONCURRENT_STREAMS,
     });
     h2.on("sessionError", () => {});
     const server = net.createServer({ noDelay: true, pauseOnConnect: false });
@@ -326,7 +326,7 @@ class ServerHttp2Conn implements AdmittedConn {
       this.#session = session;
       session.on("error", () => {});
       // The connection's window is not a SETTING: it grows by a WINDOW_UPDATE.
-      session.setLocalWindowSize(WINDOW_BYTES);
+      session.setLocalWindowSize(HTTP2_WINDOW_BYTES);
       session.on(
         "stream",
         (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => this.#stream(stream, headers),
@@ -342,9 +342,9 @@ class ServerHttp2Conn implements AdmittedConn {
   #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on("error", () => {});
     // Deno 2.9.6's node:http2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE itself (60 KB got through).
-    if (headerListBytes(headers) > MAX_HEADER_LIST_BYTES) {
+    if (headerListBytes(headers) > HTTP2_MAX_HEADER_LIST_BYTES) {
       this.#otherStreams++;
-      if (this.#otherStreams > MAX_OTHER_STREAMS) this.close();
+      if (this.#otherStreams > HTTP2_MAX_OTHER_STREAMS) this.close();
       else answerStatus(stream, 431, "Request Header Fields Too Large");
       return;
     }
@@ -354,7 +354,7 @@ class ServerHttp2Conn implements AdmittedConn {
       withoutTrailingSlash(target) === withoutTrailingSlash(this.#path);
     if (!isTunnel) {
       this.#otherStreams++;
-      if (this.#otherStreams > MAX_OTHER_STREAMS) {
+      if (this.#otherStreams > HTTP2_MAX_OTHER_STREAMS) {
         this.close();
         return;
       }
@@ -544,7 +544,7 @@ export async function openHttp2Tunnel(
     maxHeaderListPairs: 64,
   });
   session.on("error", () => {});
-  session.setLocalWindowSize(WINDOW_BYTES);
+  session.setLocalWindowSize(HTTP2_WINDOW_BYTES);
   const stream = session.request(
     { ":method": "POST", ":path": options.path, "content-type": "application/octet-stream" },
     { endStream: false },

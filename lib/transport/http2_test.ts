@@ -8,7 +8,7 @@ import {
   TransportHandshakeTimeoutError,
   type TransportListener,
 } from "./transport.ts";
-import { MAX_OTHER_STREAMS, openHttp2Tunnel, WINDOW_BYTES } from "./http2.ts";
+import { HTTP2_MAX_OTHER_STREAMS, HTTP2_WINDOW_BYTES, openHttp2Tunnel } from "./http2.ts";
 
 const http2 = transportFor("http2");
 
@@ -109,7 +109,7 @@ Deno.test("http2 transport: a reader that stops makes the writer wait (flow cont
   assert.equal(taken, stalledAt, "the writer is stopped while nobody reads");
   // The stream's window, plus the read-ahead before the reader pauses, plus socket buffers.
   assert.ok(
-    taken <= WINDOW_BYTES + 4 * 1024 * 1024,
+    taken <= HTTP2_WINDOW_BYTES + 4 * 1024 * 1024,
     `the writer got ${taken} bytes through to a server that reads nothing`,
   );
   const takenBefore = taken;
@@ -166,7 +166,7 @@ Deno.test("http2 transport: behind_proxy serves h2c; a flood of non-tunnel strea
   const statuses: number[] = [];
   let closed = false;
   session.once("close", () => (closed = true));
-  for (let i = 0; i < MAX_OTHER_STREAMS + 8 && !closed; i++) {
+  for (let i = 0; i < HTTP2_MAX_OTHER_STREAMS + 8 && !closed; i++) {
     let stream;
     try {
       stream = session.request({ ":method": "GET", ":path": `/page${i}` });
@@ -182,8 +182,8 @@ Deno.test("http2 transport: behind_proxy serves h2c; a flood of non-tunnel strea
     stream.resume();
     statuses.push(status);
   }
-  assert.deepEqual(statuses.slice(0, MAX_OTHER_STREAMS), new Array(MAX_OTHER_STREAMS).fill(404));
-  const after = statuses.slice(MAX_OTHER_STREAMS);
+  assert.deepEqual(statuses.slice(0, HTTP2_MAX_OTHER_STREAMS), new Array(HTTP2_MAX_OTHER_STREAMS).fill(404));
+  const after = statuses.slice(HTTP2_MAX_OTHER_STREAMS);
   assert.ok(
     after.length >= 1 && after.length <= 2 && after.every((status) => status <= 0),
     `statuses ${statuses}`,
