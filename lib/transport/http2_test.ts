@@ -252,3 +252,51 @@ for (const verify of ["ca_cert_path", "skip_verify"] as const) {
     await new Promise((resolve) => server.close(resolve));
   });
 }
+
+Deno.test("http2 transport: a PING flood from a peer that never reads its answers closes the connection", async () => {
+  const { listener, next } = await listen({ plainText: true, handshakeTimeoutMs: 10_000 });
+  const server = next();
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const admitted = await server;
+  const ping = [0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+  const flood = new Uint8Array(ping.length * 20_000);
+  for (let i = 0; i < 20_000; i++) flood.set(ping, i * ping.length);
+  const startedMs = performance.now();
+  // The preface, an empty SETTINGS, then 20 000 PINGs; their ACKs are never read.
+  await writeAll(tcp, new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+  await writeAll(tcp, new Uint8Array([0, 0, 0, 4, 0, 0, 0, 0, 0]));
+  void writeAll(tcp, flood).catch(() => {});
+  await assert.rejects(() => admitted.handshake());
+  assert.ok(performance.now() - startedMs < 5000, "closed long before the 10 s handshake timeout");
+  tcp.close();
+  listener.close();
+});
+
+Deno.test("http2 transport: streams opened and reset at once (rapid reset) count as non-tunnel streams and close the connection", async () => {
+  const { listener, next } = await listen({ plainText: true, handshakeTimeoutMs: 10_000 });
+  const server = next();
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const nodeHttp2 = await import("node:http2");
+  const { duplexConnStream } = await import("./http2.ts");
+  const duplex = await duplexConnStream(tcp);
+  const session = nodeHttp2.connect("http://127.0.0.1", { createConnection: () => duplex });
+  session.on("error", () => {});
+  await new Promise((resolve) => session.once("connect", resolve));
+  const admitted = await server;
+  const startedMs = performance.now();
+  let opened = 0;
+  for (; opened < 2000; opened++) {
+    try {
+      const stream = session.request({ ":method": "POST", ":path": "/elsewhere" });
+      stream.on("error", () => {});
+      stream.close(nodeHttp2.constants.NGHTTP2_CANCEL);
+    } catch {
+      break; // the server's GOAWAY arrived
+    }
+    if (opened % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  await assert.rejects(() => admitted.handshake());
+  assert.ok(performance.now() - startedMs < 5000, "closed long before the 10 s handshake timeout");
+  session.destroy();
+  listener.close();
+});
