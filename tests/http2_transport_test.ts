@@ -13,6 +13,7 @@ import { closeQuietly } from "../lib/transport/pipe.ts";
 import { HTTP2_MAX_OTHER_STREAMS } from "../lib/transport/http2.ts";
 import {
   canBind,
+  echoes,
   patternBytes,
   roundTrip,
   sha256Hex,
@@ -24,9 +25,9 @@ import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
 
 const HTTP2 = `transport = "http2"\n`;
 
-Deno.test('http2: the CLI\'s client and server with transport = "http2" carry 16 MiB each way (sha256, half-close), release the port on kill -9 and reconnect', async () => {
+Deno.test('http2: the CLI\'s client and server with transport = "http2" carry 16 MiB each way (sha256, half-close), release the port when the client is killed with -9, and reconnect after either side is killed', async () => {
   await using tunnel = await ProcessTunnel.create(HTTP2);
-  const { client, publishPort } = await tunnel.serverAndClient({ name: "echo" }, HTTP2);
+  const { server, client, publishPort } = await tunnel.serverAndClient({ name: "echo" }, HTTP2);
   const data = patternBytes(16 * 1024 * 1024, 21);
   // roundTrip half-closes after writing: the echo's end comes back only if the half-close crossed.
   const echoed = await roundTrip(publishPort, data, 60_000);
@@ -39,6 +40,13 @@ Deno.test('http2: the CLI\'s client and server with transport = "http2" carry 16
   const again = tunnel.client(`${tunnel.dir}/client.toml`);
   await again.waitForLine(proxyUp("echo"));
   const small = patternBytes(256 * 1024, 3);
+  assert.equal(await sha256Hex(await roundTrip(publishPort, small)), await sha256Hex(small));
+
+  // The server killed: the client notices over HTTP/2 and reconnects to the next one.
+  server.kill("SIGKILL");
+  await server.status();
+  await tunnel.server();
+  await waitFor(() => echoes(publishPort, "back"), 20_000, "the client to reconnect to the new server", 200);
   assert.equal(await sha256Hex(await roundTrip(publishPort, small)), await sha256Hex(small));
 });
 

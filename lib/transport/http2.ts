@@ -307,10 +307,8 @@ class ServerHttp2Conn implements AdmittedConn {
       this.#handshake.reject(new TransportHandshakeTimeoutError(limits.timeoutMs));
       this.close();
     }, Math.max(0, limits.remainingMs));
-    carrier.once(
-      "close",
-      () => this.#fail(new Deno.errors.ConnectionAborted("closed before the tunnel stream")),
-    );
+    // The TCP connection gone (the peer left, or a reset) ends everything over it.
+    carrier.once("close", () => this.close());
     void this.#start(h2);
   }
 
@@ -336,7 +334,10 @@ class ServerHttp2Conn implements AdmittedConn {
     h2.once("session", onSession);
     h2.emit("connection", duplex);
     h2.off("session", onSession);
-    if (this.#session === null) this.#fail(new Error("node:http2 made no session for the connection"));
+    if (this.#session === null) {
+      this.#fail(new Error("node:http2 made no session for the connection"));
+      this.close();
+    }
   }
 
   #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
