@@ -150,3 +150,56 @@ Deno.test("http2: oversized request headers are refused without harm; a client t
   const data = patternBytes(64 * 1024, 4);
   assert.equal(await sha256Hex(await roundTrip(publicPort, data)), await sha256Hex(data));
 });
+
+const hasCurl = await new Deno.Command("curl", { args: ["--version"], stdout: "null", stderr: "null" })
+  .output()
+  .then((out) => out.success, () => false);
+
+Deno.test({
+  name:
+    "http2: curl (nghttp2) sees an ordinary HTTPS site answering 404 over HTTP/2 with ALPN h2, and h2c behind_proxy alike",
+  ignore: !hasCurl,
+  fn: async () => {
+    const certs = await testCertificates();
+    const caPath = await Deno.makeTempFile({ suffix: ".pem" });
+    try {
+      await Deno.writeTextFile(caPath, certs.caCertPem);
+      const curl = async (args: string[]) => {
+        const out = await new Deno.Command("curl", {
+          args: [
+            "-sS",
+            "-v",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            ...args,
+          ],
+        }).output();
+        return { answer: new TextDecoder().decode(out.stdout), log: new TextDecoder().decode(out.stderr) };
+      };
+      {
+        await using fixture = await TunnelFixture.start(HTTP2);
+        const { answer, log } = await curl([
+          "--http2",
+          "--cacert",
+          caPath,
+          "--resolve",
+          `localhost:${fixture.port}:127.0.0.1`,
+          `https://localhost:${fixture.port}/index.html`,
+        ]);
+        assert.equal(answer, "404 2", log);
+        assert.match(log, /ALPN: server accepted h2|ALPN, server accepted to use h2/);
+      }
+      {
+        await using fixture = await TunnelFixture.start(`${HTTP2}behind_proxy = true\n`);
+        const { answer, log } = await curl(["--http2-prior-knowledge", `http://127.0.0.1:${fixture.port}/`]);
+        assert.equal(answer, "404 2", log);
+      }
+    } finally {
+      await Deno.remove(caPath);
+    }
+  },
+});
