@@ -275,28 +275,38 @@ Deno.test("without proxy_url, HTTPS_PROXY is used; NO_PROXY=127.0.0.1 bypasses i
   }
 });
 
-Deno.test('transport = "wss" through tinyproxy (Basic auth) and microsocks: the WebSocket tunnel carries bytes', async () => {
-  await using tunnel = await ProcessTunnel.create('transport = "wss"\n');
-  await tunnel.server();
-  await using http = await tinyproxy(tunnel.dir, tunnel.serverPort, ["alice", "s3cretPass"]);
-  await using socks = await microsocks(["bob", "s0cksPass"]);
-  const urls = [
-    `http://alice:s3cretPass@127.0.0.1:${http.port}`,
-    `socks5://bob:s0cksPass@127.0.0.1:${socks.port}`,
-  ];
-  for (const [index, url] of urls.entries()) {
-    const { client, publishPort } = await clientThrough(
-      tunnel,
-      `wss-${index}`,
-      `transport = "wss"\nproxy_url = "${url}"`,
-    );
-    try {
-      await client.waitForLine(proxyUp("echo"));
-      assert.equal(await echoThrough(publishPort, `wss via ${index}`), `wss via ${index}`);
-      assert.match(client.output, / through the (HTTP|SOCKS5) proxy 127\.0\.0\.1:/);
-    } finally {
-      await client.stop();
-    }
-  }
-  assert.match(http.output, new RegExp(`CONNECT 127\\.0\\.0\\.1:${tunnel.serverPort} HTTP/1\\.1`));
-});
+for (const transport of ["wss", "http2"] as const) {
+  Deno.test(
+    `transport = "${transport}" through tinyproxy (Basic auth) and microsocks: the ${
+      transport === "wss" ? "WebSocket" : "HTTP/2"
+    } tunnel carries bytes`,
+    async () => {
+      await using tunnel = await ProcessTunnel.create(`transport = "${transport}"\n`);
+      await tunnel.server();
+      await using http = await tinyproxy(tunnel.dir, tunnel.serverPort, ["alice", "s3cretPass"]);
+      await using socks = await microsocks(["bob", "s0cksPass"]);
+      const urls = [
+        `http://alice:s3cretPass@127.0.0.1:${http.port}`,
+        `socks5://bob:s0cksPass@127.0.0.1:${socks.port}`,
+      ];
+      for (const [index, url] of urls.entries()) {
+        const { client, publishPort } = await clientThrough(
+          tunnel,
+          `${transport}-${index}`,
+          `transport = "${transport}"\nproxy_url = "${url}"`,
+        );
+        try {
+          await client.waitForLine(proxyUp("echo"));
+          assert.equal(
+            await echoThrough(publishPort, `${transport} via ${index}`),
+            `${transport} via ${index}`,
+          );
+          assert.match(client.output, / through the (HTTP|SOCKS5) proxy 127\.0\.0\.1:/);
+        } finally {
+          await client.stop();
+        }
+      }
+      assert.match(http.output, new RegExp(`CONNECT 127\\.0\\.0\\.1:${tunnel.serverPort} HTTP/1\\.1`));
+    },
+  );
+}
