@@ -300,3 +300,37 @@ Deno.test("http2 transport: streams opened and reset at once (rapid reset) count
   session.destroy();
   listener.close();
 });
+
+Deno.test("http2 transport: aborting the dial while the HTTP/2 request waits rejects at once and leaves nothing open", async () => {
+  const certs = await testCertificates();
+  const [net, tls] = await Promise.all([import("node:net"), import("node:tls")]);
+  const closed = Promise.withResolvers<void>();
+  const server = net.createServer((socket) => {
+    const secure = new tls.TLSSocket(socket, {
+      isServer: true,
+      secureContext: tls.createSecureContext({ cert: certs.serverChainPem, key: certs.serverKeyPem }),
+    });
+    secure.on("error", () => {});
+    // Read (and drop) what the client sends, so its end is seen: the dial's abort must close it.
+    secure.resume();
+    secure.once("end", () => closed.resolve());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const address = server.address();
+  assert.ok(address !== null && typeof address !== "string");
+  const abort = new AbortController();
+  setTimeout(() => abort.abort(new Error("stop")), 300);
+  const startedMs = performance.now();
+  await assert.rejects(() =>
+    http2.dial({
+      hostname: "127.0.0.1",
+      port: address.port,
+      serverName: "localhost",
+      caCertPem: certs.caCertPem,
+      timeoutMs: 10_000,
+    }, abort.signal)
+  );
+  assert.ok(performance.now() - startedMs < 2000, "the abort ended the dial, not the 10 s timeout");
+  await closed.promise;
+  await new Promise((resolve) => server.close(resolve));
+});
