@@ -496,6 +496,12 @@ async function dialHttp2(options: TransportDialOptions, signal?: AbortSignal): P
     } catch {
       // Already closed by the abort or the failed request.
     }
+    // Aborted: the request failed because the abort closed the connection, not because of the server.
+    if (signal?.aborted && error !== signal.reason) {
+      throw new TransportDialError(`Aborted while opening the HTTP/2 tunnel with ${conn.remote}`, {
+        cause: error,
+      });
+    }
     throw error;
   } finally {
     signal?.removeEventListener("abort", onAbort);

@@ -321,14 +321,16 @@ Deno.test("http2 transport: aborting the dial while the HTTP/2 request waits rej
   const abort = new AbortController();
   setTimeout(() => abort.abort(new Error("stop")), 300);
   const startedMs = performance.now();
-  await assert.rejects(() =>
-    http2.dial({
-      hostname: "127.0.0.1",
-      port: address.port,
-      serverName: "localhost",
-      caCertPem: certs.caCertPem,
-      timeoutMs: 10_000,
-    }, abort.signal)
+  await assert.rejects(
+    () =>
+      http2.dial({
+        hostname: "127.0.0.1",
+        port: address.port,
+        serverName: "localhost",
+        caCertPem: certs.caCertPem,
+        timeoutMs: 10_000,
+      }, abort.signal),
+    (error: unknown) => error instanceof TransportDialError && /^Aborted while opening/.test(error.message),
   );
   assert.ok(performance.now() - startedMs < 2000, "the abort ended the dial, not the 10 s timeout");
   await closed.promise;
