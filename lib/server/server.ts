@@ -2,6 +2,9 @@
  * The server role: accepts TLS connections from clients, authenticates them on the control stream,
  * publishes their proxies, and tears everything of a client down the moment its session ends.
  *
+ * The authentication of a new session (one `authenticate` per session, methods refused before it, a
+ * client_id in use making way only when its session is dead) is in `session_auth.ts`.
+ *
  * @module
  */
 
@@ -9,19 +12,11 @@ import { getLogger } from "@logtape/logtape";
 import { sessionKeepalive } from "../config/keepalive.ts";
 import type { ServerConfig } from "../config/types.ts";
 import { Session } from "../mux/mod.ts";
-import { RpcError, RpcPeer } from "../rpc/mod.ts";
-import {
-  type AuthenticateResult,
-  ControlErrorCode,
-  type DuplicateClientData,
-  HeartbeatParams,
-  Method,
-  ProxyHealthParams,
-} from "../protocol/control.ts";
+import { RpcPeer } from "../rpc/mod.ts";
+import { HeartbeatParams, Method, ProxyHealthParams } from "../protocol/control.ts";
 import type { AdmittedConn, IncomingConn, TransportListener } from "../transport/transport.ts";
 import { DEFAULT_TRANSPORT, transportFor } from "../transport/registry.ts";
 import { closeQuietly } from "../transport/pipe.ts";
-import { PROTOCOL_VERSION } from "../protocol/version.ts";
 import { VERSION } from "../version.ts";
 import { withTimeout } from "../_async.ts";
 import { EventLog } from "../stats/event_log.ts";
@@ -30,6 +25,7 @@ import { ClientMemory } from "../stats/client_memory.ts";
 import type { ClientSnapshot, ServerSnapshot } from "../stats/snapshot.ts";
 import { Authenticator, sessionEndedError } from "./auth.ts";
 import { PendingConnections } from "./admission.ts";
+import { awaitAuthentication, displacePrevious } from "./session_auth.ts";
 import { ConnectedClient } from "./connected_client.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
@@ -43,11 +39,6 @@ const logger = getLogger(["tls-tunnel", "server"]);
 
 /** How long a holder of a contested port has to answer a liveness ping before it loses the port. */
 const CONTESTED_PORT_PING_TIMEOUT_MS = 2000;
-/**
- * How long a connected client has to answer a liveness ping when a new session with its client_id
- * authenticates: answered, the newcomer is a second copy and is refused; not, the old one is replaced.
- */
-const DUPLICATE_CLIENT_PING_TIMEOUT_MS = 1000;
 
 /** Options of {@linkcode TunnelServer}. */
 export interface TunnelServerOptions {
@@ -256,7 +247,10 @@ export class TunnelServer {
         return;
       }
       const rpc = new RpcPeer(control);
-      const client = await this.#authenticate(rpc, session, remote, remoteHost);
+      const client = await awaitAuthentication(rpc, session, {
+        admit: (raw, ended) => this.#admitClient(raw, session, rpc, remote, remoteHost, ended),
+        install: (client) => this.#installClientHandlers(client),
+      });
       if (!client) {
         // Give the error response a moment to leave before the connection closes.
         await withTimeout(rpc.closed, 100, "the error response to leave").catch(() => {});
@@ -280,66 +274,8 @@ export class TunnelServer {
   }
 
   /**
-   * Waits for `authenticate`; resolves to the client, or null when the session ended or authenticate
-   * failed (the error was sent; the caller closes the session a moment later). One authenticate runs per
-   * session: another, concurrent or later, is refused without a key check.
-   */
-  #authenticate(
-    rpc: RpcPeer,
-    session: Session,
-    remote: string,
-    remoteHost: string,
-  ): Promise<ConnectedClient | null> {
-    return new Promise((resolve) => {
-      let settled = false;
-      let called = false;
-      const ended = new AbortController();
-      const settle = (client: ConnectedClient | null) => {
-        if (settled) return;
-        settled = true;
-        if (!client) ended.abort(new Error("the session ended before it authenticated"));
-        resolve(client);
-      };
-      rpc.closed.then(() => settle(null));
-      session.closed.then(() => settle(null));
-      const unregisterEarly = rpc.handleOtherMethods(() => {
-        throw new RpcError(ControlErrorCode.notAuthenticated, "Call authenticate first");
-      });
-      rpc.handle(Method.authenticate, async (raw: unknown) => {
-        if (called) {
-          throw new RpcError(
-            ControlErrorCode.alreadyAuthenticated,
-            settled && !ended.signal.aborted
-              ? "This session is already authenticated"
-              : "authenticate was already called on this session; wait for its answer",
-          );
-        }
-        called = true;
-        try {
-          const client = await this.#admitClient(raw, session, rpc, remote, remoteHost, ended.signal);
-          unregisterEarly();
-          this.#installClientHandlers(client);
-          settle(client);
-          const result: AuthenticateResult = {
-            client_id: client.clientId,
-            client_name: client.name,
-            protocol_version: PROTOCOL_VERSION,
-            server_version: VERSION,
-            session_id: client.sessionId,
-          };
-          return result;
-        } catch (error) {
-          // Any authenticate error ends the session, once the error response has left.
-          setTimeout(() => settle(null), 0);
-          throw error;
-        }
-      });
-    });
-  }
-
-  /**
    * One authentication attempt: checks it (params, throttle, key), makes way for the client (see
-   * {@linkcode #displacePrevious}) and registers it. Throws the `RpcError` to answer with.
+   * `displacePrevious` in session_auth.ts) and registers it. Throws the `RpcError` to answer with.
    */
   async #admitClient(
     raw: unknown,
@@ -351,7 +287,12 @@ export class TunnelServer {
   ): Promise<ConnectedClient> {
     const { params, grant } = await this.#authenticator.check(raw, remote, remoteHost, ended);
     const name = grant.entryName ?? params.client_id;
-    await this.#displacePrevious(params.client_id, name, remote);
+    const displace = {
+      clients: this.clients,
+      events: this.events,
+      forget: (client: ConnectedClient, reason: string) => this.#forget(client, reason),
+    };
+    await displacePrevious(displace, params.client_id, name, remote);
     if (ended.aborted || session.isClosed) throw sessionEndedError();
     const sessionId = `s${this.#nextSessionId++}`;
     const client = new ConnectedClient(params.client_id, name, sessionId, remote, grant, session, rpc);
@@ -370,49 +311,6 @@ export class TunnelServer {
       sessionId,
     });
     return client;
-  }
-
-  /**
-   * Makes way for a new session of `clientId`. A previous session that does not answer a liveness ping
-   * within {@linkcode DUPLICATE_CLIENT_PING_TIMEOUT_MS} (half-open after a network change, a frozen
-   * process) is closed at once, releasing its ports; one that answers belongs to another running copy of
-   * the client, and the newcomer is refused with DUPLICATE_CLIENT instead of the two replacing each other.
-   */
-  async #displacePrevious(clientId: string, name: string, remote: string): Promise<void> {
-    for (let previous = this.clients.get(clientId); previous; previous = this.clients.get(clientId)) {
-      const alive = !previous.closing &&
-        await withTimeout(previous.session.ping(), DUPLICATE_CLIENT_PING_TIMEOUT_MS, "a ping answer").then(
-          () => true,
-          () => false,
-        );
-      // Another session of this id may have taken the place while the ping was out: check that one.
-      if (this.clients.get(clientId) !== previous) continue;
-      if (alive) {
-        this.events.add({
-          level: "warning",
-          code: "DUPLICATE_CLIENT",
-          message: `Refused ${remote}: client ${name} is already connected from ${previous.remoteAddr}`,
-          client: name,
-          data: { client_id: clientId, remote_addr: remote, other_remote_addr: previous.remoteAddr },
-        });
-        logger.warn(
-          "Refused {remote}: client {client} is already connected from {other} (a second copy with the same client_id)",
-          { remote, client: name, other: previous.remoteAddr },
-        );
-        throw new RpcError(
-          ControlErrorCode.duplicateClient,
-          `Another copy of this client is connected: client_id "${clientId}" is in use by a live session ` +
-            `from ${previous.remoteAddr}; give each copy its own client_id ([client] client_id)`,
-          { other_remote_addr: previous.remoteAddr } satisfies DuplicateClientData,
-        );
-      }
-      logger.info(
-        "Client {client} reconnected from {remote}; its previous session did not answer a ping within {ms} ms, " +
-          "replacing its previous session",
-        { client: name, remote, ms: DUPLICATE_CLIENT_PING_TIMEOUT_MS },
-      );
-      await this.#forget(previous, "replaced by a new session of the same client");
-    }
   }
 
   /** Serves an authenticated client's requests; installed before the authenticate response leaves. */
