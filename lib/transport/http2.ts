@@ -5,9 +5,9 @@
  * upstream). yamux runs unchanged over that byte stream; HTTP/2 flow control applies to it (a reader
  * that falls behind stops the window updates, and so the peer).
  *
- * Server: the TCP accept, NODELAY, admit/refuse and close-in-any-state work as in `tls.ts` (a `node:net`
- * server, `node:tls` over the accepted socket, ALPN `h2`); the decrypted socket is handed to a
- * `node:http2` server. Deno 2.9.6's `node:http2` server does not read a `TLSSocket` handed to it
+ * Server: the TCP accept, NODELAY, admit/refuse and close-in-any-state are `_tcp_listener.ts`'s, as for
+ * `tls` (a `node:net` server, `node:tls` over the accepted socket, ALPN `h2`); the decrypted socket is
+ * handed to a `node:http2` server. Deno 2.9.6's `node:http2` server does not read a `TLSSocket` handed to it
  * (the session starts, no stream ever arrives), so the socket goes through a plain JavaScript `Duplex`
  * ({@linkcode nodeSocketDuplex}); that costs nothing measurable (64 MiB echoed at 38.9 MiB/s against
  * 39.7 MiB/s for bare TLS in the same probe). `http2.createSecureServer` fed the raw socket works too,
@@ -32,7 +32,6 @@
  */
 
 import type { Socket } from "node:net";
-import type { SecureContext } from "node:tls";
 import type { Duplex } from "node:stream";
 import type {
   ClientHttp2Session,
@@ -45,14 +44,13 @@ import type {
 } from "node:http2";
 import type { DuplexConn } from "../net/conn.ts";
 import { formatHostPort } from "../net/address.ts";
-import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
 import { type NodeDuplexSocket, NodeSocketConn } from "./node_socket_conn.ts";
+import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
 import { tlsTransport } from "./tls.ts";
 import { DEFAULT_SERVER_PATH, forwardedAddresses } from "./wss.ts";
 import {
   type AdmittedConn,
   type DialedConn,
-  type IncomingConn,
   type Transport,
   TransportDialError,
   type TransportDialOptions,
@@ -85,7 +83,7 @@ const SETTINGS: Settings = {
 /** The `"http2"` transport. */
 export const http2Transport: Transport = {
   name: "http2",
-  listen: (options, signal) => Http2Listener.listen(options, signal),
+  listen: listenHttp2,
   dial: dialHttp2,
 };
 
@@ -179,44 +177,14 @@ export async function duplexConnStream(conn: DuplexConn): Promise<Duplex> {
 // ---------------------------------------------------------------------------------------------------
 // Server side
 
-type WrapTls = (socket: Socket) => NodeDuplexSocket;
-
-class Http2Listener implements TransportListener {
-  readonly #server: import("node:net").Server;
-  readonly #h2: Http2Server;
-  readonly #wrap: WrapTls | null;
-  readonly #handshakeTimeoutMs: number;
-  readonly #path: string;
-  #closed = false;
-  #onConnection: ((incoming: IncomingConn) => void) | null = null;
-  readonly #done = Promise.withResolvers<void>();
-
-  private constructor(
-    server: import("node:net").Server,
-    h2: Http2Server,
-    wrap: WrapTls | null,
-    options: TransportListenOptions,
-    readonly addr: Deno.NetAddr,
-  ) {
-    this.#server = server;
-    this.#h2 = h2;
-    this.#wrap = wrap;
-    this.#handshakeTimeoutMs = options.handshakeTimeoutMs;
-    this.#path = options.path ?? DEFAULT_SERVER_PATH;
-    server.on("connection", (socket: Socket) => this.#accepted(socket));
-    server.on("close", () => this.#done.resolve());
-  }
-
-  static async listen(options: TransportListenOptions, signal?: AbortSignal): Promise<Http2Listener> {
-    requireIpLiteral(options.hostname, options.port);
-    const [net, http2] = await Promise.all([import("node:net"), import("node:http2")]);
-    let wrap: WrapTls | null = null;
-    if (!options.plainText) {
-      const tls = await import("node:tls");
-      const context: SecureContext = tls.createSecureContext({ cert: options.certPem, key: options.keyPem });
-      wrap = (socket) =>
-        new tls.TLSSocket(socket, { isServer: true, secureContext: context, ALPNProtocols: ["h2"] });
-    }
+/** Binds the server's listener: TLS with ALPN `h2` (unless `plainText`), then HTTP/2 on `options.path`. */
+function listenHttp2(options: TransportListenOptions, signal?: AbortSignal): Promise<TransportListener> {
+  const path = options.path ?? DEFAULT_SERVER_PATH;
+  return TcpTransportListener.listen(options, async () => {
+    const [http2, wrap] = await Promise.all([
+      import("node:http2"),
+      options.plainText ? null : serverTlsWrapper(options, ["h2"]),
+    ]);
     // Plain h2c over whatever socket is handed in (TLS is ours, above); streams are taken per session.
     const h2 = http2.createServer({
       settings: SETTINGS,
@@ -225,65 +193,13 @@ class Http2Listener implements TransportListener {
       peerMaxConcurrentStreams: HTTP2_MAX_CONCURRENT_STREAMS,
     });
     h2.on("sessionError", () => {});
-    const server = net.createServer({ noDelay: true, pauseOnConnect: false });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: Error) =>
-        reject(classifyBindError(error, options.hostname, options.port, "bind_port"));
-      server.once("error", onError);
-      server.listen({ host: options.hostname, port: options.port, backlog: 511 }, () => {
-        server.off("error", onError);
-        resolve();
+    return (socket, remoteAddr, remainingMs) =>
+      new ServerHttp2Conn(socket, wrap ? wrap(socket) : socket, h2, remoteAddr, {
+        remainingMs,
+        timeoutMs: options.handshakeTimeoutMs,
+        path,
       });
-    });
-    // An accept failure (out of descriptors) surfaces here; the server keeps accepting once it can.
-    server.on("error", () => {});
-    const bound = server.address();
-    if (bound === null || typeof bound === "string") throw new Error("node:net server has no TCP address");
-    const listener = new Http2Listener(server, h2, wrap, options, {
-      transport: "tcp",
-      hostname: bound.address,
-      port: bound.port,
-    });
-    if (signal?.aborted) listener.close();
-    else signal?.addEventListener("abort", () => listener.close(), { once: true });
-    return listener;
-  }
-
-  serve(onConnection: (incoming: IncomingConn) => void): Promise<void> {
-    this.#onConnection = onConnection;
-    return this.#done.promise;
-  }
-
-  #accepted(socket: Socket): void {
-    const acceptedAtMs = performance.now();
-    socket.setNoDelay(true);
-    if (this.#closed || !this.#onConnection) {
-      socket.destroy();
-      return;
-    }
-    const remoteAddr: Deno.NetAddr = {
-      transport: "tcp",
-      hostname: socket.remoteAddress ?? "",
-      port: socket.remotePort ?? 0,
-    };
-    this.#onConnection({
-      remoteAddr,
-      admit: () =>
-        new ServerHttp2Conn(socket, this.#wrap ? this.#wrap(socket) : socket, this.#h2, remoteAddr, {
-          remainingMs: this.#handshakeTimeoutMs - (performance.now() - acceptedAtMs),
-          timeoutMs: this.#handshakeTimeoutMs,
-          path: this.#path,
-        }),
-      // Only the TCP socket, no TLS or HTTP/2 state (see tls.ts).
-      refuse: () => socket.destroy(),
-    });
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#server.close();
-  }
+  }, signal);
 }
 
 /** An admitted server-side connection: TLS (unless behind a proxy), an HTTP/2 session, the tunnel stream. */

@@ -19,17 +19,16 @@
  * @module
  */
 
-import type { Server, Socket } from "node:net";
-import type { SecureContext, TLSSocket } from "node:tls";
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { formatHostPort, isIpAddress } from "../net/address.ts";
-import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
 import { connectNodeSocket, dialTcp, OutboundProxyError } from "../net/outbound_proxy.ts";
 import { colonHex, hex } from "../text.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
+import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
 import {
   type AdmittedConn,
   type DialedConn,
-  type IncomingConn,
   type Transport,
   TransportDialError,
   type TransportDialOptions,
@@ -46,108 +45,20 @@ export class TlsDialError extends TransportDialError {
 /** The `"tls"` transport. */
 export const tlsTransport: Transport = {
   name: "tls",
-  listen: (options, signal) => TunnelTlsListener.listen(options, signal),
+  listen: listenTls,
   dial: dialTunnelTls,
 };
 
 // ---------------------------------------------------------------------------------------------------
 // Server side
 
-/** The server's TLS listener; see the module doc for why it is not `Deno.listenTls`. */
-class TunnelTlsListener implements TransportListener {
-  readonly #server: Server;
-  readonly #context: SecureContext;
-  readonly #wrap: (socket: Socket, context: SecureContext) => TLSSocket;
-  readonly #handshakeTimeoutMs: number;
-  #closed = false;
-  #onConnection: ((incoming: IncomingConn) => void) | null = null;
-  readonly #done = Promise.withResolvers<void>();
-
-  private constructor(
-    server: Server,
-    context: SecureContext,
-    wrap: (socket: Socket, context: SecureContext) => TLSSocket,
-    handshakeTimeoutMs: number,
-    readonly addr: Deno.NetAddr,
-  ) {
-    this.#server = server;
-    this.#context = context;
-    this.#wrap = wrap;
-    this.#handshakeTimeoutMs = handshakeTimeoutMs;
-    server.on("connection", (socket: Socket) => this.#accepted(socket));
-    server.on("close", () => this.#done.resolve());
-  }
-
-  /** Binds; a busy or forbidden address rejects with a classified `BindError`. */
-  static async listen(options: TransportListenOptions, signal?: AbortSignal): Promise<TunnelTlsListener> {
-    requireIpLiteral(options.hostname, options.port);
-    // Loaded here, not at import: a client process never needs node:tls's server side (about 6 MB).
-    const [net, tls] = await Promise.all([import("node:net"), import("node:tls")]);
-    const context = tls.createSecureContext({ cert: options.certPem, key: options.keyPem });
-    const server = net.createServer({ noDelay: true, pauseOnConnect: false });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: Error) =>
-        reject(classifyBindError(error, options.hostname, options.port, "bind_port"));
-      server.once("error", onError);
-      server.listen({ host: options.hostname, port: options.port, backlog: 511 }, () => {
-        server.off("error", onError);
-        resolve();
-      });
-    });
-    // An accept failure (out of descriptors) surfaces here; the server keeps accepting once it can.
-    server.on("error", () => {});
-    const bound = server.address();
-    if (bound === null || typeof bound === "string") throw new Error("node:net server has no TCP address");
-    const wrap = (socket: Socket, secureContext: SecureContext) =>
-      new tls.TLSSocket(socket, { isServer: true, secureContext });
-    const listener = new TunnelTlsListener(server, context, wrap, options.handshakeTimeoutMs, {
-      transport: "tcp",
-      hostname: bound.address,
-      port: bound.port,
-    });
-    if (signal?.aborted) listener.close();
-    else signal?.addEventListener("abort", () => listener.close(), { once: true });
-    return listener;
-  }
-
-  serve(onConnection: (incoming: IncomingConn) => void): Promise<void> {
-    this.#onConnection = onConnection;
-    return this.#done.promise;
-  }
-
-  #accepted(socket: Socket): void {
-    const acceptedAtMs = performance.now();
-    socket.setNoDelay(true);
-    if (this.#closed || !this.#onConnection) {
-      socket.destroy();
-      return;
-    }
-    const remoteAddr: Deno.NetAddr = {
-      transport: "tcp",
-      hostname: socket.remoteAddress ?? "",
-      port: socket.remotePort ?? 0,
-    };
-    this.#onConnection({
-      remoteAddr,
-      admit: () =>
-        new ServerTlsConn(
-          this.#wrap(socket, this.#context),
-          socket,
-          remoteAddr,
-          this.#handshakeTimeoutMs - (performance.now() - acceptedAtMs),
-          this.#handshakeTimeoutMs,
-        ),
-      // Only the TCP socket: in Deno 2.9.6 a node:tls TLSSocket destroyed in the tick it was created keeps
-      // ~5 KB of JS heap for good (the soak found 5.6 GB after 5 minutes of floods beyond the pending limits).
-      refuse: () => socket.destroy(),
-    });
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#server.close();
-  }
+/** Binds the server's TLS listener; see the module doc for why it is not `Deno.listenTls`. */
+function listenTls(options: TransportListenOptions, signal?: AbortSignal): Promise<TransportListener> {
+  return TcpTransportListener.listen(options, async () => {
+    const wrap = await serverTlsWrapper(options);
+    return (socket, remoteAddr, remainingMs) =>
+      new ServerTlsConn(wrap(socket), socket, remoteAddr, remainingMs, options.handshakeTimeoutMs);
+  }, signal);
 }
 
 /** An admitted server-side connection: TCP is up, TLS may still be in progress. */

@@ -4,8 +4,8 @@
  * nginx that terminates TLS and forwards the upgrade). yamux runs unchanged over the byte stream the
  * messages carry (`websocket.ts`).
  *
- * Server: the TCP accept, NODELAY, admit/refuse and close-in-any-state work as in `tls.ts` (a `node:net`
- * server, `node:tls` over the accepted socket); then the request head is read within
+ * Server: the TCP accept, NODELAY, admit/refuse and close-in-any-state are `_tcp_listener.ts`'s, as for
+ * `tls` (a `node:net` server, `node:tls` over the accepted socket); then the request head is read within
  * {@linkcode MAX_HTTP_HEAD_BYTES} and the handshake budget (from the TCP accept). Anything but a WebSocket
  * upgrade on the path (another path, a plain GET, a bad upgrade) is answered `404 Not Found` like an
  * ordinary web server, a head too large `431`, a malformed one `400`, and the connection is closed.
@@ -24,16 +24,14 @@
  */
 
 import type { Socket } from "node:net";
-import type { SecureContext } from "node:tls";
 import type { DuplexConn } from "../net/conn.ts";
 import { formatHostPort, isIpAddress } from "../net/address.ts";
-import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
 import { type NodeDuplexSocket, NodeSocketConn } from "./node_socket_conn.ts";
+import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
 import { tlsTransport } from "./tls.ts";
 import {
   type AdmittedConn,
   type DialedConn,
-  type IncomingConn,
   type Transport,
   TransportDialError,
   type TransportDialOptions,
@@ -58,7 +56,7 @@ export const MAX_FORWARDED_ADDRESSES = 16;
 /** The `"wss"` transport. */
 export const wssTransport: Transport = {
   name: "wss",
-  listen: (options, signal) => WssListener.listen(options, signal),
+  listen: listenWss,
   dial: dialWss,
 };
 
@@ -73,99 +71,18 @@ export class WebSocketUpgradeRefusedError extends Error {
 // ---------------------------------------------------------------------------------------------------
 // Server side
 
-type WrapTls = (socket: Socket) => NodeDuplexSocket;
-
-class WssListener implements TransportListener {
-  readonly #server: import("node:net").Server;
-  readonly #wrap: WrapTls | null;
-  readonly #handshakeTimeoutMs: number;
-  readonly #path: string;
-  #closed = false;
-  #onConnection: ((incoming: IncomingConn) => void) | null = null;
-  readonly #done = Promise.withResolvers<void>();
-
-  private constructor(
-    server: import("node:net").Server,
-    wrap: WrapTls | null,
-    options: TransportListenOptions,
-    readonly addr: Deno.NetAddr,
-  ) {
-    this.#server = server;
-    this.#wrap = wrap;
-    this.#handshakeTimeoutMs = options.handshakeTimeoutMs;
-    this.#path = options.path ?? DEFAULT_SERVER_PATH;
-    server.on("connection", (socket: Socket) => this.#accepted(socket));
-    server.on("close", () => this.#done.resolve());
-  }
-
-  static async listen(options: TransportListenOptions, signal?: AbortSignal): Promise<WssListener> {
-    requireIpLiteral(options.hostname, options.port);
-    const net = await import("node:net");
-    let wrap: WrapTls | null = null;
-    if (!options.plainText) {
-      const tls = await import("node:tls");
-      const context: SecureContext = tls.createSecureContext({ cert: options.certPem, key: options.keyPem });
-      wrap = (socket) => new tls.TLSSocket(socket, { isServer: true, secureContext: context });
-    }
-    const server = net.createServer({ noDelay: true, pauseOnConnect: false });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (error: Error) =>
-        reject(classifyBindError(error, options.hostname, options.port, "bind_port"));
-      server.once("error", onError);
-      server.listen({ host: options.hostname, port: options.port, backlog: 511 }, () => {
-        server.off("error", onError);
-        resolve();
+/** Binds the server's listener: TLS (unless `plainText`), then the upgrade, on `options.path`. */
+function listenWss(options: TransportListenOptions, signal?: AbortSignal): Promise<TransportListener> {
+  const path = options.path ?? DEFAULT_SERVER_PATH;
+  return TcpTransportListener.listen(options, async () => {
+    const wrap = options.plainText ? null : await serverTlsWrapper(options);
+    return (socket, remoteAddr, remainingMs) =>
+      new ServerWssConn(socket, wrap ? wrap(socket) : socket, remoteAddr, {
+        remainingMs,
+        timeoutMs: options.handshakeTimeoutMs,
+        path,
       });
-    });
-    // An accept failure (out of descriptors) surfaces here; the server keeps accepting once it can.
-    server.on("error", () => {});
-    const bound = server.address();
-    if (bound === null || typeof bound === "string") throw new Error("node:net server has no TCP address");
-    const listener = new WssListener(server, wrap, options, {
-      transport: "tcp",
-      hostname: bound.address,
-      port: bound.port,
-    });
-    if (signal?.aborted) listener.close();
-    else signal?.addEventListener("abort", () => listener.close(), { once: true });
-    return listener;
-  }
-
-  serve(onConnection: (incoming: IncomingConn) => void): Promise<void> {
-    this.#onConnection = onConnection;
-    return this.#done.promise;
-  }
-
-  #accepted(socket: Socket): void {
-    const acceptedAtMs = performance.now();
-    socket.setNoDelay(true);
-    if (this.#closed || !this.#onConnection) {
-      socket.destroy();
-      return;
-    }
-    const remoteAddr: Deno.NetAddr = {
-      transport: "tcp",
-      hostname: socket.remoteAddress ?? "",
-      port: socket.remotePort ?? 0,
-    };
-    this.#onConnection({
-      remoteAddr,
-      admit: () =>
-        new ServerWssConn(socket, this.#wrap ? this.#wrap(socket) : socket, remoteAddr, {
-          remainingMs: this.#handshakeTimeoutMs - (performance.now() - acceptedAtMs),
-          timeoutMs: this.#handshakeTimeoutMs,
-          path: this.#path,
-        }),
-      // Only the TCP socket, no TLS state (see tls.ts: a TLSSocket destroyed at once keeps heap).
-      refuse: () => socket.destroy(),
-    });
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#server.close();
-  }
+  }, signal);
 }
 
 /** An admitted server-side connection: TLS (unless behind a proxy), then the upgrade, then WebSocket. */
