@@ -11,7 +11,7 @@
 import net from "node:net";
 import tls from "node:tls";
 import type { DuplexConn } from "../lib/net/conn.ts";
-import { NodeSocketConn } from "../lib/transport/node_socket_conn.ts";
+import { NodeSocketConn } from "../lib/net/node_socket_conn.ts";
 
 /** A fuzz connection: a {@linkcode DuplexConn} that can also be torn down abruptly. */
 export interface FuzzConn extends DuplexConn {

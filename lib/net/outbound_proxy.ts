@@ -14,6 +14,7 @@
 
 import type { Socket } from "node:net";
 import { formatHostPort } from "./address.ts";
+import { NodeSocketConn } from "./node_socket_conn.ts";
 import { OutboundProxyError, proxyHandshake, type ProxyTarget } from "./proxy_handshake.ts";
 import type { OutboundProxy } from "./proxy_url.ts";
 
@@ -66,7 +67,7 @@ export async function connectNodeSocket(
 ): Promise<Socket> {
   const { connect } = await import("node:net");
   const socket = connect({ host: proxy.host, port: proxy.port, noDelay: true });
-  const reader = new DetachableReader(socket);
+  const reader = new NodeSocketConn(socket);
   try {
     await new Promise<void>((resolve, reject) => {
       const onAbort = () => reject(signal.reason);
@@ -140,74 +141,4 @@ function raceConnect(promise: Promise<Deno.TcpConn>, signal: AbortSignal): Promi
       },
     );
   });
-}
-
-/**
- * Reads a `node:net` socket during the proxy handshake only: {@linkcode detach} removes its listeners
- * and pauses the socket, so that `node:tls` finds it as it was.
- */
-class DetachableReader {
-  #chunks: Uint8Array[] = [];
-  #ended = false;
-  #error: Error | null = null;
-  #wake: (() => void) | null = null;
-  readonly #onData = (chunk: Uint8Array) => {
-    this.#chunks.push(chunk);
-    this.#notify();
-  };
-  readonly #onEnd = () => {
-    this.#ended = true;
-    this.#notify();
-  };
-  readonly #onError = (error: Error) => {
-    this.#error = error;
-    this.#notify();
-  };
-
-  constructor(private readonly socket: Socket) {
-    socket.on("data", this.#onData);
-    socket.on("end", this.#onEnd);
-    socket.on("close", this.#onEnd);
-    socket.on("error", this.#onError);
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
-  }
-
-  async read(buffer: Uint8Array): Promise<number | null> {
-    while (this.#chunks.length === 0) {
-      if (this.#error) throw this.#error;
-      if (this.#ended) return null;
-      await new Promise<void>((resolve) => (this.#wake = resolve));
-    }
-    const head = this.#chunks[0] as Uint8Array;
-    const take = Math.min(head.length, buffer.length);
-    buffer.set(head.subarray(0, take));
-    if (take === head.length) this.#chunks.shift();
-    else this.#chunks[0] = head.subarray(take);
-    return take;
-  }
-
-  write(data: Uint8Array): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.socket.write(data, (error?: Error | null) => (error ? reject(error) : resolve(data.length)));
-    });
-  }
-
-  /** Stops reading the socket; returns how many received bytes were not read (they are dropped). */
-  detach(): number {
-    this.socket.pause();
-    this.socket.off("data", this.#onData);
-    this.socket.off("end", this.#onEnd);
-    this.socket.off("close", this.#onEnd);
-    this.socket.off("error", this.#onError);
-    this.#ended = true;
-    this.#notify();
-    const unread = this.#chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-    this.#chunks = [];
-    return unread;
-  }
 }

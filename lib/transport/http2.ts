@@ -43,11 +43,10 @@ import type {
   Settings,
 } from "node:http2";
 import type { DuplexConn } from "../net/conn.ts";
-import { formatHostPort } from "../net/address.ts";
-import { type NodeDuplexSocket, NodeSocketConn } from "./node_socket_conn.ts";
+import { type NodeDuplexSocket, NodeSocketConn } from "../net/node_socket_conn.ts";
 import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
 import { tlsTransport } from "./tls.ts";
-import { DEFAULT_SERVER_PATH, forwardedAddresses } from "./wss.ts";
+import { DEFAULT_SERVER_PATH, forwardedAddresses, httpAuthority } from "./wss.ts";
 import {
   type AdmittedConn,
   type DialedConn,
@@ -395,7 +394,7 @@ async function dialHttp2(options: TransportDialOptions, signal?: AbortSignal): P
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const tunnel = await openHttp2Tunnel(conn, {
-      authority: options.port === 443 ? hostHeader(host) : formatHostPort(host, options.port),
+      authority: httpAuthority(host, options.port),
       path: options.path ?? DEFAULT_SERVER_PATH,
       scheme: "https",
       timeoutMs: Math.max(1, options.timeoutMs - (performance.now() - startedAtMs)),
@@ -422,10 +421,6 @@ async function dialHttp2(options: TransportDialOptions, signal?: AbortSignal): P
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
-}
-
-function hostHeader(host: string): string {
-  return host.includes(":") ? `[${host}]` : host;
 }
 
 /** Options of {@linkcode openHttp2Tunnel}. */

@@ -46,5 +46,5 @@ export * from "./tls.ts";
 export * from "./wss.ts";
 export * from "./websocket.ts";
 export * from "./http2.ts";
-export * from "./node_socket_conn.ts";
+export * from "../net/node_socket_conn.ts";
 export * from "./pipe.ts";

@@ -24,7 +24,7 @@ import type { TLSSocket } from "node:tls";
 import { formatHostPort, isIpAddress } from "../net/address.ts";
 import { connectNodeSocket, dialTcp, OutboundProxyError } from "../net/outbound_proxy.ts";
 import { colonHex, hex } from "../text.ts";
-import { NodeSocketConn } from "./node_socket_conn.ts";
+import { NodeSocketConn } from "../net/node_socket_conn.ts";
 import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
 import {
   type AdmittedConn,

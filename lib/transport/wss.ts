@@ -26,7 +26,7 @@
 import type { Socket } from "node:net";
 import type { DuplexConn } from "../net/conn.ts";
 import { formatHostPort, isIpAddress } from "../net/address.ts";
-import { type NodeDuplexSocket, NodeSocketConn } from "./node_socket_conn.ts";
+import { type NodeDuplexSocket, NodeSocketConn } from "../net/node_socket_conn.ts";
 import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
 import { tlsTransport } from "./tls.ts";
 import {
@@ -267,7 +267,7 @@ async function dialWss(options: TransportDialOptions, signal?: AbortSignal): Pro
   signal?.addEventListener("abort", onAbort, { once: true });
   try {
     const ws = await upgradeWebSocketClient(conn, {
-      host: options.port === 443 ? hostHeader(host) : formatHostPort(host, options.port),
+      host: httpAuthority(host, options.port),
       path: options.path ?? DEFAULT_SERVER_PATH,
       timeoutMs: Math.max(1, options.timeoutMs - (performance.now() - startedAtMs)),
       where: conn.remote,
@@ -286,7 +286,12 @@ async function dialWss(options: TransportDialOptions, signal?: AbortSignal): Pro
   }
 }
 
-function hostHeader(host: string): string {
+/**
+ * The HTTP `Host` (or HTTP/2 `:authority`) for a server at `host` and `port`: `name:port`, the port left
+ * out for 443, an IPv6 address in brackets.
+ */
+export function httpAuthority(host: string, port: number): string {
+  if (port !== 443) return formatHostPort(host, port);
   return host.includes(":") ? `[${host}]` : host;
 }
 

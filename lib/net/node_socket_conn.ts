@@ -1,17 +1,18 @@
 /**
  * A `node:net` or `node:tls` socket seen as a {@linkcode DuplexConn}: the tunnel's server end (TLS over
- * a socket that can be closed in any state) and the client's `skip_verify` dialer use it.
+ * a socket that can be closed in any state), the client's `skip_verify` dialer, and the outbound proxy's
+ * handshake (which then {@linkcode NodeSocketConn.detach}es it for `node:tls`) use it.
  *
  * @module
  */
 
 import type { Socket } from "node:net";
-import type { DuplexConn } from "../net/conn.ts";
+import type { DuplexConn } from "./conn.ts";
 
 /** The part of a `node:net` socket this adapter uses (a `TLSSocket` is one too). */
 export type NodeDuplexSocket = Pick<
   Socket,
-  "on" | "once" | "write" | "end" | "destroy" | "pause" | "resume" | "isPaused" | "destroyed"
+  "on" | "once" | "off" | "write" | "end" | "destroy" | "pause" | "resume" | "isPaused" | "destroyed"
 >;
 
 /**
@@ -27,27 +28,27 @@ export class NodeSocketConn implements DuplexConn {
   #ended = false;
   #error: Error | null = null;
   #wake: (() => void) | null = null;
+  readonly #onData = (chunk: Uint8Array) => {
+    this.#chunks.push(chunk);
+    this.#buffered += chunk.length;
+    if (this.#buffered >= NodeSocketConn.highWaterBytes) this.socket.pause();
+    this.#notify();
+  };
+  readonly #onEnd = () => {
+    this.#ended = true;
+    this.#notify();
+  };
+  readonly #onError = (error: Error) => {
+    this.#error = error;
+    this.#notify();
+  };
 
   /** Wraps `socket`; it must not be read by anyone else. */
   constructor(readonly socket: NodeDuplexSocket) {
-    socket.on("data", (chunk: Uint8Array) => {
-      this.#chunks.push(chunk);
-      this.#buffered += chunk.length;
-      if (this.#buffered >= NodeSocketConn.highWaterBytes) socket.pause();
-      this.#notify();
-    });
-    socket.on("end", () => {
-      this.#ended = true;
-      this.#notify();
-    });
-    socket.on("close", () => {
-      this.#ended = true;
-      this.#notify();
-    });
-    socket.on("error", (error: Error) => {
-      this.#error = error;
-      this.#notify();
-    });
+    socket.on("data", this.#onData);
+    socket.on("end", this.#onEnd);
+    socket.on("close", this.#onEnd);
+    socket.on("error", this.#onError);
   }
 
   #notify(): void {
@@ -92,6 +93,25 @@ export class NodeSocketConn implements DuplexConn {
   /** Ends the write side (TLS sends close_notify first). */
   closeWrite(): Promise<void> {
     return new Promise((resolve) => this.socket.end(() => resolve()));
+  }
+
+  /**
+   * Stops reading the socket and leaves it paused with no listener of ours, as it was before (for
+   * `node:tls` to take over); returns how many received bytes were not read (they are dropped). Reads
+   * then return `null`.
+   */
+  detach(): number {
+    this.socket.pause();
+    this.socket.off("data", this.#onData);
+    this.socket.off("end", this.#onEnd);
+    this.socket.off("close", this.#onEnd);
+    this.socket.off("error", this.#onError);
+    this.#ended = true;
+    this.#notify();
+    const unread = this.#buffered;
+    this.#chunks = [];
+    this.#buffered = 0;
+    return unread;
   }
 
   /** Destroys the socket in whatever state it is, freeing its file descriptor. */
