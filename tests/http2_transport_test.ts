@@ -203,3 +203,57 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "http2: curl --http1.1 (a browser's first request) gets an ordinary HTTP/1.1 404 over TLS and over h2c behind_proxy, and the tunnel keeps working",
+  ignore: !hasCurl,
+  fn: async () => {
+    const certs = await testCertificates();
+    const caPath = await Deno.makeTempFile({ suffix: ".pem" });
+    try {
+      await Deno.writeTextFile(caPath, certs.caCertPem);
+      const curl = async (args: string[]) => {
+        const out = await new Deno.Command("curl", {
+          args: [
+            "-sS",
+            "-v",
+            "--max-time",
+            "5",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            ...args,
+          ],
+        }).output();
+        return { answer: new TextDecoder().decode(out.stdout), log: new TextDecoder().decode(out.stderr) };
+      };
+      {
+        await using fixture = await TunnelFixture.start(HTTP2);
+        const publicPort = await http2Tunnel(fixture);
+        for (const path of ["/", "/tunnel"]) {
+          const { answer, log } = await curl([
+            "--http1.1",
+            "--cacert",
+            caPath,
+            "--resolve",
+            `localhost:${fixture.port}:127.0.0.1`,
+            `https://localhost:${fixture.port}${path}`,
+          ]);
+          assert.equal(answer, "404 1.1", log);
+          assert.match(log, /ALPN: server accepted http\/1\.1|ALPN, server accepted to use http\/1\.1/);
+        }
+        const data = patternBytes(64 * 1024, 5);
+        assert.equal(await sha256Hex(await roundTrip(publicPort, data)), await sha256Hex(data));
+      }
+      {
+        await using fixture = await TunnelFixture.start(`${HTTP2}behind_proxy = true\n`);
+        const { answer, log } = await curl(["--http1.1", `http://127.0.0.1:${fixture.port}/tunnel`]);
+        assert.equal(answer, "404 1.1", log);
+      }
+    } finally {
+      await Deno.remove(caPath);
+    }
+  },
+});

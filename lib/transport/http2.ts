@@ -6,8 +6,11 @@
  * that falls behind stops the window updates, and so the peer).
  *
  * Server: the TCP accept, NODELAY, admit/refuse and close-in-any-state are `_tcp_listener.ts`'s, as for
- * `tls` (a `node:net` server, `node:tls` over the accepted socket, ALPN `h2`); the decrypted socket is
- * handed to a `node:http2` server. Deno 2.9.6's `node:http2` server does not read a `TLSSocket` handed to it
+ * `tls` (a `node:net` server, `node:tls` over the accepted socket, ALPN `h2` and `http/1.1`); the first
+ * bytes then decide: the HTTP/2 connection preface goes to a `node:http2` server, anything else (a browser,
+ * `curl --http1.1`, over TLS or h2c) is an HTTP/1.1 request, its head read within the `wss` transport's
+ * bounds and answered its ordinary `404` ({@linkcode refuseHttp1Request}), so the port looks like any
+ * HTTPS site. The tunnel itself is only ever HTTP/2. Deno 2.9.6's `node:http2` server does not read a `TLSSocket` handed to it
  * (the session starts, no stream ever arrives), so the socket goes through a plain JavaScript `Duplex`
  * ({@linkcode nodeSocketDuplex}); that costs nothing measurable (64 MiB echoed at 38.9 MiB/s against
  * 39.7 MiB/s for bare TLS in the same probe). `http2.createSecureServer` fed the raw socket works too,
@@ -46,7 +49,7 @@ import type { DuplexConn } from "../net/conn.ts";
 import { type NodeDuplexSocket, NodeSocketConn } from "../net/node_socket_conn.ts";
 import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
 import { tlsTransport } from "./tls.ts";
-import { DEFAULT_SERVER_PATH, forwardedAddresses, httpAuthority } from "./wss.ts";
+import { DEFAULT_SERVER_PATH, forwardedAddresses, httpAuthority, refuseHttp1Request } from "./wss.ts";
 import {
   type AdmittedConn,
   type DialedConn,
@@ -94,7 +97,10 @@ export const http2Transport: Transport = {
  * not read a `TLSSocket` itself). Back-pressure passes through: a full readable side pauses `socket`.
  * Destroying either destroys both.
  */
-export async function nodeSocketDuplex(socket: NodeDuplexSocket): Promise<Duplex> {
+export async function nodeSocketDuplex(
+  socket: NodeDuplexSocket,
+  initial?: Uint8Array,
+): Promise<Duplex> {
   const { Duplex } = await import("node:stream");
   const duplex: Duplex = new Duplex({
     read() {
@@ -111,6 +117,8 @@ export async function nodeSocketDuplex(socket: NodeDuplexSocket): Promise<Duplex
       callback(error);
     },
   });
+  // Bytes already taken from `socket` (the peek at the preface) come first.
+  if (initial !== undefined && initial.length > 0) duplex.push(initial);
   socket.on("data", (chunk: Uint8Array) => {
     if (!duplex.push(chunk)) socket.pause();
   });
@@ -182,7 +190,9 @@ function listenHttp2(options: TransportListenOptions, signal?: AbortSignal): Pro
   return TcpTransportListener.listen(options, async () => {
     const [http2, wrap] = await Promise.all([
       import("node:http2"),
-      options.plainText ? null : serverTlsWrapper(options, ["h2"]),
+      // "http/1.1" too: a browser or `curl --http1.1` then gets the 404 an ordinary web server gives, not a
+      // TLS alert no web server sends.
+      options.plainText ? null : serverTlsWrapper(options, ["h2", "http/1.1"]),
     ]);
     // Plain h2c over whatever socket is handed in (TLS is ours, above); streams are taken per session.
     const h2 = http2.createServer({
@@ -233,11 +243,22 @@ class ServerHttp2Conn implements AdmittedConn {
     }, Math.max(0, limits.remainingMs));
     // The TCP connection gone (the peer left, or a reset) ends everything over it.
     carrier.once("close", () => this.close());
+    // A failed TLS handshake (or a reset) while the first bytes are awaited must not be an unhandled
+    // "error" event; "close" follows it and ends the connection.
+    carrier.on("error", () => {});
     void this.#start(h2);
   }
 
   async #start(h2: Http2Server): Promise<void> {
-    const duplex = await nodeSocketDuplex(this.#carrier);
+    // The first bytes decide, over TLS (whatever ALPN said) and h2c alike: the HTTP/2 preface, or else
+    // an HTTP/1.1 request, answered as an ordinary web server would.
+    const { isHttp2, bytes } = await peekPreface(this.#carrier);
+    if (this.#closed) return;
+    if (!isHttp2) {
+      await this.#refuseHttp1(bytes);
+      return;
+    }
+    const duplex = await nodeSocketDuplex(this.#carrier, bytes);
     if (this.#closed) {
       duplex.destroy();
       return;
@@ -260,6 +281,21 @@ class ServerHttp2Conn implements AdmittedConn {
     h2.off("session", onSession);
     if (this.#session === null) {
       this.#fail(new Error("node:http2 made no session for the connection"));
+      this.close();
+    }
+  }
+
+  /** Reads the HTTP/1.1 request head (wss's bounds; the handshake deadline bounds the time), answers 404. */
+  async #refuseHttp1(bytes: Uint8Array): Promise<void> {
+    const conn = new PrefixedConn(bytes, new NodeSocketConn(this.#carrier));
+    try {
+      const status = await refuseHttp1Request(conn);
+      this.#fail(
+        new Http1RequestRefusedError(`An HTTP/1.1 request on the HTTP/2 port; answered ${status}`, status),
+      );
+    } catch (error) {
+      this.#fail(error instanceof Error ? error : new Error(String(error)));
+    } finally {
       this.close();
     }
   }
@@ -340,6 +376,82 @@ class ServerHttp2Conn implements AdmittedConn {
     this.#carrier.destroy();
     // The TLS layer may not have taken the socket over yet (no byte received): free it directly.
     this.#raw.destroy();
+  }
+}
+
+/** The client connection preface every HTTP/2 client sends first (RFC 9113 §3.4). */
+const HTTP2_PREFACE = new TextEncoder().encode("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * Reads from `socket` until its first bytes are the HTTP/2 preface or cannot be (at most one chunk past
+ * the first byte that differs), then pauses it with no listener of ours left; resolves with what was
+ * read, to be handed on. The end of the stream, or the socket closed, decides "not HTTP/2".
+ */
+function peekPreface(socket: NodeDuplexSocket): Promise<{ isHttp2: boolean; bytes: Uint8Array }> {
+  return new Promise((resolve) => {
+    const chunks: Uint8Array[] = [];
+    let length = 0;
+    let matched = 0;
+    const finish = (isHttp2: boolean) => {
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      socket.off("close", onEnd);
+      socket.pause();
+      const bytes = new Uint8Array(length);
+      let offset = 0;
+      for (const chunk of chunks) {
+        bytes.set(chunk, offset);
+        offset += chunk.length;
+      }
+      resolve({ isHttp2, bytes });
+    };
+    // Decided in the "data" handler itself, so no chunk can arrive between the decision and the pause.
+    const onData = (chunk: Uint8Array) => {
+      chunks.push(chunk);
+      length += chunk.length;
+      for (const byte of chunk) {
+        if (matched === HTTP2_PREFACE.length) break;
+        if (byte !== HTTP2_PREFACE[matched]) return finish(false);
+        matched++;
+      }
+      if (matched === HTTP2_PREFACE.length) finish(true);
+    };
+    const onEnd = () => finish(false);
+    socket.on("data", onData);
+    socket.on("end", onEnd);
+    socket.on("close", onEnd);
+  });
+}
+
+/** An HTTP/1.1 request on the http2 port: answered `status` (404, or 400/431 for a bad head) and closed. */
+export class Http1RequestRefusedError extends Error {
+  override name = "Http1RequestRefusedError";
+  constructor(message: string, /** The HTTP status answered. */ readonly status: number) {
+    super(message);
+  }
+}
+
+/** `conn` with `prefix` read first (the bytes the preface peek took). */
+class PrefixedConn implements DuplexConn {
+  #prefix: Uint8Array;
+  constructor(prefix: Uint8Array, readonly conn: DuplexConn) {
+    this.#prefix = prefix;
+  }
+  read(buffer: Uint8Array): Promise<number | null> {
+    if (this.#prefix.length === 0) return this.conn.read(buffer);
+    const count = Math.min(buffer.length, this.#prefix.length);
+    buffer.set(this.#prefix.subarray(0, count));
+    this.#prefix = this.#prefix.subarray(count);
+    return Promise.resolve(count);
+  }
+  write(data: Uint8Array): Promise<number> {
+    return this.conn.write(data);
+  }
+  closeWrite(): Promise<void> {
+    return this.conn.closeWrite();
+  }
+  close(): void {
+    this.conn.close();
   }
 }
 

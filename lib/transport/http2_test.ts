@@ -8,7 +8,13 @@ import {
   TransportHandshakeTimeoutError,
   type TransportListener,
 } from "./transport.ts";
-import { HTTP2_MAX_OTHER_STREAMS, HTTP2_WINDOW_BYTES, openHttp2Tunnel } from "./http2.ts";
+import {
+  Http1RequestRefusedError,
+  HTTP2_MAX_OTHER_STREAMS,
+  HTTP2_WINDOW_BYTES,
+  openHttp2Tunnel,
+} from "./http2.ts";
+import { MAX_HTTP_HEAD_BYTES } from "./websocket.ts";
 
 const http2 = transportFor("http2");
 
@@ -336,3 +342,97 @@ Deno.test("http2 transport: aborting the dial while the HTTP/2 request waits rej
   await closed.promise;
   await new Promise((resolve) => server.close(resolve));
 });
+
+/** `curl --http1.1` against `url`: the status and the body. */
+async function curlHttp11(url: string): Promise<{ status: string; body: string }> {
+  const output = await new Deno.Command("curl", {
+    args: ["--silent", "--insecure", "--http1.1", "--max-time", "5", "--write-out", "\n%{http_code}", url],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  const text = new TextDecoder().decode(output.stdout);
+  const cut = text.lastIndexOf("\n");
+  return { status: text.slice(cut + 1), body: text.slice(0, cut) };
+}
+
+for (const plainText of [false, true]) {
+  const scheme = plainText ? "http" : "https";
+  Deno.test(`http2 transport: curl --http1.1 over ${plainText ? "h2c (behind_proxy)" : "TLS"} gets an ordinary 404 page, not a TLS alert or HTTP/2 frames`, async () => {
+    const { listener, next } = await listen(plainText ? { plainText: true } : {});
+    const server = next();
+    const answer = await curlHttp11(`${scheme}://127.0.0.1:${listener.addr.port}/anything`);
+    assert.equal(answer.status, "404");
+    assert.match(answer.body, /<h1>Not Found<\/h1>/);
+    const admitted = await server;
+    await assert.rejects(() => admitted.handshake(), Http1RequestRefusedError);
+    listener.close();
+  });
+}
+
+Deno.test("http2 transport: a raw HTTP/1.1 GET over TLS with ALPN http/1.1 negotiates http/1.1 and gets 404", async () => {
+  const certs = await testCertificates();
+  const { listener, next } = await listen();
+  const server = next();
+  const tls = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port: listener.addr.port,
+    caCerts: [certs.caCertPem],
+    alpnProtocols: ["http/1.1"],
+  });
+  const handshake = await tls.handshake();
+  assert.equal(handshake.alpnProtocol, "http/1.1");
+  // The tunnel's path too: over HTTP/1.1 it is not the tunnel.
+  await writeAll(tls, new TextEncoder().encode("GET /tunnel HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  const answer = new TextDecoder().decode(await readAll(tls));
+  assert.match(answer, /^HTTP\/1\.1 404 Not Found\r\n/);
+  assert.match(answer, /Connection: close/);
+  const admitted = await server;
+  await assert.rejects(() => admitted.handshake(), Http1RequestRefusedError);
+  tls.close();
+  listener.close();
+});
+
+Deno.test("http2 transport: an oversized HTTP/1.1 head gets 431 and is closed; a slow one is closed at the handshake timeout", async () => {
+  const { listener, next } = await listen({ plainText: true, handshakeTimeoutMs: 400 });
+  // Oversized: more than MAX_HTTP_HEAD_BYTES of headers, never the empty line.
+  let server = next();
+  const big = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const header = `X-Filler: ${"a".repeat(1000)}\r\n`;
+  await writeAll(
+    big,
+    new TextEncoder().encode(`GET / HTTP/1.1\r\n${header.repeat(MAX_HTTP_HEAD_BYTES / 1000 + 2)}`),
+  );
+  const bigAnswer = new TextDecoder().decode(await readAll(big));
+  assert.match(bigAnswer, /^HTTP\/1\.1 431 /);
+  await assert.rejects(async () => await (await server).handshake(), Http1RequestRefusedError);
+  big.close();
+  // Slow: a request line, then nothing.
+  server = next();
+  const slow = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  await writeAll(slow, new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n"));
+  const startedMs = performance.now();
+  const admitted = await server;
+  await assert.rejects(() => admitted.handshake(), TransportHandshakeTimeoutError);
+  const ended = await slow.read(new Uint8Array(16)).catch(() => null);
+  assert.equal(ended, null);
+  assert.ok(performance.now() - startedMs < 2000);
+  slow.close();
+  listener.close();
+});
+
+async function readAll(conn: { read(b: Uint8Array): Promise<number | null> }): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buffer = new Uint8Array(16 * 1024);
+  for (;;) {
+    const count = await conn.read(buffer).catch(() => null);
+    if (count === null) break;
+    chunks.push(buffer.slice(0, count));
+  }
+  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}

@@ -24,7 +24,7 @@
  */
 
 import type { Socket } from "node:net";
-import type { DuplexConn } from "../net/conn.ts";
+import { type DuplexConn, writeAll } from "../net/conn.ts";
 import { formatHostPort, isIpAddress } from "../net/address.ts";
 import { type NodeDuplexSocket, NodeSocketConn } from "../net/node_socket_conn.ts";
 import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
@@ -145,18 +145,8 @@ class ServerWssConn implements AdmittedConn {
 
   /** Answers like an ordinary web server, then closes; the handshake deadline bounds the wait. */
   async #answer(status: number): Promise<void> {
-    const text = STATUS_TEXT[status] ?? "Bad Request";
-    const body = `<html><head><title>${status} ${text}</title></head><body><h1>${text}</h1></body></html>\n`;
     try {
-      await this.#inner.write(
-        new TextEncoder().encode(
-          `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/html\r\nContent-Length: ${body.length}\r\n` +
-            `Connection: close\r\n\r\n${body}`,
-        ),
-      );
-      await this.#inner.closeWrite();
-    } catch {
-      // The peer left; nothing to answer.
+      await answerHttp1Status(this.#inner, status);
     } finally {
       this.close();
     }
@@ -196,6 +186,46 @@ const STATUS_TEXT: Record<number, string> = {
   404: "Not Found",
   431: "Request Header Fields Too Large",
 };
+
+/**
+ * Answers `status` (400, 404 or 431) over `conn` like an ordinary web server (HTTP/1.1, a small HTML
+ * page, `Connection: close`), then ends the write side; the caller closes `conn` and bounds the wait.
+ * A peer that already left is not an error.
+ */
+export async function answerHttp1Status(conn: DuplexConn, status: number): Promise<void> {
+  const text = STATUS_TEXT[status] ?? "Bad Request";
+  const body = `<html><head><title>${status} ${text}</title></head><body><h1>${text}</h1></body></html>\n`;
+  try {
+    await writeAll(
+      conn,
+      new TextEncoder().encode(
+        `HTTP/1.1 ${status} ${text}\r\nContent-Type: text/html\r\nContent-Length: ${body.length}\r\n` +
+          `Connection: close\r\n\r\n${body}`,
+      ),
+    );
+    await conn.closeWrite();
+  } catch {
+    // The peer left; nothing to answer.
+  }
+}
+
+/**
+ * Reads an HTTP/1.1 request head from `conn` (within {@linkcode MAX_HTTP_HEAD_BYTES}) and answers it as
+ * a port that is not the tunnel: `404 Not Found`, or `431`/`400` for a head too large or malformed (see
+ * {@linkcode answerHttp1Status}); resolves to the status answered. The caller bounds the time (by closing
+ * `conn`) and closes `conn` afterwards. The `"http2"` transport uses it for HTTP/1.1 clients.
+ */
+export async function refuseHttp1Request(conn: DuplexConn): Promise<number> {
+  let status = 404;
+  try {
+    await readHttpHead(conn);
+  } catch (error) {
+    if (!(error instanceof HttpHeadError)) throw error;
+    status = error.status;
+  }
+  await answerHttp1Status(conn, status);
+  return status;
+}
 
 /** Why this request head is not the tunnel's WebSocket upgrade on `path`, or null when it is. */
 function upgradeProblem(
