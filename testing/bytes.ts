@@ -34,6 +34,21 @@ export async function readAll(
   return concatBytes(parts);
 }
 
+/** Reads exactly `bytes` bytes from `conn`; throws if it ends first. */
+export async function readExactly(
+  conn: Pick<DuplexConn, "read">,
+  bytes: number,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const out = new Uint8Array(bytes);
+  let filled = 0;
+  while (filled < bytes) {
+    const count = await conn.read(out.subarray(filled));
+    if (count === null) throw new Error(`ended after ${filled} of ${bytes} bytes`);
+    filled += count;
+  }
+  return out;
+}
+
 /** Deterministic pseudo-random bytes (xorshift), so failures reproduce. */
 export function patternBytes(length: number, seed: number): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(length);

@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { writeAll } from "../net/conn.ts";
 import { testCertificates } from "../../testing/helpers.ts";
-import { transportFor } from "./registry.ts";
 import {
-  type AdmittedConn,
-  TransportDialError,
-  TransportHandshakeTimeoutError,
-  type TransportListener,
-} from "./transport.ts";
+  type AdmittingListener,
+  type AdmittingListenOptions,
+  listenAdmitting,
+} from "../../testing/transport.ts";
+import { readExactly } from "../../testing/bytes.ts";
+import { transportFor } from "./registry.ts";
+import { TransportDialError, TransportHandshakeTimeoutError } from "./transport.ts";
 import {
   Http1RequestRefusedError,
   HTTP2_MAX_OTHER_STREAMS,
@@ -18,38 +19,8 @@ import { MAX_HTTP_HEAD_BYTES } from "./websocket.ts";
 
 const http2 = transportFor("http2");
 
-async function listen(
-  options: { plainText?: boolean; path?: string; handshakeTimeoutMs?: number } = {},
-): Promise<{ listener: TransportListener; admitted: AdmittedConn[]; next: () => Promise<AdmittedConn> }> {
-  const certs = await testCertificates();
-  const listener = await http2.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    certPem: certs.serverChainPem,
-    keyPem: certs.serverKeyPem,
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
-    ...(options.path !== undefined ? { path: options.path } : {}),
-    ...(options.plainText ? { plainText: true } : {}),
-  });
-  const admitted: AdmittedConn[] = [];
-  const waiting: ((conn: AdmittedConn) => void)[] = [];
-  void listener.serve((incoming) => {
-    const conn = incoming.admit();
-    admitted.push(conn);
-    waiting.shift()?.(conn);
-  });
-  return { listener, admitted, next: () => new Promise((resolve) => waiting.push(resolve)) };
-}
-
-async function readExactly(conn: { read(b: Uint8Array): Promise<number | null> }, bytes: number) {
-  const out = new Uint8Array(bytes);
-  let filled = 0;
-  while (filled < bytes) {
-    const count = await conn.read(out.subarray(filled));
-    if (count === null) throw new Error(`ended after ${filled} of ${bytes} bytes`);
-    filled += count;
-  }
-  return out;
+function listen(options: AdmittingListenOptions = {}): Promise<AdmittingListener> {
+  return listenAdmitting(http2, options);
 }
 
 function randomBytes(length: number): Uint8Array {

@@ -1,49 +1,21 @@
 import assert from "node:assert/strict";
 import { writeAll } from "../net/conn.ts";
 import { testCertificates } from "../../testing/helpers.ts";
+import {
+  type AdmittingListener,
+  type AdmittingListenOptions,
+  listenAdmitting,
+} from "../../testing/transport.ts";
+import { readExactly } from "../../testing/bytes.ts";
 import { transportFor } from "./registry.ts";
-import { type AdmittedConn, TransportDialError, type TransportListener } from "./transport.ts";
+import { TransportDialError } from "./transport.ts";
 import { applyMask, MAX_MESSAGE_BYTES, WebSocketProtocolError } from "./websocket.ts";
 import { forwardedAddresses, upgradeWebSocketClient, WebSocketUpgradeRefusedError } from "./wss.ts";
 
 const wss = transportFor("wss");
 
-async function listen(
-  options: { plainText?: boolean; path?: string; handshakeTimeoutMs?: number } = {},
-): Promise<{ listener: TransportListener; admitted: AdmittedConn[]; next: () => Promise<AdmittedConn> }> {
-  const certs = await testCertificates();
-  const listener = await wss.listen({
-    hostname: "127.0.0.1",
-    port: 0,
-    certPem: certs.serverChainPem,
-    keyPem: certs.serverKeyPem,
-    handshakeTimeoutMs: options.handshakeTimeoutMs ?? 5000,
-    ...(options.path !== undefined ? { path: options.path } : {}),
-    ...(options.plainText ? { plainText: true } : {}),
-  });
-  const admitted: AdmittedConn[] = [];
-  const waiting: ((conn: AdmittedConn) => void)[] = [];
-  void listener.serve((incoming) => {
-    const conn = incoming.admit();
-    admitted.push(conn);
-    waiting.shift()?.(conn);
-  });
-  return {
-    listener,
-    admitted,
-    next: () => new Promise((resolve) => waiting.push(resolve)),
-  };
-}
-
-async function readExactly(conn: { read(b: Uint8Array): Promise<number | null> }, bytes: number) {
-  const out = new Uint8Array(bytes);
-  let filled = 0;
-  while (filled < bytes) {
-    const count = await conn.read(out.subarray(filled));
-    if (count === null) throw new Error(`ended after ${filled} of ${bytes} bytes`);
-    filled += count;
-  }
-  return out;
+function listen(options: AdmittingListenOptions = {}): Promise<AdmittingListener> {
+  return listenAdmitting(wss, options);
 }
 
 Deno.test("wss transport: a dialed connection and the admitted one carry bytes both ways in binary messages", async () => {
