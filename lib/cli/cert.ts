@@ -8,6 +8,7 @@
 
 import { CertificateOptionsError, DEFAULT_ALT_NAMES, generateCertificates } from "../pki/cert.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
+import { pathExists } from "./_files.ts";
 
 /** Options of {@link certCommand}, as the command line gives them (strings). */
 export interface CertOptions {
@@ -23,16 +24,6 @@ export interface CertOptions {
   altNames: string;
   /** Validity in days, as text (1-36500). */
   days: string;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }
 
 /**
@@ -53,7 +44,7 @@ export async function certCommand(options: CertOptions, io: CommandOutput = proc
     return 2;
   }
   for (const path of outputs) {
-    if (await exists(path)) {
+    if (await pathExists(path)) {
       io.err(`tls-tunnel: ${path} already exists; not overwriting it. Remove it or choose another path.`);
       return 1;
     }

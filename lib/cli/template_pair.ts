@@ -12,6 +12,7 @@ import { CertificateOptionsError, DEFAULT_ALT_NAMES, generateCertificates } from
 import { type CommandOutput, processOutput } from "./_command_output.ts";
 import { parseRemoteForward, type RemoteForward, RemoteForwardError } from "./remote_forward.ts";
 import { generateAuthKey } from "./state_dir.ts";
+import { pathExists } from "./_files.ts";
 
 /** Options of {@linkcode templatePairCommand}, as the command line gives them (strings). */
 export interface TemplatePairOptions {
@@ -30,16 +31,6 @@ export const PAIR_FILES = ["key.pem", "cert.pem", "ca.pem", "server.toml", "clie
 
 /** The proxy of a pair when `-R` is not given. */
 export const DEFAULT_PAIR_FORWARD = "8080:127.0.0.1:3000";
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
 
 /** The two configs' text for the given parts. */
 export function pairConfigs(parts: {
@@ -143,7 +134,7 @@ export async function templatePairCommand(
   // Absolute paths in the configs: they work from any working directory.
   const dir = await Deno.realPath(given);
   for (const file of PAIR_FILES) {
-    if (await exists(`${dir}/${file}`)) {
+    if (await pathExists(`${dir}/${file}`)) {
       io.err(
         `tls-tunnel: ${dir}/${file} already exists; not overwriting it. Remove it or choose another -o DIR.`,
       );
