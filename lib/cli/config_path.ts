@@ -24,6 +24,7 @@ import {
   parseConfigText,
   processEnv,
   type ServerConfig,
+  wrongKindError,
 } from "../config/mod.ts";
 import { forwardsToProxies, type RemoteForward } from "./remote_forward.ts";
 
@@ -105,14 +106,6 @@ function envWithout(kind: ConfigKind, keys: Iterable<string>): EnvSource {
   return (name) => hidden.has(name) ? undefined : processEnv(name);
 }
 
-function wrongKind(sourceName: string, expected: ConfigKind, actual: ConfigKind): InvalidConfigError {
-  return new InvalidConfigError(sourceName, actual, [{
-    path: "",
-    message: `this is a ${actual} config, but the ${expected} was asked to load it`,
-    hint: `run \`tls-tunnel ${actual} -c ${sourceName}\`, or pass a ${expected} config ([${expected}] table)`,
-  }]);
-}
-
 /**
  * Reads the role's config from `path` (or starts from an empty one when null), lays `overrides` over
  * it, expands `~` in path keys, and validates the result like a file.
@@ -176,7 +169,7 @@ export async function loadRoleConfig(
     }
     const other: ConfigKind = kind === "server" ? "client" : "server";
     const hasOther = other === "server" ? "server" in parsed : "client" in parsed || "proxies" in parsed;
-    if (hasOther && !(kind in parsed)) throw wrongKind(sourceName, kind, other);
+    if (hasOther && !(kind in parsed)) throw wrongKindError(sourceName, kind, other);
     document = parsed;
   }
   const table = isTable(document[kind]) ? document[kind] : null;
@@ -197,6 +190,6 @@ export async function loadRoleConfig(
     sourceName,
     env: envWithout(kind, Object.keys(overrides.table)),
   });
-  if (result.kind !== kind) throw wrongKind(sourceName, kind, result.kind);
+  if (result.kind !== kind) throw wrongKindError(sourceName, kind, result.kind);
   return result.config;
 }

@@ -192,7 +192,12 @@ export async function loadConfig(source: ConfigSource, options: LoadOptions = {}
   return parseConfigText(text, { ...options, sourceName: options.sourceName ?? sourceName });
 }
 
-function wrongKind(sourceName: string, expected: ConfigKind, actual: ConfigKind): InvalidConfigError {
+/** The error for a `actual` config handed to the `expected` role, with the command that fits it. */
+export function wrongKindError(
+  sourceName: string,
+  expected: ConfigKind,
+  actual: ConfigKind,
+): InvalidConfigError {
   return new InvalidConfigError(sourceName, actual, [{
     path: "",
     message: `this is a ${actual} config, but the ${expected} was asked to load it`,
@@ -212,7 +217,7 @@ export async function loadServerConfig(
   const { text, sourceName } = await readSource(source);
   const name = options.sourceName ?? sourceName;
   const parsed = parseConfigText(text, { ...options, sourceName: name });
-  if (parsed.kind !== "server") throw wrongKind(name, "server", parsed.kind);
+  if (parsed.kind !== "server") throw wrongKindError(name, "server", parsed.kind);
   return parsed.config;
 }
 
@@ -228,6 +233,6 @@ export async function loadClientConfig(
   const { text, sourceName } = await readSource(source);
   const name = options.sourceName ?? sourceName;
   const parsed = parseConfigText(text, { ...options, sourceName: name });
-  if (parsed.kind !== "client") throw wrongKind(name, "client", parsed.kind);
+  if (parsed.kind !== "client") throw wrongKindError(name, "client", parsed.kind);
   return parsed.config;
 }

@@ -25,6 +25,7 @@ export {
   loadServerConfig,
   parseConfigText,
   type ParsedConfig,
+  wrongKindError,
 } from "./load.ts";
 export {
   formatPortRanges,
