@@ -56,7 +56,7 @@ export function isHost(value: string): boolean {
  * The eight 16-bit groups of an IPv6 address (`::ffff:127.0.0.1` → `[0, 0, 0, 0, 0, 0xffff, 0x7f00, 1]`),
  * or null when `value` is not one ({@linkcode isIpv6}).
  */
-function ipv6Groups(value: string): number[] | null {
+export function ipv6Groups(value: string): number[] | null {
   if (!isIpv6(value)) return null;
   let text = value;
   const lastColon = text.lastIndexOf(":");

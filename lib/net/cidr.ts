@@ -13,7 +13,7 @@
  * @module
  */
 
-import { isIpv4, isIpv6, unmapIpv4 } from "./address.ts";
+import { ipv6Groups, isIpv4, unmapIpv4 } from "./address.ts";
 
 /** A parsed network: the address as 4 or 16 bytes and the prefix length in bits. */
 export interface Cidr {
@@ -29,20 +29,8 @@ export interface Cidr {
 export function ipBytes(address: string): Uint8Array | null {
   const bare = unmapIpv4(address.startsWith("[") && address.endsWith("]") ? address.slice(1, -1) : address);
   if (isIpv4(bare)) return new Uint8Array(bare.split(".").map(Number));
-  if (!isIpv6(bare)) return null;
-  let text = bare;
-  const lastColon = text.lastIndexOf(":");
-  const last = text.slice(lastColon + 1);
-  if (last.includes(".")) {
-    // An embedded IPv4 tail (`::ffff:10.0.0.1`) as the two groups it stands for.
-    const [a = 0, b = 0, c = 0, d = 0] = last.split(".").map(Number);
-    text = `${text.slice(0, lastColon + 1)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
-  }
-  const [head = "", rest] = text.split("::");
-  const parse = (part: string) => part === "" ? [] : part.split(":").map((group) => parseInt(group, 16));
-  const left = parse(head);
-  const right = rest === undefined ? [] : parse(rest);
-  const groups = [...left, ...new Array<number>(8 - left.length - right.length).fill(0), ...right];
+  const groups = ipv6Groups(bare);
+  if (groups === null) return null;
   const bytes = new Uint8Array(16);
   groups.forEach((group, index) => {
     bytes[index * 2] = group >> 8;
