@@ -18,7 +18,6 @@ import {
   type ConfigKind,
   ENV_OVERRIDES,
   type EnvSource,
-  InvalidConfigError,
   loadClientConfig,
   loadServerConfig,
   parseConfigText,
