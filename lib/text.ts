@@ -155,3 +155,8 @@ export function hex(bytes: ArrayBuffer | Uint8Array): string {
 export function colonHex(bytes: ArrayBuffer | Uint8Array): string {
   return hexPairs(bytes).join(":").toUpperCase();
 }
+
+/** The message of a thrown value: an `Error`'s message, anything else as text. */
+export function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -10,6 +10,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { errorMessage } from "../text.ts";
 
 const logger = getLogger(["tls-tunnel", "cli"]);
 
@@ -32,7 +33,7 @@ export async function loadFullCollection(): Promise<FullCollection | null> {
     return typeof gc === "function" ? () => gc() : null;
   } catch (error) {
     logger.debug("No full garbage collection available ({error}); memory is left to V8", {
-      error: error instanceof Error ? error.message : String(error),
+      error: errorMessage(error),
     });
     return null;
   }
@@ -53,7 +54,7 @@ export function loadAllocatorTrim(): (() => void) | null {
     return () => void library.symbols.malloc_trim(0n);
   } catch (error) {
     logger.debug("No malloc_trim ({error}); freed native memory stays in the allocator", {
-      error: error instanceof Error ? error.message : String(error),
+      error: errorMessage(error),
     });
     return null;
   }
@@ -84,7 +85,7 @@ export interface IdleCollectionOptions {
 export function collectWhenIdle(options: IdleCollectionOptions): void {
   void startCollecting(options).catch((error) => {
     logger.debug("Idle garbage collection stopped: {error}", {
-      error: error instanceof Error ? error.message : String(error),
+      error: errorMessage(error),
     });
   });
 }

@@ -9,6 +9,7 @@
 import { CertificateOptionsError, DEFAULT_ALT_NAMES, generateCertificates } from "../pki/cert.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
 import { pathExists } from "./_files.ts";
+import { errorMessage } from "../text.ts";
 
 /** Options of {@link certCommand}, as the command line gives them (strings). */
 export interface CertOptions {
@@ -77,9 +78,7 @@ export async function certCommand(options: CertOptions, io: CommandOutput = proc
     // Leave no half set behind: a key without its certificate is of no use.
     for (const path of written) await Deno.remove(path).catch(() => {});
     io.err(
-      `tls-tunnel: cannot write the certificate files: ${
-        error instanceof Error ? error.message : String(error)
-      }`,
+      `tls-tunnel: cannot write the certificate files: ${errorMessage(error)}`,
     );
     return 1;
   }

@@ -20,6 +20,7 @@ import { type ConfigKind, InvalidConfigError, loadConfig, type ParsedConfig } fr
 import type { ClientConfig, ServerConfig } from "../config/types.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
 import { activeLogFormat, formatOutputRecord, type LogFormat } from "./logging.ts";
+import { errorMessage } from "../text.ts";
 
 /** Options of {@link checkCommand}. */
 export interface CheckOptions {
@@ -136,7 +137,7 @@ async function readNamedFile(path: string, file: string, issues: ConfigIssue[]):
       path,
       message: error instanceof Deno.errors.NotFound
         ? `${file} does not exist (relative paths start at the current directory)`
-        : `cannot read ${file}: ${error instanceof Error ? error.message : String(error)}`,
+        : `cannot read ${file}: ${errorMessage(error)}`,
       hint: "fix the path, or create the files with `tls-tunnel cert`",
     });
     return null;

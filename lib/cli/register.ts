@@ -14,6 +14,7 @@
 import { ConfigError, loadConfig, type ParsedConfig, type PortRange } from "../config/mod.ts";
 import { VERSION } from "../version.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
+import { errorMessage } from "../text.ts";
 
 /** The role a unit runs. */
 export type ServiceRole = "server" | "client";
@@ -403,7 +404,7 @@ async function systemctl(
   const full = options.user ? ["--user", ...args] : args;
   const result = await (options.systemctl ?? runSystemctl)(full).catch((error: unknown) => ({
     code: -1,
-    stderr: error instanceof Error ? error.message : String(error),
+    stderr: errorMessage(error),
   }));
   if (result.code === 0) {
     io.err(`ran: systemctl ${full.join(" ")}`);
@@ -448,7 +449,7 @@ export async function registerCommand(
     await Deno.mkdir(directory, { recursive: true });
     await Deno.writeTextFile(path, text, { mode: 0o644 });
   } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
+    const why = errorMessage(error);
     io.err(
       `tls-tunnel: cannot write ${path}: ${why}; ` +
         (options.user
@@ -511,7 +512,7 @@ export async function unregisterCommand(
   try {
     await Deno.remove(path);
   } catch (error) {
-    io.err(`tls-tunnel: cannot remove ${path}: ${error instanceof Error ? error.message : String(error)}`);
+    io.err(`tls-tunnel: cannot remove ${path}: ${errorMessage(error)}`);
     return 1;
   }
   io.err(`removed ${path}`);

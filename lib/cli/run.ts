@@ -17,7 +17,7 @@ import { keyMatchesCertificate } from "../pki/key_match.ts";
 import { formatHostPort } from "../net/address.ts";
 import { BindError } from "../net/tcp.ts";
 import { tcpResetUnavailableReason } from "../net/tcp_reset.ts";
-import { escapeForTerminal } from "../text.ts";
+import { errorMessage, escapeForTerminal } from "../text.ts";
 import { writeOutput } from "./logging.ts";
 import { TunnelServer } from "../server/server.ts";
 import { type ClientProxyState, FatalClientError, TunnelClient } from "../client/client.ts";
@@ -89,7 +89,7 @@ async function loadServerCertificate(
     try {
       texts.push(await Deno.readTextFile(path));
     } catch (error) {
-      return `cannot read server.${key} ${path}: ${error instanceof Error ? error.message : String(error)}`;
+      return `cannot read server.${key} ${path}: ${errorMessage(error)}`;
     }
   }
   const [certPem = "", keyPem = ""] = texts;
@@ -97,7 +97,7 @@ async function loadServerCertificate(
   try {
     fingerprint = await fingerprintSha256(certPem);
   } catch (error) {
-    return `server.cert_path ${certPath}: ${error instanceof Error ? error.message : String(error)}; ` +
+    return `server.cert_path ${certPath}: ${errorMessage(error)}; ` +
       "point it at the PEM certificate chain (`tls-tunnel cert` writes cert.pem)";
   }
   if (!/-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/.test(keyPem)) {
@@ -207,7 +207,7 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
     } catch (error) {
       console.error(
         `tls-tunnel: cannot read client.ca_cert_path ${config.caCertPath}: ` +
-          `${error instanceof Error ? error.message : String(error)}`,
+          `${errorMessage(error)}`,
       );
       return 1;
     }

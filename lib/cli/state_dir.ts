@@ -12,6 +12,7 @@
 import { fingerprintSha256 } from "../pki/fingerprint.ts";
 import { isHost } from "../net/address.ts";
 import { processEnv } from "../config/env.ts";
+import { errorMessage } from "../text.ts";
 
 /** Name of the state directory under `$XDG_STATE_HOME` or `~/.local/state`. */
 export const STATE_DIR_NAME = "tls-tunnel";
@@ -37,7 +38,7 @@ export class StateDirError extends Error {
 }
 
 function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return errorMessage(error);
 }
 
 /**

@@ -9,6 +9,7 @@
 
 import { DEFAULTS } from "../config/defaults.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
+import { errorMessage } from "../text.ts";
 
 /** Column of the `# default` remarks. */
 const REMARK_COLUMN = 42;
@@ -277,9 +278,7 @@ export async function templateCommand(
       io.err(`tls-tunnel: ${options.outputPath} already exists; not overwriting it. Choose another -o path.`);
     } else {
       io.err(
-        `tls-tunnel: cannot write ${options.outputPath}: ${
-          error instanceof Error ? error.message : String(error)
-        }`,
+        `tls-tunnel: cannot write ${options.outputPath}: ${errorMessage(error)}`,
       );
     }
     return 1;

@@ -13,6 +13,7 @@ import { type CommandOutput, processOutput } from "./_command_output.ts";
 import { parseRemoteForward, type RemoteForward, RemoteForwardError } from "./remote_forward.ts";
 import { generateAuthKey } from "./state_dir.ts";
 import { pathExists } from "./_files.ts";
+import { errorMessage } from "../text.ts";
 
 /** Options of {@linkcode templatePairCommand}, as the command line gives them (strings). */
 export interface TemplatePairOptions {
@@ -128,7 +129,7 @@ export async function templatePairCommand(
   try {
     await Deno.mkdir(given, { recursive: true, mode: 0o700 });
   } catch (error) {
-    io.err(`tls-tunnel: cannot create ${given}: ${error instanceof Error ? error.message : String(error)}`);
+    io.err(`tls-tunnel: cannot create ${given}: ${errorMessage(error)}`);
     return 1;
   }
   // Absolute paths in the configs: they work from any working directory.
@@ -167,7 +168,7 @@ export async function templatePairCommand(
   } catch (error) {
     // Leave no half pair behind.
     for (const path of written) await Deno.remove(path).catch(() => {});
-    io.err(`tls-tunnel: cannot write the pair: ${error instanceof Error ? error.message : String(error)}`);
+    io.err(`tls-tunnel: cannot write the pair: ${errorMessage(error)}`);
     return 1;
   }
   // One call, so that --log-format json prints the report as one record.

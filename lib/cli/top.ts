@@ -13,7 +13,7 @@ import { formatHostPort, isWildcard } from "../net/address.ts";
 import type { ServedStats } from "../stats/http.ts";
 import { formatDuration } from "../stats/format.ts";
 import type { ProxySnapshot } from "../stats/snapshot.ts";
-import { escapeForTerminal } from "../text.ts";
+import { errorMessage, escapeForTerminal } from "../text.ts";
 import { computeRates, type Rates, renderScreen } from "./_top_screen.ts";
 import { expandHome } from "./config_path.ts";
 import { activeLogFormat, writeOutput } from "./logging.ts";
@@ -157,7 +157,7 @@ export async function fetchStats(url: string, token?: string, signal?: AbortSign
 
 /** The most specific message in an error's cause chain (`fetch failed` hides `Connection refused`). */
 function innermostMessage(error: unknown): string {
-  let message = error instanceof Error ? error.message : String(error);
+  let message = errorMessage(error);
   let current: unknown = error;
   for (let depth = 0; depth < 5 && current instanceof Error && current.cause !== undefined; depth++) {
     current = current.cause;
@@ -317,7 +317,7 @@ export async function topCommand(given: TopCommandOptions): Promise<number> {
     try {
       target = await statsTargetFromConfig(given.config);
     } catch (error) {
-      console.error(`tls-tunnel: ${error instanceof Error ? error.message : String(error)}`);
+      console.error(`tls-tunnel: ${errorMessage(error)}`);
       return 1;
     }
   }
@@ -327,7 +327,7 @@ export async function topCommand(given: TopCommandOptions): Promise<number> {
   try {
     statsUrl(options.url);
   } catch (error) {
-    console.error(`tls-tunnel: ${error instanceof Error ? error.message : String(error)}`);
+    console.error(`tls-tunnel: ${errorMessage(error)}`);
     return 2;
   }
   // --log-format json: one record holding the stats, never the live screen.
@@ -347,7 +347,7 @@ export async function topCommand(given: TopCommandOptions): Promise<number> {
     } catch (error) {
       // The message may quote the endpoint's answer.
       console.error(
-        `tls-tunnel: ${escapeForTerminal(error instanceof Error ? error.message : String(error))}`,
+        `tls-tunnel: ${escapeForTerminal(errorMessage(error))}`,
       );
       return 1;
     }

@@ -41,6 +41,7 @@ import { FatalClientError } from "./errors.ts";
 import { authenticate, defaultClientId, registerProxies, serveServer } from "./registration.ts";
 import type { ClientProxyState, ClientState } from "./state.ts";
 import { localBackendsOf, StreamCarrier } from "./stream_carrier.ts";
+import { errorMessage } from "../text.ts";
 
 export { FatalClientError, MalformedServerAnswerError } from "./errors.ts";
 export type { ClientProxyState, ClientState } from "./state.ts";
@@ -143,12 +144,12 @@ export class TunnelClient {
           if (error instanceof FatalClientError) throw error;
           // The proxy refused the credentials (or wants some): the same config can only fail again.
           if (isPermanentProxyError(error)) {
-            throw new FatalClientError(error instanceof Error ? error.message : String(error), 0, {
+            throw new FatalClientError(errorMessage(error), 0, {
               cause: error,
             });
           }
           if (signal?.aborted) break;
-          failure = error instanceof Error ? error.message : String(error);
+          failure = errorMessage(error);
         }
         if (signal?.aborted) break;
         if (!healthy) this.connectFailures++;

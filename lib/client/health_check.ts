@@ -9,6 +9,7 @@ import type { HealthCheckConfig } from "../config/types.ts";
 import { sleep, withTimeout } from "../_async.ts";
 import { closeQuietly } from "../transport/pipe.ts";
 import { formatHostPort } from "../net/address.ts";
+import { errorMessage } from "../text.ts";
 
 /** The result of one check. */
 export interface HealthResult {
@@ -35,7 +36,7 @@ export async function checkTcp(hostname: string, port: number, timeoutMs: number
     return {
       healthy: false,
       error: `local service ${formatHostPort(hostname, port)} is not accepting connections: ${
-        error instanceof Error ? error.message : String(error)
+        errorMessage(error)
       }`,
     };
   }

@@ -20,6 +20,7 @@ import type { CarriedStream, ClientProxyKind } from "./proxy_kinds/kind.ts";
 import { clientProxyKindFor } from "./proxy_kinds/registry.ts";
 import { type Backend, BackendPool, formatBackend } from "./load_balancer.ts";
 import type { ClientProxyState } from "./state.ts";
+import { errorMessage } from "../text.ts";
 
 const logger = getLogger(["tls-tunnel", "client"]);
 
@@ -113,7 +114,7 @@ export class StreamCarrier {
         release = pooled.release;
       } catch (error) {
         stats.failedConnections++;
-        stats.lastError = error instanceof Error ? error.message : String(error);
+        stats.lastError = errorMessage(error);
         logger.warn("Proxy {proxy}: connection from {peer} dropped: {error}", {
           proxy: config.name,
           peer: header.peer_addr,

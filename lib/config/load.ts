@@ -13,6 +13,7 @@ import { applyEnvOverrides, type EnvSource, processEnv } from "./env.ts";
 import { ConfigError, type ConfigIssue } from "./errors.ts";
 import { clientFileSchema, serverFileSchema } from "./schema.ts";
 import type { ClientConfig, ServerConfig } from "./types.ts";
+import { errorMessage } from "../text.ts";
 
 /** Which role a config file is for. */
 export type ConfigKind = "server" | "client";
@@ -161,9 +162,7 @@ async function readSource(source: ConfigSource): Promise<{ text: string; sourceN
   try {
     return { text: await Deno.readTextFile(source), sourceName };
   } catch (error) {
-    let message = `cannot read config file ${sourceName}: ${
-      error instanceof Error ? error.message : String(error)
-    }`;
+    let message = `cannot read config file ${sourceName}: ${errorMessage(error)}`;
     let hint = "check the file's path and permissions";
     if (error instanceof Deno.errors.NotFound) {
       message = `config file ${sourceName} does not exist`;

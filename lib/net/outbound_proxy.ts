@@ -17,6 +17,7 @@ import { formatHostPort } from "./address.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
 import { OutboundProxyError, proxyHandshake, type ProxyTarget } from "./proxy_handshake.ts";
 import type { OutboundProxy } from "./proxy_url.ts";
+import { errorMessage } from "../text.ts";
 
 export * from "./proxy_url.ts";
 export * from "./proxy_handshake.ts";
@@ -103,7 +104,7 @@ export async function connectNodeSocket(
 function describeProxyConnectError(error: unknown, proxy: OutboundProxy, signal: AbortSignal): Error {
   if (error instanceof OutboundProxyError) return error;
   const code = (error as { code?: unknown } | null)?.code;
-  const detail = error instanceof Error ? error.message : String(error);
+  const detail = errorMessage(error);
   const where = formatHostPort(proxy.host, proxy.port);
   if (signal.aborted) {
     return new OutboundProxyError(`Timed out connecting to ${proxy.hop}; is it reachable?`, false, {

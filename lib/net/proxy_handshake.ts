@@ -16,7 +16,7 @@ import type { DuplexConn } from "./conn.ts";
 import { writeAll } from "./conn.ts";
 import { formatHostPort, isIpv4, isIpv6 } from "./address.ts";
 import type { OutboundProxy } from "./proxy_url.ts";
-import { quoteForMessage } from "../text.ts";
+import { errorMessage, quoteForMessage } from "../text.ts";
 import { VERSION } from "../version.ts";
 
 /** Most bytes of an HTTP proxy's answer header (status line and fields) read before refusing it. */
@@ -181,7 +181,7 @@ function withSignal<T>(
         reject(
           new OutboundProxyError(
             `The connection to ${proxy.hop} failed while waiting for its answer to ${what}: ${
-              error instanceof Error ? error.message : String(error)
+              errorMessage(error)
             }`,
             false,
             { cause: error },

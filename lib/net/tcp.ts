@@ -5,7 +5,7 @@
  */
 
 import { formatHostPort, isIpAddress } from "./address.ts";
-import { quoteForMessage } from "../text.ts";
+import { errorMessage, quoteForMessage } from "../text.ts";
 
 /**
  * Why a bind failed; decides whether retrying can help. `invalid_address`: not an IP literal, refused
@@ -48,7 +48,7 @@ export function classifyBindError(
   key = "publish_port",
 ): BindError {
   const where = formatHostPort(hostname, port);
-  const detail = error instanceof Error ? error.message : String(error);
+  const detail = errorMessage(error);
   // `node:net` errors carry an errno code instead of a Deno error class.
   const code = (error as { code?: unknown } | null)?.code;
   if (error instanceof Deno.errors.AddrInUse || code === "EADDRINUSE") {

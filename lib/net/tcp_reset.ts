@@ -24,6 +24,8 @@
  * @module
  */
 
+import { errorMessage } from "../text.ts";
+
 /** Why resets are not available in this process, or null when they are. */
 let unavailableReason: string | null | undefined;
 /** The libc calls used here, once loaded. */
@@ -62,9 +64,7 @@ function load(): string | null {
     libc = library.symbols;
     unavailableReason = null;
   } catch (error) {
-    unavailableReason = `libc could not be loaded (${
-      error instanceof Error ? error.message : String(error)
-    })`;
+    unavailableReason = `libc could not be loaded (${errorMessage(error)})`;
   }
   return unavailableReason;
 }

@@ -17,7 +17,7 @@
 
 import "./_reflect_metadata.ts";
 import * as x509 from "@peculiar/x509";
-import { colonHex } from "../text.ts";
+import { colonHex, errorMessage } from "../text.ts";
 
 x509.cryptoProvider.set(crypto);
 
@@ -57,9 +57,7 @@ export async function readCertificates(pem: string): Promise<CertificateSummary[
       certificate = new x509.X509Certificate(block[0]);
     } catch (error) {
       throw new CertificateReadError(
-        `certificate ${index + 1} of ${blocks.length} does not parse: ${
-          error instanceof Error ? error.message : String(error)
-        }`,
+        `certificate ${index + 1} of ${blocks.length} does not parse: ${errorMessage(error)}`,
       );
     }
     certificates.push({

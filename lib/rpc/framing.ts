@@ -8,6 +8,7 @@
  */
 
 import { type DuplexConn, writeAll } from "../net/conn.ts";
+import { errorMessage } from "../text.ts";
 
 /** Bytes of the big-endian length prefix. */
 export const FRAME_HEADER_BYTES = 4;
@@ -250,7 +251,7 @@ export class FrameReader {
     try {
       value = JSON.parse(text);
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = errorMessage(error);
       throw new MalformedJsonError(bodyBytes, reason, { cause: error });
     }
     // `null` is how next() reports end of stream; no JSON-RPC message is a bare null anyway.

@@ -24,6 +24,7 @@ import type { ConnectedClient } from "./connected_client.ts";
 import type { PublishedListener } from "./proxy_kinds/kind.ts";
 import type { PublishedProxy } from "./published_proxy.ts";
 import { bindErrorCode } from "./registration_answers.ts";
+import { errorMessage } from "../text.ts";
 
 // The registrar's category: these lines are part of its story of a registration.
 const logger = getLogger(["tls-tunnel", "server", "registrar"]);
@@ -115,7 +116,7 @@ export function retryBindInBackground(job: BackgroundBind): ProxyRegistration {
     },
     (error: unknown) => {
       if (client.signal.aborted || published.stopped) return;
-      const finalError = error instanceof Error ? error.message : String(error);
+      const finalError = errorMessage(error);
       logger.error("Proxy {proxy} of {client} bind failed after {retries} retries: {error}", {
         proxy: proxy.name,
         client: client.name,

@@ -10,6 +10,7 @@ import { getLogger } from "@logtape/logtape";
 import type { NotifyConfig } from "../config/types.ts";
 import type { EventLog } from "../stats/event_log.ts";
 import type { EventSnapshot } from "../stats/snapshot.ts";
+import { errorMessage } from "../text.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "webhook"]);
 
@@ -98,7 +99,7 @@ export class WebhookNotifier {
       this.failed++;
       logger.warn("Webhook POST of {code} failed: {error}; check server.notify.webhook_url", {
         code: payload.code,
-        error: error instanceof Error ? error.message : String(error),
+        error: errorMessage(error),
       });
     }
   }

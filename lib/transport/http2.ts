@@ -63,6 +63,7 @@ import {
   type TransportListener,
   type TransportListenOptions,
 } from "./transport.ts";
+import { errorMessage } from "../text.ts";
 
 /** Streams a peer may have open at once: the tunnel plus a few answered 404. */
 export const HTTP2_MAX_CONCURRENT_STREAMS = 4;
@@ -534,7 +535,7 @@ export async function openHttp2Tunnel(
     return new Http2TunnelConn(stream, session);
   } catch (error) {
     if (error instanceof TransportDialError) throw error;
-    const detail = error instanceof Error ? error.message : String(error);
+    const detail = errorMessage(error);
     throw fail(
       `The HTTP/2 tunnel request to ${options.where} on ${options.path} failed: ${detail}; is the server's ` +
         `transport "http2" (an HTTP/1.1-only server or proxy closes the connection at the HTTP/2 preface)?`,

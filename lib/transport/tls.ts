@@ -23,7 +23,7 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { formatHostPort, isIpAddress } from "../net/address.ts";
 import { connectNodeSocket, dialTcp, OutboundProxyError } from "../net/outbound_proxy.ts";
-import { colonHex, hex } from "../text.ts";
+import { colonHex, errorMessage, hex } from "../text.ts";
 import { NodeSocketConn } from "../net/node_socket_conn.ts";
 import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
 import {
@@ -149,7 +149,7 @@ async function dialTunnelTls(options: TransportDialOptions, abort?: AbortSignal)
 
 /** Whether a failed handshake failed because our side refused the server's certificate. */
 function isCertificateRejection(error: unknown): boolean {
-  const detail = error instanceof Error ? error.message : String(error);
+  const detail = errorMessage(error);
   return /certificate|UnknownIssuer|NotValidForName|BadCertificate|CaUsedAsEndEntity/i.test(detail);
 }
 
@@ -167,7 +167,7 @@ async function describeRejectedCertificate(
   error: unknown,
   abort: AbortSignal | undefined,
 ): Promise<TlsDialError> {
-  const detail = error instanceof Error ? error.message : String(error);
+  const detail = errorMessage(error);
   const name = options.serverName ?? options.hostname;
   if (/NotValidForName/i.test(detail)) {
     return new TlsDialError(
@@ -270,7 +270,7 @@ async function presentedChainFingerprints(
 }
 
 function describeDialError(error: unknown, where: string, timedOut: boolean, timeoutMs: number): Error {
-  const detail = error instanceof Error ? error.message : String(error);
+  const detail = errorMessage(error);
   if (timedOut) {
     return new TlsDialError(
       `Timed out after ${timeoutMs} ms connecting to ${where}; is the server reachable?`,

@@ -47,6 +47,7 @@ import {
   webSocketAccept,
   WebSocketConn,
 } from "./websocket.ts";
+import { errorMessage } from "../text.ts";
 
 /** The HTTP path of the tunnel when none is configured. */
 export const DEFAULT_SERVER_PATH = "/tunnel";
@@ -389,7 +390,7 @@ export async function upgradeWebSocketClient(
         { cause: error },
       );
     }
-    const detail = error instanceof Error ? error.message : String(error);
+    const detail = errorMessage(error);
     throw new TransportDialError(
       `The WebSocket upgrade with ${options.where} failed: ${detail} (answers are read up to ` +
         `${MAX_HTTP_HEAD_BYTES} bytes)`,
