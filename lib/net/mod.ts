@@ -16,3 +16,4 @@ export * from "./accept.ts";
 export * from "./tcp_reset.ts";
 export * from "./node_socket_conn.ts";
 export * from "./outbound_proxy.ts";
+export * from "./unstable.ts";
