@@ -10,6 +10,7 @@
  * | `proxy_status.ts`  | `PROXY_STATUSES`, the one list of a proxy's statuses                         |
  * | `convert.ts`       | config shapes ↔ wire shapes (`toProxySpec`, bind retry)                      |
  * | `stream_header.ts` | the header at the start of every data stream                                 |
+ * | `open_request.ts`  | the open request/reply of streams the client opens (visitors, forwarders)    |
  * | `version.ts`       | `PROTOCOL_VERSION`                                                           |
  * | `leaving.ts`       | a client's orderly departure (GoAway, grace period)                          |
  *
@@ -18,6 +19,7 @@
 
 export * from "./control.ts";
 export * from "./stream_header.ts";
+export * from "./open_request.ts";
 export * from "./leaving.ts";
 export * from "./version.ts";
 export * from "./proxy_status.ts";
