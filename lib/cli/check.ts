@@ -61,22 +61,30 @@ function serverSummary(config: ServerConfig): string[] {
   const tlsText = config.certPath !== undefined
     ? `TLS with ${config.certPath} and ${config.keyPath ?? ""}`
     : "TLS with a throw-away certificate generated at start";
-  const tls = config.behindProxy
-    ? `plain-text ${config.transport === "http2" ? "HTTP/2 (h2c)" : "WebSocket"} on ${config.serverPath} ` +
-      "for a reverse proxy that terminates TLS (behind_proxy); " +
-      `client addresses from X-Forwarded-For of ${config.trustedProxies.join(", ")}`
-    : config.transport === "wss"
-    ? `WebSocket on ${config.serverPath} over ${tlsText}`
-    : config.transport === "http2"
-    ? `HTTP/2 on ${config.serverPath} over ${tlsText}`
-    : tlsText;
+  // One line per listener (`[server]`'s and each [[server.listeners]] entry), in the order they bind.
+  const listenerLines = config.listeners.map((listener) => {
+    const tls = listener.behindProxy
+      ? `plain-text ${
+        listener.transport === "http2" ? "HTTP/2 (h2c)" : "WebSocket"
+      } on ${listener.serverPath} ` +
+        "for a reverse proxy that terminates TLS (behind_proxy); " +
+        `client addresses from X-Forwarded-For of ${listener.trustedProxies.join(", ")}`
+      : listener.transport === "wss"
+      ? `WebSocket on ${listener.serverPath} over ${tlsText}`
+      : listener.transport === "http2"
+      ? `HTTP/2 on ${listener.serverPath} over ${tlsText}`
+      : listener.transport === "tls"
+      ? tlsText
+      : `${listener.transport} with ${tlsText.slice("TLS with ".length)}`;
+    return `tunnel listener: ${listener.bindAddr}:${listener.bindPort} (${tls})`;
+  });
   const auth: string[] = [];
   if (config.authKey !== undefined) auth.push("shared auth_key");
   if (config.clients.length > 0) {
     auth.push(`${config.clients.length} named client(s): ${config.clients.map((c) => c.name).join(", ")}`);
   }
   return [
-    `tunnel listener: ${config.bindAddr}:${config.bindPort} (${tls})`,
+    ...listenerLines,
     `authentication: ${auth.join("; ")}`,
     `publishable ports: ${
       formatPortRanges(config.allowPorts)
@@ -103,14 +111,27 @@ function clientSummary(config: ClientConfig): string[] {
   if (config.serverFingerprint !== undefined) {
     lines.push(`server certificate pinned to SHA-256 ${config.serverFingerprint}`);
   }
+  if (config.servers.length > 1) {
+    // Several servers: one session to each, every proxy registered on each (README "Several servers").
+    lines.push(`servers (${config.servers.length}, a session to each; the first is shown above):`);
+    for (const server of config.servers) {
+      const pin = server.serverFingerprint !== undefined ? ", pinned" : "";
+      lines.push(
+        `  ${server.name}: ${server.serverAddr}:${server.serverPort} (${server.transport}, ` +
+          `certificate for ${server.serverName}${
+            server.caCertPath !== undefined ? ` from ${server.caCertPath}` : ""
+          }${pin})`,
+      );
+    }
+  }
   if (config.proxyUrl !== undefined) lines.push(`outbound proxy: ${config.proxyUrl.masked} (proxy_url)`);
   lines.push(`proxies (${config.proxies.length}):`);
   for (const proxy of config.proxies) {
+    // No publish_addr: the server's default_publish_addr (0.0.0.0 unless that server sets another).
+    const addr = proxy.publishAddr ?? "<default_publish_addr>";
     const published = proxy.publishPort !== 0
-      ? `${proxy.publishAddr}:${proxy.publishPort}`
-      : `${proxy.publishAddr}:<${
-        proxy.publishPortRange ? formatPortRanges([proxy.publishPortRange]) : "any port"
-      }>`;
+      ? `${addr}:${proxy.publishPort}`
+      : `${addr}:<${proxy.publishPortRange ? formatPortRanges([proxy.publishPortRange]) : "any port"}>`;
     lines.push(`  ${proxy.name}: server ${published} -> local ${proxy.localAddr}:${proxy.localPort}`);
   }
   return lines;

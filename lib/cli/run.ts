@@ -11,16 +11,27 @@ import type { ClientConfig, ServerConfig } from "../config/types.ts";
 import { processEnv } from "../config/env.ts";
 import { type EnvironmentProxy, proxyFromEnvironment } from "../net/no_proxy.ts";
 import { type OutboundProxy, ProxyUrlError } from "../net/proxy_url.ts";
-import { type ClientFlags, prepareClient, prepareServer, type ServerFlags } from "./role_setup.ts";
+import {
+  type ClientFlags,
+  prepareClient,
+  prepareServer,
+  resolveClient,
+  resolveServer,
+  type ServerFlags,
+} from "./role_setup.ts";
+import { reloadClient, Reloader, reloadServer, startReloadTriggers } from "./reload.ts";
+import { resolveConfigPath } from "./config_path.ts";
 import { fingerprintSha256 } from "../pki/fingerprint.ts";
 import { keyMatchesCertificate } from "../pki/key_match.ts";
 import { formatHostPort } from "../net/address.ts";
 import { BindError } from "../net/tcp.ts";
 import { tcpResetUnavailableReason } from "../net/tcp_reset.ts";
+import { hasUnstableNet, UnstableNetRequiredError } from "../net/unstable.ts";
 import { errorMessage, escapeForTerminal } from "../text.ts";
 import { writeOutput } from "./logging.ts";
 import { TunnelServer } from "../server/server.ts";
-import { type ClientProxyState, FatalClientError, TunnelClient } from "../client/client.ts";
+import { type ClientProxyState, FatalClientError } from "../client/client.ts";
+import { MultiServerClient } from "../client/multi_server.ts";
 import { InsecureStatsEndpointError, startStatsServer, type StatsServer } from "../stats/http.ts";
 import type { EventLog } from "../stats/event_log.ts";
 import type { StatsSnapshot } from "../stats/snapshot.ts";
@@ -35,8 +46,8 @@ export interface ServerCommandOptions extends ServerFlags {
 
 /** Reads the certificate and key named in the config, or generates a throw-away pair. */
 async function serverCertificate(config: ServerConfig): Promise<{ certPem: string; keyPem: string } | null> {
-  if (config.behindProxy) {
-    // The reverse proxy terminates TLS; the listener serves plain text (ws or h2c) and needs no certificate.
+  if (config.listeners.every((listener) => listener.behindProxy)) {
+    // The reverse proxy terminates TLS; the listeners serve plain text (ws or h2c) and need no certificate.
     logger.info(
       "behind_proxy: serving plain-text {protocol} on {path} for a reverse proxy that terminates TLS" +
         "{ignored}",
@@ -73,6 +84,20 @@ async function serverCertificate(config: ServerConfig): Promise<{ certPem: strin
     { fingerprint: generated.caFingerprintSha256 },
   );
   return { certPem: generated.serverChainPem, keyPem: generated.serverKeyPem };
+}
+
+/**
+ * The certificate a reloaded config names, read again even when its paths are unchanged (a renewed
+ * certificate is written over the old one); null when the server has none of its own to swap (generated
+ * at start, or behind a TLS-terminating proxy).
+ */
+function reloadCertificate(
+  config: ServerConfig,
+): Promise<{ certPem: string; keyPem: string; fingerprint: string } | string | null> {
+  if (config.behindProxy || config.certPath === undefined || config.keyPath === undefined) {
+    return Promise.resolve(null);
+  }
+  return loadServerCertificate(config.certPath, config.keyPath);
 }
 
 /**
@@ -118,16 +143,19 @@ async function loadServerCertificate(
  */
 function startStatsEndpoint(
   config: { statsAddr: string; statsPort?: number; statsToken?: string },
-  source: { snapshot: () => StatsSnapshot; events: EventLog },
+  source: { snapshot: () => StatsSnapshot; events: EventLog; reload?: Reloader },
   signal: AbortSignal,
 ): StatsServer | null | false {
   if (config.statsPort === undefined) return null;
+  const reloader = source.reload;
   try {
     const stats = startStatsServer({
       hostname: config.statsAddr,
       port: config.statsPort,
       ...(config.statsToken !== undefined ? { token: config.statsToken } : {}),
-      ...source,
+      snapshot: source.snapshot,
+      events: source.events,
+      ...(reloader ? { reload: () => reloader.httpAnswer() } : {}),
       signal,
     });
     logger.info("Stats: dashboard {url}, JSON {url}api/stats, Prometheus {url}metrics", { url: stats.url });
@@ -162,9 +190,12 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
     signal: options.signal,
     transport: config.transport,
   });
+  const reloader = new Reloader((source) =>
+    reloadServer(server, async () => (await resolveServer(options)).config, reloadCertificate, source)
+  );
   const stats = startStatsEndpoint(
     config,
-    { snapshot: () => server.snapshot(), events: server.events },
+    { snapshot: () => server.snapshot(), events: server.events, reload: reloader },
     options.signal,
   );
   if (stats === false) return 1;
@@ -179,6 +210,11 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
     }
     throw error;
   }
+  startReloadTriggers({
+    configPath: await resolveConfigPath("server", options.configPath),
+    reloader,
+    signal: options.signal,
+  });
   // A client's session set-up is work too: its garbage goes once the next check finds things quiet.
   collectWhenIdle({ activity: () => copiedChunks() + server.sessionsTotal, signal: options.signal });
   try {
@@ -200,15 +236,18 @@ export interface ClientCommandOptions extends ClientFlags {
 export async function clientCommand(options: ClientCommandOptions): Promise<number> {
   const config = await prepareClient(options);
   if (typeof config === "number") return config;
-  let caCertPem: string | undefined;
-  if (config.caCertPath !== undefined) {
+  // UDP proxies need Deno's --unstable-net: say so now, not at the first datagram.
+  if (config.proxies.some((proxy) => proxy.proxyType === "udp") && !hasUnstableNet()) {
+    console.error(`tls-tunnel: ${new UnstableNetRequiredError('proxy_type = "udp"').message}`);
+    return 1;
+  }
+  // Every server's ca_cert_path (one with server_addr; each [[client.servers]] may name its own).
+  const caCertPems = new Map<string, string>();
+  for (const path of new Set(config.servers.flatMap((server) => server.caCertPath ?? []))) {
     try {
-      caCertPem = await Deno.readTextFile(config.caCertPath);
+      caCertPems.set(path, await Deno.readTextFile(path));
     } catch (error) {
-      console.error(
-        `tls-tunnel: cannot read client.ca_cert_path ${config.caCertPath}: ` +
-          `${errorMessage(error)}`,
-      );
+      console.error(`tls-tunnel: cannot read client.ca_cert_path ${path}: ${errorMessage(error)}`);
       return 1;
     }
   }
@@ -222,25 +261,36 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
         "Use ca_cert_path in production.",
     );
   }
-  const proxy = outboundProxyOf(config);
-  if (typeof proxy === "number") return proxy;
+  // The outbound proxy towards each server (NO_PROXY may list some of them).
+  const proxies = new Map<string, OutboundProxy | null>();
+  for (const server of config.servers) {
+    const proxy = outboundProxyOf({ ...config, serverAddr: server.serverAddr });
+    if (typeof proxy === "number") return proxy;
+    proxies.set(server.name, proxy);
+  }
   const registered = Promise.withResolvers<void>();
-  const client = new TunnelClient({
+  const several = config.servers.length > 1;
+  const client = new MultiServerClient({
     config,
-    ...(caCertPem !== undefined ? { caCertPem } : {}),
-    proxy,
+    caCertPems,
+    proxyFor: (server) => proxies.get(server.name) ?? null,
     signal: options.signal,
-    transport: config.transport,
-    onStatusChange: (proxies) => {
-      printProxyTable(proxies);
+    onStatusChange: (server, proxies) => {
+      printProxyTable(proxies, several ? server.name : undefined);
       registered.resolve();
     },
   });
+  const reloader = new Reloader((source) => reloadClient(client, () => resolveClient(options), source));
   const stats = startStatsEndpoint(
     config,
-    { snapshot: () => client.snapshot(), events: client.events },
+    { snapshot: () => client.snapshot(), events: client.events, reload: reloader },
     options.signal,
   );
+  startReloadTriggers({
+    configPath: await resolveConfigPath("client", options.configPath),
+    reloader,
+    signal: options.signal,
+  });
   if (stats === false) return 1;
   collectWhenIdle({
     activity: () => copiedChunks() + client.sessionsEstablished,
@@ -301,8 +351,11 @@ function outboundProxyOf(config: ClientConfig): OutboundProxy | null | number {
   return null;
 }
 
-/** Prints the proxies' state: `web  healthy  0.0.0.0:8080 → 127.0.0.1:3000`. */
-function printProxyTable(proxies: ClientProxyState[]): void {
+/**
+ * Prints the proxies' state: `web  healthy  0.0.0.0:8080 → 127.0.0.1:3000`; with several servers, one
+ * table per server, each line naming it (`[a.example.com:8443] web  healthy  …`).
+ */
+function printProxyTable(proxies: ClientProxyState[], server?: string): void {
   const rows = proxies.map(({ config, registration, stats }) => {
     const port = registration && registration.status !== "rejected"
       ? registration.publish_port
@@ -310,7 +363,9 @@ function printProxyTable(proxies: ClientProxyState[]): void {
     return [
       config.name,
       stats.status,
-      `${formatHostPort(config.publishAddr, port)} → ${formatHostPort(config.localAddr, config.localPort)}`,
+      `${formatHostPort(registration?.publish_addr || (config.publishAddr ?? "0.0.0.0"), port)} → ${
+        formatHostPort(config.localAddr, config.localPort)
+      }`,
     ];
   });
   const widths = [0, 1].map((column) => Math.max(...rows.map((row) => (row[column] ?? "").length)));
@@ -318,10 +373,9 @@ function printProxyTable(proxies: ClientProxyState[]): void {
     `${(row[0] ?? "").padEnd(widths[0] ?? 0)}  ${(row[1] ?? "").padEnd(widths[1] ?? 0)}  ${row[2]}`
   );
   // One record per change (one event, one line), the structured rows beside the rendered ones.
-  logger.info("{table}", {
-    table: lines.join("; "),
-    proxies: rows.map(([name, status, route]) => ({ name, status, route })),
-  });
+  const structured = rows.map(([name, status, route]) => ({ name, status, route }));
+  if (server === undefined) logger.info("{table}", { table: lines.join("; "), proxies: structured });
+  else logger.info("[{server}] {table}", { server, table: lines.join("; "), proxies: structured });
 }
 
 /** Options of {@linkcode demoCommand}. */

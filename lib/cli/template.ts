@@ -72,6 +72,11 @@ auth_key = "${authKey}"
 # Ports a client using the shared auth_key may publish: ports and ranges, comma-separated.
 ${commentedDefault("allow_ports", DEFAULTS.server.allow_ports)}
 
+# Address a proxy is published on when it names no publish_addr: an IP address, never a host name.
+# Several servers on one host each set their own (e.g. "192.0.2.10" and "192.0.2.11") to publish the
+# same port.
+${commentedDefault("default_publish_addr", DEFAULTS.server.default_publish_addr)}
+
 # Most proxies one client may register.
 ${commentedDefault("max_proxies_per_client", DEFAULTS.server.max_proxies_per_client)}
 
@@ -136,6 +141,16 @@ ${commentedDefault("timeout_secs", DEFAULTS.server.notify.timeout_secs)}
 # auth_key = "a-key-only-the-office-client-knows"
 # allow_ports = "20000-20100"
 # max_proxies = 8
+
+# More listeners: the same server on other ports and transports at once, sharing its clients, published
+# ports, stats and pending limits (repeat the block for more). transport and bind_port are required;
+# bind_addr, server_path, behind_proxy and trusted_proxies (default: [server]'s) as in [server]. When
+# [server] writes transport, bind_addr or bind_port (as this file does), that listener comes first;
+# when it writes none of them, the entries are all. No two may share a port on overlapping addresses.
+# [[server.listeners]]
+# transport = "wss"
+# bind_addr = "0.0.0.0"
+# bind_port = 443
 `;
 }
 
@@ -152,6 +167,21 @@ ${liveDefault("server_port", DEFAULTS.client.server_port)}
 
 # Name the server's certificate must carry (default: server_addr).
 # server_name = "tunnel.example.com"
+
+# Several servers at once, instead of server_addr (not both): the client keeps a session to each,
+# registers its proxies on each and reconnects each on its own. The keys above (server_port,
+# server_name, ca_cert_path, server_fingerprint, transport, server_path) are every entry's defaults.
+# servers = ["a.example.com:8443", "b.example.com:8443"]
+# Or one table per server, each key optional but server_addr:
+# [[client.servers]]
+# name = "a"
+# server_addr = "a.example.com"
+# server_port = 8443
+# server_name = "a.example.com"
+# ca_cert_path = "ca-a.pem"
+# server_fingerprint = "SHA256:…"
+# transport = "tls"
+# server_path = "/tunnel"
 
 # Certificate verification. For a server using \`tls-tunnel cert\` files, point ca_cert_path at its
 # ca.pem. Without ca_cert_path the system's CAs are used (e.g. for a Let's Encrypt certificate).
@@ -221,8 +251,11 @@ name = "web"
 # Only "tcp" (HTTP, SSH, databases … all travel as tcp).
 ${commentedDefault("proxy_type", DEFAULTS.proxy.proxy_type)}
 # Address (an IP address of the server, never a host name) and port the server publishes on.
-# publish_port = 0 lets the server pick a free port.
-${liveDefault("publish_addr", DEFAULTS.proxy.publish_addr)}
+# Without publish_addr the server's default_publish_addr (${
+    toml(DEFAULTS.server.default_publish_addr)
+  } unless it sets another)
+# is used. publish_port = 0 lets the server pick a free port.
+# publish_addr = "127.0.0.1"
 publish_port = 8080
 # Ports to try when publish_port is taken (or 0), and whether to let the system pick a port when the
 # whole range is taken too.

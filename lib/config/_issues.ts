@@ -261,7 +261,10 @@ export function convertIssue(
       const shown = typeof value === "string"
         ? JSON.stringify(value)
         : describeValue(value, SECRET_KEYS.has(key));
-      if (key === "transport") {
+      if (value === undefined) {
+        // A required key whose type is a set of values (`transport` of a [[server.listeners]] entry).
+        converted = { message: `missing required key \`${key}\``, hint: `add ${key} = ${allowed}` };
+      } else if (key === "transport") {
         converted = {
           message: `transport ${shown} is not supported`,
           hint:

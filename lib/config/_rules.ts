@@ -13,6 +13,10 @@ import { addressesOverlap, isLoopback } from "../net/address.ts";
 import type { ConfigIssue } from "./errors.ts";
 import { parsePortRange } from "./port_range.ts";
 import { DEFAULTS } from "./defaults.ts";
+import { vhostProxyRules } from "./_vhost.ts";
+import { udpProxyRules } from "./_udp.ts";
+import { listenerRules } from "./_listener_rules.ts";
+import { serversRule } from "./_servers.ts";
 
 type Table = Record<string, unknown>;
 
@@ -142,6 +146,7 @@ export function serverRules(document: Table): ConfigIssue[] {
     });
   }
 
+  issues.push(...listenerRules(server));
   issues.push(...statsTokenRule(server, "server", DEFAULTS.server.stats_addr));
   const statsAddr = has(server, "stats_addr") ? str(server, "stats_addr") : DEFAULTS.server.stats_addr;
   const statsPort = num(server, "stats_port");
@@ -229,6 +234,7 @@ export function clientRules(document: Table): ConfigIssue[] {
   if (client === undefined) return [];
   const issues: ConfigIssue[] = [];
   issues.push(...statsTokenRule(client, "client", DEFAULTS.client.stats_addr));
+  issues.push(...serversRule(client, DEFAULTS.client.server_port));
 
   issues.push(
     ...keepaliveRule(client, "client", {
@@ -268,7 +274,11 @@ export function clientRules(document: Table): ConfigIssue[] {
         });
       } else namesSeen.set(proxyName, index);
     }
-    if (!has(proxy, "publish_port") && !has(proxy, "publish_port_range")) {
+    const proxyType = str(proxy, "proxy_type") ?? str(proxy, "type");
+    const isVhost = proxyType === "http" || proxyType === "https";
+    issues.push(...vhostProxyRules(proxy, prefix, proxyType));
+    issues.push(...udpProxyRules(proxy, prefix, proxyType));
+    if (!isVhost && !has(proxy, "publish_port") && !has(proxy, "publish_port_range")) {
       issues.push({
         path: `${prefix}.publish_port`,
         message: "missing required key `publish_port`",
@@ -277,7 +287,10 @@ export function clientRules(document: Table): ConfigIssue[] {
       });
     }
     const publishPort = num(proxy, "publish_port");
-    const publishAddr = has(proxy, "publish_addr") ? str(proxy, "publish_addr") : DEFAULTS.proxy.publish_addr;
+    // Unset: the server's default_publish_addr, unknown here; its default (the wildcard) overlaps everything.
+    const publishAddr = has(proxy, "publish_addr")
+      ? str(proxy, "publish_addr")
+      : DEFAULTS.server.default_publish_addr;
     if (publishPort !== undefined && publishPort !== 0 && publishAddr !== undefined) {
       const clash = bindings.find((b) => b.port === publishPort && addressesOverlap(b.addr, publishAddr));
       if (clash !== undefined) {

@@ -48,6 +48,7 @@ Deno.test("a minimal server config gets every documented default", () => {
     authKey: KEY,
     clients: [],
     allowPorts: [{ start: 1024, end: 65535 }],
+    defaultPublishAddr: "0.0.0.0",
     maxProxiesPerClient: 64,
     handshakeTimeoutSecs: 10,
     maxPendingConnections: 1024,
@@ -62,6 +63,15 @@ Deno.test("a minimal server config gets every documented default", () => {
     serverPath: "/tunnel",
     behindProxy: false,
     trustedProxies: ["127.0.0.0/8", "::1"],
+    // Without [[server.listeners]], [server]'s keys are the one listener.
+    listeners: [{
+      transport: "tls",
+      bindAddr: "0.0.0.0",
+      bindPort: 8443,
+      serverPath: "/tunnel",
+      behindProxy: false,
+      trustedProxies: ["127.0.0.0/8", "::1"],
+    }],
   });
 });
 
@@ -80,10 +90,19 @@ Deno.test("a minimal client config gets every documented default", () => {
     statsAddr: "127.0.0.1",
     transport: "tls",
     serverPath: "/tunnel",
+    // One server when only server_addr names one (issue 17's `servers` rule).
+    servers: [{
+      name: "127.0.0.1:8443",
+      serverAddr: "127.0.0.1",
+      serverPort: 8443,
+      serverName: "127.0.0.1",
+      transport: "tls",
+      serverPath: "/tunnel",
+    }],
+    // No publish_addr: the server's default_publish_addr decides (issue 17).
     proxies: [{
       name: "web",
       proxyType: "tcp",
-      publishAddr: "0.0.0.0",
       publishPort: 8080,
       fallbackToSystemPort: false,
       localAddr: "127.0.0.1",
@@ -108,6 +127,7 @@ Deno.test("every key of a full server config reaches the camelCase object", asyn
       maxProxies: 2,
     }],
     allowPorts: [{ start: 20000, end: 20100 }, { start: 8080, end: 8080 }, { start: 9000, end: 9001 }],
+    defaultPublishAddr: "192.0.2.10",
     maxProxiesPerClient: 10,
     handshakeTimeoutSecs: 5,
     maxPendingConnections: 200,
@@ -124,6 +144,14 @@ Deno.test("every key of a full server config reaches the camelCase object", asyn
     serverPath: "/hidden/ws",
     behindProxy: true,
     trustedProxies: ["10.0.0.0/8", "fd00::/8", "192.0.2.7"],
+    listeners: [{
+      transport: "wss",
+      bindAddr: "::",
+      bindPort: 443,
+      serverPath: "/hidden/ws",
+      behindProxy: true,
+      trustedProxies: ["10.0.0.0/8", "fd00::/8", "192.0.2.7"],
+    }],
   });
 });
 

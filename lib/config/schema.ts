@@ -38,7 +38,21 @@ import {
 } from "./_fields.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { carriedProxyType, PROXY_TYPES } from "./_compat.ts";
+import { PROXY_VISIBILITIES, SECRET_KEY_MAX_CHARS } from "../protocol/open_request.ts";
+import { unsafeCharacter } from "../text.ts";
+import { vhostProxyKeys, vhostServerKeys } from "./_vhost.ts";
 import { parseProxyUrl, ProxyUrlError } from "../net/proxy_url.ts";
+import { isIpAddress } from "../net/address.ts";
+import { resolveServers, serverEntrySchema, serverListSchema } from "./_servers.ts";
+
+/** A `secret_key`: 1–1024 printable characters (the wire's bound). */
+const visitSecret = z.string().min(1).max(SECRET_KEY_MAX_CHARS).refine(
+  (value) => unsafeCharacter(value) === null,
+  {
+    message: "contains a control character, bidi control or lone surrogate",
+    params: { hint: "use printable characters only" },
+  },
+);
 
 /** The values of the `transport` key (the registry's built-in transports; `transport/registry.ts`). */
 export const TRANSPORT_KEYS = ["tls", "wss", "http2"] as const;
@@ -113,14 +127,45 @@ export const serverClientSchema = z.strictObject({
   allow_ports: portRanges.optional(),
   /** Proxies this client may register; defaults to the server's `max_proxies_per_client`. */
   max_proxies: z.int().min(1).max(10_000).optional(),
+  /**
+   * Clients (names of `[[server.clients]]` entries, or client_ids of shared-key clients) whose private
+   * proxies this client's visitors may reach; `"*"` for any. Absent → only clients that authenticated with
+   * the same key (the Rust tool's rule).
+   */
+  allow_visit: z.array(z.union([z.literal("*"), name])).max(1024).optional(),
+}).transform((table) => camelKeys(table));
+
+/** Most `[[server.listeners]]` entries: each is a bound port and an accept loop. */
+export const MAX_LISTENERS = 16;
+
+/**
+ * One `[[server.listeners]]` entry: one more port clients reach the same server on, over its own
+ * transport. Every listener shares the server's clients, published ports, stats and pending limits.
+ */
+export const serverListenerSchema = z.strictObject({
+  /** How clients reach this listener (the `[server]` key of the same name). */
+  transport: z.enum(TRANSPORT_KEYS),
+  /** Address this listener binds. */
+  bind_addr: bindAddress.default(DEFAULTS.server.bind_addr),
+  /** Port this listener binds (0 = any free port, for tests). */
+  bind_port: bindablePort,
+  /** HTTP path of the tunnel on this listener (`"wss"`, `"http2"`). */
+  server_path: serverPath.default(DEFAULTS.server.server_path),
+  /** Plain-text WebSocket (or h2c) for a reverse proxy that terminates TLS (`"wss"`, `"http2"`). */
+  behind_proxy: z.boolean().default(DEFAULTS.server.behind_proxy),
+  /** Peers whose forwarded client address is believed on this listener; default `[server]`'s. */
+  trusted_proxies: z.array(cidr).max(256).optional(),
 }).transform((table) => camelKeys(table));
 
 /** `[server]` plus its sub-tables. */
 export const serverTableSchema = z.strictObject({
-  /** Address the tunnel's TLS listener binds. */
-  bind_addr: bindAddress.default(DEFAULTS.server.bind_addr),
-  /** Port of the tunnel's TLS listener. */
-  bind_port: bindablePort.default(DEFAULTS.server.bind_port),
+  /**
+   * Address the tunnel's listener binds. Optional here (the default is applied in the transform), so that
+   * the transform can tell whether `[server]` describes a listener when `[[server.listeners]]` is set.
+   */
+  bind_addr: bindAddress.optional(),
+  /** Port of the tunnel's listener (default applied in the transform, like `bind_addr`). */
+  bind_port: bindablePort.optional(),
   /** PEM certificate chain; with `key_path`, or neither (then a throw-away certificate is generated). */
   cert_path: filePath.optional(),
   /** PEM private key matching `cert_path`. */
@@ -129,8 +174,21 @@ export const serverTableSchema = z.strictObject({
   auth_key: secret.optional(),
   /** Ports a client using the shared `auth_key` may publish. */
   allow_ports: portRanges.prefault(DEFAULTS.server.allow_ports),
+  /**
+   * Address a proxy is published on when it names no `publish_addr`: an IP literal (the server never binds
+   * names). Several servers on one host each set their own, so they can publish the same port.
+   */
+  default_publish_addr: z.string().refine((value) => isIpAddress(value), {
+    message: "is not an IP address",
+    params: { hint: `write an IP address such as "0.0.0.0", "::" or "127.0.0.2"; a name is never bound` },
+  }).default(DEFAULTS.server.default_publish_addr),
   /** Most proxies one client may register. */
   max_proxies_per_client: z.int().min(1).max(10_000).default(DEFAULTS.server.max_proxies_per_client),
+  /**
+   * Streams one client session may have open that it opened itself (visitor and forwarder connections);
+   * beyond it a new one is answered `LIMIT`.
+   */
+  max_client_streams: z.int().min(1).max(65_536).default(DEFAULTS.server.max_client_streams),
   /** Time from TCP accept to authenticated before a connection is closed. */
   handshake_timeout_secs: seconds.default(DEFAULTS.server.handshake_timeout_secs),
   /** Unauthenticated connections (TCP accepted, not yet authenticated) at most, in all. */
@@ -164,7 +222,7 @@ export const serverTableSchema = z.strictObject({
    * How clients reach the tunnel: `"tls"` (TLS over TCP), `"wss"` (WebSocket) or `"http2"` (one HTTP/2
    * stream), the last two over TLS or behind a proxy.
    */
-  transport: z.enum(TRANSPORT_KEYS).default(DEFAULTS.server.transport),
+  transport: z.enum(TRANSPORT_KEYS).optional(),
   /** HTTP path of the tunnel (`transport = "wss"` or `"http2"`); anything else is answered 404. */
   server_path: serverPath.default(DEFAULTS.server.server_path),
   /**
@@ -183,10 +241,28 @@ export const serverTableSchema = z.strictObject({
    * reach the roles.
    */
   allow_forward: z.boolean().optional(),
+  /** Shared HTTP/HTTPS ports for `http`/`https` proxies, `subdomain_host`, `request_timeout_secs` (`_vhost.ts`). */
+  ...vhostServerKeys,
+  /**
+   * More listeners, each `{ transport, bind_addr, bind_port, server_path, behind_proxy, trusted_proxies }`
+   * (`[[server.listeners]]`). `[server]`'s own transport/bind_addr/bind_port make the first listener when
+   * the file sets any of them (or there is no entry); see {@linkcode effectiveListeners}.
+   */
+  listeners: z.array(serverListenerSchema).max(MAX_LISTENERS).default([]),
 }).transform((table) => {
   const { allowForward: _unused, ...server } = camelKeys(table);
+  const listeners = effectiveListeners(server);
+  // The first listener's values stand for "the" listener where one address is shown (check, the printed
+  // client command, the certificate's names); every listener is in `listeners`.
+  const first = listeners[0] ?? serverListener(server);
   return {
     ...server,
+    bindAddr: first.bindAddr,
+    bindPort: first.bindPort,
+    transport: first.transport,
+    serverPath: first.serverPath,
+    behindProxy: first.behindProxy,
+    listeners,
     clients: server.clients.map((client) => ({
       ...client,
       allowPorts: client.allowPorts ?? server.allowPorts,
@@ -194,6 +270,66 @@ export const serverTableSchema = z.strictObject({
     })),
   };
 });
+
+/** A listener of the server as the roles see it: one entry of `ServerConfig.listeners`. */
+interface ListenerConfig {
+  /** Name of the registered transport (`transport/registry.ts`). */
+  transport: typeof TRANSPORT_KEYS[number];
+  /** Address to bind (an IP literal, or "localhost"). */
+  bindAddr: string;
+  /** Port to bind (0 = any free port). */
+  bindPort: number;
+  /** HTTP path of the tunnel, for transports over HTTP. */
+  serverPath: string;
+  /** Plain text for a reverse proxy that terminates TLS. */
+  behindProxy: boolean;
+  /** Peers whose forwarded client address is believed. */
+  trustedProxies: string[];
+}
+
+/** `[server]`'s own listener keys, with their defaults. */
+function serverListener(server: {
+  transport?: typeof TRANSPORT_KEYS[number];
+  bindAddr?: string;
+  bindPort?: number;
+  serverPath: string;
+  behindProxy: boolean;
+  trustedProxies: string[];
+}): ListenerConfig {
+  return {
+    transport: server.transport ?? DEFAULTS.server.transport,
+    bindAddr: server.bindAddr ?? DEFAULTS.server.bind_addr,
+    bindPort: server.bindPort ?? DEFAULTS.server.bind_port,
+    serverPath: server.serverPath,
+    behindProxy: server.behindProxy,
+    trustedProxies: server.trustedProxies,
+  };
+}
+
+/**
+ * Every listener of the server, in order. Without `[[server.listeners]]`, `[server]`'s transport,
+ * bind_addr and bind_port (defaults included) are the one listener. With entries, `[server]`'s listener
+ * comes first when any of those three keys is written (in the file, an environment variable or a flag),
+ * so appending an entry to a working config adds a listener; otherwise the entries are the whole list.
+ * An entry without `trusted_proxies` takes `[server]`'s.
+ */
+function effectiveListeners(server: {
+  transport?: typeof TRANSPORT_KEYS[number];
+  bindAddr?: string;
+  bindPort?: number;
+  serverPath: string;
+  behindProxy: boolean;
+  trustedProxies: string[];
+  listeners: z.output<typeof serverListenerSchema>[];
+}): ListenerConfig[] {
+  const ownWritten = server.transport !== undefined || server.bindAddr !== undefined ||
+    server.bindPort !== undefined;
+  const entries = server.listeners.map((entry) => ({
+    ...entry,
+    trustedProxies: entry.trustedProxies ?? server.trustedProxies,
+  }));
+  return entries.length === 0 || ownWritten ? [serverListener(server), ...entries] : entries;
+}
 
 /** `[client.reconnect]`: how the client reconnects after losing the server. */
 export const reconnectSchema = z.strictObject({
@@ -225,8 +361,13 @@ const outboundProxyUrl = z.string().transform((text, ctx) => {
 
 /** `[client]`. */
 export const clientTableSchema = z.strictObject({
-  /** Server host name or address. */
-  server_addr: host,
+  /** Server host name or address: one server (or `servers` for several; not both, see `_servers.ts`). */
+  server_addr: host.optional(),
+  /**
+   * Several servers to keep a session to at once: `"host:port"` strings or `[[client.servers]]` tables
+   * (`_servers.ts`); the other connection keys of `[client]` are their defaults.
+   */
+  servers: serverListSchema.optional(),
   /** Server's tunnel port. */
   server_port: port.default(DEFAULTS.client.server_port),
   /** Name the server's certificate must carry (default: `server_addr`). */
@@ -274,9 +415,22 @@ export const clientTableSchema = z.strictObject({
   transport: z.enum(TRANSPORT_KEYS).default(DEFAULTS.client.transport),
   /** HTTP path of the tunnel (`transport = "wss"` or `"http2"`): the server's, or the proxy's location. */
   server_path: serverPath.default(DEFAULTS.client.server_path),
-}).transform((table) => {
-  const client = camelKeys(table);
-  return { ...client, serverName: client.serverName ?? client.serverAddr };
+}).transform((table, ctx) => {
+  const { servers: entries, ...client } = camelKeys(table);
+  const servers = resolveServers(client, entries);
+  const first = servers[0];
+  if (first === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["server_addr"],
+      message: "missing required key `server_addr`",
+      params: { hint: `add server_addr = "tunnel.example.com", or servers = ["a.example.com:8443", …]` },
+    });
+    return z.NEVER;
+  }
+  // The first server's keys stand in for the single-server ones, which the one-session client reads.
+  const { name: _label, ...firstServer } = first;
+  return { ...client, ...firstServer, servers };
 });
 
 /** `health_check = { interval_secs, timeout_secs }`: an optional TCP check of a proxy's local service. */
@@ -301,8 +455,8 @@ export const proxySchema = z.strictObject({
   proxy_type: z.enum(PROXY_TYPES).default(DEFAULTS.proxy.proxy_type),
   /** The Rust tls-tunnel examples' name for `proxy_type`, same values; dropped after normalisation. */
   type: z.enum(PROXY_TYPES).optional(),
-  /** Address the server publishes on. */
-  publish_addr: bindAddress.default(DEFAULTS.proxy.publish_addr),
+  /** Address the server publishes on; absent → the server's `default_publish_addr` (0.0.0.0 by default). */
+  publish_addr: bindAddress.optional(),
   /** Port the server publishes on; 0 (or absent) = the system picks, or the first free port of the range. */
   publish_port: bindablePort.optional(),
   /** Range to search when the preferred port is taken or `publish_port` is 0. */
@@ -319,6 +473,21 @@ export const proxySchema = z.strictObject({
   lb_policy: z.enum(LB_POLICIES).default(DEFAULTS.proxy.lb_policy),
   /** Optional health check of the local service. */
   health_check: healthCheckSchema.optional(),
+  /** Routing of `http`/`https` proxies: custom_domains, subdomain, locations, … (`_vhost.ts`). */
+  ...vhostProxyKeys,
+  /** `udp` proxies: seconds a flow (one outside peer) may go without a datagram before it is dropped. */
+  udp_idle_timeout_secs: z.number().int().min(1).max(86_400).optional(),
+  /** `udp` proxies: most flows at once (the one idle longest is evicted), 1–4,096. */
+  max_udp_flows: z.number().int().min(1).max(4096).optional(),
+  /**
+   * `"public"` (bound on the server), `"private"` (not bound; only other clients' `[[visitors]]` reach it,
+   * by name and publish_port) or `"both"`. Absent → public, except in a config written like the Rust
+   * tool's (a `type` key on the proxy, or `[[visitors]]` in the file) for a proxy without `publish_addr`,
+   * which is private there and here (`check` notes it).
+   */
+  visibility: z.enum(PROXY_VISIBILITIES).optional(),
+  /** The key a visitor must present to reach this proxy (`private` or `both`). */
+  secret_key: visitSecret.optional(),
 }).transform((table) => {
   // `type` only stands in for proxy_type: the roles see one proxyType, the kind it is carried as. Every
   // accepted value is carried as "tcp" today, so when both are written they cannot disagree.
@@ -326,6 +495,10 @@ export const proxySchema = z.strictObject({
   const first = proxy.localBackends?.[0];
   return {
     ...proxy,
+    // The Rust examples' proxy (`type`, no publish_addr) is private, as in the Rust tool; the file's
+    // [[visitors]] can make one private too (clientFileSchema).
+    visibility: proxy.visibility ??
+      (type !== undefined && proxy.publishAddr === undefined ? "private" as const : undefined),
     proxyType: carriedProxyType(type ?? proxy.proxyType),
     publishPort: proxy.publishPort ?? 0,
     // With local_backends the first backend stands in for local_addr/local_port (shown in logs and sent to
@@ -335,19 +508,61 @@ export const proxySchema = z.strictObject({
   };
 });
 
+/** One `[[visitors]]` entry: a local port that reaches another client's private proxy through the server. */
+export const visitorSchema = z.strictObject({
+  /** The target proxy's name (with `publish_port`, the Rust tool's key of a proxy). */
+  name,
+  /** The target proxy's `publish_port`. */
+  publish_port: bindablePort,
+  /** Address the visitor listens on, on this machine. */
+  bind_addr: bindAddress.default(DEFAULTS.visitor.bind_addr),
+  /** Port the visitor listens on (0 = any free port, shown in the log and stats). */
+  bind_port: bindablePort,
+  /** The target proxy's `secret_key`, when it has one. */
+  secret_key: visitSecret.optional(),
+  /** The owning client's name, when several clients have a proxy of this name and port. */
+  client: name.optional(),
+  /** The Rust examples' proxy type on a visitor: any of them is carried as TCP (`check` notes it). */
+  type: z.enum(PROXY_TYPES).optional(),
+}).transform((table) => {
+  const { type: _type, ...visitor } = camelKeys(table);
+  return visitor;
+});
+
 /** A whole server file → the server's config. */
 export const serverFileSchema = z.strictObject({ server: serverTableSchema })
   .transform((file) => file.server);
 
-/** A whole client file (`[client]` plus `[[proxies]]`) → the client's config. */
+/** A whole client file (`[client]` plus `[[proxies]]`, `[[visitors]]`) → the client's config. */
 export const clientFileSchema = z.strictObject({
   client: clientTableSchema,
-  /** The proxies to publish: at least one (an absent `[[proxies]]` is checked like an empty one). */
-  proxies: z.array(proxySchema).prefault([]).refine((proxies) => proxies.length > 0, {
-    message: "the client publishes nothing: no [[proxies]] entry",
-    params: { hint: "add a [[proxies]] table with name, publish_port and local_port" },
-  }),
-}).transform((file) => ({ ...file.client, proxies: file.proxies }));
+  /** The proxies to publish (an absent `[[proxies]]` is an empty one). */
+  proxies: z.array(proxySchema).prefault([]),
+  /** Local ports that reach other clients' private proxies (`[[visitors]]`). */
+  visitors: z.array(visitorSchema).max(1024).prefault([]),
+}).superRefine((file, ctx) => {
+  // A client needs something to do: a proxy to publish or a visitor to run.
+  if (file.proxies.length === 0 && file.visitors.length === 0) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["proxies"],
+      message: "the client publishes nothing: no [[proxies]] entry",
+      params: {
+        hint: "add a [[proxies]] table with name, publish_port and local_port (or a [[visitors]] table " +
+          "with name, publish_port and bind_port)",
+      },
+    });
+  }
+}).transform((file) => ({
+  ...file.client,
+  // In a file with [[visitors]] (the Rust tool's style), a proxy without publish_addr is private, as there.
+  proxies: file.proxies.map((proxy) => ({
+    ...proxy,
+    visibility: proxy.visibility ??
+      (file.visitors.length > 0 && proxy.publishAddr === undefined ? "private" as const : "public" as const),
+  })),
+  visitors: file.visitors,
+}));
 
 /**
  * Known keys of every table, by the table's path without array indices (`""` is the top level,
@@ -361,13 +576,16 @@ export const KNOWN_KEYS: Readonly<Record<"server" | "client", Readonly<Record<st
       "server.bind_retry": Object.keys(bindRetrySchema.in.shape),
       "server.notify": Object.keys(notifySchema.in.shape),
       "server.clients": Object.keys(serverClientSchema.in.shape),
+      "server.listeners": Object.keys(serverListenerSchema.in.shape),
     },
     client: {
       "": Object.keys(clientFileSchema.in.shape),
       "client": Object.keys(clientTableSchema.in.shape),
       "client.reconnect": Object.keys(reconnectSchema.in.shape),
       "client.bind_retry": Object.keys(clientBindRetrySchema.in.shape),
+      "client.servers": Object.keys(serverEntrySchema.in.shape),
       "proxies": Object.keys(proxySchema.in.shape),
       "proxies.health_check": Object.keys(healthCheckSchema.in.shape),
+      "visitors": Object.keys(visitorSchema.in.shape),
     },
   };

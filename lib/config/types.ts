@@ -18,6 +18,7 @@ import type {
   reconnectSchema,
   serverFileSchema,
   serverTableSchema,
+  visitorSchema,
 } from "./schema.ts";
 
 export type { PortRange } from "./port_range.ts";
@@ -34,6 +35,9 @@ export type NotifyConfig = z.output<typeof notifySchema>;
 /** `[server]` plus its sub-tables. */
 export type ServerConfig = z.output<typeof serverFileSchema>;
 
+/** One listener of the server (`[server]`'s own, or a `[[server.listeners]]` entry), defaults applied. */
+export type ListenerConfig = ServerConfig["listeners"][number];
+
 /** How the client reconnects after losing the server (`[client.reconnect]`). */
 export type ReconnectConfig = z.output<typeof reconnectSchema>;
 
@@ -48,6 +52,9 @@ export type HealthCheckConfig = z.output<typeof healthCheckSchema>;
 
 /** One `[[proxies]]` entry of the client. */
 export type ProxyConfig = z.output<typeof proxySchema>;
+
+/** One `[[visitors]]` entry: a local port that reaches another client's private proxy. */
+export type VisitorConfig = z.output<typeof visitorSchema>;
 
 /** `[client]` plus `[[proxies]]`. */
 export type ClientConfig = z.output<typeof clientFileSchema>;

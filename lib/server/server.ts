@@ -14,8 +14,7 @@ import type { ServerConfig } from "../config/types.ts";
 import { Session } from "../mux/mod.ts";
 import { RpcPeer } from "../rpc/mod.ts";
 import { HeartbeatParams, Method, ProxyHealthParams } from "../protocol/control.ts";
-import type { AdmittedConn, IncomingConn, TransportListener } from "../transport/transport.ts";
-import { DEFAULT_TRANSPORT, transportFor } from "../transport/registry.ts";
+import type { AdmittedConn, IncomingConn } from "../transport/transport.ts";
 import { closeQuietly } from "../transport/pipe.ts";
 import { VERSION } from "../version.ts";
 import { withTimeout } from "../_async.ts";
@@ -27,12 +26,17 @@ import { Authenticator, sessionEndedError } from "./auth.ts";
 import { PendingConnections } from "./admission.ts";
 import { awaitAuthentication, displacePrevious } from "./session_auth.ts";
 import { ConnectedClient } from "./connected_client.ts";
+import { ClientStreamHandlers } from "./client_streams.ts";
+import { visitHandler } from "./visit.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
 import { formatAddr, unmapIpv4 } from "../net/address.ts";
-import { type Cidr, clientBehindProxies, parseCidr } from "../net/cidr.ts";
+import { clientBehindProxies } from "../net/cidr.ts";
+import { bindListeners, type ServerListener } from "./listeners.ts";
 import { onProxyConnectResult } from "./connect_failures.ts";
 import { WebhookNotifier } from "./webhook.ts";
+import { VhostService } from "./vhost/service.ts";
+import { reconcileClients, type ReconcileReport, serverRestartKeys, unregisterProxies } from "./reload.ts";
 import { LEAVE_GRACE_MS } from "../protocol/leaving.ts";
 
 const logger = getLogger(["tls-tunnel", "server"]);
@@ -50,7 +54,10 @@ export interface TunnelServerOptions {
   keyPem: string;
   /** Ends the server: listeners close, every session ends. */
   signal?: AbortSignal;
-  /** Name of the registered transport clients connect over (default `"tls"`; see `transport/registry.ts`). */
+  /**
+   * Name of a registered transport that replaces the first listener's (`config.listeners[0]`); any
+   * registered name works (see `transport/registry.ts`). Default: the config's.
+   */
   transport?: string;
 }
 
@@ -62,20 +69,27 @@ export class TunnelServer {
   readonly events = new EventLog();
   /** Latency of opening a stream for an outside connection. */
   readonly streamOpenLatency = new Histogram();
+  /**
+   * Handlers of the streams clients open, by kind (`visit`, `forward`): a feature registers its kind here
+   * (client_streams.ts); the counters are in the snapshot's `client_streams`.
+   */
+  readonly clientStreams = new ClientStreamHandlers();
   /** When the server was created (ms since epoch). */
   readonly startedAtMs = Date.now();
   /** Sessions that authenticated since start. */
   sessionsTotal = 0;
-  readonly #config: ServerConfig;
+  /** Replaced by {@linkcode applyConfig}. */
+  #config: ServerConfig;
   readonly #options: TunnelServerOptions;
   readonly #authenticator: Authenticator;
   readonly #handshakes = new Set<Promise<void>>();
   readonly #sticky: StickyPorts;
   readonly #registrar: ProxyRegistrar;
   readonly #webhook: WebhookNotifier | null = null;
-  /** `trusted_proxies`: peers whose forwarded client address is believed. */
-  readonly #trustedProxies: readonly Cidr[];
-  #listener: TransportListener | null = null;
+  /** The shared HTTP/HTTPS vhost ports (`vhost_http_port`, `vhost_https_port`), when configured. */
+  readonly vhost: VhostService | null = null;
+  /** Every listener, in config order (empty before {@linkcode listen}). */
+  #listeners: readonly ServerListener[] = [];
   /** Connections accepted and not yet authenticated, with their limits. */
   readonly pendingConnections: PendingConnections;
   /** Counters, throughput history and last-seen times that outlive a client's sessions. */
@@ -97,11 +111,10 @@ export class TunnelServer {
       this.#webhook = new WebhookNotifier(
         options.config.notify,
         this.events,
-        () => (this.#listener ? formatAddr(this.#listener.addr) : ""),
+        () => (this.#listeners[0] ? formatAddr(this.#listeners[0].addr) : ""),
       );
     }
-    this.#trustedProxies = options.config.trustedProxies.map((text) => parseCidr(text))
-      .filter((network) => network !== null);
+    if (VhostService.wanted(options.config)) this.vhost = new VhostService(options.config);
     this.#registrar = new ProxyRegistrar({
       config: options.config,
       reservedPortReason: (addr, port) => this.#reservedPortReason(addr, port),
@@ -109,7 +122,19 @@ export class TunnelServer {
       sticky: this.#sticky,
       openLatency: this.streamOpenLatency,
       events: this.events,
+      vhost: this.vhost,
     });
+    // Visitors (visit.ts): access is decided on every open, with the config as it is then.
+    this.clientStreams.register(
+      "visit",
+      visitHandler({
+        clients: () => this.clients.values(),
+        allowVisit: (client) =>
+          client.grant.entryName === null
+            ? undefined
+            : this.#config.clients.find((entry) => entry.name === client.grant.entryName)?.allowVisit,
+      }),
+    );
   }
 
   /** Failed authentications (wrong keys) since start. */
@@ -122,60 +147,82 @@ export class TunnelServer {
     return this.#authenticator.keyChecksTotal;
   }
 
-  /** The bound tunnel address (after {@linkcode listen}). */
+  /** The first listener's bound address (after {@linkcode listen}). */
   get addr(): Deno.NetAddr {
-    if (!this.#listener) throw new Error("TunnelServer.addr read before listen()");
-    return this.#listener.addr;
+    const first = this.#listeners[0];
+    if (!first) throw new Error("TunnelServer.addr read before listen()");
+    return first.addr;
+  }
+
+  /** Every listener, bound, in config order (empty before {@linkcode listen}). */
+  get listeners(): readonly ServerListener[] {
+    return this.#listeners;
   }
 
   /**
-   * Binds the tunnel's port with the configured transport; rejects with a classified `BindError` when it
-   * cannot, or an `UnknownTransportError` for a transport name no one registered.
+   * Binds every listener (`config.listeners`) with its transport and resolves with the first one's
+   * address; rejects with a classified `BindError` naming the listener when one cannot be bound (none
+   * stays bound then), or an `UnknownTransportError` for a transport name no one registered.
    */
   async listen(): Promise<Deno.NetAddr> {
-    this.#listener = await transportFor(
-      this.#options.transport ?? this.#config.transport ?? DEFAULT_TRANSPORT,
-    ).listen({
-      hostname: this.#config.bindAddr,
-      port: this.#config.bindPort,
+    const specs = this.#config.listeners.map((spec, index) =>
+      index === 0 && this.#options.transport !== undefined
+        ? { ...spec, transport: this.#options.transport }
+        : spec
+    );
+    this.#listeners = await bindListeners(specs, {
       certPem: this.#options.certPem,
       keyPem: this.#options.keyPem,
       handshakeTimeoutMs: this.#config.handshakeTimeoutSecs * 1000,
-      path: this.#config.serverPath,
-      plainText: this.#config.behindProxy,
     });
-    logger.info("Listening for clients on {addr}", { addr: formatAddr(this.#listener.addr) });
-    return this.#listener.addr;
+    for (const listener of this.#listeners) {
+      logger.info("Listening for clients on {addr}", {
+        addr: listener.describe(),
+        transport: listener.spec.transport,
+      });
+    }
+    try {
+      this.vhost?.listen();
+    } catch (error) {
+      for (const listener of this.#listeners) closeQuietly(listener.listener);
+      throw error;
+    }
+    return this.addr;
   }
 
-  /** Accepts clients until the signal aborts; then disconnects every client and resolves. */
+  /** Accepts clients on every listener until the signal aborts; then disconnects every client and resolves. */
   async serve(): Promise<void> {
-    if (!this.#listener) await this.listen();
-    const listener = this.#listener;
-    if (!listener) return;
+    if (this.#listeners.length === 0) await this.listen();
     const onAbort = () => this.#stopListening();
     this.#options.signal?.addEventListener("abort", onAbort, { once: true });
     if (this.#options.signal?.aborted) this.#stopListening();
     try {
-      await listener.serve((conn) => this.#admit(conn));
+      await Promise.all(
+        this.#listeners.map((listener) => listener.listener.serve((conn) => this.#admit(conn, listener))),
+      );
     } finally {
       this.#options.signal?.removeEventListener("abort", onAbort);
       this.#stopListening();
       await Promise.all([...this.clients.values()].map((client) => client.close("server shutting down")));
       await Promise.all([...this.#handshakes]);
       await this.#webhook?.close();
+      await this.vhost?.close();
     }
   }
 
   /** Stops accepting clients and disconnects the connected ones. */
   #stopListening(): void {
     this.#stopping = true;
-    if (this.#listener) closeQuietly(this.#listener);
+    for (const listener of this.#listeners) closeQuietly(listener.listener);
     for (const client of this.clients.values()) client.close("server shutting down");
   }
 
-  /** Admits a just-accepted connection within the pending limits, or closes it at once. */
-  #admit(socket: IncomingConn): void {
+  /**
+   * Admits a just-accepted connection within the pending limits (shared by every listener), or closes it
+   * at once.
+   */
+  #admit(socket: IncomingConn, listener: ServerListener): void {
+    listener.connectionsTotal++;
     if (this.#stopping) {
       socket.refuse();
       return;
@@ -187,7 +234,7 @@ export class TunnelServer {
       socket.refuse();
       return;
     }
-    const handshake = this.#handleConnection(socket.admit(), remoteHost, release)
+    const handshake = this.#handleConnection(socket.admit(), remoteHost, release, listener)
       .catch((error) => {
         logger.error("Unexpected failure handling a client connection: {error}", { error: String(error) });
       })
@@ -202,6 +249,7 @@ export class TunnelServer {
     conn: AdmittedConn,
     peerHost: string,
     authenticatedNow: () => void,
+    listener: ServerListener,
   ): Promise<void> {
     let remoteHost = peerHost;
     let remote = formatAddr({ ...conn.remoteAddr, hostname: remoteHost });
@@ -232,7 +280,7 @@ export class TunnelServer {
       }
       // Behind a reverse proxy: the client's own address, when the proxy is trusted to tell it (its port
       // is not told, so the address is shown alone).
-      const forwarded = clientBehindProxies(peerHost, conn.forwardedFor ?? [], this.#trustedProxies);
+      const forwarded = clientBehindProxies(peerHost, conn.forwardedFor ?? [], listener.trustedProxies);
       if (forwarded !== peerHost) {
         remoteHost = forwarded;
         remote = forwarded;
@@ -259,6 +307,7 @@ export class TunnelServer {
         return;
       }
       authenticated = true;
+      listener.sessionsTotal++;
       clearTimeout(deadline);
       authenticatedNow();
       await this.#runClient(client);
@@ -317,6 +366,7 @@ export class TunnelServer {
   #installClientHandlers(client: ConnectedClient): void {
     const { rpc } = client;
     rpc.handle(Method.registerProxies, (raw: unknown) => this.#registrar.register(client, raw));
+    rpc.handle(Method.unregisterProxies, (raw: unknown) => unregisterProxies(client, raw, this.#sticky));
     rpc.handle(Method.heartbeat, (raw: unknown) => {
       const parsed = HeartbeatParams.safeParse(raw);
       return { time_ms: parsed.success ? parsed.data.time_ms : Date.now() };
@@ -336,10 +386,9 @@ export class TunnelServer {
 
   async #runClient(client: ConnectedClient): Promise<void> {
     const { rpc, session } = client;
-    // The client never opens data streams; refuse any it tries, without ending its session.
-    (async () => {
-      for await (const stream of session) stream.reset();
-    })().catch(() => {});
+    // Streams the client opens (visitors, forwarders): each starts with an open request, dispatched by
+    // kind (client_streams.ts); ends with the session.
+    this.clientStreams.serve(client, { maxStreamsPerClient: this.#config.maxClientStreams }).catch(() => {});
     const leaving = await Promise.race([
       session.closed.then(() => false),
       rpc.closed.then(() => false),
@@ -442,7 +491,15 @@ export class TunnelServer {
       role: "server",
       version: VERSION,
       started_at_ms: this.startedAtMs,
-      listen_addr: this.#listener ? formatAddr(this.#listener.addr) : "",
+      listen_addr: this.#listeners[0] ? formatAddr(this.#listeners[0].addr) : "",
+      listeners: this.#listeners.map((listener) => ({
+        transport: listener.spec.transport,
+        listen_addr: formatAddr(listener.addr),
+        server_path: listener.spec.serverPath,
+        behind_proxy: listener.spec.behindProxy,
+        connections_total: listener.connectionsTotal,
+        sessions_total: listener.sessionsTotal,
+      })),
       clients,
       offline_clients: this.clientMemory.offlineClients(clients.map((client) => client.name)),
       sessions_total: this.sessionsTotal,
@@ -451,13 +508,15 @@ export class TunnelServer {
       connections_refused: { ...this.pendingConnections.refused },
       stream_open_latency: this.streamOpenLatency.snapshot(),
       recent_events: this.events.recent(),
+      ...(this.vhost ? { vhost: this.vhost.snapshot() } : {}),
     };
   }
 
   #reservedPortReason(addr: string, port: number): string | null {
-    if (
-      bindingsOverlap(addr, port, this.#config.bindAddr, this.#listener?.addr.port ?? this.#config.bindPort)
-    ) {
+    const listeners = this.#listeners.length > 0
+      ? this.#listeners.map((listener) => ({ addr: listener.spec.bindAddr, port: listener.addr.port }))
+      : this.#config.listeners.map((listener) => ({ addr: listener.bindAddr, port: listener.bindPort }));
+    if (listeners.some((listener) => bindingsOverlap(addr, port, listener.addr, listener.port))) {
       return `Port ${port} is this server's own tunnel port (bind_port); pick another publish_port`;
     }
     if (
@@ -466,6 +525,8 @@ export class TunnelServer {
     ) {
       return `Port ${port} is this server's stats port (stats_port); pick another publish_port`;
     }
+    const vhostKey = this.vhost?.holds(addr, port);
+    if (vhostKey) return `Port ${port} is this server's shared ${vhostKey}; pick another publish_port`;
     return null;
   }
 
@@ -504,6 +565,45 @@ export class TunnelServer {
       await this.#forget(other, "did not answer a liveness ping while another client wanted its port");
     }
     return null;
+  }
+
+  /**
+   * Applies a reloaded config (already validated) to the running server: new keys, `allow_ports` and
+   * limits for the next authentications and registrations, the bind retry, and `certificate` (when given)
+   * for the next TLS handshakes; connected clients are brought in line (`reload.ts`). Resolves with what
+   * happened to them and the changed keys that need a restart (those keep their running values).
+   */
+  async applyConfig(
+    next: ServerConfig,
+    certificate?: { certPem: string; keyPem: string },
+  ): Promise<ReconcileReport & { restartKeys: string[] }> {
+    const previous = this.#config;
+    const restartKeys = serverRestartKeys(previous, next);
+    // The keys that need a restart keep their running values, so the rest of the server sees one config.
+    const applied: ServerConfig = { ...next };
+    for (const key of Object.keys(previous) as (keyof ServerConfig)[]) {
+      if (restartKeys.includes(key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`))) {
+        Object.assign(applied, { [key]: previous[key] });
+      }
+    }
+    this.#config = applied;
+    this.#authenticator.config = applied;
+    this.#registrar.context.config = applied;
+    this.pendingConnections.limits.maxPending = applied.maxPendingConnections;
+    this.pendingConnections.limits.maxPendingPerIp = applied.maxPendingPerIp;
+    for (const listener of certificate ? this.#listeners : []) {
+      await listener.listener.replaceCertificate?.(certificate?.certPem ?? "", certificate?.keyPem ?? "");
+    }
+    const report = await reconcileClients(
+      {
+        clients: this.clients,
+        forget: (client, reason) => this.#forget(client, reason),
+        events: this.events,
+      },
+      previous,
+      applied,
+    );
+    return { ...report, restartKeys };
   }
 
   /** Removes a client from the registry, records the event and tears its session down. */

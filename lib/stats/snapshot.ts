@@ -43,6 +43,29 @@ export interface ProxySnapshot {
    * from endpoints older than this field.
    */
   throughput?: ThroughputSnapshot;
+  /** Flows and datagrams of a `udp` proxy (absent for the other kinds). */
+  udp?: UdpSnapshot;
+}
+
+/** A `udp` proxy's flows and datagrams (its connection counters count flows, its bytes their payloads). */
+export interface UdpSnapshot {
+  /** Flows (outside peer addresses with a stream to the client) open now. */
+  flows_open: number;
+  /** Flows opened since the proxy started. */
+  flows_total: number;
+  /** Flows closed to make room under `max_udp_flows` (the one idle longest goes first). */
+  flows_evicted: number;
+  /** Flows closed after `udp_idle_timeout_secs` without a datagram. */
+  flows_idle_closed: number;
+  /** Datagrams carried from outside peers towards the local service. */
+  datagrams_in: number;
+  /** Datagrams carried from the local service back to outside peers. */
+  datagrams_out: number;
+  /**
+   * Datagrams not carried, by reason: `oversized` (> 65,507 bytes), `empty`, `queue_full` (the flow's
+   * stream did not keep up), `no_flow` (no stream for the peer), `send_failed`, `foreign_source`.
+   */
+  dropped: Record<string, number>;
 }
 
 /** A proxy's recent throughput: bytes per fixed bucket, oldest first, the last bucket still filling. */
@@ -127,6 +150,22 @@ export interface HistogramSnapshot {
   sum_secs: number;
 }
 
+/** One tunnel listener of the server: one port clients reach it on, with one transport. */
+export interface ListenerSnapshot {
+  /** Transport name (`"tls"`, `"wss"`, `"http2"`, …). */
+  transport: string;
+  /** "host:port" it is bound to. */
+  listen_addr: string;
+  /** HTTP path of the tunnel (used by transports over HTTP). */
+  server_path: string;
+  /** Plain text for a reverse proxy that terminates TLS. */
+  behind_proxy: boolean;
+  /** Connections accepted on it since start (admitted or refused by the shared pending limits). */
+  connections_total: number;
+  /** Sessions that authenticated through it since start. */
+  sessions_total: number;
+}
+
 /** The server's state. */
 export interface ServerSnapshot {
   role: "server";
@@ -134,8 +173,13 @@ export interface ServerSnapshot {
   version: string;
   /** When the server started (ms since epoch). */
   started_at_ms: number;
-  /** "host:port" of the tunnel listener. */
+  /** "host:port" of the (first) tunnel listener. */
   listen_addr: string;
+  /**
+   * Every tunnel listener (`[server]`'s and `[[server.listeners]]`), in config order; absent from
+   * endpoints older than this field.
+   */
+  listeners?: ListenerSnapshot[];
   /** Connected clients. */
   clients: ClientSnapshot[];
   /** `[[server.clients]]` entries without a session now (absent from endpoints older than this field). */
@@ -152,6 +196,52 @@ export interface ServerSnapshot {
   stream_open_latency: HistogramSnapshot;
   /** Most recent events, newest last (bounded). */
   recent_events: EventSnapshot[];
+  /** The shared HTTP/HTTPS vhost ports' counters; absent when neither port is configured. */
+  vhost?: VhostSnapshot;
+}
+
+/** The vhost counters in the stats endpoint's form (`/api/stats` → `vhost`). */
+export interface VhostSnapshot {
+  /** `host:port` of the HTTP vhost listener, or null without one. */
+  http_addr: string | null;
+  /** `host:port` of the HTTPS vhost listener, or null without one. */
+  https_addr: string | null;
+  /** Host names routed now (http and https). */
+  routes: number;
+  /** HTTP requests answered, by host (`""`: no route) and status code. */
+  http_requests: Array<{ host: string; status: number; count: number }>;
+  /** 503s for a host no tunnel serves (or whose client is down). */
+  http_no_tunnel_total: number;
+  /** 504s: the client's service did not answer within `request_timeout_secs`. */
+  http_timeouts_total: number;
+  /** HTTPS connections routed by SNI, by host. */
+  https_connections: Array<{ host: string; count: number }>;
+  /** HTTPS connections closed after the ClientHello: unknown SNI, no SNI, malformed or too slow. */
+  https_refused_total: number;
+}
+
+/** One server of a client that keeps sessions to several (`[client] servers`). */
+export interface ClientServerSnapshot {
+  /** The server's name (`[[client.servers]]` name, or `host:port`). */
+  name: string;
+  /** "host:port" dialed. */
+  server_addr: string;
+  /** "connecting" | "connected" | "waiting" | "stopped" | "refused" (refused for good; the others carry on). */
+  state: string;
+  /** Why the server refused the client for good, when it did. */
+  last_error?: string;
+  /** When the next reconnect attempt to it is due, while waiting (ms since epoch). */
+  next_attempt_at_ms: number | null;
+  /** Sessions established with it since start. */
+  sessions_total: number;
+  /** Attempts to reach it that ended without a registered session. */
+  connect_failures_total: number;
+  /** Last keepalive round trip to it, ms. */
+  rtt_ms: number | null;
+  /** The server's id of the current session, while connected. */
+  session_id: string | null;
+  /** The proxies as published on this server. */
+  proxies: ProxySnapshot[];
 }
 
 /** The client's state. */
@@ -176,10 +266,15 @@ export interface ClientRoleSnapshot {
   connect_failures_total?: number;
   /** Last keepalive round trip, ms. */
   rtt_ms: number | null;
-  /** Its proxies. */
+  /** Its proxies (with several servers: merged over them, counters summed, healthy when any server has it so). */
   proxies: ProxySnapshot[];
   /** Most recent events, newest last (bounded). */
   recent_events: EventSnapshot[];
+  /**
+   * Each server's own state and proxies, when the client keeps sessions to several servers (absent with
+   * one server, where the fields above are that server's).
+   */
+  servers?: ClientServerSnapshot[];
 }
 
 /** What a stats endpoint serves. */
