@@ -42,6 +42,14 @@ import { authenticate, defaultClientId, registerProxies, serveServer } from "./r
 import type { ClientProxyState, ClientState } from "./state.ts";
 import { localBackendsOf, StreamCarrier } from "./stream_carrier.ts";
 import { errorMessage } from "../text.ts";
+import { Visitor, VisitorBindError } from "./visitor.ts";
+import {
+  type ClientReloadResult,
+  describeReload,
+  Exclusive,
+  planClientReload,
+  unregisterProxies,
+} from "./reload.ts";
 
 export { FatalClientError, MalformedServerAnswerError } from "./errors.ts";
 export type { ClientProxyState, ClientState } from "./state.ts";
@@ -73,6 +81,15 @@ export interface TunnelClientOptions {
    * config's `proxy_url`, or none.
    */
   proxy?: OutboundProxy | null;
+  /** The event log to add to (a client of several servers shares one); a log of its own when absent. */
+  events?: EventLog;
+  /** The client_id to present when the config sets none (several servers present one id); derived when absent. */
+  clientId?: Promise<string>;
+  /**
+   * Whether this client runs the config's `[[visitors]]` (default true). A client of several servers runs
+   * them on its first server only: one local port each.
+   */
+  runVisitors?: boolean;
 }
 
 /** The tunnel client. */
@@ -92,12 +109,23 @@ export class TunnelClient {
   /** The server's answer to the last `authenticate`. */
   server: AuthenticateResult | null = null;
   /** Recent events (connections, server notifications) for the stats endpoint. */
-  readonly events = new EventLog();
+  readonly events: EventLog;
   /** When the client was created (ms since epoch). */
   readonly startedAtMs = Date.now();
-  readonly #config: ClientConfig;
+  /** Replaced by {@linkcode applyConfig} (its proxies and the keys that apply live). */
+  #config: ClientConfig;
+  /** The registered session's control channel and health-check lifetime; null until registered. */
+  #live: { rpc: RpcPeer; healthChecks: AbortSignal } | null = null;
+  /** Each running health check's stop, by proxy name (a reload stops a removed proxy's). */
+  readonly #healthStops = new Map<string, AbortController>();
+  /** A reload and a session's registration run one at a time (reload.ts). */
+  readonly #exclusive = new Exclusive();
   readonly #options: TunnelClientOptions;
   #session: Session | null = null;
+  /** The authenticated session visitors open their streams on; null between sessions. */
+  #visitSession: Session | null = null;
+  /** The config's `[[visitors]]`: local listeners bound for the whole run, across reconnects. */
+  readonly visitors: readonly Visitor[];
   /** Answers the server's data streams. */
   readonly #carrier: StreamCarrier;
   /** How the server is dialed. */
@@ -110,11 +138,15 @@ export class TunnelClient {
   constructor(options: TunnelClientOptions) {
     this.#options = options;
     this.#config = options.config;
+    this.events = options.events ?? new EventLog();
     this.#transport = transportFor(options.transport ?? options.config.transport ?? DEFAULT_TRANSPORT);
     for (const proxy of options.config.proxies) {
       this.proxies.set(proxy.name, { config: proxy, registration: null, stats: new ProxyStats() });
     }
     this.#carrier = new StreamCarrier(this.proxies, this.#config, options.signal);
+    this.visitors = options.runVisitors === false
+      ? []
+      : (options.config.visitors ?? []).map((visitor) => new Visitor(visitor, () => this.#visitSession));
   }
 
   /** The backend pool of the proxy `name` (its per-backend counters), or undefined for an unknown name. */
@@ -128,10 +160,17 @@ export class TunnelClient {
    */
   async run(): Promise<void> {
     const signal = this.#options.signal;
-    const clientId = this.#config.clientId ?? await defaultClientId(this.#config);
+    const clientId = this.#config.clientId ?? await (this.#options.clientId ?? defaultClientId(this.#config));
     const backoff = new Backoff(this.#config.reconnect);
     let attempt = 0;
     try {
+      // Bound before the first session and kept across reconnects: applications keep one local port.
+      try {
+        for (const visitor of this.visitors) visitor.listen();
+      } catch (error) {
+        if (!(error instanceof VisitorBindError)) throw error;
+        throw new FatalClientError(error.message, 0, { cause: error });
+      }
       while (!signal?.aborted) {
         attempt++;
         this.state = "connecting";
@@ -200,6 +239,7 @@ export class TunnelClient {
     } finally {
       this.state = "stopped";
       this.nextAttemptAtMs = null;
+      await Promise.all(this.visitors.map((visitor) => visitor.close()));
     }
   }
 
@@ -248,6 +288,8 @@ export class TunnelClient {
       this.#carrier.attach(rpc);
       const auth = await authenticate(rpc, this.#config, clientId, server);
       this.server = auth;
+      // Visitors may open their streams from here on (the server serves them once authenticated).
+      this.#visitSession = session;
       logger.info("Authenticated with {server} as {name} (server {version}, session {sessionId})", {
         server,
         name: auth.client_name,
@@ -262,9 +304,12 @@ export class TunnelClient {
           carried.finally(() => streams.delete(carried));
         }
       })();
-      const registrations = await registerProxies(rpc, this.#config, server);
-      this.#applyRegistrations(registrations);
-      this.#startHealthChecks(rpc, healthChecks.signal);
+      const live = { rpc, healthChecks: healthChecks.signal };
+      await this.#exclusive.run(async () => {
+        this.#applyRegistrations(await registerProxies(live.rpc, this.#config, server));
+        this.#startHealthChecks(live.rpc, live.healthChecks);
+        this.#live = live;
+      });
       this.state = "connected";
       this.sessionsEstablished++;
       this.events.add({
@@ -290,6 +335,8 @@ export class TunnelClient {
       await acceptLoop?.catch(() => {});
       await Promise.all([...streams]);
       this.#session = null;
+      this.#visitSession = null;
+      this.#live = null;
       this.#carrier.attach(null);
       for (const proxy of this.proxies.values()) proxy.stats.setStatus("pending");
     }
@@ -364,10 +411,15 @@ export class TunnelClient {
   }
 
   /** Starts the configured health checks; each change is reported to the server. */
-  #startHealthChecks(rpc: RpcPeer, signal: AbortSignal): void {
+  #startHealthChecks(rpc: RpcPeer, session: AbortSignal, only?: ReadonlySet<string>): void {
     for (const proxy of this.proxies.values()) {
       const healthCheck = proxy.config.healthCheck;
       if (!healthCheck || proxy.registration?.status === "rejected") continue;
+      if (only && !only.has(proxy.config.name)) continue;
+      const stop = new AbortController();
+      this.#healthStops.get(proxy.config.name)?.abort();
+      this.#healthStops.set(proxy.config.name, stop);
+      const signal = AbortSignal.any([session, stop.signal]);
       // With several backends the proxy is healthy while any one accepts: failover reaches it.
       const backends = localBackendsOf(proxy.config);
       const targets = backends.map((backend) => ({ hostname: backend.host, port: backend.port }));
@@ -404,6 +456,58 @@ export class TunnelClient {
     else logger.info("Server notice {code}: {message}", properties);
   }
 
+  /**
+   * Applies a new (validated) config without reconnecting (reload.ts): removed proxies are unregistered
+   * (the server releases their ports), added ones registered, changed ones re-registered; untouched
+   * proxies and their connections are left alone. Changed `[client]` keys that cannot apply live keep
+   * their running values and are listed in `restartKeys`. Between sessions only the state changes.
+   *
+   * @throws {RpcError} or {@linkcode MalformedServerAnswerError} when the session fails meanwhile (the new
+   *   config stays: the next session registers it)
+   */
+  applyConfig(next: ClientConfig): Promise<ClientReloadResult> {
+    return this.#exclusive.run(async () => {
+      const plan = planClientReload(this.#config, next);
+      const dropped = [...plan.removed, ...plan.changed.map((proxy) => proxy.name)];
+      const fresh = [...plan.added, ...plan.changed];
+      for (const name of dropped) {
+        this.proxies.delete(name);
+        this.#carrier.removeProxy(name);
+        this.#healthStops.get(name)?.abort();
+        this.#healthStops.delete(name);
+      }
+      this.#config = plan.config;
+      this.#carrier.config = plan.config;
+      for (const proxy of fresh) {
+        this.#carrier.addProxy(proxy);
+        this.proxies.set(proxy.name, { config: proxy, registration: null, stats: new ProxyStats() });
+      }
+      const live = this.#live;
+      const result: ClientReloadResult = {
+        added: plan.added.map((proxy) => proxy.name),
+        removed: plan.removed,
+        changed: plan.changed.map((proxy) => proxy.name),
+        unchanged: plan.unchanged,
+        restartKeys: plan.restartKeys,
+        registrations: [],
+        unregistrations: [],
+        offline: live === null,
+      };
+      if (live !== null) {
+        const server = formatHostPort(this.#config.serverAddr, this.#config.serverPort);
+        result.unregistrations = await unregisterProxies(live.rpc, dropped, server);
+        if (fresh.length > 0) {
+          result.registrations = await registerProxies(live.rpc, { ...plan.config, proxies: fresh }, server);
+          this.#applyRegistrations(result.registrations);
+          this.#startHealthChecks(live.rpc, live.healthChecks, new Set(fresh.map((proxy) => proxy.name)));
+        }
+      }
+      if (live === null || fresh.length === 0) this.#statusChanged();
+      logger.info("Config reloaded: {summary}", { summary: describeReload(result) });
+      return result;
+    });
+  }
+
   /** The client's state for the stats endpoint. */
   snapshot(): ClientRoleSnapshot {
     const rtt = this.#session?.rttMs ?? 0;
@@ -420,7 +524,7 @@ export class TunnelClient {
       proxies: [...this.proxies.values()].map(({ config, registration, stats }) =>
         this.#throughput.serve({
           name: config.name,
-          publish_addr: registration?.publish_addr ?? config.publishAddr,
+          publish_addr: registration?.publish_addr ?? config.publishAddr ?? "",
           publish_port: registration?.status === "accepted" ? registration.publish_port : config.publishPort,
           local_addr: config.localAddr,
           local_port: config.localPort,

@@ -44,7 +44,12 @@ export async function defaultClientId(config: ClientConfig): Promise<string> {
   const basis = [
     host,
     `${config.serverAddr}:${config.serverPort}`,
-    ...config.proxies.map((proxy) => `${proxy.name}:${proxy.publishAddr}:${proxy.publishPort}`),
+    // An unset publish_addr counts as the 0.0.0.0 it used to default to, so existing ids stay the same.
+    ...config.proxies.map((proxy) => `${proxy.name}:${proxy.publishAddr ?? "0.0.0.0"}:${proxy.publishPort}`),
+    // Visitors too, so two visitor-only clients on one host get different ids (none: the id is unchanged).
+    ...(config.visitors ?? []).map((visitor) =>
+      `visitor:${visitor.name}:${visitor.publishPort}:${visitor.bindAddr}:${visitor.bindPort}`
+    ),
   ].join("|");
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(basis)));
   // A client_id is a name (1-64 of [A-Za-z0-9._-]); a host name may be longer or spelt otherwise.

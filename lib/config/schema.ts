@@ -44,6 +44,7 @@ import { vhostProxyKeys, vhostServerKeys } from "./_vhost.ts";
 import { parseProxyUrl, ProxyUrlError } from "../net/proxy_url.ts";
 import { isIpAddress } from "../net/address.ts";
 import { resolveServers, serverEntrySchema, serverListSchema } from "./_servers.ts";
+import { forwarderSchema, forwardServerKeys, rateLimitSchema, routingSchema } from "./_forwarders.ts";
 
 /** A `secret_key`: 1–1024 printable characters (the wire's bound). */
 const visitSecret = z.string().min(1).max(SECRET_KEY_MAX_CHARS).refine(
@@ -235,12 +236,8 @@ export const serverTableSchema = z.strictObject({
    * CIDR networks); any other peer's header is ignored.
    */
   trusted_proxies: z.array(cidr).max(256).default(() => [...DEFAULTS.server.trusted_proxies]),
-  /**
-   * The Rust tls-tunnel's switch for forwarding clients' traffic through the server. Accepted so its configs
-   * load; nothing forwards yet (issue 15), so `true` changes nothing (`check` says so) and the key does not
-   * reach the roles.
-   */
-  allow_forward: z.boolean().optional(),
+  /** `allow_forward`, `forward_allow_private`, the per-client limit, `[server.rate_limit]` (`_forwarders.ts`). */
+  ...forwardServerKeys,
   /** Shared HTTP/HTTPS ports for `http`/`https` proxies, `subdomain_host`, `request_timeout_secs` (`_vhost.ts`). */
   ...vhostServerKeys,
   /**
@@ -250,7 +247,7 @@ export const serverTableSchema = z.strictObject({
    */
   listeners: z.array(serverListenerSchema).max(MAX_LISTENERS).default([]),
 }).transform((table) => {
-  const { allowForward: _unused, ...server } = camelKeys(table);
+  const server = camelKeys(table);
   const listeners = effectiveListeners(server);
   // The first listener's values stand for "the" listener where one address is shown (check, the printed
   // client command, the certificate's names); every listener is in `listeners`.
@@ -540,16 +537,19 @@ export const clientFileSchema = z.strictObject({
   proxies: z.array(proxySchema).prefault([]),
   /** Local ports that reach other clients' private proxies (`[[visitors]]`). */
   visitors: z.array(visitorSchema).max(1024).prefault([]),
+  /** Local HTTP/SOCKS5 proxies whose connections leave through the server (`[[forwarders]]`). */
+  forwarders: z.array(forwarderSchema).max(64).prefault([]),
 }).superRefine((file, ctx) => {
   // A client needs something to do: a proxy to publish or a visitor to run.
-  if (file.proxies.length === 0 && file.visitors.length === 0) {
+  if (file.proxies.length === 0 && file.visitors.length === 0 && file.forwarders.length === 0) {
     ctx.addIssue({
       code: "custom",
       path: ["proxies"],
       message: "the client publishes nothing: no [[proxies]] entry",
       params: {
         hint: "add a [[proxies]] table with name, publish_port and local_port (or a [[visitors]] table " +
-          "with name, publish_port and bind_port)",
+          "with name, publish_port and bind_port, or a [[forwarders]] table with name, proxy_type and " +
+          "bind_port)",
       },
     });
   }
@@ -562,6 +562,7 @@ export const clientFileSchema = z.strictObject({
       (file.visitors.length > 0 && proxy.publishAddr === undefined ? "private" as const : "public" as const),
   })),
   visitors: file.visitors,
+  forwarders: file.forwarders,
 }));
 
 /**
@@ -577,6 +578,7 @@ export const KNOWN_KEYS: Readonly<Record<"server" | "client", Readonly<Record<st
       "server.notify": Object.keys(notifySchema.in.shape),
       "server.clients": Object.keys(serverClientSchema.in.shape),
       "server.listeners": Object.keys(serverListenerSchema.in.shape),
+      "server.rate_limit": Object.keys(rateLimitSchema.in.shape),
     },
     client: {
       "": Object.keys(clientFileSchema.in.shape),
@@ -587,5 +589,7 @@ export const KNOWN_KEYS: Readonly<Record<"server" | "client", Readonly<Record<st
       "proxies": Object.keys(proxySchema.in.shape),
       "proxies.health_check": Object.keys(healthCheckSchema.in.shape),
       "visitors": Object.keys(visitorSchema.in.shape),
+      "forwarders": Object.keys(forwarderSchema.in.shape),
+      "forwarders.routing": Object.keys(routingSchema.in.shape),
     },
   };

@@ -30,15 +30,31 @@ import {
   wireVersion,
 } from "./fields.ts";
 import { PROXY_STATUSES } from "./proxy_status.ts";
+import { PROXY_VISIBILITIES, SECRET_KEY_MAX_CHARS } from "./open_request.ts";
+import {
+  MAX_VHOST_DOMAINS,
+  MAX_VHOST_LOCATIONS,
+  wireDomain,
+  wireHostHeader,
+  wireLocation,
+  wireSubdomain,
+} from "./vhost_fields.ts";
 
 export { describeMessageError, describeParamsError } from "./fields.ts";
+
+/** Largest `udp_idle_timeout_secs` (a day). */
+export const MAX_UDP_IDLE_TIMEOUT_SECS = 86_400;
+/** Largest `max_udp_flows`: each flow is a stream and a bounded queue on both sides. */
+export const MAX_UDP_FLOWS = 4096;
 
 /** Method names. */
 export const Method = {
   /** client → server request: prove the key; first message of every session. */
   authenticate: "authenticate",
-  /** client → server request: publish proxies; answered per proxy. */
+  /** client → server request: publish proxies; answered per proxy. On a live session it adds to them. */
   registerProxies: "register_proxies",
+  /** client → server request: stop publishing proxies by name (ports released at once); answered per name. */
+  unregisterProxies: "unregister_proxies",
   /** either way request: liveness and clock check on top of yamux keepalive. */
   heartbeat: "heartbeat",
   /** server → client notification: something the user should see (bind retries, failures…). */
@@ -125,6 +141,8 @@ export const ProxyRejectCode = {
   tooManyProxies: "TOO_MANY_PROXIES",
   /** The proxy's parameters are invalid (unknown type, bad port…). */
   invalidProxy: "INVALID_PROXY",
+  /** An `http`/`https` proxy asks for a host name (and location) another client's proxy serves. */
+  domainInUse: "DOMAIN_IN_USE",
 } as const;
 
 /** A per-proxy rejection code. */
@@ -156,7 +174,8 @@ export type AuthenticateParams = z.infer<typeof AuthenticateParams>;
 export const ProxySpec = z.object({
   /** A name: 1-64 letters, digits, `.`, `_`, `-`. */
   name: wireName,
-  proxy_type: z.literal("tcp"),
+  /** `tcp` (a port of its own), or `http`/`https` (routed by host name on the server's shared vhost ports). */
+  proxy_type: z.enum(["tcp", "http", "https", "udp"]),
   /** An IP literal (never a host name: the server does not look names up). */
   publish_addr: wireBindAddress,
   publish_port: wirePort,
@@ -165,9 +184,46 @@ export const ProxySpec = z.object({
   /** The client's local service, as an IP address or host name (the server only shows it). */
   local_addr: wireHost,
   local_port: wirePort,
+  // ---- http and https proxies (README.md §4.2): routed by host name, no port of their own ----
+  /** Host names routed to this proxy (lower-case DNS names; `http`/`https` only). */
+  custom_domains: z.array(wireDomain).max(MAX_VHOST_DOMAINS).optional(),
+  /** A label under the server's `subdomain_host` (`app` → `app.<subdomain_host>`). */
+  subdomain: wireSubdomain.optional(),
+  /** Path prefixes routed to this proxy (`http` only; default `/`), longest first across proxies. */
+  locations: z.array(wireLocation).max(MAX_VHOST_LOCATIONS).optional(),
+  /** The Host header the local service sees instead of the outside one (`http` only). */
+  host_header_rewrite: wireHostHeader.optional(),
+  /** Basic auth the server asks of outside requests (`http` only), with {@linkcode ProxySpec} `http_password`. */
+  http_user: wireText(1, 256).optional(),
+  /** Basic auth password (`http` only). */
+  http_password: wireText(1, 256).optional(),
+  // ---- visitors (README.md §5b) ----
+  /**
+   * Who reaches the proxy: `public` (bound on `publish_addr`; the default), `private` (not bound; only
+   * other clients' visitors, by `(name, publish_port)`) or `both`.
+   */
+  visibility: z.enum(PROXY_VISIBILITIES).optional(),
+  /** The key a visitor must present (compared in constant time); only with `private` or `both`. */
+  secret_key: wireText(1, SECRET_KEY_MAX_CHARS).optional(),
+  // ---- udp proxies (README.md §5c) ----
+  /** Seconds a flow may go without a datagram before both sides drop it (`udp` only; default 60). */
+  udp_idle_timeout_secs: z.number().int().min(1).max(MAX_UDP_IDLE_TIMEOUT_SECS).optional(),
+  /** Most flows (outside peer addresses) at once; the one idle longest is evicted (`udp` only; 1,024). */
+  max_udp_flows: z.number().int().min(1).max(MAX_UDP_FLOWS).optional(),
 });
 /** One proxy as registered by the client. */
 export type ProxySpec = z.infer<typeof ProxySpec>;
+
+/** Whether a proxy is bound on the server (`public`), only visitable by other clients (`private`), or both. */
+export type ProxyVisibility = typeof PROXY_VISIBILITIES[number];
+
+/**
+ * A proxy as the client sends it in `register_proxies`: {@linkcode ProxySpec} whose `publish_addr` may be
+ * absent, meaning "the server's `default_publish_addr`" (the server fills it in before anything else).
+ */
+export const ProxySpecRequest = ProxySpec.extend({ publish_addr: wireBindAddress.optional() });
+/** A proxy as the client sends it (`publish_addr` optional). */
+export type ProxySpecRequest = z.infer<typeof ProxySpecRequest>;
 
 /** A client's request for a gentler bind retry than the server's (the server never retries more). */
 export const BindRetryRequest = z.object({
@@ -185,6 +241,19 @@ export const RegisterProxiesParams = z.object({
 });
 /** `register_proxies` params. */
 export type RegisterProxiesParams = z.infer<typeof RegisterProxiesParams>;
+
+/** Most names one `unregister_proxies` call may carry (as many as `register_proxies` may publish). */
+export const MAX_UNREGISTER_NAMES = 1024;
+
+/**
+ * `unregister_proxies` params: the names of proxies of this session to stop publishing. Each entry is
+ * checked on its own (an entry that is not a name is answered `invalid`, the others still run).
+ */
+export const UnregisterProxiesParams = z.object({
+  names: z.array(z.unknown()).min(1).max(MAX_UNREGISTER_NAMES),
+});
+/** `unregister_proxies` params. */
+export type UnregisterProxiesParams = z.infer<typeof UnregisterProxiesParams>;
 
 /** `heartbeat` params, and its result (the same object echoed): the sender's clock, in ms. */
 export const HeartbeatParams = z.object({
@@ -295,6 +364,31 @@ export const RegisterProxiesResult = z.object({ proxies: z.array(ProxyRegistrati
 /** `register_proxies` result. */
 export type RegisterProxiesResult = z.infer<typeof RegisterProxiesResult>;
 
+/**
+ * How each name of an `unregister_proxies` call fared: `removed` (its port is free when the answer
+ * leaves), `not_found` (no proxy of this session has the name, or an earlier entry of the same call
+ * removed it) or `invalid` (not a name).
+ */
+export const UNREGISTER_OUTCOMES = ["removed", "not_found", "invalid"] as const;
+
+/** One entry of the `unregister_proxies` result, in request order. */
+export const ProxyUnregistration = z.object({
+  /** As asked, escaped (`"?"` when the entry was not a string). */
+  name: echoed,
+  status: z.enum(UNREGISTER_OUTCOMES),
+  /** The port released, for `removed` when the proxy had one bound (null while it was being retried). */
+  released_port: wirePort.nullable().optional(),
+});
+/** One entry of the `unregister_proxies` result. */
+export type ProxyUnregistration = z.infer<typeof ProxyUnregistration>;
+
+/** `unregister_proxies` result. The client checks the server's answer against it. */
+export const UnregisterProxiesResult = z.object({
+  proxies: z.array(ProxyUnregistration).max(MAX_UNREGISTER_NAMES),
+});
+/** `unregister_proxies` result. */
+export type UnregisterProxiesResult = z.infer<typeof UnregisterProxiesResult>;
+
 /** `proxy_status` params: a proxy's status changed (or a retry was scheduled). Never merged with a count. */
 export const ProxyStatusParams = z.object({
   proxy_name: wireName,
@@ -321,6 +415,16 @@ export const NoticeCode = {
   bindRecovered: "PROXY_BIND_RECOVERED",
   /** The proxy got another port than it asked for or had before; data: {@linkcode PortChangedNoticeData}. */
   portChanged: "PORT_CHANGED",
+  /**
+   * A server reload removed or changed this client's key: the session is closed right after this notice
+   * (level error; no data). A reconnect with the same key is refused.
+   */
+  keyRevoked: "KEY_REVOKED",
+  /**
+   * A server reload shrank this client's `allow_ports`: the proxy was stopped and its port released
+   * (level warning; data: `proxy_name`, `publish_port`, `reason`). A `proxy_status` `closed` follows.
+   */
+  proxyRevoked: "PROXY_REVOKED",
 } as const;
 
 /** A `push_exception` code this version knows. */
@@ -399,12 +503,23 @@ export const PortChangedNoticeData = NoticeData.required({
 /** `data` of `PORT_CHANGED`. */
 export type PortChangedNoticeData = z.infer<typeof PortChangedNoticeData>;
 
+/** `data` of `PROXY_REVOKED`. */
+export const ProxyRevokedNoticeData = NoticeData.required({
+  proxy_name: true,
+  publish_port: true,
+  reason: true,
+});
+/** `data` of `PROXY_REVOKED`. */
+export type ProxyRevokedNoticeData = z.infer<typeof ProxyRevokedNoticeData>;
+
 /** The `data` schema of each known notice code. */
 export const NOTICE_DATA: Readonly<Record<NoticeCodeValue, z.ZodType<NoticeData>>> = {
   [NoticeCode.bindRetry]: BindRetryNoticeData,
   [NoticeCode.bindFailed]: BindFailedNoticeData,
   [NoticeCode.bindRecovered]: BindRecoveredNoticeData,
   [NoticeCode.portChanged]: PortChangedNoticeData,
+  [NoticeCode.keyRevoked]: NoticeData,
+  [NoticeCode.proxyRevoked]: ProxyRevokedNoticeData,
 };
 
 /**

@@ -7,23 +7,40 @@
  */
 
 import type { BindRetryConfig, ProxyConfig } from "../config/types.ts";
-import type { BindRetryRequest, ProxySpec } from "./control.ts";
+import { DEFAULTS } from "../config/defaults.ts";
+import type { BindRetryRequest, ProxySpecRequest } from "./control.ts";
 
 /**
  * A configured proxy in its wire form (the fields `register_proxies` carries; local backends, the load
- * balancing policy and health checks stay on the client).
+ * balancing policy and health checks stay on the client). Without `publish_addr` the server publishes on
+ * its `default_publish_addr`.
  */
-export function toProxySpec(proxy: ProxyConfig): ProxySpec {
-  const spec: ProxySpec = {
+export function toProxySpec(proxy: ProxyConfig): ProxySpecRequest {
+  const spec: ProxySpecRequest = {
     name: proxy.name,
     proxy_type: proxy.proxyType,
-    publish_addr: proxy.publishAddr,
+    ...(proxy.publishAddr !== undefined ? { publish_addr: proxy.publishAddr } : {}),
     publish_port: proxy.publishPort,
     local_addr: proxy.localAddr,
     local_port: proxy.localPort,
   };
   if (proxy.publishPortRange) spec.publish_port_range = { ...proxy.publishPortRange };
   if (proxy.fallbackToSystemPort) spec.fallback_to_system_port = true;
+  // Visitors (README.md §5b): sent only when not the default, so older servers see the same request.
+  if (proxy.visibility !== undefined && proxy.visibility !== "public") spec.visibility = proxy.visibility;
+  if (proxy.secretKey !== undefined) spec.secret_key = proxy.secretKey;
+  // Routing of http/https proxies (README.md §4.2); the config's rules keep these off tcp proxies.
+  if (proxy.customDomains?.length) spec.custom_domains = [...proxy.customDomains];
+  if (proxy.subdomain !== undefined) spec.subdomain = proxy.subdomain;
+  if (proxy.locations?.length) spec.locations = [...proxy.locations];
+  if (proxy.hostHeaderRewrite !== undefined) spec.host_header_rewrite = proxy.hostHeaderRewrite;
+  if (proxy.httpUser !== undefined) spec.http_user = proxy.httpUser;
+  if (proxy.httpPassword !== undefined) spec.http_password = proxy.httpPassword;
+  if (proxy.proxyType === "udp") {
+    // The server keeps flows as the client does: both drop them after the same idle time.
+    spec.udp_idle_timeout_secs = proxy.udpIdleTimeoutSecs ?? DEFAULTS.proxy.udp_idle_timeout_secs;
+    spec.max_udp_flows = proxy.maxUdpFlows ?? DEFAULTS.proxy.max_udp_flows;
+  }
   return spec;
 }
 

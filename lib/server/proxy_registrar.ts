@@ -22,7 +22,8 @@ import {
   type ProxyRegistration,
   ProxyRejectCode,
   type ProxyRejectCodeValue,
-  ProxySpec,
+  type ProxySpec,
+  ProxySpecRequest,
   type PushExceptionParams,
   RegisterProxiesParams,
   type RegisterProxiesResult,
@@ -38,7 +39,8 @@ import { narrowPolicy } from "./bind_retry.ts";
 import type { ConnectedClient } from "./connected_client.ts";
 import { candidatePorts, type PortRequest, preferredPort, type StickyPorts } from "./port_plan.ts";
 import { PublishedProxy } from "./published_proxy.ts";
-import { type PublishedListener, type ServerProxyKind, UnknownProxyKindError } from "./proxy_kinds/kind.ts";
+import { registerPrivate } from "./visit.ts";
+import { type Publication, type ServerProxyKind, UnknownProxyKindError } from "./proxy_kinds/kind.ts";
 import { serverProxyKindFor } from "./proxy_kinds/registry.ts";
 import {
   accepted,
@@ -50,6 +52,8 @@ import {
 import { type RegistrationCheckContext, RegistrationChecks } from "./registration_checks.ts";
 import { retryBindInBackground } from "./registration_retry.ts";
 import { SerialQueueFullError } from "./serial_queue.ts";
+import type { VhostService } from "./vhost/service.ts";
+import { VhostPublication } from "./vhost/target.ts";
 
 export { bindingsOverlap } from "./registration_checks.ts";
 
@@ -86,6 +90,8 @@ export interface RegistrarContext extends RegistrationCheckContext {
   openLatency: Histogram;
   /** Server events. */
   events: EventLog;
+  /** The shared HTTP/HTTPS ports, when configured (`http`/`https` proxies are routed there). */
+  vhost?: VhostService | null;
 }
 
 /** Handles `register_proxies` for the server. */
@@ -164,7 +170,7 @@ export class ProxyRegistrar {
     policy: BindRetryConfig,
     slice: TimeSlice,
   ): Promise<ProxyRegistration> {
-    const spec = ProxySpec.safeParse(candidate);
+    const spec = ProxySpecRequest.safeParse(candidate);
     if (!spec.success) {
       return this.#refused(
         client,
@@ -175,13 +181,27 @@ export class ProxyRegistrar {
         ),
       );
     }
-    const proxy = spec.data;
+    // A proxy that names no address is published on the server's default_publish_addr.
+    const proxy: ProxySpec = {
+      ...spec.data,
+      publish_addr: spec.data.publish_addr ?? this.context.config.defaultPublishAddr,
+    };
     let kind: ServerProxyKind;
     try {
       kind = serverProxyKindFor(proxy.proxy_type);
     } catch (error) {
       if (!(error instanceof UnknownProxyKindError)) throw error;
       return this.#refused(client, rejected(proxy, ProxyRejectCode.invalidProxy, error.message));
+    }
+    if ((proxy.visibility ?? "public") !== "public" && proxy.proxy_type !== "tcp") {
+      return this.#refused(
+        client,
+        rejected(
+          proxy,
+          ProxyRejectCode.invalidProxy,
+          `visibility "${proxy.visibility}" needs proxy_type "tcp"; visitors reach TCP proxies only`,
+        ),
+      );
     }
     const problem = this.#checks.check(client, proxy);
     if (problem) return this.#refused(client, problem);
@@ -203,12 +223,14 @@ export class ProxyRegistrar {
         `Another proxy of this client is named '${proxy.name}'`,
       );
     }
+    if (proxy.visibility === "private") return registerPrivate(client, published);
     const contested = await this.#checks.checkOtherClients(client, proxy);
     if (contested) {
       await client.discard(published);
       return this.#refused(client, contested);
     }
     if (!client.publish(published)) return closingRejection(proxy);
+    if (kind.vhost) return await this.#publishVhost(client, published, kind.vhost);
 
     const request: PortRequest = {
       publishPort: proxy.publish_port,
@@ -291,13 +313,45 @@ export class ProxyRegistrar {
   }
 
   /**
+   * An `http`/`https` proxy: no port of its own, its routes go on the server's shared port of its kind
+   * (`vhost/`); it is answered as published on that port.
+   */
+  async #publishVhost(
+    client: ConnectedClient,
+    published: PublishedProxy,
+    kind: "http" | "https",
+  ): Promise<ProxyRegistration> {
+    const proxy = published.spec;
+    const vhost = this.context.vhost;
+    const outcome = vhost ? vhost.publish(published, kind, client) : {
+      code: ProxyRejectCode.invalidProxy,
+      reason: `this server serves no ${kind} proxies: its vhost_${kind}_port is not set`,
+    };
+    if (!(outcome instanceof VhostPublication)) {
+      await client.discard(published);
+      return this.#refused(client, rejected(proxy, outcome.code, outcome.reason));
+    }
+    if (!published.attach(outcome)) return closingRejection(proxy);
+    logger.info("Proxy {proxy} of {client} serves {hosts} on the {kind} vhost port {port}", {
+      proxy: proxy.name,
+      client: client.name,
+      hosts: [...(proxy.custom_domains ?? []), ...(proxy.subdomain ? [`${proxy.subdomain}.*`] : [])].join(
+        ", ",
+      ),
+      kind,
+      port: outcome.addr.port,
+    });
+    return accepted(proxy, outcome.addr.port);
+  }
+
+  /**
    * A listener was bound: hand it to its proxy, remember the port, and say so. Null when the proxy was
    * stopped meanwhile (its session ended): the listener is closed and nothing is remembered.
    */
   #bound(
     client: ConnectedClient,
     published: PublishedProxy,
-    listener: PublishedListener,
+    listener: Publication,
     preferred: number | null,
     retries: number,
   ): ProxyRegistration | null {

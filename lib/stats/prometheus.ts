@@ -13,6 +13,7 @@
  * | `tls_tunnel_auth_failures_total` | counter | |
  * | `tls_tunnel_connections_pending` | gauge | |
  * | `tls_tunnel_connections_refused_total` | counter | `reason` (`pending_limit`, `pending_per_ip_limit`) |
+ * | `tls_tunnel_client_opened_streams_total` | counter | `kind` (`visit`, `forward`, `unknown`), `result` (`ok`, `denied`, `not_found`, …) |
  * | `tls_tunnel_streams_active` | gauge | |
  * | `tls_tunnel_client_streams_active` | gauge | `client` |
  * | `tls_tunnel_client_rtt_seconds` | gauge | `client` |
@@ -24,7 +25,9 @@
  * `tls_tunnel_client_state{state}`, `tls_tunnel_client_sessions_total`, `tls_tunnel_client_reconnects_total`,
  * `tls_tunnel_client_connect_failures_total` (attempts that ended without a registered session),
  * `tls_tunnel_client_rtt_seconds`, `tls_tunnel_client_next_attempt_seconds`, and the proxy series
- * labelled with `proxy` only.
+ * labelled with `proxy` only. A client with several servers (`[client] servers`) adds
+ * `tls_tunnel_client_server_{connected,state,sessions_total,connect_failures_total,rtt_seconds,
+ * next_attempt_seconds}{server}` and labels its proxy series `server`, `proxy` (one series per server).
  *
  * Labels name what was configured, never what changes per connection: no peer address (its port is
  * ephemeral, so every reconnect would start a new series), and no label that repeats another.
@@ -38,6 +41,8 @@
  * the others), `tls_tunnel_proxy_connections_active`, `tls_tunnel_proxy_connections_total`,
  * `tls_tunnel_proxy_connections_failed_total`, `tls_tunnel_proxy_received_bytes_total` (from outside
  * peers towards the local service) and `tls_tunnel_proxy_sent_bytes_total` (back towards the peers).
+ * `udp` proxies add `tls_tunnel_proxy_udp_flows_open`, `_udp_flows_total`, `_udp_flows_closed_total{reason}`,
+ * `_udp_datagrams_total{direction}` and `_udp_datagrams_dropped_total{reason}`.
  *
  * @module
  */
@@ -48,6 +53,7 @@ import { PROXY_STATUSES } from "../protocol/proxy_status.ts";
 import type {
   BackendSnapshot,
   ClientRoleSnapshot,
+  ClientServerSnapshot,
   HistogramSnapshot,
   ProxySnapshot,
   ServerSnapshot,
@@ -186,6 +192,41 @@ function renderProxies(out: Exposition, proxies: Array<{ labels: Labels; proxy: 
     out.family(name, type, help);
     for (const { labels, proxy } of proxies) out.sample(name, labels, read(proxy));
   }
+  renderUdp(out, proxies);
+}
+
+/** Flow and datagram series of `udp` proxies (only when there is one). */
+function renderUdp(out: Exposition, proxies: Array<{ labels: Labels; proxy: ProxySnapshot }>): void {
+  const udp = proxies.flatMap(({ labels, proxy }) => proxy.udp ? [{ labels, udp: proxy.udp }] : []);
+  if (udp.length === 0) return;
+  out.family("tls_tunnel_proxy_udp_flows_open", "gauge", "UDP flows (outside peer addresses) open now");
+  for (const { labels, udp: u } of udp) out.sample("tls_tunnel_proxy_udp_flows_open", labels, u.flows_open);
+  out.family("tls_tunnel_proxy_udp_flows_total", "counter", "UDP flows opened");
+  for (const { labels, udp: u } of udp) out.sample("tls_tunnel_proxy_udp_flows_total", labels, u.flows_total);
+  out.family(
+    "tls_tunnel_proxy_udp_flows_closed_total",
+    "counter",
+    "UDP flows closed by the proxy, by reason: idle (udp_idle_timeout_secs) or evicted (max_udp_flows)",
+  );
+  for (const { labels, udp: u } of udp) {
+    out.sample("tls_tunnel_proxy_udp_flows_closed_total", { ...labels, reason: "idle" }, u.flows_idle_closed);
+    out.sample("tls_tunnel_proxy_udp_flows_closed_total", { ...labels, reason: "evicted" }, u.flows_evicted);
+  }
+  out.family(
+    "tls_tunnel_proxy_udp_datagrams_total",
+    "counter",
+    "Datagrams carried: in = from outside peers towards the local service, out = back",
+  );
+  for (const { labels, udp: u } of udp) {
+    out.sample("tls_tunnel_proxy_udp_datagrams_total", { ...labels, direction: "in" }, u.datagrams_in);
+    out.sample("tls_tunnel_proxy_udp_datagrams_total", { ...labels, direction: "out" }, u.datagrams_out);
+  }
+  out.family("tls_tunnel_proxy_udp_datagrams_dropped_total", "counter", "Datagrams not carried, by reason");
+  for (const { labels, udp: u } of udp) {
+    for (const [reason, count] of Object.entries(u.dropped)) {
+      out.sample("tls_tunnel_proxy_udp_datagrams_dropped_total", { ...labels, reason }, count);
+    }
+  }
 }
 
 function renderHistogram(out: Exposition, name: string, help: string, histogram: HistogramSnapshot): void {
@@ -230,6 +271,18 @@ function renderServer(out: Exposition, snapshot: ServerSnapshot): void {
   );
   for (const [reason, count] of Object.entries(snapshot.connections_refused)) {
     out.sample("tls_tunnel_connections_refused_total", { reason }, count);
+  }
+  if (snapshot.client_opened_streams !== undefined) {
+    out.family(
+      "tls_tunnel_client_opened_streams_total",
+      "counter",
+      "Streams clients opened (kind visit: visitors; forward: forwarders), by result: ok or the refusal code",
+    );
+    for (const [kind, results] of Object.entries(snapshot.client_opened_streams)) {
+      for (const [result, count] of Object.entries(results)) {
+        out.sample("tls_tunnel_client_opened_streams_total", { kind, result }, count);
+      }
+    }
   }
   out.single(
     "tls_tunnel_streams_active",
@@ -325,8 +378,87 @@ function renderClient(out: Exposition, snapshot: ClientRoleSnapshot, nowMs: numb
       Math.max(0, (snapshot.next_attempt_at_ms - nowMs) / 1000),
     );
   }
-  renderProxies(out, snapshot.proxies.map((proxy) => ({ labels: { proxy: proxy.name }, proxy })));
+  if (snapshot.servers !== undefined) {
+    // Several servers: each server's session and its proxies, labelled by server.
+    renderClientServers(out, snapshot.servers, nowMs);
+    renderProxies(
+      out,
+      snapshot.servers.flatMap((server) =>
+        server.proxies.map((proxy) => ({ labels: { server: server.name, proxy: proxy.name }, proxy }))
+      ),
+    );
+  } else {
+    renderProxies(out, snapshot.proxies.map((proxy) => ({ labels: { proxy: proxy.name }, proxy })));
+  }
   renderBackends(out, snapshot.proxies);
+}
+
+/** Per-server series of a client with several servers (`tls_tunnel_client_server_*{server}`). */
+function renderClientServers(out: Exposition, servers: ClientServerSnapshot[], nowMs: number): void {
+  out.family(
+    "tls_tunnel_client_server_connected",
+    "gauge",
+    "1 while the client has a registered session with this server",
+  );
+  for (const server of servers) {
+    out.sample(
+      "tls_tunnel_client_server_connected",
+      { server: server.name },
+      server.state === "connected" ? 1 : 0,
+    );
+  }
+  out.family("tls_tunnel_client_server_state", "gauge", "Session state per server as a state set");
+  for (const server of servers) {
+    for (const state of [...CLIENT_STATES, "refused"]) {
+      out.sample(
+        "tls_tunnel_client_server_state",
+        { server: server.name, state },
+        server.state === state ? 1 : 0,
+      );
+    }
+  }
+  out.family("tls_tunnel_client_server_sessions_total", "counter", "Sessions established with this server");
+  for (const server of servers) {
+    out.sample("tls_tunnel_client_server_sessions_total", { server: server.name }, server.sessions_total);
+  }
+  out.family(
+    "tls_tunnel_client_server_connect_failures_total",
+    "counter",
+    "Attempts to reach this server that ended without a registered session",
+  );
+  for (const server of servers) {
+    out.sample(
+      "tls_tunnel_client_server_connect_failures_total",
+      { server: server.name },
+      server.connect_failures_total,
+    );
+  }
+  const measured = servers.filter((server) => server.rtt_ms !== null);
+  if (measured.length > 0) {
+    out.family("tls_tunnel_client_server_rtt_seconds", "gauge", "Last keepalive round trip to this server");
+    for (const server of measured) {
+      out.sample(
+        "tls_tunnel_client_server_rtt_seconds",
+        { server: server.name },
+        (server.rtt_ms ?? 0) / 1000,
+      );
+    }
+  }
+  const waiting = servers.filter((server) => server.next_attempt_at_ms !== null);
+  if (waiting.length > 0) {
+    out.family(
+      "tls_tunnel_client_server_next_attempt_seconds",
+      "gauge",
+      "Seconds until the next reconnect attempt to this server, while waiting",
+    );
+    for (const server of waiting) {
+      out.sample(
+        "tls_tunnel_client_server_next_attempt_seconds",
+        { server: server.name },
+        Math.max(0, ((server.next_attempt_at_ms ?? nowMs) - nowMs) / 1000),
+      );
+    }
+  }
 }
 
 /** Per-backend series of proxies that balance over several local backends (`local_backends`). */

@@ -194,6 +194,12 @@ export interface ServerSnapshot {
   connections_refused: Record<"pending_limit" | "pending_per_ip_limit", number>;
   /** Stream open latency. */
   stream_open_latency: HistogramSnapshot;
+  /**
+   * Streams clients opened (visitors: kind `visit`; forwarders: `forward`), by kind and result (`ok`, or a
+   * refusal code in lower case: `denied`, `not_found`, `limit`, …; kind `unknown` before the request was
+   * read), since start. Absent from endpoints older than this field.
+   */
+  client_opened_streams?: Record<string, Record<string, number>>;
   /** Most recent events, newest last (bounded). */
   recent_events: EventSnapshot[];
   /** The shared HTTP/HTTPS vhost ports' counters; absent when neither port is configured. */

@@ -1,0 +1,65 @@
+/**
+ * One client, several servers, with the real CLI: two `deno run main.ts server` processes on 127.0.0.2 and
+ * 127.0.0.3 (each publishing on its own address through `default_publish_addr`) and one client with both
+ * in `[[client.servers]]`. Killing one server with SIGKILL leaves the other serving; the client's stats
+ * show the dead one down, and once it is restarted the client registers there again by itself.
+ */
+
+import assert from "node:assert/strict";
+import { waitFor } from "../testing/helpers.ts";
+import { echoAt, echoesAt, SERVER_ADDRESSES, TwoServers } from "../testing/multi_server.ts";
+
+const [ADDRESS_A, ADDRESS_B] = SERVER_ADDRESSES;
+
+Deno.test("a client with two servers publishes on both; one server killed, the other serves; restarted, it is used again", async () => {
+  await using fixture = await TwoServers.create();
+  const { publishPort } = fixture;
+  await fixture.startServer(0);
+  await fixture.startServer(1);
+  const client = fixture.startClient();
+  // Each server publishes the proxy on its own default_publish_addr, the same port.
+  await client.waitForLine(new RegExp(`Proxy web: 127\\.0\\.0\\.2:${publishPort}`));
+  await client.waitForLine(new RegExp(`Proxy web: 127\\.0\\.0\\.3:${publishPort}`));
+  assert.equal(await echoAt(ADDRESS_A, publishPort, "via a"), "via a");
+  assert.equal(await echoAt(ADDRESS_B, publishPort, "via b"), "via b");
+  // The wildcard is not bound by either server: nothing answers on 127.0.0.1.
+  await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: publishPort }));
+
+  const stats = await fixture.clientStats();
+  assert.equal(stats.state, "connected");
+  assert.deepEqual(stats.servers?.map((server) => [server.name, server.state]), [
+    ["a", "connected"],
+    ["b", "connected"],
+  ]);
+  assert.equal(stats.proxies.length, 1, "the proxy appears once at the top level, merged over the servers");
+  assert.equal(stats.servers?.[0]?.proxies[0]?.publish_addr, ADDRESS_A);
+  assert.equal(stats.servers?.[1]?.proxies[0]?.publish_addr, ADDRESS_B);
+  // One client_id for the config: both servers were told the same one.
+  const ids = fixture.servers.map((server) => /Client (\S+) connected from/.exec(server?.output ?? "")?.[1]);
+  assert.ok(ids[0] !== undefined && ids[0] === ids[1], `client ids on the servers: ${ids.join(", ")}`);
+  const metrics = await fixture.clientMetrics();
+  assert.match(metrics, /tls_tunnel_client_server_connected\{server="a"\} 1/);
+  assert.match(metrics, /tls_tunnel_proxy_up\{server="b",proxy="web"\} 1/);
+
+  await fixture.killServer(0);
+  // The other server keeps serving, right away.
+  assert.equal(await echoAt(ADDRESS_B, publishPort, "still b"), "still b");
+  await waitFor(
+    async () => (await fixture.serverState("a")) !== "connected",
+    6000,
+    "server a shown down",
+    100,
+  );
+  const down = await fixture.clientStats();
+  assert.equal(down.state, "connected", "the client stays connected through server b");
+  assert.equal(down.servers?.find((server) => server.name === "b")?.state, "connected");
+  assert.equal(await echoAt(ADDRESS_B, publishPort, "b again"), "b again");
+
+  // Restarted on the same port, server a gets the client back without any action.
+  await fixture.startServer(0);
+  await waitFor(() => echoesAt(ADDRESS_A, publishPort), 15_000, "the proxy on 127.0.0.2 again", 100);
+  await waitFor(async () => (await fixture.serverState("a")) === "connected", 5000, "server a shown up", 100);
+  const back = await fixture.clientStats();
+  assert.ok((back.servers?.[0]?.sessions_total ?? 0) >= 2, "server a's session is a new one");
+  assert.equal(back.servers?.[1]?.sessions_total, 1, "server b's session was never touched");
+});
