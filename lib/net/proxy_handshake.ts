@@ -139,8 +139,12 @@ class AnswerReader {
   }
 }
 
-/** Index just past the first `\r\n\r\n` (or bare `\n\n`) at or after `from`, or -1. */
-function headerEnd(bytes: Uint8Array, from: number): number {
+/**
+ * Index just past the first `\r\n\r\n` (or bare `\n\n`) at or after `from`, or -1: where an HTTP
+ * header ends. Shared with the client's local HTTP proxy (`client/http_proxy_server.ts`), which reads
+ * requests as this file reads answers.
+ */
+export function headerEnd(bytes: Uint8Array, from: number): number {
   for (let index = from; index < bytes.length; index++) {
     if (bytes[index] !== 0x0a) continue;
     if (bytes[index + 1] === 0x0a) return index + 2;
@@ -262,13 +266,20 @@ function printable(text: string): string {
 // ---------------------------------------------------------------------------------------------------
 // SOCKS5
 
-const SOCKS_VERSION = 5;
-const METHOD_NONE = 0x00;
-const METHOD_USER_PASSWORD = 0x02;
-const METHOD_REFUSED = 0xff;
+/** SOCKS protocol version 5 (RFC 1928), the first byte of every SOCKS5 message. */
+export const SOCKS_VERSION = 5;
+/** SOCKS5 authentication method: none. */
+export const METHOD_NONE = 0x00;
+/** SOCKS5 authentication method: user name and password (RFC 1929). */
+export const METHOD_USER_PASSWORD = 0x02;
+/** SOCKS5 "no acceptable methods". */
+export const METHOD_REFUSED = 0xff;
 
-/** RFC 1928 §6's reply codes, as a sentence each. */
-const SOCKS_REPLIES: Readonly<Record<number, string>> = {
+/**
+ * RFC 1928 §6's reply codes, as a sentence each; the client's local SOCKS5 proxy
+ * (`client/socks5_server.ts`) answers with the same codes.
+ */
+export const SOCKS_REPLIES: Readonly<Record<number, string>> = {
   1: "general SOCKS server failure",
   2: "connection not allowed by ruleset",
   3: "network unreachable",
