@@ -4,7 +4,9 @@
  * 1. direct TCP (no tunnel): the floor;
  * 2. raw TLS between two Deno processes (the bench and the agent) with `conn.read`/`conn.write`: the
  *    ceiling for any Deno tunnel;
- * 3. tls-tunnel: server and client as separate `deno run main.ts` processes over real TLS;
+ * 3. tls-tunnel: server and client as separate `deno run main.ts` processes over real TLS, and the same
+ *    over each other transport ({@linkcode TRANSPORT_PATHS}: wss, http2, and wss through nginx, which
+ *    terminates TLS in front of a `behind_proxy` server);
  * 4. OpenSSH `ssh -R` against our own sshd, with the default cipher and with aes128-gcm (when installed),
  *    and, for the latency section, `ssh -tt -R` (a terminal session: OpenSSH's interactive mode, Nagle off);
  *
@@ -14,18 +16,21 @@
  * @module
  */
 
-import { makeWorkdir } from "../../testing/helpers.ts";
+import { freePort, makeWorkdir } from "../../testing/helpers.ts";
 import type { BenchContext } from "../_harness.ts";
 import { connectionChurn, type Connector, tcpConnector, tlsConnector } from "./load.ts";
 import {
   type AgentProcess,
+  type ChildHandle,
   type CpuTarget,
   startAgent,
   startRelay,
   stopChild,
+  type TunnelFiles,
   TunnelPair,
 } from "./processes.ts";
 import { findSsh, type SshCipher, SshForward, SshServer } from "./ssh.ts";
+import { findNginx, NginxChild } from "./nginx.ts";
 
 /** Names of the paths, as they appear in case names. */
 export const PathName = {
@@ -34,6 +39,10 @@ export const PathName = {
   relay: "Deno relay x2",
   tunnel: "tls-tunnel",
   tunnelWss: "tls-tunnel wss",
+  tunnelHttp2: "tls-tunnel http2",
+  tunnelNginx: "tls-tunnel wss via nginx",
+  // quic: tunnelQuic: "tls-tunnel quic", with its TRANSPORT_PATHS entry below and its place in ALL_PATHS
+  // (sections/_tunnel_common.ts).
   ssh: "ssh -R",
   sshGcm: "ssh -R aes128-gcm",
   sshTty: "ssh -tt -R",
@@ -41,6 +50,29 @@ export const PathName = {
 
 /** One of {@linkcode PathName}'s values. */
 export type PathNameValue = typeof PathName[keyof typeof PathName];
+
+/** A tunnel path over a transport other than tls: how its server and client are started. */
+export interface TransportPath {
+  /** The path's name in case names. */
+  name: PathNameValue;
+  /** The `transport` of both configs. */
+  transport: string;
+  /** Through nginx: the server is `behind_proxy`, nginx terminates TLS in front of it. */
+  viaNginx?: boolean;
+  /** Deno flags of both processes instead of the defaults (quic needs `--unstable-net`). */
+  permissions?: string[];
+}
+
+/**
+ * The tunnel over every other transport, beside the tls tunnel ({@linkcode PathName.tunnel}). The quic
+ * transport goes here once it exists, e.g. `{ name: PathName.tunnelQuic, transport: "quic",
+ * permissions: ["--unstable-net", ...DEFAULT_PERMISSIONS] }`.
+ */
+export const TRANSPORT_PATHS: readonly TransportPath[] = [
+  { name: PathName.tunnelWss, transport: "wss" },
+  { name: PathName.tunnelHttp2, transport: "http2" },
+  { name: PathName.tunnelNginx, transport: "wss", viaNginx: true },
+];
 
 /** The cipher of the second ssh variant. */
 export const SSH_GCM_CIPHER = "aes128-gcm@openssh.com";
@@ -68,8 +100,8 @@ export interface PathsWanted {
   sshTty?: boolean;
   /** Start a shared tunnel pair (default true). */
   tunnel?: boolean;
-  /** Also start a tunnel pair over the wss transport (default false). */
-  tunnelWss?: boolean;
+  /** Also start a tunnel pair over each of {@linkcode TRANSPORT_PATHS} (default false). */
+  transports?: boolean;
   /** Start the two reference relays (default false). */
   relay?: boolean;
 }
@@ -142,18 +174,10 @@ export class PathSet {
           ],
         });
       }
-      if (wanted.tunnelWss === true) {
-        const wss = await TunnelPair.start(agent.tcpPort, "main.ts", "wss");
-        set.#stops.push(() => wss.stop());
-        set.paths.push({
-          name: PathName.tunnelWss,
-          connect: tcpConnector(wss.publishPort),
-          missing: null,
-          middle: () => [
-            { pid: wss.server.pid, withDescendants: false },
-            { pid: wss.client.pid, withDescendants: false },
-          ],
-        });
+      if (wanted.transports === true) {
+        for (const transportPath of TRANSPORT_PATHS) {
+          set.paths.push(await set.#startTransport(context, transportPath, agent.tcpPort));
+        }
       }
       await set.#startSsh(context, wanted, agent.tcpPort);
       return set;
@@ -161,6 +185,53 @@ export class PathSet {
       await set.stop();
       throw error;
     }
+  }
+
+  /** A tunnel pair over `path.transport` (behind nginx when asked), or the path marked missing. */
+  async #startTransport(context: BenchContext, path: TransportPath, localPort: number): Promise<BenchPath> {
+    const missing = (reason: string): BenchPath => {
+      context.log(`${path.name} figures are missing: ${reason}`);
+      return { name: path.name, connect: null, missing: reason, middle: () => [] };
+    };
+    let front: { port: number; start(files: TunnelFiles): Promise<ChildHandle> } | undefined;
+    if (path.viaNginx === true) {
+      const nginx = findNginx();
+      if ("missing" in nginx) return missing(nginx.missing);
+      const port = freePort();
+      front = {
+        port,
+        start: (files) =>
+          NginxChild.start(nginx.path, {
+            upstreamPort: files.serverPort,
+            certPath: files.certPath,
+            keyPath: files.keyPath,
+            port,
+          }),
+      };
+    }
+    let pair: TunnelPair;
+    try {
+      pair = await TunnelPair.start(localPort, "main.ts", {
+        transport: path.transport,
+        behindProxy: path.viaNginx === true,
+        ...(front ? { front } : {}),
+        ...(path.permissions ? { permissions: path.permissions } : {}),
+      });
+    } catch (error) {
+      return missing(`the tunnel over ${path.transport} did not start: ${errorText(error)}`);
+    }
+    this.#stops.push(() => pair.stop());
+    return {
+      name: path.name,
+      connect: tcpConnector(pair.publishPort),
+      missing: null,
+      // Server first: the throughput cases read the server's share as the first middle process.
+      middle: () => [
+        { pid: pair.server.pid, withDescendants: false },
+        { pid: pair.client.pid, withDescendants: false },
+        ...(pair.front ? [{ pid: pair.front.pid, withDescendants: true }] : []),
+      ],
+    };
   }
 
   async #startSsh(context: BenchContext, wanted: PathsWanted, localPort: number): Promise<void> {
@@ -229,6 +300,10 @@ export class PathSet {
       }
     }
   }
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /** Whether one echo through 127.0.0.1:`port` works (the path carries traffic). */

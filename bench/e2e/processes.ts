@@ -270,11 +270,30 @@ export interface TunnelFiles {
 
 const AUTH_KEY = "bench-auth-key-0123456789abcdef";
 
+/** How a bench tunnel is carried. */
+export interface TunnelOptions {
+  /** The transport both ends use (any the registry knows: "tls", "wss", "http2", …); default "tls". */
+  transport?: string;
+  /** The server serves plain text for a reverse proxy in front of it (`behind_proxy = true`). */
+  behindProxy?: boolean;
+  /**
+   * A reverse proxy between client and server (nginx): `port` is where the client dials; `start` runs
+   * once the server listens, before the client starts, and returns the proxy's process.
+   */
+  front?: { port: number; start(files: TunnelFiles): Promise<ChildHandle> };
+  /**
+   * Deno permissions and flags of the server and client processes (default: `CliProcess`'s). A transport
+   * that needs `--unstable-net` (quic) adds it here.
+   */
+  permissions?: string[];
+}
+
 /**
  * Writes a server and a client config for one proxy `bench` publishing `localPort` on a free port. No
  * keepalive or reconnect keys: the defaults, as a user gets them.
  */
-export async function writeTunnelFiles(localPort: number, transport = "tls"): Promise<TunnelFiles> {
+export async function writeTunnelFiles(localPort: number, options: TunnelOptions = {}): Promise<TunnelFiles> {
+  const transport = options.transport ?? "tls";
   const work = await makeWorkdir();
   const serverPort = freePort();
   const publishPort = freePort();
@@ -283,11 +302,14 @@ export async function writeTunnelFiles(localPort: number, transport = "tls"): Pr
   await Deno.writeTextFile(
     serverConfigPath,
     `[server]\nbind_addr = "127.0.0.1"\nbind_port = ${serverPort}\ncert_path = "${work.certPath}"\n` +
-      `key_path = "${work.keyPath}"\nauth_key = "${AUTH_KEY}"\ntransport = "${transport}"\n`,
+      `key_path = "${work.keyPath}"\nauth_key = "${AUTH_KEY}"\ntransport = "${transport}"\n` +
+      (options.behindProxy === true ? "behind_proxy = true\n" : ""),
   );
   await Deno.writeTextFile(
     clientConfigPath,
-    `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${serverPort}\nserver_name = "localhost"\n` +
+    `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${
+      options.front?.port ?? serverPort
+    }\nserver_name = "localhost"\n` +
       `ca_cert_path = "${work.caPath}"\nauth_key = "${AUTH_KEY}"\ntransport = "${transport}"\n\n` +
       `[[proxies]]\nname = "bench"\npublish_addr = "127.0.0.1"\npublish_port = ${publishPort}\n` +
       `local_addr = "127.0.0.1"\nlocal_port = ${localPort}\n`,
@@ -313,8 +335,13 @@ async function startTunnelRole(
   configPath: string,
   readyLine: RegExp,
   entry: string,
+  permissions?: string[],
 ): Promise<CliChild> {
-  const child = track(new CliChild(new CliProcess([role, "-c", configPath], { entry })));
+  const child = track(
+    new CliChild(
+      new CliProcess([role, "-c", configPath], { entry, ...(permissions ? { permissions } : {}) }),
+    ),
+  );
   try {
     await child.cli.waitForLine(readyLine, 20_000);
   } catch (error) {
@@ -328,13 +355,21 @@ async function startTunnelRole(
  * Starts `deno run main.ts server -c …` (or `entry` instead of main.ts: the bundle) and waits until it
  * listens.
  */
-export function startTunnelServer(files: TunnelFiles, entry = "main.ts"): Promise<CliChild> {
-  return startTunnelRole("server", files.serverConfigPath, SERVER_LISTENING, entry);
+export function startTunnelServer(
+  files: TunnelFiles,
+  entry = "main.ts",
+  permissions?: string[],
+): Promise<CliChild> {
+  return startTunnelRole("server", files.serverConfigPath, SERVER_LISTENING, entry, permissions);
 }
 
 /** Starts `deno run main.ts client -c …` (or `entry`) and waits until its proxy is published. */
-export function startTunnelClient(files: TunnelFiles, entry = "main.ts"): Promise<CliChild> {
-  return startTunnelRole("client", files.clientConfigPath, PROXY_PUBLISHED, entry);
+export function startTunnelClient(
+  files: TunnelFiles,
+  entry = "main.ts",
+  permissions?: string[],
+): Promise<CliChild> {
+  return startTunnelRole("client", files.clientConfigPath, PROXY_PUBLISHED, entry, permissions);
 }
 
 /** A running tunnel: server and client processes publishing the agent's TCP port. */
@@ -343,6 +378,8 @@ export class TunnelPair {
     readonly files: TunnelFiles,
     public server: CliChild,
     public client: CliChild,
+    /** The reverse proxy between them (nginx), if any. */
+    readonly front: ChildHandle | null = null,
   ) {}
 
   /** The published port on 127.0.0.1. */
@@ -352,25 +389,29 @@ export class TunnelPair {
 
   /**
    * Starts a server and a client publishing `localPort`, both running `entry` (main.ts or the bundle),
-   * connected over `transport` ("tls" or "wss").
+   * connected over `options.transport` (default "tls"), through `options.front` when given.
    */
-  static async start(localPort: number, entry = "main.ts", transport = "tls"): Promise<TunnelPair> {
-    const files = await writeTunnelFiles(localPort, transport);
+  static async start(localPort: number, entry = "main.ts", options: TunnelOptions = {}): Promise<TunnelPair> {
+    const files = await writeTunnelFiles(localPort, options);
     let server: CliChild | null = null;
+    let front: ChildHandle | null = null;
     try {
-      server = await startTunnelServer(files, entry);
-      const client = await startTunnelClient(files, entry);
-      return new TunnelPair(files, server, client);
+      server = await startTunnelServer(files, entry, options.permissions);
+      if (options.front) front = await options.front.start(files);
+      const client = await startTunnelClient(files, entry, options.permissions);
+      return new TunnelPair(files, server, client, front);
     } catch (error) {
+      await stopChild(front);
       await stopChild(server);
       await files.cleanup();
       throw error;
     }
   }
 
-  /** Stops both processes and removes the files. */
+  /** Stops the processes (client, proxy, server) and removes the files. */
   async stop(): Promise<void> {
     await stopChild(this.client);
+    await stopChild(this.front);
     await stopChild(this.server);
     await this.files.cleanup();
   }

@@ -6,7 +6,7 @@
  */
 
 import type { Connector } from "../e2e/load.ts";
-import { type BenchPath, PathName, type PathNameValue } from "../e2e/paths.ts";
+import { type BenchPath, PathName, type PathNameValue, TRANSPORT_PATHS } from "../e2e/paths.ts";
 import { cpuSeconds, type CpuTarget } from "../e2e/processes.ts";
 
 /** The paths of the throughput and latency sections, in table order. */
@@ -16,9 +16,17 @@ export const ALL_PATHS: readonly PathNameValue[] = [
   PathName.relay,
   PathName.tunnel,
   PathName.tunnelWss,
+  PathName.tunnelHttp2,
+  PathName.tunnelNginx,
+  // quic: PathName.tunnelQuic goes here, after the other transports.
   PathName.ssh,
   PathName.sshGcm,
 ];
+
+/** Whether `name` is the tunnel itself, over any transport (tls, wss, http2, through nginx, …). */
+export function isTunnelPath(name: PathNameValue): boolean {
+  return name === PathName.tunnel || TRANSPORT_PATHS.some((path) => path.name === name);
+}
 
 /** A case that is listed but not run because its path is missing. */
 export function skipReason(path: BenchPath): { skip: string } | Record<never, never> {
