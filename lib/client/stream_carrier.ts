@@ -13,10 +13,9 @@ import type { RpcPeer } from "../rpc/mod.ts";
 import { MAX_CONNECT_ERROR_CHARS, Method, type ProxyConnectResultParams } from "../protocol/control.ts";
 import { readStreamHeader } from "../protocol/stream_header.ts";
 import { closeQuietly } from "../transport/pipe.ts";
-import type { DuplexConn } from "../net/conn.ts";
 import type { BackendSnapshot } from "../stats/snapshot.ts";
 import { withTimeout } from "../_async.ts";
-import type { CarriedStream, ClientProxyKind } from "./proxy_kinds/kind.ts";
+import type { AnyClientProxyKind, CarriedStream, LocalEndpoint } from "./proxy_kinds/kind.ts";
 import { clientProxyKindFor } from "./proxy_kinds/registry.ts";
 import { type Backend, BackendPool, formatBackend } from "./load_balancer.ts";
 import type { ClientProxyState } from "./state.ts";
@@ -39,7 +38,7 @@ export class StreamCarrier {
   /** Each proxy's local backends by proxy name; one backend for a plain local_addr/local_port proxy. */
   readonly #pools = new Map<string, BackendPool>();
   /** Each proxy's kind (how a carried stream reaches its local service) by proxy name. */
-  readonly #kinds = new Map<string, ClientProxyKind>();
+  readonly #kinds = new Map<string, AnyClientProxyKind>();
   /** Per proxy: data streams in a row that could not reach the local service in this session. */
   readonly #failuresInARow = new Map<string, number>();
   /** The current session's control channel, for reports about data streams; null between sessions. */
@@ -47,19 +46,36 @@ export class StreamCarrier {
 
   /**
    * @param proxies the client's proxies by name (the carrier counts into their stats)
-   * @param config the client's config (`local_connect_retries`, `local_retry_delay_ms`)
+   * @param config the client's config (`local_connect_retries`, `local_retry_delay_ms`); a reload
+   *   replaces it
    * @param signal ends connection attempts in progress
    * @throws {UnknownProxyKindError} when a proxy's `proxy_type` has no client side registered
    */
   constructor(
     readonly proxies: ReadonlyMap<string, ClientProxyState>,
-    readonly config: ClientConfig,
+    public config: ClientConfig,
     readonly signal?: AbortSignal,
   ) {
-    for (const proxy of config.proxies) {
-      this.#pools.set(proxy.name, new BackendPool(localBackendsOf(proxy), { policy: proxy.lbPolicy }));
-      this.#kinds.set(proxy.name, clientProxyKindFor(proxy.proxyType));
-    }
+    for (const proxy of config.proxies) this.addProxy(proxy);
+  }
+
+  /**
+   * Carries the streams of `proxy` from now on (a reload added or changed it), with fresh backend counters.
+   *
+   * @throws {UnknownProxyKindError} when its `proxy_type` has no client side registered
+   */
+  addProxy(proxy: ProxyConfig): void {
+    const kind = clientProxyKindFor(proxy.proxyType);
+    this.#pools.set(proxy.name, new BackendPool(localBackendsOf(proxy), { policy: proxy.lbPolicy }));
+    this.#kinds.set(proxy.name, kind);
+    this.#failuresInARow.delete(proxy.name);
+  }
+
+  /** Forgets the proxy `name` (a reload removed it); streams being carried for it go on to their end. */
+  removeProxy(name: string): void {
+    this.#pools.delete(name);
+    this.#kinds.delete(name);
+    this.#failuresInARow.delete(name);
   }
 
   /** The backend pool of the proxy `name` (its per-backend counters), or undefined for an unknown name. */
@@ -100,7 +116,7 @@ export class StreamCarrier {
     stats.activeConnections++;
     let release = () => {};
     try {
-      let local: DuplexConn;
+      let local: LocalEndpoint;
       let backend: Backend;
       try {
         // local_connect_retries counts rounds over the backends; a single backend is retried as before.
@@ -131,7 +147,7 @@ export class StreamCarrier {
         backend: formatBackend(backend),
         connId: header.conn_id,
       });
-      await kind.carry(stream, local, header, stats);
+      await kind.carry(stream, local, header, stats, config);
     } finally {
       release();
       stats.activeConnections--;

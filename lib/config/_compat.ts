@@ -8,8 +8,6 @@
  *   service were pooled and whether TCP_NODELAY was set. Here every outside connection is its own yamux
  *   stream with its own local connection and every socket has TCP_NODELAY, so they reach the roles, and the
  *   wire's `proxy_type`, as `"tcp"`.
- * - `allow_forward = true`: forwarding clients' traffic through the server (the Rust tool's
- *   `[[forwarders]]`) does not exist yet (issue 15), so it changes nothing today.
  *
  * The notes are read from the raw document after it validated (so every value has its type), like the
  * rules of `_rules.ts`.
@@ -22,8 +20,14 @@ import type { ConfigIssue } from "./errors.ts";
 /** The Rust tls-tunnel's proxy types that are carried as TCP proxies here. */
 export const RUST_TCP_PROXY_TYPES = ["http/1.1", "http/2.0", "ssh"] as const;
 
-/** Every accepted value of a proxy's `proxy_type` (or `type`): `"tcp"` and the Rust tool's aliases of it. */
-export const PROXY_TYPES = ["tcp", ...RUST_TCP_PROXY_TYPES] as const;
+/** The proxy kinds routed by host name on the server's shared vhost ports (`vhost_http_port`, `vhost_https_port`). */
+export const VHOST_PROXY_TYPES = ["http", "https"] as const;
+
+/**
+ * Every accepted value of a proxy's `proxy_type` (or `type`): `"tcp"`, the vhost kinds and the Rust
+ * tool's aliases of `"tcp"`.
+ */
+export const PROXY_TYPES = ["tcp", "udp", ...VHOST_PROXY_TYPES, ...RUST_TCP_PROXY_TYPES] as const;
 
 /** A value of `proxy_type` as written in a config file. */
 export type ProxyTypeKey = typeof PROXY_TYPES[number];
@@ -34,10 +38,13 @@ export type ProxyTypeKey = typeof PROXY_TYPES[number];
  */
 const CARRIED_AS = {
   "tcp": "tcp",
+  "udp": "udp",
+  "http": "http",
+  "https": "https",
   "http/1.1": "tcp",
   "http/2.0": "tcp",
   "ssh": "tcp",
-} as const satisfies Record<ProxyTypeKey, "tcp">;
+} as const satisfies Record<ProxyTypeKey, "tcp" | "udp" | "http" | "https">;
 
 /**
  * The proxy kind a `proxy_type` value is carried as.
@@ -53,7 +60,7 @@ export function carriedProxyType(value: ProxyTypeKey): typeof CARRIED_AS[ProxyTy
 }
 
 /** The Rust tool's names of the `[[forwarders]]` kinds: a clear refusal when written in `[[proxies]]`. */
-export const FORWARDER_TYPES: readonly string[] = ["http", "socks5"];
+export const FORWARDER_TYPES: readonly string[] = ["socks5"];
 
 type Table = Record<string, unknown>;
 
@@ -77,14 +84,17 @@ function proxyTypeNote(path: string, key: "proxy_type" | "type", value: string):
       hint: `${TCP_EXPLAINED}; write proxy_type = "tcp" to drop this note`,
     };
   }
+  const carried = (PROXY_TYPES as readonly string[]).includes(value)
+    ? carriedProxyType(value as ProxyTypeKey)
+    : "tcp";
   return {
     path,
     message: `type = ${
       JSON.stringify(value)
-    } (the Rust tls-tunnel examples' name for proxy_type) is read as proxy_type = "tcp"`,
+    } (the Rust tls-tunnel examples' name for proxy_type) is read as proxy_type = "${carried}"`,
     hint: isRust
       ? `${TCP_EXPLAINED}; write proxy_type = "tcp" instead of type to drop this note`
-      : `write proxy_type = "tcp" instead of type to drop this note`,
+      : `write proxy_type = "${carried}" instead of type to drop this note`,
   };
 }
 
@@ -95,15 +105,7 @@ function proxyTypeNote(path: string, key: "proxy_type" | "type", value: string):
 export function compatNotes(kind: "server" | "client", document: Table): ConfigIssue[] {
   const notes: ConfigIssue[] = [];
   if (kind === "server") {
-    if (table(document.server)?.allow_forward === true) {
-      notes.push({
-        path: "server.allow_forward",
-        message: "allow_forward = true changes nothing here: this tls-tunnel does not forward clients' " +
-          "traffic through the server (the Rust tls-tunnel's [[forwarders]]) yet",
-        hint: "clients get only their published ports; remove allow_forward, or set it to false, to drop " +
-          "this note",
-      });
-    }
+    // allow_forward means here what it meant there (forwarders exist, issue 15): no note.
     return notes;
   }
   const proxies = Array.isArray(document.proxies) ? document.proxies : [];

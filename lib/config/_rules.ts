@@ -13,6 +13,7 @@ import { addressesOverlap, isLoopback } from "../net/address.ts";
 import type { ConfigIssue } from "./errors.ts";
 import { parsePortRange } from "./port_range.ts";
 import { DEFAULTS } from "./defaults.ts";
+import { forwarderRules } from "./_forwarders.ts";
 import { vhostProxyRules } from "./_vhost.ts";
 import { udpProxyRules } from "./_udp.ts";
 import { listenerRules } from "./_listener_rules.ts";
@@ -235,6 +236,7 @@ export function clientRules(document: Table): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   issues.push(...statsTokenRule(client, "client", DEFAULTS.client.stats_addr));
   issues.push(...serversRule(client, DEFAULTS.client.server_port));
+  issues.push(...forwarderRules(document));
 
   issues.push(
     ...keepaliveRule(client, "client", {

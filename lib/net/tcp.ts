@@ -9,13 +9,15 @@ import { errorMessage, quoteForMessage } from "../text.ts";
 
 /**
  * Why a bind failed; decides whether retrying can help. `invalid_address`: not an IP literal, refused
- * before any system call.
+ * before any system call. `unsupported`: this process cannot bind that kind of socket at all (UDP
+ * without `--unstable-net`).
  */
 export type BindFailureKind =
   | "address_in_use"
   | "permission_denied"
   | "address_not_available"
   | "invalid_address"
+  | "unsupported"
   | "other";
 
 /** A TCP listener could not be bound. `kind` classifies the cause; the message says what to do. */

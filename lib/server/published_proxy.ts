@@ -17,7 +17,15 @@ import { formatAddr } from "../net/address.ts";
 import type { Histogram } from "../stats/histogram.ts";
 import type { ProxySnapshot } from "../stats/snapshot.ts";
 import { ConnectFailures } from "./connect_failures.ts";
-import type { OutsideConn, PublishedListener, ServerProxyKind } from "./proxy_kinds/kind.ts";
+import {
+  type DatagramHost,
+  isDatagramPublication,
+  type OutsideConn,
+  type Publication,
+  type PublishedListener,
+  type ServerProxyKind,
+} from "./proxy_kinds/kind.ts";
+import { DatagramStats } from "../stats/datagram_stats.ts";
 import { serverProxyKindFor } from "./proxy_kinds/registry.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "proxy"]);
@@ -38,7 +46,7 @@ export class PublishedProxy {
   /** Outside connections being carried now, reset when the proxy stops. */
   readonly #connections = new Set<OutsideConn>();
   #acceptLoop: Promise<void> | null = null;
-  #listener: PublishedListener | null = null;
+  #listener: Publication | null = null;
   #stopped = false;
   /** False once {@linkcode stopListening} (or {@linkcode stop}) closed the listener. */
   #listening = true;
@@ -62,7 +70,7 @@ export class PublishedProxy {
    *
    * @throws {BindError} classified
    */
-  bind(port: number): PublishedListener {
+  bind(port: number): Publication {
     return this.kind.bind(this.spec.publish_addr, port);
   }
 
@@ -85,15 +93,45 @@ export class PublishedProxy {
    * Takes ownership of the bound listener and starts accepting outside connections. Returns false, with
    * the listener closed, when the proxy is stopped or already has one: a listener always has one owner.
    */
-  attach(listener: PublishedListener): boolean {
+  attach(listener: Publication): boolean {
     if (this.#stopped || !this.#listening || this.#listener) {
       closeQuietly(listener);
       return false;
     }
     this.#listener = listener;
     this.stats.setStatus("healthy");
-    this.#acceptLoop = this.#accept(listener);
+    this.#acceptLoop = isDatagramPublication(listener)
+      ? listener.serve(this.#datagramHost()).catch((error) =>
+        logger.error("Datagrams of {proxy} stopped: {error}", { proxy: this.spec.name, error: String(error) })
+      )
+      : this.#accept(listener);
     return true;
+  }
+
+  /** What a datagram publication (a `udp` proxy) is handed: this proxy's counters and flow streams. */
+  #datagramHost(): DatagramHost {
+    this.stats.datagrams ??= new DatagramStats();
+    const datagrams = this.stats.datagrams;
+    return {
+      spec: this.spec,
+      stats: this.stats,
+      datagrams,
+      refusing: () => this.refuseConnections,
+      openFlow: async (peer) => {
+        const connId = this.#nextConnId++;
+        const openStartedMs = performance.now();
+        const stream = await this.openStream();
+        this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
+        try {
+          await writeAll(stream, this.kind.streamHeader(this.spec, peer, connId));
+        } catch (error) {
+          abortQuietly(stream);
+          throw error;
+        }
+        this.connectFailures.streamOpened(connId);
+        return stream;
+      },
+    };
   }
 
   /** Whether outside connections are refused (the client reported its local service down). */
@@ -105,6 +143,21 @@ export class PublishedProxy {
       // Transient accept failures (e.g. too many open files) must not kill the proxy.
       onError: (error) =>
         logger.warn("Accept on {proxy} failed: {error}", { proxy: this.spec.name, error: String(error) }),
+    });
+  }
+
+  /**
+   * Carries a visitor's connection (a stream another client opened, README.md §5b) like an outside
+   * connection: stream header, counters, reset when the proxy stops. Resolves when it is over; never rejects.
+   */
+  carryVisit(conn: OutsideConn): Promise<void> {
+    if (this.#stopped) {
+      abortQuietly(conn);
+      return Promise.resolve();
+    }
+    return this.#carry(conn).catch((error) => {
+      logger.debug("Visit on {proxy} failed: {error}", { proxy: this.spec.name, error: String(error) });
+      abortQuietly(conn);
     });
   }
 
@@ -153,6 +206,37 @@ export class PublishedProxy {
       this.#connections.delete(conn);
       this.stats.activeConnections--;
     }
+  }
+
+  /**
+   * Opens a stream to the client for an exchange a shared vhost port routed to this proxy (an `http`
+   * proxy's requests, `lib/server/vhost/`), its stream header written, and counts it as a connection
+   * (active until `done` is called, once). Rejects, counted as failed, when the stream cannot be opened.
+   */
+  async openRoutedStream(peer: string): Promise<{ stream: DuplexConn & { reset?(): void }; done: () => void }> {
+    const connId = this.#nextConnId++;
+    let stream: (DuplexConn & { reset?(): void }) | null = null;
+    try {
+      const openStartedMs = performance.now();
+      stream = await this.openStream();
+      this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
+      await writeAll(stream, this.kind.streamHeader(this.spec, peer, connId));
+      this.connectFailures.streamOpened(connId);
+    } catch (error) {
+      if (stream) closeQuietly(stream);
+      this.stats.failedConnections++;
+      throw error;
+    }
+    this.stats.activeConnections++;
+    this.stats.totalConnections++;
+    let counted = true;
+    return {
+      stream,
+      done: () => {
+        if (counted) this.stats.activeConnections--;
+        counted = false;
+      },
+    };
   }
 
   /** The proxy's state for the stats endpoint. */

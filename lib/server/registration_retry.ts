@@ -21,7 +21,7 @@ import {
 import { formatHostPort } from "../net/address.ts";
 import { bindWithRetry } from "./bind_retry.ts";
 import type { ConnectedClient } from "./connected_client.ts";
-import type { PublishedListener } from "./proxy_kinds/kind.ts";
+import type { Publication } from "./proxy_kinds/kind.ts";
 import type { PublishedProxy } from "./published_proxy.ts";
 import { bindErrorCode } from "./registration_answers.ts";
 import { errorMessage } from "../text.ts";
@@ -43,7 +43,7 @@ export interface BackgroundBind {
    * Hands a bound listener to the proxy, remembers the port and says so; null when the proxy was
    * stopped meanwhile (its session ended).
    */
-  attach(listener: PublishedListener, retries: number): ProxyRegistration | null;
+  attach(listener: Publication, retries: number): ProxyRegistration | null;
   /** Tells the client (merged, never blocking) and records the server event. */
   announce(notice: PushExceptionParams): void;
 }

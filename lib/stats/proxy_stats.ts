@@ -1,5 +1,6 @@
 import type { ProxyStatus } from "../protocol/proxy_status.ts";
 import type { ProxySnapshot } from "./snapshot.ts";
+import type { DatagramStats } from "./datagram_stats.ts";
 
 /**
  * Live counters of one proxy, updated on the hot path and read by the stats endpoint and logs.
@@ -30,6 +31,8 @@ export class ProxyStats {
   lastError: string | null = null;
   /** When the status last changed (ms since epoch). */
   statusSinceMs = Date.now();
+  /** Flow and datagram counters of a `udp` proxy; null for the other kinds. */
+  datagrams: DatagramStats | null = null;
 
   /** Changes the status; returns whether it changed. */
   setStatus(status: ProxyStatus, error: string | null = null): boolean {
@@ -51,6 +54,7 @@ export class ProxyStats {
     | "bind_retries"
     | "bytes_in"
     | "bytes_out"
+    | "udp"
   > {
     return {
       status: this.status,
@@ -61,6 +65,7 @@ export class ProxyStats {
       bind_retries: this.bindRetries,
       bytes_in: this.bytesIn,
       bytes_out: this.bytesOut,
+      ...(this.datagrams ? { udp: this.datagrams.toSnapshot() } : {}),
     };
   }
 }

@@ -200,6 +200,15 @@ export interface ServerSnapshot {
    * read), since start. Absent from endpoints older than this field.
    */
   client_opened_streams?: Record<string, Record<string, number>>;
+  /** Forwarded connections (`[[forwarders]]`) by client, forwarder and result, since start. */
+  forwards?: ForwardCountSnapshot[];
+  /** Forwarded connections open now. */
+  forwards_active?: number;
+  /**
+   * New connections refused by `[server.rate_limit]` since start: to the tunnel port (per source address),
+   * and outside connections (published ports, forwards; per client). Absent without a rate limit.
+   */
+  rate_limited?: { tunnel_connections: number; outside_connections: number };
   /** Most recent events, newest last (bounded). */
   recent_events: EventSnapshot[];
   /** The shared HTTP/HTTPS vhost ports' counters; absent when neither port is configured. */
@@ -224,6 +233,40 @@ export interface VhostSnapshot {
   https_connections: Array<{ host: string; count: number }>;
   /** HTTPS connections closed after the ClientHello: unknown SNI, no SNI, malformed or too slow. */
   https_refused_total: number;
+}
+
+/** One counter of the server's forwarded connections. */
+export interface ForwardCountSnapshot {
+  /** The client's name. */
+  client: string;
+  /** The client's `[[forwarders]]` name. */
+  forwarder: string;
+  /** `"ok"`, or the refusal code in lower case (`"disabled"`, `"forbidden_destination"`, `"unreachable"`…). */
+  result: string;
+  /** Connections with that result since start. */
+  count: number;
+}
+
+/** One `[[forwarders]]` entry of the client: its local proxy and counters. */
+export interface ForwarderSnapshot {
+  /** `[[forwarders]]` name. */
+  name: string;
+  /** `"http"` or `"socks5"`. */
+  proxy_type: string;
+  /** `host:port` the local proxy listens on (null until bound). */
+  listen_addr: string | null;
+  /** Local connections being handled or carried now. */
+  active_connections: number;
+  /**
+   * Results since start, by route (`"proxy"`: through the server, `"direct"`, `"none"`: refused before a
+   * route was chosen) and result (`"ok"`, `"forbidden"`, `"unreachable"`, `"refused"`, `"timeout"`,
+   * `"busy"`, `"rate_limited"`, `"tunnel_down"`, `"bad_request"`, `"auth_required"`, `"unsupported"`).
+   */
+  results: Record<string, Record<string, number>>;
+  /** Bytes from local applications towards destinations. */
+  bytes_out: number;
+  /** Bytes from destinations back to local applications. */
+  bytes_in: number;
 }
 
 /** One server of a client that keeps sessions to several (`[client] servers`). */
@@ -281,6 +324,8 @@ export interface ClientRoleSnapshot {
    * one server, where the fields above are that server's).
    */
   servers?: ClientServerSnapshot[];
+  /** Its `[[forwarders]]` (absent without any). */
+  forwarders?: ForwarderSnapshot[];
 }
 
 /** What a stats endpoint serves. */

@@ -7,7 +7,9 @@
  * @module
  */
 
+import type { ProxyConfig } from "../../config/types.ts";
 import type { DuplexConn } from "../../net/conn.ts";
+import type { DatagramStats } from "../../stats/datagram_stats.ts";
 import type { StreamHeader } from "../../protocol/stream_header.ts";
 import { UnknownNameError } from "../../registry.ts";
 import type { Backend } from "../load_balancer.ts";
@@ -24,10 +26,27 @@ export interface CarryCounters {
   bytesIn: number;
   /** Bytes from the local service to the server. */
   bytesOut: number;
+  /** Flow and datagram counters (a datagram kind creates them on first use). */
+  datagrams?: DatagramStats | null;
 }
 
-/** One proxy kind, client side. */
-export interface ClientProxyKind {
+/**
+ * What a kind's {@linkcode ClientProxyKind.dial} returns and its `carry` uses to reach the local service:
+ * a connection for the stream kinds, a socket of its own for a datagram kind (`udp`). `carry` closes it.
+ */
+export interface LocalEndpoint {
+  /** Releases it. Safe to call more than once. */
+  close(): void;
+}
+
+/** A kind of any local endpoint, as the registry and the stream carrier hold them. */
+export type AnyClientProxyKind = ClientProxyKind<LocalEndpoint>;
+
+/**
+ * One proxy kind, client side. `Local` is what {@linkcode dial} returns: a connection, unless the kind
+ * says otherwise (a datagram kind).
+ */
+export interface ClientProxyKind<Local extends LocalEndpoint = DuplexConn> {
   /** The kind's name: the proxy's `proxy_type` in the config and on the wire. */
   readonly name: string;
   /**
@@ -35,16 +54,17 @@ export interface ClientProxyKind {
    * tries the next one, or again after `local_retry_delay_ms`). Must not block the event loop: a host
    * name is looked up asynchronously.
    */
-  dial(backend: Backend): Promise<DuplexConn>;
+  dial(backend: Backend): Promise<Local>;
   /**
    * Carries `stream` to `local` (what {@linkcode dial} returned) until both directions end, counting
    * bytes into `counters`; closes both. A cut transfer ends both abortively, never with a clean end.
    */
   carry(
     stream: CarriedStream,
-    local: DuplexConn,
+    local: Local,
     header: StreamHeader,
     counters: CarryCounters,
+    proxy: ProxyConfig,
   ): Promise<void>;
 }
 

@@ -14,8 +14,10 @@
 
 import type { ProxySpec } from "../../protocol/control.ts";
 import { Registry } from "../../registry.ts";
-import { type ClientProxyKind, UnknownProxyKindError } from "./kind.ts";
+import { type AnyClientProxyKind, UnknownProxyKindError } from "./kind.ts";
 import { tcpClientKind } from "./tcp.ts";
+import { udpClientKind } from "./udp.ts";
+import { httpClientKind, httpsClientKind } from "./http.ts";
 
 /** A proxy kind the wire protocol knows (`proxy_type`). */
 export type ProxyKindName = ProxySpec["proxy_type"];
@@ -24,11 +26,14 @@ export type ProxyKindName = ProxySpec["proxy_type"];
  * Every kind the protocol knows, under its name: typed by the protocol's `proxy_type`, so a kind added
  * to the wire without a client implementation (or the reverse) fails the type check.
  */
-const BUILT_IN: { readonly [name in ProxyKindName]: ClientProxyKind } = {
+const BUILT_IN: { readonly [name in ProxyKindName]: AnyClientProxyKind } = {
   tcp: tcpClientKind,
+  udp: udpClientKind,
+  http: httpClientKind,
+  https: httpsClientKind,
 };
 
-const kinds = new Registry<ClientProxyKind>("proxy kind", UnknownProxyKindError);
+const kinds = new Registry<AnyClientProxyKind>("proxy kind", UnknownProxyKindError);
 for (const kind of Object.values(BUILT_IN)) kinds.register(kind.name, kind);
 
 /**
@@ -36,7 +41,7 @@ for (const kind of Object.values(BUILT_IN)) kinds.register(kind.name, kind);
  *
  * @throws {UnknownProxyKindError} when there is none; its message names the known kinds
  */
-export function clientProxyKindFor(name: string): ClientProxyKind {
+export function clientProxyKindFor(name: string): AnyClientProxyKind {
   return kinds.get(name);
 }
 
@@ -45,7 +50,7 @@ export function clientProxyKindFor(name: string): ClientProxyKind {
  *
  * @throws {DuplicateNameError} when the name is taken
  */
-export function registerClientProxyKind(kind: ClientProxyKind): () => void {
+export function registerClientProxyKind(kind: AnyClientProxyKind): () => void {
   return kinds.register(kind.name, kind);
 }
 

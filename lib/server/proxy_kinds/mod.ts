@@ -18,3 +18,5 @@
 export * from "./kind.ts";
 export * from "./registry.ts";
 export * from "./tcp.ts";
+export * from "./udp.ts";
+export * from "./http.ts";

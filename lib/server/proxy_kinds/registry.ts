@@ -16,6 +16,8 @@ import type { ProxySpec } from "../../protocol/control.ts";
 import { Registry } from "../../registry.ts";
 import { type ServerProxyKind, UnknownProxyKindError } from "./kind.ts";
 import { tcpServerKind } from "./tcp.ts";
+import { udpServerKind } from "./udp.ts";
+import { httpServerKind, httpsServerKind } from "./http.ts";
 
 /** A proxy kind the wire protocol knows (`proxy_type`). */
 export type ProxyKindName = ProxySpec["proxy_type"];
@@ -26,6 +28,9 @@ export type ProxyKindName = ProxySpec["proxy_type"];
  */
 const BUILT_IN: { readonly [name in ProxyKindName]: ServerProxyKind } = {
   tcp: tcpServerKind,
+  udp: udpServerKind,
+  http: httpServerKind,
+  https: httpsServerKind,
 };
 
 const kinds = new Registry<ServerProxyKind>("proxy kind", UnknownProxyKindError);

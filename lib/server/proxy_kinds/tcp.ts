@@ -37,7 +37,7 @@ class TcpPublishedListener implements PublishedListener {
 }
 
 /** The `tcp` proxy kind, server side. */
-export const tcpServerKind: ServerProxyKind = {
+export const tcpServerKind: ServerProxyKind<PublishedListener> = {
   name: "tcp",
   bind: (hostname, port) => new TcpPublishedListener(listenTcp(hostname, port)),
   streamHeader: (proxy, peer, connId) =>

@@ -1,0 +1,291 @@
+/**
+ * `proxy_type = "udp"` end to end, with real processes (`deno run --unstable-net main.ts server|client`):
+ * Debian's dnsmasq answers `dig` through the tunnel; 1,000 datagrams from 50 outside peers to a UDP echo
+ * service all come back to the peer that sent them; every flow is gone after the idle timeout, on both
+ * sides; a server or client started without `--unstable-net` says so instead of carrying UDP.
+ * The dnsmasq test is skipped (with a note) where dnsmasq or dig is not installed: `.ci/run` installs them.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import type { ClientRoleSnapshot, ServerSnapshot, UdpSnapshot } from "../lib/stats/snapshot.ts";
+import { CliProcess, freePort, waitFor } from "../testing/helpers.ts";
+import { FAST_RECONNECT, LISTENING, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+
+/** The permissions of the CLI's children, with UDP. */
+const UNSTABLE = [
+  "--unstable-net",
+  "--allow-net",
+  "--allow-read",
+  "--allow-env",
+  "--allow-sys=hostname",
+  "--allow-ffi",
+];
+/** The same without `--unstable-net`. */
+const STABLE = UNSTABLE.slice(1);
+
+function installed(...paths: string[]): string | undefined {
+  return paths.find((path) => {
+    try {
+      return Deno.statSync(path).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
+
+const DNSMASQ = installed("/usr/sbin/dnsmasq", "/usr/bin/dnsmasq");
+const DIG = installed("/usr/bin/dig", "/bin/dig");
+
+/** A UDP port that was free a moment ago (loopback). */
+function freeUdpPort(): number {
+  const socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (socket.addr as Deno.NetAddr).port;
+  socket.close();
+  return port;
+}
+
+/** A UDP echo service on loopback: every datagram goes back to its sender, unchanged. */
+class UdpEcho implements AsyncDisposable {
+  readonly socket = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  readonly #loop: Promise<void>;
+  received = 0;
+
+  constructor() {
+    this.#loop = (async () => {
+      const buffer = new Uint8Array(65_536);
+      while (true) {
+        let datagram: [Uint8Array, Deno.Addr];
+        try {
+          datagram = await this.socket.receive(buffer);
+        } catch {
+          return;
+        }
+        this.received++;
+        await this.socket.send(datagram[0], datagram[1]).catch(() => {});
+      }
+    })();
+  }
+
+  get port(): number {
+    return (this.socket.addr as Deno.NetAddr).port;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.socket.close();
+    await this.#loop;
+  }
+}
+
+/** Server (with or without `--unstable-net`) and one client publishing a udp proxy, as real processes. */
+async function udpTunnel(
+  tunnel: ProcessTunnel,
+  options: {
+    localPort: number;
+    lines?: string;
+    serverUnstable?: boolean;
+    serverStatsPort?: number;
+    clientStatsPort?: number;
+  },
+): Promise<{ server: CliProcess; client: CliProcess }> {
+  const server = new CliProcess(["server", "-c", tunnel.serverConfigPath], {
+    permissions: options.serverUnstable === false ? STABLE : UNSTABLE,
+  });
+  try {
+    await server.waitForLine(LISTENING);
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  const clientConfig = await tunnel.clientConfig(
+    "client",
+    [{
+      name: "udp",
+      publishPort: 0,
+      localPort: options.localPort,
+      lines: `proxy_type = "udp"\n${options.lines ?? ""}`,
+    }],
+    options.clientStatsPort ? `stats_port = ${options.clientStatsPort}` : "",
+  );
+  const client = new CliProcess(["client", "-c", clientConfig], {
+    env: FAST_RECONNECT,
+    permissions: UNSTABLE,
+  });
+  return { server, client };
+}
+
+async function stopAll(...processes: CliProcess[]): Promise<void> {
+  for (const process of processes) await process.stop();
+}
+
+/** The udp counters of the proxy named `udp` in a stats endpoint's snapshot. */
+async function udpStats(statsPort: number): Promise<UdpSnapshot | undefined> {
+  const response = await fetch(`http://127.0.0.1:${statsPort}/api/stats`);
+  const snapshot = await response.json() as ServerSnapshot | ClientRoleSnapshot;
+  const proxies = snapshot.role === "server"
+    ? snapshot.clients.flatMap((client) => client.proxies)
+    : snapshot.proxies;
+  return proxies.find((proxy) => proxy.name === "udp")?.udp;
+}
+
+/** Sends `request` from `socket` to `port` and waits for one answer, resending every `retryMs`. */
+async function ask(
+  socket: Deno.DatagramConn,
+  port: number,
+  request: Uint8Array,
+  retryMs = 1000,
+): Promise<Uint8Array> {
+  const target: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
+  const answer = socket.receive(new Uint8Array(65_536));
+  for (let attempt = 0; attempt < 5; attempt++) {
+    await socket.send(request, target);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const result = await Promise.race([
+      answer,
+      new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), retryMs)),
+    ]);
+    clearTimeout(timer);
+    if (result !== null) return result[0].slice();
+  }
+  throw new Error(`No answer from 127.0.0.1:${port}`);
+}
+
+Deno.test({
+  name: "dig asks dnsmasq through a udp proxy and gets its answer",
+  ignore: DNSMASQ === undefined || DIG === undefined,
+  async fn() {
+    await using tunnel = await ProcessTunnel.create();
+    const dnsPort = freeUdpPort();
+    const dnsmasq = new Deno.Command(DNSMASQ ?? "dnsmasq", {
+      args: [
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--pid-file=",
+        `--port=${dnsPort}`,
+        "--listen-address=127.0.0.1",
+        "--bind-interfaces",
+        "--address=/test.example/10.1.2.3",
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const dig = async (port: number, tries: number) => {
+      const output = await new Deno.Command(DIG ?? "dig", {
+        args: [`@127.0.0.1`, "-p", String(port), "test.example", "A", "+short", "+time=2", `+tries=${tries}`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      return new TextDecoder().decode(output.stdout).trim();
+    };
+    const { server, client } = await udpTunnel(tunnel, { localPort: dnsPort });
+    try {
+      await waitFor(async () => await dig(dnsPort, 1) === "10.1.2.3", 10_000, "dnsmasq to answer directly");
+      const published = Number((await client.waitForLine(proxyUp("udp")))[1]);
+      assert.equal(await dig(published, 3), "10.1.2.3", `through the tunnel\n${client.output}`);
+      // A second question from another source port is a second flow; it is answered too.
+      assert.equal(await dig(published, 3), "10.1.2.3");
+    } finally {
+      await stopAll(client, server);
+      dnsmasq.kill("SIGTERM");
+      await dnsmasq.status;
+      await dnsmasq.stderr.cancel();
+    }
+  },
+});
+
+Deno.test("1,000 datagrams from 50 peers through a udp proxy all come back to their peer, and idle flows go", async () => {
+  const serverStatsPort = freePort();
+  const clientStatsPort = freePort();
+  await using tunnel = await ProcessTunnel.create(`stats_port = ${serverStatsPort}\n`);
+  await using echo = new UdpEcho();
+  const { server, client } = await udpTunnel(tunnel, {
+    localPort: echo.port,
+    lines: "udp_idle_timeout_secs = 1",
+    clientStatsPort,
+  });
+  const peers = Array.from(
+    { length: 50 },
+    () => Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }),
+  );
+  try {
+    const published = Number((await client.waitForLine(proxyUp("udp")))[1]);
+    const encoder = new TextEncoder();
+    const decoder = new TextDecoder();
+    // 50 peers at once, 20 datagrams each in turn: each answer must be its own request, at its sender.
+    await Promise.all(peers.map(async (socket, peer) => {
+      for (let sequence = 0; sequence < 20; sequence++) {
+        const request = `peer ${peer} datagram ${sequence} ${"x".repeat((peer * 20 + sequence) % 1200)}`;
+        const answer = decoder.decode(await ask(socket, published, encoder.encode(request)));
+        assert.equal(answer, request);
+      }
+    }));
+    assert.ok(echo.received >= 1000, `the echo service saw ${echo.received} datagrams`);
+    const during = await udpStats(serverStatsPort);
+    assert.ok(during, "the server's /api/stats has the proxy's udp counters");
+    assert.ok(during.datagrams_in >= 1000 && during.datagrams_out >= 1000, JSON.stringify(during));
+    assert.equal(during.flows_total, 50, "one flow per peer address");
+    assert.equal(during.dropped.oversized, 0);
+    const metrics = await (await fetch(`http://127.0.0.1:${serverStatsPort}/metrics`)).text();
+    assert.match(metrics, /tls_tunnel_proxy_udp_datagrams_total\{[^}]*direction="in"[^}]*\} \d+/);
+
+    // udp_idle_timeout_secs = 1: with no more datagrams every flow is closed, on the server and the client.
+    await waitFor(
+      async () => {
+        const [onServer, onClient] = await Promise.all([
+          udpStats(serverStatsPort),
+          udpStats(clientStatsPort),
+        ]);
+        return onServer?.flows_open === 0 && onClient?.flows_open === 0;
+      },
+      10_000,
+      "every flow to be closed after the idle timeout",
+      200,
+    );
+    const after = await udpStats(serverStatsPort);
+    assert.ok((after?.flows_idle_closed ?? 0) + (after?.flows_evicted ?? 0) <= 50);
+    const onClient = await udpStats(clientStatsPort);
+    assert.equal(onClient?.flows_total, 50, JSON.stringify(onClient));
+
+    // A flow that was dropped comes back with the next datagram.
+    const [first] = peers;
+    assert.ok(first);
+    assert.equal(decoder.decode(await ask(first, published, encoder.encode("again"))), "again");
+  } finally {
+    for (const socket of peers) socket.close();
+    await stopAll(client, server);
+  }
+});
+
+Deno.test("a server started without --unstable-net refuses a udp proxy with a message saying so", async () => {
+  await using tunnel = await ProcessTunnel.create();
+  await using echo = new UdpEcho();
+  const { server, client } = await udpTunnel(tunnel, { localPort: echo.port, serverUnstable: false });
+  try {
+    // The client shows the server's reason: what is missing and how to start the server with it.
+    await client.waitForLine(
+      /cannot publish UDP proxies: it runs without --unstable-net.*deno run --unstable-net/,
+    );
+    const logged = await server.waitForLine(/Proxy udp of .* not published \(BIND_FAILED\)/);
+    assert.match(logged.input ?? "", /--unstable-net/);
+    assert.ok(!server.exited, "the server keeps running");
+  } finally {
+    await stopAll(client, server);
+  }
+});
+
+Deno.test("a client with a udp proxy started without --unstable-net stops at once and says why", async () => {
+  await using tunnel = await ProcessTunnel.create();
+  const config = await tunnel.clientConfig("client", [{
+    name: "udp",
+    publishPort: 0,
+    localPort: 5353,
+    lines: 'proxy_type = "udp"',
+  }]);
+  const client = new CliProcess(["client", "-c", config], { env: FAST_RECONNECT, permissions: STABLE });
+  const status = await client.status();
+  assert.equal(status.code, 1);
+  assert.match(client.output, /proxy_type = \\"udp\\" needs Deno's --unstable-net/);
+});
