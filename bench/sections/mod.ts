@@ -9,6 +9,12 @@ import type { BenchSection } from "../_harness.ts";
 import { muxSection } from "./mux.ts";
 import { TUNNEL_SECTIONS } from "./tunnel.ts";
 import { tunnelMemoryEchoSection } from "./tunnel_memory_echo.ts";
+import { failoverSection } from "./failover.ts";
 
 /** Every section `bench/main.ts` knows, selectable with `--only NAME`. */
-export const SECTIONS: readonly BenchSection[] = [muxSection, ...TUNNEL_SECTIONS, tunnelMemoryEchoSection];
+export const SECTIONS: readonly BenchSection[] = [
+  muxSection,
+  ...TUNNEL_SECTIONS,
+  tunnelMemoryEchoSection,
+  failoverSection,
+];
