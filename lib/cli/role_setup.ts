@@ -166,58 +166,67 @@ function hostnameOrNull(): string | null {
  */
 export async function prepareServer(flags: ServerFlags): Promise<PreparedServer | number> {
   try {
-    const path = await configFile("server", flags.configPath);
-    const table: Record<string, unknown> = {};
-    if (flags.port !== undefined) table.bind_port = parsePortFlag(flags.port);
-    if (flags.bind !== undefined) table.bind_addr = flags.bind;
-    if (flags.key !== undefined) table.auth_key = flags.key;
-    // A config file's own certificate wins; the state directory fills in only for a file that names none
-    // when --state-dir is given, and when there is no file at all.
-    const fromFile = path !== null ? await loadRoleConfig("server", path, { table }) : null;
-    if (
-      fromFile !== null &&
-      (flags.stateDir === undefined || fromFile.certPath !== undefined || fromFile.keyPath !== undefined)
-    ) {
-      return { config: fromFile };
-    }
-
-    const givenStateDir = expandHome(flags.stateDir ?? defaultStateDir());
-    const warning = await ensureStateDir(givenStateDir);
-    if (warning !== null) logger.warn("{warning}", { warning });
-    // Absolute in what is printed: the paths are for copying.
-    const stateDir = await Deno.realPath(givenStateDir);
-    let keySource: KeySource = flags.key !== undefined
-      ? { kind: "flag", key: flags.key }
-      : path !== null
-      ? { kind: "file", path }
-      : { kind: "env" };
-    if (fromFile === null && flags.key === undefined && processEnv("TLS_TUNNEL_AUTH_KEY") === undefined) {
-      const stored = await loadOrCreateAuthKey(stateDir);
-      table.auth_key = stored.key;
-      keySource = stored.created
-        ? { kind: "generated", key: stored.key, path: stored.path }
-        : { kind: "stored", path: stored.path };
-    }
-    const loaded = fromFile ?? await loadRoleConfig("server", null, { table });
-    const hostname = hostnameOrNull();
-    const names = [hostname, loaded.bindAddr].filter((name): name is string => name !== null);
-    const identity = await loadOrCreateServerIdentity(stateDir, names);
-    if (identity.created) {
-      logger.info(
-        "Generated a certificate in {dir}; it is kept, so clients' pins stay valid across restarts",
-        {
-          dir: stateDir,
-        },
-      );
-    }
-    const config: ServerConfig = { ...loaded, certPath: identity.certPath, keyPath: identity.keyPath };
-    return {
-      config,
-      announce: (boundPort) => printClientCommand(config, boundPort, identity, keySource, hostname),
-    };
+    return await resolveServer(flags);
   } catch (error) {
     return report(error);
   }
+}
+
+/**
+ * {@linkcode prepareServer} without the report: what a reload loads again.
+ *
+ * @throws {ConfigError} for an invalid config; {@linkcode FlagError}, `StateDirError` for the rest
+ */
+export async function resolveServer(flags: ServerFlags): Promise<PreparedServer> {
+  const path = await configFile("server", flags.configPath);
+  const table: Record<string, unknown> = {};
+  if (flags.port !== undefined) table.bind_port = parsePortFlag(flags.port);
+  if (flags.bind !== undefined) table.bind_addr = flags.bind;
+  if (flags.key !== undefined) table.auth_key = flags.key;
+  // A config file's own certificate wins; the state directory fills in only for a file that names none
+  // when --state-dir is given, and when there is no file at all.
+  const fromFile = path !== null ? await loadRoleConfig("server", path, { table }) : null;
+  if (
+    fromFile !== null &&
+    (flags.stateDir === undefined || fromFile.certPath !== undefined || fromFile.keyPath !== undefined)
+  ) {
+    return { config: fromFile };
+  }
+
+  const givenStateDir = expandHome(flags.stateDir ?? defaultStateDir());
+  const warning = await ensureStateDir(givenStateDir);
+  if (warning !== null) logger.warn("{warning}", { warning });
+  // Absolute in what is printed: the paths are for copying.
+  const stateDir = await Deno.realPath(givenStateDir);
+  let keySource: KeySource = flags.key !== undefined
+    ? { kind: "flag", key: flags.key }
+    : path !== null
+    ? { kind: "file", path }
+    : { kind: "env" };
+  if (fromFile === null && flags.key === undefined && processEnv("TLS_TUNNEL_AUTH_KEY") === undefined) {
+    const stored = await loadOrCreateAuthKey(stateDir);
+    table.auth_key = stored.key;
+    keySource = stored.created
+      ? { kind: "generated", key: stored.key, path: stored.path }
+      : { kind: "stored", path: stored.path };
+  }
+  const loaded = fromFile ?? await loadRoleConfig("server", null, { table });
+  const hostname = hostnameOrNull();
+  const names = [hostname, loaded.bindAddr].filter((name): name is string => name !== null);
+  const identity = await loadOrCreateServerIdentity(stateDir, names);
+  if (identity.created) {
+    logger.info(
+      "Generated a certificate in {dir}; it is kept, so clients' pins stay valid across restarts",
+      {
+        dir: stateDir,
+      },
+    );
+  }
+  const config: ServerConfig = { ...loaded, certPath: identity.certPath, keyPath: identity.keyPath };
+  return {
+    config,
+    announce: (boundPort) => printClientCommand(config, boundPort, identity, keySource, hostname),
+  };
 }
 
 /** Where the server's shared key came from, for the printed client command. */
@@ -280,32 +289,41 @@ function printClientCommand(
  */
 export async function prepareClient(flags: ClientFlags): Promise<ClientConfig | number> {
   try {
-    const path = await configFile("client", flags.configPath);
-    const table: Record<string, unknown> = {};
-    if (flags.server !== undefined) Object.assign(table, parseServerFlag(flags.server));
-    if (flags.key !== undefined) table.auth_key = flags.key;
-    if (flags.fingerprint !== undefined) table.server_fingerprint = parseFingerprintFlag(flags.fingerprint);
-    const forwards: RemoteForward[] = (flags.remote ?? []).map(parseRemoteForward);
-    if (path === null) {
-      const missing = [
-        flags.server === undefined && processEnv("TLS_TUNNEL_SERVER_ADDR") === undefined
-          ? "--server HOST:PORT"
-          : "",
-        flags.key === undefined && processEnv("TLS_TUNNEL_AUTH_KEY") === undefined ? "--key KEY" : "",
-        forwards.length === 0 ? "-R PORT:LOCALPORT" : "",
-      ].filter((flag) => flag !== "");
-      if (missing.length > 0) {
-        throw new FlagError(
-          `no config file (-c FILE, or ./client.toml) and no ${missing.join(", ")}; run ` +
-            "`tls-tunnel client --server HOST:PORT --key KEY --fingerprint SHA256:… -R PORT:LOCALPORT`, " +
-            "or give a config with -c FILE (`tls-tunnel template client` prints one)",
-        );
-      }
-    }
-    return await loadRoleConfig("client", path, { table, forwards });
+    return await resolveClient(flags);
   } catch (error) {
     return report(error);
   }
+}
+
+/**
+ * {@linkcode prepareClient} without the report: what a reload loads again.
+ *
+ * @throws {ConfigError} for an invalid config; {@linkcode FlagError}, `RemoteForwardError` for flags
+ */
+export async function resolveClient(flags: ClientFlags): Promise<ClientConfig> {
+  const path = await configFile("client", flags.configPath);
+  const table: Record<string, unknown> = {};
+  if (flags.server !== undefined) Object.assign(table, parseServerFlag(flags.server));
+  if (flags.key !== undefined) table.auth_key = flags.key;
+  if (flags.fingerprint !== undefined) table.server_fingerprint = parseFingerprintFlag(flags.fingerprint);
+  const forwards: RemoteForward[] = (flags.remote ?? []).map(parseRemoteForward);
+  if (path === null) {
+    const missing = [
+      flags.server === undefined && processEnv("TLS_TUNNEL_SERVER_ADDR") === undefined
+        ? "--server HOST:PORT"
+        : "",
+      flags.key === undefined && processEnv("TLS_TUNNEL_AUTH_KEY") === undefined ? "--key KEY" : "",
+      forwards.length === 0 ? "-R PORT:LOCALPORT" : "",
+    ].filter((flag) => flag !== "");
+    if (missing.length > 0) {
+      throw new FlagError(
+        `no config file (-c FILE, or ./client.toml) and no ${missing.join(", ")}; run ` +
+          "`tls-tunnel client --server HOST:PORT --key KEY --fingerprint SHA256:… -R PORT:LOCALPORT`, " +
+          "or give a config with -c FILE (`tls-tunnel template client` prints one)",
+      );
+    }
+  }
+  return await loadRoleConfig("client", path, { table, forwards });
 }
 
 /**

@@ -214,10 +214,10 @@ export class Authenticator {
   readonly #throttle = new FailureThrottle({ maxFailures: AUTH_FAILURES_PER_MINUTE, windowMs: 60_000 });
 
   /**
-   * @param config the server's config (its keys)
+   * @param config the server's config (its keys); a reload replaces it, and the next attempt checks the new keys
    * @param events where failed attempts are recorded for the dashboard
    */
-  constructor(readonly config: ServerConfig, readonly events: EventLog) {}
+  constructor(public config: ServerConfig, readonly events: EventLog) {}
 
   /**
    * Checks one `authenticate` request from `remote` (`remoteHost` is its address, the throttle's key).

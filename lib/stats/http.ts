@@ -9,6 +9,7 @@
  * | `GET /api/events` | server-sent events: `snapshot` (the same JSON, every second and after each event) and `notice` (each new `EventSnapshot`) | http_events.ts |
  * | `GET /metrics` | Prometheus text format (`renderPrometheus`) | http_metrics.ts |
  * | `GET /healthz` | `{"status":"ok",…}`; never needs the token, tells nothing secret | http_api.ts |
+ * | `POST /api/reload` | reloads the config file (`tls-tunnel reload`); the answer says what changed or why not | the `reload` option |
  *
  * With a token, every route but `/healthz` and the static assets needs `Authorization: Bearer TOKEN`
  * or the session cookie the dashboard's login form (or `/?token=TOKEN`) sets, so a browser can use the
@@ -53,6 +54,11 @@ export interface StatsServerOptions {
   signal?: AbortSignal;
   /** How often `/api/events` pushes a snapshot (default 1000 ms). */
   pushIntervalMs?: number;
+  /**
+   * Answers `POST /api/reload` (same authorization as the API; a request from another web origin is
+   * refused); absent: that route answers 404.
+   */
+  reload?: () => Promise<{ status: number; body: Record<string, unknown> }>;
 }
 
 /** A running stats endpoint. */
@@ -105,6 +111,16 @@ function router(
     const foreignHost = auth.refuseForeignHost(request);
     if (foreignHost) return foreignHost;
     if (path === "/login" && request.method === "POST") return await auth.login(request);
+    if (path === "/api/reload" && request.method === "POST" && options.reload) {
+      if (!auth.authorized(request)) return auth.unauthorized();
+      // A form on some web page may POST here with the browser's cookie (or, without a token, at all).
+      const origin = request.headers.get("origin");
+      if (origin !== null && origin !== url.origin) {
+        return json({ error: `A reload from the web page at ${origin} is refused` }, 403);
+      }
+      const answer = await options.reload();
+      return json(answer.body, answer.status);
+    }
     if (request.method !== "GET" && !isHead) {
       return json({ error: `Method ${request.method} is not allowed; use GET` }, 405, { allow: "GET, HEAD" });
     }

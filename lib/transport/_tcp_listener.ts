@@ -33,7 +33,11 @@ export async function serverTlsWrapper(
   alpnProtocols?: string[],
 ): Promise<WrapTls> {
   const tls = await import("node:tls");
-  const secureContext = tls.createSecureContext({ cert: options.certPem, key: options.keyPem });
+  let secureContext = tls.createSecureContext({ cert: options.certPem, key: options.keyPem });
+  // Found by the listener built on the same options: a reload swaps the context new handshakes use.
+  CERTIFICATE_SWAPS.set(options, (certPem, keyPem) => {
+    secureContext = tls.createSecureContext({ cert: certPem, key: keyPem });
+  });
   return (socket) =>
     new tls.TLSSocket(socket, {
       isServer: true,
@@ -42,6 +46,9 @@ export async function serverTlsWrapper(
     });
 }
 
+/** Per listen options, how its TLS wrapper takes another certificate (throws for an unusable pair). */
+const CERTIFICATE_SWAPS = new WeakMap<TransportListenOptions, (certPem: string, keyPem: string) => void>();
+
 /** A bound `node:net` server that hands each accepted socket to its transport's {@linkcode AdmitSocket}. */
 export class TcpTransportListener implements TransportListener {
   readonly #server: Server;
@@ -49,6 +56,8 @@ export class TcpTransportListener implements TransportListener {
   readonly #handshakeTimeoutMs: number;
   #closed = false;
   #onConnection: ((incoming: IncomingConn) => void) | null = null;
+  /** Swaps the TLS certificate of new handshakes; null without TLS of its own (plain text behind a proxy). */
+  #swapCertificate: ((certPem: string, keyPem: string) => void) | null = null;
   readonly #done = Promise.withResolvers<void>();
 
   private constructor(
@@ -96,6 +105,7 @@ export class TcpTransportListener implements TransportListener {
       hostname: bound.address,
       port: bound.port,
     });
+    listener.#swapCertificate = CERTIFICATE_SWAPS.get(options) ?? null;
     if (signal?.aborted) listener.close();
     else signal?.addEventListener("abort", () => listener.close(), { once: true });
     return listener;
@@ -128,6 +138,21 @@ export class TcpTransportListener implements TransportListener {
       // floods beyond the pending limits).
       refuse: () => socket.destroy(),
     });
+  }
+
+  /**
+   * New TLS handshakes present `certPem`/`keyPem`; admitted connections keep theirs. Rejects, keeping
+   * the old pair, when node:tls cannot use the pair or the listener has no TLS of its own.
+   */
+  replaceCertificate(certPem: string, keyPem: string): Promise<void> {
+    const swap = this.#swapCertificate;
+    if (swap === null) return Promise.reject(new Error("this listener has no TLS certificate of its own"));
+    try {
+      swap(certPem, keyPem);
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Stops accepting; admitted connections stay open. Safe to call more than once. */

@@ -115,6 +115,12 @@ export interface TransportListener {
   serve(onConnection: (incoming: IncomingConn) => void): Promise<void>;
   /** Stops accepting; admitted connections stay open. Safe to call more than once. */
   close(): void;
+  /**
+   * Presents another certificate chain and key from the next TLS handshake on; connections already
+   * handshaken keep theirs. Rejects (and keeps the old pair) when the pair is not usable. Absent for a
+   * listener without TLS of its own.
+   */
+  replaceCertificate?(certPem: string, keyPem: string): Promise<void>;
 }
 
 /** A connected, handshaken connection to the server. */
