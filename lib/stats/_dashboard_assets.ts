@@ -508,6 +508,7 @@ tr.err-row td {
   background: #d2992214;
 }
 .pill.bind_failed,
+.pill.refused,
 .pill.disconnected {
   color: var(--red);
   border-color: #f8514955;
@@ -1021,55 +1022,6 @@ export const DASHBOARD_JS: string = `(() => {
     }, h("table", null, cols, h("thead", null, head), h("tbody", null, body)));
   }
 
-  // lib/stats/dashboard/client_view.ts
-  function renderClient(snap, totals) {
-    const banner = $("banner");
-    banner.hidden = false;
-    banner.setAttribute("data-state", snap.state);
-    let title;
-    let sub;
-    if (snap.state === "connected") {
-      title = "Connected to " + snap.server_addr;
-      sub = "rtt " + formatRtt(snap.rtt_ms) + " \\xB7 " + plural(snap.sessions_total, "session") + " since start";
-    } else if (snap.state === "waiting") {
-      const left = snap.next_attempt_at_ms ? Math.max(0, snap.next_attempt_at_ms - now()) : 0;
-      title = "Disconnected from " + snap.server_addr;
-      sub = "reconnecting in " + (left / 1e3).toFixed(1) + " s";
-    } else if (snap.state === "connecting") {
-      title = "Connecting to " + snap.server_addr + "\\u2026";
-      sub = "TLS, authentication, proxy registration";
-    } else {
-      title = "Stopped";
-      sub = "the client is shutting down";
-    }
-    replace(banner, h("span", {
-      class: "big-dot"
-    }), h("div", null, h("div", {
-      text: title
-    }), h("div", {
-      class: "sub",
-      id: "banner-sub",
-      text: sub
-    })), h("span", {
-      class: "push-right"
-    }, pill(snap.state)));
-    let active = 0, total = 0, failed = 0, up = 0;
-    snap.proxies.forEach((p) => {
-      if (p.status === "healthy") up++;
-      active += p.active_connections;
-      total += p.total_connections;
-      failed += p.failed_connections;
-    });
-    replace($("cards"), card("Proxies", up, "/ " + snap.proxies.length + " healthy", plural(snap.sessions_total, "session") + " since start", up < snap.proxies.length ? "warn" : ""), card("Connections", active, "active", total + " total \\xB7 " + failed + " failed", ""), card("Inbound", formatRate(totals.in), "", "towards local services", "", sparkline(state.sparkIn, "#3fb950")), card("Outbound", formatRate(totals.out), "", "back through the tunnel", "", sparkline(state.sparkOut, "#58a6ff")), card("Round trip", formatRtt(snap.rtt_ms), "", "keepalive to the server", ""));
-    $("list-title").textContent = "Proxies";
-    $("list-hint").textContent = snap.proxies.length + " configured";
-    replace($("clients"), h("article", {
-      class: "client",
-      "data-client": "",
-      "data-state": snap.state === "connected" ? "connected" : "disconnected"
-    }, proxyTable(snap.proxies, "", false)));
-  }
-
   // lib/stats/dashboard/rates.ts
   var RATE_WINDOW_MS = 800;
   function proxyRows(snap) {
@@ -1084,8 +1036,16 @@ export const DASHBOARD_JS: string = `(() => {
         key: "\\0" + p.name,
         p
       }));
+      snap.servers?.forEach((s) => s.proxies.forEach((p) => rows.push({
+        key: serverRateKey(s.name) + "\\0" + p.name,
+        p,
+        partial: true
+      })));
     }
     return rows;
+  }
+  function serverRateKey(server) {
+    return "" + server;
   }
   function updateRates(snap) {
     const t = snap.now_ms;
@@ -1118,6 +1078,7 @@ export const DASHBOARD_JS: string = `(() => {
         out: row.p.bytes_out,
         t
       });
+      if (row.partial) return;
       totalIn += rate.in;
       totalOut += rate.out;
     });
@@ -1135,6 +1096,104 @@ export const DASHBOARD_JS: string = `(() => {
       in: totalIn,
       out: totalOut
     };
+  }
+
+  // lib/stats/dashboard/client_view.ts
+  function renderClient(snap, totals) {
+    const banner = $("banner");
+    banner.hidden = false;
+    banner.setAttribute("data-state", snap.state);
+    let title;
+    let sub;
+    const servers = snap.servers;
+    const connectedServers = servers?.filter((s) => s.state === "connected").length ?? 0;
+    if (servers && snap.state === "connected") {
+      title = "Connected to " + connectedServers + " of " + servers.length + " servers";
+      sub = "rtt " + formatRtt(snap.rtt_ms) + " \\xB7 " + plural(snap.sessions_total, "session") + " since start";
+    } else if (snap.state === "connected") {
+      title = "Connected to " + snap.server_addr;
+      sub = "rtt " + formatRtt(snap.rtt_ms) + " \\xB7 " + plural(snap.sessions_total, "session") + " since start";
+    } else if (snap.state === "waiting") {
+      const left = snap.next_attempt_at_ms ? Math.max(0, snap.next_attempt_at_ms - now()) : 0;
+      title = "Disconnected from " + snap.server_addr;
+      sub = "reconnecting in " + (left / 1e3).toFixed(1) + " s";
+    } else if (snap.state === "connecting") {
+      title = "Connecting to " + snap.server_addr + "\\u2026";
+      sub = "TLS, authentication, proxy registration";
+    } else {
+      title = "Stopped";
+      sub = "the client is shutting down";
+    }
+    replace(banner, h("span", {
+      class: "big-dot"
+    }), h("div", null, h("div", {
+      text: title
+    }), h("div", {
+      class: "sub",
+      id: "banner-sub",
+      text: sub
+    })), h("span", {
+      class: "push-right"
+    }, pill(snap.state)));
+    let active = 0, total = 0, failed = 0, up = 0;
+    snap.proxies.forEach((p) => {
+      if (p.status === "healthy") up++;
+      active += p.active_connections;
+      total += p.total_connections;
+      failed += p.failed_connections;
+    });
+    replace($("cards"), card("Proxies", up, "/ " + snap.proxies.length + " healthy", plural(snap.sessions_total, "session") + " since start", up < snap.proxies.length ? "warn" : ""), card("Connections", active, "active", total + " total \\xB7 " + failed + " failed", ""), card("Inbound", formatRate(totals.in), "", "towards local services", "", sparkline(state.sparkIn, "#3fb950")), card("Outbound", formatRate(totals.out), "", "back through the tunnel", "", sparkline(state.sparkOut, "#58a6ff")), servers ? card("Servers", connectedServers, "/ " + servers.length + " connected", "a session to each", connectedServers < servers.length ? "warn" : "") : card("Round trip", formatRtt(snap.rtt_ms), "", "keepalive to the server", ""));
+    if (servers) {
+      $("list-title").textContent = "Servers";
+      $("list-hint").textContent = snap.proxies.length + " proxies configured, registered on each server";
+      replace($("clients"), ...servers.map(serverArticle));
+      return;
+    }
+    $("list-title").textContent = "Proxies";
+    $("list-hint").textContent = snap.proxies.length + " configured";
+    replace($("clients"), h("article", {
+      class: "client",
+      "data-client": "",
+      "data-state": snap.state === "connected" ? "connected" : "disconnected"
+    }, proxyTable(snap.proxies, "", false)));
+  }
+  function serverArticle(server) {
+    const connected = server.state === "connected";
+    const left = server.next_attempt_at_ms ? Math.max(0, server.next_attempt_at_ms - now()) : null;
+    return h("article", {
+      class: "client",
+      "data-server": server.name,
+      "data-state": connected ? "connected" : "disconnected"
+    }, h("div", {
+      class: "client-head"
+    }, h("span", {
+      class: "client-name"
+    }, h("span", {
+      class: "dot"
+    }), server.name), h("span", {
+      class: "fact"
+    }, h("b", {
+      class: "mono",
+      text: server.server_addr
+    })), connected && h("span", {
+      class: "fact"
+    }, "rtt ", h("b", {
+      text: formatRtt(server.rtt_ms)
+    })), h("span", {
+      class: "fact"
+    }, plural(server.sessions_total, "session")), server.state === "waiting" && left !== null && h("span", {
+      class: "fact"
+    }, "retry in ", h("b", {
+      text: (left / 1e3).toFixed(1) + " s"
+    })), server.last_error !== void 0 && h("span", {
+      class: "fact",
+      text: server.last_error
+    }), connected && server.session_id !== null && h("span", {
+      class: "fact mono",
+      text: server.session_id
+    }), h("span", {
+      class: "state-pill"
+    }, pill(server.state))), proxyTable(server.proxies, serverRateKey(server.name), !connected));
   }
 
   // lib/stats/dashboard/server_view.ts

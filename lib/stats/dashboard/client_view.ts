@@ -6,10 +6,11 @@
  * @module
  */
 
-import type { ClientRoleSnapshot, ServedStats } from "../snapshot.ts";
+import type { ClientRoleSnapshot, ClientServerSnapshot, ServedStats } from "../snapshot.ts";
 import { formatRate, formatRtt } from "../format.ts";
 import { $, card, h, pill, replace, sparkline } from "./dom.ts";
 import { proxyTable } from "./proxy_table.ts";
+import { serverRateKey } from "./rates.ts";
 import { now, plural, type Rate, state } from "./state.ts";
 
 /** Draws a client's snapshot: its banner, its cards and its proxies. */
@@ -19,7 +20,13 @@ export function renderClient(snap: ClientRoleSnapshot & ServedStats, totals: Rat
   banner.setAttribute("data-state", snap.state);
   let title: string;
   let sub: string;
-  if (snap.state === "connected") {
+  const servers = snap.servers;
+  const connectedServers = servers?.filter((s) => s.state === "connected").length ?? 0;
+  if (servers && snap.state === "connected") {
+    // Several servers: connected while any one is; the list below shows each.
+    title = "Connected to " + connectedServers + " of " + servers.length + " servers";
+    sub = "rtt " + formatRtt(snap.rtt_ms) + " · " + plural(snap.sessions_total, "session") + " since start";
+  } else if (snap.state === "connected") {
     title = "Connected to " + snap.server_addr;
     sub = "rtt " + formatRtt(snap.rtt_ms) + " · " + plural(snap.sessions_total, "session") + " since start";
   } else if (snap.state === "waiting") {
@@ -73,8 +80,22 @@ export function renderClient(snap: ClientRoleSnapshot & ServedStats, totals: Rat
       "",
       sparkline(state.sparkOut, "#58a6ff"),
     ),
-    card("Round trip", formatRtt(snap.rtt_ms), "", "keepalive to the server", ""),
+    servers
+      ? card(
+        "Servers",
+        connectedServers,
+        "/ " + servers.length + " connected",
+        "a session to each",
+        connectedServers < servers.length ? "warn" : "",
+      )
+      : card("Round trip", formatRtt(snap.rtt_ms), "", "keepalive to the server", ""),
   );
+  if (servers) {
+    $("list-title").textContent = "Servers";
+    $("list-hint").textContent = snap.proxies.length + " proxies configured, registered on each server";
+    replace($("clients"), ...servers.map(serverArticle));
+    return;
+  }
   $("list-title").textContent = "Proxies";
   $("list-hint").textContent = snap.proxies.length + " configured";
   replace(
@@ -88,5 +109,29 @@ export function renderClient(snap: ClientRoleSnapshot & ServedStats, totals: Rat
       },
       proxyTable(snap.proxies, "", false),
     ),
+  );
+}
+
+/** One server of a client with several: its name, address, state and its own copy of the proxies. */
+function serverArticle(server: ClientServerSnapshot): HTMLElement {
+  const connected = server.state === "connected";
+  const left = server.next_attempt_at_ms ? Math.max(0, server.next_attempt_at_ms - now()) : null;
+  return h(
+    "article",
+    { class: "client", "data-server": server.name, "data-state": connected ? "connected" : "disconnected" },
+    h(
+      "div",
+      { class: "client-head" },
+      h("span", { class: "client-name" }, h("span", { class: "dot" }), server.name),
+      h("span", { class: "fact" }, h("b", { class: "mono", text: server.server_addr })),
+      connected && h("span", { class: "fact" }, "rtt ", h("b", { text: formatRtt(server.rtt_ms) })),
+      h("span", { class: "fact" }, plural(server.sessions_total, "session")),
+      server.state === "waiting" && left !== null &&
+        h("span", { class: "fact" }, "retry in ", h("b", { text: (left / 1000).toFixed(1) + " s" })),
+      server.last_error !== undefined && h("span", { class: "fact", text: server.last_error }),
+      connected && server.session_id !== null && h("span", { class: "fact mono", text: server.session_id }),
+      h("span", { class: "state-pill" }, pill(server.state)),
+    ),
+    proxyTable(server.proxies, serverRateKey(server.name), !connected),
   );
 }

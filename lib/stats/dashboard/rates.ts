@@ -17,15 +17,28 @@ import { type Rate, state } from "./state.ts";
  */
 const RATE_WINDOW_MS = 800;
 
-/** Each proxy of the snapshot with its key ("client\0proxy"). */
-function proxyRows(snap: ServedStats): Array<{ key: string; p: ProxySnapshot }> {
-  const rows: Array<{ key: string; p: ProxySnapshot }> = [];
+/**
+ * Each proxy of the snapshot with its key ("client\0proxy"); a client with several servers adds each
+ * server's copy ("\u0001server\0proxy", left out of the totals: the merged rows already count it).
+ */
+function proxyRows(snap: ServedStats): Array<{ key: string; p: ProxySnapshot; partial?: boolean }> {
+  const rows: Array<{ key: string; p: ProxySnapshot; partial?: boolean }> = [];
   if (snap.role === "server") {
     snap.clients.forEach((c) => c.proxies.forEach((p) => rows.push({ key: c.name + "\u0000" + p.name, p })));
   } else {
     snap.proxies.forEach((p) => rows.push({ key: "\u0000" + p.name, p }));
+    snap.servers?.forEach((s) =>
+      s.proxies.forEach((p) =>
+        rows.push({ key: serverRateKey(s.name) + "\u0000" + p.name, p, partial: true })
+      )
+    );
   }
   return rows;
+}
+
+/** The rates' key prefix of one server of a client with several (see {@linkcode proxyRows}). */
+export function serverRateKey(server: string): string {
+  return "\u0001" + server;
 }
 
 /** Updates the per-proxy rates and the sparklines; returns the total rates. */
@@ -47,6 +60,7 @@ export function updateRates(snap: ServedStats): Rate {
       state.rates.set(row.key, rate);
     }
     if (due || !prev) next.set(row.key, { in: row.p.bytes_in, out: row.p.bytes_out, t });
+    if (row.partial) return;
     totalIn += rate.in;
     totalOut += rate.out;
   });
