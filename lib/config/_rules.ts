@@ -230,6 +230,29 @@ function statsTokenRule(role: Table, prefix: "server" | "client", defaultAddr: s
 }
 
 /** Cross-key rules of a client document (`{ client: …, proxies: […] }`). */
+/**
+ * What `transport = "quic"` cannot do in Deno 2.9.6: skip verification (its QUIC client always
+ * verifies) or leave through `proxy_url` (HTTP CONNECT and SOCKS5 carry TCP, QUIC is UDP).
+ */
+function quicClientRules(client: Table): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  if (bool(client, "skip_verify") === true && !has(client, "server_fingerprint")) {
+    issues.push({
+      path: "client.skip_verify",
+      message: 'skip_verify = true cannot be used with transport = "quic" (Deno\'s QUIC client always verifies)',
+      hint: "pin the server's certificate with server_fingerprint (the server logs it at start), or set ca_cert_path",
+    });
+  }
+  if (has(client, "proxy_url")) {
+    issues.push({
+      path: "client.proxy_url",
+      message: 'transport = "quic" runs over UDP, which an HTTP CONNECT or SOCKS5 proxy cannot carry',
+      hint: 'remove proxy_url to connect directly, or use transport = "tls", "wss" or "http2" through the proxy',
+    });
+  }
+  return issues;
+}
+
 export function clientRules(document: Table): ConfigIssue[] {
   const client = table(document.client);
   if (client === undefined) return [];
@@ -250,6 +273,7 @@ export function clientRules(document: Table): ConfigIssue[] {
       max: DEFAULTS.client.reconnect.max_delay_secs,
     }),
   );
+  if (str(client, "transport") === "quic") issues.push(...quicClientRules(client));
   if (bool(client, "skip_verify") === true && has(client, "ca_cert_path")) {
     issues.push({
       path: "client.skip_verify",

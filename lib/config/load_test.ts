@@ -63,6 +63,9 @@ Deno.test("a minimal server config gets every documented default", () => {
     serverPath: "/tunnel",
     behindProxy: false,
     trustedProxies: ["127.0.0.0/8", "::1"],
+    vhostHttpAddr: "0.0.0.0",
+    vhostHttpsAddr: "0.0.0.0",
+    requestTimeoutSecs: 60,
     // Without [[server.listeners]], [server]'s keys are the one listener.
     listeners: [{
       transport: "tls",
@@ -144,6 +147,12 @@ Deno.test("every key of a full server config reaches the camelCase object", asyn
     serverPath: "/hidden/ws",
     behindProxy: true,
     trustedProxies: ["10.0.0.0/8", "fd00::/8", "192.0.2.7"],
+    vhostHttpAddr: "192.0.2.10",
+    vhostHttpPort: 80,
+    vhostHttpsAddr: "::",
+    vhostHttpsPort: 8444,
+    subdomainHost: "tunnel.example.com",
+    requestTimeoutSecs: 30,
     listeners: [{
       transport: "wss",
       bindAddr: "::",

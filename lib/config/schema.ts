@@ -56,7 +56,7 @@ const visitSecret = z.string().min(1).max(SECRET_KEY_MAX_CHARS).refine(
 );
 
 /** The values of the `transport` key (the registry's built-in transports; `transport/registry.ts`). */
-export const TRANSPORT_KEYS = ["tls", "wss", "http2"] as const;
+export const TRANSPORT_KEYS = ["tls", "wss", "http2", "quic"] as const;
 
 /** Load-balancing policies of a proxy with several `local_backends`. */
 export const LB_POLICIES = ["round_robin", "least_connections", "ip_hash"] as const;

@@ -137,6 +137,12 @@ export class PublishedProxy {
   /** Whether outside connections are refused (the client reported its local service down). */
   refuseConnections = false;
 
+  /**
+   * `[server.rate_limit]`'s admission of one new outside connection, shared by all of the owning client's
+   * proxies (set by {@linkcode ConnectedClient.claim}); null: no rate limit.
+   */
+  admitOutside: (() => boolean) | null = null;
+
   #accept(listener: PublishedListener): Promise<void> {
     return acceptEach(listener, (conn) => this.#carry(conn), {
       stopped: () => this.#stopped || !this.#listening,
@@ -168,6 +174,12 @@ export class PublishedProxy {
       this.stats.failedConnections++;
       logger.debug("Refused {peer} on {proxy}: local service reported down", { peer, proxy: this.spec.name });
       // A reset, like a refused connection: a FIN would read as an empty answer.
+      abortQuietly(conn);
+      return;
+    }
+    if (this.admitOutside !== null && !this.admitOutside()) {
+      // Counted and logged (once per interval) by the limiter; a reset, like a refused connection.
+      this.stats.failedConnections++;
       abortQuietly(conn);
       return;
     }

@@ -28,6 +28,8 @@ import { awaitAuthentication, displacePrevious } from "./session_auth.ts";
 import { ConnectedClient } from "./connected_client.ts";
 import { ClientStreamHandlers } from "./client_streams.ts";
 import { visitHandler } from "./visit.ts";
+import { ForwardService } from "./forward.ts";
+import { KeyedRateLimiter } from "./rate_limit.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
 import { formatAddr, unmapIpv4 } from "../net/address.ts";
@@ -74,6 +76,12 @@ export class TunnelServer {
    * (client_streams.ts); the counters are in the snapshot's `client_streams`.
    */
   readonly clientStreams = new ClientStreamHandlers();
+  /** `[server.rate_limit]` on new tunnel connections, per source address; null without a rate limit. */
+  readonly #tunnelRateLimit: KeyedRateLimiter | null;
+  /** `[server.rate_limit]` on new outside connections (published ports, forwards), per client. */
+  readonly outsideRateLimit: KeyedRateLimiter | null;
+  /** Forwarded connections (`[[forwarders]]` of the clients): the `forward` handler and its counters. */
+  readonly forwards: ForwardService;
   /** When the server was created (ms since epoch). */
   readonly startedAtMs = Date.now();
   /** Sessions that authenticated since start. */
@@ -115,6 +123,10 @@ export class TunnelServer {
       );
     }
     if (VhostService.wanted(options.config)) this.vhost = new VhostService(options.config);
+    const rateLimit = options.config.rateLimit;
+    this.#tunnelRateLimit = rateLimit ? new KeyedRateLimiter(rateLimit, "new tunnel connections") : null;
+    this.outsideRateLimit = rateLimit ? new KeyedRateLimiter(rateLimit, "new outside connections") : null;
+    this.forwards = new ForwardService(() => this.#config, this.outsideRateLimit);
     this.#registrar = new ProxyRegistrar({
       config: options.config,
       reservedPortReason: (addr, port) => this.#reservedPortReason(addr, port),
@@ -135,6 +147,7 @@ export class TunnelServer {
             : this.#config.clients.find((entry) => entry.name === client.grant.entryName)?.allowVisit,
       }),
     );
+    this.clientStreams.register("forward", this.forwards.handle);
   }
 
   /** Failed authentications (wrong keys) since start. */
@@ -228,6 +241,11 @@ export class TunnelServer {
       return;
     }
     const remoteHost = unmapIpv4(socket.remoteAddr.hostname);
+    // Before the pending limits and before TLS: a flood over the rate costs no handshake.
+    if (this.#tunnelRateLimit !== null && !this.#tunnelRateLimit.allow(remoteHost)) {
+      socket.refuse();
+      return;
+    }
     const release = this.pendingConnections.admit(remoteHost);
     if (typeof release === "string") {
       logger.debug("Refused a connection from {host}: {reason}", { host: remoteHost, reason: release });
@@ -345,6 +363,8 @@ export class TunnelServer {
     if (ended.aborted || session.isClosed) throw sessionEndedError();
     const sessionId = `s${this.#nextSessionId++}`;
     const client = new ConnectedClient(params.client_id, name, sessionId, remote, grant, session, rpc);
+    const outsideRateLimit = this.outsideRateLimit;
+    if (outsideRateLimit !== null) client.admitOutside = () => outsideRateLimit.allow(name);
     this.clients.set(params.client_id, client);
     this.sessionsTotal++;
     this.events.add({
@@ -507,6 +527,17 @@ export class TunnelServer {
       pending_connections: this.pendingConnections.pending,
       connections_refused: { ...this.pendingConnections.refused },
       stream_open_latency: this.streamOpenLatency.snapshot(),
+      client_opened_streams: structuredClone(this.clientStreams.counts),
+      forwards: this.forwards.counts(),
+      forwards_active: this.forwards.activeTotal,
+      ...(this.#tunnelRateLimit !== null && this.outsideRateLimit !== null
+        ? {
+          rate_limited: {
+            tunnel_connections: this.#tunnelRateLimit.refusedTotal,
+            outside_connections: this.outsideRateLimit.refusedTotal,
+          },
+        }
+        : {}),
       recent_events: this.events.recent(),
       ...(this.vhost ? { vhost: this.vhost.snapshot() } : {}),
     };

@@ -14,12 +14,21 @@
  * | `tls_tunnel_connections_pending` | gauge | |
  * | `tls_tunnel_connections_refused_total` | counter | `reason` (`pending_limit`, `pending_per_ip_limit`) |
  * | `tls_tunnel_client_opened_streams_total` | counter | `kind` (`visit`, `forward`, `unknown`), `result` (`ok`, `denied`, `not_found`, …) |
+ * | `tls_tunnel_forwarded_connections_total` | counter | `client`, `forwarder`, `result` (`ok`, `disabled`, `forbidden_destination`, `unreachable`, `limit`, `rate_limited`) |
+ * | `tls_tunnel_forwarded_connections_active` | gauge | |
+ * | `tls_tunnel_rate_limited_total` | counter | `kind` (`tunnel`: new tunnel connections per source address; `outside`: new outside connections per client) (with `[server.rate_limit]` only) |
  * | `tls_tunnel_streams_active` | gauge | |
  * | `tls_tunnel_client_streams_active` | gauge | `client` |
  * | `tls_tunnel_client_rtt_seconds` | gauge | `client` |
  * | `tls_tunnel_client_connected_since_seconds` | gauge | `client` |
  * | `tls_tunnel_proxy_*` | see below | `client`, `proxy` |
  * | `tls_tunnel_stream_open_latency_seconds` | histogram | |
+ * | `tls_tunnel_vhost_routes` | gauge | (with `vhost_http_port`/`vhost_https_port` only, as the next five) |
+ * | `tls_tunnel_vhost_http_requests_total` | counter | `vhost` (routed host, `""` for none), `status` |
+ * | `tls_tunnel_vhost_http_no_tunnel_total` | counter | |
+ * | `tls_tunnel_vhost_http_timeouts_total` | counter | |
+ * | `tls_tunnel_vhost_https_connections_total` | counter | `vhost` |
+ * | `tls_tunnel_vhost_https_refused_total` | counter | |
  *
  * Client series: `tls_tunnel_info`, `tls_tunnel_start_time_seconds`, `tls_tunnel_client_connected`,
  * `tls_tunnel_client_state{state}`, `tls_tunnel_client_sessions_total`, `tls_tunnel_client_reconnects_total`,
@@ -28,6 +37,9 @@
  * labelled with `proxy` only. A client with several servers (`[client] servers`) adds
  * `tls_tunnel_client_server_{connected,state,sessions_total,connect_failures_total,rtt_seconds,
  * next_attempt_seconds}{server}` and labels its proxy series `server`, `proxy` (one series per server).
+ * A client with `[[forwarders]]` adds `tls_tunnel_forwarder_connections_total{forwarder,route,result}`,
+ * `tls_tunnel_forwarder_connections_active{forwarder}`, `tls_tunnel_forwarder_sent_bytes_total{forwarder}`
+ * and `tls_tunnel_forwarder_received_bytes_total{forwarder}`.
  *
  * Labels name what was configured, never what changes per connection: no peer address (its port is
  * ephemeral, so every reconnect would start a new series), and no label that repeats another.
@@ -54,10 +66,12 @@ import type {
   BackendSnapshot,
   ClientRoleSnapshot,
   ClientServerSnapshot,
+  ForwarderSnapshot,
   HistogramSnapshot,
   ProxySnapshot,
   ServerSnapshot,
   StatsSnapshot,
+  VhostSnapshot,
 } from "./snapshot.ts";
 
 /** The `Content-Type` of the text exposition format. */
@@ -239,6 +253,58 @@ function renderHistogram(out: Exposition, name: string, help: string, histogram:
   out.sample(`${name}_count`, {}, histogram.count);
 }
 
+/** The shared HTTP/HTTPS vhost ports' series (`vhost` in the snapshot). */
+function renderVhost(out: Exposition, vhost: VhostSnapshot): void {
+  out.single(
+    "tls_tunnel_vhost_routes",
+    "gauge",
+    "Host names (and locations) routed on the vhost ports now",
+    vhost.routes,
+  );
+  if (vhost.http_requests.length > 0) {
+    out.family(
+      "tls_tunnel_vhost_http_requests_total",
+      "counter",
+      "HTTP requests answered on the vhost port, by routed host (empty: no route) and status",
+    );
+    for (const entry of vhost.http_requests) {
+      out.sample(
+        "tls_tunnel_vhost_http_requests_total",
+        { vhost: entry.host, status: String(entry.status) },
+        entry.count,
+      );
+    }
+  }
+  out.single(
+    "tls_tunnel_vhost_http_no_tunnel_total",
+    "counter",
+    "HTTP requests answered 503: no tunnel serves the host, or its client or service is down",
+    vhost.http_no_tunnel_total,
+  );
+  out.single(
+    "tls_tunnel_vhost_http_timeouts_total",
+    "counter",
+    "HTTP requests answered 504: no response head within request_timeout_secs",
+    vhost.http_timeouts_total,
+  );
+  if (vhost.https_connections.length > 0) {
+    out.family(
+      "tls_tunnel_vhost_https_connections_total",
+      "counter",
+      "HTTPS connections routed by SNI, by host",
+    );
+    for (const entry of vhost.https_connections) {
+      out.sample("tls_tunnel_vhost_https_connections_total", { vhost: entry.host }, entry.count);
+    }
+  }
+  out.single(
+    "tls_tunnel_vhost_https_refused_total",
+    "counter",
+    "HTTPS connections closed after the ClientHello: unknown or no SNI, malformed, too slow",
+    vhost.https_refused_total,
+  );
+}
+
 function renderServer(out: Exposition, snapshot: ServerSnapshot): void {
   out.single(
     "tls_tunnel_clients_connected",
@@ -284,6 +350,7 @@ function renderServer(out: Exposition, snapshot: ServerSnapshot): void {
       }
     }
   }
+  renderServerForwards(out, snapshot);
   out.single(
     "tls_tunnel_streams_active",
     "gauge",
@@ -331,6 +398,7 @@ function renderServer(out: Exposition, snapshot: ServerSnapshot): void {
     "Time to open a stream to the client for an outside connection",
     snapshot.stream_open_latency,
   );
+  if (snapshot.vhost) renderVhost(out, snapshot.vhost);
 }
 
 function renderClient(out: Exposition, snapshot: ClientRoleSnapshot, nowMs: number): void {
@@ -391,6 +459,91 @@ function renderClient(out: Exposition, snapshot: ClientRoleSnapshot, nowMs: numb
     renderProxies(out, snapshot.proxies.map((proxy) => ({ labels: { proxy: proxy.name }, proxy })));
   }
   renderBackends(out, snapshot.proxies);
+  if (snapshot.forwarders !== undefined) renderForwarders(out, snapshot.forwarders);
+}
+
+/** The server's forwarded connections and rate-limit refusals. */
+function renderServerForwards(out: Exposition, snapshot: ServerSnapshot): void {
+  if (snapshot.forwards !== undefined && snapshot.forwards.length > 0) {
+    out.family(
+      "tls_tunnel_forwarded_connections_total",
+      "counter",
+      "Connections of clients' forwarders by client, forwarder and result: ok or the refusal code",
+    );
+    for (const entry of snapshot.forwards) {
+      out.sample(
+        "tls_tunnel_forwarded_connections_total",
+        { client: entry.client, forwarder: entry.forwarder, result: entry.result },
+        entry.count,
+      );
+    }
+  }
+  if (snapshot.forwards_active !== undefined) {
+    out.single(
+      "tls_tunnel_forwarded_connections_active",
+      "gauge",
+      "Forwarded connections open now",
+      snapshot.forwards_active,
+    );
+  }
+  if (snapshot.rate_limited !== undefined) {
+    out.family(
+      "tls_tunnel_rate_limited_total",
+      "counter",
+      "New connections refused by [server.rate_limit]: to the tunnel port (tunnel) or outside ones (outside)",
+    );
+    out.sample("tls_tunnel_rate_limited_total", { kind: "tunnel" }, snapshot.rate_limited.tunnel_connections);
+    out.sample(
+      "tls_tunnel_rate_limited_total",
+      { kind: "outside" },
+      snapshot.rate_limited.outside_connections,
+    );
+  }
+}
+
+/** The client's forwarders (`tls_tunnel_forwarder_*{forwarder}`). */
+function renderForwarders(out: Exposition, forwarders: ForwarderSnapshot[]): void {
+  if (forwarders.length === 0) return;
+  out.family(
+    "tls_tunnel_forwarder_connections_total",
+    "counter",
+    "Local connections of a forwarder by route (proxy, direct, none: refused before routing) and result",
+  );
+  for (const forwarder of forwarders) {
+    for (const [route, results] of Object.entries(forwarder.results)) {
+      for (const [result, count] of Object.entries(results)) {
+        out.sample(
+          "tls_tunnel_forwarder_connections_total",
+          { forwarder: forwarder.name, route, result },
+          count,
+        );
+      }
+    }
+  }
+  const numeric: Array<[string, "counter" | "gauge", string, (forwarder: ForwarderSnapshot) => number]> = [
+    [
+      "tls_tunnel_forwarder_connections_active",
+      "gauge",
+      "Local connections a forwarder handles or carries now",
+      (forwarder) => forwarder.active_connections,
+    ],
+    [
+      "tls_tunnel_forwarder_sent_bytes_total",
+      "counter",
+      "Bytes from local applications towards destinations",
+      (forwarder) => forwarder.bytes_out,
+    ],
+    [
+      "tls_tunnel_forwarder_received_bytes_total",
+      "counter",
+      "Bytes from destinations back to local applications",
+      (forwarder) => forwarder.bytes_in,
+    ],
+  ];
+  for (const [name, type, help, read] of numeric) {
+    out.family(name, type, help);
+    for (const forwarder of forwarders) out.sample(name, { forwarder: forwarder.name }, read(forwarder));
+  }
 }
 
 /** Per-server series of a client with several servers (`tls_tunnel_client_server_*{server}`). */

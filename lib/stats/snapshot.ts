@@ -260,7 +260,8 @@ export interface ForwarderSnapshot {
   /**
    * Results since start, by route (`"proxy"`: through the server, `"direct"`, `"none"`: refused before a
    * route was chosen) and result (`"ok"`, `"forbidden"`, `"unreachable"`, `"refused"`, `"timeout"`,
-   * `"busy"`, `"rate_limited"`, `"tunnel_down"`, `"bad_request"`, `"auth_required"`, `"unsupported"`).
+   * `"busy"`, `"rate_limited"`, `"tunnel_down"`, `"bad_request"`, `"request_timeout"`, `"head_too_large"`,
+   * `"auth_required"`, `"unsupported"`).
    */
   results: Record<string, Record<string, number>>;
   /** Bytes from local applications towards destinations. */

@@ -3,18 +3,21 @@ import { DuplicateNameError, UnknownNameError } from "../../registry.ts";
 import { UnknownProxyKindError } from "./kind.ts";
 import { clientProxyKindFor, clientProxyKindNames, registerClientProxyKind } from "./registry.ts";
 import { tcpClientKind } from "./tcp.ts";
+import { httpClientKind, httpsClientKind } from "./http.ts";
 
-Deno.test("the client's tcp proxy kind is registered under its name", () => {
+Deno.test("the client's proxy kinds are registered under their names", () => {
   assert.equal(clientProxyKindFor("tcp"), tcpClientKind);
-  assert.deepEqual(clientProxyKindNames(), ["tcp"]);
+  assert.equal(clientProxyKindFor("http"), httpClientKind);
+  assert.equal(clientProxyKindFor("https"), httpsClientKind);
+  for (const name of ["tcp", "http", "https"]) assert.ok(clientProxyKindNames().includes(name), name);
 });
 
 Deno.test("an unknown client proxy kind fails with a typed error naming the known kinds", () => {
-  assert.throws(() => clientProxyKindFor("http"), (error: unknown) => {
+  assert.throws(() => clientProxyKindFor("quic"), (error: unknown) => {
     assert.ok(error instanceof UnknownProxyKindError);
     assert.ok(error instanceof UnknownNameError);
-    assert.deepEqual(error.known, ["tcp"]);
-    assert.match(error.message, /^Unknown proxy kind "http": .*"tcp"/);
+    assert.deepEqual(error.known, clientProxyKindNames());
+    assert.match(error.message, /^Unknown proxy kind "quic": .*"tcp"/);
     return true;
   });
 });

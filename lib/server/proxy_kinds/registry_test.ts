@@ -6,18 +6,24 @@ import { closeQuietly } from "../../transport/pipe.ts";
 import { UnknownProxyKindError } from "./kind.ts";
 import { registerServerProxyKind, serverProxyKindFor, serverProxyKindNames } from "./registry.ts";
 import { tcpServerKind } from "./tcp.ts";
+import { httpServerKind, httpsServerKind } from "./http.ts";
 
-Deno.test("the server's tcp proxy kind is registered under its name", () => {
+Deno.test("the server's proxy kinds are registered under their names", () => {
   assert.equal(serverProxyKindFor("tcp"), tcpServerKind);
-  assert.deepEqual(serverProxyKindNames(), ["tcp"]);
+  assert.equal(serverProxyKindFor("http"), httpServerKind);
+  assert.equal(serverProxyKindFor("https"), httpsServerKind);
+  for (const name of ["tcp", "http", "https"]) assert.ok(serverProxyKindNames().includes(name), name);
+  assert.equal(httpServerKind.vhost, "http");
+  assert.equal(httpsServerKind.vhost, "https");
+  assert.equal(tcpServerKind.vhost, undefined);
 });
 
 Deno.test("an unknown server proxy kind fails with a typed error naming the known kinds", () => {
-  assert.throws(() => serverProxyKindFor("udp"), (error: unknown) => {
+  assert.throws(() => serverProxyKindFor("quic"), (error: unknown) => {
     assert.ok(error instanceof UnknownProxyKindError);
     assert.ok(error instanceof UnknownNameError);
-    assert.deepEqual(error.known, ["tcp"]);
-    assert.equal(error.message, 'Unknown proxy kind "udp": the proxy kinds known are "tcp"; use one of them');
+    assert.deepEqual(error.known, serverProxyKindNames());
+    assert.match(error.message, /^Unknown proxy kind "quic": the proxy kinds known are .*"tcp"/);
     return true;
   });
 });
