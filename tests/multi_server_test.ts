@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { waitFor } from "../testing/helpers.ts";
-import { echoAt, echoesAt, SERVER_ADDRESSES, TwoServers } from "../testing/multi_server.ts";
+import { echoAt, echoesAt, freePortOnAll, SERVER_ADDRESSES, TwoServers } from "../testing/multi_server.ts";
 
 const [ADDRESS_A, ADDRESS_B] = SERVER_ADDRESSES;
 
@@ -62,4 +62,33 @@ Deno.test("a client with two servers publishes on both; one server killed, the o
   const back = await fixture.clientStats();
   assert.ok((back.servers?.[0]?.sessions_total ?? 0) >= 2, "server a's session is a new one");
   assert.equal(back.servers?.[1]?.sessions_total, 1, "server b's session was never touched");
+});
+
+Deno.test("a reload (SIGHUP) that adds a proxy publishes it on both servers, without a new session to either", async () => {
+  await using fixture = await TwoServers.create();
+  const { publishPort } = fixture;
+  await fixture.startServer(0);
+  await fixture.startServer(1);
+  const client = fixture.startClient();
+  for (const address of SERVER_ADDRESSES) {
+    await waitFor(() => echoesAt(address, publishPort), 15_000, `the proxy on ${address}`, 50);
+  }
+  const addedPort = freePortOnAll();
+  const config = await Deno.readTextFile(fixture.clientConfigPath);
+  await Deno.writeTextFile(
+    fixture.clientConfigPath,
+    `${config}\n[[proxies]]\nname = "web2"\npublish_port = ${addedPort}\n` +
+      `local_addr = "127.0.0.1"\nlocal_port = ${fixture.echo.port}\n`,
+  );
+  client.kill("SIGHUP");
+  for (const address of SERVER_ADDRESSES) {
+    await waitFor(() => echoesAt(address, addedPort), 10_000, `the added proxy on ${address}`, 50);
+    assert.equal(await echoAt(address, publishPort, "untouched"), "untouched");
+  }
+  const stats = await fixture.clientStats();
+  assert.deepEqual(stats.servers?.map((server) => server.sessions_total), [1, 1], "no session was renewed");
+  assert.deepEqual(stats.servers?.map((server) => server.proxies.map((proxy) => proxy.name).sort()), [
+    ["web", "web2"],
+    ["web", "web2"],
+  ]);
 });
