@@ -7,6 +7,8 @@
  */
 
 import assert from "node:assert/strict";
+import { captureOutput } from "../lib/cli/_command_output.ts";
+import { checkCommand } from "../lib/cli/check.ts";
 import { BindError } from "../lib/net/tcp.ts";
 import type { ServerSnapshot } from "../lib/stats/snapshot.ts";
 import { TunnelServer } from "../lib/server/server.ts";
@@ -174,5 +176,36 @@ Deno.test("a server whose second listener cannot bind fails to start, naming tha
     assert.ok(canBind(firstPort), "the first listener, bound before the failure, was closed");
   } finally {
     busy.close();
+  }
+});
+
+Deno.test("check lists every listener in order, and refuses two listeners on one port naming both", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/server.toml`;
+    const head = `[server]\nauth_key = "${PROCESS_AUTH_KEY}"\nbind_port = 8443\n\n`;
+    await Deno.writeTextFile(
+      path,
+      head + listenerEntry("wss", 443) + listenerEntry("http2", 8444) +
+        listenerEntry("wss", 8080).replace("\n", "\nbehind_proxy = true\n"),
+    );
+    const io = captureOutput();
+    assert.equal(await checkCommand({ configPath: path, format: "text" }, io), 0, io.stderr);
+    const lines = io.stdout.split("\n").filter((line) => line.includes("tunnel listener:"));
+    assert.equal(lines.length, 4, io.stdout);
+    assert.match(lines[0] ?? "", /tunnel listener: 0\.0\.0\.0:8443 \(TLS with a throw-away certificate/);
+    assert.match(lines[1] ?? "", /tunnel listener: 127\.0\.0\.1:443 \(WebSocket on \/tunnel over TLS/);
+    assert.match(lines[2] ?? "", /tunnel listener: 127\.0\.0\.1:8444 \(HTTP\/2 on \/tunnel over TLS/);
+    assert.match(lines[3] ?? "", /tunnel listener: 127\.0\.0\.1:8080 \(plain-text WebSocket on \/tunnel/);
+
+    await Deno.writeTextFile(path, head + listenerEntry("wss", 8443));
+    const clash = captureOutput();
+    assert.equal(await checkCommand({ configPath: path, format: "text" }, clash), 1);
+    assert.match(
+      clash.stdout + clash.stderr,
+      /server\.listeners\[0\]\.bind_port: .*wss on 127\.0\.0\.1:8443.*\[server\]'s listener \(tls on 0\.0\.0\.0:8443\)/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
