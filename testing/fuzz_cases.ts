@@ -225,7 +225,7 @@ function proxySpec(targets: FuzzTargets): fc.Arbitrary<unknown> {
   });
   const spec = corrupted(base, {
     name: fc.oneof(nastyString(200), wrongType),
-    proxy_type: fc.constantFrom("udp", "TCP", 6, null, undefined),
+    proxy_type: fc.constantFrom("sctp", "TCP", 6, null, undefined),
     publish_addr: fc.oneof(publishAddr(), fc.constant(undefined)),
     publish_port: fc.oneof(port(targets), fc.constant(undefined)),
     publish_port_range: range,

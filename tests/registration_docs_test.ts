@@ -26,7 +26,7 @@ Deno.test("rejected entries echo what was asked, are logged at INFO, and only fa
       const invalid = await raw.rpc.request("register_proxies", {
         proxies: [{
           name: "bad",
-          proxy_type: "udp",
+          proxy_type: "sctp",
           publish_addr: "127.0.0.1",
           publish_port: allowed,
           local_addr: "127.0.0.1",

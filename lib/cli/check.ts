@@ -15,6 +15,7 @@
  */
 
 import { formatPortRanges } from "../config/port_range.ts";
+import { DEFAULTS } from "../config/defaults.ts";
 import { ConfigError, type ConfigIssue, formatIssue } from "../config/errors.ts";
 import { type ConfigKind, InvalidConfigError, loadConfig, type ParsedConfig } from "../config/load.ts";
 import type { ClientConfig, ServerConfig } from "../config/types.ts";
@@ -132,7 +133,12 @@ function clientSummary(config: ClientConfig): string[] {
     const published = proxy.publishPort !== 0
       ? `${addr}:${proxy.publishPort}`
       : `${addr}:<${proxy.publishPortRange ? formatPortRanges([proxy.publishPortRange]) : "any port"}>`;
-    lines.push(`  ${proxy.name}: server ${published} -> local ${proxy.localAddr}:${proxy.localPort}`);
+    const udp = proxy.proxyType === "udp"
+      ? ` (udp, flows idle ${proxy.udpIdleTimeoutSecs ?? DEFAULTS.proxy.udp_idle_timeout_secs} s, at most ${
+        proxy.maxUdpFlows ?? DEFAULTS.proxy.max_udp_flows
+      })`
+      : "";
+    lines.push(`  ${proxy.name}: server ${published} -> local ${proxy.localAddr}:${proxy.localPort}${udp}`);
   }
   return lines;
 }
@@ -261,6 +267,21 @@ async function inspectFiles(parsed: ParsedConfig): Promise<FileFindings> {
   return findings;
 }
 
+/** A note per udp proxy of a client config: both sides need Deno's `--unstable-net` for it. */
+function unstableNetNotes(parsed: ParsedConfig): ConfigIssue[] {
+  if (parsed.kind !== "client") return [];
+  return parsed.config.proxies.flatMap((proxy, index) =>
+    proxy.proxyType === "udp"
+      ? [{
+        path: `proxies[${index}].proxy_type`,
+        message: `proxy "${proxy.name}" is a udp proxy: the client and the server need Deno's --unstable-net`,
+        hint:
+          "start both with 'deno run --unstable-net …' (or 'deno task client:unstable' / 'server:unstable')",
+      }]
+      : []
+  );
+}
+
 /**
  * Validates the config at `configPath` and prints the result.
  *
@@ -282,7 +303,7 @@ export async function checkCommand(
       file,
       issues: fileIssues,
       warnings,
-      notes: parsed.notes,
+      notes: [...parsed.notes, ...unstableNetNotes(parsed)],
       summary: fileIssues.length === 0
         ? (parsed.kind === "server" ? serverSummary(parsed.config) : clientSummary(parsed.config))
         : [],

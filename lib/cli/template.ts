@@ -248,7 +248,8 @@ ${commentedDefault("max_attempts", DEFAULTS.client.reconnect.max_attempts)}
 [[proxies]]
 # Unique name: letters, digits, '.', '_' or '-'.
 name = "web"
-# Only "tcp" (HTTP, SSH, databases … all travel as tcp).
+# "tcp" (HTTP, SSH, databases … all travel as tcp) or "udp" (DNS, games, WireGuard …; both sides then
+# need deno run --unstable-net).
 ${commentedDefault("proxy_type", DEFAULTS.proxy.proxy_type)}
 # Address (an IP address of the server, never a host name) and port the server publishes on.
 # Without publish_addr the server's default_publish_addr (${
@@ -270,8 +271,12 @@ local_port = 3000
 # How each connection picks its backend: "round_robin" (in turn), "least_connections" (fewest open),
 # or "ip_hash" (one outside host always reaches the same backend while it is up).
 ${commentedDefault("lb_policy", DEFAULTS.proxy.lb_policy)}
-# Optional TCP health check of the local service, reported to the server.
+# Optional TCP health check of the local service, reported to the server (not for udp proxies).
 # health_check = ${toml(DEFAULTS.proxy.health_check)}
+# udp proxies only: a flow (one outside peer address) without a datagram for this long is dropped on
+# both sides, and at most this many flows are kept (the one idle longest makes room for a new peer).
+${commentedDefault("udp_idle_timeout_secs", DEFAULTS.proxy.udp_idle_timeout_secs)}
+${commentedDefault("max_udp_flows", DEFAULTS.proxy.max_udp_flows)}
 `;
 }
 

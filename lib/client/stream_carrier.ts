@@ -17,6 +17,7 @@ import type { BackendSnapshot } from "../stats/snapshot.ts";
 import { withTimeout } from "../_async.ts";
 import type { AnyClientProxyKind, CarriedStream, LocalEndpoint } from "./proxy_kinds/kind.ts";
 import { clientProxyKindFor } from "./proxy_kinds/registry.ts";
+import { DatagramStats } from "../stats/datagram_stats.ts";
 import { type Backend, BackendPool, formatBackend } from "./load_balancer.ts";
 import type { ClientProxyState } from "./state.ts";
 import { errorMessage } from "../text.ts";
@@ -69,6 +70,9 @@ export class StreamCarrier {
     this.#pools.set(proxy.name, new BackendPool(localBackendsOf(proxy), { policy: proxy.lbPolicy }));
     this.#kinds.set(proxy.name, kind);
     this.#failuresInARow.delete(proxy.name);
+    // A udp proxy shows its flow counters from the start, not from its first flow.
+    const state = this.proxies.get(proxy.name);
+    if (proxy.proxyType === "udp" && state) state.stats.datagrams ??= new DatagramStats();
   }
 
   /** Forgets the proxy `name` (a reload removed it); streams being carried for it go on to their end. */
