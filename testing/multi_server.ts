@@ -7,7 +7,10 @@
  * @module
  */
 
-import { CliProcess, EchoService, freePort, makeWorkdir } from "./helpers.ts";
+import { CliProcess, EchoService, freePort, makeWorkdir, testCertificates } from "./helpers.ts";
+import { parseConfigText } from "../lib/config/load.ts";
+import type { ServerConfig } from "../lib/config/types.ts";
+import { TunnelServer } from "../lib/server/server.ts";
 import { FAST_RECONNECT, PROCESS_AUTH_KEY } from "./process_tunnel.ts";
 import type { ClientRoleSnapshot } from "../lib/stats/snapshot.ts";
 
@@ -195,4 +198,29 @@ export class TwoServers implements AsyncDisposable {
     await this.echo.close();
     await this.cleanup();
   }
+}
+
+/** An in-process server on 127.0.0.1 (any port) that accepts `authKey`; disposed with `await using`. */
+export async function serverWithKey(authKey: string) {
+  const certs = await testCertificates();
+  const stop = new AbortController();
+  const config = parseConfigText(
+    `[server]\nbind_addr = "127.0.0.1"\nbind_port = 0\nauth_key = "${authKey}"\n`,
+    { env: {} },
+  ).config as ServerConfig;
+  const server = new TunnelServer({
+    config,
+    certPem: certs.serverChainPem,
+    keyPem: certs.serverKeyPem,
+    signal: stop.signal,
+  });
+  const { port } = await server.listen();
+  const serving = server.serve();
+  return {
+    port,
+    async [Symbol.asyncDispose]() {
+      stop.abort();
+      await serving;
+    },
+  };
 }
