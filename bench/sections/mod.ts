@@ -10,6 +10,7 @@ import { muxSection } from "./mux.ts";
 import { TUNNEL_SECTIONS } from "./tunnel.ts";
 import { tunnelMemoryEchoSection } from "./tunnel_memory_echo.ts";
 import { failoverSection } from "./failover.ts";
+import { reloadSection } from "./reload.ts";
 
 /** Every section `bench/main.ts` knows, selectable with `--only NAME`. */
 export const SECTIONS: readonly BenchSection[] = [
@@ -17,4 +18,5 @@ export const SECTIONS: readonly BenchSection[] = [
   ...TUNNEL_SECTIONS,
   tunnelMemoryEchoSection,
   failoverSection,
+  reloadSection,
 ];
