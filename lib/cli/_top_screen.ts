@@ -17,7 +17,12 @@ import {
   formatRtt,
   statusLabel,
 } from "../stats/format.ts";
-import type { ClientSnapshot, EventSnapshot, ProxySnapshot } from "../stats/snapshot.ts";
+import type {
+  ClientServerSnapshot,
+  ClientSnapshot,
+  EventSnapshot,
+  ProxySnapshot,
+} from "../stats/snapshot.ts";
 import { escapeForTerminal } from "../text.ts";
 
 /** Byte rates per proxy key (`client\0proxy`; client role: `\0proxy`), bytes per second. */
@@ -103,6 +108,7 @@ const STATUS_COLORS: Record<string, string> = {
   error: ANSI.red,
   closed: ANSI.grey,
   stopped: ANSI.grey,
+  refused: ANSI.red,
   info: ANSI.cyan,
 } satisfies Record<ProxyStatus, string> & Record<string, string>;
 
@@ -219,7 +225,7 @@ function proxyLine(
   const cells = [
     proxy.name,
     statusLabel(proxy.status),
-    `${proxy.publish_addr}:${proxy.publish_port || "–"}`,
+    `${proxy.publish_addr}:${proxy.publish_port || "–"}${proxy.udp ? "/udp" : ""}`,
     `${proxy.local_addr}:${proxy.local_port}`,
     String(proxy.active_connections),
     String(proxy.total_connections),
@@ -262,6 +268,21 @@ function fitting(columns: number, full: Line, compact: Line): Line {
   return width(full) <= columns ? full : compact;
 }
 
+/** A udp proxy's flows and datagrams, under its row: `↳ udp: 3 flows, 1000 in, 998 out, 2 dropped (queue_full 2)`. */
+function udpLine(indent: string, proxy: ProxySnapshot): Line | null {
+  const udp = proxy.udp;
+  if (!udp) return null;
+  const drops = Object.entries(udp.dropped).filter(([, count]) => count > 0);
+  const dropped = drops.reduce((sum, [, count]) => sum + count, 0);
+  const detail = drops.length > 0
+    ? ` (${drops.map(([reason, count]) => `${reason} ${count}`).join(", ")})`
+    : "";
+  return new Line([
+    { text: `${indent}  ↳ udp: ${udp.flows_open} flows, ${udp.datagrams_in} in, ${udp.datagrams_out} out, ` },
+    { text: `${dropped} dropped${detail}`, style: dropped > 0 ? ANSI.yellow : ANSI.dim },
+  ]);
+}
+
 function errorLine(indent: string, proxy: ProxySnapshot): Line | null {
   if (!proxy.last_error) return null;
   return new Line([{ text: `${indent}  ↳ last error: ` }, { text: proxy.last_error, style: ANSI.red }]);
@@ -281,6 +302,22 @@ function eventLines(events: EventSnapshot[], room: number): Line[] {
       ])
     ),
   ];
+}
+
+/** One server of a client with several: `● a  127.0.0.2:8443  connected  rtt 0.4 ms  1 session(s)`. */
+function serverLine(server: ClientServerSnapshot, nowMs: number): Line {
+  const color = STATUS_COLORS[server.state] ?? "";
+  const retry = server.state === "waiting" && server.next_attempt_at_ms !== null
+    ? ` — reconnecting in ${(Math.max(0, server.next_attempt_at_ms - nowMs) / 1000).toFixed(1)} s`
+    : "";
+  return new Line([
+    { text: "● ", style: color },
+    { text: fit(server.name, 16) + " ", style: ANSI.bold },
+    { text: `${server.server_addr}  ` },
+    { text: server.state + retry, style: color },
+    { text: `  rtt ${formatRtt(server.rtt_ms)}  ${server.sessions_total} session(s)` },
+    { text: server.last_error ? `  ${server.last_error}` : "", style: ANSI.grey },
+  ]);
 }
 
 function clientLine(client: ClientSnapshot, nowMs: number): Line {
@@ -363,6 +400,8 @@ export function renderScreen(
         body.push(clientLine(client, nowMs));
         for (const proxy of client.proxies) {
           body.push(proxyLine("  ", layout, proxy, rates.get(proxyKey(client.name, proxy.name))));
+          const udp = udpLine("  ", proxy);
+          if (udp) body.push(udp);
           const error = errorLine("  ", proxy);
           if (error) body.push(error);
         }
@@ -388,12 +427,16 @@ export function renderScreen(
           { text: `  sessions ${stats.sessions_total}  rtt ${formatRtt(stats.rtt_ms)}` },
         ]),
       ),
+      // Several servers: one line each (the proxies below are merged over them).
+      ...(stats.servers ?? []).map((server) => serverLine(server, nowMs)),
       new Line([]),
     );
     const layout = proxyTableLayout(options.columns);
     body.push(proxyHeaderLine("", layout));
     for (const proxy of stats.proxies) {
       body.push(proxyLine("", layout, proxy, rates.get(proxyKey("", proxy.name))));
+      const udp = udpLine("", proxy);
+      if (udp) body.push(udp);
       const error = errorLine("", proxy);
       if (error) body.push(error);
     }

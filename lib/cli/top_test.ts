@@ -398,3 +398,29 @@ Deno.test("top shows names, errors and events from peers escaped, in the plain t
     assert.match(text, /poll failed\\u001b\[5m/);
   }
 });
+
+Deno.test("top marks a udp proxy's port /udp and shows its flows, datagrams and drops by reason", () => {
+  const snapshot = clientSnapshot(NOW_MS);
+  const [web] = snapshot.proxies;
+  assert.ok(web);
+  web.udp = {
+    flows_open: 3,
+    flows_total: 50,
+    flows_evicted: 0,
+    flows_idle_closed: 47,
+    datagrams_in: 1000,
+    datagrams_out: 998,
+    dropped: { oversized: 1, empty: 0, queue_full: 2, no_flow: 0, send_failed: 0, foreign_source: 0 },
+  };
+  const lines = renderScreen(served(snapshot), new Map(), {
+    columns: 160,
+    rows: 20,
+    color: false,
+    url: "http://127.0.0.1:9101",
+    intervalMs: 500,
+  });
+  const text = lines.join("\n");
+  assert.match(text, /\nweb\s+pending\s+0\.0\.0\.0:8080\/udp /);
+  assert.match(text, /\n {2}↳ udp: 3 flows, 1000 in, 998 out, 3 dropped \(oversized 1, queue_full 2\)/);
+  assert.doesNotMatch(text, /9000\/udp/, "the tcp proxy is not marked");
+});

@@ -977,7 +977,7 @@ export const DASHBOARD_JS: string = `(() => {
         text: p.name
       })), h("td", {
         class: "mono"
-      }, (p.publish_addr || "?") + ":" + (p.publish_port || "\\u2013"), h("span", {
+      }, (p.publish_addr || "?") + ":" + (p.publish_port || "\\u2013") + (p.udp ? "/udp" : ""), h("span", {
         class: "arrow",
         text: "\\u2192"
       }), p.local_addr + ":" + p.local_port), h("td", {
@@ -1003,6 +1003,19 @@ export const DASHBOARD_JS: string = `(() => {
         class: "rate" + (hot ? " hot" : ""),
         text: formatRate(rate.in) + " / " + formatRate(rate.out)
       })), h("td", null, proxySpark(p.throughput))));
+      if (p.udp) {
+        const drops = Object.entries(p.udp.dropped).filter(([, count]) => count > 0);
+        const dropped = drops.reduce((sum, [, count]) => sum + count, 0);
+        body.push(h("tr", {
+          class: "udp-row",
+          "data-udp": p.name
+        }, h("td", {
+          colspan: "10"
+        }, h("span", {
+          class: "err-label",
+          text: "udp"
+        }), \`\${p.udp.flows_open} flows open (\${p.udp.flows_total} in all, \${p.udp.flows_idle_closed} idle, \${p.udp.flows_evicted} evicted) \\xB7 \${p.udp.datagrams_in} datagrams in, \${p.udp.datagrams_out} out \\xB7 \${dropped} dropped\` + (drops.length > 0 ? " (" + drops.map(([reason, count]) => \`\${reason} \${count}\`).join(", ") + ")" : ""))));
+      }
       if (p.last_error) {
         body.push(h("tr", {
           class: "err-row"

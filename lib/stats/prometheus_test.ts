@@ -261,3 +261,53 @@ Deno.test("process metrics come from /proc when it can be read, and are left out
     assert.equal(real.openFds, undefined, "left out, not reported as 0, when /proc cannot be read");
   }
 });
+
+Deno.test("a udp proxy adds its flow and datagram series; the others add none", () => {
+  const snapshot = clientSnapshot(1_700_000_300_000);
+  const [web] = snapshot.proxies;
+  assert.ok(web);
+  web.udp = {
+    flows_open: 3,
+    flows_total: 50,
+    flows_evicted: 2,
+    flows_idle_closed: 45,
+    datagrams_in: 1000,
+    datagrams_out: 998,
+    dropped: { oversized: 1, empty: 0, queue_full: 4, no_flow: 0, send_failed: 0, foreign_source: 0 },
+  };
+  const text = renderPrometheus(snapshot, 1_700_000_300_000);
+  assert.deepEqual(expositionProblems(text), [], text);
+  const exposition = parseExposition(text);
+  const labels = { proxy: "web" };
+  assert.equal(value(exposition, "tls_tunnel_proxy_udp_flows_open", labels), 3);
+  assert.equal(value(exposition, "tls_tunnel_proxy_udp_flows_total", labels), 50);
+  assert.equal(
+    value(exposition, "tls_tunnel_proxy_udp_flows_closed_total", { ...labels, reason: "evicted" }),
+    2,
+  );
+  assert.equal(
+    value(exposition, "tls_tunnel_proxy_udp_flows_closed_total", { ...labels, reason: "idle" }),
+    45,
+  );
+  assert.equal(
+    value(exposition, "tls_tunnel_proxy_udp_datagrams_total", { ...labels, direction: "in" }),
+    1000,
+  );
+  assert.equal(
+    value(exposition, "tls_tunnel_proxy_udp_datagrams_total", { ...labels, direction: "out" }),
+    998,
+  );
+  assert.equal(
+    value(exposition, "tls_tunnel_proxy_udp_datagrams_dropped_total", { ...labels, reason: "queue_full" }),
+    4,
+  );
+  assert.equal(exposition.types.get("tls_tunnel_proxy_udp_datagrams_dropped_total"), "counter");
+  assert.ok(
+    !exposition.samples.some((sample) =>
+      sample.name.startsWith("tls_tunnel_proxy_udp_") && sample.labels.proxy === "api"
+    ),
+    "the tcp proxy has no udp series",
+  );
+  const none = renderPrometheus(clientSnapshot(1_700_000_300_000), 1_700_000_300_000);
+  assert.doesNotMatch(none, /tls_tunnel_proxy_udp_/);
+});

@@ -81,7 +81,7 @@ export function proxyTable(proxies: ProxySnapshot[], keyPrefix: string, goneClie
       h(
         "td",
         { class: "mono" },
-        (p.publish_addr || "?") + ":" + (p.publish_port || "–"),
+        (p.publish_addr || "?") + ":" + (p.publish_port || "–") + (p.udp ? "/udp" : ""),
         h("span", { class: "arrow", text: "→" }),
         p.local_addr + ":" + p.local_port,
       ),
@@ -100,6 +100,26 @@ export function proxyTable(proxies: ProxySnapshot[], keyPrefix: string, goneClie
       ),
       h("td", null, proxySpark(p.throughput)),
     ));
+    if (p.udp) {
+      // A udp proxy's flows and datagrams: Active/Total above count its flows.
+      const drops = Object.entries(p.udp.dropped).filter(([, count]) => count > 0);
+      const dropped = drops.reduce((sum, [, count]) => sum + count, 0);
+      body.push(h(
+        "tr",
+        { class: "udp-row", "data-udp": p.name },
+        h(
+          "td",
+          { colspan: "10" },
+          h("span", { class: "err-label", text: "udp" }),
+          `${p.udp.flows_open} flows open (${p.udp.flows_total} in all, ${p.udp.flows_idle_closed} idle, ` +
+            `${p.udp.flows_evicted} evicted) · ${p.udp.datagrams_in} datagrams in, ${p.udp.datagrams_out} out · ` +
+            `${dropped} dropped` +
+            (drops.length > 0
+              ? " (" + drops.map(([reason, count]) => `${reason} ${count}`).join(", ") + ")"
+              : ""),
+        ),
+      ));
+    }
     if (p.last_error) {
       body.push(h(
         "tr",
