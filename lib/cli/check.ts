@@ -90,6 +90,7 @@ function serverSummary(config: ServerConfig): string[] {
     `publishable ports: ${
       formatPortRanges(config.allowPorts)
     }; at most ${config.maxProxiesPerClient} proxies per client`,
+    ...vhostLines(config),
     `stats endpoint: ${
       config.statsPort !== undefined
         ? `${config.statsAddr}:${config.statsPort}${
@@ -97,6 +98,23 @@ function serverSummary(config: ServerConfig): string[] {
         }`
         : "off"
     }`,
+  ];
+}
+
+/** The shared HTTP/HTTPS ports of `http`/`https` proxies, when configured. */
+function vhostLines(config: ServerConfig): string[] {
+  if (config.vhostHttpPort === undefined && config.vhostHttpsPort === undefined) return [];
+  const subdomains = config.subdomainHost !== undefined ? `; subdomains under ${config.subdomainHost}` : "";
+  return [
+    `http vhosts: ${
+      config.vhostHttpPort !== undefined
+        ? `${config.vhostHttpAddr}:${config.vhostHttpPort} (by Host and path; 504 after ${config.requestTimeoutSecs} s)`
+        : "off"
+    }; https vhosts: ${
+      config.vhostHttpsPort !== undefined
+        ? `${config.vhostHttpsAddr}:${config.vhostHttpsPort} (by SNI)`
+        : "off"
+    }${subdomains}`,
   ];
 }
 
@@ -117,8 +135,9 @@ function clientSummary(config: ClientConfig): string[] {
     lines.push(`servers (${config.servers.length}, a session to each; the first is shown above):`);
     for (const server of config.servers) {
       const pin = server.serverFingerprint !== undefined ? ", pinned" : "";
+      const address = formatHostPort(server.serverAddr, server.serverPort);
       lines.push(
-        `  ${server.name}: ${server.serverAddr}:${server.serverPort} (${server.transport}, ` +
+        `  ${server.name === address ? address : `${server.name}: ${address}`} (${server.transport}, ` +
           `certificate for ${server.serverName}${
             server.caCertPath !== undefined ? ` from ${server.caCertPath}` : ""
           }${pin})`,
@@ -138,7 +157,34 @@ function clientSummary(config: ClientConfig): string[] {
         proxy.maxUdpFlows ?? DEFAULTS.proxy.max_udp_flows
       })`
       : "";
-    lines.push(`  ${proxy.name}: server ${published} -> local ${proxy.localAddr}:${proxy.localPort}${udp}`);
+    // Private: not bound on the server; other clients' visitors reach it by name and port.
+    // http/https: no port of its own; the server routes by host name on its vhost port.
+    const hosts = [
+      ...(proxy.customDomains ?? []),
+      ...(proxy.subdomain !== undefined ? [`${proxy.subdomain}.<subdomain_host>`] : []),
+    ];
+    const vhost = proxy.proxyType === "http" || proxy.proxyType === "https"
+      ? `server vhost_${proxy.proxyType}_port for ${hosts.join(", ")}${
+        proxy.locations?.length ? ` at ${proxy.locations.join(", ")}` : ""
+      }${proxy.httpUser !== undefined ? " (basic auth)" : ""}`
+      : null;
+    const where = vhost ??
+      (proxy.visibility === "private"
+        ? `private (visitors: ${proxy.name}, publish_port ${proxy.publishPort})`
+        : `server ${published}${proxy.visibility === "both" ? " and visitors" : ""}`);
+    const key = proxy.secretKey !== undefined ? ", secret_key set" : "";
+    lines.push(`  ${proxy.name}: ${where}${key} -> local ${proxy.localAddr}:${proxy.localPort}${udp}`);
+  }
+  if (config.visitors.length > 0) {
+    lines.push(`visitors (${config.visitors.length}):`);
+    for (const visitor of config.visitors) {
+      const owner = visitor.client !== undefined ? ` of client ${visitor.client}` : "";
+      const key = visitor.secretKey !== undefined ? ", secret_key set" : "";
+      lines.push(
+        `  local ${visitor.bindAddr}:${visitor.bindPort} -> proxy ${visitor.name} ` +
+          `(publish_port ${visitor.publishPort})${owner}${key}`,
+      );
+    }
   }
   return lines;
 }

@@ -272,6 +272,12 @@ export function renderPlainTable(stats: ServedStats): string {
         `${stats.sessions_total} session(s) since start, rtt ${
           stats.rtt_ms === null ? "-" : `${stats.rtt_ms.toFixed(2)} ms`
         }, up ${formatDuration(stats.now_ms - stats.started_at_ms)}`,
+      ...(stats.servers ?? []).map((server) =>
+        `  server ${server.name} (${server.server_addr}): ${server.state}, ` +
+        `${server.sessions_total} session(s), rtt ${
+          server.rtt_ms === null ? "-" : `${server.rtt_ms.toFixed(2)} ms`
+        }`
+      ),
       "",
       ...formatColumns([proxyHeader, ...stats.proxies.map(proxyCells)], new Set([4, 5, 6, 7, 8])),
     );
