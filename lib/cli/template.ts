@@ -8,6 +8,7 @@
  */
 
 import { DEFAULTS } from "../config/defaults.ts";
+import { VHOST_DEFAULTS } from "../config/_vhost.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
 import { errorMessage } from "../text.ts";
 
@@ -115,6 +116,18 @@ ${commentedDefault("sticky_ports_ttl_secs", DEFAULTS.server.sticky_ports_ttl_sec
 # Outside connections in a row that the client could not carry to its local service (refused, timed
 # out) before the server marks the proxy unhealthy; the next one that gets through makes it healthy.
 ${commentedDefault("unhealthy_after_failures", DEFAULTS.server.unhealthy_after_failures)}
+
+# Shared HTTP and HTTPS ports for proxies with proxy_type = "http" / "https": many clients share them,
+# each request (http, by Host and path) or connection (https, by the TLS SNI; TLS is not terminated)
+# goes to the proxy that names its host. Off unless the port is set. subdomain_host lets a proxy say
+# subdomain = "app" for app.<subdomain_host>. A request whose response has not begun within
+# request_timeout_secs gets a 504.
+${commentedDefault("vhost_http_addr", VHOST_DEFAULTS.vhost_http_addr)}
+# vhost_http_port = 80
+${commentedDefault("vhost_https_addr", VHOST_DEFAULTS.vhost_https_addr)}
+# vhost_https_port = 443
+# subdomain_host = "tunnel.example.com"
+${commentedDefault("request_timeout_secs", VHOST_DEFAULTS.request_timeout_secs)}
 
 # How the server retries a published port it could not bind (port in use, …): the delay doubles from
 # initial_delay_secs up to max_delay_secs, for max_retries retries (0 = no retry). The client is told
@@ -248,8 +261,9 @@ ${commentedDefault("max_attempts", DEFAULTS.client.reconnect.max_attempts)}
 [[proxies]]
 # Unique name: letters, digits, '.', '_' or '-'.
 name = "web"
-# "tcp" (HTTP, SSH, databases … all travel as tcp) or "udp" (DNS, games, WireGuard …; both sides then
-# need deno run --unstable-net).
+# "tcp" (SSH, databases, HTTP on a port of its own …), "udp" (DNS, games, WireGuard …; both sides then
+# need deno run --unstable-net), or "http" / "https" (web sites by host name on the server's shared
+# vhost ports; see the keys at the end).
 ${commentedDefault("proxy_type", DEFAULTS.proxy.proxy_type)}
 # Address (an IP address of the server, never a host name) and port the server publishes on.
 # Without publish_addr the server's default_publish_addr (${
@@ -277,6 +291,16 @@ ${commentedDefault("lb_policy", DEFAULTS.proxy.lb_policy)}
 # both sides, and at most this many flows are kept (the one idle longest makes room for a new peer).
 ${commentedDefault("udp_idle_timeout_secs", DEFAULTS.proxy.udp_idle_timeout_secs)}
 ${commentedDefault("max_udp_flows", DEFAULTS.proxy.max_udp_flows)}
+# http and https proxies (proxy_type = "http" / "https") have no publish_port: the server routes by host
+# name on its vhost_http_port / vhost_https_port. They name custom_domains and/or a subdomain (under the
+# server's subdomain_host); http ones may route by path prefix (locations, longest first), rewrite the
+# Host the service sees, and ask outside requests for basic auth (http_user with http_password).
+# custom_domains = ["app.example.com"]
+# subdomain = "app"
+# locations = ["/", "/api"]
+# host_header_rewrite = "localhost"
+# http_user = "ann"
+# http_password = "a-long-secret"
 `;
 }
 

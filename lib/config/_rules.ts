@@ -14,7 +14,7 @@ import type { ConfigIssue } from "./errors.ts";
 import { parsePortRange } from "./port_range.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { forwarderRules } from "./_forwarders.ts";
-import { vhostProxyRules } from "./_vhost.ts";
+import { vhostProxyRules, vhostServerRules } from "./_vhost.ts";
 import { udpProxyRules } from "./_udp.ts";
 import { listenerRules } from "./_listener_rules.ts";
 import { serversRule } from "./_servers.ts";
@@ -164,6 +164,7 @@ export function serverRules(document: Table): ConfigIssue[] {
     });
   }
 
+  issues.push(...vhostServerRules(server, bindPort));
   issues.push(
     ...backoffRule(table(server.bind_retry), "server.bind_retry", {
       initial: DEFAULTS.server.bind_retry.initial_delay_secs,
@@ -239,15 +240,18 @@ function quicClientRules(client: Table): ConfigIssue[] {
   if (bool(client, "skip_verify") === true && !has(client, "server_fingerprint")) {
     issues.push({
       path: "client.skip_verify",
-      message: 'skip_verify = true cannot be used with transport = "quic" (Deno\'s QUIC client always verifies)',
-      hint: "pin the server's certificate with server_fingerprint (the server logs it at start), or set ca_cert_path",
+      message:
+        'skip_verify = true cannot be used with transport = "quic" (Deno\'s QUIC client always verifies)',
+      hint:
+        "pin the server's certificate with server_fingerprint (the server logs it at start), or set ca_cert_path",
     });
   }
   if (has(client, "proxy_url")) {
     issues.push({
       path: "client.proxy_url",
       message: 'transport = "quic" runs over UDP, which an HTTP CONNECT or SOCKS5 proxy cannot carry',
-      hint: 'remove proxy_url to connect directly, or use transport = "tls", "wss" or "http2" through the proxy',
+      hint:
+        'remove proxy_url to connect directly, or use transport = "tls", "wss" or "http2" through the proxy',
     });
   }
   return issues;

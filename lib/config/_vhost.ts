@@ -11,12 +11,13 @@ import { z } from "zod";
 import { normalizeDomain } from "../net/sni.ts";
 import { bindablePort, bindAddress, seconds } from "./_fields.ts";
 import type { ConfigIssue } from "./errors.ts";
+import { DEFAULTS } from "./defaults.ts";
 
-/** Defaults of the vhost keys, in TOML spelling (also written by `template`, shown in README). */
+/** Defaults of the vhost keys: `DEFAULTS.server`'s (one place for every default). */
 export const VHOST_DEFAULTS = {
-  vhost_http_addr: "0.0.0.0",
-  vhost_https_addr: "0.0.0.0",
-  request_timeout_secs: 60,
+  vhost_http_addr: DEFAULTS.server.vhost_http_addr,
+  vhost_https_addr: DEFAULTS.server.vhost_https_addr,
+  request_timeout_secs: DEFAULTS.server.request_timeout_secs,
 } as const;
 
 /** A virtual host's name: a DNS name, taken in any letter case and kept in lower case. */
@@ -128,6 +129,38 @@ export function vhostProxyRules(
       message: `an ${type} proxy has no port of its own: it is served on the server's vhost_${type}_port`,
       hint: `remove ${key}`,
     });
+  }
+  return issues;
+}
+
+/**
+ * Cross-key rules of `[server]` about the vhost ports: neither may be the tunnel's or the stats port,
+ * nor the other vhost port, on overlapping addresses. `bindPort` is the tunnel's port as configured.
+ */
+export function vhostServerRules(
+  server: Record<string, unknown>,
+  bindPort: number | undefined,
+): ConfigIssue[] {
+  const port = (key: string) =>
+    typeof server[key] === "number" && server[key] !== 0 ? server[key] : undefined;
+  const taken = new Map<number, string>();
+  if (bindPort !== undefined && bindPort !== 0) taken.set(bindPort, "the tunnel's bind_port");
+  const stats = port("stats_port");
+  if (stats !== undefined) taken.set(stats, "stats_port");
+  const issues: ConfigIssue[] = [];
+  for (const key of ["vhost_http_port", "vhost_https_port"]) {
+    const value = port(key);
+    if (value === undefined) continue;
+    const other = taken.get(value);
+    if (other !== undefined) {
+      issues.push({
+        path: `server.${key}`,
+        message: `${key} ${value} is also ${other}`,
+        hint: `give the ${key === "vhost_http_port" ? "HTTP" : "HTTPS"} vhosts a port of their own, e.g. ${
+          key === "vhost_http_port" ? 80 : 443
+        }`,
+      });
+    } else taken.set(value, key);
   }
   return issues;
 }
