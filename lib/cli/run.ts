@@ -174,6 +174,11 @@ export async function serverCommand(options: ServerCommandOptions): Promise<numb
   const prepared = await prepareServer(options);
   if (typeof prepared === "number") return prepared;
   const { config, announce } = prepared;
+  // The QUIC transport needs Deno's --unstable-net: say so now, not when binding.
+  if ([config, ...config.listeners].some((listener) => listener.transport === "quic") && !hasUnstableNet()) {
+    console.error(`tls-tunnel: ${new UnstableNetRequiredError('transport = "quic"').message}`);
+    return 1;
+  }
   const certificate = await serverCertificate(config);
   if (!certificate) return 1;
   const resetUnavailable = tcpResetUnavailableReason();
@@ -239,6 +244,10 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
   // UDP proxies need Deno's --unstable-net: say so now, not at the first datagram.
   if (config.proxies.some((proxy) => proxy.proxyType === "udp") && !hasUnstableNet()) {
     console.error(`tls-tunnel: ${new UnstableNetRequiredError('proxy_type = "udp"').message}`);
+    return 1;
+  }
+  if ([config, ...config.servers].some((server) => server.transport === "quic") && !hasUnstableNet()) {
+    console.error(`tls-tunnel: ${new UnstableNetRequiredError('transport = "quic"').message}`);
     return 1;
   }
   // Every server's ca_cert_path (one with server_addr; each [[client.servers]] may name its own).

@@ -268,7 +268,8 @@ export function convertIssue(
         converted = {
           message: `transport ${shown} is not supported`,
           hint:
-            `use transport = "tls" (the default), "wss" (WebSocket) or "http2" (both also behind a reverse proxy)`,
+            `use transport = "tls" (the default), "wss" (WebSocket) or "http2" (both also behind a reverse proxy), ` +
+            `or "quic" (UDP, experimental, needs --unstable-net)`,
         };
       } else if (key === "proxy_type" || (key === "type" && tableOf(path.slice(0, -1)) === "proxies")) {
         converted = {

@@ -22,7 +22,7 @@ import type { ConfigIssue } from "./errors.ts";
 export const MAX_SERVERS = 16;
 
 /** Transports a `[[client.servers]]` entry may name (the same as `[client] transport`). */
-const SERVER_TRANSPORTS = ["tls", "wss", "http2"] as const;
+const SERVER_TRANSPORTS = ["tls", "wss", "http2", "quic"] as const;
 
 /** One `[[client.servers]]` table; unset keys fall back to `[client]`'s. */
 export const serverEntrySchema = z.strictObject({

@@ -18,10 +18,11 @@ import { Registry, UnknownNameError } from "../registry.ts";
 import { tlsTransport } from "./tls.ts";
 import { wssTransport } from "./wss.ts";
 import { http2Transport } from "./http2.ts";
+import { quicTransport } from "./quic.ts";
 import type { Transport } from "./transport.ts";
 
 /** The transports built in, by the name the config uses. */
-export const TRANSPORT_NAMES = ["tls", "wss", "http2"] as const;
+export const TRANSPORT_NAMES = ["tls", "wss", "http2", "quic"] as const;
 
 /** The name of a built-in transport. */
 export type TransportName = typeof TRANSPORT_NAMES[number];
@@ -45,6 +46,7 @@ const BUILT_IN: { readonly [name in TransportName]: Transport } = {
   tls: tlsTransport,
   wss: wssTransport,
   http2: http2Transport,
+  quic: quicTransport,
 };
 
 const transports = new Registry<Transport>("transport", UnknownTransportError);

@@ -14,20 +14,20 @@ import type { Transport } from "./transport.ts";
 const notUsed = () => Promise.reject(new Error("not used in this test"));
 
 Deno.test("every built-in transport name resolves to its transport; tls is the default", () => {
-  assert.deepEqual([...TRANSPORT_NAMES], ["tls", "wss", "http2"]);
+  assert.deepEqual([...TRANSPORT_NAMES], ["tls", "wss", "http2", "quic"]);
   for (const name of TRANSPORT_NAMES) assert.equal(transportFor(name).name, name);
   assert.equal(transportFor(DEFAULT_TRANSPORT), tlsTransport);
 });
 
 Deno.test("an unknown transport name fails with a typed error naming the known transports", () => {
-  assert.throws(() => transportFor("quic"), (error: unknown) => {
+  assert.throws(() => transportFor("sctp"), (error: unknown) => {
     assert.ok(error instanceof UnknownTransportError);
     assert.ok(error instanceof UnknownNameError);
-    assert.equal(error.requested, "quic");
-    assert.deepEqual(error.known, ["tls", "wss", "http2"]);
+    assert.equal(error.requested, "sctp");
+    assert.deepEqual(error.known, ["tls", "wss", "http2", "quic"]);
     assert.equal(
       error.message,
-      'Unknown transport "quic": the transports known are "tls", "wss", "http2"; use one of them',
+      'Unknown transport "sctp": the transports known are "tls", "wss", "http2", "quic"; use one of them',
     );
     return true;
   });
@@ -48,7 +48,7 @@ Deno.test("a registered transport is found by name until it is removed; a taken 
   const unregister = registerTransport(test);
   try {
     assert.equal(transportFor("registry-test"), test);
-    assert.deepEqual(transportNames(), ["tls", "wss", "http2", "registry-test"]);
+    assert.deepEqual(transportNames(), ["tls", "wss", "http2", "quic", "registry-test"]);
     assert.throws(() => registerTransport({ ...test }), DuplicateNameError);
     assert.throws(() => registerTransport({ ...tlsTransport }), DuplicateNameError);
   } finally {

@@ -368,8 +368,11 @@ async function dialNodeTls(options: TransportDialOptions, signal: AbortSignal): 
   });
 }
 
-/** `SHA256:` and upper-case colon-separated hex, the form `tls-tunnel cert` and the server print. */
-function displayFingerprint(hexDigits: string): string {
+/**
+ * `SHA256:` and upper-case colon-separated hex, the form `tls-tunnel cert` and the server print
+ * (`hexDigits`: the digest as hex, no colons). The quic transport names pins the same way.
+ */
+export function displayFingerprint(hexDigits: string): string {
   return `SHA256:${hexDigits.toUpperCase().replace(/(..)(?!$)/g, "$1:")}`;
 }
 
