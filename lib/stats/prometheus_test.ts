@@ -311,3 +311,56 @@ Deno.test("a udp proxy adds its flow and datagram series; the others add none", 
   const none = renderPrometheus(clientSnapshot(1_700_000_300_000), 1_700_000_300_000);
   assert.doesNotMatch(none, /tls_tunnel_proxy_udp_/);
 });
+
+Deno.test("a client with several servers adds per-server series and labels its proxies by server", async () => {
+  const nowMs = 1_700_000_300_000;
+  const base = clientSnapshot(nowMs);
+  const snapshot = {
+    ...base,
+    state: "connected",
+    servers: [
+      {
+        name: "a",
+        server_addr: "127.0.0.2:8443",
+        state: "connected",
+        next_attempt_at_ms: null,
+        sessions_total: 2,
+        connect_failures_total: 1,
+        rtt_ms: 4,
+        session_id: "s1",
+        proxies: base.proxies,
+      },
+      {
+        name: "b",
+        server_addr: "127.0.0.3:8443",
+        state: "waiting",
+        next_attempt_at_ms: nowMs + 1500,
+        sessions_total: 1,
+        connect_failures_total: 3,
+        rtt_ms: null,
+        session_id: null,
+        proxies: base.proxies.map((proxy) => ({ ...proxy, status: "pending" as const })),
+      },
+    ],
+  };
+  const text = renderPrometheus(snapshot, nowMs);
+  assert.deepEqual(expositionProblems(text), [], text);
+  const promtool = await promtoolProblems(text);
+  if (promtool !== null) assert.deepEqual(promtool, [], text);
+  const exposition = parseExposition(text);
+  assert.equal(value(exposition, "tls_tunnel_client_connected"), 1);
+  assert.equal(value(exposition, "tls_tunnel_client_server_connected", { server: "a" }), 1);
+  assert.equal(value(exposition, "tls_tunnel_client_server_connected", { server: "b" }), 0);
+  assert.equal(value(exposition, "tls_tunnel_client_server_state", { server: "b", state: "waiting" }), 1);
+  assert.equal(value(exposition, "tls_tunnel_client_server_connect_failures_total", { server: "b" }), 3);
+  assert.equal(value(exposition, "tls_tunnel_client_server_rtt_seconds", { server: "a" }), 0.004);
+  assert.equal(value(exposition, "tls_tunnel_client_server_next_attempt_seconds", { server: "b" }), 1.5);
+  assert.equal(value(exposition, "tls_tunnel_proxy_connections_total", { server: "a", proxy: "web" }), 7);
+  assert.equal(value(exposition, "tls_tunnel_proxy_up", { server: "b", proxy: "web" }), 0);
+  assert.ok(
+    exposition.samples.filter((sample) => sample.name.startsWith("tls_tunnel_proxy_")).every((sample) =>
+      "server" in sample.labels
+    ),
+    "every proxy series names its server",
+  );
+});
