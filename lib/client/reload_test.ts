@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { clientConfig } from "../../testing/tunnel.ts";
-import { describeReload, Exclusive, planClientReload } from "./reload.ts";
+import type { RpcPeer } from "../rpc/mod.ts";
+import { MalformedServerAnswerError } from "./errors.ts";
+import { describeReload, Exclusive, planClientReload, unregisterProxies } from "./reload.ts";
+
+/** A control channel whose every request is answered with `answer`. */
+function answering(answer: unknown): RpcPeer {
+  return { request: () => Promise.resolve(answer) } as unknown as RpcPeer;
+}
 
 Deno.test("planClientReload sorts proxies into added, removed, changed and untouched", () => {
   const running = clientConfig(8443, [
@@ -69,4 +76,28 @@ Deno.test("describeReload says what changed in one line", () => {
     offline: false,
   });
   assert.equal(text, "added b; removed c; 1 proxy(ies) untouched");
+});
+
+Deno.test("unregisterProxies checks the server's answer: another shape is a MalformedServerAnswerError", async () => {
+  const good = {
+    proxies: [{ name: "web", status: "removed", released_port: 8080 }, { name: "x", status: "not_found" }],
+  };
+  assert.deepEqual(await unregisterProxies(answering(good), ["web", "x"], "s:1"), good.proxies);
+  assert.deepEqual(await unregisterProxies(answering(null), [], "s:1"), [], "nothing to remove: no call");
+  for (
+    const bad of [
+      null,
+      { proxies: "web" },
+      { proxies: [{ name: "web", status: "gone" }] },
+      { proxies: [{ name: "web", status: "removed", released_port: 70000 }] },
+      { proxies: [{ name: "x".repeat(2000), status: "invalid" }] },
+      { proxies: Array.from({ length: 1025 }, () => ({ name: "a", status: "not_found" })) },
+    ]
+  ) {
+    await assert.rejects(
+      unregisterProxies(answering(bad), ["web"], "s:1"),
+      MalformedServerAnswerError,
+      JSON.stringify(bad).slice(0, 80),
+    );
+  }
 });
