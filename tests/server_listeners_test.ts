@@ -95,6 +95,19 @@ Deno.test("one server process listens on tls, wss and http2 at once; a client of
     assert.ok(listener.sessions_total >= 1, `a session authenticated through ${listener.transport}`);
     assert.ok(listener.connections_total >= listener.sessions_total);
   }
+  const metrics = await (await fetch(`http://127.0.0.1:${statsPort}/metrics`)).text();
+  for (const transport of TRANSPORTS) {
+    assert.match(
+      metrics,
+      new RegExp(
+        `^tls_tunnel_listener_sessions_total\\{transport="${transport}",listen_addr="127\\.0\\.0\\.1:${
+          ports[transport]
+        }"\\} [1-9]`,
+        "m",
+      ),
+      `/metrics counts the session of the ${transport} listener`,
+    );
+  }
   assert.deepEqual(
     stats.clients.map((client) => client.client_id).sort(),
     TRANSPORTS.map((transport) => `via-${transport}`).sort(),

@@ -13,6 +13,8 @@
  * | `tls_tunnel_auth_failures_total` | counter | |
  * | `tls_tunnel_connections_pending` | gauge | |
  * | `tls_tunnel_connections_refused_total` | counter | `reason` (`pending_limit`, `pending_per_ip_limit`) |
+ * | `tls_tunnel_listener_connections_total` | counter | `transport`, `listen_addr` (one series per tunnel listener) |
+ * | `tls_tunnel_listener_sessions_total` | counter | `transport`, `listen_addr` |
  * | `tls_tunnel_client_opened_streams_total` | counter | `kind` (`visit`, `forward`, `unknown`), `result` (`ok`, `denied`, `not_found`, …) |
  * | `tls_tunnel_forwarded_connections_total` | counter | `client`, `forwarder`, `result` (`ok`, `disabled`, `forbidden_destination`, `unreachable`, `limit`, `rate_limited`) |
  * | `tls_tunnel_forwarded_connections_active` | gauge | |
@@ -337,6 +339,32 @@ function renderServer(out: Exposition, snapshot: ServerSnapshot): void {
   );
   for (const [reason, count] of Object.entries(snapshot.connections_refused)) {
     out.sample("tls_tunnel_connections_refused_total", { reason }, count);
+  }
+  if (snapshot.listeners !== undefined && snapshot.listeners.length > 0) {
+    out.family(
+      "tls_tunnel_listener_connections_total",
+      "counter",
+      "Connections accepted on each tunnel listener (admitted or refused by the shared pending limits)",
+    );
+    for (const listener of snapshot.listeners) {
+      out.sample(
+        "tls_tunnel_listener_connections_total",
+        { transport: listener.transport, listen_addr: listener.listen_addr },
+        listener.connections_total,
+      );
+    }
+    out.family(
+      "tls_tunnel_listener_sessions_total",
+      "counter",
+      "Client sessions authenticated through each tunnel listener since start",
+    );
+    for (const listener of snapshot.listeners) {
+      out.sample(
+        "tls_tunnel_listener_sessions_total",
+        { transport: listener.transport, listen_addr: listener.listen_addr },
+        listener.sessions_total,
+      );
+    }
   }
   if (snapshot.client_opened_streams !== undefined) {
     out.family(
