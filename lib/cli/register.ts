@@ -149,6 +149,8 @@ export function renderUnit(spec: UnitSpec): string {
     "[Service]",
     "Type=exec",
     `ExecStart=${execStart}`,
+    // `systemctl reload` applies a changed config without a restart (README "Reload").
+    "ExecReload=/bin/kill -HUP $MAINPID",
     "Restart=on-failure",
     "RestartSec=5",
   );

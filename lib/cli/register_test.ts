@@ -72,6 +72,7 @@ Deno.test("the unit is hardened and runs the role with the config", () => {
   for (
     const line of [
       "ExecStart=/usr/local/bin/tls-tunnel server -c /etc/tls-tunnel/server.toml",
+      "ExecReload=/bin/kill -HUP $MAINPID",
       "Restart=on-failure",
       "NoNewPrivileges=yes",
       "ProtectSystem=strict",
