@@ -91,6 +91,7 @@ function serverSummary(config: ServerConfig): string[] {
       formatPortRanges(config.allowPorts)
     }; at most ${config.maxProxiesPerClient} proxies per client`,
     ...vhostLines(config),
+    ...forwardLines(config),
     `stats endpoint: ${
       config.statsPort !== undefined
         ? `${config.statsAddr}:${config.statsPort}${
@@ -99,6 +100,22 @@ function serverSummary(config: ServerConfig): string[] {
         : "off"
     }`,
   ];
+}
+
+/** Whether and how the server forwards clients' `[[forwarders]]` connections; its rate limit. */
+function forwardLines(config: ServerConfig): string[] {
+  const forwarding = config.allowForward
+    ? `on; ${
+      config.forwardAllowPrivate
+        ? "private and loopback destinations ALLOWED (forward_allow_private)"
+        : "private, loopback and link-local destinations refused"
+    }; at most ${config.maxForwardsPerClient} per client; ${config.forwardConnectTimeoutSecs} s to connect`
+    : "off (allow_forward = false)";
+  const rate = config.rateLimit
+    ? `${config.rateLimit.requestsPerSecond} new connections/s, bursts of ${config.rateLimit.burstSize} ` +
+      "(tunnel: per source address; outside: per client)"
+    : "off";
+  return [`forwarding for clients' [[forwarders]]: ${forwarding}`, `rate limit: ${rate}`];
 }
 
 /** The shared HTTP/HTTPS ports of `http`/`https` proxies, when configured. */
@@ -183,6 +200,30 @@ function clientSummary(config: ClientConfig): string[] {
       lines.push(
         `  local ${visitor.bindAddr}:${visitor.bindPort} -> proxy ${visitor.name} ` +
           `(publish_port ${visitor.publishPort})${owner}${key}`,
+      );
+    }
+  }
+  if (config.forwarders.length > 0) {
+    lines.push(`forwarders (${config.forwarders.length}, through the server, which needs allow_forward):`);
+    for (const forwarder of config.forwarders) {
+      const auth = forwarder.username !== undefined ? ", user name and password required" : "";
+      const routing = forwarder.routing === undefined ? "" : `; routing: ${
+        [
+          forwarder.routing.geoipDb !== undefined ? `geoip_db ${forwarder.routing.geoipDb}` : "",
+          `${
+            forwarder.routing.directDomains.length + forwarder.routing.directIps.length +
+            forwarder.routing.directCountries.length
+          } direct rule(s)`,
+          `${
+            forwarder.routing.proxyDomains.length + forwarder.routing.proxyIps.length +
+            forwarder.routing.proxyCountries.length
+          } proxy rule(s)`,
+          `default ${forwarder.routing.defaultStrategy}`,
+        ].filter((part) => part !== "").join(", ")
+      }`;
+      lines.push(
+        `  ${forwarder.name}: ${forwarder.proxyType === "http" ? "HTTP" : "SOCKS5"} proxy on ` +
+          `${forwarder.bindAddr}:${forwarder.bindPort}${auth}${routing}`,
       );
     }
   }

@@ -12,7 +12,7 @@
 import { getLogger } from "@logtape/logtape";
 import { sessionKeepalive } from "../config/keepalive.ts";
 import type { ClientConfig } from "../config/types.ts";
-import { Session } from "../mux/mod.ts";
+import { Session, type Stream } from "../mux/mod.ts";
 import { RpcPeer } from "../rpc/mod.ts";
 import {
   type AuthenticateResult,
@@ -43,6 +43,9 @@ import type { ClientProxyState, ClientState } from "./state.ts";
 import { localBackendsOf, StreamCarrier } from "./stream_carrier.ts";
 import { errorMessage } from "../text.ts";
 import { Visitor, VisitorBindError } from "./visitor.ts";
+import { type Forwarder, startForwarders, TunnelDownError } from "./forwarder.ts";
+import { BindError } from "../net/tcp.ts";
+import { GeoIpDatabaseError } from "./routing.ts";
 import {
   type ClientReloadResult,
   describeReload,
@@ -90,6 +93,8 @@ export interface TunnelClientOptions {
    * them on its first server only: one local port each.
    */
   runVisitors?: boolean;
+  /** Whether this client runs the config's `[[forwarders]]` (default true); like visitors, on one server only. */
+  runForwarders?: boolean;
 }
 
 /** The tunnel client. */
@@ -126,6 +131,8 @@ export class TunnelClient {
   #visitSession: Session | null = null;
   /** The config's `[[visitors]]`: local listeners bound for the whole run, across reconnects. */
   readonly visitors: readonly Visitor[];
+  /** The config's `[[forwarders]]` while running: local proxies bound for the whole run, across reconnects. */
+  forwarders: readonly Forwarder[] = [];
   /** Answers the server's data streams. */
   readonly #carrier: StreamCarrier;
   /** How the server is dialed. */
@@ -170,6 +177,18 @@ export class TunnelClient {
       } catch (error) {
         if (!(error instanceof VisitorBindError)) throw error;
         throw new FatalClientError(error.message, 0, { cause: error });
+      }
+      if (this.#options.runForwarders !== false && (this.#config.forwarders ?? []).length > 0) {
+        try {
+          this.forwarders = await startForwarders(
+            this.#config.forwarders,
+            () => this.#forwardStream(),
+            signal,
+          );
+        } catch (error) {
+          if (!(error instanceof BindError) && !(error instanceof GeoIpDatabaseError)) throw error;
+          throw new FatalClientError(error.message, 0, { cause: error });
+        }
       }
       while (!signal?.aborted) {
         attempt++;
@@ -240,7 +259,17 @@ export class TunnelClient {
       this.state = "stopped";
       this.nextAttemptAtMs = null;
       await Promise.all(this.visitors.map((visitor) => visitor.close()));
+      await Promise.all(this.forwarders.map((forwarder) => forwarder.close()));
     }
+  }
+
+  /** A stream for a forwarded connection on the authenticated session, or {@linkcode TunnelDownError}. */
+  #forwardStream(): Promise<Stream> {
+    const session = this.#visitSession;
+    if (session === null || session.isClosed) {
+      return Promise.reject(new TunnelDownError("no session with the server now"));
+    }
+    return session.open();
   }
 
   /** One session: dial, authenticate, register, serve streams. Resolves true if it got registered. */
@@ -351,7 +380,11 @@ export class TunnelClient {
         proxy.stats.setStatus("healthy");
         logger.info("Proxy {proxy}: {publish} → {local}", {
           proxy: registration.name,
-          publish: formatHostPort(registration.publish_addr, registration.publish_port),
+          // A private proxy is not bound on the server: other clients' visitors reach it by name and port.
+          publish: proxy.config.visibility === "private"
+            ? `private (visitors: name ${registration.name}, publish_port ${registration.publish_port})`
+            : formatHostPort(registration.publish_addr, registration.publish_port) +
+              (proxy.config.visibility === "both" ? " and visitors" : ""),
           local: formatHostPort(proxy.config.localAddr, proxy.config.localPort),
         });
       } else if (registration.status === "retrying") {
@@ -533,6 +566,9 @@ export class TunnelClient {
         })
       ),
       recent_events: this.events.recent(),
+      ...(this.forwarders.length > 0
+        ? { forwarders: this.forwarders.map((forwarder) => forwarder.snapshot()) }
+        : {}),
     };
   }
 

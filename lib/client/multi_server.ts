@@ -129,6 +129,10 @@ export class MultiServerClient {
       events: this.events,
       clientId: this.#clientId,
       onStatusChange: (proxies) => this.#options.onStatusChange?.(endpoint, proxies),
+      // One local port per visitor: the first server's session carries them.
+      runVisitors: endpoint === config.servers[0],
+      // And one local proxy per forwarder, the same way.
+      runForwarders: endpoint === config.servers[0],
     });
     return { endpoint, client, stop, refusal: null };
   }
@@ -197,6 +201,7 @@ export class MultiServerClient {
       proxies: mergeProxySnapshots(servers.map((server) => server.proxies)),
       recent_events: this.events.recent(),
       servers,
+      ...(only?.snapshot.forwarders ? { forwarders: only.snapshot.forwarders } : {}),
     };
   }
 

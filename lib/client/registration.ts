@@ -50,6 +50,10 @@ export async function defaultClientId(config: ClientConfig): Promise<string> {
     ...(config.visitors ?? []).map((visitor) =>
       `visitor:${visitor.name}:${visitor.publishPort}:${visitor.bindAddr}:${visitor.bindPort}`
     ),
+    // And forwarders, for the same reason (a forwarder-only client).
+    ...(config.forwarders ?? []).map((forwarder) =>
+      `forwarder:${forwarder.name}:${forwarder.bindAddr}:${forwarder.bindPort}`
+    ),
   ].join("|");
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(basis)));
   // A client_id is a name (1-64 of [A-Za-z0-9._-]); a host name may be longer or spelt otherwise.

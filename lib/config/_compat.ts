@@ -117,6 +117,42 @@ export function compatNotes(kind: "server" | "client", document: Table): ConfigI
       const note = proxyTypeNote(`proxies[${index}].${key}`, key, value);
       if (note !== undefined) notes.push(note);
     }
+    const privateNote = rustPrivateNote(document, proxy, index);
+    if (privateNote !== undefined) notes.push(privateNote);
+  });
+  const visitors = Array.isArray(document.visitors) ? document.visitors : [];
+  visitors.forEach((entry, index) => {
+    const value = table(entry)?.type;
+    if (typeof value !== "string") return;
+    notes.push({
+      path: `visitors[${index}].type`,
+      message:
+        `type = ${JSON.stringify(value)} on a visitor changes nothing: a visitor carries TCP, whatever ` +
+        `the target proxy's type`,
+      hint: "remove type from the [[visitors]] entry to drop this note",
+    });
   });
   return notes;
+}
+
+/**
+ * The note for a proxy that is private because the file is written like the Rust tool's (its `type` key,
+ * or `[[visitors]]` in the file) and it names no `publish_addr` (schema.ts decides the same).
+ */
+function rustPrivateNote(document: Table, proxy: Table | undefined, index: number): ConfigIssue | undefined {
+  if (proxy === undefined || proxy.visibility !== undefined || proxy.publish_addr !== undefined) {
+    return undefined;
+  }
+  const visitors = Array.isArray(document.visitors) && document.visitors.length > 0;
+  if (proxy.type === undefined && !visitors) return undefined;
+  return {
+    path: `proxies[${index}]`,
+    message:
+      `has no publish_addr in a config written like the Rust tls-tunnel's (${
+        proxy.type !== undefined ? "the type key" : "[[visitors]]"
+      }), so it is private there and here: not bound on the server, reached only by other clients' ` +
+      `[[visitors]] as (name, publish_port)`,
+    hint: `write visibility = "private" to drop this note, or publish_addr (with visibility = "both") to ` +
+      `publish it on the server too`,
+  };
 }

@@ -50,7 +50,7 @@ export const DEFAULTS = {
     transport: "tls",
     server_path: "/tunnel",
   },
-  forwarder: {
+  forwarders: {
     bind_addr: "127.0.0.1",
     max_connections: 256,
     routing: { default_strategy: "proxy" },

@@ -50,6 +50,7 @@ Deno.test("a minimal server config gets every documented default", () => {
     allowPorts: [{ start: 1024, end: 65535 }],
     defaultPublishAddr: "0.0.0.0",
     maxProxiesPerClient: 64,
+    maxClientStreams: 256,
     handshakeTimeoutSecs: 10,
     maxPendingConnections: 1024,
     maxPendingPerIp: 32,
@@ -63,6 +64,10 @@ Deno.test("a minimal server config gets every documented default", () => {
     serverPath: "/tunnel",
     behindProxy: false,
     trustedProxies: ["127.0.0.0/8", "::1"],
+    allowForward: false,
+    forwardAllowPrivate: false,
+    maxForwardsPerClient: 256,
+    forwardConnectTimeoutSecs: 10,
     vhostHttpAddr: "0.0.0.0",
     vhostHttpsAddr: "0.0.0.0",
     requestTimeoutSecs: 60,
@@ -111,7 +116,10 @@ Deno.test("a minimal client config gets every documented default", () => {
       localAddr: "127.0.0.1",
       localPort: 3000,
       lbPolicy: "round_robin",
+      visibility: "public",
     }],
+    visitors: [],
+    forwarders: [],
   });
 });
 
@@ -128,10 +136,12 @@ Deno.test("every key of a full server config reaches the camelCase object", asyn
       authKey: "office-key-0123456789",
       allowPorts: [{ start: 8080, end: 8080 }],
       maxProxies: 2,
+      allowVisit: ["laptop", "*"],
     }],
     allowPorts: [{ start: 20000, end: 20100 }, { start: 8080, end: 8080 }, { start: 9000, end: 9001 }],
     defaultPublishAddr: "192.0.2.10",
     maxProxiesPerClient: 10,
+    maxClientStreams: 128,
     handshakeTimeoutSecs: 5,
     maxPendingConnections: 200,
     maxPendingPerIp: 4,
@@ -147,6 +157,11 @@ Deno.test("every key of a full server config reaches the camelCase object", asyn
     serverPath: "/hidden/ws",
     behindProxy: true,
     trustedProxies: ["10.0.0.0/8", "fd00::/8", "192.0.2.7"],
+    allowForward: true,
+    forwardAllowPrivate: true,
+    maxForwardsPerClient: 32,
+    forwardConnectTimeoutSecs: 4.5,
+    rateLimit: { requestsPerSecond: 20, burstSize: 40 },
     vhostHttpAddr: "192.0.2.10",
     vhostHttpPort: 80,
     vhostHttpsAddr: "::",
@@ -195,7 +210,47 @@ Deno.test("every key of a full client config reaches the camelCase object", asyn
     localPort: 5432,
     lbPolicy: "round_robin",
     healthCheck: { intervalSecs: 30, timeoutSecs: 5 },
+    visibility: "public",
   });
+  assert.deepEqual(config.proxies[1], {
+    name: "db-visitors",
+    proxyType: "tcp",
+    publishAddr: "127.0.0.1",
+    publishPort: 15442,
+    fallbackToSystemPort: false,
+    localAddr: "127.0.0.1",
+    localPort: 5432,
+    lbPolicy: "round_robin",
+    visibility: "both",
+    secretKey: "visitor secret",
+  });
+  assert.deepEqual(config.visitors, [{
+    name: "ssh",
+    publishPort: 2222,
+    bindAddr: "127.0.0.2",
+    bindPort: 2223,
+    secretKey: "open sesame",
+    client: "office",
+  }]);
+  assert.deepEqual(config.forwarders, [{
+    name: "exit",
+    proxyType: "socks5",
+    bindAddr: "127.0.0.3",
+    bindPort: 1080,
+    username: "alice",
+    password: "forwarder password",
+    maxConnections: 64,
+    routing: {
+      geoipDb: "GeoLite2-Country.mmdb",
+      directCountries: ["CN", "HK"],
+      proxyCountries: ["US"],
+      directIps: ["192.168.0.0/16"],
+      proxyIps: ["8.8.8.0/24"],
+      directDomains: ["*.example.cn"],
+      proxyDomains: [".example.com"],
+      defaultStrategy: "direct",
+    },
+  }]);
 });
 
 Deno.test("local_backends becomes localBackends, with the first backend as localAddr/localPort", () => {

@@ -38,13 +38,20 @@ import {
 } from "./_fields.ts";
 import { DEFAULTS } from "./defaults.ts";
 import { carriedProxyType, PROXY_TYPES } from "./_compat.ts";
-import { PROXY_VISIBILITIES, SECRET_KEY_MAX_CHARS } from "../protocol/open_request.ts";
 import { unsafeCharacter } from "../text.ts";
 import { vhostProxyKeys, vhostServerKeys } from "./_vhost.ts";
 import { parseProxyUrl, ProxyUrlError } from "../net/proxy_url.ts";
 import { isIpAddress } from "../net/address.ts";
 import { resolveServers, serverEntrySchema, serverListSchema } from "./_servers.ts";
 import { forwarderSchema, forwardServerKeys, rateLimitSchema, routingSchema } from "./_forwarders.ts";
+
+/**
+ * A proxy's `visibility` values. The wire's list (protocol/open_request.ts) is the same; config may not
+ * import protocol, and `toProxySpec` would not type-check if the two differed.
+ */
+export const PROXY_VISIBILITIES = ["public", "private", "both"] as const;
+/** Longest `secret_key` (the wire's bound, protocol/open_request.ts). */
+const SECRET_KEY_MAX_CHARS = 1024;
 
 /** A `secret_key`: 1–1024 printable characters (the wire's bound). */
 const visitSecret = z.string().min(1).max(SECRET_KEY_MAX_CHARS).refine(

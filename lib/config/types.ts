@@ -14,12 +14,12 @@ import type {
   healthCheckSchema,
   LB_POLICIES,
   notifySchema,
-  proxySchema,
   reconnectSchema,
   serverFileSchema,
   serverTableSchema,
   visitorSchema,
 } from "./schema.ts";
+import type { forwarderSchema, rateLimitSchema, routingSchema } from "./_forwarders.ts";
 
 export type { PortRange } from "./port_range.ts";
 
@@ -51,10 +51,20 @@ export type LbPolicy = typeof LB_POLICIES[number];
 export type HealthCheckConfig = z.output<typeof healthCheckSchema>;
 
 /** One `[[proxies]]` entry of the client. */
-export type ProxyConfig = z.output<typeof proxySchema>;
+// The file schema's entry, not proxySchema's: the file decides `visibility` (a Rust-style file's [[visitors]]).
+export type ProxyConfig = z.output<typeof clientFileSchema>["proxies"][number];
 
 /** One `[[visitors]]` entry: a local port that reaches another client's private proxy. */
 export type VisitorConfig = z.output<typeof visitorSchema>;
 
 /** `[client]` plus `[[proxies]]`. */
 export type ClientConfig = z.output<typeof clientFileSchema>;
+
+/** One `[[forwarders]]` entry of the client: a local HTTP or SOCKS5 proxy that leaves through the server. */
+export type ForwarderConfig = z.output<typeof forwarderSchema>;
+
+/** `[forwarders.routing]`: which destinations a forwarder connects to directly. */
+export type RoutingConfig = z.output<typeof routingSchema>;
+
+/** `[server.rate_limit]`: token buckets on new connections. */
+export type RateLimitConfig = z.output<typeof rateLimitSchema>;

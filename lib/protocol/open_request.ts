@@ -32,6 +32,12 @@ export const FORWARD_HOST_MAX_CHARS = 253;
 /** Longest `reason` of a refusal (longer is cut with `…`). */
 export const OPEN_REASON_MAX_CHARS = 512;
 
+/**
+ * Who reaches a proxy: `public` (bound on the server), `private` (not bound; visitors only, by
+ * `(name, publish_port)`), `both`.
+ */
+export const PROXY_VISIBILITIES = ["public", "private", "both"] as const;
+
 /** The kinds of client-opened stream. */
 export const OPEN_KINDS = ["visit", "forward"] as const;
 /** A kind of client-opened stream. */

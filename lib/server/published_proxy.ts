@@ -225,7 +225,9 @@ export class PublishedProxy {
    * proxy's requests, `lib/server/vhost/`), its stream header written, and counts it as a connection
    * (active until `done` is called, once). Rejects, counted as failed, when the stream cannot be opened.
    */
-  async openRoutedStream(peer: string): Promise<{ stream: DuplexConn & { reset?(): void }; done: () => void }> {
+  async openRoutedStream(
+    peer: string,
+  ): Promise<{ stream: DuplexConn & { reset?(): void }; done: () => void }> {
     const connId = this.#nextConnId++;
     let stream: (DuplexConn & { reset?(): void }) | null = null;
     try {

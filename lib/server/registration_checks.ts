@@ -64,6 +64,8 @@ export class RegistrationChecks {
         `This client may publish at most ${grant.maxProxies} proxies; remove some or raise max_proxies`,
       );
     }
+    // A private proxy is not bound: its publish_port only names it for visitors (README.md §5b).
+    if (proxy.visibility === "private") return null;
     const range = proxy.publish_port_range;
     if (range && range.start > range.end) {
       return rejected(

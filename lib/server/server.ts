@@ -98,6 +98,8 @@ export class TunnelServer {
   readonly vhost: VhostService | null = null;
   /** Every listener, in config order (empty before {@linkcode listen}). */
   #listeners: readonly ServerListener[] = [];
+  /** The listener each client's session came through (for its stats). */
+  readonly #listenerOf = new WeakMap<ConnectedClient, ServerListener>();
   /** Connections accepted and not yet authenticated, with their limits. */
   readonly pendingConnections: PendingConnections;
   /** Counters, throughput history and last-seen times that outlive a client's sessions. */
@@ -326,6 +328,7 @@ export class TunnelServer {
       }
       authenticated = true;
       listener.sessionsTotal++;
+      this.#listenerOf.set(client, listener);
       clearTimeout(deadline);
       authenticatedNow();
       await this.#runClient(client);
@@ -500,6 +503,7 @@ export class TunnelServer {
       client_id: client.clientId,
       session_id: client.sessionId,
       remote_addr: client.remoteAddr,
+      transport: this.#listenerOf.get(client)?.spec.transport ?? "",
       connected_since_ms: client.connectedAtMs,
       rtt_ms: client.session.rttMs > 0 ? client.session.rttMs : null,
       streams: client.session.numStreams,

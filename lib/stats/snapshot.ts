@@ -112,6 +112,11 @@ export interface ClientSnapshot {
   session_id: string;
   /** "host:port" of the client's connection. */
   remote_addr: string;
+  /**
+   * Transport of the listener its session came through (`"tls"`, `"wss"`, …); absent from endpoints older
+   * than this field.
+   */
+  transport?: string;
   /** When it authenticated (ms since epoch). */
   connected_since_ms: number;
   /** Last keepalive round trip, ms. */

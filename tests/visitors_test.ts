@@ -1,0 +1,377 @@
+/**
+ * Visitors end to end, with real processes: a server and `deno run main.ts client` processes, one owning a
+ * private proxy, others visiting it through their local `[[visitors]]` ports (README "Visitors",
+ * protocol README §5b).
+ */
+
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { canBind, type CliProcess, freePort, patternBytes, waitFor } from "../testing/helpers.ts";
+import { echoThrough, PROCESS_AUTH_KEY, ProcessTunnel } from "../testing/process_tunnel.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A local service that answers each connection with the sha256 (hex) of everything it received. */
+class HashService implements AsyncDisposable {
+  readonly #listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  readonly #serving: Promise<void>;
+  readonly #conns = new Set<Promise<void>>();
+
+  constructor() {
+    this.#serving = (async () => {
+      for await (const conn of this.#listener) {
+        const done: Promise<void> = this.#hash(conn).finally(() => this.#conns.delete(done));
+        this.#conns.add(done);
+      }
+    })().catch(() => {});
+  }
+
+  get port(): number {
+    return this.#listener.addr.port;
+  }
+
+  async #hash(conn: Deno.TcpConn): Promise<void> {
+    const hash = createHash("sha256");
+    const buffer = new Uint8Array(256 * 1024);
+    try {
+      for (;;) {
+        const count = await conn.read(buffer);
+        if (count === null) break;
+        hash.update(buffer.subarray(0, count));
+      }
+      await conn.write(encoder.encode(hash.digest("hex")));
+      await conn.closeWrite();
+    } catch {
+      // The test cut it.
+    } finally {
+      conn.close();
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#listener.close();
+    await this.#serving;
+    await Promise.all([...this.#conns]);
+  }
+}
+
+/** Writes a client config: `[client]` for this tunnel with `key` and `clientLines`, then `tables`. */
+async function writeClient(
+  tunnel: ProcessTunnel,
+  name: string,
+  tables: string,
+  options: { key?: string; clientLines?: string } = {},
+): Promise<string> {
+  const path = `${tunnel.dir}/${name}.toml`;
+  await Deno.writeTextFile(
+    path,
+    `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${tunnel.serverPort}\nserver_name = "localhost"\n` +
+      `ca_cert_path = "${tunnel.caPath}"\nauth_key = "${options.key ?? PROCESS_AUTH_KEY}"\n` +
+      `client_id = "${name}"\nkeepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n` +
+      `${options.clientLines ?? ""}\n[client.reconnect]\nmax_delay_secs = 1\n\n${tables}`,
+    { mode: 0o600 },
+  );
+  return path;
+}
+
+/** A `[[visitors]]` table. */
+function visitor(name: string, publishPort: number, bindPort: number, lines = ""): string {
+  return `[[visitors]]\nname = "${name}"\npublish_port = ${publishPort}\nbind_port = ${bindPort}\n${lines}\n`;
+}
+
+/** A private `[[proxies]]` table (no publish_addr, visibility private) to `localPort`. */
+function privateProxy(name: string, publishPort: number, localPort: number, lines = ""): string {
+  return `[[proxies]]\nname = "${name}"\nvisibility = "private"\npublish_port = ${publishPort}\n` +
+    `local_port = ${localPort}\n${lines}\n`;
+}
+
+/** The line a client logs once its private proxy is registered. */
+function privateUp(name: string): RegExp {
+  return new RegExp(`Proxy ${name}: private \\(visitors`);
+}
+
+/** The line a client logs once its visitor listens. */
+function visitorListening(name: string): RegExp {
+  return new RegExp(`Visitor '${name}' \\(publish_port \\d+[^)]*\\) listening on`);
+}
+
+/** Connects to 127.0.0.1:`port`, sends `text` and returns what comes back, or the error of the read. */
+async function tryEcho(port: number, text: string): Promise<string | Error> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(encoder.encode(text));
+    await conn.closeWrite();
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const count = await conn.read(buffer);
+      if (count === null) break;
+      chunks.push(buffer.slice(0, count));
+    }
+    return chunks.map((chunk) => decoder.decode(chunk)).join("");
+  } catch (error) {
+    return error as Error;
+  } finally {
+    conn.close();
+  }
+}
+
+async function stats(
+  port: number,
+): Promise<{ client_opened_streams?: Record<string, Record<string, number>> }> {
+  const response = await fetch(`http://127.0.0.1:${port}/api/stats`);
+  return await response.json();
+}
+
+async function metrics(port: number): Promise<string> {
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+  return await response.text();
+}
+
+Deno.test("a visitor reaches another client's private proxy: interactive exchanges and 64 MiB sha256-checked, the private port never bound", async () => {
+  const statsPort = freePort();
+  await using tunnel = await ProcessTunnel.create(`stats_port = ${statsPort}\n`);
+  await using hashing = new HashService();
+  const sshPort = freePort();
+  const bulkPort = freePort();
+  const [visitSsh, visitBulk] = [freePort(), freePort()];
+  await tunnel.server();
+  const owner = tunnel.client(
+    await writeClient(
+      tunnel,
+      "office",
+      privateProxy("ssh", sshPort, tunnel.echo.port) + privateProxy("bulk", bulkPort, hashing.port),
+    ),
+  );
+  const laptop = tunnel.client(
+    await writeClient(
+      tunnel,
+      "laptop",
+      visitor("ssh", sshPort, visitSsh) + visitor("bulk", bulkPort, visitBulk),
+    ),
+  );
+  await Promise.all([owner.waitForLine(privateUp("ssh")), owner.waitForLine(privateUp("bulk"))]);
+  await laptop.waitForLine(/Authenticated with/);
+  // Private: registered by name and port, never bound on the server.
+  assert.ok(canBind(sshPort) && canBind(bulkPort), "a private proxy's publish_port is not bound");
+
+  // ssh-like: one connection, many small exchanges, each answered before the next is sent.
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: visitSsh });
+  const roundTripsMs: number[] = [];
+  try {
+    const buffer = new Uint8Array(256);
+    for (let i = 0; i < 50; i++) {
+      const line = `keystroke ${i}\n`;
+      const startedMs = performance.now();
+      await conn.write(encoder.encode(line));
+      let answer = "";
+      while (answer.length < line.length) {
+        const count = await conn.read(buffer);
+        assert.ok(count !== null, "the visit ended early");
+        answer += decoder.decode(buffer.subarray(0, count));
+      }
+      roundTripsMs.push(performance.now() - startedMs);
+      assert.equal(answer, line);
+    }
+  } finally {
+    conn.close();
+  }
+  roundTripsMs.sort((a, b) => a - b);
+  console.log(
+    `visitor round trips (50 exchanges): median ${roundTripsMs[25]?.toFixed(2)} ms, ` +
+      `max ${roundTripsMs[49]?.toFixed(2)} ms`,
+  );
+
+  // Bulk: 64 MiB up through both tunnels, checked by the service's sha256.
+  const chunk = patternBytes(1024 * 1024, 7);
+  const totalBytes = 64 * chunk.length;
+  const expected = createHash("sha256");
+  for (let i = 0; i < 64; i++) expected.update(chunk);
+  const bulk = await Deno.connect({ hostname: "127.0.0.1", port: visitBulk });
+  const startedMs = performance.now();
+  try {
+    for (let i = 0; i < 64; i++) {
+      let offset = 0;
+      while (offset < chunk.length) offset += await bulk.write(chunk.subarray(offset));
+    }
+    await bulk.closeWrite();
+    const answer = decoder.decode(await new Response(bulk.readable).arrayBuffer());
+    assert.equal(answer, expected.digest("hex"), "sha256 of the 64 MiB the service received");
+  } finally {
+    try {
+      bulk.close();
+    } catch {
+      // The readable closed it.
+    }
+  }
+  const secs = (performance.now() - startedMs) / 1000;
+  console.log(
+    `64 MiB through a visitor in ${secs.toFixed(2)} s (${(totalBytes / secs / 2 ** 20).toFixed(0)} MiB/s)`,
+  );
+
+  const counts = (await stats(statsPort)).client_opened_streams;
+  assert.ok((counts?.visit?.ok ?? 0) >= 2, JSON.stringify(counts));
+  assert.match(
+    await metrics(statsPort),
+    /tls_tunnel_client_opened_streams_total\{kind="visit",result="ok"\} [2-9]/,
+  );
+});
+
+Deno.test("visits are refused with the reason logged by the visitor and the server and counted: wrong secret_key, allow_visit, another key, no such proxy", async () => {
+  const statsPort = freePort();
+  const keys = {
+    office: "office-key-0123456789",
+    laptop: "laptop-key-0123456789",
+    guest: "guest-key-0123456789",
+  };
+  await using tunnel = await ProcessTunnel.create(
+    `stats_port = ${statsPort}\n` +
+      `[[server.clients]]\nname = "office"\nauth_key = "${keys.office}"\n` +
+      `[[server.clients]]\nname = "laptop"\nauth_key = "${keys.laptop}"\nallow_visit = ["office"]\n` +
+      `[[server.clients]]\nname = "guest"\nauth_key = "${keys.guest}"\n` +
+      `[[server.clients]]\nname = "intern"\nauth_key = "intern-key-0123456789"\nallow_visit = ["laptop"]\n`,
+  );
+  const [sshPort, dbPort] = [freePort(), freePort()];
+  const ports = { ssh: freePort(), dbGood: freePort(), dbWrong: freePort(), missing: freePort() };
+  const [guestPort, internPort] = [freePort(), freePort()];
+  await tunnel.server();
+  const owner = tunnel.client(
+    await writeClient(
+      tunnel,
+      "office",
+      privateProxy("ssh", sshPort, tunnel.echo.port) +
+        privateProxy("db", dbPort, tunnel.echo.port, `secret_key = "open sesame"`),
+      { key: keys.office },
+    ),
+  );
+  const laptop = tunnel.client(
+    await writeClient(
+      tunnel,
+      "laptop",
+      visitor("ssh", sshPort, ports.ssh) +
+        visitor("db", dbPort, ports.dbGood, `secret_key = "open sesame"`) +
+        visitor("db", dbPort, ports.dbWrong, `secret_key = "open says me"`) +
+        visitor("nothing-here", 1, ports.missing),
+      { key: keys.laptop },
+    ),
+  );
+  const guest = tunnel.client(
+    await writeClient(tunnel, "guest", visitor("ssh", sshPort, guestPort), { key: keys.guest }),
+  );
+  const intern = tunnel.client(
+    await writeClient(tunnel, "intern", visitor("ssh", sshPort, internPort), {
+      key: "intern-key-0123456789",
+    }),
+  );
+  await Promise.all([owner.waitForLine(privateUp("ssh")), owner.waitForLine(privateUp("db"))]);
+  await Promise.all([laptop, guest, intern].map((client) => client.waitForLine(/Authenticated with/)));
+
+  // Allowed: allow_visit names office; the db proxy's secret_key matches.
+  assert.equal(await echoThrough(ports.ssh, "allowed"), "allowed");
+  assert.equal(await echoThrough(ports.dbGood, "with the key"), "with the key");
+
+  const refusals: Array<[CliProcess, number, RegExp]> = [
+    [laptop, ports.dbWrong, /\(DENIED\): the secret_key does not match proxy 'db' of office/],
+    [
+      laptop,
+      ports.missing,
+      /\(NOT_FOUND\): no connected client has a proxy open to visitors named 'nothing-here'/,
+    ],
+    [guest, guestPort, /\(DENIED\): client guest and office use different keys/],
+    [intern, internPort, /\(DENIED\): client intern may visit only laptop \(allow_visit/],
+  ];
+  for (const [client, port, reason] of refusals) {
+    const result = await tryEcho(port, "let me in");
+    // The application sees its connection fail (reset), never an answer.
+    assert.ok(result instanceof Error || result === "", `refused visit answered ${JSON.stringify(result)}`);
+    await client.waitForLine(reason, 5000);
+  }
+  const server = await refusalsCounted(statsPort);
+  assert.ok(server.visit !== undefined);
+  assert.equal(server.visit.ok, 2);
+  assert.equal(server.visit.denied, 3);
+  assert.equal(server.visit.not_found, 1);
+  assert.match(
+    await metrics(statsPort),
+    /tls_tunnel_client_opened_streams_total\{kind="visit",result="denied"\} 3/,
+  );
+});
+
+/** The server's visit counters once every refusal is counted. */
+async function refusalsCounted(statsPort: number): Promise<Record<string, Record<string, number>>> {
+  let counts: Record<string, Record<string, number>> = {};
+  await waitFor(
+    async () => {
+      counts = (await stats(statsPort)).client_opened_streams ?? {};
+      return (counts.visit?.denied ?? 0) + (counts.visit?.not_found ?? 0) >= 4;
+    },
+    5000,
+    "the server to count the refusals",
+  );
+  return counts;
+}
+
+Deno.test("the owner going away resets visits; back again, new visits work without restarting the visitor, whose port stays bound across its own reconnects", async () => {
+  await using tunnel = await ProcessTunnel.create();
+  const sshPort = freePort();
+  const visitPort = freePort();
+  let server = await tunnel.server();
+  const ownerConfig = await writeClient(tunnel, "office", privateProxy("ssh", sshPort, tunnel.echo.port));
+  let owner = tunnel.client(ownerConfig);
+  const laptop = tunnel.client(await writeClient(tunnel, "laptop", visitor("ssh", sshPort, visitPort)));
+  await owner.waitForLine(privateUp("ssh"));
+  await laptop.waitForLine(visitorListening("ssh"));
+  await laptop.waitForLine(/Authenticated with/);
+
+  // A visit in progress when the owner dies is reset, not ended cleanly.
+  const held = await Deno.connect({ hostname: "127.0.0.1", port: visitPort });
+  await held.write(encoder.encode("first"));
+  const buffer = new Uint8Array(64);
+  const count = await held.read(buffer);
+  assert.equal(decoder.decode(buffer.subarray(0, count ?? 0)), "first");
+  owner.kill("SIGKILL");
+  await owner.status();
+  await assert.rejects(
+    (async () => {
+      for (;;) {
+        if ((await held.read(buffer)) === null) throw new Error("ended cleanly (FIN), not reset");
+      }
+    })(),
+    Deno.errors.ConnectionReset,
+  );
+  held.close();
+
+  // While the owner is away: refused, and the visitor says why.
+  const away = await tryEcho(visitPort, "anyone?");
+  assert.ok(away instanceof Error || away === "", `answered ${JSON.stringify(away)}`);
+  await laptop.waitForLine(/\(NOT_FOUND\)/, 5000);
+
+  // Back again: the same visitor process, the same local port.
+  owner = tunnel.client(ownerConfig);
+  await owner.waitForLine(privateUp("ssh"));
+  assert.equal(await echoThrough(visitPort, "back"), "back");
+
+  // The visitor's own session drops (server restarted): its port stays bound meanwhile, and works after.
+  server.kill("SIGKILL");
+  await server.status();
+  await laptop.waitForLine(/Session with .* ended|Attempt \d+ to reach/, 10_000);
+  assert.ok(!canBind(visitPort), "the visitor's port stays bound while its session is down");
+  const offline = await tryEcho(visitPort, "offline");
+  assert.ok(offline instanceof Error || offline === "", `answered ${JSON.stringify(offline)}`);
+  server = await tunnel.server();
+  const reconnectsBefore = laptop.lines.filter((line) => /Authenticated with/.test(line)).length;
+  await waitFor(
+    () => laptop.lines.filter((line) => /Authenticated with/.test(line)).length > reconnectsBefore,
+    15_000,
+    "the visitor client to reconnect",
+    50,
+  );
+  await waitFor(
+    () => owner.lines.filter((line) => privateUp("ssh").test(line)).length >= 2,
+    15_000,
+    "the owner to register again",
+    50,
+  );
+  assert.equal(await echoThrough(visitPort, "after reconnect"), "after reconnect");
+});
