@@ -129,6 +129,23 @@ ${commentedDefault("vhost_https_addr", VHOST_DEFAULTS.vhost_https_addr)}
 # subdomain_host = "tunnel.example.com"
 ${commentedDefault("request_timeout_secs", VHOST_DEFAULTS.request_timeout_secs)}
 
+# Forwarding for clients' [[forwarders]] (local HTTP/SOCKS5 proxies that leave through this server): off
+# unless allow_forward = true. Private, loopback and link-local destinations are refused (so a client
+# cannot reach this server's own networks) unless forward_allow_private = true. A client may have
+# max_forwards_per_client forwarded connections at once; each gets forward_connect_timeout_secs to
+# reach its destination.
+${commentedDefault("allow_forward", DEFAULTS.server.allow_forward)}
+${commentedDefault("forward_allow_private", DEFAULTS.server.forward_allow_private)}
+${commentedDefault("max_forwards_per_client", DEFAULTS.server.max_forwards_per_client)}
+${commentedDefault("forward_connect_timeout_secs", DEFAULTS.server.forward_connect_timeout_secs)}
+
+# Optional rate limit (the Rust tls-tunnel's keys): token buckets on new connections, one per source
+# address for tunnel connections and one per client for outside connections (published ports and
+# forwards). Over the limit a connection is refused, counted and logged (once per 10 s). Absent: none.
+# [server.rate_limit]
+${commentedDefault("requests_per_second", DEFAULTS.server.rate_limit.requests_per_second)}
+${commentedDefault("burst_size", DEFAULTS.server.rate_limit.burst_size)}
+
 # How the server retries a published port it could not bind (port in use, …): the delay doubles from
 # initial_delay_secs up to max_delay_secs, for max_retries retries (0 = no retry). The client is told
 # about every retry and about the final failure.
@@ -301,6 +318,31 @@ ${commentedDefault("max_udp_flows", DEFAULTS.proxy.max_udp_flows)}
 # host_header_rewrite = "localhost"
 # http_user = "ann"
 # http_password = "a-long-secret"
+
+# Forwarders: a local HTTP or SOCKS5 proxy whose connections leave through the server (which needs
+# allow_forward = true). proxy_type "http" serves CONNECT and absolute-URI requests (one request per
+# connection), "socks5" serves CONNECT. username and password (both or neither) are then required by
+# the local proxy. Beyond max_connections local connections at once, new ones are refused.
+# [[forwarders]]
+# name = "exit"
+# proxy_type = "socks5"
+${commentedDefault("bind_addr", DEFAULTS.forwarders.bind_addr)}
+# bind_port = 1080
+# username = "alice"
+# password = "a-long-secret"
+${commentedDefault("max_connections", DEFAULTS.forwarders.max_connections)}
+# Optional routing: these destinations are connected by the client itself ("direct") instead of
+# through the server. Checked in order: domains (exact, "*.x" = x and below, ".x" = below only), IP
+# addresses and networks, then the country of the address from a MaxMind .mmdb (GeoLite2-Country).
+# [forwarders.routing]
+# geoip_db = "GeoLite2-Country.mmdb"
+# direct_countries = ["CN", "HK"]
+# proxy_countries = []
+# direct_ips = ["192.168.0.0/16", "10.0.0.0/8"]
+# proxy_ips = []
+# direct_domains = ["*.example.cn"]
+# proxy_domains = []
+${commentedDefault("default_strategy", DEFAULTS.forwarders.routing.default_strategy)}
 `;
 }
 

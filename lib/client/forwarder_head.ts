@@ -64,7 +64,7 @@ export class HeadReader {
   }
 
   #read(chunk: Uint8Array, what: string): Promise<number | null> {
-    const expired = () => new HeadError("timeout", `${what} took longer than ${HEAD_TIMEOUT_MS / 1000} s`);
+    const expired = () => new HeadError("timeout", `${what} did not arrive within the handshake deadline`);
     if (this.deadline.aborted) return Promise.reject(expired());
     return new Promise((resolve, reject) => {
       const onAbort = () => reject(expired());
@@ -112,6 +112,8 @@ export class HeadReader {
  */
 export type FailureKind =
   | "bad_request"
+  | "request_timeout"
+  | "head_too_large"
   | "auth_required"
   | "forbidden"
   | "unreachable"
@@ -133,6 +135,8 @@ export interface ForwardFailure {
 /** HTTP status and reason phrase per failure. */
 export const HTTP_FAILURE_STATUS: Readonly<Record<FailureKind, readonly [number, string]>> = {
   bad_request: [400, "Bad Request"],
+  request_timeout: [408, "Request Timeout"],
+  head_too_large: [431, "Request Header Fields Too Large"],
   auth_required: [407, "Proxy Authentication Required"],
   forbidden: [403, "Forbidden"],
   unreachable: [502, "Bad Gateway"],
@@ -147,6 +151,8 @@ export const HTTP_FAILURE_STATUS: Readonly<Record<FailureKind, readonly [number,
 /** SOCKS5 reply code per failure (RFC 1928 §6). */
 export const SOCKS_FAILURE_REPLY: Readonly<Record<FailureKind, number>> = {
   bad_request: 0x01,
+  request_timeout: 0x01,
+  head_too_large: 0x01,
   auth_required: 0x02,
   forbidden: 0x02, // connection not allowed by ruleset
   unreachable: 0x04, // host unreachable

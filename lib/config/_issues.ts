@@ -30,7 +30,9 @@ function tableOf(path: readonly PathSegment[]): string {
 
 function tableLabel(tablePath: string): string {
   if (tablePath === "") return "the top level";
-  if (tablePath === "proxies" || tablePath === "server.clients") return `[[${tablePath}]]`;
+  if (tablePath === "proxies" || tablePath === "server.clients" || tablePath === "forwarders") {
+    return `[[${tablePath}]]`;
+  }
   if (tablePath === "proxies.health_check") return "a proxy's health_check";
   return `[${tablePath}]`;
 }
@@ -164,8 +166,8 @@ function proxyTypeHint(value: unknown): string {
     `${quoted(RUST_TCP_PROXY_TYPES)} are carried as tcp); HTTP, SSH and databases are all carried as tcp`;
   if (typeof value !== "string" || !FORWARDER_TYPES.includes(value)) return accepted;
   return `${JSON.stringify(value)} is a type of the Rust tls-tunnel's [[forwarders]] (a local proxy that ` +
-    `leaves through the server), which this tls-tunnel does not have; a [[proxies]] entry publishes a ` +
-    `port: ${accepted}`;
+    `leaves through the server): write it as a [[forwarders]] entry with name, proxy_type and bind_port ` +
+    `(README, "Forwarders"); a [[proxies]] entry publishes a port: ${accepted}`;
 }
 
 /** Port keys where 0 means "let the system pick". */
@@ -270,6 +272,11 @@ export function convertIssue(
           hint:
             `use transport = "tls" (the default), "wss" (WebSocket) or "http2" (both also behind a reverse proxy), ` +
             `or "quic" (UDP, experimental, needs --unstable-net)`,
+        };
+      } else if (key === "proxy_type" && tableOf(path.slice(0, -1)) === "forwarders") {
+        converted = {
+          message: `proxy_type ${shown} is not supported for a forwarder`,
+          hint: `use proxy_type = "http" (CONNECT and absolute-URI requests) or "socks5"`,
         };
       } else if (key === "proxy_type" || (key === "type" && tableOf(path.slice(0, -1)) === "proxies")) {
         converted = {

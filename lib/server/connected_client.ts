@@ -50,6 +50,11 @@ export class ConnectedClient {
   readonly registrations = new SerialQueue(MAX_PENDING_REGISTRATIONS);
   /** When the session authenticated (ms since epoch). */
   readonly connectedAtMs = Date.now();
+  /**
+   * `[server.rate_limit]`'s admission of one new outside connection of this client (its bucket); null
+   * without a rate limit. Handed to every proxy it claims.
+   */
+  admitOutside: (() => boolean) | null = null;
   /** Aborted when the session ends: pending bind retries and health work stop. */
   readonly #lifetime = new AbortController();
   readonly #notifier: Notifier;
@@ -112,6 +117,7 @@ export class ConnectedClient {
       void proxy.stop();
       return refusal;
     }
+    proxy.admitOutside = this.admitOutside;
     this.#claims.set(proxy.spec.name, proxy);
     return null;
   }

@@ -27,6 +27,7 @@ import { errorMessage } from "../text.ts";
 import type { ClientStreamContext, ClientStreamOutcome } from "./client_streams.ts";
 import { connectDestination, DestinationError } from "./forward_destination.ts";
 import type { KeyedRateLimiter } from "./rate_limit.ts";
+import type { ForwardCountSnapshot } from "../stats/snapshot.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "forward"]);
 
@@ -49,16 +50,7 @@ export interface ForwardSettings {
 }
 
 /** One counter of forwarded connections, as the stats serve it. */
-export interface ForwardCount {
-  /** The client's name. */
-  client: string;
-  /** The client's forwarder name. */
-  forwarder: string;
-  /** `"ok"` or the refusal code in lower case (`"forbidden_destination"`…). */
-  result: string;
-  /** Connections with that result since start. */
-  count: number;
-}
+export type ForwardCount = ForwardCountSnapshot;
 
 /** Forwarded connections: the handler, the per-client limit and the counters. */
 export class ForwardService {
@@ -69,7 +61,8 @@ export class ForwardService {
   bytesTotal = 0;
 
   constructor(
-    readonly settings: ForwardSettings,
+    /** The settings now (read on every request: a reloaded config applies to the next one). */
+    readonly settings: () => ForwardSettings,
     /** `[server.rate_limit]`'s per-client bucket of new outside connections, if any. */
     readonly outsideLimiter: KeyedRateLimiter | null = null,
   ) {}
@@ -128,7 +121,8 @@ export class ForwardService {
   ): Promise<ClientStreamOutcome> => {
     const { client } = context;
     const target = formatHostPort(request.host, request.port);
-    if (!this.settings.allowForward) {
+    const settings = this.settings();
+    if (!settings.allowForward) {
       return this.#refuse(
         request,
         context,
@@ -145,7 +139,7 @@ export class ForwardService {
       );
     }
     const active = this.#active.get(client.name) ?? 0;
-    if (active >= this.settings.maxForwardsPerClient) {
+    if (active >= settings.maxForwardsPerClient) {
       return this.#refuse(
         request,
         context,
@@ -166,9 +160,9 @@ export class ForwardService {
     let conn: Deno.TcpConn;
     try {
       conn = await connectDestination(request.host, request.port, {
-        allowPrivate: this.settings.forwardAllowPrivate,
+        allowPrivate: settings.forwardAllowPrivate,
         resolveTimeoutMs: FORWARD_RESOLVE_TIMEOUT_MS,
-        connectTimeoutMs: this.settings.forwardConnectTimeoutSecs * 1000,
+        connectTimeoutMs: settings.forwardConnectTimeoutSecs * 1000,
         signal: client.signal,
       });
     } catch (error) {
