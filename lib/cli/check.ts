@@ -22,6 +22,7 @@ import type { ClientConfig, ServerConfig } from "../config/types.ts";
 import { type CommandOutput, processOutput } from "./_command_output.ts";
 import { activeLogFormat, formatOutputRecord, type LogFormat } from "./logging.ts";
 import { errorMessage } from "../text.ts";
+import { formatHostPort } from "../net/address.ts";
 
 /** Options of {@link checkCommand}. */
 export interface CheckOptions {
