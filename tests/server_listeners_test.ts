@@ -109,9 +109,9 @@ Deno.test("one server process listens on tls, wss and http2 at once; a client of
     );
   }
   assert.deepEqual(
-    stats.clients.map((client) => client.client_id).sort(),
-    TRANSPORTS.map((transport) => `via-${transport}`).sort(),
-    "one server holds the clients of every listener",
+    stats.clients.map((client) => `${client.client_id} ${client.transport}`).sort(),
+    TRANSPORTS.map((transport) => `via-${transport} ${transport}`).sort(),
+    "one server holds the clients of every listener, each shown with the transport it came through",
   );
 
   server.kill("SIGKILL");
