@@ -68,12 +68,12 @@ async function forwardingTunnel(serverLines: string, extraForwarders = "") {
       `\n[[forwarders]]\nname = "web-socks"\nproxy_type = "socks5"\nbind_port = ${socksPort}\n${extraForwarders}`,
     { append: true },
   );
-  await tunnel.server();
+  const server = await tunnel.server();
   const client = tunnel.client(configPath);
   await client.waitForLine(FORWARDER_UP("web-http"));
   await client.waitForLine(FORWARDER_UP("web-socks"));
   await client.waitForLine(AUTHENTICATED);
-  return { tunnel, client, httpPort, socksPort };
+  return { tunnel, server, client, httpPort, socksPort };
 }
 
 Deno.test("curl reaches a web server through the HTTP and SOCKS5 forwarders and the server counts them", async () => {
@@ -223,6 +223,55 @@ Deno.test("the forwarders' local proxies refuse hostile handshakes without distu
     // After all that, the tunnel still carries a good request.
     const good = await curl(["-x", `http://127.0.0.1:${httpPort}`, `http://127.0.0.1:${web.port}/still`]);
     assert.equal(good.stdout, "hello /still\n", good.stderr);
+  } finally {
+    await web.close();
+  }
+});
+
+Deno.test("[server.rate_limit] refuses new connections over the rate: forwards answered 429, tunnel connections closed, both counted", async () => {
+  const web = webServer();
+  const statsPort = freePort();
+  const { tunnel, client, server, httpPort } = await forwardingTunnel(
+    `allow_forward = true\nforward_allow_private = true\nstats_port = ${statsPort}\n` +
+      // One token per 100 s: nothing refills while the test runs.
+      "[server.rate_limit]\nrequests_per_second = 0.01\nburst_size = 3\n",
+  );
+  await using _tunnel = tunnel;
+  try {
+    const statuses: string[] = [];
+    for (let index = 0; index < 5; index++) {
+      const answer = await curl([
+        "-x",
+        `http://127.0.0.1:${httpPort}`,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        `http://127.0.0.1:${web.port}/`,
+      ]);
+      statuses.push(answer.stdout);
+    }
+    assert.deepEqual(statuses, ["200", "200", "200", "429", "429"], client.output);
+    // The client's own tunnel connection took one token of 127.0.0.1's bucket: two more, then refusals.
+    const closedAtOnce: boolean[] = [];
+    for (let index = 0; index < 4; index++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: tunnel.serverPort });
+      const read = await Promise.race([
+        conn.read(new Uint8Array(16)).catch(() => null),
+        new Promise<"open">((resolve) => setTimeout(() => resolve("open"), 300)),
+      ]);
+      closedAtOnce.push(read === null);
+      conn.close();
+    }
+    assert.deepEqual(closedAtOnce, [false, false, true, true]);
+    const stats = await (await fetch(`http://127.0.0.1:${statsPort}/api/stats`)).json() as {
+      rate_limited?: { tunnel_connections: number; outside_connections: number };
+    };
+    assert.deepEqual(stats.rate_limited, { tunnel_connections: 2, outside_connections: 2 });
+    const metrics = await (await fetch(`http://127.0.0.1:${statsPort}/metrics`)).text();
+    assert.match(metrics, /tls_tunnel_rate_limited_total\{kind="outside"\} 2/);
+    // Each limiter logged its refusals once (the rest are summed into its next line, 10 s later).
+    assert.equal(server.lines.filter((line) => /Rate limit: refused/.test(line)).length, 2, server.output);
   } finally {
     await web.close();
   }
