@@ -61,8 +61,7 @@ function describeListener(listener: RawListener): string {
  */
 function rawListeners(server: Table): { listeners: RawListener[]; ownListener: boolean } {
   const entries = Array.isArray(server.listeners) ? server.listeners.map(table) : [];
-  const ownWritten = ["transport", "bind_addr", "bind_port"].some((key) => server[key] !== undefined);
-  const ownListener = entries.length === 0 || ownWritten;
+  const ownListener = serverMakesListener(server);
   const listeners: RawListener[] = [];
   if (ownListener) {
     listeners.push({
@@ -84,6 +83,15 @@ function rawListeners(server: Table): { listeners: RawListener[]; ownListener: b
     });
   });
   return { listeners, ownListener };
+}
+
+/**
+ * Whether `[server]` (raw) makes a listener of its own: when there is no `[[server.listeners]]` entry, or
+ * it writes transport, bind_addr or bind_port.
+ */
+export function serverMakesListener(server: Table): boolean {
+  const entries = Array.isArray(server.listeners) ? server.listeners.length : 0;
+  return entries === 0 || ["transport", "bind_addr", "bind_port"].some((key) => server[key] !== undefined);
 }
 
 /** Cross-key rules of the server's listeners; `server` is the raw `[server]` table. */

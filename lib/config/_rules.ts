@@ -16,7 +16,7 @@ import { DEFAULTS } from "./defaults.ts";
 import { forwarderRules } from "./_forwarders.ts";
 import { vhostProxyRules, vhostServerRules } from "./_vhost.ts";
 import { udpProxyRules } from "./_udp.ts";
-import { listenerRules } from "./_listener_rules.ts";
+import { listenerRules, serverMakesListener } from "./_listener_rules.ts";
 import { serversRule } from "./_servers.ts";
 
 type Table = Record<string, unknown>;
@@ -135,7 +135,11 @@ export function serverRules(document: Table): ConfigIssue[] {
   );
 
   const transport = has(server, "transport") ? str(server, "transport") : DEFAULTS.server.transport;
-  if (bool(server, "behind_proxy") === true && transport !== "wss" && transport !== "http2") {
+  // With only [[server.listeners]], [server] makes no listener; listenerRules says so instead.
+  if (
+    bool(server, "behind_proxy") === true && transport !== "wss" && transport !== "http2" &&
+    serverMakesListener(server)
+  ) {
     issues.push({
       path: "server.behind_proxy",
       message: `behind_proxy = true needs transport = "wss" or "http2" (transport is ${

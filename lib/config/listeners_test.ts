@@ -148,6 +148,13 @@ Deno.test("[server]'s server_path or behind_proxy with only [[server.listeners]]
     issues.join("\n"),
     /server\.server_path: server_path is set in \[server\], but .* makes no listener/,
   );
+  // One message, not also "behind_proxy needs transport wss" about a [server] transport that binds nothing.
+  const behind = issuesOf(`[server]\n${KEY}behind_proxy = true\n` + entry("wss", 9001));
+  assert.equal(behind.length, 1, behind.join("\n"));
+  assert.match(
+    behind[0] ?? "",
+    /^server\.behind_proxy: behind_proxy is set in \[server\], but .* makes no listener/,
+  );
 });
 
 Deno.test("more than 16 listeners, or the stats port on a listener's port, are refused", () => {
