@@ -11,6 +11,8 @@ import { TUNNEL_SECTIONS } from "./tunnel.ts";
 import { tunnelMemoryEchoSection } from "./tunnel_memory_echo.ts";
 import { failoverSection } from "./failover.ts";
 import { reloadSection } from "./reload.ts";
+import { udpSection } from "./udp.ts";
+import { vhostSection } from "./vhost.ts";
 
 /** Every section `bench/main.ts` knows, selectable with `--only NAME`. */
 export const SECTIONS: readonly BenchSection[] = [
@@ -19,4 +21,6 @@ export const SECTIONS: readonly BenchSection[] = [
   tunnelMemoryEchoSection,
   failoverSection,
   reloadSection,
+  udpSection,
+  vhostSection,
 ];

@@ -10,7 +10,7 @@ import type { DuplexConn } from "../../net/conn.ts";
 import { findHeadEnd, HttpHeadError } from "./http_head.ts";
 
 /** Size of one read from the connection. */
-const READ_BYTES = 64 * 1024;
+const READ_BYTES = 16 * 1024;
 
 /** A connection ended inside a message head. */
 export class TruncatedHeadError extends Error {
@@ -20,6 +20,7 @@ export class TruncatedHeadError extends Error {
 /** Reads heads and body bytes from one connection, keeping what was read ahead. */
 export class BufferedReader {
   #held: Uint8Array | null = null;
+  #buffer: Uint8Array | null = null;
 
   constructor(readonly conn: DuplexConn) {}
 
@@ -59,9 +60,11 @@ export class BufferedReader {
       this.#held = held.subarray(maxBytes);
       return held.subarray(0, maxBytes);
     }
-    const buffer = new Uint8Array(Math.min(maxBytes, READ_BYTES));
-    const count = await this.conn.read(buffer);
-    return count === null ? null : buffer.subarray(0, count);
+    // One read buffer per reader; what was read is copied out at its size (a request head is a few hundred
+    // bytes: a fresh buffer per read cost more than the copy). 16 KiB: each open connection holds one.
+    this.#buffer ??= new Uint8Array(READ_BYTES);
+    const count = await this.conn.read(this.#buffer.subarray(0, Math.min(maxBytes, READ_BYTES)));
+    return count === null ? null : this.#buffer.slice(0, count);
   }
 
   /**
