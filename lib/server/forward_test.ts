@@ -101,3 +101,20 @@ Deno.test("a closed port is UNREACHABLE with 'refused the connection'; the rate 
   assert.match(refusal(await service.handle(request(port), context())), /^RATE_LIMITED: /);
   assert.equal(limiter.refusedTotal, 1);
 });
+
+Deno.test("a reload applies the forwarding keys at once; [server.rate_limit] needs a restart", async () => {
+  const { parseConfigText } = await import("../config/load.ts");
+  const { serverRestartKeys } = await import("./reload.ts");
+  const parse = (extra: string) => {
+    const parsed = parseConfigText(`[server]\nauth_key = "0123456789abcdef-key"\n${extra}`, { env: {} });
+    assert.ok(parsed.kind === "server");
+    return parsed.config;
+  };
+  const before = parse("");
+  const after = parse(
+    "allow_forward = true\nforward_allow_private = true\nmax_forwards_per_client = 3\n" +
+      "forward_connect_timeout_secs = 2\n",
+  );
+  assert.deepEqual(serverRestartKeys(before, after), []);
+  assert.deepEqual(serverRestartKeys(before, parse("[server.rate_limit]\nburst_size = 5\n")), ["rate_limit"]);
+});

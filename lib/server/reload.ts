@@ -216,7 +216,7 @@ async function dropOutsideProxies(client: ConnectedClient, events: EventLog): Pr
 /**
  * Keys a running server applies on reload (camelCase, as in {@linkcode ServerConfig}): the clients and
  * their keys and `allow_ports`, the limits, the bind retry, the certificate and key (read again even when
- * their paths are unchanged) and `unhealthy_after_failures`.
+ * their paths are unchanged), `unhealthy_after_failures` and the forwarding keys (`allow_forward`…).
  */
 export const SERVER_LIVE_KEYS: ReadonlySet<string> = new Set([
   "clients",
@@ -229,6 +229,11 @@ export const SERVER_LIVE_KEYS: ReadonlySet<string> = new Set([
   "certPath",
   "keyPath",
   "unhealthyAfterFailures",
+  // Read on every forward request (forward.ts): the next forwarded connection gets the new values.
+  "allowForward",
+  "forwardAllowPrivate",
+  "maxForwardsPerClient",
+  "forwardConnectTimeoutSecs",
 ]);
 
 /** The keys (TOML spelling) whose change `next` makes but a running server cannot apply: they need a restart. */
