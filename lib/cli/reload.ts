@@ -37,19 +37,30 @@ export interface ReloadOutcome {
   details?: Record<string, unknown>;
 }
 
-/** Runs reloads one at a time (a SIGHUP and a file change together reload twice, in turn). */
+/**
+ * Runs reloads one at a time (a SIGHUP and a file change together reload twice, in turn). At most one
+ * waits behind the running one: asking again while one waits joins it (it reads the file when it starts,
+ * so it sees every change made before), so a burst of signals or requests cannot queue unbounded work.
+ */
 export class Reloader {
   #tail: Promise<unknown> = Promise.resolve();
+  /** The reload waiting for the running one, if any. */
+  #waiting: Promise<ReloadOutcome> | null = null;
 
   /** @param apply loads the config again and applies it; `source` says what asked, for the log. */
   constructor(readonly apply: (source: string) => Promise<ReloadOutcome>) {}
 
-  /** Reloads once every reload asked before has finished; never rejects. */
+  /** Reloads once every reload asked before has finished (or joins the one waiting); never rejects. */
   run(source: string): Promise<ReloadOutcome> {
-    const result = this.#tail.then(() => this.apply(source)).catch((error): ReloadOutcome => {
+    if (this.#waiting !== null) return this.#waiting;
+    const result = this.#tail.then(() => {
+      this.#waiting = null;
+      return this.apply(source);
+    }).catch((error): ReloadOutcome => {
       logger.error("Reload ({source}) failed: {error}", { source, error: errorMessage(error) });
       return { ok: false, summary: `reload failed: ${errorMessage(error)}`, restartKeys: [] };
     });
+    this.#waiting = result;
     this.#tail = result;
     return result;
   }

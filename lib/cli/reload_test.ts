@@ -76,7 +76,7 @@ Deno.test("POST /api/reload without a token answers on loopback but not under a 
   }
 });
 
-Deno.test("Reloader runs reloads one at a time and turns a failure into a refused outcome", async () => {
+Deno.test("Reloader runs reloads one at a time, joins a burst into one waiting reload, and turns a failure into a refused outcome", async () => {
   const order: string[] = [];
   let calls = 0;
   const reloader = new Reloader(async (source): Promise<ReloadOutcome> => {
@@ -87,17 +87,20 @@ Deno.test("Reloader runs reloads one at a time and turns a failure into a refuse
     if (source === "bad") throw new Error("disk on fire");
     return { ok: true, summary: source, restartKeys: [] };
   });
-  const [first, second, third] = await Promise.all([
-    reloader.run("SIGHUP"),
-    reloader.run("bad"),
-    reloader.run("file"),
-  ]);
-  assert.equal(calls, 3);
-  assert.deepEqual(order, ["start SIGHUP", "end SIGHUP", "start bad", "end bad", "start file", "end file"]);
-  assert.equal(first.ok, true);
-  assert.equal(second.ok, false);
-  assert.match(second.summary, /disk on fire/);
+  const first = reloader.run("SIGHUP");
+  assert.equal(reloader.run("joined"), first, "asked before it started: the same reload");
+  await new Promise((resolve) => setTimeout(resolve, 0)); // the first has started
+  const burst = Array.from({ length: 50 }, () => reloader.run("bad"));
+  const outcomes = await Promise.all([first, ...burst]);
+  assert.equal(calls, 2, "one running, the burst joined into one waiting reload");
+  assert.deepEqual(order, ["start SIGHUP", "end SIGHUP", "start bad", "end bad"]);
+  assert.equal(outcomes[0]?.ok, true);
+  assert.ok(
+    outcomes.slice(1).every((outcome) => outcome.ok === false && /disk on fire/.test(outcome.summary)),
+  );
+  const third = await reloader.run("file");
   assert.equal(third.ok, true);
+  assert.equal(calls, 3);
   const answer = await reloader.httpAnswer();
   assert.equal(answer.status, 200);
 });
