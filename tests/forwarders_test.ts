@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { freePort } from "../testing/helpers.ts";
-import { ProcessTunnel } from "../testing/process_tunnel.ts";
+import { echoThrough, type ProcessProxy, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 
 const FORWARDER_UP = (name: string) =>
   new RegExp(`Forwarder ${name}: (HTTP|SOCKS5) proxy on 127\\.0\\.0\\.1:\\d+`);
@@ -57,11 +57,11 @@ async function socksReplyCode(proxyPort: number, host: string, port: number): Pr
 }
 
 /** A server with `serverLines` and a client with an HTTP and a SOCKS5 forwarder (and `extraForwarders`). */
-async function forwardingTunnel(serverLines: string, extraForwarders = "") {
+async function forwardingTunnel(serverLines: string, extraForwarders = "", proxies: ProcessProxy[] = []) {
   const tunnel = await ProcessTunnel.create(serverLines);
   const httpPort = freePort();
   const socksPort = freePort();
-  const configPath = await tunnel.clientConfig("client", []);
+  const configPath = await tunnel.clientConfig("client", proxies);
   await Deno.writeTextFile(
     configPath,
     `\n[[forwarders]]\nname = "web-http"\nproxy_type = "http"\nbind_addr = "127.0.0.1"\nbind_port = ${httpPort}\n` +
@@ -231,13 +231,20 @@ Deno.test("the forwarders' local proxies refuse hostile handshakes without distu
 Deno.test("[server.rate_limit] refuses new connections over the rate: forwards answered 429, tunnel connections closed, both counted", async () => {
   const web = webServer();
   const statsPort = freePort();
+  const publishPort = freePort();
   const { tunnel, client, server, httpPort } = await forwardingTunnel(
     `allow_forward = true\nforward_allow_private = true\nstats_port = ${statsPort}\n` +
       // One token per 100 s: nothing refills while the test runs.
-      "[server.rate_limit]\nrequests_per_second = 0.01\nburst_size = 3\n",
+      // Raw connections left open below are closed by the server after 1 s, not the default 10.
+      "handshake_timeout_secs = 1\n[server.rate_limit]\nrequests_per_second = 0.01\nburst_size = 4\n",
+    "",
+    [{ name: "echo", publishPort }],
   );
   await using _tunnel = tunnel;
   try {
+    await client.waitForLine(proxyUp("echo"));
+    // One bucket per client for its outside connections: a published port's connection takes a token too.
+    assert.equal(await echoThrough(publishPort, "ping"), "ping");
     const statuses: string[] = [];
     for (let index = 0; index < 5; index++) {
       const answer = await curl([
@@ -252,9 +259,11 @@ Deno.test("[server.rate_limit] refuses new connections over the rate: forwards a
       statuses.push(answer.stdout);
     }
     assert.deepEqual(statuses, ["200", "200", "200", "429", "429"], client.output);
-    // The client's own tunnel connection took one token of 127.0.0.1's bucket: two more, then refusals.
+    // The bucket is empty: the published port refuses too (a reset, no echo).
+    assert.equal(await echoThrough(publishPort, "ping").catch(() => ""), "");
+    // The client's own tunnel connection took one token of 127.0.0.1's bucket: three more, then refusals.
     const closedAtOnce: boolean[] = [];
-    for (let index = 0; index < 4; index++) {
+    for (let index = 0; index < 5; index++) {
       const conn = await Deno.connect({ hostname: "127.0.0.1", port: tunnel.serverPort });
       const read = await Promise.race([
         conn.read(new Uint8Array(16)).catch(() => null),
@@ -263,13 +272,13 @@ Deno.test("[server.rate_limit] refuses new connections over the rate: forwards a
       closedAtOnce.push(read === null);
       conn.close();
     }
-    assert.deepEqual(closedAtOnce, [false, false, true, true]);
+    assert.deepEqual(closedAtOnce, [false, false, false, true, true]);
     const stats = await (await fetch(`http://127.0.0.1:${statsPort}/api/stats`)).json() as {
       rate_limited?: { tunnel_connections: number; outside_connections: number };
     };
-    assert.deepEqual(stats.rate_limited, { tunnel_connections: 2, outside_connections: 2 });
+    assert.deepEqual(stats.rate_limited, { tunnel_connections: 2, outside_connections: 3 });
     const metrics = await (await fetch(`http://127.0.0.1:${statsPort}/metrics`)).text();
-    assert.match(metrics, /tls_tunnel_rate_limited_total\{kind="outside"\} 2/);
+    assert.match(metrics, /tls_tunnel_rate_limited_total\{kind="outside"\} 3/);
     // Each limiter logged its refusals once (the rest are summed into its next line, 10 s later).
     assert.equal(server.lines.filter((line) => /Rate limit: refused/.test(line)).length, 2, server.output);
   } finally {
