@@ -129,21 +129,20 @@ async function metrics(port: number): Promise<string> {
   return await response.text();
 }
 
-Deno.test("a visitor reaches another client's private proxy: interactive exchanges and 64 MiB sha256-checked, the private port never bound", async () => {
+Deno.test("a visitor reaches another client's private proxy (interactive, 64 MiB sha256-checked; its port never bound); the owner going away resets visits, and back again new ones work without restarting the visitor, whose port stays bound across its own reconnects", async () => {
   const statsPort = freePort();
   await using tunnel = await ProcessTunnel.create(`stats_port = ${statsPort}\n`);
   await using hashing = new HashService();
   const sshPort = freePort();
   const bulkPort = freePort();
   const [visitSsh, visitBulk] = [freePort(), freePort()];
-  await tunnel.server();
-  const owner = tunnel.client(
-    await writeClient(
-      tunnel,
-      "office",
-      privateProxy("ssh", sshPort, tunnel.echo.port) + privateProxy("bulk", bulkPort, hashing.port),
-    ),
+  let server = await tunnel.server();
+  const ownerConfig = await writeClient(
+    tunnel,
+    "office",
+    privateProxy("ssh", sshPort, tunnel.echo.port) + privateProxy("bulk", bulkPort, hashing.port),
   );
+  let owner = tunnel.client(ownerConfig);
   const laptop = tunnel.client(
     await writeClient(
       tunnel,
@@ -152,6 +151,7 @@ Deno.test("a visitor reaches another client's private proxy: interactive exchang
     ),
   );
   await Promise.all([owner.waitForLine(privateUp("ssh")), owner.waitForLine(privateUp("bulk"))]);
+  await laptop.waitForLine(visitorListening("bulk"));
   await laptop.waitForLine(/Authenticated with/);
   // Private: registered by name and port, never bound on the server.
   assert.ok(canBind(sshPort) && canBind(bulkPort), "a private proxy's publish_port is not bound");
@@ -216,6 +216,70 @@ Deno.test("a visitor reaches another client's private proxy: interactive exchang
     await metrics(statsPort),
     /tls_tunnel_client_opened_streams_total\{kind="visit",result="ok"\} [2-9]/,
   );
+  const visitPort = visitSsh;
+
+  try {
+    await ownerAwayAndBack();
+  } catch (error) {
+    // What the processes said, for the failure report.
+    for (const [name, process] of [["server", server], ["office", owner], ["laptop", laptop]] as const) {
+      console.error(`--- ${name} ---\n${process.lines.slice(-30).join("\n")}`);
+    }
+    throw error;
+  }
+
+  async function ownerAwayAndBack(): Promise<void> {
+    // A visit in progress when the owner dies is reset, not ended cleanly.
+    const held = await Deno.connect({ hostname: "127.0.0.1", port: visitPort });
+    await held.write(encoder.encode("first"));
+    const buffer = new Uint8Array(64);
+    const count = await held.read(buffer);
+    assert.equal(decoder.decode(buffer.subarray(0, count ?? 0)), "first");
+    owner.kill("SIGKILL");
+    await owner.status();
+    await assert.rejects(
+      (async () => {
+        for (;;) {
+          if ((await held.read(buffer)) === null) throw new Error("ended cleanly (FIN), not reset");
+        }
+      })(),
+      Deno.errors.ConnectionReset,
+    );
+    held.close();
+
+    // While the owner is away: refused, and the visitor says why.
+    const away = await tryEcho(visitPort, "anyone?");
+    assert.ok(away instanceof Error || away === "", `answered ${JSON.stringify(away)}`);
+    await laptop.waitForLine(/\(NOT_FOUND\)/, 5000);
+
+    // Back again: the same visitor process, the same local port.
+    owner = tunnel.client(ownerConfig);
+    await owner.waitForLine(privateUp("ssh"));
+    assert.equal(await echoThrough(visitPort, "back"), "back");
+
+    // The visitor's own session drops (server restarted): its port stays bound meanwhile, and works after.
+    server.kill("SIGKILL");
+    await server.status();
+    await laptop.waitForLine(/Session with .* ended|Attempt \d+ to reach/, 10_000);
+    assert.ok(!canBind(visitPort), "the visitor's port stays bound while its session is down");
+    const offline = await tryEcho(visitPort, "offline");
+    assert.ok(offline instanceof Error || offline === "", `answered ${JSON.stringify(offline)}`);
+    server = await tunnel.server();
+    const reconnectsBefore = laptop.lines.filter((line) => /Authenticated with/.test(line)).length;
+    await waitFor(
+      () => laptop.lines.filter((line) => /Authenticated with/.test(line)).length > reconnectsBefore,
+      15_000,
+      "the visitor client to reconnect",
+      50,
+    );
+    await waitFor(
+      () => owner.lines.filter((line) => privateUp("ssh").test(line)).length >= 2,
+      15_000,
+      "the owner to register again",
+      50,
+    );
+    assert.equal(await echoThrough(visitPort, "after reconnect"), "after reconnect");
+  }
 });
 
 Deno.test("visits are refused with the reason logged by the visitor and the server and counted: wrong secret_key, allow_visit, another key, no such proxy", async () => {
@@ -311,67 +375,3 @@ async function refusalsCounted(statsPort: number): Promise<Record<string, Record
   );
   return counts;
 }
-
-Deno.test("the owner going away resets visits; back again, new visits work without restarting the visitor, whose port stays bound across its own reconnects", async () => {
-  await using tunnel = await ProcessTunnel.create();
-  const sshPort = freePort();
-  const visitPort = freePort();
-  let server = await tunnel.server();
-  const ownerConfig = await writeClient(tunnel, "office", privateProxy("ssh", sshPort, tunnel.echo.port));
-  let owner = tunnel.client(ownerConfig);
-  const laptop = tunnel.client(await writeClient(tunnel, "laptop", visitor("ssh", sshPort, visitPort)));
-  await owner.waitForLine(privateUp("ssh"));
-  await laptop.waitForLine(visitorListening("ssh"));
-  await laptop.waitForLine(/Authenticated with/);
-
-  // A visit in progress when the owner dies is reset, not ended cleanly.
-  const held = await Deno.connect({ hostname: "127.0.0.1", port: visitPort });
-  await held.write(encoder.encode("first"));
-  const buffer = new Uint8Array(64);
-  const count = await held.read(buffer);
-  assert.equal(decoder.decode(buffer.subarray(0, count ?? 0)), "first");
-  owner.kill("SIGKILL");
-  await owner.status();
-  await assert.rejects(
-    (async () => {
-      for (;;) {
-        if ((await held.read(buffer)) === null) throw new Error("ended cleanly (FIN), not reset");
-      }
-    })(),
-    Deno.errors.ConnectionReset,
-  );
-  held.close();
-
-  // While the owner is away: refused, and the visitor says why.
-  const away = await tryEcho(visitPort, "anyone?");
-  assert.ok(away instanceof Error || away === "", `answered ${JSON.stringify(away)}`);
-  await laptop.waitForLine(/\(NOT_FOUND\)/, 5000);
-
-  // Back again: the same visitor process, the same local port.
-  owner = tunnel.client(ownerConfig);
-  await owner.waitForLine(privateUp("ssh"));
-  assert.equal(await echoThrough(visitPort, "back"), "back");
-
-  // The visitor's own session drops (server restarted): its port stays bound meanwhile, and works after.
-  server.kill("SIGKILL");
-  await server.status();
-  await laptop.waitForLine(/Session with .* ended|Attempt \d+ to reach/, 10_000);
-  assert.ok(!canBind(visitPort), "the visitor's port stays bound while its session is down");
-  const offline = await tryEcho(visitPort, "offline");
-  assert.ok(offline instanceof Error || offline === "", `answered ${JSON.stringify(offline)}`);
-  server = await tunnel.server();
-  const reconnectsBefore = laptop.lines.filter((line) => /Authenticated with/.test(line)).length;
-  await waitFor(
-    () => laptop.lines.filter((line) => /Authenticated with/.test(line)).length > reconnectsBefore,
-    15_000,
-    "the visitor client to reconnect",
-    50,
-  );
-  await waitFor(
-    () => owner.lines.filter((line) => privateUp("ssh").test(line)).length >= 2,
-    15_000,
-    "the owner to register again",
-    50,
-  );
-  assert.equal(await echoThrough(visitPort, "after reconnect"), "after reconnect");
-});
