@@ -341,7 +341,13 @@ export class ProxyRegistrar {
       kind,
       port: outcome.addr.port,
     });
-    return accepted(proxy, outcome.addr.port);
+    // Answered with the shared port's own address and port: that is where the proxy is reached.
+    return {
+      name: proxy.name,
+      status: "accepted",
+      publish_addr: outcome.addr.hostname,
+      publish_port: outcome.addr.port,
+    };
   }
 
   /**
