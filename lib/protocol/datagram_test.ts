@@ -8,6 +8,7 @@ import {
   decodeDatagramFrames,
   encodeDatagramFrames,
   MAX_DATAGRAM_BYTES,
+  PipelinedSender,
 } from "./datagram.ts";
 
 /** A reader over fixed bytes, handed out `chunk` bytes per read. */
@@ -135,4 +136,34 @@ Deno.test("datagrams written to a stream are read back in order by the other end
   assert.deepEqual(await reading, sent.map((datagram) => [...datagram]));
   a.close();
   b.close();
+});
+
+Deno.test("the pipelined sender keeps at most its limit of sends pending, copies each datagram and counts failures", async () => {
+  const pending: Array<{ data: Uint8Array; settle: (ok: boolean) => void }> = [];
+  const results: Array<[boolean, number]> = [];
+  const sender = new PipelinedSender(
+    (data) =>
+      new Promise((resolve, reject) =>
+        pending.push({ data, settle: (ok) => ok ? resolve(undefined) : reject(new Error("refused")) })
+      ),
+    (sent, bytes) => results.push([sent, bytes]),
+    2,
+  );
+  const buffer = new Uint8Array([1, 1]);
+  await sender.send(buffer);
+  buffer.fill(2);
+  await sender.send(buffer);
+  buffer.fill(3);
+  let third = false;
+  const waiting = sender.send(buffer).then(() => third = true);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal(third, false, "a third send waits while two are pending");
+  assert.deepEqual(pending.map((entry) => [...entry.data]), [[1, 1], [2, 2]], "each send got its own copy");
+  pending[0]?.settle(false);
+  await waiting;
+  assert.equal(pending.length, 3);
+  pending[1]?.settle(true);
+  pending[2]?.settle(true);
+  await sender.drained();
+  assert.deepEqual(results, [[false, 2], [true, 2], [true, 2]]);
 });

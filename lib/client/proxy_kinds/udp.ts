@@ -17,6 +17,7 @@ import {
   DatagramReader,
   DatagramWriter,
   MAX_DATAGRAM_BYTES,
+  PipelinedSender,
 } from "../../protocol/datagram.ts";
 import { DatagramStats } from "../../stats/datagram_stats.ts";
 import { errorMessage } from "../../text.ts";
@@ -171,16 +172,18 @@ export const udpClientKind: ClientProxyKind<UdpLocal> = {
 
     // Outside peer → local service: each frame from the stream is one datagram sent to the service.
     const reader = new DatagramReader(stream);
+    const sender = new PipelinedSender(
+      (datagram) => local.socket.send(datagram, local.target),
+      (sent, bytes) => {
+        if (!sent) return datagrams.drop("send_failed");
+        datagrams.datagramsIn++;
+        counters.bytesIn += bytes;
+      },
+    );
     try {
       for (let datagram = await reader.next(); datagram !== null; datagram = await reader.next()) {
         lastActiveMs = performance.now();
-        try {
-          await local.socket.send(datagram, local.target);
-          datagrams.datagramsIn++;
-          counters.bytesIn += datagram.length;
-        } catch {
-          datagrams.drop("send_failed");
-        }
+        await sender.send(datagram);
       }
     } catch (error) {
       if (!idle && !ended) {
@@ -200,6 +203,7 @@ export const udpClientKind: ClientProxyKind<UdpLocal> = {
         }
       }
     } finally {
+      await sender.drained();
       end();
       await answers;
       datagrams.flowsOpen--;

@@ -20,6 +20,7 @@ import {
   DatagramReader,
   DatagramWriter,
   MAX_DATAGRAM_BYTES,
+  PipelinedSender,
 } from "../../protocol/datagram.ts";
 import type { ProxySpec } from "../../protocol/control.ts";
 import { encodeStreamHeader } from "../../protocol/stream_header.ts";
@@ -94,18 +95,20 @@ class ServerFlow {
   /** Relays the client's answers (frames on the stream) to the peer until the stream ends. */
   async #relayAnswers(stream: DuplexConn & { reset?(): void }): Promise<void> {
     const reader = new DatagramReader(stream);
+    const sender = new PipelinedSender(
+      (datagram) => this.publication.send(datagram, this.peer),
+      (sent, bytes) => {
+        if (!sent) return this.host.datagrams.drop("send_failed");
+        this.host.datagrams.datagramsOut++;
+        this.host.stats.bytesOut += bytes;
+      },
+    );
     let end: FlowEnd = "ended";
     try {
       for (let datagram = await reader.next(); datagram !== null; datagram = await reader.next()) {
         if (this.#closed) break;
         this.publication.touch(this);
-        try {
-          await this.publication.send(datagram, this.peer);
-          this.host.datagrams.datagramsOut++;
-          this.host.stats.bytesOut += datagram.length;
-        } catch {
-          this.host.datagrams.drop("send_failed");
-        }
+        await sender.send(datagram);
       }
     } catch (error) {
       end = "failed";
@@ -117,6 +120,7 @@ class ServerFlow {
         });
       }
     }
+    await sender.drained();
     this.close(end);
   }
 
