@@ -138,9 +138,13 @@ export async function loadRoleConfig(
       };
     }
     const config = await loadClientConfig(path);
+    // Each server may name its own ca_cert_path ([[client.servers]]); the first's stands in for the top one.
+    const servers = config.servers.map((server) =>
+      server.caCertPath !== undefined ? { ...server, caCertPath: expandHome(server.caCertPath) } : server
+    );
     return config.caCertPath !== undefined
-      ? { ...config, caCertPath: expandHome(config.caCertPath) }
-      : config;
+      ? { ...config, caCertPath: expandHome(config.caCertPath), servers }
+      : { ...config, servers };
   }
   let document: Record<string, unknown> = { [kind]: {} };
   if (path !== null) {
@@ -177,6 +181,12 @@ export async function loadRoleConfig(
     for (const key of PATH_KEYS[kind]) {
       const value = table[key];
       if (typeof value === "string") table[key] = expandHome(value);
+    }
+    // [[client.servers]] entries' own ca_cert_path.
+    for (const entry of Array.isArray(table.servers) ? table.servers : []) {
+      if (isTable(entry) && typeof entry.ca_cert_path === "string") {
+        entry.ca_cert_path = expandHome(entry.ca_cert_path);
+      }
     }
   }
   if (overrides.forwards !== undefined && overrides.forwards.length > 0) {

@@ -96,3 +96,25 @@ Deno.test("a file without flags loads as the loader reads it, with ~ expanded in
   assert.equal(config.keyPath, "/abs/key.pem");
   assert.equal(config.authKey, KEY);
 });
+
+Deno.test("~ is expanded in every server's ca_cert_path, with and without flags", async () => {
+  await using temp = await tempDir();
+  const path = `${temp.dir}/client.toml`;
+  await Deno.writeTextFile(
+    path,
+    `[client]\nca_cert_path = "~/shared.pem"\nauth_key = "${KEY}"\n` +
+      `[[client.servers]]\nserver_addr = "a.example.com"\n` +
+      `[[client.servers]]\nserver_addr = "b.example.com"\nca_cert_path = "~/b.pem"\n` +
+      `[[proxies]]\nname = "web"\npublish_port = 8080\nlocal_port = 3000\n`,
+  );
+  const home = Deno.env.get("HOME")?.replace(/\/+$/, "");
+  if (!home) return;
+  for (const overrides of [{ table: {} }, { table: { client_id: "flagged" } }]) {
+    const config = await loadRoleConfig("client", path, overrides);
+    assert.deepEqual(config.servers.map((server) => server.caCertPath), [
+      `${home}/shared.pem`,
+      `${home}/b.pem`,
+    ]);
+    assert.equal(config.caCertPath, `${home}/shared.pem`);
+  }
+});

@@ -208,6 +208,9 @@ export async function reloadServer(
   logger.info("Reloading the config ({source})", { source });
   const report = await server.applyConfig(next, certificate ?? undefined);
   warnRestart(report.restartKeys);
+  for (const kept of report.certificateKept) {
+    logger.warn("Listener {listener} keeps its certificate until a restart", { listener: kept });
+  }
   if (certificate !== null) {
     logger.info("New TLS handshakes present the certificate SHA-256 {fingerprint}", {
       fingerprint: certificate.fingerprint,

@@ -38,6 +38,7 @@ import { bindListeners, type ServerListener } from "./listeners.ts";
 import { onProxyConnectResult } from "./connect_failures.ts";
 import { WebhookNotifier } from "./webhook.ts";
 import { VhostService } from "./vhost/service.ts";
+import { errorMessage } from "../text.ts";
 import { reconcileClients, type ReconcileReport, serverRestartKeys, unregisterProxies } from "./reload.ts";
 import { LEAVE_GRACE_MS } from "../protocol/leaving.ts";
 
@@ -611,7 +612,7 @@ export class TunnelServer {
   async applyConfig(
     next: ServerConfig,
     certificate?: { certPem: string; keyPem: string },
-  ): Promise<ReconcileReport & { restartKeys: string[] }> {
+  ): Promise<ReconcileReport & { restartKeys: string[]; certificateKept: string[] }> {
     const previous = this.#config;
     const restartKeys = serverRestartKeys(previous, next);
     // The keys that need a restart keep their running values, so the rest of the server sees one config.
@@ -626,8 +627,17 @@ export class TunnelServer {
     this.#registrar.context.config = applied;
     this.pendingConnections.limits.maxPending = applied.maxPendingConnections;
     this.pendingConnections.limits.maxPendingPerIp = applied.maxPendingPerIp;
-    for (const listener of certificate ? this.#listeners : []) {
-      await listener.listener.replaceCertificate?.(certificate?.certPem ?? "", certificate?.keyPem ?? "");
+    /** Listeners that keep their certificate until a restart, with why. */
+    const certificateKept: string[] = [];
+    for (const entry of certificate ? this.#listeners : []) {
+      // Behind a reverse proxy the listener speaks plain text: the proxy holds the certificate.
+      if (entry.spec.behindProxy) continue;
+      try {
+        if (!entry.listener.replaceCertificate) throw new Error("its transport cannot swap certificates live");
+        await entry.listener.replaceCertificate(certificate?.certPem ?? "", certificate?.keyPem ?? "");
+      } catch (error) {
+        certificateKept.push(`${entry.describe()}: ${errorMessage(error)}`);
+      }
     }
     const report = await reconcileClients(
       {
@@ -638,7 +648,7 @@ export class TunnelServer {
       previous,
       applied,
     );
-    return { ...report, restartKeys };
+    return { ...report, restartKeys, certificateKept };
   }
 
   /** Removes a client from the registry, records the event and tears its session down. */
