@@ -183,12 +183,15 @@ Deno.test("check notes what the Rust tool's proxy types and allow_forward mean h
     );
     assert.equal(text.stderr, "", "a note is neither a problem nor a warning");
     const notes = text.stdout.split("\n").filter((line) => line.startsWith("note: "));
+    // The Rust examples' style (type, no publish_addr) also makes proxies[0] private, as there (issue 15).
     assert.deepEqual(notes.map((line) => line.split(":")[1]?.trim()), [
       "proxies[0].type",
+      "proxies[0]",
       "proxies[1].proxy_type",
     ]);
+    assert.match(text.stdout, /ssh: private \(visitors: ssh, publish_port 2222\) -> local/);
     assert.match(
-      notes[1] ?? "",
+      notes[2] ?? "",
       /proxy_type "http\/1\.1" is carried as a TCP proxy \("tcp"\) \(.*TCP_NODELAY/,
     );
 

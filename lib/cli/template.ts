@@ -81,6 +81,10 @@ ${commentedDefault("default_publish_addr", DEFAULTS.server.default_publish_addr)
 # Most proxies one client may register.
 ${commentedDefault("max_proxies_per_client", DEFAULTS.server.max_proxies_per_client)}
 
+# Connections one client may have open at once that it opened itself (the connections of its
+# visitors and forwarders); beyond it new ones are refused (LIMIT).
+${commentedDefault("max_client_streams", DEFAULTS.server.max_client_streams)}
+
 # Seconds a new connection has, from TCP accept, to finish TLS and authenticate before it is closed.
 ${commentedDefault("handshake_timeout_secs", DEFAULTS.server.handshake_timeout_secs)}
 
@@ -166,11 +170,14 @@ ${commentedDefault("timeout_secs", DEFAULTS.server.notify.timeout_secs)}
 # Named clients, each with its own key and allowed ports (repeat the block for more clients).
 # name: unique, shown in logs and stats; auth_key: unique, at least 16 characters;
 # allow_ports: default = the server's allow_ports; max_proxies: default = max_proxies_per_client.
+# allow_visit: clients whose private proxies this client's [[visitors]] may reach ("*": any); without
+# it, only clients that authenticated with the same key.
 # [[server.clients]]
 # name = "office"
 # auth_key = "a-key-only-the-office-client-knows"
 # allow_ports = "20000-20100"
 # max_proxies = 8
+# allow_visit = ["laptop"]
 
 # More listeners: the same server on other ports and transports at once, sharing its clients, published
 # ports, stats and pending limits (repeat the block for more). transport and bind_port are required;
@@ -318,6 +325,23 @@ ${commentedDefault("max_udp_flows", DEFAULTS.proxy.max_udp_flows)}
 # host_header_rewrite = "localhost"
 # http_user = "ann"
 # http_password = "a-long-secret"
+
+# Who reaches the proxy: "public" (bound on the server's publish_port), "private" (not bound; only other
+# clients' [[visitors]] reach it, by name and publish_port) or "both". secret_key: what visitors must
+# present (private or both).
+${commentedDefault("visibility", DEFAULTS.proxy.visibility)}
+# secret_key = "a-secret-for-visitors"
+
+# Visitors: a local port that reaches another client's private proxy through the server (repeat the
+# block for more). name and publish_port name the target proxy; client names its owner when several
+# clients have one of that name and port; secret_key is the proxy's, when it has one.
+# [[visitors]]
+# name = "db"
+# publish_port = 5432
+${commentedDefault("bind_addr", DEFAULTS.visitors.bind_addr)}
+# bind_port = 15432
+# secret_key = "a-secret-for-visitors"
+# client = "office"
 
 # Forwarders: a local HTTP or SOCKS5 proxy whose connections leave through the server (which needs
 # allow_forward = true). proxy_type "http" serves CONNECT and absolute-URI requests (one request per

@@ -47,14 +47,42 @@ Deno.test("the examples' type key stands in for proxy_type and is not passed on 
   for (const entry of parsed.config.proxies) {
     assert.equal(entry.proxyType, "tcp");
     assert.ok(!("type" in entry), "type does not reach the roles");
+    // Written like the Rust examples (type, no publish_addr): private, as in the Rust tool (issue 15).
+    assert.equal(entry.visibility, "private");
   }
-  assert.deepEqual(parsed.notes.map((note) => note.path), ["proxies[0].type", "proxies[1].type"]);
+  assert.deepEqual(parsed.notes.map((note) => note.path), [
+    "proxies[0].type",
+    "proxies[0]",
+    "proxies[1].type",
+    "proxies[1]",
+  ]);
   assert.match(
     parsed.notes[0]?.message ?? "",
     /^type = "ssh" \(.*name for proxy_type\) is read as proxy_type = "tcp"$/,
   );
   assert.match(parsed.notes[0]?.hint ?? "", /TCP_NODELAY/);
-  assert.equal(parsed.notes[1]?.hint, `write proxy_type = "tcp" instead of type to drop this note`);
+  assert.equal(parsed.notes[2]?.hint, `write proxy_type = "tcp" instead of type to drop this note`);
+  assert.match(parsed.notes[1]?.message ?? "", /^has no publish_addr .* so it is private there and here/);
+});
+
+Deno.test("a Rust-style proxy with publish_addr, or with visibility written, stays as written; [[visitors]] make the rest private", () => {
+  const published = parse(CLIENT_HEAD + proxy(`type = "ssh"\npublish_addr = "0.0.0.0"`));
+  assert.ok(published.kind === "client");
+  assert.equal(published.config.proxies[0]?.visibility, "public");
+  const explicit = parse(CLIENT_HEAD + proxy(`type = "ssh"\nvisibility = "both"`));
+  assert.ok(explicit.kind === "client");
+  assert.equal(explicit.config.proxies[0]?.visibility, "both");
+  assert.deepEqual(explicit.notes.map((note) => note.path), ["proxies[0].type"]);
+  const withVisitors = parse(
+    CLIENT_HEAD + proxy("") + `[[visitors]]\nname = "db"\npublish_port = 5432\nbind_port = 15432\n`,
+  );
+  assert.ok(withVisitors.kind === "client");
+  assert.equal(withVisitors.config.proxies[0]?.visibility, "private");
+  assert.deepEqual(withVisitors.notes.map((note) => note.path), ["proxies[0]"]);
+  // Our own style (no type, no [[visitors]]): a proxy without publish_addr stays public.
+  const plain = parse(CLIENT_HEAD + proxy(""));
+  assert.ok(plain.kind === "client");
+  assert.equal(plain.config.proxies[0]?.visibility, "public");
 });
 
 Deno.test("a plain tcp proxy and a server without allow_forward draw no note", () => {

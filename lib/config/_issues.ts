@@ -124,8 +124,8 @@ const ALIASES: Readonly<Record<string, string>> = {
   remote_port: "did you mean `publish_port`? (frp's remote_port is publish_port here)",
   local_ip: "did you mean `local_addr`?",
   token: "did you mean `auth_key`?",
-  visitors:
-    "[[visitors]] are a feature of the Rust tls-tunnel that this tls-tunnel does not have; remove them",
+  visitors: "[[visitors]] belong in a client config, which reaches other clients' private proxies; " +
+    "the server needs none",
   forwarders:
     "[[forwarders]] are a feature of the Rust tls-tunnel that this tls-tunnel does not have; remove them",
   rate_limit: "rate_limit is a setting of the Rust tls-tunnel that this tls-tunnel does not have; remove it",

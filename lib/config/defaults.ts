@@ -55,10 +55,11 @@ export const DEFAULTS = {
     max_connections: 256,
     routing: { default_strategy: "proxy" },
   },
-  visitor: {
+  visitors: {
     bind_addr: "127.0.0.1",
   },
   proxy: {
+    visibility: "public",
     proxy_type: "tcp",
     fallback_to_system_port: false,
     local_addr: "127.0.0.1",

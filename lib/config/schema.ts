@@ -519,7 +519,7 @@ export const visitorSchema = z.strictObject({
   /** The target proxy's `publish_port`. */
   publish_port: bindablePort,
   /** Address the visitor listens on, on this machine. */
-  bind_addr: bindAddress.default(DEFAULTS.visitor.bind_addr),
+  bind_addr: bindAddress.default(DEFAULTS.visitors.bind_addr),
   /** Port the visitor listens on (0 = any free port, shown in the log and stats). */
   bind_port: bindablePort,
   /** The target proxy's `secret_key`, when it has one. */
@@ -566,7 +566,9 @@ export const clientFileSchema = z.strictObject({
   proxies: file.proxies.map((proxy) => ({
     ...proxy,
     visibility: proxy.visibility ??
-      (file.visitors.length > 0 && proxy.publishAddr === undefined ? "private" as const : "public" as const),
+      (file.visitors.length > 0 && proxy.publishAddr === undefined
+        ? "private" as const
+        : DEFAULTS.proxy.visibility),
   })),
   visitors: file.visitors,
   forwarders: file.forwarders,
