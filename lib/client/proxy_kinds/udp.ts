@@ -96,6 +96,41 @@ async function dialUdp(backend: Backend): Promise<UdpLocal> {
   return new UdpLocal(socket, { transport: "udp", hostname: ip, port: backend.port });
 }
 
+/** A flow being carried, as its proxy's table sees it. */
+interface ClientFlow {
+  /** When a datagram last went either way (performance.now() ms). */
+  readonly lastActiveMs: number;
+  /** Ends the flow now, resetting its stream. */
+  evict(): void;
+}
+
+/**
+ * The flows of each proxy, by its datagram counters (one object per proxy): a server that opens more
+ * streams than `max_udp_flows` cannot make the client hold a socket for each.
+ */
+const flowTables = new WeakMap<DatagramStats, Set<ClientFlow>>();
+
+/** Adds `flow` to its proxy's table, evicting the flow idle longest while the table is over `maxFlows`. */
+function admit(datagrams: DatagramStats, flow: ClientFlow, maxFlows: number): Set<ClientFlow> {
+  let table = flowTables.get(datagrams);
+  if (!table) {
+    table = new Set();
+    flowTables.set(datagrams, table);
+  }
+  while (table.size >= maxFlows) {
+    let oldest: ClientFlow | null = null;
+    for (const candidate of table) {
+      if (oldest === null || candidate.lastActiveMs < oldest.lastActiveMs) oldest = candidate;
+    }
+    if (oldest === null) break;
+    table.delete(oldest);
+    datagrams.flowsEvicted++;
+    oldest.evict();
+  }
+  table.add(flow);
+  return table;
+}
+
 /** The `udp` proxy kind, client side. */
 export const udpClientKind: ClientProxyKind<UdpLocal> = {
   name: "udp",
@@ -123,6 +158,17 @@ export const udpClientKind: ClientProxyKind<UdpLocal> = {
       failed = true;
       end();
     });
+    const flow: ClientFlow = {
+      get lastActiveMs() {
+        return lastActiveMs;
+      },
+      evict() {
+        failed = true;
+        end();
+        stream.reset();
+      },
+    };
+    const table = admit(datagrams, flow, proxy.maxUdpFlows ?? DEFAULTS.proxy.max_udp_flows);
     const checkIdle = () => {
       const quietMs = performance.now() - lastActiveMs;
       if (quietMs < idleTimeoutMs) {
@@ -203,6 +249,7 @@ export const udpClientKind: ClientProxyKind<UdpLocal> = {
         }
       }
     } finally {
+      table.delete(flow);
       await sender.drained();
       end();
       await answers;
