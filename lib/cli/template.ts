@@ -209,16 +209,16 @@ ${liveDefault("server_port", DEFAULTS.client.server_port)}
 # registers its proxies on each and reconnects each on its own. The keys above (server_port,
 # server_name, ca_cert_path, server_fingerprint, transport, server_path) are every entry's defaults.
 # servers = ["a.example.com:8443", "b.example.com:8443"]
-# Or one table per server, each key optional but server_addr:
-# [[client.servers]]
-# name = "a"
-# server_addr = "a.example.com"
-# server_port = 8443
-# server_name = "a.example.com"
-# ca_cert_path = "ca-a.pem"
-# server_fingerprint = "SHA256:…"
-# transport = "tls"
-# server_path = "/tunnel"
+# Or one table per server (after the [client] keys), each key optional but server_addr:
+#   [[client.servers]]
+#   name = "a"
+#   server_addr = "a.example.com"
+#   server_port = 8443
+#   server_name = "a.example.com"
+#   ca_cert_path = "ca-a.pem"
+#   server_fingerprint = "SHA256:…"
+#   transport = "tls"
+#   server_path = "/tunnel"
 
 # Certificate verification. For a server using \`tls-tunnel cert\` files, point ca_cert_path at its
 # ca.pem. Without ca_cert_path the system's CAs are used (e.g. for a Let's Encrypt certificate).
