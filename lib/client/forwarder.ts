@@ -273,6 +273,8 @@ export class Forwarder {
       else if (connectForm) await writeAll(conn, CONNECT_ESTABLISHED);
       if (firstBytes !== null) await writeAll(upstream, firstBytes);
       if (rest.length > 0) await writeAll(upstream, rest);
+      // Written here, not by the copy loop: counted as the application's bytes all the same.
+      this.#counters.bytesIn += (firstBytes?.length ?? 0) + rest.length;
     } catch {
       abortQuietly(upstream);
       return;

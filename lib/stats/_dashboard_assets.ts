@@ -414,6 +414,13 @@ table {
 col.c-status {
   width: 132px;
 }
+/* Forwarders: few columns of results that wrap rather than being cut. */
+table.forwarders {
+  table-layout: auto;
+}
+table.forwarders td {
+  white-space: normal;
+}
 col.c-proxy {
   width: 13%;
 }
@@ -1035,6 +1042,104 @@ export const DASHBOARD_JS: string = `(() => {
     }, h("table", null, cols, h("thead", null, head), h("tbody", null, body)));
   }
 
+  // lib/stats/dashboard/forwarders_view.ts
+  function results(counts) {
+    return Object.entries(counts).sort(([a], [b]) => a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)).map(([result, count]) => \`\${result} \${count}\`).join(" \\xB7 ") || "\\u2013";
+  }
+  function table(head, rows) {
+    return h("div", {
+      class: "table-wrap"
+    }, h("table", {
+      class: "forwarders"
+    }, h("thead", null, h("tr", null, head.map((text) => h("th", {
+      text
+    })))), h("tbody", null, rows)));
+  }
+  function forwardersArticle(forwarders) {
+    if (forwarders === void 0 || forwarders.length === 0) return null;
+    const rows = forwarders.map((forwarder) => h("tr", {
+      "data-forwarder": forwarder.name
+    }, h("td", null, h("b", {
+      text: forwarder.name
+    })), h("td", {
+      class: "mono",
+      text: \`\${forwarder.proxy_type} \${forwarder.listen_addr ?? "\\u2013"}\`
+    }), h("td", {
+      class: "num",
+      text: String(forwarder.active_connections)
+    }), h("td", {
+      text: results(forwarder.results.proxy ?? {})
+    }), h("td", {
+      text: results(forwarder.results.direct ?? {})
+    }), h("td", {
+      text: results(forwarder.results.none ?? {})
+    }), h("td", {
+      class: "num",
+      text: formatBytes(forwarder.bytes_out) + " / " + formatBytes(forwarder.bytes_in)
+    })));
+    return h("article", {
+      class: "client",
+      "data-forwarders": "",
+      "data-state": "connected"
+    }, h("div", {
+      class: "client-head"
+    }, h("span", {
+      class: "client-name",
+      text: "Forwarders"
+    })), table([
+      "Forwarder",
+      "Local proxy",
+      "Active",
+      "Through the server",
+      "Direct",
+      "Refused locally",
+      "Out / in"
+    ], rows));
+  }
+  function forwardsArticle(forwards, active) {
+    if (forwards === void 0 || forwards.length === 0) return null;
+    const grouped = /* @__PURE__ */ new Map();
+    for (const entry of forwards) {
+      const key = \`\${entry.client}\\0\${entry.forwarder}\`;
+      const group = grouped.get(key) ?? {
+        client: entry.client,
+        forwarder: entry.forwarder,
+        counts: {}
+      };
+      group.counts[entry.result] = entry.count;
+      grouped.set(key, group);
+    }
+    const rows = [
+      ...grouped.values()
+    ].map((group) => h("tr", {
+      "data-forward": \`\${group.client}/\${group.forwarder}\`
+    }, h("td", null, h("b", {
+      text: group.client
+    })), h("td", {
+      text: group.forwarder
+    }), h("td", {
+      text: results(group.counts)
+    })));
+    return h("article", {
+      class: "client",
+      "data-forwards": "",
+      "data-state": "connected"
+    }, h("div", {
+      class: "client-head"
+    }, h("span", {
+      class: "client-name",
+      text: "Forwarded connections"
+    }), h("span", {
+      class: "fact"
+    }, h("b", {
+      text: String(active ?? 0)
+    }), " open now")), table([
+      "Client",
+      "Forwarder",
+      "Results since start"
+    ], rows));
+  }
+
   // lib/stats/dashboard/rates.ts
   var RATE_WINDOW_MS = 800;
   function proxyRows(snap) {
@@ -1159,7 +1264,7 @@ export const DASHBOARD_JS: string = `(() => {
     if (servers) {
       $("list-title").textContent = "Servers";
       $("list-hint").textContent = snap.proxies.length + " proxies configured, registered on each server";
-      replace($("clients"), ...servers.map(serverArticle));
+      replace($("clients"), ...servers.map(serverArticle), forwardersArticle(snap.forwarders));
       return;
     }
     $("list-title").textContent = "Proxies";
@@ -1168,7 +1273,7 @@ export const DASHBOARD_JS: string = `(() => {
       class: "client",
       "data-client": "",
       "data-state": snap.state === "connected" ? "connected" : "disconnected"
-    }, proxyTable(snap.proxies, "", false)));
+    }, proxyTable(snap.proxies, "", false)), forwardersArticle(snap.forwarders));
   }
   function serverArticle(server) {
     const connected = server.state === "connected";
@@ -1325,7 +1430,7 @@ export const DASHBOARD_JS: string = `(() => {
       }, "No clients connected yet. Start one with ", h("code", {
         text: "tls-tunnel client -c client.toml"
       }), "."));
-    } else replace($("clients"), all);
+    } else replace($("clients"), all, forwardsArticle(snap.forwards, snap.forwards_active));
   }
   function offlineCard(entry, t) {
     const seen = entry.last_seen_ms === null ? h("span", {

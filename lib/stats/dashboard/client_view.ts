@@ -10,6 +10,7 @@ import type { ClientRoleSnapshot, ClientServerSnapshot, ServedStats } from "../s
 import { formatRate, formatRtt } from "../format.ts";
 import { $, card, h, pill, replace, sparkline } from "./dom.ts";
 import { proxyTable } from "./proxy_table.ts";
+import { forwardersArticle } from "./forwarders_view.ts";
 import { serverRateKey } from "./rates.ts";
 import { now, plural, type Rate, state } from "./state.ts";
 
@@ -93,7 +94,7 @@ export function renderClient(snap: ClientRoleSnapshot & ServedStats, totals: Rat
   if (servers) {
     $("list-title").textContent = "Servers";
     $("list-hint").textContent = snap.proxies.length + " proxies configured, registered on each server";
-    replace($("clients"), ...servers.map(serverArticle));
+    replace($("clients"), ...servers.map(serverArticle), forwardersArticle(snap.forwarders));
     return;
   }
   $("list-title").textContent = "Proxies";
@@ -109,6 +110,7 @@ export function renderClient(snap: ClientRoleSnapshot & ServedStats, totals: Rat
       },
       proxyTable(snap.proxies, "", false),
     ),
+    forwardersArticle(snap.forwarders),
   );
 }
 

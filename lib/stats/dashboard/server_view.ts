@@ -11,6 +11,7 @@ import type { ClientSnapshot, OfflineClientSnapshot, ServedStats, ServerSnapshot
 import { formatClock, formatDuration, formatRate, formatRtt } from "../format.ts";
 import { $, card, h, pill, replace, sparkline } from "./dom.ts";
 import { proxyTable } from "./proxy_table.ts";
+import { forwardsArticle } from "./forwarders_view.ts";
 import { now, plural, type Rate, state } from "./state.ts";
 
 /** How long a disconnected client stays on the page. */
@@ -157,7 +158,7 @@ export function renderServer(snap: ServerSnapshot & ServedStats, totals: Rate): 
         ".",
       ),
     );
-  } else replace($("clients"), all);
+  } else replace($("clients"), all, forwardsArticle(snap.forwards, snap.forwards_active));
 }
 
 /** A `[[server.clients]]` entry without a session: offline, and when it was last seen. */
