@@ -80,7 +80,7 @@ function startBackend(name: string): { server: Deno.HttpServer<Deno.NetAddr>; po
       return response;
     }
     if (url.pathname === "/slow") {
-      await new Promise((resolve) => setTimeout(resolve, 4000));
+      await new Promise((resolve) => setTimeout(resolve, 5000));
       return new Response("late");
     }
     const body = new Uint8Array(await request.arrayBuffer());
@@ -209,7 +209,7 @@ Deno.test({
           `keepalive_timeout_secs = 3\nstats_port = ${statsPort}\n` +
           `vhost_http_addr = "127.0.0.1"\nvhost_http_port = ${httpPort}\n` +
           `vhost_https_addr = "127.0.0.1"\nvhost_https_port = ${httpsPort}\n` +
-          `subdomain_host = "tunnel.test"\nrequest_timeout_secs = 1\n`,
+          `subdomain_host = "tunnel.test"\nrequest_timeout_secs = 2\n`,
         { mode: 0o600 },
       );
       const clientConfig = async (name: string, proxies: string) => {
@@ -421,9 +421,9 @@ Deno.test({
         const started = performance.now();
         const answer = await curl(["-H", "Host: app.example.com", `${base}/slow`]);
         assert.equal(answer.status, 504);
-        assert.match(answer.body, /did not answer within 1 s/);
+        assert.match(answer.body, /did not answer within 2 s/);
         assert.ok(
-          performance.now() - started < 3500,
+          performance.now() - started < 4500,
           "answered at the timeout, not when the service answered",
         );
       });
@@ -533,9 +533,10 @@ Deno.test({
           )?.count ?? 0;
         assert.ok(count("app.example.com", 200) >= 5);
         assert.ok(count("", 503) >= 3);
-        assert.equal(count("app.example.com", 504), 1);
+        // At least the /slow one (a request slowed past 2 s by a loaded machine would be another).
+        assert.ok(count("app.example.com", 504) >= 1);
         assert.ok(vhost.http_no_tunnel_total >= 4);
-        assert.equal(vhost.http_timeouts_total, 1);
+        assert.ok(vhost.http_timeouts_total >= count("app.example.com", 504));
         assert.ok(
           vhost.https_connections.some((entry: { host: string }) => entry.host === "secure.example.com"),
         );
@@ -545,7 +546,7 @@ Deno.test({
           metrics,
           /tls_tunnel_vhost_http_requests_total\{vhost="app\.example\.com",status="200"\} \d+/,
         );
-        assert.match(metrics, /tls_tunnel_vhost_http_timeouts_total 1/);
+        assert.match(metrics, /tls_tunnel_vhost_http_timeouts_total [1-9]/);
       });
     } finally {
       for (const process of processes.reverse()) await process.stop();
