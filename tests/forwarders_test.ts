@@ -7,7 +7,8 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort } from "../testing/helpers.ts";
+import { CliProcess, freePort, makeWorkdir, PROJECT_ROOT } from "../testing/helpers.ts";
+import { GEOIP_TEST_DB } from "../testing/mmdb_fixture.ts";
 import { echoThrough, type ProcessProxy, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 
 const FORWARDER_UP = (name: string) =>
@@ -283,5 +284,57 @@ Deno.test("[server.rate_limit] refuses new connections over the rate: forwards a
     assert.equal(server.lines.filter((line) => /Rate limit: refused/.test(line)).length, 2, server.output);
   } finally {
     await web.close();
+  }
+});
+
+Deno.test("the Rust tool's forwarder-server.toml and forwarder-geoip-client.toml run (ports, paths and key adjusted)", async () => {
+  const rust = new URL("../shared/compat/rust-tls-tunnel-1.5.1/", `file://${PROJECT_ROOT}`).pathname;
+  const work = await makeWorkdir();
+  const web = webServer();
+  const processes: CliProcess[] = [];
+  try {
+    const [serverPort, statsPort, socksPort, httpPort] = [freePort(), freePort(), freePort(), freePort()];
+    const serverText = (await Deno.readTextFile(`${rust}forwarder-server.toml`))
+      .replace(/^bind_addr = .*$/m, `bind_addr = "127.0.0.1"`)
+      .replace(/^bind_port = .*$/m, `bind_port = ${serverPort}`)
+      .replace(/^auth_key = .*$/m, `auth_key = "test-secret-key-12345"`)
+      .replace(/^cert_path = .*$/m, `cert_path = "${work.certPath}"`)
+      .replace(/^key_path = .*$/m, `key_path = "${work.keyPath}"`)
+      .replace(/^stats_port = .*$/m, `stats_port = ${statsPort}`) +
+      // The test's web server is on loopback, which the Rust config (rightly) cannot reach without this.
+      "forward_allow_private = true\n";
+    const clientText = (await Deno.readTextFile(`${rust}forwarder-geoip-client.toml`))
+      .replace(/^server_port = .*$/m, `server_port = ${serverPort}`)
+      .replace(/^bind_port = 2080$/m, `bind_port = ${socksPort}`)
+      .replace(/^bind_port = 9080$/m, `bind_port = ${httpPort}`)
+      .replace(/^geoip_db = .*$/m, `geoip_db = "${PROJECT_ROOT}${GEOIP_TEST_DB}"`);
+    await Deno.writeTextFile(`${work.dir}/server.toml`, serverText, { mode: 0o600 });
+    await Deno.writeTextFile(`${work.dir}/client.toml`, clientText, { mode: 0o600 });
+    const server = new CliProcess(["server", "-c", `${work.dir}/server.toml`]);
+    processes.push(server);
+    await server.waitForLine(/Listening for clients on/);
+    const client = new CliProcess(["client", "-c", `${work.dir}/client.toml`]);
+    processes.push(client);
+    await client.waitForLine(FORWARDER_UP("socks5-proxy-smart"));
+    await client.waitForLine(AUTHENTICATED);
+    const socks = await curl([
+      "--socks5-hostname",
+      `127.0.0.1:${socksPort}`,
+      `http://127.0.0.1:${web.port}/rust`,
+    ]);
+    assert.equal(socks.stdout, "hello /rust\n", `${socks.stderr}\n${client.output}`);
+    const http = await curl(["-x", `http://127.0.0.1:${httpPort}`, `http://127.0.0.1:${web.port}/rust-http`]);
+    assert.equal(http.stdout, "hello /rust-http\n", http.stderr);
+    const stats = await (await fetch(`http://127.0.0.1:${statsPort}/api/stats`)).json() as {
+      forwards?: { forwarder: string; result: string; count: number }[];
+    };
+    assert.deepEqual(
+      stats.forwards?.map((entry) => `${entry.forwarder} ${entry.result} ${entry.count}`),
+      ["http-proxy ok 1", "socks5-proxy-smart ok 1"],
+    );
+  } finally {
+    for (const process of processes.reverse()) await process.stop();
+    await web.close();
+    await work.cleanup();
   }
 });
