@@ -298,7 +298,7 @@ Deno.test("visits are refused with the reason logged by the visitor and the serv
   );
   const [sshPort, dbPort] = [freePort(), freePort()];
   const ports = { ssh: freePort(), dbGood: freePort(), dbWrong: freePort(), missing: freePort() };
-  const [guestPort, internPort] = [freePort(), freePort()];
+  const [guestPort, internPort, laptopStats] = [freePort(), freePort(), freePort()];
   await tunnel.server();
   const owner = tunnel.client(
     await writeClient(
@@ -317,7 +317,7 @@ Deno.test("visits are refused with the reason logged by the visitor and the serv
         visitor("db", dbPort, ports.dbGood, `secret_key = "open sesame"`) +
         visitor("db", dbPort, ports.dbWrong, `secret_key = "open says me"`) +
         visitor("nothing-here", 1, ports.missing),
-      { key: keys.laptop },
+      { key: keys.laptop, clientLines: `stats_port = ${laptopStats}` },
     ),
   );
   const guest = tunnel.client(
@@ -359,6 +359,22 @@ Deno.test("visits are refused with the reason logged by the visitor and the serv
   assert.match(
     await metrics(statsPort),
     /tls_tunnel_client_opened_streams_total\{kind="visit",result="denied"\} 3/,
+  );
+  // The visitor's own stats: each visitor's refusals by reason, and what it carried.
+  const visitors = (await (await fetch(`http://127.0.0.1:${laptopStats}/api/stats`)).json())
+    .visitors as Array<
+      { bind: string; total_connections: number; refused: Record<string, number>; bytes_in: number }
+    >;
+  const byPort = (port: number) => visitors.find((entry) => entry.bind === `127.0.0.1:${port}`);
+  assert.deepEqual(byPort(ports.dbWrong)?.refused, { denied: 1 });
+  assert.deepEqual(byPort(ports.missing)?.refused, { not_found: 1 });
+  assert.equal(byPort(ports.ssh)?.total_connections, 1);
+  assert.equal(byPort(ports.ssh)?.bytes_in, "allowed".length);
+  assert.match(
+    await metrics(laptopStats),
+    new RegExp(
+      `tls_tunnel_visitor_refused_total\\{visitor="db",bind="127\\.0\\.0\\.1:${ports.dbWrong}",reason="denied"\\} 1`,
+    ),
   );
 });
 

@@ -569,6 +569,7 @@ export class TunnelClient {
       ...(this.forwarders.length > 0
         ? { forwarders: this.forwarders.map((forwarder) => forwarder.snapshot()) }
         : {}),
+      ...(this.visitors.length > 0 ? { visitors: this.visitors.map((visitor) => visitor.snapshot()) } : {}),
     };
   }
 

@@ -202,6 +202,10 @@ export class MultiServerClient {
       recent_events: this.events.recent(),
       servers,
       ...(only?.snapshot.forwarders ? { forwarders: only.snapshot.forwarders } : {}),
+      // The first server's client runs the visitors (one local port each).
+      ...(this.#runs[0]?.client.visitors.length
+        ? { visitors: this.#runs[0].client.visitors.map((visitor) => visitor.snapshot()) }
+        : {}),
     };
   }
 

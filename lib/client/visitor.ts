@@ -18,6 +18,7 @@ import { encodeOpenRequest, readOpenReply, type VisitRequest } from "../protocol
 import { abortQuietly, closeQuietly, pipeBoth } from "../transport/pipe.ts";
 import { withTimeout } from "../_async.ts";
 import { errorMessage } from "../text.ts";
+import type { VisitorSnapshot } from "../stats/snapshot.ts";
 
 const logger = getLogger(["tls-tunnel", "client", "visitor"]);
 
@@ -189,6 +190,24 @@ export class Visitor {
     } finally {
       this.counters.activeConnections--;
     }
+  }
+
+  /** The visitor's state for the stats endpoint. */
+  snapshot(): VisitorSnapshot {
+    const counters = this.counters;
+    return {
+      name: this.config.name,
+      publish_port: this.config.publishPort,
+      client: this.config.client ?? null,
+      bind: formatHostPort(this.config.bindAddr, this.config.bindPort),
+      listen_addr: this.#listener ? formatAddr(this.#listener.addr) : null,
+      active_connections: counters.activeConnections,
+      total_connections: counters.totalConnections,
+      refused: { ...counters.refused },
+      bytes_in: counters.bytesIn,
+      bytes_out: counters.bytesOut,
+      last_error: counters.lastError,
+    };
   }
 
   /**

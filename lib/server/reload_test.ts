@@ -3,7 +3,7 @@ import { ControlErrorCode, type UnregisterProxiesResult } from "../protocol/cont
 import { INVALID_PARAMS } from "../rpc/mod.ts";
 import { canBind, freePort } from "../../testing/helpers.ts";
 import { RawClient, rejectsWithCode } from "../../testing/raw_client.ts";
-import { TunnelFixture } from "../../testing/tunnel.ts";
+import { serverConfig, TunnelFixture } from "../../testing/tunnel.ts";
 import { changedKeys } from "./reload.ts";
 
 function unregister(client: RawClient, names: unknown): Promise<UnregisterProxiesResult> {
@@ -155,4 +155,29 @@ Deno.test("changedKeys lists the changed keys in TOML spelling, except the live 
   const before = { bindPort: 1, authKey: "a", statsToken: "t", clients: [] };
   const after = { bindPort: 2, authKey: "b", statsToken: "t", clients: [{}] };
   assert.deepEqual(changedKeys(before, after, new Set(["authKey", "clients"])), ["bind_port"]);
+});
+
+Deno.test("applyConfig: new limits count from the next registration; keys that need a restart keep their values", async () => {
+  await using fixture = await TunnelFixture.start("max_proxies_per_client = 5");
+  const client = await authenticated(fixture.port, "limits");
+  try {
+    const first = await client.register([{ name: "a", publish_port: freePort() }, {
+      name: "b",
+      publish_port: freePort(),
+    }]);
+    assert.deepEqual(first.proxies.map((entry) => entry.status), ["accepted", "accepted"]);
+    const report = await fixture.server.applyConfig(
+      serverConfig('max_proxies_per_client = 2\nmax_pending_per_ip = 3\nstats_addr = "127.0.0.2"'),
+    );
+    assert.deepEqual(report.restartKeys, ["stats_addr"]);
+    assert.deepEqual(report.disconnected, []);
+    assert.equal(fixture.server.pendingConnections.limits.maxPendingPerIp, 3);
+    const third = await client.register([{ name: "c", publish_port: freePort() }]);
+    assert.equal(third.proxies[0]?.status, "rejected");
+    assert.equal(third.proxies[0]?.status === "rejected" ? third.proxies[0].code : "", "TOO_MANY_PROXIES");
+    // The proxies already published stay: a lower limit is not a reason to drop them.
+    assert.equal(fixture.server.snapshot().clients[0]?.proxies.length, 2);
+  } finally {
+    await client.close();
+  }
 });

@@ -31,6 +31,10 @@
  * | `tls_tunnel_vhost_http_timeouts_total` | counter | |
  * | `tls_tunnel_vhost_https_connections_total` | counter | `vhost` |
  * | `tls_tunnel_vhost_https_refused_total` | counter | |
+ * | `tls_tunnel_group_members` | gauge | `group`, `kind` (`tcp`, `http`, `https`) (only while a group exists, as the next three) |
+ * | `tls_tunnel_group_members_healthy` | gauge | `group`, `kind` |
+ * | `tls_tunnel_group_connections_total` | counter | `group`, `kind` |
+ * | `tls_tunnel_group_refused_total` | counter | `group`, `kind` |
  *
  * Client series: `tls_tunnel_info`, `tls_tunnel_start_time_seconds`, `tls_tunnel_client_connected`,
  * `tls_tunnel_client_state{state}`, `tls_tunnel_client_sessions_total`, `tls_tunnel_client_reconnects_total`,
@@ -39,6 +43,8 @@
  * labelled with `proxy` only. A client with several servers (`[client] servers`) adds
  * `tls_tunnel_client_server_{connected,state,sessions_total,connect_failures_total,rtt_seconds,
  * next_attempt_seconds}{server}` and labels its proxy series `server`, `proxy` (one series per server).
+ * A client with `[[visitors]]` adds `tls_tunnel_visitor_{connections_active,connections_total,sent_bytes_total,
+ * received_bytes_total}{visitor,bind}` and `tls_tunnel_visitor_refused_total{visitor,bind,reason}`.
  * A client with `[[forwarders]]` adds `tls_tunnel_forwarder_connections_total{forwarder,route,result}`,
  * `tls_tunnel_forwarder_connections_active{forwarder}`, `tls_tunnel_forwarder_sent_bytes_total{forwarder}`
  * and `tls_tunnel_forwarder_received_bytes_total{forwarder}`.
@@ -56,7 +62,8 @@
  * `tls_tunnel_proxy_connections_failed_total`, `tls_tunnel_proxy_received_bytes_total` (from outside
  * peers towards the local service) and `tls_tunnel_proxy_sent_bytes_total` (back towards the peers).
  * `udp` proxies add `tls_tunnel_proxy_udp_flows_open`, `_udp_flows_total`, `_udp_flows_closed_total{reason}`,
- * `_udp_datagrams_total{direction}` and `_udp_datagrams_dropped_total{reason}`.
+ * `_udp_datagrams_total{direction}` and `_udp_datagrams_dropped_total{reason}`. Proxies with
+ * `max_connections` add `tls_tunnel_proxy_connections_over_limit_total`.
  *
  * @module
  */
@@ -69,11 +76,13 @@ import type {
   ClientRoleSnapshot,
   ClientServerSnapshot,
   ForwarderSnapshot,
+  GroupSnapshot,
   HistogramSnapshot,
   ProxySnapshot,
   ServerSnapshot,
   StatsSnapshot,
   VhostSnapshot,
+  VisitorSnapshot,
 } from "./snapshot.ts";
 
 /** The `Content-Type` of the text exposition format. */
@@ -209,6 +218,52 @@ function renderProxies(out: Exposition, proxies: Array<{ labels: Labels; proxy: 
     for (const { labels, proxy } of proxies) out.sample(name, labels, read(proxy));
   }
   renderUdp(out, proxies);
+  const limited = proxies.filter(({ proxy }) => proxy.over_limit_connections !== undefined);
+  if (limited.length > 0) {
+    out.family(
+      "tls_tunnel_proxy_connections_over_limit_total",
+      "counter",
+      "Outside connections closed at once because the proxy carried max_connections",
+    );
+    for (const { labels, proxy } of limited) {
+      out.sample("tls_tunnel_proxy_connections_over_limit_total", labels, proxy.over_limit_connections ?? 0);
+    }
+  }
+}
+
+/** Groups of clients serving one port or domain (`groups` in the snapshot; only when there is one). */
+function renderGroups(out: Exposition, groups: readonly GroupSnapshot[]): void {
+  if (groups.length === 0) return;
+  const series: Array<[string, "counter" | "gauge", string, (group: GroupSnapshot) => number]> = [
+    [
+      "tls_tunnel_group_members",
+      "gauge",
+      "Members (client proxies) of the group now",
+      (g) => g.members.length,
+    ],
+    [
+      "tls_tunnel_group_members_healthy",
+      "gauge",
+      "Members of the group that take new connections now (not reported unhealthy)",
+      (g) => g.members.filter((member) => member.healthy).length,
+    ],
+    [
+      "tls_tunnel_group_connections_total",
+      "counter",
+      "Outside connections (vhost: requests' streams) handed to a member since the group formed",
+      (g) => g.connections_total,
+    ],
+    [
+      "tls_tunnel_group_refused_total",
+      "counter",
+      "Outside connections reset because no member of the group could take them",
+      (g) => g.refused_total,
+    ],
+  ];
+  for (const [name, type, help, read] of series) {
+    out.family(name, type, help);
+    for (const group of groups) out.sample(name, { group: group.name, kind: group.kind }, read(group));
+  }
 }
 
 /** Flow and datagram series of `udp` proxies (only when there is one). */
@@ -427,6 +482,7 @@ function renderServer(out: Exposition, snapshot: ServerSnapshot): void {
     snapshot.stream_open_latency,
   );
   if (snapshot.vhost) renderVhost(out, snapshot.vhost);
+  renderGroups(out, snapshot.groups ?? []);
 }
 
 function renderClient(out: Exposition, snapshot: ClientRoleSnapshot, nowMs: number): void {
@@ -488,6 +544,7 @@ function renderClient(out: Exposition, snapshot: ClientRoleSnapshot, nowMs: numb
   }
   renderBackends(out, snapshot.proxies);
   if (snapshot.forwarders !== undefined) renderForwarders(out, snapshot.forwarders);
+  if (snapshot.visitors !== undefined) renderVisitors(out, snapshot.visitors);
 }
 
 /** The server's forwarded connections and rate-limit refusals. */
@@ -571,6 +628,52 @@ function renderForwarders(out: Exposition, forwarders: ForwarderSnapshot[]): voi
   for (const [name, type, help, read] of numeric) {
     out.family(name, type, help);
     for (const forwarder of forwarders) out.sample(name, { forwarder: forwarder.name }, read(forwarder));
+  }
+}
+
+/** The client's visitors (`tls_tunnel_visitor_*{visitor,bind}`: two visitors of one proxy differ by bind). */
+function renderVisitors(out: Exposition, visitors: VisitorSnapshot[]): void {
+  if (visitors.length === 0) return;
+  const labels = (visitor: VisitorSnapshot) => ({ visitor: visitor.name, bind: visitor.bind });
+  out.family(
+    "tls_tunnel_visitor_refused_total",
+    "counter",
+    "Local connections of a visitor not carried, by reason: the server's refusal code, no_session or failed",
+  );
+  for (const visitor of visitors) {
+    for (const [reason, count] of Object.entries(visitor.refused)) {
+      out.sample("tls_tunnel_visitor_refused_total", { ...labels(visitor), reason }, count);
+    }
+  }
+  const numeric: Array<[string, "counter" | "gauge", string, (visitor: VisitorSnapshot) => number]> = [
+    [
+      "tls_tunnel_visitor_connections_active",
+      "gauge",
+      "Local connections a visitor carries now",
+      (v) => v.active_connections,
+    ],
+    [
+      "tls_tunnel_visitor_connections_total",
+      "counter",
+      "Local connections a visitor accepted",
+      (v) => v.total_connections,
+    ],
+    [
+      "tls_tunnel_visitor_sent_bytes_total",
+      "counter",
+      "Bytes from local applications to the target",
+      (v) => v.bytes_in,
+    ],
+    [
+      "tls_tunnel_visitor_received_bytes_total",
+      "counter",
+      "Bytes from the target to local applications",
+      (v) => v.bytes_out,
+    ],
+  ];
+  for (const [name, type, help, read] of numeric) {
+    out.family(name, type, help);
+    for (const visitor of visitors) out.sample(name, labels(visitor), read(visitor));
   }
 }
 

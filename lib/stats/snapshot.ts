@@ -45,6 +45,12 @@ export interface ProxySnapshot {
   throughput?: ThroughputSnapshot;
   /** Flows and datagrams of a `udp` proxy (absent for the other kinds). */
   udp?: UdpSnapshot;
+  /** The group it serves in with other clients (server side; absent when none). */
+  group?: string;
+  /** Its `max_connections` (server side; absent when unlimited). */
+  max_connections?: number;
+  /** Outside connections closed at once because `max_connections` were carried (with `max_connections`). */
+  over_limit_connections?: number;
 }
 
 /** A `udp` proxy's flows and datagrams (its connection counters count flows, its bytes their payloads). */
@@ -218,6 +224,40 @@ export interface ServerSnapshot {
   recent_events: EventSnapshot[];
   /** The shared HTTP/HTTPS vhost ports' counters; absent when neither port is configured. */
   vhost?: VhostSnapshot;
+  /**
+   * Groups of clients serving one port (`tcp`) or domain (`http`/`https`) now, with their members;
+   * absent from endpoints older than this field.
+   */
+  groups?: GroupSnapshot[];
+}
+
+/** One group of clients (`group`/`group_key` on their proxies), as `/api/stats` → `groups` shows it. */
+export interface GroupSnapshot {
+  /** The group's name. */
+  name: string;
+  /** `"tcp"` (a shared port), or `"http"`/`"https"` (a shared domain on the vhost port). */
+  kind: "tcp" | "http" | "https";
+  /** `host:port` of the group's port (the vhost port for http/https groups). */
+  publish_addr: string;
+  /** The host names of an http/https group (absent for tcp). */
+  hosts?: string[];
+  /** How new connections (requests' streams) are spread over the members. */
+  lb_policy: string;
+  /** Outside connections (or routed streams) handed to a member since the group formed. */
+  connections_total: number;
+  /** Outside connections reset because no member could take one. */
+  refused_total: number;
+  /** The members, in joining order. */
+  members: Array<{
+    /** The member's client name. */
+    client: string;
+    /** Its proxy's name. */
+    proxy: string;
+    /** False while the client reports the proxy's local service down (it is skipped then). */
+    healthy: boolean;
+    /** Outside connections it carries now. */
+    active_connections: number;
+  }>;
 }
 
 /** The vhost counters in the stats endpoint's form (`/api/stats` → `vhost`). */
@@ -273,6 +313,32 @@ export interface ForwarderSnapshot {
   bytes_out: number;
   /** Bytes from destinations back to local applications. */
   bytes_in: number;
+}
+
+/** One `[[visitors]]` entry of a client: its local port and what became of its connections. */
+export interface VisitorSnapshot {
+  /** The target proxy's name. */
+  name: string;
+  /** The target proxy's `publish_port`. */
+  publish_port: number;
+  /** The owning client named in the config (`client`), or null. */
+  client: string | null;
+  /** `host:port` as configured (`bind_addr:bind_port`); the label of its series. */
+  bind: string;
+  /** `host:port` the visitor listens on (null until bound). */
+  listen_addr: string | null;
+  /** Local connections carried now. */
+  active_connections: number;
+  /** Local connections accepted since start. */
+  total_connections: number;
+  /** Local connections not carried, by reason: the server's refusal code in lower case (`denied`, `not_found`, …), `no_session`, `failed`. */
+  refused: Record<string, number>;
+  /** Bytes from local applications to the target. */
+  bytes_in: number;
+  /** Bytes from the target back to local applications. */
+  bytes_out: number;
+  /** The last refusal or failure, for people. */
+  last_error: string | null;
 }
 
 /** One server of a client that keeps sessions to several (`[client] servers`). */
@@ -332,6 +398,8 @@ export interface ClientRoleSnapshot {
   servers?: ClientServerSnapshot[];
   /** Its `[[forwarders]]` (absent without any). */
   forwarders?: ForwarderSnapshot[];
+  /** Its `[[visitors]]` (absent without any). */
+  visitors?: VisitorSnapshot[];
 }
 
 /** What a stats endpoint serves. */
