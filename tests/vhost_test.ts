@@ -14,6 +14,7 @@ import assert from "node:assert/strict";
 import { connect as connectTls } from "node:tls";
 import { canBind, CliProcess, freePort, makeWorkdir, sha256Hex, waitFor } from "../testing/helpers.ts";
 import { PROCESS_AUTH_KEY } from "../testing/process_tunnel.ts";
+import { expositionProblems } from "../testing/exposition_lint.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -547,6 +548,7 @@ Deno.test({
           /tls_tunnel_vhost_http_requests_total\{vhost="app\.example\.com",status="200"\} \d+/,
         );
         assert.match(metrics, /tls_tunnel_vhost_http_timeouts_total [1-9]/);
+        assert.deepEqual(expositionProblems(metrics), [], "the exposition with vhost series is well-formed");
       });
     } finally {
       for (const process of processes.reverse()) await process.stop();
