@@ -226,3 +226,43 @@ Deno.test("a slow request head is answered 408 at the handshake deadline", async
     await forwarder.close();
   }
 });
+
+Deno.test("a flood of silent SOCKS5 connections: at most max_connections held, each closed at the deadline", async () => {
+  const forwarder = new Forwarder(
+    config("socks5", { maxConnections: 4 }),
+    () => Promise.reject(new Error("unused")),
+    {
+      headTimeoutMs: 300,
+    },
+  );
+  const port = forwarder.start().port;
+  const conns: Deno.Conn[] = [];
+  try {
+    // Half a greeting each (a slowloris), 20 at once.
+    for (let index = 0; index < 20; index++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      await conn.write(new Uint8Array([5]));
+      conns.push(conn);
+    }
+    const started = performance.now();
+    const closedAfterMs = await Promise.all(conns.map(async (conn) => {
+      const buffer = new Uint8Array(16);
+      while ((await conn.read(buffer).catch(() => null)) !== null) {
+        // A SOCKS5 client that has not greeted gets no reply: only the close.
+      }
+      return performance.now() - started;
+    }));
+    const early = closedAfterMs.filter((ms) => ms < 250).length;
+    assert.ok(
+      early >= 16,
+      `${early} of 20 closed at once (over max_connections): ${closedAfterMs.map(Math.round)}`,
+    );
+    assert.ok(Math.max(...closedAfterMs) < 3000, "the held ones are closed at the handshake deadline");
+    const results = forwarder.snapshot().results.none ?? {};
+    assert.equal((results.busy ?? 0) + (results.request_timeout ?? 0), 20, JSON.stringify(results));
+    assert.equal(forwarder.snapshot().active_connections, 0);
+  } finally {
+    for (const conn of conns) conn.close();
+    await forwarder.close();
+  }
+});
