@@ -361,20 +361,25 @@ function outboundProxyOf(config: ClientConfig): OutboundProxy | null | number {
 }
 
 /**
- * Prints the proxies' state: `web  healthy  0.0.0.0:8080 → 127.0.0.1:3000`; with several servers, one
+ * Prints the proxies' state: `web  healthy  0.0.0.0:8080 → 127.0.0.1:3000` (`private:5432 → …` for a
+ * proxy only visitors reach); with several servers, one
  * table per server, each line naming it (`[a.example.com:8443] web  healthy  …`).
  */
 function printProxyTable(proxies: ClientProxyState[], server?: string): void {
+  // A client with only [[visitors]] or [[forwarders]] has no table to print.
+  if (proxies.length === 0) return;
   const rows = proxies.map(({ config, registration, stats }) => {
     const port = registration && registration.status !== "rejected"
       ? registration.publish_port
       : config.publishPort;
+    // A private proxy is not bound on the server: visitors reach it by name and publish_port.
+    const published = config.visibility === "private"
+      ? `private:${port}`
+      : formatHostPort(registration?.publish_addr || (config.publishAddr ?? "0.0.0.0"), port);
     return [
       config.name,
       stats.status,
-      `${formatHostPort(registration?.publish_addr || (config.publishAddr ?? "0.0.0.0"), port)} → ${
-        formatHostPort(config.localAddr, config.localPort)
-      }`,
+      `${published} → ${formatHostPort(config.localAddr, config.localPort)}`,
     ];
   });
   const widths = [0, 1].map((column) => Math.max(...rows.map((row) => (row[column] ?? "").length)));
