@@ -11,8 +11,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { ServerEndpoint } from "../config/_servers.ts";
-import type { ClientConfig } from "../config/types.ts";
+import type { ClientConfig, ServerEndpoint } from "../config/types.ts";
 import type { OutboundProxy } from "../net/proxy_url.ts";
 import { EventLog } from "../stats/event_log.ts";
 import type { ClientRoleSnapshot, ClientServerSnapshot } from "../stats/snapshot.ts";

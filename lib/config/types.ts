@@ -60,6 +60,9 @@ export type VisitorConfig = z.output<typeof visitorSchema>;
 /** `[client]` plus `[[proxies]]`. */
 export type ClientConfig = z.output<typeof clientFileSchema>;
 
+/** One server of the client (`servers`, or the one `server_addr` names), every default applied. */
+export type ServerEndpoint = ClientConfig["servers"][number];
+
 /** One `[[forwarders]]` entry of the client: a local HTTP or SOCKS5 proxy that leaves through the server. */
 export type ForwarderConfig = z.output<typeof forwarderSchema>;
 
