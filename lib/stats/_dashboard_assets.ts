@@ -1043,8 +1043,8 @@ export const DASHBOARD_JS: string = `(() => {
   }
 
   // lib/stats/dashboard/forwarders_view.ts
-  function results(counts) {
-    return Object.entries(counts).sort(([a], [b]) => a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)).map(([result, count]) => \`\${result} \${count}\`).join(" \\xB7 ") || "\\u2013";
+  function results(counts2) {
+    return Object.entries(counts2).sort(([a], [b]) => a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)).map(([result, count]) => \`\${result} \${count}\`).join(" \\xB7 ") || "\\u2013";
   }
   function table(head, rows) {
     return h("div", {
@@ -1136,6 +1136,85 @@ export const DASHBOARD_JS: string = `(() => {
     }), " open now")), table([
       "Client",
       "Forwarder",
+      "Results since start"
+    ], rows));
+  }
+
+  // lib/stats/dashboard/visitors_view.ts
+  function counts(entries) {
+    return Object.entries(entries).sort(([a], [b]) => a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)).map(([result, count]) => \`\${result} \${count}\`).join(" \\xB7 ") || "\\u2013";
+  }
+  function table2(head, rows) {
+    return h("div", {
+      class: "table-wrap"
+    }, h("table", {
+      class: "visitors"
+    }, h("thead", null, h("tr", null, head.map((text) => h("th", {
+      text
+    })))), h("tbody", null, rows)));
+  }
+  function visitorsArticle(visitors) {
+    if (visitors === void 0 || visitors.length === 0) return null;
+    const rows = visitors.map((visitor) => h("tr", {
+      "data-visitor": \`\${visitor.name}/\${visitor.bind}\`
+    }, h("td", {
+      class: "mono",
+      text: visitor.listen_addr ?? visitor.bind
+    }), h("td", null, h("b", {
+      text: visitor.name
+    }), \` :\${visitor.publish_port}\`, visitor.client ? \` of \${visitor.client}\` : ""), h("td", {
+      class: "num",
+      text: String(visitor.active_connections)
+    }), h("td", {
+      class: "num",
+      text: String(visitor.total_connections)
+    }), h("td", {
+      text: counts(visitor.refused)
+    }), h("td", {
+      class: "num",
+      text: formatBytes(visitor.bytes_in) + " / " + formatBytes(visitor.bytes_out)
+    }), h("td", {
+      text: visitor.last_error ?? ""
+    })));
+    return h("article", {
+      class: "client",
+      "data-visitors": "",
+      "data-state": "connected"
+    }, h("div", {
+      class: "client-head"
+    }, h("span", {
+      class: "client-name",
+      text: "Visitors"
+    })), table2([
+      "Local port",
+      "Target proxy",
+      "Active",
+      "Total",
+      "Refused",
+      "Sent / received",
+      "Last error"
+    ], rows));
+  }
+  function clientStreamsArticle(opened) {
+    if (opened === void 0 || Object.keys(opened).length === 0) return null;
+    const rows = Object.entries(opened).map(([kind, results2]) => h("tr", {
+      "data-opened": kind
+    }, h("td", null, h("b", {
+      text: kind
+    })), h("td", {
+      text: counts(results2)
+    })));
+    return h("article", {
+      class: "client",
+      "data-opened-streams": "",
+      "data-state": "connected"
+    }, h("div", {
+      class: "client-head"
+    }, h("span", {
+      class: "client-name",
+      text: "Client-opened streams (visits, forwards)"
+    })), table2([
+      "Kind",
       "Results since start"
     ], rows));
   }
@@ -1264,7 +1343,7 @@ export const DASHBOARD_JS: string = `(() => {
     if (servers) {
       $("list-title").textContent = "Servers";
       $("list-hint").textContent = snap.proxies.length + " proxies configured, registered on each server";
-      replace($("clients"), ...servers.map(serverArticle), forwardersArticle(snap.forwarders));
+      replace($("clients"), ...servers.map(serverArticle), forwardersArticle(snap.forwarders), visitorsArticle(snap.visitors));
       return;
     }
     $("list-title").textContent = "Proxies";
@@ -1273,7 +1352,7 @@ export const DASHBOARD_JS: string = `(() => {
       class: "client",
       "data-client": "",
       "data-state": snap.state === "connected" ? "connected" : "disconnected"
-    }, proxyTable(snap.proxies, "", false)), forwardersArticle(snap.forwarders));
+    }, proxyTable(snap.proxies, "", false)), forwardersArticle(snap.forwarders), visitorsArticle(snap.visitors));
   }
   function serverArticle(server) {
     const connected = server.state === "connected";
@@ -1430,7 +1509,9 @@ export const DASHBOARD_JS: string = `(() => {
       }, "No clients connected yet. Start one with ", h("code", {
         text: "tls-tunnel client -c client.toml"
       }), "."));
-    } else replace($("clients"), all, forwardsArticle(snap.forwards, snap.forwards_active));
+    } else {
+      replace($("clients"), all, forwardsArticle(snap.forwards, snap.forwards_active), clientStreamsArticle(snap.client_opened_streams));
+    }
   }
   function offlineCard(entry, t) {
     const seen = entry.last_seen_ms === null ? h("span", {

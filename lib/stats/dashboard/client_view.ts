@@ -11,6 +11,7 @@ import { formatRate, formatRtt } from "../format.ts";
 import { $, card, h, pill, replace, sparkline } from "./dom.ts";
 import { proxyTable } from "./proxy_table.ts";
 import { forwardersArticle } from "./forwarders_view.ts";
+import { visitorsArticle } from "./visitors_view.ts";
 import { serverRateKey } from "./rates.ts";
 import { now, plural, type Rate, state } from "./state.ts";
 
@@ -94,7 +95,12 @@ export function renderClient(snap: ClientRoleSnapshot & ServedStats, totals: Rat
   if (servers) {
     $("list-title").textContent = "Servers";
     $("list-hint").textContent = snap.proxies.length + " proxies configured, registered on each server";
-    replace($("clients"), ...servers.map(serverArticle), forwardersArticle(snap.forwarders));
+    replace(
+      $("clients"),
+      ...servers.map(serverArticle),
+      forwardersArticle(snap.forwarders),
+      visitorsArticle(snap.visitors),
+    );
     return;
   }
   $("list-title").textContent = "Proxies";
@@ -111,6 +117,7 @@ export function renderClient(snap: ClientRoleSnapshot & ServedStats, totals: Rat
       proxyTable(snap.proxies, "", false),
     ),
     forwardersArticle(snap.forwarders),
+    visitorsArticle(snap.visitors),
   );
 }
 

@@ -12,6 +12,7 @@ import { formatClock, formatDuration, formatRate, formatRtt } from "../format.ts
 import { $, card, h, pill, replace, sparkline } from "./dom.ts";
 import { proxyTable } from "./proxy_table.ts";
 import { forwardsArticle } from "./forwarders_view.ts";
+import { clientStreamsArticle } from "./visitors_view.ts";
 import { now, plural, type Rate, state } from "./state.ts";
 
 /** How long a disconnected client stays on the page. */
@@ -158,7 +159,14 @@ export function renderServer(snap: ServerSnapshot & ServedStats, totals: Rate): 
         ".",
       ),
     );
-  } else replace($("clients"), all, forwardsArticle(snap.forwards, snap.forwards_active));
+  } else {
+    replace(
+      $("clients"),
+      all,
+      forwardsArticle(snap.forwards, snap.forwards_active),
+      clientStreamsArticle(snap.client_opened_streams),
+    );
+  }
 }
 
 /** A `[[server.clients]]` entry without a session: offline, and when it was last seen. */
