@@ -13,7 +13,7 @@
  * 401 for a proxy with basic auth, 504 when the response head does not arrive within
  * `request_timeout_secs` of the request's end, 502 when the stream ends without a response, 400/431/501/505
  * for heads it will not forward. A head must arrive within {@linkcode HEAD_TIMEOUT_MS}; an idle keep-alive
- * connection is closed after {@linkcode IDLE_TIMEOUT_MS}.
+ * connection, or a request body that stops arriving, is closed after {@linkcode IDLE_TIMEOUT_MS}.
  *
  * @module
  */
@@ -345,9 +345,12 @@ export class VhostHttpServer {
     counters.bytesIn += forwarded.length;
     let bodySent = framing.kind === "none";
     let bodyFailed = false;
+    // A body that stops arriving for the idle timeout ends the exchange: a stalled upload must not hold the
+    // connection, its stream and the service's connection forever.
+    const bodyIdleMs = this.options.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     const bodyPump = bodySent ? Promise.resolve() : pumpBody(outside, up.stream, framing, (bytes) => {
       counters.bytesIn += bytes;
-    }).then(() => {
+    }, bodyIdleMs).then(() => {
       bodySent = true;
     }, () => {
       // The outside peer left mid-body, or the stream broke: the exchange cannot complete.
@@ -524,12 +527,25 @@ async function pumpBody(
   to: DuplexConn,
   framing: BodyFraming,
   counted: (bytes: number) => void,
+  idleMs?: number,
 ): Promise<void> {
+  // With idleMs, each read of the body must bring bytes within it; else the reader's connection is
+  // closed, which fails the pending read.
+  const next: (maxBytes?: number) => Promise<Uint8Array | null> = idleMs === undefined
+    ? (maxBytes?: number) => from.next(maxBytes)
+    : async (maxBytes?: number) => {
+      const timer = setTimeout(() => closeQuietly(from.conn), idleMs);
+      try {
+        return await from.next(maxBytes);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
   if (framing.kind === "none") return;
   if (framing.kind === "length") {
     let remaining = framing.bytes;
     while (remaining > 0) {
-      const chunk = await from.next(Math.min(remaining, 64 * 1024));
+      const chunk = await next(Math.min(remaining, 64 * 1024));
       if (chunk === null) throw new Error(`the body ended ${remaining} bytes early`);
       await writeAll(to, chunk);
       counted(chunk.length);
@@ -540,7 +556,7 @@ async function pumpBody(
   if (framing.kind === "chunked") {
     const scanner = new ChunkedScanner();
     while (!scanner.done) {
-      const chunk = await from.next();
+      const chunk = await next();
       if (chunk === null) throw new Error("the chunked body ended before its last chunk");
       const used = scanner.feed(chunk);
       if (used < chunk.length) from.unread(chunk.subarray(used));
@@ -550,7 +566,7 @@ async function pumpBody(
     return;
   }
   while (true) {
-    const chunk = await from.next();
+    const chunk = await next();
     if (chunk === null) return;
     await writeAll(to, chunk);
     counted(chunk.length);

@@ -247,6 +247,32 @@ Deno.test("a close-delimited response ends the connection; a HEAD answer has no 
   );
 });
 
+Deno.test("an upload that stalls mid-body is cut at the idle timeout; a garbage answer gets 502", async () => {
+  await withHttpVhost(
+    // The service waits for the whole upload before answering (writes nothing on its head).
+    (request) => request.startsWith("GET /garbage") ? "NOT HTTP AT ALL\r\n\r\n" : "",
+    async (port) => {
+      const stalled = await Deno.connect({ hostname: "127.0.0.1", port });
+      await stalled.write(
+        encoder.encode("POST / HTTP/1.1\r\nHost: app.example.com\r\nContent-Length: 1000\r\n\r\nonly this"),
+      );
+      const started = performance.now();
+      const cut = await readAll(stalled);
+      assert.ok(cut.closed, "closed by the server");
+      const elapsedMs = performance.now() - started;
+      assert.ok(
+        elapsedMs >= 250 && elapsedMs < 2500,
+        `at the idle timeout (300 ms), not at once: ${elapsedMs} ms`,
+      );
+      const garbage = await Deno.connect({ hostname: "127.0.0.1", port });
+      await garbage.write(encoder.encode("GET /garbage HTTP/1.1\r\nHost: app.example.com\r\n\r\n"));
+      const { text, closed } = await readAll(garbage);
+      assert.match(text, /^HTTP\/1\.1 502 Bad Gateway\r\n[\s\S]*sent no valid answer/);
+      assert.ok(closed);
+    },
+  );
+});
+
 Deno.test("https: slow, garbage and unknown-SNI ClientHellos are closed; a routed one arrives intact", async () => {
   const delivered: OutsideConn[] = [];
   const router = new VhostRouter<VhostProxyTarget>();
