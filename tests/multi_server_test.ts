@@ -7,6 +7,9 @@
 
 import assert from "node:assert/strict";
 import { waitFor } from "../testing/helpers.ts";
+import type { RegisterProxiesResult } from "../lib/protocol/control.ts";
+import { RawClient } from "../testing/raw_client.ts";
+import { startServer } from "../testing/tunnel.ts";
 import { echoAt, echoesAt, freePortOnAll, SERVER_ADDRESSES, TwoServers } from "../testing/multi_server.ts";
 
 const [ADDRESS_A, ADDRESS_B] = SERVER_ADDRESSES;
@@ -91,4 +94,46 @@ Deno.test("a reload (SIGHUP) that adds a proxy publishes it on both servers, wit
     ["web", "web2"],
     ["web", "web2"],
   ]);
+});
+
+Deno.test("a proxy without publish_addr is published on the server's default_publish_addr; a malformed one is refused", async () => {
+  const server = await startServer(`default_publish_addr = "127.0.0.1"\n`);
+  const raw = await RawClient.dial(server.port, { clientId: "default-addr" });
+  try {
+    await raw.authenticate();
+    const port = freePortOnAll();
+    const base = { proxy_type: "tcp", local_addr: "127.0.0.1", local_port: 9 };
+    const answer = await raw.rpc.request<RegisterProxiesResult>("register_proxies", {
+      proxies: [
+        { ...base, name: "plain", publish_port: port },
+        { ...base, name: "null-addr", publish_addr: null, publish_port: 0 },
+        { ...base, name: "number-addr", publish_addr: 5, publish_port: 0 },
+        { ...base, name: "empty-addr", publish_addr: "", publish_port: 0 },
+        { ...base, name: "name-addr", publish_addr: "localhost", publish_port: 0 },
+        { ...base, name: "long-addr", publish_addr: "1".repeat(300), publish_port: 0 },
+      ],
+    });
+    const [plain, ...bad] = answer.proxies;
+    assert.deepEqual([plain?.status, plain?.publish_addr, plain?.publish_port], [
+      "accepted",
+      "127.0.0.1",
+      port,
+    ]);
+    // Published on the default address only: 127.0.0.2 (same port) is not bound by this server.
+    (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+    await assert.rejects(Deno.connect({ hostname: "127.0.0.2", port }));
+    assert.deepEqual(
+      bad.map((entry) => [entry.name, entry.status, entry.status === "rejected" && entry.code]),
+      [
+        ["null-addr", "rejected", "INVALID_PROXY"],
+        ["number-addr", "rejected", "INVALID_PROXY"],
+        ["empty-addr", "rejected", "INVALID_PROXY"],
+        ["name-addr", "rejected", "INVALID_PROXY"],
+        ["long-addr", "rejected", "INVALID_PROXY"],
+      ],
+    );
+  } finally {
+    await raw.close();
+    await server.stop();
+  }
 });
