@@ -311,10 +311,6 @@ local_port = 3000
 ${commentedDefault("lb_policy", DEFAULTS.proxy.lb_policy)}
 # Optional TCP health check of the local service, reported to the server (not for udp proxies).
 # health_check = ${toml(DEFAULTS.proxy.health_check)}
-# udp proxies only: a flow (one outside peer address) without a datagram for this long is dropped on
-# both sides, and at most this many flows are kept (the one idle longest makes room for a new peer).
-${commentedDefault("udp_idle_timeout_secs", DEFAULTS.proxy.udp_idle_timeout_secs)}
-${commentedDefault("max_udp_flows", DEFAULTS.proxy.max_udp_flows)}
 # http and https proxies (proxy_type = "http" / "https") have no publish_port: the server routes by host
 # name on its vhost_http_port / vhost_https_port. They name custom_domains and/or a subdomain (under the
 # server's subdomain_host); http ones may route by path prefix (locations, longest first), rewrite the
@@ -331,6 +327,17 @@ ${commentedDefault("max_udp_flows", DEFAULTS.proxy.max_udp_flows)}
 # present (private or both).
 ${commentedDefault("visibility", DEFAULTS.proxy.visibility)}
 # secret_key = "a-secret-for-visitors"
+
+# A udp proxy: the client and the server then run with deno run --unstable-net. A flow (one outside
+# peer address) without a datagram for udp_idle_timeout_secs is dropped on both sides; at most
+# max_udp_flows are kept (the one idle longest makes room for a new peer).
+# [[proxies]]
+# name = "dns"
+# proxy_type = "udp"
+# publish_port = 5353
+# local_port = 53
+${commentedDefault("udp_idle_timeout_secs", DEFAULTS.proxy.udp_idle_timeout_secs)}
+${commentedDefault("max_udp_flows", DEFAULTS.proxy.max_udp_flows)}
 
 # Visitors: a local port that reaches another client's private proxy through the server (repeat the
 # block for more). name and publish_port name the target proxy; client names its owner when several
