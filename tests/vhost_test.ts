@@ -479,20 +479,30 @@ Deno.test({
         },
       );
 
-      await t.step("a third client asking for a served domain is refused with DOMAIN_IN_USE", async () => {
-        const gamma = start([
-          "client",
-          "-c",
-          await clientConfig(
-            "gamma",
-            `[[proxies]]\nname = "copy"\nproxy_type = "http"\ncustom_domains = ["app.example.com"]\n` +
-              `local_port = ${backendB.port}\n`,
-          ),
-        ]);
-        await gamma.waitForLine(/DOMAIN_IN_USE/);
-        assert.equal(JSON.parse((await curl(["-H", "Host: app.example.com", `${base}/`])).body).backend, "A");
-        await gamma.stop();
-      });
+      await t.step(
+        "a third client asking for a served domain is refused with DOMAIN_IN_USE, for the shared port with RESERVED_PORT",
+        async () => {
+          const gamma = start([
+            "client",
+            "-c",
+            await clientConfig(
+              "gamma",
+              `[[proxies]]\nname = "copy"\nproxy_type = "http"\ncustom_domains = ["app.example.com"]\n` +
+                `local_port = ${backendB.port}\n\n` +
+                `[[proxies]]\nname = "squatter"\npublish_addr = "127.0.0.1"\npublish_port = ${httpPort}\n` +
+                `local_port = ${backendB.port}\n`,
+            ),
+          ]);
+          await gamma.waitForLine(/DOMAIN_IN_USE/);
+          // A tcp proxy cannot take the shared port either.
+          await gamma.waitForLine(/squatter rejected \(RESERVED_PORT\).*vhost_http_port/);
+          assert.equal(
+            JSON.parse((await curl(["-H", "Host: app.example.com", `${base}/`])).body).backend,
+            "A",
+          );
+          await gamma.stop();
+        },
+      );
 
       if (WRK) {
         await t.step("wrk: 2 s of keep-alive load through two vhosts at once, without errors", async () => {
