@@ -14,6 +14,7 @@ import { ProxySpecRequest } from "../lib/protocol/control.ts";
 import { toProxySpec } from "../lib/protocol/convert.ts";
 import type { CheckReport } from "../lib/cli/check.ts";
 import { PROJECT_ROOT } from "../testing/helpers.ts";
+import { geoipTestDatabase } from "../testing/mmdb_fixture.ts";
 
 /** The shared compatibility data, beside the project (`/work/shared/compat` next to `/work/main`). */
 const COMPAT_DIR = new URL("../shared/compat/", `file://${PROJECT_ROOT}`).pathname;
@@ -42,7 +43,12 @@ const EXPECTED: Readonly<Record<string, Expected>> = {
   "rust-tls-tunnel-1.5.1/client-with-stats.toml": VALID_CLIENT,
   // Forwarders exist (issue 15): forwarder-only clients are valid; the GeoIP database is read at start.
   "rust-tls-tunnel-1.5.1/forwarder-client.toml": VALID_CLIENT,
-  "rust-tls-tunnel-1.5.1/forwarder-geoip-client.toml": VALID_CLIENT,
+  // Its geoip_db is read by check as the client reads it at start.
+  "rust-tls-tunnel-1.5.1/forwarder-geoip-client.toml": {
+    kind: "client",
+    issues: [["forwarders[0].routing.geoip_db", /^geoip_db examples\/geoip\.mmdb does not exist /]],
+    notes: [],
+  },
   "rust-tls-tunnel-1.5.1/forwarder-server.toml": {
     kind: "server",
     issues: [
@@ -79,8 +85,14 @@ const EXPECTED: Readonly<Record<string, Expected>> = {
   },
 };
 
-/** Certificate files the refused servers name, relative to the folder `check` runs in. */
-const NAMED_FILES = ["cert.pem", "key.pem", "examples/certs/cert.pem", "examples/certs/key.pem"];
+/** Files the refused configs name (certificates, a GeoIP database), relative to the folder `check` runs in. */
+const NAMED_FILES = [
+  "cert.pem",
+  "key.pem",
+  "examples/certs/cert.pem",
+  "examples/certs/key.pem",
+  "examples/geoip.mmdb",
+];
 
 async function tomlFiles(dir: string, prefix = ""): Promise<string[]> {
   const files: string[] = [];
@@ -214,23 +226,25 @@ Deno.test("every Rust tls-tunnel example config gets its expected check outcome 
   }
 });
 
-Deno.test("the Rust example servers refused for missing certificates pass once the files exist", async () => {
+Deno.test("the Rust examples refused for missing certificates or GeoIP database pass once the files exist", async () => {
   const cwd = await Deno.makeTempDir({ prefix: "tls-tunnel-compat-" });
   try {
     const certs = await generateCertificates({ commonName: "localhost", validityDays: 365 });
     await Deno.mkdir(`${cwd}/examples/certs`, { recursive: true });
     await Promise.all(
       NAMED_FILES.map((file) =>
-        Deno.writeTextFile(
+        file.endsWith(".mmdb") ? Deno.writeFile(`${cwd}/${file}`, geoipTestDatabase()) : Deno.writeTextFile(
           `${cwd}/${file}`,
           file.endsWith("key.pem") ? certs.serverKeyPem : certs.serverChainPem,
         )
       ),
     );
     const refused = Object.entries(EXPECTED).filter(([, expected]) =>
-      expected.issues.length > 0 && expected.issues.every(([path]) => path.endsWith("_path"))
+      expected.issues.length > 0 &&
+      expected.issues.every(([path]) => path.endsWith("_path") || path.endsWith(".geoip_db"))
     );
     assert.deepEqual(refused.map(([file]) => file).sort(), [
+      "rust-tls-tunnel-1.5.1/forwarder-geoip-client.toml",
       "rust-tls-tunnel-1.5.1/forwarder-server.toml",
       "rust-tls-tunnel-1.5.1/server-template.toml",
     ]);
@@ -241,7 +255,9 @@ Deno.test("the Rust example servers refused for missing certificates pass once t
       assertOutcome(file, run, { ...expected, issues: [] });
       assert.match(
         run.report.summary[0] ?? "",
-        /^tunnel listener: 0\.0\.0\.0:8443 \(TLS with (examples\/certs\/)?cert\.pem/,
+        expected.kind === "server"
+          ? /^tunnel listener: 0\.0\.0\.0:8443 \(TLS with (examples\/certs\/)?cert\.pem/
+          : /^server: 127\.0\.0\.1:3080 /,
       );
     });
   } finally {

@@ -231,6 +231,30 @@ function clientSummary(config: ClientConfig): string[] {
   return lines;
 }
 
+/**
+ * Each forwarder's `geoip_db`, read as the client will read it at start (`mmdb-lib`): a missing or
+ * unreadable database is a problem here rather than a client that exits.
+ */
+async function geoipFindings(config: ClientConfig): Promise<ConfigIssue[]> {
+  const issues: ConfigIssue[] = [];
+  const { loadCountryDatabase, GeoIpDatabaseError } = await import("../client/routing.ts");
+  for (const [index, forwarder] of config.forwarders.entries()) {
+    const file = forwarder.routing?.geoipDb;
+    if (file === undefined) continue;
+    try {
+      await loadCountryDatabase(file);
+    } catch (error) {
+      if (!(error instanceof GeoIpDatabaseError)) throw error;
+      issues.push({
+        path: `forwarders[${index}].routing.geoip_db`,
+        message: error.problem,
+        hint: error.hint,
+      });
+    }
+  }
+  return issues;
+}
+
 /** What the certificate files of a config hold: problems that make it unusable, and warnings. */
 interface FileFindings {
   issues: ConfigIssue[];
@@ -313,6 +337,7 @@ async function inspectFiles(parsed: ParsedConfig): Promise<FileFindings> {
   };
 
   if (parsed.kind === "client") {
+    findings.issues.push(...await geoipFindings(parsed.config));
     const file = parsed.config.caCertPath;
     if (file === undefined) return findings;
     const text = await readNamedFile("client.ca_cert_path", file, findings.issues);

@@ -63,9 +63,18 @@ export interface RouteDecision {
 /** Deadline of the lookup a routing decision makes for a host name. */
 export const ROUTING_RESOLVE_TIMEOUT_MS = 3000;
 
-/** The country database could not be read; the message names the file. */
+/** The country database could not be read; the message names the file and says what to do. */
 export class GeoIpDatabaseError extends Error {
   override name = "GeoIpDatabaseError";
+  constructor(
+    /** What is wrong with the file. */
+    readonly problem: string,
+    /** What to do about it. */
+    readonly hint: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${problem}; ${hint}`, options);
+  }
 }
 
 /** Whether `host` matches a `direct_domains`/`proxy_domains` pattern (see the module doc). */
@@ -88,9 +97,10 @@ export async function loadCountryDatabase(path: string): Promise<(address: strin
   } catch (error) {
     throw new GeoIpDatabaseError(
       error instanceof Deno.errors.NotFound
-        ? `geoip_db ${path} does not exist (relative paths start at the current directory); download ` +
-          "GeoLite2-Country.mmdb, or remove geoip_db to route without countries"
+        ? `geoip_db ${path} does not exist (relative paths start at the current directory)`
         : `geoip_db ${path} is not a readable MaxMind database: ${errorMessage(error)}`,
+      "download a MaxMind-format country database (GeoLite2-Country.mmdb) and point geoip_db at it, or " +
+        "remove geoip_db to route without countries",
       { cause: error },
     );
   }
