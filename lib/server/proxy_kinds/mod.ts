@@ -5,6 +5,11 @@
  * with. The registrar asks {@linkcode serverProxyKindFor} for the kind named by the proxy's `proxy_type`;
  * the published proxy runs the accept loop, the limits, the stats and the copy loop the same for all.
  *
+ * A kind that is not connection-shaped (`udp`) binds a {@linkcode DatagramPublication} instead: the
+ * published proxy hands it a {@linkcode DatagramHost} (the proxy's counters, whether new flows are
+ * refused, and streams to the client with their header written) and it runs its own receive loop. The
+ * connection kinds never see this path (`tcp.ts` is typed `ServerProxyKind<PublishedListener>`).
+ *
  * ## Adding a kind
  *
  * Write `lib/server/proxy_kinds/<kind>.ts` exporting a `ServerProxyKind`, add it to `BUILT_IN` in
