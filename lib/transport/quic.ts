@@ -30,8 +30,11 @@
  * killed client is noticed by the first of those two timeouts (TCP's RST is not there to shorten it).
  *
  * Freeing: in Deno 2.9.6 `QuicEndpoint.close()` closes its connections but the UDP socket is released
- * only when the endpoint object is garbage-collected; after closing an endpoint, this module asks V8 for
- * a full collection (as `cli/_idle_gc.ts` does when idle), so the socket goes within milliseconds.
+ * only when the endpoint object (and every connection object of it) is garbage-collected, and a
+ * `QuicListener.stop()` does not wake a pending `incoming()`. So nothing here holds a QUIC object once
+ * closed, a listener closes its endpoint when it and its last connection are closed, and after an
+ * endpoint's close this module asks V8 for a few full collections (as `cli/_idle_gc.ts` does when idle).
+ * Measured: the UDP socket is gone about 3 s after the close, the time a closed QUIC connection drains.
  *
  * @module
  */
@@ -115,9 +118,13 @@ function loadFullCollection(): Promise<FullCollection | null> {
   return fullCollection;
 }
 
+/** When the collections after an endpoint's close run, from its close: the connection ops settle first. */
+const COLLECTION_DELAYS_MS = [0, 100, 1000];
+
 /**
- * Closes `endpoint` and, once the caller's references are gone (next turn), collects garbage so that its
- * UDP socket is really released (see the module doc).
+ * Closes `endpoint` and, once the caller's references are gone and its connections' last operations have
+ * settled, collects garbage so that its UDP socket is really released (see the module doc): a full
+ * collection of the small heap a tunnel keeps takes a few milliseconds, and runs only after a close.
  */
 function closeEndpoint(endpoint: Deno.QuicEndpoint): void {
   try {
@@ -125,11 +132,24 @@ function closeEndpoint(endpoint: Deno.QuicEndpoint): void {
   } catch {
     // Already closed.
   }
-  if (collectionTimer !== undefined) return;
+  pendingCollections = [...COLLECTION_DELAYS_MS];
+  if (collectionTimer === undefined) scheduleCollection(0);
+}
+
+let pendingCollections: number[] = [];
+
+function scheduleCollection(elapsedMs: number): void {
+  const next = pendingCollections.shift();
+  if (next === undefined) return;
   collectionTimer = setTimeout(() => {
     collectionTimer = undefined;
-    void loadFullCollection().then((collect) => collect?.());
-  }, 0);
+    void loadFullCollection().then((collect) => {
+      collect?.();
+      if (collectionTimer === undefined) scheduleCollection(next);
+    });
+  }, Math.max(0, next - elapsedMs));
+  // Never what keeps a process alive.
+  Deno.unrefTimer(collectionTimer);
 }
 
 /** Closes a QUIC connection; safe on one already closed. */
@@ -154,10 +174,10 @@ function closeConnection(conn: Deno.QuicConn, closeCode: number, reason: string)
  * peer closes the connection once it has read our FIN. Never later than {@linkcode QUIC_CLOSE_LINGER_MS}.
  */
 class QuicStreamConn implements DuplexConn {
-  readonly #conn: Deno.QuicConn;
+  #conn: Deno.QuicConn | null;
   readonly #reader: ReadableStreamBYOBReader;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #onClose: () => void;
+  #onClose: (() => void) | null;
   /** Our read buffer: a BYOB read transfers it and hands it back in its result. */
   #scratch: ArrayBuffer | null = new ArrayBuffer(READ_CHUNK_BYTES);
   #closed = false;
@@ -238,10 +258,14 @@ class QuicStreamConn implements DuplexConn {
       this.#finished = true;
       clearTimeout(linger);
       this.#reader.cancel().catch(() => {});
-      this.#onClose();
+      const onClose = this.#onClose;
+      // Nothing here may keep the connection (and so its endpoint) reachable once it is closed.
+      this.#onClose = null;
+      this.#conn = null;
+      onClose?.();
     };
     const linger = setTimeout(finish, QUIC_CLOSE_LINGER_MS);
-    this.#conn.closed.then(finish, finish);
+    this.#conn?.closed.then(finish, finish);
     if (this.#peerFin === "after-ours") finish();
     else if (this.#peerFin === null) this.#drain().then(finish, finish);
     // "before-ours": the peer closes the connection once it has read our FIN.
@@ -290,15 +314,54 @@ function listenQuic(options: TransportListenOptions, signal?: AbortSignal): Prom
   return Promise.resolve(quic);
 }
 
+/**
+ * One accepted connection's claim on its listener: counted as in handshake until `settle()`, and as
+ * live until `release()` closes it. Only the slot holds the connection, and drops it when released, so
+ * that nothing keeps the endpoint reachable once everything is closed (see "Freeing").
+ */
+class ConnectionSlot {
+  #conn: Deno.QuicConn | null;
+  #settled = false;
+  readonly #onSettled: () => void;
+  readonly #onReleased: () => void;
+
+  constructor(conn: Deno.QuicConn, onSettled: () => void, onReleased: () => void) {
+    this.#conn = conn;
+    this.#onSettled = onSettled;
+    this.#onReleased = onReleased;
+  }
+
+  /** The connection, until released. */
+  get conn(): Deno.QuicConn | null {
+    return this.#conn;
+  }
+
+  /** The handshake ended (the tunnel stream arrived, or it failed). */
+  settle(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    this.#onSettled();
+  }
+
+  /** Closes the connection with `closeCode` and gives up the claim. */
+  release(closeCode: number, reason: string): void {
+    this.settle();
+    const conn = this.#conn;
+    if (conn === null) return;
+    this.#conn = null;
+    closeConnection(conn, closeCode, reason);
+    this.#onReleased();
+  }
+}
+
 /** The server's QUIC endpoint: yields each new connection, closes the endpoint once all are gone. */
 class QuicTransportListener implements TransportListener {
   readonly addr: Deno.NetAddr;
-  readonly #endpoint: Deno.QuicEndpoint;
-  readonly #listener: Deno.QuicListener;
+  #endpoint: Deno.QuicEndpoint | null;
+  #listener: Deno.QuicListener | null;
   readonly #handshakeTimeoutMs: number;
   readonly #done = Promise.withResolvers<void>();
   #closed = false;
-  #endpointClosed = false;
   #serving = false;
   /** Connections accepted and not yet closed by us: the endpoint outlives the listener until they go. */
   #live = 0;
@@ -322,78 +385,76 @@ class QuicTransportListener implements TransportListener {
   }
 
   async #acceptLoop(onConnection: (incoming: IncomingConn) => void): Promise<void> {
-    while (!this.#endpointClosed) {
+    for (;;) {
+      const listener = this.#listener;
+      if (listener === null) return;
       let incoming: Deno.QuicIncoming;
       try {
-        incoming = await this.#listener.incoming();
+        incoming = await listener.incoming();
       } catch {
-        break; // The endpoint was closed.
+        return; // The endpoint was closed.
       }
-      const acceptedAtMs = performance.now();
-      if (this.#closed || this.#handshaking >= QUIC_MAX_PENDING_HANDSHAKES) {
-        try {
-          incoming.refuse();
-        } catch {
-          // Gone already.
-        }
-        continue;
-      }
-      let conn: Deno.QuicConn;
-      let remote: Deno.NetAddr;
-      try {
-        // 0.5-RTT: a handle now (address, close), the handshake completing behind it.
-        conn = incoming.accept({ zeroRtt: true });
-        const address = conn.remoteAddr;
-        remote = { transport: "udp", hostname: address.hostname, port: address.port };
-      } catch {
-        continue; // The handshake failed at once (no common ALPN, malformed Initial).
-      }
-      this.#live++;
-      this.#handshaking++;
-      let settled = false;
-      const handshakeSettled = () => {
-        if (settled) return;
-        settled = true;
-        this.#handshaking--;
-      };
-      let released = false;
-      const release = (closeCode: number, reason: string) => {
-        handshakeSettled();
-        closeConnection(conn, closeCode, reason);
-        if (released) return;
-        released = true;
-        this.#live--;
-        this.#closeEndpointWhenIdle();
-      };
-      // A connection that ends by itself (idle timeout, the peer's close) stops holding the endpoint.
-      conn.closed.then(() => release(CLOSE_NORMAL, ""), () => release(CLOSE_NORMAL, ""));
-      onConnection({
-        remoteAddr: remote,
-        admit: () =>
-          new QuicServerConn(
-            conn,
-            remote,
-            this.#handshakeTimeoutMs - (performance.now() - acceptedAtMs),
-            this.#handshakeTimeoutMs,
-            handshakeSettled,
-            release,
-          ),
-        refuse: () => release(CLOSE_REFUSED, "refused"),
-      });
+      this.#offer(incoming, onConnection);
     }
   }
 
+  /** Accepts `incoming` (or refuses it beyond the limit) and hands it to the server to admit or refuse. */
+  #offer(incoming: Deno.QuicIncoming, onConnection: (incoming: IncomingConn) => void): void {
+    const acceptedAtMs = performance.now();
+    if (this.#closed || this.#handshaking >= QUIC_MAX_PENDING_HANDSHAKES) {
+      try {
+        incoming.refuse();
+      } catch {
+        // Gone already.
+      }
+      return;
+    }
+    let conn: Deno.QuicConn;
+    let remote: Deno.NetAddr;
+    try {
+      // 0.5-RTT: a handle now (address, close), the handshake completing behind it.
+      conn = incoming.accept({ zeroRtt: true });
+      const address = conn.remoteAddr;
+      remote = { transport: "udp", hostname: address.hostname, port: address.port };
+    } catch {
+      return; // The handshake failed at once (no common ALPN, malformed Initial).
+    }
+    this.#live++;
+    this.#handshaking++;
+    const slot = new ConnectionSlot(conn, () => this.#handshaking--, () => {
+      this.#live--;
+      this.#closeEndpointWhenIdle();
+    });
+    // A connection that ends by itself (idle timeout, the peer's close) stops holding the endpoint.
+    const released = () => slot.release(CLOSE_NORMAL, "");
+    conn.closed.then(released, released);
+    const handshakeTimeoutMs = this.#handshakeTimeoutMs;
+    onConnection({
+      remoteAddr: remote,
+      admit: () =>
+        new QuicServerConn(
+          slot,
+          remote,
+          handshakeTimeoutMs - (performance.now() - acceptedAtMs),
+          handshakeTimeoutMs,
+        ),
+      refuse: () => slot.release(CLOSE_REFUSED, "refused"),
+    });
+  }
+
   #closeEndpointWhenIdle(): void {
-    if (!this.#closed || this.#live > 0 || this.#endpointClosed) return;
-    this.#endpointClosed = true;
-    closeEndpoint(this.#endpoint);
+    const endpoint = this.#endpoint;
+    if (!this.#closed || this.#live > 0 || endpoint === null) return;
+    this.#endpoint = null;
+    this.#listener = null;
+    closeEndpoint(endpoint);
   }
 
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      this.#listener.stop();
+      this.#listener?.stop();
     } catch {
       // Already stopped.
     }
@@ -406,51 +467,32 @@ class QuicTransportListener implements TransportListener {
 class QuicServerConn implements AdmittedConn {
   readonly remoteAddr: Deno.NetAddr;
   readonly #handshake: Promise<QuicStreamConn>;
-  readonly #release: (closeCode: number, reason: string) => void;
+  readonly #slot: ConnectionSlot;
   #stream: QuicStreamConn | null = null;
   #deadline: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
 
-  constructor(
-    conn: Deno.QuicConn,
-    remoteAddr: Deno.NetAddr,
-    remainingMs: number,
-    timeoutMs: number,
-    settled: () => void,
-    release: (closeCode: number, reason: string) => void,
-  ) {
+  constructor(slot: ConnectionSlot, remoteAddr: Deno.NetAddr, remainingMs: number, timeoutMs: number) {
     this.remoteAddr = remoteAddr;
-    this.#release = release;
+    this.#slot = slot;
     const timedOut = Promise.withResolvers<never>();
     this.#deadline = setTimeout(() => {
       timedOut.reject(new TransportHandshakeTimeoutError(timeoutMs));
       this.#closeWith(CLOSE_HANDSHAKE_TIMEOUT, "handshake timeout");
     }, Math.max(0, remainingMs));
-    const arrived = (async () => {
-      await conn.handshake;
-      const streams = conn.incomingBidirectionalStreams.getReader();
-      try {
-        const first = await streams.read();
-        if (first.done) {
-          throw new Deno.errors.ConnectionAborted("QUIC connection closed before the tunnel stream");
-        }
-        return first.value;
-      } finally {
-        streams.releaseLock();
-      }
-    })();
+    const arrived = tunnelStream(slot.conn);
     this.#handshake = Promise.race([arrived, timedOut.promise]).then(
-      (stream) => {
+      ({ conn, stream }) => {
         clearTimeout(this.#deadline);
-        settled();
-        const carried = new QuicStreamConn(conn, stream, () => this.#release(CLOSE_NORMAL, ""));
+        slot.settle();
+        const carried = new QuicStreamConn(conn, stream, () => slot.release(CLOSE_NORMAL, ""));
         if (this.#closed) carried.close();
         else this.#stream = carried;
         return carried;
       },
       (error) => {
         clearTimeout(this.#deadline);
-        settled();
+        slot.settle();
         this.#closeWith(CLOSE_NORMAL, "");
         throw error;
       },
@@ -482,11 +524,34 @@ class QuicServerConn implements AdmittedConn {
     clearTimeout(this.#deadline);
     // With the tunnel stream up, it closes the connection once what was written got through (linger).
     if (this.#stream !== null) this.#stream.close();
-    else this.#release(closeCode, reason);
+    else this.#slot.release(closeCode, reason);
   }
 
   close(): void {
     this.#closeWith(CLOSE_NORMAL, "");
+  }
+}
+
+/**
+ * The first bidirectional stream the client opens on `conn` (it reaches us with the client's first
+ * bytes, after the client has verified our certificate); rejects when the connection closes first.
+ */
+async function tunnelStream(
+  conn: Deno.QuicConn | null,
+): Promise<{ conn: Deno.QuicConn; stream: Deno.QuicBidirectionalStream }> {
+  if (conn === null) {
+    throw new Deno.errors.ConnectionAborted("QUIC connection closed before the tunnel stream");
+  }
+  await conn.handshake;
+  const streams = conn.incomingBidirectionalStreams.getReader();
+  try {
+    const first = await streams.read();
+    if (first.done) {
+      throw new Deno.errors.ConnectionAborted("QUIC connection closed before the tunnel stream");
+    }
+    return { conn, stream: first.value };
+  } finally {
+    streams.releaseLock();
   }
 }
 
