@@ -22,6 +22,7 @@ import type {
   ClientSnapshot,
   EventSnapshot,
   ProxySnapshot,
+  VhostSnapshot,
 } from "../stats/snapshot.ts";
 import { escapeForTerminal } from "../text.ts";
 
@@ -283,6 +284,25 @@ function udpLine(indent: string, proxy: ProxySnapshot): Line | null {
   ]);
 }
 
+/** The shared HTTP/HTTPS vhost ports (server): where, how many routes, requests, 503s and 504s. */
+function vhostLine(vhost: VhostSnapshot): Line {
+  const requests = vhost.http_requests.reduce((sum, entry) => sum + entry.count, 0);
+  const routed = vhost.https_connections.reduce((sum, entry) => sum + entry.count, 0);
+  const ports = [
+    ...(vhost.http_addr !== null ? [`http ${vhost.http_addr}`] : []),
+    ...(vhost.https_addr !== null ? [`https ${vhost.https_addr}`] : []),
+  ].join(", ");
+  const bad = vhost.http_no_tunnel_total + vhost.http_timeouts_total > 0;
+  return new Line([
+    { text: `vhosts ${ports}  routes ${vhost.routes}  requests ${requests}  ` },
+    {
+      text: `503 ${vhost.http_no_tunnel_total}  504 ${vhost.http_timeouts_total}`,
+      style: bad ? ANSI.yellow : ANSI.dim,
+    },
+    { text: `  tls routed ${routed} refused ${vhost.https_refused_total}` },
+  ]);
+}
+
 function errorLine(indent: string, proxy: ProxySnapshot): Line | null {
   if (!proxy.last_error) return null;
   return new Line([{ text: `${indent}  ↳ last error: ` }, { text: proxy.last_error, style: ANSI.red }]);
@@ -389,6 +409,7 @@ export function renderScreen(
           { text: String(stats.auth_failures_total), style: failuresStyle },
         ]),
       ),
+      ...(stats.vhost ? [vhostLine(stats.vhost)] : []),
       new Line([]),
     );
     if (stats.clients.length === 0) {

@@ -120,6 +120,28 @@ Deno.test("the live screen fills the terminal exactly and never exceeds its widt
   );
 });
 
+Deno.test("the live screen of a server with vhost ports shows their routes, requests, 503s and 504s", () => {
+  const stats = served(serverSnapshot());
+  assert.ok(stats.role === "server");
+  stats.vhost = {
+    http_addr: "0.0.0.0:80",
+    https_addr: "0.0.0.0:443",
+    routes: 3,
+    http_requests: [{ host: "app.example.com", status: 200, count: 40 }, { host: "", status: 503, count: 2 }],
+    http_no_tunnel_total: 2,
+    http_timeouts_total: 0,
+    https_connections: [{ host: "shop.example.com", count: 7 }],
+    https_refused_total: 1,
+  };
+  const options = { columns: 160, rows: 30, color: false, url: "http://127.0.0.1:9100", intervalMs: 1000 };
+  const text = renderScreen(stats, new Map(), options).join("\n");
+  assert.match(
+    text,
+    /vhosts http 0\.0\.0\.0:80, https 0\.0\.0\.0:443 {2}routes 3 {2}requests 42 {2}503 2 {2}504 0 {2}tls routed 7 refused 1/,
+  );
+  assert.doesNotMatch(renderScreen(served(serverSnapshot()), new Map(), options).join("\n"), /vhosts/);
+});
+
 Deno.test("the live screen shows clients, proxies, rates, events and the quit hint", () => {
   const stats = served(serverSnapshot());
   stats.recent_events.push({
