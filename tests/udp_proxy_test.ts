@@ -12,6 +12,8 @@ import assert from "node:assert/strict";
 import type { ClientRoleSnapshot, ServerSnapshot, UdpSnapshot } from "../lib/stats/snapshot.ts";
 import { CliProcess, freePort, waitFor } from "../testing/helpers.ts";
 import { FAST_RECONNECT, LISTENING, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+import { RawClient } from "../testing/raw_client.ts";
+import { TunnelFixture } from "../testing/tunnel.ts";
 
 /** The permissions of the CLI's children, with UDP. */
 const UNSTABLE = [
@@ -310,4 +312,28 @@ Deno.test("a client with a udp proxy started without --unstable-net stops at onc
   const status = await client.status();
   assert.equal(status.code, 1);
   assert.match(client.output, /proxy_type = \\"udp\\" needs Deno's --unstable-net/);
+});
+
+Deno.test("a udp proxy registered as private (for visitors) is refused: visitors carry TCP streams", async () => {
+  await using tunnel = await TunnelFixture.start();
+  const raw = await RawClient.dial(tunnel.port);
+  try {
+    await raw.authenticate("udp-private");
+    const answer = await raw.rpc.request("register_proxies", {
+      proxies: [{
+        name: "dns",
+        proxy_type: "udp",
+        visibility: "private",
+        publish_addr: "127.0.0.1",
+        publish_port: 0,
+        local_addr: "127.0.0.1",
+        local_port: 53,
+      }],
+    }) as { proxies: Array<Record<string, unknown>> };
+    assert.equal(answer.proxies[0]?.status, "rejected");
+    assert.equal(answer.proxies[0]?.code, "INVALID_PROXY");
+    assert.match(String(answer.proxies[0]?.reason), /visitors reach TCP proxies only/);
+  } finally {
+    await raw.close();
+  }
 });

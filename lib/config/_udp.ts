@@ -31,12 +31,23 @@ export function udpProxyRules(
         hint: `remove ${key}, or set proxy_type = "udp" if the local service speaks UDP`,
       });
     }
-  } else if ("health_check" in proxy) {
-    issues.push({
-      path: `${prefix}.health_check`,
-      message: 'health_check connects over TCP, so a proxy_type = "udp" proxy cannot have one',
-      hint: "remove health_check from this proxy",
-    });
+  } else {
+    if ("health_check" in proxy) {
+      issues.push({
+        path: `${prefix}.health_check`,
+        message: 'health_check connects over TCP, so a proxy_type = "udp" proxy cannot have one',
+        hint: "remove health_check from this proxy",
+      });
+    }
+    if ("visibility" in proxy && proxy.visibility !== "public") {
+      issues.push({
+        path: `${prefix}.visibility`,
+        message: `visibility = ${
+          JSON.stringify(proxy.visibility)
+        }: a proxy_type = "udp" proxy is public only (visitors reach TCP proxies only)`,
+        hint: 'remove visibility, or set visibility = "public"',
+      });
+    }
   }
   return issues;
 }
