@@ -172,6 +172,13 @@ export class VhostHttpServer {
           : headerHasToken(request.headers, "connection", "keep-alive");
         // Unread body bytes would be read as the next request: answering without reading it closes.
         const closeAfterOwnAnswer = framing.kind !== "none" || !wantsKeepAlive;
+        if (request.method === "CONNECT") {
+          // A tunnel through the vhost would carry bytes one way only here; proxies are not served.
+          await this.#answer(conn, null, 405, "CONNECT is not served here", html, true, false, [
+            "Allow: GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS",
+          ]);
+          return;
+        }
         const located = locate(request);
         if (typeof located === "string") {
           await this.#answer(conn, null, 400, `Bad request: ${located}`, html, true, headOnly);

@@ -217,6 +217,7 @@ Deno.test("requests that could be read two ways, and HTTP/2 prefaces, are refuse
       ["GET / HTTP/1.1\r\nHost: a.example.com\r\nHost: app.example.com\r\n\r\n", /^HTTP\/1\.1 400 /],
       ["GET / HTTP/1.1\r\n\r\n", /^HTTP\/1\.1 400 /],
       ["PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", /^HTTP\/1\.1 505 /],
+      ["CONNECT app.example.com:443 HTTP/1.1\r\nHost: app.example.com:443\r\n\r\n", /^HTTP\/1\.1 405 /],
       ["\u0016\u0003\u0001\u0000\u0005hello\r\n\r\n", /^HTTP\/1\.1 400 /],
     ];
     for (const [request, expected] of cases) {
