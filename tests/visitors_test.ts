@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { canBind, type CliProcess, freePort, patternBytes, waitFor } from "../testing/helpers.ts";
 import { echoThrough, PROCESS_AUTH_KEY, ProcessTunnel } from "../testing/process_tunnel.ts";
+import { RawServer } from "../testing/raw_client.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -391,3 +392,43 @@ async function refusalsCounted(statsPort: number): Promise<Record<string, Record
   );
   return counts;
 }
+
+Deno.test("a private proxy a server without visitors publishes anyway is withdrawn at once, with an error naming the port", async () => {
+  await using tunnel = await ProcessTunnel.create();
+  const unregistered: unknown[] = [];
+  // An older server: it accepts the proxy as public (no visibility in its answer), binding the port.
+  const server = await RawServer.listen((rpc) => {
+    rpc.handle("authenticate", (params) => ({
+      client_id: (params as { client_id: string }).client_id,
+      client_name: "office",
+      protocol_version: 1,
+      server_version: "0.0.9",
+      session_id: "s1",
+    }));
+    rpc.handle("register_proxies", () => ({
+      proxies: [{ name: "db", status: "accepted", publish_addr: "0.0.0.0", publish_port: 5432 }],
+    }));
+    rpc.handle("unregister_proxies", (params) => {
+      unregistered.push(params);
+      return { proxies: [{ name: "db", status: "removed" }] };
+    });
+  });
+  try {
+    const path = `${tunnel.dir}/office.toml`;
+    await Deno.writeTextFile(
+      path,
+      `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${server.port}\nserver_name = "localhost"\n` +
+        `ca_cert_path = "${tunnel.caPath}"\nauth_key = "${PROCESS_AUTH_KEY}"\nclient_id = "office"\n\n` +
+        privateProxy("db", 5432, tunnel.echo.port),
+      { mode: 0o600 },
+    );
+    const owner = tunnel.client(path);
+    await owner.waitForLine(
+      /Proxy db is private, but the server at 127\.0\.0\.1:\d+ does not know private proxies .* published it on 0\.0\.0\.0:5432; withdrawing it/,
+    );
+    await waitFor(() => unregistered.length === 1, 5000, "the client to unregister the exposed proxy");
+    assert.deepEqual(unregistered, [{ names: ["db"] }]);
+  } finally {
+    await server.close();
+  }
+});

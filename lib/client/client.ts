@@ -335,7 +335,9 @@ export class TunnelClient {
       })();
       const live = { rpc, healthChecks: healthChecks.signal };
       await this.#exclusive.run(async () => {
-        this.#applyRegistrations(await registerProxies(live.rpc, this.#config, server));
+        const registrations = await registerProxies(live.rpc, this.#config, server);
+        this.#applyRegistrations(registrations);
+        await this.#withdrawExposed(live.rpc, registrations, server);
         this.#startHealthChecks(live.rpc, live.healthChecks);
         this.#live = live;
       });
@@ -367,7 +369,11 @@ export class TunnelClient {
       this.#visitSession = null;
       this.#live = null;
       this.#carrier.attach(null);
-      for (const proxy of this.proxies.values()) proxy.stats.setStatus("pending");
+      let changed = false;
+      for (const proxy of this.proxies.values()) changed = proxy.stats.setStatus("pending") || changed;
+      // A lost registered session is a change the status table shows (with several servers: that server's
+      // table); failed attempts after it change nothing and print nothing.
+      if (changed && !this.#options.signal?.aborted) this.#statusChanged();
     }
   }
 
@@ -406,6 +412,41 @@ export class TunnelClient {
       }
     }
     this.#options.onRegistered?.(registrations);
+    this.#statusChanged();
+  }
+
+  /**
+   * A private proxy the server accepted without saying `visibility: "private"` was bound on a public port by
+   * a server that does not know visitors (an older version): it is withdrawn at once, and when the server
+   * cannot withdraw it either, the client stops rather than leave the port open.
+   */
+  async #withdrawExposed(rpc: RpcPeer, registrations: ProxyRegistration[], server: string): Promise<void> {
+    const exposed = registrations.filter((registration) =>
+      registration.status === "accepted" && registration.visibility !== "private" &&
+      this.proxies.get(registration.name)?.config.visibility === "private"
+    );
+    if (exposed.length === 0) return;
+    for (const registration of exposed) {
+      const reason =
+        `the server at ${server} does not know private proxies (no visitors; an older version) ` +
+        `and published it on ${formatHostPort(registration.publish_addr, registration.publish_port)}`;
+      logger.error("Proxy {proxy} is private, but {reason}; withdrawing it. Upgrade the server", {
+        proxy: registration.name,
+        reason,
+      });
+      this.proxies.get(registration.name)?.stats.setStatus("bind_failed", reason);
+    }
+    try {
+      await unregisterProxies(rpc, exposed.map((registration) => registration.name), server);
+    } catch (error) {
+      throw new FatalClientError(
+        `Private proxies ${exposed.map((registration) => registration.name).join(", ")} were published by ` +
+          `the server at ${server}, which does not know private proxies, and could not be withdrawn ` +
+          `(${errorMessage(error)}); stopping. Upgrade the server, or remove visibility = "private"`,
+        0,
+        { cause: error },
+      );
+    }
     this.#statusChanged();
   }
 
@@ -532,6 +573,7 @@ export class TunnelClient {
         if (fresh.length > 0) {
           result.registrations = await registerProxies(live.rpc, { ...plan.config, proxies: fresh }, server);
           this.#applyRegistrations(result.registrations);
+          await this.#withdrawExposed(live.rpc, result.registrations, server);
           this.#startHealthChecks(live.rpc, live.healthChecks, new Set(fresh.map((proxy) => proxy.name)));
         }
       }

@@ -42,6 +42,10 @@ import {
 
 export { describeMessageError, describeParamsError } from "./fields.ts";
 
+/** Longest `group_key`. */
+export const MAX_GROUP_KEY_CHARS = 1024;
+/** Largest `max_connections` of a proxy. */
+export const MAX_PROXY_CONNECTIONS = 1_000_000;
 /** Largest `udp_idle_timeout_secs` (a day). */
 export const MAX_UDP_IDLE_TIMEOUT_SECS = 86_400;
 /** Largest `max_udp_flows`: each flow is a stream and a bounded queue on both sides. */
@@ -210,6 +214,18 @@ export const ProxySpec = z.object({
   udp_idle_timeout_secs: z.number().int().min(1).max(MAX_UDP_IDLE_TIMEOUT_SECS).optional(),
   /** Most flows (outside peer addresses) at once; the one idle longest is evicted (`udp` only; 1,024). */
   max_udp_flows: z.number().int().min(1).max(MAX_UDP_FLOWS).optional(),
+  // ---- groups and limits (README.md §4.2) ----
+  /**
+   * Several clients serve one published port (`tcp`) or domain (`http`/`https`) when their proxies name
+   * the same group with the same `group_key`: a name, 1-64 letters, digits, `.`, `_`, `-`.
+   */
+  group: wireName.optional(),
+  /** The group's shared secret (compared in constant time); required with `group`. */
+  group_key: wireText(1, MAX_GROUP_KEY_CHARS).optional(),
+  /** How the server spreads a group's new connections over its members (the first member's counts). */
+  lb_policy: z.enum(["round_robin", "least_connections", "ip_hash"]).optional(),
+  /** Most outside connections carried at once for this proxy; beyond it they are closed at once. */
+  max_connections: z.number().int().min(1).max(MAX_PROXY_CONNECTIONS).optional(),
 });
 /** One proxy as registered by the client. */
 export type ProxySpec = z.infer<typeof ProxySpec>;
@@ -330,6 +346,11 @@ export const ProxyRegistration = z.discriminatedUnion("status", [
     publish_port: wirePort,
     /** The port asked for, when the bound one differs. */
     requested_port: wirePort.optional(),
+    /**
+     * `private` or `both` as asked (README.md §5b); absent for a public proxy. A client that asked for a
+     * private proxy and gets no `visibility` back talks to a server without visitors, which bound the port.
+     */
+    visibility: z.enum(PROXY_VISIBILITIES).optional(),
   }),
   z.object({
     name: wireName,

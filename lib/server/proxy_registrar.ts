@@ -40,7 +40,12 @@ import type { ConnectedClient } from "./connected_client.ts";
 import { candidatePorts, type PortRequest, preferredPort, type StickyPorts } from "./port_plan.ts";
 import { PublishedProxy } from "./published_proxy.ts";
 import { registerPrivate } from "./visit.ts";
-import { type Publication, type ServerProxyKind, UnknownProxyKindError } from "./proxy_kinds/kind.ts";
+import {
+  isDatagramPublication,
+  type Publication,
+  type ServerProxyKind,
+  UnknownProxyKindError,
+} from "./proxy_kinds/kind.ts";
 import { serverProxyKindFor } from "./proxy_kinds/registry.ts";
 import {
   accepted,
@@ -54,6 +59,7 @@ import { retryBindInBackground } from "./registration_retry.ts";
 import { SerialQueueFullError } from "./serial_queue.ts";
 import type { VhostService } from "./vhost/service.ts";
 import { VhostPublication } from "./vhost/target.ts";
+import { type GroupRegistry, groupSpecProblem } from "./groups.ts";
 
 export { bindingsOverlap } from "./registration_checks.ts";
 
@@ -92,6 +98,8 @@ export interface RegistrarContext extends RegistrationCheckContext {
   events: EventLog;
   /** The shared HTTP/HTTPS ports, when configured (`http`/`https` proxies are routed there). */
   vhost?: VhostService | null;
+  /** Groups of clients sharing a TCP port (`group`/`group_key`); none when absent. */
+  groups?: GroupRegistry;
 }
 
 /** Handles `register_proxies` for the server. */
@@ -203,6 +211,8 @@ export class ProxyRegistrar {
         ),
       );
     }
+    const groupProblem = groupSpecProblem(proxy);
+    if (groupProblem) return this.#refused(client, rejected(proxy, ProxyRejectCode.invalidProxy, groupProblem));
     const problem = this.#checks.check(client, proxy);
     if (problem) return this.#refused(client, problem);
     // Claimed in the same turn as the checks, before any await: from here the client owns the proxy
@@ -224,6 +234,17 @@ export class ProxyRegistrar {
       );
     }
     if (proxy.visibility === "private") return registerPrivate(client, published);
+    if (!kind.vhost && proxy.publish_port !== 0 && !proxy.publish_port_range) {
+      const group = this.context.groups?.at(proxy.publish_addr, proxy.publish_port);
+      if (proxy.group !== undefined) return await this.#publishInGroup(client, published, kind);
+      if (group) {
+        await client.discard(published);
+        return this.#refused(
+          client,
+          rejected(proxy, ProxyRejectCode.portOwnedByOtherClient, group.refusal(proxy) ?? "in a group"),
+        );
+      }
+    }
     const contested = await this.#checks.checkOtherClients(client, proxy);
     if (contested) {
       await client.discard(published);
@@ -313,6 +334,73 @@ export class ProxyRegistrar {
   }
 
   /**
+   * A `tcp` proxy with `group`: joins the group holding its binding (same name and key), or binds the
+   * port for a new group, owned by the group (`groups.ts`). No bind retry: a group's port is bound once.
+   */
+  async #publishInGroup(
+    client: ConnectedClient,
+    published: PublishedProxy,
+    kind: ServerProxyKind,
+  ): Promise<ProxyRegistration> {
+    const proxy = published.spec;
+    const groups = this.context.groups;
+    if (!groups) {
+      await client.discard(published);
+      return this.#refused(client, rejected(proxy, ProxyRejectCode.invalidProxy, "this server has no groups"));
+    }
+    if (!groups.at(proxy.publish_addr, proxy.publish_port)) {
+      // A proxy outside any group holding the port refuses the group, as it would any other proxy.
+      const contested = await this.#checks.checkOtherClients(client, proxy);
+      if (contested) {
+        await client.discard(published);
+        return this.#refused(client, contested);
+      }
+    }
+    // From here to the attach nothing awaits: no other registration can make or join the group meanwhile.
+    const group = groups.at(proxy.publish_addr, proxy.publish_port);
+    const refusal = group?.refusal(proxy);
+    if (refusal) {
+      await client.discard(published);
+      return this.#refused(client, rejected(proxy, ProxyRejectCode.portOwnedByOtherClient, refusal));
+    }
+    if (published.stopped || !client.publish(published)) return closingRejection(proxy);
+    if (group) {
+      if (!published.attach(group.join(published))) return closingRejection(proxy);
+      logger.info("Proxy {proxy} of {client} joined group {group} on {addr} ({count} members)", {
+        proxy: proxy.name,
+        client: client.name,
+        group: group.name,
+        addr: formatAddr(group.addr),
+        count: group.members.length,
+      });
+      return accepted(proxy, group.addr.port);
+    }
+    let listener: Publication;
+    try {
+      listener = kind.bind(proxy.publish_addr, proxy.publish_port);
+    } catch (error) {
+      if (!(error instanceof BindError)) throw error;
+      published.stats.setStatus("bind_failed", error.message);
+      await client.discard(published);
+      return this.#refused(client, rejected(proxy, bindErrorCode(error), error.message));
+    }
+    if (isDatagramPublication(listener)) {
+      listener.close();
+      await client.discard(published);
+      return this.#refused(client, rejected(proxy, ProxyRejectCode.invalidProxy, "this kind cannot be grouped"));
+    }
+    const created = groups.create(proxy, listener);
+    if (!published.attach(created.join(published))) return closingRejection(proxy);
+    logger.info("Proxy {proxy} of {client} formed group {group} on {addr}", {
+      proxy: proxy.name,
+      client: client.name,
+      group: created.name,
+      addr: formatAddr(created.addr),
+    });
+    return accepted(proxy, created.addr.port);
+  }
+
+  /**
    * An `http`/`https` proxy: no port of its own, its routes go on the server's shared port of its kind
    * (`vhost/`); it is answered as published on that port.
    */
@@ -388,6 +476,9 @@ export class ProxyRegistrar {
         } satisfies PortChangedNoticeData,
       });
     }
-    return accepted(proxy, port);
+    // "both" is echoed, so the client knows visitors reach it too (README.md §5b).
+    const answer = accepted(proxy, port);
+    if (proxy.visibility === "both" && answer.status === "accepted") answer.visibility = "both";
+    return answer;
   }
 }

@@ -38,7 +38,9 @@ export function registerPrivate(client: ConnectedClient, published: PublishedPro
       local: `${proxy.local_addr}:${proxy.local_port}`,
     },
   );
-  return accepted(proxy, proxy.publish_port);
+  const answer = accepted(proxy, proxy.publish_port);
+  if (answer.status === "accepted") answer.visibility = "private";
+  return answer;
 }
 
 /** Whether `proxy` can be visited (`private` or `both`), and is not stopped. */
