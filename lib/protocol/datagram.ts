@@ -103,15 +103,17 @@ export function decodeDatagramFrames(bytes: Uint8Array): Uint8Array[] {
   return datagrams;
 }
 
-/** Room for two whole frames: a read may end inside the second. */
-const READ_BUFFER_BYTES = 2 * (DATAGRAM_PREFIX_BYTES + MAX_DATAGRAM_BYTES);
+/** The largest read buffer: room for two whole frames (a read may end inside the second). */
+const READ_BUFFER_MAX_BYTES = 2 * (DATAGRAM_PREFIX_BYTES + MAX_DATAGRAM_BYTES);
+/** A reader's first buffer: DNS-sized flows never need more. */
+const READ_BUFFER_INITIAL_BYTES = 4096;
 
 /**
- * Reads datagram frames from a stream. Memory is one fixed buffer of 128 KiB per reader, whatever the
- * peer sends.
+ * Reads datagram frames from a stream. Memory is one buffer per reader: 4 KiB, grown (at most to 128 KiB,
+ * whatever the peer sends) only when a frame does not fit, so thousands of small flows stay small.
  */
 export class DatagramReader {
-  readonly #buffer = new Uint8Array(READ_BUFFER_BYTES);
+  #buffer = new Uint8Array(READ_BUFFER_INITIAL_BYTES);
   #start = 0;
   #end = 0;
 
@@ -147,8 +149,17 @@ export class DatagramReader {
   async #fill(count: number): Promise<boolean> {
     if (this.#end - this.#start >= count) return true;
     if (this.#start + count > this.#buffer.length) {
-      // Move what is left to the front: a whole frame always fits then.
-      this.#buffer.copyWithin(0, this.#start, this.#end);
+      if (count > this.#buffer.length) {
+        // A frame larger than the buffer: grow it (count is at most one whole frame).
+        const grown = new Uint8Array(
+          Math.min(READ_BUFFER_MAX_BYTES, Math.max(count, 2 * this.#buffer.length)),
+        );
+        grown.set(this.#buffer.subarray(this.#start, this.#end));
+        this.#buffer = grown;
+      } else {
+        // Move what is left to the front: the frame fits then.
+        this.#buffer.copyWithin(0, this.#start, this.#end);
+      }
       this.#end -= this.#start;
       this.#start = 0;
     }
