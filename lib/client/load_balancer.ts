@@ -13,6 +13,7 @@
 import { formatHostPort, hostOfHostPort } from "../net/address.ts";
 import type { LbPolicy } from "../config/types.ts";
 import { sleep } from "../_async.ts";
+import { BalanceRotation } from "../balance.ts";
 
 /** One local service of a proxy. */
 export interface Backend {
@@ -95,15 +96,8 @@ export function formatBackend(backend: Backend): string {
   return formatHostPort(backend.host, backend.port);
 }
 
-/** FNV-1a, 32 bits: stable across runs and processes, unlike anything keyed by object identity. */
-export function stableHash(text: string): number {
-  let hash = 0x811c9dc5;
-  for (const byte of new TextEncoder().encode(text)) {
-    hash ^= byte;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash;
-}
+/** FNV-1a, 32 bits (`lib/balance.ts`): stable across runs and processes. */
+export { stableHash } from "../balance.ts";
 
 /** The backends of one proxy, the policy that spreads connections over them, and their counters. */
 export class BackendPool {
@@ -112,8 +106,8 @@ export class BackendPool {
   readonly #backends: BackendStats[];
   readonly #coolDownMs: number;
   readonly #nowMs: () => number;
-  /** Next start of the rotation, for round_robin and for breaking least_connections ties. */
-  #nextIndex = 0;
+  /** The policy's turn (round_robin, and least_connections' ties): `lib/balance.ts`, shared with server groups. */
+  readonly #rotation = new BalanceRotation();
 
   /**
    * @param backends at least one backend, in the configured order.
@@ -149,26 +143,12 @@ export class BackendPool {
    * the policy's pick first. Advances the round-robin rotation.
    */
   plan(peerAddr: string): number[] {
-    const count = this.#backends.length;
-    const rotation = (start: number) =>
-      Array.from({ length: count }, (_, offset) => (start + offset) % count);
-    switch (this.policy) {
-      case "ip_hash":
-        return rotation(stableHash(hostOfHostPort(peerAddr)) % count);
-      case "least_connections": {
-        // Ties go to the rotation, so that an idle pool is still spread evenly.
-        const start = this.#nextIndex;
-        this.#nextIndex = (start + 1) % count;
-        const order = rotation(start);
-        const active = (index: number) => this.#backends[index]?.activeConnections ?? 0;
-        return order.sort((a, b) => active(a) - active(b) || order.indexOf(a) - order.indexOf(b));
-      }
-      case "round_robin": {
-        const start = this.#nextIndex;
-        this.#nextIndex = (start + 1) % count;
-        return rotation(start);
-      }
-    }
+    return this.#rotation.plan(
+      this.#backends.length,
+      this.policy,
+      hostOfHostPort(peerAddr),
+      (index) => this.#backends[index]?.activeConnections ?? 0,
+    );
   }
 
   /** `plan` without the backends cooling down after a failure; all of them when every one is. */

@@ -21,6 +21,10 @@ import { DatagramStats } from "../stats/datagram_stats.ts";
 import { type Backend, BackendPool, formatBackend } from "./load_balancer.ts";
 import type { ClientProxyState } from "./state.ts";
 import { errorMessage } from "../text.ts";
+import { type DuplexConn, writeAll } from "../net/conn.ts";
+import { isIpAddress } from "../net/address.ts";
+import { encodeProxyHeader, parseHostPort } from "../protocol/proxy_protocol_header.ts";
+import { limitConn, TokenBucket } from "../transport/bandwidth.ts";
 
 const logger = getLogger(["tls-tunnel", "client"]);
 
@@ -40,6 +44,8 @@ export class StreamCarrier {
   readonly #pools = new Map<string, BackendPool>();
   /** Each proxy's kind (how a carried stream reaches its local service) by proxy name. */
   readonly #kinds = new Map<string, AnyClientProxyKind>();
+  /** Per proxy with `bandwidth_limit`: the bucket all its connections spend from (both directions). */
+  readonly #buckets = new Map<string, TokenBucket>();
   /** Per proxy: data streams in a row that could not reach the local service in this session. */
   readonly #failuresInARow = new Map<string, number>();
   /** The current session's control channel, for reports about data streams; null between sessions. */
@@ -70,6 +76,9 @@ export class StreamCarrier {
     this.#pools.set(proxy.name, new BackendPool(localBackendsOf(proxy), { policy: proxy.lbPolicy }));
     this.#kinds.set(proxy.name, kind);
     this.#failuresInARow.delete(proxy.name);
+    if (proxy.bandwidthLimit !== undefined) {
+      this.#buckets.set(proxy.name, new TokenBucket(proxy.bandwidthLimit));
+    } else this.#buckets.delete(proxy.name);
     // A udp proxy shows its flow counters from the start, not from its first flow.
     const state = this.proxies.get(proxy.name);
     if (proxy.proxyType === "udp" && state) state.stats.datagrams ??= new DatagramStats();
@@ -79,6 +88,7 @@ export class StreamCarrier {
   removeProxy(name: string): void {
     this.#pools.delete(name);
     this.#kinds.delete(name);
+    this.#buckets.delete(name);
     this.#failuresInARow.delete(name);
   }
 
@@ -151,12 +161,49 @@ export class StreamCarrier {
         backend: formatBackend(backend),
         connId: header.conn_id,
       });
+      if (isDuplex(local)) {
+        if (config.proxyProtocol !== undefined) {
+          try {
+            await this.#sendProxyHeader(local, proxy, header.peer_addr);
+          } catch (error) {
+            logger.debug("Proxy {proxy}: PROXY header to the local service failed: {error}", {
+              proxy: config.name,
+              error: errorMessage(error),
+            });
+            local.close();
+            stream.reset();
+            return;
+          }
+        }
+        const bucket = this.#buckets.get(config.name);
+        // Unlimited proxies keep the bare connection: no per-chunk cost.
+        if (bucket) local = limitConn(local, bucket);
+      }
       await kind.carry(stream, local, header, stats, config);
     } finally {
       release();
       stats.activeConnections--;
       closeQuietly(stream);
     }
+  }
+
+  /**
+   * Writes the PROXY protocol header (`proxy_protocol`) to the local service before any byte of the
+   * peer's: source = the stream header's `peer_addr`; destination = the published address and port as
+   * the server answered (a wildcard publish_addr is written as is: the client cannot know which of the
+   * server's addresses the peer reached). An unparsable peer gives `UNKNOWN` (v1) / `LOCAL` (v2).
+   */
+  async #sendProxyHeader(local: DuplexConn, proxy: ClientProxyState, peerAddr: string): Promise<void> {
+    const version = proxy.config.proxyProtocol;
+    if (version === undefined) return;
+    const answer = proxy.registration?.status === "accepted" ? proxy.registration : null;
+    const publishAddr = answer?.publish_addr ?? proxy.config.publishAddr ?? "0.0.0.0";
+    const destination = {
+      host: isIpAddress(publishAddr) ? publishAddr : "0.0.0.0",
+      port: answer?.publish_port ?? proxy.config.publishPort,
+    };
+    const source = parseHostPort(peerAddr) ?? { host: "unknown", port: 0 };
+    await writeAll(local, encodeProxyHeader(version, { source, destination }));
   }
 
   /**
@@ -194,4 +241,11 @@ export class StreamCarrier {
       })),
     };
   }
+}
+
+/** Whether a kind's local endpoint is a connection (not a udp flow socket). */
+function isDuplex(local: LocalEndpoint): local is LocalEndpoint & DuplexConn & { reset?(): void } {
+  const candidate = local as Partial<DuplexConn>;
+  return typeof candidate.read === "function" && typeof candidate.write === "function" &&
+    typeof candidate.closeWrite === "function";
 }

@@ -16,6 +16,7 @@ import { DEFAULTS } from "./defaults.ts";
 import { forwarderRules } from "./_forwarders.ts";
 import { vhostProxyRules, vhostServerRules } from "./_vhost.ts";
 import { udpProxyRules } from "./_udp.ts";
+import { groupLimitProxyRules } from "./_groups_limits.ts";
 import { listenerRules, serverMakesListener } from "./_listener_rules.ts";
 import { serversRule } from "./_servers.ts";
 
@@ -312,6 +313,7 @@ export function clientRules(document: Table): ConfigIssue[] {
     const isVhost = proxyType === "http" || proxyType === "https";
     issues.push(...vhostProxyRules(proxy, prefix, proxyType));
     issues.push(...udpProxyRules(proxy, prefix, proxyType));
+    issues.push(...groupLimitProxyRules(proxy, prefix, proxyType));
     if (!isVhost && !has(proxy, "publish_port") && !has(proxy, "publish_port_range")) {
       issues.push({
         path: `${prefix}.publish_port`,

@@ -40,6 +40,7 @@ import { DEFAULTS } from "./defaults.ts";
 import { carriedProxyType, PROXY_TYPES } from "./_compat.ts";
 import { unsafeCharacter } from "../text.ts";
 import { vhostProxyKeys, vhostServerKeys } from "./_vhost.ts";
+import { groupLimitProxyKeys } from "./_groups_limits.ts";
 import { parseProxyUrl, ProxyUrlError } from "../net/proxy_url.ts";
 import { isIpAddress } from "../net/address.ts";
 import { resolveServers, serverEntrySchema, serverListSchema } from "./_servers.ts";
@@ -492,6 +493,8 @@ export const proxySchema = z.strictObject({
   visibility: z.enum(PROXY_VISIBILITIES).optional(),
   /** The key a visitor must present to reach this proxy (`private` or `both`). */
   secret_key: visitSecret.optional(),
+  /** group, group_key, proxy_protocol, bandwidth_limit, max_connections (`_groups_limits.ts`). */
+  ...groupLimitProxyKeys,
 }).transform((table) => {
   // `type` only stands in for proxy_type: the roles see one proxyType, the kind it is carried as. Every
   // accepted value is carried as "tcp" today, so when both are written they cannot disagree.

@@ -36,6 +36,13 @@ export function toProxySpec(proxy: ProxyConfig): ProxySpecRequest {
   if (proxy.hostHeaderRewrite !== undefined) spec.host_header_rewrite = proxy.hostHeaderRewrite;
   if (proxy.httpUser !== undefined) spec.http_user = proxy.httpUser;
   if (proxy.httpPassword !== undefined) spec.http_password = proxy.httpPassword;
+  // Groups (README.md §4.2): the server balances the group's connections by lb_policy.
+  if (proxy.group !== undefined) {
+    spec.group = proxy.group;
+    if (proxy.groupKey !== undefined) spec.group_key = proxy.groupKey;
+    spec.lb_policy = proxy.lbPolicy;
+  }
+  if (proxy.maxConnections !== undefined) spec.max_connections = proxy.maxConnections;
   if (proxy.proxyType === "udp") {
     // The server keeps flows as the client does: both drop them after the same idle time.
     spec.udp_idle_timeout_secs = proxy.udpIdleTimeoutSecs ?? DEFAULTS.proxy.udp_idle_timeout_secs;

@@ -212,7 +212,9 @@ export class ProxyRegistrar {
       );
     }
     const groupProblem = groupSpecProblem(proxy);
-    if (groupProblem) return this.#refused(client, rejected(proxy, ProxyRejectCode.invalidProxy, groupProblem));
+    if (groupProblem) {
+      return this.#refused(client, rejected(proxy, ProxyRejectCode.invalidProxy, groupProblem));
+    }
     const problem = this.#checks.check(client, proxy);
     if (problem) return this.#refused(client, problem);
     // Claimed in the same turn as the checks, before any await: from here the client owns the proxy
@@ -346,7 +348,10 @@ export class ProxyRegistrar {
     const groups = this.context.groups;
     if (!groups) {
       await client.discard(published);
-      return this.#refused(client, rejected(proxy, ProxyRejectCode.invalidProxy, "this server has no groups"));
+      return this.#refused(
+        client,
+        rejected(proxy, ProxyRejectCode.invalidProxy, "this server has no groups"),
+      );
     }
     if (!groups.at(proxy.publish_addr, proxy.publish_port)) {
       // A proxy outside any group holding the port refuses the group, as it would any other proxy.
@@ -387,7 +392,10 @@ export class ProxyRegistrar {
     if (isDatagramPublication(listener)) {
       listener.close();
       await client.discard(published);
-      return this.#refused(client, rejected(proxy, ProxyRejectCode.invalidProxy, "this kind cannot be grouped"));
+      return this.#refused(
+        client,
+        rejected(proxy, ProxyRejectCode.invalidProxy, "this kind cannot be grouped"),
+      );
     }
     const created = groups.create(proxy, listener);
     if (!published.attach(created.join(published))) return closingRejection(proxy);

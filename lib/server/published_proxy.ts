@@ -51,6 +51,8 @@ export class PublishedProxy {
   /** False once {@linkcode stopListening} (or {@linkcode stop}) closed the listener. */
   #listening = true;
   #nextConnId = 1;
+  /** Outside connections closed at once because `max_connections` were being carried. */
+  overLimitConnections = 0;
 
   constructor(
     /** The proxy as the client registered it. */
@@ -183,6 +185,15 @@ export class PublishedProxy {
       abortQuietly(conn);
       return;
     }
+    if (this.#overLimit()) {
+      logger.debug("Refused {peer} on {proxy}: max_connections ({max}) reached", {
+        peer,
+        proxy: this.spec.name,
+        max: this.spec.max_connections,
+      });
+      abortQuietly(conn);
+      return;
+    }
     this.#connections.add(conn);
     this.stats.activeConnections++;
     this.stats.totalConnections++;
@@ -228,6 +239,11 @@ export class PublishedProxy {
   async openRoutedStream(
     peer: string,
   ): Promise<{ stream: DuplexConn & { reset?(): void }; done: () => void }> {
+    if (this.#overLimit()) {
+      throw new Error(
+        `proxy '${this.spec.name}' carries max_connections (${this.spec.max_connections}) already`,
+      );
+    }
     const connId = this.#nextConnId++;
     let stream: (DuplexConn & { reset?(): void }) | null = null;
     try {
@@ -253,6 +269,18 @@ export class PublishedProxy {
     };
   }
 
+  /**
+   * Whether a new outside connection is over `max_connections` (counted as failed and over the limit
+   * when it is): closed at once, never queued.
+   */
+  #overLimit(): boolean {
+    const max = this.spec.max_connections;
+    if (max === undefined || this.stats.activeConnections < max) return false;
+    this.stats.failedConnections++;
+    this.overLimitConnections++;
+    return true;
+  }
+
   /** The proxy's state for the stats endpoint. */
   snapshot(): ProxySnapshot {
     const stats = this.stats;
@@ -263,6 +291,10 @@ export class PublishedProxy {
       local_addr: this.spec.local_addr,
       local_port: this.spec.local_port,
       ...stats.toSnapshotFields(),
+      ...(this.spec.group !== undefined ? { group: this.spec.group } : {}),
+      ...(this.spec.max_connections !== undefined
+        ? { max_connections: this.spec.max_connections, over_limit_connections: this.overLimitConnections }
+        : {}),
     };
   }
 

@@ -38,6 +38,7 @@ import { bindListeners, type ServerListener } from "./listeners.ts";
 import { onProxyConnectResult } from "./connect_failures.ts";
 import { WebhookNotifier } from "./webhook.ts";
 import { VhostService } from "./vhost/service.ts";
+import { GroupRegistry } from "./groups.ts";
 import { errorMessage } from "../text.ts";
 import { reconcileClients, type ReconcileReport, serverRestartKeys, unregisterProxies } from "./reload.ts";
 import { LEAVE_GRACE_MS } from "../protocol/leaving.ts";
@@ -97,6 +98,8 @@ export class TunnelServer {
   readonly #webhook: WebhookNotifier | null = null;
   /** The shared HTTP/HTTPS vhost ports (`vhost_http_port`, `vhost_https_port`), when configured. */
   readonly vhost: VhostService | null = null;
+  /** Groups of clients sharing a published TCP port (`group`/`group_key`, groups.ts). */
+  readonly groups = new GroupRegistry();
   /** Every listener, in config order (empty before {@linkcode listen}). */
   #listeners: readonly ServerListener[] = [];
   /** The listener each client's session came through (for its stats). */
@@ -138,6 +141,7 @@ export class TunnelServer {
       openLatency: this.streamOpenLatency,
       events: this.events,
       vhost: this.vhost,
+      groups: this.groups,
     });
     // Visitors (visit.ts): access is decided on every open, with the config as it is then.
     this.clientStreams.register(
@@ -545,6 +549,7 @@ export class TunnelServer {
         : {}),
       recent_events: this.events.recent(),
       ...(this.vhost ? { vhost: this.vhost.snapshot() } : {}),
+      groups: [...this.groups.snapshot(), ...(this.vhost?.groupsSnapshot() ?? [])],
     };
   }
 

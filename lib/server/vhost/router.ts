@@ -17,6 +17,8 @@ export interface VhostTarget {
   readonly clientName: string;
   /** The proxy's name, for messages. */
   readonly proxyName: string;
+  /** Set on a group's shared target (`../group_vhost.ts`): the group's name. */
+  readonly group?: string;
 }
 
 /** One route: a host name and a path prefix ("/" for every path; always "/" for HTTPS). */
@@ -32,6 +34,8 @@ export interface VhostConflict {
   location: string;
   clientName: string;
   proxyName: string;
+  /** The group holding the route, when a group does. */
+  group?: string;
 }
 
 /** Most routes one router holds (a bound on what clients can make the server keep). */
@@ -72,6 +76,7 @@ export class VhostRouter<T extends VhostTarget> {
             location,
             clientName: existing.target.clientName,
             proxyName: existing.target.proxyName,
+            ...(existing.target.group !== undefined ? { group: existing.target.group } : {}),
           };
         }
         if (!existing) wanted.push({ host, location });

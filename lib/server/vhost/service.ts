@@ -17,6 +17,8 @@ import { VhostHttpsServer } from "./https_server.ts";
 import { VhostRouter } from "./router.ts";
 import { VhostStats } from "./stats.ts";
 import { type RoutedProxy, type VhostProxyTarget, VhostPublication } from "./target.ts";
+import { VhostGroups } from "../group_vhost.ts";
+import type { GroupSnapshot } from "../../stats/snapshot.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "vhost"]);
 
@@ -47,6 +49,8 @@ export class VhostService {
   #http: VhostHttpServer | null = null;
   #https: VhostHttpsServer | null = null;
   #serving: Promise<void>[] = [];
+  /** Groups of clients serving one domain (`group`/`group_key`, `../group_vhost.ts`). */
+  readonly #groups = new VhostGroups();
 
   constructor(readonly config: VhostConfig) {}
 
@@ -130,8 +134,8 @@ export class VhostService {
   /**
    * Puts `proxy` on the shared port of its kind: adds its routes (all or none) and returns the
    * publication to attach to it, or the refusal. A host (and location) another client's proxy serves is
-   * refused with `DOMAIN_IN_USE`. (Groups of clients serving one domain are a later step; this is where
-   * they would join a shared route.)
+   * refused with `DOMAIN_IN_USE`, unless both are in one group (same `group` and `group_key`): a
+   * proxy with `group` joins its group's shared route (`../group_vhost.ts`).
    */
   publish(proxy: RoutedProxy, kind: "http" | "https", client: { clientId: string; name: string }):
     | VhostPublication
@@ -159,6 +163,9 @@ export class VhostService {
     const hosts = this.hostsOf(spec);
     if (!Array.isArray(hosts)) return hosts;
     const router = this.#routers[kind];
+    if (spec.group !== undefined) {
+      return this.#groups.publish(proxy, kind, client, hosts, router, server.addr);
+    }
     const publication = new VhostPublication(
       proxy,
       client.clientId,
@@ -171,6 +178,13 @@ export class VhostService {
       return {
         code: ProxyRejectCode.invalidProxy,
         reason: "this server holds as many vhost routes as it may",
+      };
+    }
+    if (conflict && conflict.group !== undefined) {
+      return {
+        code: ProxyRejectCode.domainInUse,
+        reason: `${conflict.host}${conflict.location === "/" ? "" : conflict.location} is served by group ` +
+          `'${conflict.group}'; set group = "${conflict.group}" and its group_key to join it, or pick another domain`,
       };
     }
     if (conflict) {
@@ -192,6 +206,11 @@ export class VhostService {
       https: this.#https ? formatAddr(this.#https.addr) : null,
       routes: this.#routers.http.size + this.#routers.https.size,
     });
+  }
+
+  /** The vhost groups and their members, for the stats endpoint. */
+  groupsSnapshot(): GroupSnapshot[] {
+    return this.#groups.snapshot();
   }
 
   /** Closes both ports and their connections. */

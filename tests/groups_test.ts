@@ -1,0 +1,158 @@
+/**
+ * Groups across clients, end to end with real processes: three `deno run main.ts client` processes serve
+ * one published port as group "web"; the server spreads outside connections over them, keeps serving
+ * after one is killed (once its keepalive runs out), refuses a wrong group_key and a proxy outside the
+ * group, shows the members in /api/stats and /metrics, and frees the port when the last member leaves.
+ */
+
+import assert from "node:assert/strict";
+import { canBind, freePort, waitFor } from "../testing/helpers.ts";
+import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+import type { GroupSnapshot, ServerSnapshot } from "../lib/stats/snapshot.ts";
+
+const GROUP_KEY = "group-secret-0123456789";
+
+/** A local service that answers each connection with its id and closes. */
+class IdService {
+  readonly listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  readonly #serving: Promise<void>;
+
+  constructor(readonly id: string) {
+    this.#serving = (async () => {
+      for await (const conn of this.listener) {
+        void conn.write(new TextEncoder().encode(id)).catch(() => {}).finally(() => {
+          try {
+            conn.close();
+          } catch {
+            // Closed by the peer already.
+          }
+        });
+      }
+    })().catch(() => {});
+  }
+
+  get port(): number {
+    return (this.listener.addr as Deno.NetAddr).port;
+  }
+
+  async close(): Promise<void> {
+    this.listener.close();
+    await this.#serving;
+  }
+}
+
+/** Connects to the group's port and reads the id of the member that answered ("" when none did). */
+async function askId(port: number): Promise<string> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => conn.close(), 5000);
+  try {
+    const chunks: string[] = [];
+    const buffer = new Uint8Array(64);
+    for (;;) {
+      const count = await conn.read(buffer).catch(() => null);
+      if (count === null) break;
+      chunks.push(new TextDecoder().decode(buffer.subarray(0, count)));
+    }
+    return chunks.join("");
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // The timer closed it.
+    }
+  }
+}
+
+async function serverStats(statsPort: number): Promise<ServerSnapshot> {
+  const response = await fetch(`http://127.0.0.1:${statsPort}/api/stats`);
+  return await response.json() as ServerSnapshot;
+}
+
+function tally(ids: string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const id of ids) counts[id] = (counts[id] ?? 0) + 1;
+  return counts;
+}
+
+Deno.test("three clients in one group share a port: spread, survive a kill -9, refuse a wrong key, free the port at the end", async () => {
+  const statsPort = freePort();
+  await using tunnel = await ProcessTunnel.create(`stats_addr = "127.0.0.1"\nstats_port = ${statsPort}\n`);
+  const services = ["a", "b", "c"].map((id) => new IdService(id));
+  try {
+    const port = freePort();
+    await tunnel.server();
+    const groupLines = `group = "web"\ngroup_key = "${GROUP_KEY}"`;
+    const clients = [];
+    for (const service of services) {
+      const config = await tunnel.clientConfig(
+        `client-${service.id}`,
+        [{ name: "web", publishPort: port, localPort: service.port, lines: groupLines }],
+        `client_id = "member-${service.id}"`,
+      );
+      const client = tunnel.client(config);
+      // One after the other: the join order is the round-robin order.
+      await client.waitForLine(proxyUp("web"));
+      clients.push(client);
+    }
+
+    const first = await Promise.all(Array.from({ length: 30 }, () => askId(port)));
+    // Sequential picks are deterministic; concurrent ones too (one accept loop), so round_robin is exact.
+    assert.deepEqual(tally(first), { a: 10, b: 10, c: 10 }, `answers: ${first.join(",")}`);
+
+    const stats = await serverStats(statsPort);
+    const group = stats.groups?.find((entry: GroupSnapshot) => entry.name === "web");
+    assert.ok(group, `no group in /api/stats: ${JSON.stringify(stats.groups)}`);
+    assert.equal(group.kind, "tcp");
+    assert.deepEqual(group.members.map((member) => member.client).sort(), [
+      "member-a",
+      "member-b",
+      "member-c",
+    ]);
+    assert.equal(group.connections_total, 30);
+    const metrics = await (await fetch(`http://127.0.0.1:${statsPort}/metrics`)).text();
+    assert.match(metrics, /^tls_tunnel_group_members\{group="web",kind="tcp"\} 3$/m);
+
+    // A wrong key, and a proxy outside the group, are refused with a reason naming the group.
+    const wrongKey = tunnel.client(
+      await tunnel.clientConfig(
+        "wrongkey",
+        [{ name: "wrongkey", publishPort: port, lines: `group = "web"\ngroup_key = "not-the-key-000000"` }],
+        `client_id = "wrongkey"`,
+      ),
+    );
+    const noGroup = tunnel.client(
+      await tunnel.clientConfig("nogroup", [{ name: "nogroup", publishPort: port }], `client_id = "nogroup"`),
+    );
+    await wrongKey.waitForLine(/Proxy wrongkey rejected.*group_key does not match group 'web'/);
+    await noGroup.waitForLine(/Proxy nogroup rejected.*served by group 'web'/);
+    await Promise.all([wrongKey.stop(), noGroup.stop()]);
+
+    // kill -9 of one member: once the server's keepalive notices, no new connection fails.
+    const victim = clients[2];
+    assert.ok(victim);
+    victim.kill("SIGKILL");
+    await victim.status();
+    await waitFor(
+      async () =>
+        (await serverStats(statsPort)).groups?.find((entry) => entry.name === "web")?.members.length === 2,
+      15_000,
+      "the server to drop the killed member",
+      100,
+    );
+    const after: string[] = [];
+    for (let index = 0; index < 30; index++) after.push(await askId(port));
+    assert.deepEqual(tally(after), { a: 15, b: 15 }, `answers after the kill: ${after.join(",")}`);
+
+    // The port stays open while a member is connected, and is freed when the last one leaves.
+    await clients[0]?.stop();
+    assert.equal(await askId(port), "b");
+    assert.equal(canBind(port), false);
+    await clients[1]?.stop();
+    await waitFor(() => canBind(port), 5_000, `port ${port} to be released`, 50);
+    const empty = await serverStats(statsPort);
+    assert.deepEqual(empty.groups, []);
+  } finally {
+    await Promise.all(services.map((service) => service.close()));
+  }
+});
