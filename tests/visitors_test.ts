@@ -300,7 +300,7 @@ Deno.test("visits are refused with the reason logged by the visitor and the serv
   const [sshPort, dbPort] = [freePort(), freePort()];
   const ports = { ssh: freePort(), dbGood: freePort(), dbWrong: freePort(), missing: freePort() };
   const [guestPort, internPort, laptopStats] = [freePort(), freePort(), freePort()];
-  await tunnel.server();
+  const serverProcess = await tunnel.server();
   const owner = tunnel.client(
     await writeClient(
       tunnel,
@@ -377,6 +377,11 @@ Deno.test("visits are refused with the reason logged by the visitor and the serv
       `tls_tunnel_visitor_refused_total\\{visitor="db",bind="127\\.0\\.0\\.1:${ports.dbWrong}",reason="denied"\\} 1`,
     ),
   );
+  // The secret_keys never reach a log line, on either side.
+  for (const process of [serverProcess, owner, laptop, guest, intern]) {
+    const leaked = process.lines.filter((line) => /open sesame|open says me/.test(line));
+    assert.deepEqual(leaked, [], "a secret_key was logged");
+  }
 });
 
 /** The server's visit counters once every refusal is counted. */
