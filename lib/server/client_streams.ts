@@ -88,8 +88,11 @@ export type ClientStreamCounts = Record<string, Record<string, number>>;
 
 /** Limits of {@linkcode ClientStreamHandlers.serve}. */
 export interface ClientStreamLimits {
-  /** Client-opened streams one session may hold at once (being decided or carrying). */
-  maxStreamsPerClient: number;
+  /**
+   * Client-opened streams one session may hold at once (being decided or carrying); a function is read at
+   * each new stream (a reloaded config applies to the next one).
+   */
+  maxStreamsPerClient: number | (() => number);
   /** How long the open request may take; default {@linkcode OPEN_REQUEST_TIMEOUT_MS}. */
   openRequestTimeoutMs?: number;
 }
@@ -129,19 +132,22 @@ export class ClientStreamHandlers {
     const open = new Set<Promise<void>>();
     const refusing = new Set<Promise<void>>();
     for await (const stream of client.session) {
-      if (open.size >= limits.maxStreamsPerClient) {
+      const limit = typeof limits.maxStreamsPerClient === "function"
+        ? limits.maxStreamsPerClient()
+        : limits.maxStreamsPerClient;
+      if (open.size >= limit) {
         this.#count(UNKNOWN_KIND, "limit");
         logger.warn(
           "Refused a stream opened by {client}: {count} client-opened streams are open, the limit " +
             "(max_client_streams) is {limit}",
-          { client: client.name, count: open.size, limit: limits.maxStreamsPerClient },
+          { client: client.name, count: open.size, limit },
         );
         // Not read, not waited for: the answer and a reset, so a flood holds nothing.
         const refusal: Promise<void> = refuse(stream, {
           ok: false,
           code: "LIMIT",
-          reason: `${open.size} streams of this client are open; the server's limit is ` +
-            `${limits.maxStreamsPerClient} (max_client_streams)`,
+          reason: `${open.size} streams of this client are open; the server's limit is ${limit} ` +
+            `(max_client_streams)`,
         }, { linger: false }).finally(() => refusing.delete(refusal));
         refusing.add(refusal);
         continue;

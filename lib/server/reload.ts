@@ -229,6 +229,8 @@ export const SERVER_LIVE_KEYS: ReadonlySet<string> = new Set([
   "certPath",
   "keyPath",
   "unhealthyAfterFailures",
+  // Read on every stream a client opens (client_streams.ts, visit.ts): the next one gets the new value.
+  "maxClientStreams",
   // Read on every forward request (forward.ts): the next forwarded connection gets the new values.
   "allowForward",
   "forwardAllowPrivate",

@@ -416,7 +416,8 @@ export class TunnelServer {
     const { rpc, session } = client;
     // Streams the client opens (visitors, forwarders): each starts with an open request, dispatched by
     // kind (client_streams.ts); ends with the session.
-    this.clientStreams.serve(client, { maxStreamsPerClient: this.#config.maxClientStreams }).catch(() => {});
+    this.clientStreams.serve(client, { maxStreamsPerClient: () => this.#config.maxClientStreams })
+      .catch(() => {});
     const leaving = await Promise.race([
       session.closed.then(() => false),
       rpc.closed.then(() => false),
@@ -638,7 +639,9 @@ export class TunnelServer {
       // Behind a reverse proxy the listener speaks plain text: the proxy holds the certificate.
       if (entry.spec.behindProxy) continue;
       try {
-        if (!entry.listener.replaceCertificate) throw new Error("its transport cannot swap certificates live");
+        if (!entry.listener.replaceCertificate) {
+          throw new Error("its transport cannot swap certificates live");
+        }
         await entry.listener.replaceCertificate(certificate?.certPem ?? "", certificate?.keyPem ?? "");
       } catch (error) {
         certificateKept.push(`${entry.describe()}: ${errorMessage(error)}`);
