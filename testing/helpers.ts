@@ -107,6 +107,15 @@ export function parseRecord(line: string): LogRecord | null {
   }
 }
 
+/** The permissions a {@linkcode CliProcess} runs with unless told otherwise (those `deno task server` grants). */
+export const CLI_PERMISSIONS: readonly string[] = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-env",
+  "--allow-sys=hostname",
+  "--allow-ffi",
+];
+
 /** The real CLI (`deno run main.ts …`) as a child process, with its stderr log lines collected. */
 export class CliProcess {
   readonly lines: string[] = [];
@@ -135,8 +144,7 @@ export class CliProcess {
     args: string[],
     options: { env?: Record<string, string>; permissions?: string[]; entry?: string; cwd?: string } = {},
   ) {
-    const permissions = options.permissions ??
-      ["--allow-net", "--allow-read", "--allow-env", "--allow-sys=hostname", "--allow-ffi"];
+    const permissions = options.permissions ?? CLI_PERMISSIONS;
     const entry = options.entry ?? "main.ts";
     this.#child = new Deno.Command(Deno.execPath(), {
       args: [

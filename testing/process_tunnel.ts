@@ -6,7 +6,7 @@
  * @module
  */
 
-import { CliProcess, EchoService, freePort, makeWorkdir, roundTrip } from "./helpers.ts";
+import { CLI_PERMISSIONS, CliProcess, EchoService, freePort, makeWorkdir, roundTrip } from "./helpers.ts";
 
 /** The key the fixture's server and clients share. */
 export const PROCESS_AUTH_KEY = "process-test-key-0123456789";
@@ -50,16 +50,19 @@ export class ProcessTunnel implements AsyncDisposable {
     readonly caPath: string,
     readonly cleanup: () => Promise<void>,
     readonly entry: string,
+    /** Deno flags added to every process's permissions (`--unstable-net` for QUIC and UDP). */
+    readonly denoFlags: readonly string[] = [],
   ) {}
 
   /**
    * Writes the server config (with `serverExtra` TOML lines) into a fresh work folder. With
    * `generatedCertificate`, the config names no certificate, so the server makes a throw-away one.
-   * `entry`: the program the processes run (default `main.ts`; the bundle, for example).
+   * `entry`: the program the processes run (default `main.ts`; the bundle, for example). `denoFlags`:
+   * Deno flags every process gets beside the default permissions (`["--unstable-net"]` for QUIC).
    */
   static async create(
     serverExtra = "",
-    options: { generatedCertificate?: boolean; entry?: string } = {},
+    options: { generatedCertificate?: boolean; entry?: string; denoFlags?: string[] } = {},
   ): Promise<ProcessTunnel> {
     const work = await makeWorkdir();
     const serverPort = freePort();
@@ -81,6 +84,7 @@ export class ProcessTunnel implements AsyncDisposable {
       work.caPath,
       work.cleanup,
       options.entry ?? "main.ts",
+      options.denoFlags,
     );
   }
 
@@ -116,7 +120,7 @@ export class ProcessTunnel implements AsyncDisposable {
   /** Starts a server process; with `waitUntilListening`, returns once it accepts clients. */
   async server(waitUntilListening = true): Promise<CliProcess> {
     const server = this.#track(
-      new CliProcess(["server", "-c", this.serverConfigPath], { entry: this.entry }),
+      new CliProcess(["server", "-c", this.serverConfigPath], { entry: this.entry, ...this.#permissions() }),
     );
     if (waitUntilListening) await server.waitForLine(LISTENING);
     return server;
@@ -140,8 +144,17 @@ export class ProcessTunnel implements AsyncDisposable {
   /** Starts a client process with the config at `configPath` (fast reconnects). */
   client(configPath: string): CliProcess {
     return this.#track(
-      new CliProcess(["client", "-c", configPath], { env: FAST_RECONNECT, entry: this.entry }),
+      new CliProcess(["client", "-c", configPath], {
+        env: FAST_RECONNECT,
+        entry: this.entry,
+        ...this.#permissions(),
+      }),
     );
+  }
+
+  /** The processes' permissions when `denoFlags` adds to the defaults; else nothing (the defaults). */
+  #permissions(): { permissions?: string[] } {
+    return this.denoFlags.length === 0 ? {} : { permissions: [...CLI_PERMISSIONS, ...this.denoFlags] };
   }
 
   #track(process: CliProcess): CliProcess {

@@ -1,0 +1,153 @@
+/**
+ * The `"quic"` transport end to end: the real CLI (`deno run --unstable-net main.ts server/client`
+ * processes) carries a tunnel over one QUIC stream (4 MiB each way sha256-checked with the half-close),
+ * releases the published port within a bound when the client is killed with -9 (UDP tells nobody: the
+ * keepalive notices), and reconnects after the server is killed and restarted on the same port; started
+ * without `--unstable-net`, server and client exit 1 naming `transport = "quic"`. Hostile peers on the
+ * server's UDP port (garbage datagrams, a QUIC client with another ALPN, one that does not trust the
+ * certificate, one that sends no stream, one that sends garbage on it) leave a canary client served
+ * (in-process server, real QUIC).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { writeAll } from "../lib/net/conn.ts";
+import { QUIC_ALPN } from "../lib/transport/quic.ts";
+import {
+  canBind,
+  echoes,
+  freePort,
+  patternBytes,
+  roundTrip,
+  sha256Hex,
+  testCertificates,
+  waitFor,
+} from "../testing/helpers.ts";
+import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
+
+const QUIC = `transport = "quic"\n`;
+const UNSTABLE_NET = ["--unstable-net"];
+const NEEDS_UNSTABLE_NET = /^transport = "quic" needs Deno's --unstable-net .*deno run --unstable-net/;
+
+Deno.test('quic: the CLI\'s client and server with transport = "quic" carry 4 MiB each way (sha256, half-close), release the port within 10 s of kill -9 of the client, and reconnect after the server restarts', async () => {
+  await using tunnel = await ProcessTunnel.create(QUIC, { denoFlags: UNSTABLE_NET });
+  const { server, client, publishPort } = await tunnel.serverAndClient({ name: "echo" }, QUIC);
+  const data = patternBytes(4 * 1024 * 1024, 31);
+  // roundTrip half-closes after writing: the echo's end comes back only if the half-close crossed.
+  const echoed = await roundTrip(publishPort, data, 60_000);
+  assert.equal(echoed.length, data.length);
+  assert.equal(await sha256Hex(echoed), await sha256Hex(data));
+
+  // UDP sends no RST: the server learns of the death from the keepalive (1 s, timeout 3 s here).
+  client.kill("SIGKILL");
+  await client.status();
+  const killedAt = performance.now();
+  await waitFor(() => canBind(publishPort), 10_000, "the public port to be released after kill -9", 50);
+  const releasedMs = performance.now() - killedAt;
+  assert.ok(releasedMs < 10_000, `released ${releasedMs.toFixed(0)} ms after kill -9`);
+
+  const again = tunnel.client(`${tunnel.dir}/client.toml`);
+  await again.waitForLine(proxyUp("echo"));
+  const small = patternBytes(256 * 1024, 5);
+  assert.equal(await sha256Hex(await roundTrip(publishPort, small)), await sha256Hex(small));
+
+  // The server killed and started again on the same UDP port: the client notices and comes back.
+  server.kill("SIGKILL");
+  await server.status();
+  await tunnel.server();
+  await waitFor(() => echoes(publishPort, "back"), 20_000, "the client to reconnect to the new server", 200);
+  assert.equal(await sha256Hex(await roundTrip(publishPort, small)), await sha256Hex(small));
+});
+
+Deno.test('quic: a server or client with transport = "quic" started without --unstable-net exits 1 saying so', async () => {
+  await using tunnel = await ProcessTunnel.create(QUIC);
+  const server = await tunnel.server(false);
+  assert.equal((await server.status()).code, 1, server.output);
+  assert.ok(server.records.some((record) => NEEDS_UNSTABLE_NET.test(record.message)), server.output);
+  assert.doesNotMatch(server.output, /Listening for clients/);
+
+  const client = tunnel.client(
+    await tunnel.clientConfig("client", [{ name: "echo", publishPort: freePort() }], QUIC),
+  );
+  assert.equal((await client.status()).code, 1, client.output);
+  assert.ok(client.records.some((record) => NEEDS_UNSTABLE_NET.test(record.message)), client.output);
+  assert.doesNotMatch(client.output, /Connecting to/);
+});
+
+/** A QUIC connection attempt to the fixture's server as `options` make it; resolves whatever happens. */
+async function quicAttempt(
+  port: number,
+  options: { alpn?: string; trust?: boolean; stream?: Uint8Array },
+): Promise<string> {
+  const certs = await testCertificates();
+  const endpoint = new Deno.QuicEndpoint({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const conn = await Deno.connectQuic({
+      endpoint,
+      hostname: "127.0.0.1",
+      port,
+      serverName: "localhost",
+      alpnProtocols: [options.alpn ?? QUIC_ALPN],
+      ...(options.trust === false ? {} : { caCerts: [certs.caCertPem] }),
+      maxIdleTimeout: 5000,
+    });
+    if (options.stream !== undefined) {
+      const stream = await conn.createBidirectionalStream();
+      const writer = stream.writable.getWriter();
+      await writer.write(options.stream).catch(() => {});
+    }
+    const info = await conn.closed.catch((error: Error) => ({ closeCode: -1, reason: error.message }));
+    return `closed by the server: ${info.closeCode} ${info.reason}`;
+  } catch (error) {
+    return `failed: ${(error as Error).message}`;
+  } finally {
+    endpoint.close();
+  }
+}
+
+Deno.test("quic: garbage datagrams and hostile QUIC clients on the server's port leave a canary client served", async () => {
+  await using fixture = await TunnelFixture.start(`${QUIC}handshake_timeout_secs = 1\n`);
+  const echo = fixture.echo();
+  const canary = await fixture.client([{ name: "canary", publishPort: 0, localPort: echo.port }], {
+    extra: QUIC,
+  });
+  const publicPort = acceptedPort(await canary.registered, "canary");
+  const payload = patternBytes(64 * 1024, 7);
+  assert.equal(await sha256Hex(await roundTrip(publicPort, payload)), await sha256Hex(payload));
+
+  // Garbage: random datagrams of every size, and full-size ones that look like QUIC v1 Initials.
+  const socket = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
+  const target: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port: fixture.port };
+  try {
+    for (let index = 0; index < 300; index++) {
+      const datagram = crypto.getRandomValues(new Uint8Array(1 + (index * 37) % 1500));
+      if (index % 2 === 0 && datagram.length >= 1200) datagram.set([0xc3, 0, 0, 0, 1], 0);
+      await socket.send(datagram, target);
+    }
+  } finally {
+    socket.close();
+  }
+
+  const [wrongAlpn, untrusting, silent, garbage] = await Promise.all([
+    quicAttempt(fixture.port, { alpn: "h3" }),
+    quicAttempt(fixture.port, { trust: false }),
+    quicAttempt(fixture.port, {}),
+    quicAttempt(fixture.port, { stream: crypto.getRandomValues(new Uint8Array(4096)) }),
+  ]);
+  assert.match(wrongAlpn, /failed: .*(protocol|120)/);
+  assert.match(untrusting, /failed: .*(certificate|UnknownIssuer)/);
+  assert.match(silent, /closed by the server: 2 handshake timeout/);
+  assert.match(garbage, /closed by the server/);
+
+  // Only the canary is connected, and it still carries bytes.
+  assert.deepEqual([...fixture.server.clients.values()].length, 1);
+  assert.equal(await sha256Hex(await roundTrip(publicPort, payload)), await sha256Hex(payload));
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: publicPort });
+  try {
+    await writeAll(conn, new TextEncoder().encode("still here"));
+  } finally {
+    conn.close();
+  }
+});
