@@ -375,7 +375,8 @@ function printProxyTable(proxies: ClientProxyState[], server?: string): void {
     // A private proxy is not bound on the server: visitors reach it by name and publish_port.
     const published = config.visibility === "private"
       ? `private:${port}`
-      : formatHostPort(registration?.publish_addr || (config.publishAddr ?? "0.0.0.0"), port);
+      : formatHostPort(registration?.publish_addr || (config.publishAddr ?? "0.0.0.0"), port) +
+        (config.proxyType === "udp" ? "/udp" : "");
     return [
       config.name,
       stats.status,

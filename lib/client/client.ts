@@ -390,6 +390,7 @@ export class TunnelClient {
           publish: proxy.config.visibility === "private"
             ? `private (visitors: name ${registration.name}, publish_port ${registration.publish_port})`
             : formatHostPort(registration.publish_addr, registration.publish_port) +
+              (proxy.config.proxyType === "udp" ? "/udp" : "") +
               (proxy.config.visibility === "both" ? " and visitors" : ""),
           local: formatHostPort(proxy.config.localAddr, proxy.config.localPort),
         });
