@@ -53,6 +53,8 @@ Deno.test("a client with two servers publishes on both; one server killed, the o
     "server a shown down",
     100,
   );
+  // The status table printed for server a says its proxy is no longer published there.
+  await client.waitForLine(/"message":"\[a\] web +pending +127\.0\.0\.2:/);
   const down = await fixture.clientStats();
   assert.equal(down.state, "connected", "the client stays connected through server b");
   assert.equal(down.servers?.find((server) => server.name === "b")?.state, "connected");
