@@ -233,7 +233,9 @@ Deno.test("1,000 datagrams from 50 peers through a udp proxy all come back to th
     () => Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 }),
   );
   try {
-    const published = Number((await client.waitForLine(proxyUp("udp")))[1]);
+    const up = await client.waitForLine(proxyUp("udp"));
+    assert.match(up.input ?? "", /Proxy udp: 127\.0\.0\.1:\d+\/udp → 127\.0\.0\.1:\d+/);
+    const published = Number(up[1]);
     // 50 peers at once, 20 datagrams each in turn: each answer must be its own request, at its sender.
     await Promise.all(peers.map(async (socket, peer) => {
       for (let sequence = 0; sequence < 20; sequence++) {
