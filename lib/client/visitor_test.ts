@@ -1,0 +1,101 @@
+import assert from "node:assert/strict";
+import { memorySessions, within } from "../../testing/mux.ts";
+import type { VisitorConfig } from "../config/types.ts";
+import type { Session } from "../mux/mod.ts";
+import { writeAll } from "../net/conn.ts";
+import { encodeOpenReply, readOpenRequest } from "../protocol/open_request.ts";
+import { Visitor, VisitorBindError } from "./visitor.ts";
+
+function config(bindPort = 0): VisitorConfig {
+  return { name: "db", publishPort: 5432, bindAddr: "127.0.0.1", bindPort, secretKey: "open sesame" };
+}
+
+/** Connects to the visitor, sends `text`, and returns what came back or the error that ended the read. */
+async function exchange(port: number, text: string): Promise<string | Error> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await writeAll(conn, new TextEncoder().encode(text));
+    const buffer = new Uint8Array(64);
+    const count = await conn.read(buffer);
+    return count === null ? "" : new TextDecoder().decode(buffer.subarray(0, count));
+  } catch (error) {
+    return error as Error;
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test("a visitor whose port is taken fails with a message naming the address and what to do", () => {
+  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const visitor = new Visitor(config(taken.addr.port), () => null);
+    assert.throws(
+      () => visitor.listen(),
+      (error: unknown) =>
+        error instanceof VisitorBindError &&
+        error.message.includes(`127.0.0.1:${taken.addr.port}`) &&
+        /pick another bind_port/.test(error.message),
+    );
+  } finally {
+    taken.close();
+  }
+});
+
+Deno.test("without a session a visitor resets each connection and keeps listening; with one it sends the visit and carries the bytes", async () => {
+  const sessions = memorySessions({ keepaliveIntervalMs: 0 });
+  let session: Session | null = null;
+  const visitor = new Visitor(config(), () => session);
+  const addr = visitor.listen();
+  try {
+    const offline = await exchange(addr.port, "anyone?");
+    assert.ok(offline instanceof Error || offline === "", `answered ${JSON.stringify(offline)}`);
+    assert.deepEqual(visitor.counters.refused, { no_session: 1 });
+    assert.match(visitor.counters.lastError ?? "", /not connected to the server/);
+
+    session = sessions.client;
+    // The server's side: read the visit, answer ok, echo in upper case.
+    const serving = (async () => {
+      const stream = await within(sessions.server.accept(), 5000, "the visit stream");
+      assert.ok(stream);
+      assert.deepEqual(await readOpenRequest(stream), {
+        kind: "visit",
+        name: "db",
+        publish_port: 5432,
+        secret_key: "open sesame",
+      });
+      await writeAll(stream, encodeOpenReply({ ok: true }));
+      const buffer = new Uint8Array(64);
+      const count = await stream.read(buffer);
+      await writeAll(
+        stream,
+        new TextEncoder().encode(new TextDecoder().decode(buffer.subarray(0, count ?? 0)).toUpperCase()),
+      );
+      await stream.closeWrite();
+      stream.close();
+    })();
+    assert.equal(await exchange(addr.port, "hello"), "HELLO");
+    await serving;
+
+    // A refusal: the application's connection fails, and the reason is kept.
+    const refusing = (async () => {
+      const stream = await within(sessions.server.accept(), 5000, "the visit stream");
+      assert.ok(stream);
+      await readOpenRequest(stream);
+      await writeAll(
+        stream,
+        encodeOpenReply({ ok: false, code: "DENIED", reason: "secret_key does not match" }),
+      );
+      await stream.closeWrite();
+      stream.close();
+    })();
+    const denied = await exchange(addr.port, "let me in");
+    assert.ok(denied instanceof Error || denied === "", `answered ${JSON.stringify(denied)}`);
+    await refusing;
+    assert.deepEqual(visitor.counters.refused, { no_session: 1, denied: 1 });
+    assert.match(visitor.counters.lastError ?? "", /\(DENIED\): secret_key does not match/);
+    assert.equal(visitor.snapshot().total_connections, 3);
+  } finally {
+    await visitor.close();
+    await sessions.close();
+  }
+});
