@@ -218,3 +218,19 @@ Deno.test("an accepted stream whose carry pipes to another stream copies both wa
     await other.close();
   }
 });
+
+Deno.test("an open request pipelined with the first bytes of the connection: the bytes after it are carried, none lost", async () => {
+  const handlers = echoHandlers();
+  await using tunnel = await served(handlers, { maxStreamsPerClient: 8 });
+  const stream = await tunnel.session.open();
+  const request = encodeOpenRequest({ kind: "visit", name: "ssh", publish_port: 2222 });
+  const payload = encoder.encode("SSH-2.0-OpenSSH_9.6\r\n");
+  const both = new Uint8Array(request.length + payload.length);
+  both.set(request);
+  both.set(payload, request.length);
+  await writeAll(stream, both);
+  await stream.closeWrite();
+  assert.deepEqual(await within(readOpenReply(stream), 5000, "reply"), { ok: true });
+  assert.equal(await within(readText(stream), 5000, "echo"), "SSH-2.0-OpenSSH_9.6\r\n");
+  stream.close();
+});
