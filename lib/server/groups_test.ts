@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { ProxySpec } from "../protocol/control.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
-import { type GroupMemberProxy, GroupMembership, GroupRegistry, groupSpecProblem } from "./groups.ts";
+import { type GroupMemberProxy, type GroupMembership, GroupRegistry, groupSpecProblem } from "./groups.ts";
 import type { OutsideConn, PublishedListener } from "./proxy_kinds/kind.ts";
 
 const KEY = "group-key-0123456789";
@@ -141,7 +141,7 @@ Deno.test("when every member is unhealthy the group still hands connections to l
   ma.close();
 });
 
-Deno.test("ip_hash sends one peer address to one member; least_connections picks the idle one", async () => {
+Deno.test("ip_hash sends one peer address to one member; least_connections picks the idle one", () => {
   const registry = new GroupRegistry();
   const listener = new FakeListener();
   const group = registry.create(spec({ lb_policy: "ip_hash" }), listener);
