@@ -13,6 +13,8 @@
 
 import assert from "node:assert/strict";
 import { writeAll } from "../lib/net/conn.ts";
+import { captureOutput } from "../lib/cli/_command_output.ts";
+import { checkCommand } from "../lib/cli/check.ts";
 import { QUIC_ALPN } from "../lib/transport/quic.ts";
 import {
   canBind,
@@ -149,5 +151,35 @@ Deno.test("quic: garbage datagrams and hostile QUIC clients on the server's port
     await writeAll(conn, new TextEncoder().encode("still here"));
   } finally {
     conn.close();
+  }
+});
+
+Deno.test('quic: check notes that transport = "quic" needs --unstable-net and refuses skip_verify and proxy_url with it', async () => {
+  const dir = await Deno.makeTempDir({ prefix: "tls-tunnel-quic-check-" });
+  try {
+    const server = `${dir}/server.toml`;
+    await Deno.writeTextFile(
+      server,
+      `[server]\nbind_addr = "127.0.0.1"\nbind_port = 8443\nauth_key = "${"k".repeat(24)}"\n${QUIC}`,
+      { mode: 0o600 },
+    );
+    let io = captureOutput();
+    assert.equal(await checkCommand({ configPath: server, format: "text" }, io), 0, io.stderr);
+    assert.match(io.stdout + io.stderr, /transport = "quic" \(experimental, UDP\): .*--unstable-net/);
+
+    const client = `${dir}/client.toml`;
+    await Deno.writeTextFile(
+      client,
+      `[client]\nserver_addr = "127.0.0.1"\nserver_port = 8443\nauth_key = "${"k".repeat(24)}"\n${QUIC}` +
+        `skip_verify = true\nproxy_url = "http://127.0.0.1:3128"\n\n` +
+        `[[proxies]]\nname = "web"\npublish_port = 8080\nlocal_port = 3000\n`,
+      { mode: 0o600 },
+    );
+    io = captureOutput();
+    assert.equal(await checkCommand({ configPath: client, format: "text" }, io), 1);
+    assert.match(io.stderr, /client\.skip_verify: skip_verify = true cannot be used with transport = "quic"/);
+    assert.match(io.stderr, /client\.proxy_url: transport = "quic" runs over UDP/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -380,19 +380,36 @@ async function inspectFiles(parsed: ParsedConfig): Promise<FileFindings> {
   return findings;
 }
 
-/** A note per udp proxy of a client config: both sides need Deno's `--unstable-net` for it. */
+/** A note for `transport = "quic"` and one per udp proxy: both sides need Deno's `--unstable-net` for them. */
 function unstableNetNotes(parsed: ParsedConfig): ConfigIssue[] {
-  if (parsed.kind !== "client") return [];
-  return parsed.config.proxies.flatMap((proxy, index) =>
-    proxy.proxyType === "udp"
-      ? [{
-        path: `proxies[${index}].proxy_type`,
-        message: `proxy "${proxy.name}" is a udp proxy: the client and the server need Deno's --unstable-net`,
-        hint:
-          "start both with 'deno run --unstable-net …' (or 'deno task client:unstable' / 'server:unstable')",
-      }]
-      : []
-  );
+  const quic: ConfigIssue[] = [];
+  const quicPath = parsed.kind === "server"
+    ? (parsed.config.listeners.some((listener) => listener.transport === "quic") ? "server.transport" : null)
+    : (parsed.config.servers.some((server) => server.transport === "quic") ? "client.transport" : null);
+  if (quicPath !== null) {
+    quic.push({
+      path: quicPath,
+      message:
+        'transport = "quic" (experimental, UDP): the client and the server need Deno\'s --unstable-net',
+      hint:
+        "start both with 'deno run --unstable-net …' (or 'deno task client:unstable' / 'server:unstable')",
+    });
+  }
+  if (parsed.kind !== "client") return quic;
+  return [
+    ...quic,
+    ...parsed.config.proxies.flatMap((proxy, index) =>
+      proxy.proxyType === "udp"
+        ? [{
+          path: `proxies[${index}].proxy_type`,
+          message:
+            `proxy "${proxy.name}" is a udp proxy: the client and the server need Deno's --unstable-net`,
+          hint:
+            "start both with 'deno run --unstable-net …' (or 'deno task client:unstable' / 'server:unstable')",
+        }]
+        : []
+    ),
+  ];
 }
 
 /**

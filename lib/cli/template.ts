@@ -93,6 +93,7 @@ ${commentedDefault("handshake_timeout_secs", DEFAULTS.server.handshake_timeout_s
 # server. behind_proxy = true (with "wss" or "http2") serves plain-text WebSocket (or h2c) to a reverse
 # proxy (nginx, Caddy, a CDN) that terminates TLS; the client's
 # address then comes from X-Forwarded-For/Forwarded, believed only from a peer in trusted_proxies.
+# "quic" (experimental): QUIC over UDP on bind_port (a UDP port), run with deno run --unstable-net.
 ${commentedDefault("transport", DEFAULTS.server.transport)}
 ${commentedDefault("server_path", DEFAULTS.server.server_path)}
 ${commentedDefault("behind_proxy", DEFAULTS.server.behind_proxy)}
@@ -233,7 +234,8 @@ ${liveDefault("skip_verify", DEFAULTS.client.skip_verify)}
 
 # "tls" (TLS over TCP), "wss" (WebSocket over TLS) or "http2" (one HTTP/2 stream over TLS), the last two
 # on server_path: the server's, or the location a reverse proxy forwards to it. All verify the server the
-# same way (ca_cert_path, pin, skip_verify).
+# same way (ca_cert_path, pin, skip_verify). "quic" (experimental): QUIC over UDP, run with
+# deno run --unstable-net; ca_cert_path or a pin (no skip_verify), no proxy_url.
 ${commentedDefault("transport", DEFAULTS.client.transport)}
 ${commentedDefault("server_path", DEFAULTS.client.server_path)}
 
