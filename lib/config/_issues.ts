@@ -46,7 +46,7 @@ function valueAt(document: unknown, path: readonly PathSegment[]): unknown {
   return value;
 }
 
-const SECRET_KEYS = new Set(["auth_key", "stats_token"]);
+const SECRET_KEYS = new Set(["auth_key", "stats_token", "secret_key"]);
 
 function describeValue(value: unknown, secret: boolean): string {
   if (typeof value === "string") {
@@ -85,6 +85,9 @@ function describeExpected(expected: string, key: string): string {
 const EXAMPLES: Readonly<Record<string, string>> = {
   bind_addr: `bind_addr = "0.0.0.0"`,
   bind_port: "bind_port = 8443",
+  // What a [[visitors]] entry needs (its bind_port is a local port applications connect to).
+  "visitors.bind_port": "bind_port = 15432 (the local port applications connect to)",
+  "visitors.publish_port": "publish_port = 5432 (the target proxy's publish_port)",
   cert_path: `cert_path = "cert.pem"`,
   key_path: `key_path = "key.pem"`,
   auth_key: `auth_key = "a-long-random-secret-of-16+-chars"`,
@@ -181,10 +184,15 @@ function tooSmallOrBig(
   const bound = Number(issue.code === "too_small" ? issue.minimum : issue.maximum);
   if (issue.origin === "string" && typeof value === "string") {
     if (SECRET_KEYS.has(key)) {
-      return {
-        message: `${key} is ${value.length} characters long; at least ${bound} are required`,
-        hint: "use a long random secret, e.g. the output of `openssl rand -hex 24`",
-      };
+      return issue.code === "too_small"
+        ? {
+          message: `${key} is ${value.length} characters long; at least ${bound} are required`,
+          hint: "use a long random secret, e.g. the output of `openssl rand -hex 24`",
+        }
+        : {
+          message: `${key} is ${value.length} characters long; at most ${bound} are allowed`,
+          hint: "use a shorter secret, e.g. the output of `openssl rand -hex 24`",
+        };
     }
     return { message: "must not be empty", hint: EXAMPLES[key] !== undefined ? `e.g. ${EXAMPLES[key]}` : "" };
   }
@@ -239,9 +247,11 @@ export function convertIssue(
     }
     case "invalid_type":
       if (value === undefined) {
+        // A table's own example first (a visitor's bind_port is not the server's).
+        const example = EXAMPLES[`${String(path[0])}.${key}`] ?? EXAMPLES[key];
         converted = {
           message: `missing required key \`${key}\``,
-          hint: EXAMPLES[key] !== undefined ? `add ${EXAMPLES[key]}` : `add ${key}`,
+          hint: example !== undefined ? `add ${example}` : `add ${key}`,
         };
       } else {
         converted = {

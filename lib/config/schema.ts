@@ -550,6 +550,19 @@ export const clientFileSchema = z.strictObject({
   /** Local HTTP/SOCKS5 proxies whose connections leave through the server (`[[forwarders]]`). */
   forwarders: z.array(forwarderSchema).max(64).prefault([]),
 }).superRefine((file, ctx) => {
+  // A secret_key guards visits: on a proxy no visitor reaches it would protect nothing.
+  file.proxies.forEach((proxy, index) => {
+    if (proxy.secretKey === undefined) return;
+    const visibility = proxy.visibility ??
+      (file.visitors.length > 0 && proxy.publishAddr === undefined ? "private" : DEFAULTS.proxy.visibility);
+    if (visibility !== "public") return;
+    ctx.addIssue({
+      code: "custom",
+      path: ["proxies", index, "secret_key"],
+      message: "secret_key applies to proxies visitors reach; this one is public",
+      params: { hint: `set visibility = "private" (or "both"), or remove secret_key` },
+    });
+  });
   // A client needs something to do: a proxy to publish or a visitor to run.
   if (file.proxies.length === 0 && file.visitors.length === 0 && file.forwarders.length === 0) {
     ctx.addIssue({
