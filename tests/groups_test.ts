@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { canBind, freePort, waitFor } from "../testing/helpers.ts";
-import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+import { PROCESS_AUTH_KEY, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 import type { GroupSnapshot, ServerSnapshot } from "../lib/stats/snapshot.ts";
 
 const GROUP_KEY = "group-secret-0123456789";
@@ -154,5 +154,83 @@ Deno.test("three clients in one group share a port: spread, survive a kill -9, r
     assert.deepEqual(empty.groups, []);
   } finally {
     await Promise.all(services.map((service) => service.close()));
+  }
+});
+
+/** One HTTP/1.0 GET of `host` on 127.0.0.1:`port`; returns the status line and the body. */
+async function getHost(port: number, host: string): Promise<{ status: string; body: string }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const timer = setTimeout(() => conn.close(), 10_000);
+  try {
+    await conn.write(new TextEncoder().encode(`GET / HTTP/1.0\r\nHost: ${host}\r\n\r\n`));
+    let text = "";
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const count = await conn.read(buffer);
+      if (count === null) break;
+      text += new TextDecoder().decode(buffer.subarray(0, count));
+    }
+    const [head = "", body = ""] = text.split("\r\n\r\n");
+    return { status: head.split("\r\n")[0] ?? "", body };
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // Closed by the timer.
+    }
+  }
+}
+
+Deno.test("two clients in one http group serve one domain on the vhost port; a wrong key is DOMAIN_IN_USE naming the group", async () => {
+  const httpPort = freePort();
+  await using tunnel = await ProcessTunnel.create(
+    `vhost_http_addr = "127.0.0.1"\nvhost_http_port = ${httpPort}\n`,
+  );
+  const backends = ["x", "y"].map((id) =>
+    Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, () => new Response(id))
+  );
+  try {
+    await tunnel.server();
+    const writeClient = async (name: string, key: string) => {
+      const path = `${tunnel.dir}/${name}.toml`;
+      const backend = backends[name === "member-y" ? 1 : 0];
+      await Deno.writeTextFile(
+        path,
+        `[client]\nserver_addr = "127.0.0.1"\nserver_port = ${tunnel.serverPort}\nserver_name = "localhost"\n` +
+          `ca_cert_path = "${tunnel.caPath}"\nauth_key = "${PROCESS_AUTH_KEY}"\nclient_id = "${name}"\n` +
+          `keepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n\n` +
+          `[[proxies]]\nname = "site"\nproxy_type = "http"\ncustom_domains = ["app.group.test"]\n` +
+          `local_port = ${backend?.addr.port}\ngroup = "web"\ngroup_key = "${key}"\n`,
+        { mode: 0o600 },
+      );
+      return tunnel.client(path);
+    };
+    const x = await writeClient("member-x", GROUP_KEY);
+    await x.waitForLine(/Proxy site: /);
+    const y = await writeClient("member-y", GROUP_KEY);
+    await y.waitForLine(/Proxy site: /);
+    const answers: string[] = [];
+    for (let index = 0; index < 10; index++) {
+      const answer = await getHost(httpPort, "app.group.test");
+      assert.match(answer.status, / 200 /);
+      answers.push(answer.body);
+    }
+    assert.deepEqual(tally(answers), { x: 5, y: 5 }, answers.join(","));
+    const intruder = await writeClient("intruder", "not-the-key-000000");
+    await intruder.waitForLine(
+      /Proxy site rejected \(DOMAIN_IN_USE\).*group_key does not match http group 'web'/,
+    );
+    await intruder.stop();
+
+    // One member leaves: the other serves every request; both gone: 503.
+    await x.stop();
+    for (let index = 0; index < 3; index++) {
+      assert.equal((await getHost(httpPort, "app.group.test")).body, "y");
+    }
+    await y.stop();
+    assert.match((await getHost(httpPort, "app.group.test")).status, / 503 /);
+  } finally {
+    await Promise.all(backends.map((backend) => backend.shutdown()));
   }
 });
