@@ -1,5 +1,5 @@
 /**
- * The same end-to-end behaviours over every built-in transport (`TRANSPORT_NAMES`: tls, wss, http2):
+ * The same end-to-end behaviours over every built-in transport (`TRANSPORT_NAMES`: tls, wss, http2, quic):
  * for each, a real server and client in process (real TLS on loopback, `transport = "<name>"` on both
  * sides) carry 4 MiB each way sha256-checked, pass a half-close through, carry 20 concurrent
  * connections, and release the published port within 2 s once the client stops.

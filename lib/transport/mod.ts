@@ -1,7 +1,8 @@
 /**
  * Transports: how the tunnel's one connection between a client and the server is accepted and dialed
  * ({@linkcode Transport}, `transport.ts`), the transports by name (`registry.ts`: `"tls"` in `tls.ts`,
- * `"wss"` in `wss.ts` with its WebSocket framing in `websocket.ts`, `"http2"` in `http2.ts`), and the copy loop (`pipe.ts`) that moves bytes between a carried stream and a local socket.
+ * `"wss"` in `wss.ts` with its WebSocket framing in `websocket.ts`, `"http2"` in `http2.ts`, `"quic"` in
+ * `quic.ts`, experimental, needing `--unstable-net`), and the copy loop (`pipe.ts`) that moves bytes between a carried stream and a local socket.
  * The roles never import an implementation: they ask {@linkcode transportFor} for the one their config
  * names.
  *
@@ -46,5 +47,6 @@ export * from "./tls.ts";
 export * from "./wss.ts";
 export * from "./websocket.ts";
 export * from "./http2.ts";
+export * from "./quic.ts";
 export * from "../net/node_socket_conn.ts";
 export * from "./pipe.ts";
