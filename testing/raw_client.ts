@@ -22,6 +22,8 @@ import { AUTH_KEY } from "./tunnel.ts";
 export interface RawProxy {
   name: string;
   publish_port: number;
+  /** Default `"tcp"`. */
+  proxy_type?: string;
   publish_addr?: string;
   publish_port_range?: { start: number; end: number };
   fallback_to_system_port?: boolean;

@@ -11,8 +11,15 @@
 import assert from "node:assert/strict";
 import type { ClientRoleSnapshot, ServerSnapshot, UdpSnapshot } from "../lib/stats/snapshot.ts";
 import { CliProcess, freePort, waitFor } from "../testing/helpers.ts";
-import { FAST_RECONNECT, LISTENING, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+import {
+  FAST_RECONNECT,
+  LISTENING,
+  type ProcessProxy,
+  ProcessTunnel,
+  proxyUp,
+} from "../testing/process_tunnel.ts";
 import { RawClient } from "../testing/raw_client.ts";
+import { hasUnstableNet } from "../lib/net/unstable.ts";
 import { TunnelFixture } from "../testing/tunnel.ts";
 
 /** The permissions of the CLI's children, with UDP. */
@@ -89,6 +96,10 @@ async function udpTunnel(
     serverUnstable?: boolean;
     serverStatsPort?: number;
     clientStatsPort?: number;
+    /** The udp proxy's publish_port (default 0: the server picks). */
+    publishPort?: number;
+    /** More proxies of the client. */
+    extraProxies?: ProcessProxy[];
   },
 ): Promise<{ server: CliProcess; client: CliProcess }> {
   const server = new CliProcess(["server", "-c", tunnel.serverConfigPath], {
@@ -104,10 +115,10 @@ async function udpTunnel(
     "client",
     [{
       name: "udp",
-      publishPort: 0,
+      publishPort: options.publishPort ?? 0,
       localPort: options.localPort,
       lines: `proxy_type = "udp"\n${options.lines ?? ""}`,
-    }],
+    }, ...(options.extraProxies ?? [])],
     options.clientStatsPort ? `stats_port = ${options.clientStatsPort}` : "",
   );
   const client = new CliProcess(["client", "-c", clientConfig], {
@@ -194,21 +205,44 @@ Deno.test({
       stdout: "null",
       stderr: "piped",
     }).spawn();
-    const dig = async (port: number, tries: number) => {
+    const dig = async (port: number, tries: number, tcp = false) => {
       const output = await new Deno.Command(DIG ?? "dig", {
-        args: [`@127.0.0.1`, "-p", String(port), "test.example", "A", "+short", "+time=2", `+tries=${tries}`],
+        args: [
+          `@127.0.0.1`,
+          "-p",
+          String(port),
+          "test.example",
+          "A",
+          "+short",
+          "+time=2",
+          `+tries=${tries}`,
+          ...(tcp ? ["+tcp"] : []),
+        ],
         stdout: "piped",
         stderr: "piped",
       }).output();
       return new TextDecoder().decode(output.stdout).trim();
     };
-    const { server, client } = await udpTunnel(tunnel, { localPort: dnsPort });
+    // DNS over UDP and over TCP on one port number: a udp and a tcp proxy publish the same port.
+    const publishPort = freePort();
+    const { server, client } = await udpTunnel(tunnel, {
+      localPort: dnsPort,
+      publishPort,
+      extraProxies: [{ name: "dns-tcp", publishPort, localPort: dnsPort }],
+    });
     try {
       await waitFor(async () => await dig(dnsPort, 1) === "10.1.2.3", 10_000, "dnsmasq to answer directly");
       const published = Number((await client.waitForLine(proxyUp("udp")))[1]);
+      assert.equal(published, publishPort);
+      await client.waitForLine(proxyUp("dns-tcp"));
       assert.equal(await dig(published, 3), "10.1.2.3", `through the tunnel\n${client.output}`);
       // A second question from another source port is a second flow; it is answered too.
       assert.equal(await dig(published, 3), "10.1.2.3");
+      assert.equal(
+        await dig(published, 2, true),
+        "10.1.2.3",
+        "over TCP, through the tcp proxy on the same port",
+      );
     } finally {
       await stopAll(client, server);
       dnsmasq.kill("SIGTERM");
@@ -338,4 +372,49 @@ Deno.test("a udp proxy registered as private (for visitors) is refused: visitors
   } finally {
     await raw.close();
   }
+});
+
+Deno.test({
+  name: "a udp and a tcp proxy may publish the same port number, of one client or two; two udp ones may not",
+  ignore: !hasUnstableNet(),
+  async fn() {
+    await using tunnel = await TunnelFixture.start();
+    const a = await RawClient.dial(tunnel.port);
+    const b = await RawClient.dial(tunnel.port);
+    try {
+      await a.authenticate("port-share-a");
+      await b.authenticate("port-share-b");
+      const own = freePort();
+      const both = await a.register([
+        { name: "dns-tcp", publish_port: own },
+        { name: "dns-udp", publish_port: own, proxy_type: "udp" },
+      ]);
+      assert.deepEqual(
+        both.proxies.map((entry) => entry.status),
+        ["accepted", "accepted"],
+        JSON.stringify(both),
+      );
+      const shared = freePort();
+      assert.equal(
+        (await a.register([{ name: "web", publish_port: shared }])).proxies[0]?.status,
+        "accepted",
+      );
+      const udpOfB = await b.register([{ name: "game", publish_port: shared, proxy_type: "udp" }]);
+      assert.equal(udpOfB.proxies[0]?.status, "accepted", JSON.stringify(udpOfB));
+      const clashes = await b.register([{ name: "web-b", publish_port: shared }]);
+      assert.equal(clashes.proxies[0]?.status, "rejected");
+      assert.equal(
+        clashes.proxies[0]?.status === "rejected" && clashes.proxies[0].code,
+        "PORT_IN_USE_BY_CLIENT",
+      );
+      const udpClash = await a.register([{ name: "game-a", publish_port: shared, proxy_type: "udp" }]);
+      assert.equal(
+        udpClash.proxies[0]?.status === "rejected" && udpClash.proxies[0].code,
+        "PORT_IN_USE_BY_CLIENT",
+      );
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  },
 });

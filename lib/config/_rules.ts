@@ -219,6 +219,8 @@ interface Binding {
   name: string | undefined;
   addr: string;
   port: number;
+  /** A udp proxy's port: it never collides with a TCP port of the same number. */
+  udp: boolean;
 }
 
 /** A stats endpoint reachable from other machines needs a token. */
@@ -328,7 +330,10 @@ export function clientRules(document: Table): ConfigIssue[] {
       ? str(proxy, "publish_addr")
       : DEFAULTS.server.default_publish_addr;
     if (publishPort !== undefined && publishPort !== 0 && publishAddr !== undefined) {
-      const clash = bindings.find((b) => b.port === publishPort && addressesOverlap(b.addr, publishAddr));
+      const udp = proxyType === "udp";
+      const clash = bindings.find((b) =>
+        b.udp === udp && b.port === publishPort && addressesOverlap(b.addr, publishAddr)
+      );
       if (clash !== undefined) {
         const other = clash.name !== undefined
           ? `proxies[${clash.index}] ("${clash.name}")`
@@ -341,9 +346,10 @@ export function clientRules(document: Table): ConfigIssue[] {
             "two proxies cannot publish the same port on overlapping addresses; pick another publish_port",
         });
       } else {
-        bindings.push({ index, name: proxyName, addr: publishAddr, port: publishPort });
+        bindings.push({ index, name: proxyName, addr: publishAddr, port: publishPort, udp });
       }
-      if (publishPort === serverPort) {
+      // The tunnel port is TCP, unless the client reaches the server over quic (UDP).
+      if (publishPort === serverPort && udp === (str(client, "transport") === "quic")) {
         issues.push({
           path: `${prefix}.publish_port`,
           message: `publish_port ${publishPort} is the server's tunnel port (client.server_port)`,

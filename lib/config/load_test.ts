@@ -576,3 +576,22 @@ Deno.test("proxy_url: parsed into a proxy that prints without credentials; a bad
     assert.ok(!(issues[0] ?? "").includes("hunter2"), issues[0]);
   }
 });
+
+Deno.test("a udp and a tcp proxy may publish one port number (DNS on 53/udp and 53/tcp); two udp ones may not", () => {
+  const proxies = (second: string) =>
+    `[client]\nserver_addr = "h.example"\nauth_key = "${KEY}"\n` +
+    `[[proxies]]\nname = "dns-udp"\nproxy_type = "udp"\npublish_port = 5353\nlocal_port = 53\n` +
+    `[[proxies]]\nname = "dns-2"\n${second}publish_port = 5353\nlocal_port = 53\n`;
+  const config = parseClient(proxies(""));
+  assert.deepEqual(config.proxies.map((proxy) => proxy.proxyType), ["udp", "tcp"]);
+  assert.throws(
+    () => parseClient(proxies('proxy_type = "udp"\n')),
+    /proxies\[1\]\.publish_port: 0\.0\.0\.0:5353 collides with proxies\[0\] \("dns-udp"\)/,
+  );
+  // The tunnel port is TCP (under tls, wss, http2): a udp proxy may take its number.
+  const onTunnelPort = parseClient(
+    `[client]\nserver_addr = "h.example"\nauth_key = "${KEY}"\n` +
+      `[[proxies]]\nname = "dns"\nproxy_type = "udp"\npublish_port = 8443\nlocal_port = 53\n`,
+  );
+  assert.equal(onTunnelPort.proxies[0]?.publishPort, 8443);
+});

@@ -23,19 +23,29 @@ export function bindingsOverlap(addrA: string, portA: number, addrB: string, por
   return portA === portB && portA !== 0 && addressesOverlap(addrA, addrB);
 }
 
+/** The kind of socket a proxy binds: a `udp` proxy's port and a TCP one of the same number never collide. */
+export type PortSocket = "tcp" | "udp";
+
+/** The kind of socket `spec` binds. */
+export function socketOf(spec: Pick<ProxySpec, "proxy_type">): PortSocket {
+  return spec.proxy_type === "udp" ? "udp" : "tcp";
+}
+
 /** What the checks need from the server. */
 export interface RegistrationCheckContext {
-  /** Why `addr:port` is the server's own (tunnel or stats) port, or null. */
-  reservedPortReason(addr: string, port: number): string | null;
+  /** Why `addr:port` (of that socket kind, TCP by default) is the server's own (tunnel or stats) port, or null. */
+  reservedPortReason(addr: string, port: number, socket?: PortSocket): string | null;
   /**
    * The name of another live client publishing an overlapping binding, or null. With `verify`, a
-   * holder is pinged first and disconnected (freeing the port) when it does not answer.
+   * holder is pinged first and disconnected (freeing the port) when it does not answer. Only bindings of
+   * the same socket kind (TCP by default) count.
    */
   contestedHolder(
     client: ConnectedClient,
     addr: string,
     port: number,
     verify: boolean,
+    socket?: PortSocket,
   ): Promise<string | null>;
 }
 
@@ -93,10 +103,17 @@ export class RegistrationChecks {
       );
     }
     if (proxy.publish_port !== 0 && !range) {
-      const reserved = this.context.reservedPortReason(proxy.publish_addr, proxy.publish_port);
+      const reserved = this.context.reservedPortReason(
+        proxy.publish_addr,
+        proxy.publish_port,
+        socketOf(proxy),
+      );
       if (reserved) return rejected(proxy, ProxyRejectCode.reservedPort, reserved);
       for (const other of client.ownProxies()) {
-        if (bindingsOverlap(other.spec.publish_addr, other.port, proxy.publish_addr, proxy.publish_port)) {
+        if (
+          socketOf(other.spec) === socketOf(proxy) &&
+          bindingsOverlap(other.spec.publish_addr, other.port, proxy.publish_addr, proxy.publish_port)
+        ) {
           return rejected(
             proxy,
             ProxyRejectCode.duplicateBinding,
@@ -115,7 +132,13 @@ export class RegistrationChecks {
    */
   async checkOtherClients(client: ConnectedClient, proxy: ProxySpec): Promise<ProxyRegistration | null> {
     if (proxy.publish_port === 0 || proxy.publish_port_range) return null;
-    const holder = await this.context.contestedHolder(client, proxy.publish_addr, proxy.publish_port, true);
+    const holder = await this.context.contestedHolder(
+      client,
+      proxy.publish_addr,
+      proxy.publish_port,
+      true,
+      socketOf(proxy),
+    );
     if (!holder) return null;
     return rejected(
       proxy,
@@ -141,10 +164,13 @@ export class RegistrationChecks {
         })`,
       };
     }
-    const reserved = this.context.reservedPortReason(proxy.publish_addr, port);
+    const reserved = this.context.reservedPortReason(proxy.publish_addr, port, socketOf(proxy));
     if (reserved) return { code: ProxyRejectCode.reservedPort, reason: reserved };
     for (const other of client.ownProxies()) {
-      if (other !== self && bindingsOverlap(other.spec.publish_addr, other.port, proxy.publish_addr, port)) {
+      if (
+        other !== self && socketOf(other.spec) === socketOf(proxy) &&
+        bindingsOverlap(other.spec.publish_addr, other.port, proxy.publish_addr, port)
+      ) {
         return {
           code: ProxyRejectCode.duplicateBinding,
           reason: `Proxy '${other.spec.name}' of this client already publishes ` +
@@ -152,7 +178,13 @@ export class RegistrationChecks {
         };
       }
     }
-    const holder = await this.context.contestedHolder(client, proxy.publish_addr, port, false);
+    const holder = await this.context.contestedHolder(
+      client,
+      proxy.publish_addr,
+      port,
+      false,
+      socketOf(proxy),
+    );
     if (holder === null) return null;
     return {
       code: ProxyRejectCode.portOwnedByOtherClient,

@@ -32,6 +32,7 @@ import { ForwardService } from "./forward.ts";
 import { KeyedRateLimiter } from "./rate_limit.ts";
 import { StickyPorts } from "./port_plan.ts";
 import { bindingsOverlap, ProxyRegistrar } from "./proxy_registrar.ts";
+import { type PortSocket, socketOf } from "./registration_checks.ts";
 import { formatAddr, unmapIpv4 } from "../net/address.ts";
 import { clientBehindProxies } from "../net/cidr.ts";
 import { bindListeners, type ServerListener } from "./listeners.ts";
@@ -135,8 +136,9 @@ export class TunnelServer {
     this.forwards = new ForwardService(() => this.#config, this.outsideRateLimit);
     this.#registrar = new ProxyRegistrar({
       config: options.config,
-      reservedPortReason: (addr, port) => this.#reservedPortReason(addr, port),
-      contestedHolder: (client, addr, port, verify) => this.#contestedHolder(client, addr, port, verify),
+      reservedPortReason: (addr, port, socket) => this.#reservedPortReason(addr, port, socket),
+      contestedHolder: (client, addr, port, verify, socket) =>
+        this.#contestedHolder(client, addr, port, verify, socket),
       sticky: this.#sticky,
       openLatency: this.streamOpenLatency,
       events: this.events,
@@ -554,13 +556,29 @@ export class TunnelServer {
     };
   }
 
-  #reservedPortReason(addr: string, port: number): string | null {
+  #reservedPortReason(addr: string, port: number, socket: PortSocket = "tcp"): string | null {
+    // A quic listener holds a UDP port; every other transport a TCP one.
     const listeners = this.#listeners.length > 0
-      ? this.#listeners.map((listener) => ({ addr: listener.spec.bindAddr, port: listener.addr.port }))
-      : this.#config.listeners.map((listener) => ({ addr: listener.bindAddr, port: listener.bindPort }));
-    if (listeners.some((listener) => bindingsOverlap(addr, port, listener.addr, listener.port))) {
+      ? this.#listeners.map((listener) => ({
+        addr: listener.spec.bindAddr,
+        port: listener.addr.port,
+        transport: listener.spec.transport,
+      }))
+      : this.#config.listeners.map((listener) => ({
+        addr: listener.bindAddr,
+        port: listener.bindPort,
+        transport: listener.transport,
+      }));
+    if (
+      listeners.some((listener) =>
+        (listener.transport === "quic" ? "udp" : "tcp") === socket &&
+        bindingsOverlap(addr, port, listener.addr, listener.port)
+      )
+    ) {
       return `Port ${port} is this server's own tunnel port (bind_port); pick another publish_port`;
     }
+    // The stats endpoint and the vhost ports are TCP.
+    if (socket === "udp") return null;
     if (
       this.#config.statsPort !== undefined &&
       bindingsOverlap(addr, port, this.#config.statsAddr, this.#config.statsPort)
@@ -582,11 +600,13 @@ export class TunnelServer {
     addr: string,
     port: number,
     verify: boolean,
+    socket: PortSocket = "tcp",
   ): Promise<string | null> {
     for (const other of [...this.clients.values()]) {
       if (other === client || other.closing) continue;
       const clash = [...other.proxies.values()].some((proxy) =>
-        !proxy.stopped && bindingsOverlap(proxy.spec.publish_addr, proxy.port, addr, port)
+        !proxy.stopped && socketOf(proxy.spec) === socket &&
+        bindingsOverlap(proxy.spec.publish_addr, proxy.port, addr, port)
       );
       if (!clash) continue;
       if (!verify) return other.name;
