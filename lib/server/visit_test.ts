@@ -74,12 +74,13 @@ function refusal(outcome: ClientStreamOutcome): string {
   return `${outcome.code}: ${outcome.reason}`;
 }
 
-Deno.test("a visit finds a private proxy by name and publish_port among clients of the same key; public and other ports are not found", async () => {
+Deno.test("a visit finds a private (or both) proxy by name and publish_port among clients of the same key; public and other ports are not found", async () => {
   const office = await connected("office", null);
   const laptop = await connected("laptop", null);
   try {
     addProxy(office.client, "ssh", 2222);
     addProxy(office.client, "web", 8080, { visibility: "public" });
+    addProxy(office.client, "api", 9000, { visibility: "both" });
     const handler = visitHandler({
       clients: () => [office.client, laptop.client],
       allowVisit: () => undefined,
@@ -88,6 +89,9 @@ Deno.test("a visit finds a private proxy by name and publish_port among clients 
     const found = await handler(visit("ssh", 2222), context);
     assert.ok(found.ok);
     found.abandon();
+    const both = await handler(visit("api", 9000), context);
+    assert.ok(both.ok, "a proxy visible to both the outside and visitors is found");
+    both.abandon();
     assert.match(refusal(await handler(visit("ssh", 2223), context)), /^NOT_FOUND: no connected client/);
     assert.match(refusal(await handler(visit("web", 8080), context)), /^NOT_FOUND: /);
     assert.match(refusal(await handler(visit("nope", 1), context)), /^NOT_FOUND: /);
