@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { canBind, type CliProcess, freePort, patternBytes, waitFor } from "../testing/helpers.ts";
 import { echoThrough, PROCESS_AUTH_KEY, ProcessTunnel } from "../testing/process_tunnel.ts";
 import { RawServer } from "../testing/raw_client.ts";
+import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -436,4 +437,32 @@ Deno.test("a private proxy a server without visitors publishes anyway is withdra
   } finally {
     await server.close();
   }
+});
+
+Deno.test("a proxy with visibility both is published on its port and reached by visitors at its bound port too", async () => {
+  await using tunnel = await TunnelFixture.start();
+  const echo = tunnel.echo();
+  const owner = await tunnel.client([{
+    name: "api",
+    publishPort: 0,
+    localPort: echo.port,
+    extra: `visibility = "both"`,
+  }]);
+  const [registration] = await owner.registered;
+  assert.ok(
+    registration?.status === "accepted" && registration.visibility === "both",
+    JSON.stringify(registration),
+  );
+  const port = acceptedPort([registration], "api");
+  assert.equal(await echoThrough(port, "from outside"), "from outside");
+  const visitPort = freePort();
+  // A client with one visitor of the bound port (a table after the client's own proxy).
+  const laptop = await tunnel.client([{
+    name: "unused",
+    publishPort: 0,
+    localPort: echo.port,
+    extra: `\n[[visitors]]\nname = "api"\npublish_port = ${port}\nbind_port = ${visitPort}`,
+  }]);
+  await laptop.registered;
+  assert.equal(await echoThrough(visitPort, "from a visitor"), "from a visitor");
 });
