@@ -192,6 +192,18 @@ function clientSummary(config: ClientConfig): string[] {
         : `server ${published}${proxy.visibility === "both" ? " and visitors" : ""}`);
     const key = proxy.secretKey !== undefined ? ", secret_key set" : "";
     lines.push(`  ${proxy.name}: ${where}${key} -> local ${proxy.localAddr}:${proxy.localPort}${udp}`);
+    // Groups, PROXY protocol and limits: one line under the proxy, only when any is set.
+    const extras = [
+      ...(proxy.group !== undefined
+        ? [`group ${proxy.group} (group_key set, lb_policy ${proxy.lbPolicy})`]
+        : []),
+      ...(proxy.proxyProtocol !== undefined
+        ? [`PROXY protocol ${proxy.proxyProtocol} to the local service`]
+        : []),
+      ...(proxy.bandwidthLimit !== undefined ? [`bandwidth_limit ${formatRate(proxy.bandwidthLimit)}`] : []),
+      ...(proxy.maxConnections !== undefined ? [`max_connections ${proxy.maxConnections}`] : []),
+    ];
+    if (extras.length > 0) lines.push(`    ${extras.join(", ")}`);
   }
   if (config.visitors.length > 0) {
     lines.push(`visitors (${config.visitors.length}):`);
@@ -481,4 +493,13 @@ export async function checkCommand(
     for (const note of report.notes) io.err(`note: ${formatIssue(note)}`);
   }
   return report.valid ? 0 : 1;
+}
+
+/** A `bandwidth_limit` in bytes per second as people read it (`10 MiB/s`). */
+function formatRate(bytesPerSecond: number): string {
+  const units: Array<[string, number]> = [["GiB/s", 1024 ** 3], ["MiB/s", 1024 ** 2], ["KiB/s", 1024]];
+  for (const [unit, size] of units) {
+    if (bytesPerSecond >= size) return `${Number((bytesPerSecond / size).toFixed(2))} ${unit}`;
+  }
+  return `${bytesPerSecond} B/s`;
 }

@@ -323,6 +323,18 @@ ${commentedDefault("lb_policy", DEFAULTS.proxy.lb_policy)}
 # host_header_rewrite = "localhost"
 # http_user = "ann"
 # http_password = "a-long-secret"
+# Serve one published port (tcp) or domain (http/https) together with other clients: every member names
+# the same group and group_key (a shared secret; tcp members the same explicit publish_port). The server
+# spreads new connections over the members by lb_policy and frees the port when the last one leaves.
+# group = "web"
+# group_key = "a-long-random-secret-shared-by-the-members"
+# Tell the local service who the outside peer is: a PROXY protocol header ("v1" text, "v2" binary) before
+# each connection's bytes (the service must expect it, e.g. nginx's listen ... proxy_protocol).
+# proxy_protocol = "v1"
+# Most bytes per second through this proxy, both directions together (KB/MB/GB, 1,024-based); no limit
+# when absent. Most outside connections the server carries at once for it; beyond, they are closed.
+# bandwidth_limit = "10MB"
+# max_connections = 100
 
 # Who reaches the proxy: "public" (bound on the server's publish_port), "private" (not bound; only other
 # clients' [[visitors]] reach it, by name and publish_port) or "both". secret_key: what visitors must

@@ -124,12 +124,17 @@ export function groupLimitProxyRules(
       hint: "remove group, or make the proxy public",
     });
   }
-  if (has("proxy_protocol") && type === "udp") {
-    issues.push({
-      path: `${prefix}.proxy_protocol`,
-      message: 'proxy_protocol applies to connections; a proxy_type = "udp" proxy does not send it',
-      hint: "remove proxy_protocol from this proxy",
-    });
+  if (type === "udp") {
+    for (const key of ["proxy_protocol", "bandwidth_limit", "max_connections"]) {
+      if (!has(key)) continue;
+      issues.push({
+        path: `${prefix}.${key}`,
+        message: `${key} applies to connections (tcp, http, https); a proxy_type = "udp" proxy has none`,
+        hint: key === "max_connections"
+          ? "use max_udp_flows to bound a udp proxy"
+          : `remove ${key} from this proxy`,
+      });
+    }
   }
   return issues;
 }
