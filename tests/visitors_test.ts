@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { canBind, type CliProcess, freePort, patternBytes, waitFor } from "../testing/helpers.ts";
 import { echoThrough, PROCESS_AUTH_KEY, ProcessTunnel } from "../testing/process_tunnel.ts";
-import { RawServer } from "../testing/raw_client.ts";
+import { RawClient, RawServer } from "../testing/raw_client.ts";
+import { writeAll } from "../lib/net/conn.ts";
+import { encodeOpenRequest, readOpenReply } from "../lib/protocol/open_request.ts";
 import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
 
 const encoder = new TextEncoder();
@@ -465,4 +467,53 @@ Deno.test("a proxy with visibility both is published on its port and reached by 
   }]);
   await laptop.registered;
   assert.equal(await echoThrough(visitPort, "from a visitor"), "from a visitor");
+});
+
+Deno.test("hostile client-opened streams: beyond max_client_streams LIMIT, garbage BAD_REQUEST; other clients' visits go on", async () => {
+  await using tunnel = await TunnelFixture.start("max_client_streams = 4\n");
+  const echo = tunnel.echo();
+  const owner = await tunnel.client([{
+    name: "ssh",
+    publishPort: 2222,
+    localPort: echo.port,
+    extra: `visibility = "private"`,
+  }]);
+  await owner.registered;
+  const visitPort = freePort();
+  const laptop = await tunnel.client([{
+    name: "unused",
+    publishPort: 0,
+    localPort: echo.port,
+    extra: `\n[[visitors]]\nname = "ssh"\npublish_port = 2222\nbind_port = ${visitPort}`,
+  }]);
+  await laptop.registered;
+  const raw = await RawClient.dial(tunnel.port);
+  try {
+    await raw.authenticate("hostile");
+    // Four streams that never send their request hold every slot this client has.
+    const held = await Promise.all(Array.from({ length: 4 }, () => raw.session.open()));
+    for (const stream of held) await stream.write(new Uint8Array([0x02]));
+    const fifth = await raw.session.open();
+    await writeAll(fifth, encodeOpenRequest({ kind: "visit", name: "ssh", publish_port: 2222 }));
+    const limited = await readOpenReply(fifth);
+    assert.ok(!limited.ok && limited.code === "LIMIT", JSON.stringify(limited));
+    // The hostile client's flood does not touch another client's visits.
+    assert.equal(await echoThrough(visitPort, "still fine"), "still fine");
+    // Freed slots: garbage (a 65535-byte length) is answered BAD_REQUEST, the session goes on.
+    for (const stream of held) stream.reset();
+    await waitFor(
+      async () => {
+        const probe = await raw.session.open();
+        await writeAll(probe, new Uint8Array([0x02, 0xff, 0xff]));
+        const reply = await readOpenReply(probe).catch(() => null);
+        probe.close();
+        return reply !== null && !reply.ok && reply.code === "BAD_REQUEST";
+      },
+      5000,
+      "a freed slot to answer BAD_REQUEST",
+    );
+    assert.ok(!raw.session.isClosed, "the hostile session is still up: refusals end streams, not sessions");
+  } finally {
+    await raw.close();
+  }
 });

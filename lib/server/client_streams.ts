@@ -25,7 +25,7 @@ import {
   readOpenRequest,
 } from "../protocol/open_request.ts";
 import { abortQuietly, closeQuietly } from "../transport/pipe.ts";
-import { TimeoutError, withTimeout } from "../_async.ts";
+import { sleep, TimeoutError, withTimeout } from "../_async.ts";
 import { errorMessage } from "../text.ts";
 import type { ConnectedClient } from "./connected_client.ts";
 
@@ -97,6 +97,46 @@ export interface ClientStreamLimits {
   openRequestTimeoutMs?: number;
 }
 
+/** Refusals of one session logged per {@linkcode REFUSAL_LOG_WINDOW_MS}; the rest are counted, then summed up. */
+export const REFUSAL_LOG_BURST = 20;
+/** The window of {@linkcode REFUSAL_LOG_BURST}. */
+export const REFUSAL_LOG_WINDOW_MS = 10_000;
+
+/**
+ * The refusals of one session's streams as log lines, at most {@linkcode REFUSAL_LOG_BURST} per window: a
+ * client that opens refused streams in a loop cannot flood the log (every refusal is still counted).
+ */
+class RefusalLog {
+  #windowStartMs = Number.NEGATIVE_INFINITY;
+  #logged = 0;
+  #suppressed = 0;
+
+  constructor(readonly client: string) {}
+
+  /** Logs `message` at `level` (with `properties`) unless this window's burst is used up. */
+  log(level: "info" | "warn", message: string, properties: Record<string, unknown>): void {
+    const nowMs = performance.now();
+    if (nowMs - this.#windowStartMs >= REFUSAL_LOG_WINDOW_MS) {
+      if (this.#suppressed > 0) {
+        logger.warn(
+          "{count} more refusals of streams opened by {client} were not logged (counted in " +
+            "client_opened_streams)",
+          { count: this.#suppressed, client: this.client },
+        );
+      }
+      this.#windowStartMs = nowMs;
+      this.#logged = 0;
+      this.#suppressed = 0;
+    }
+    if (this.#logged >= REFUSAL_LOG_BURST) {
+      this.#suppressed++;
+      return;
+    }
+    this.#logged++;
+    logger[level](message, properties);
+  }
+}
+
 /** Result label of a stream refused before it had a kind (limit, timeout, malformed request). */
 const UNKNOWN_KIND = "unknown";
 
@@ -131,28 +171,35 @@ export class ClientStreamHandlers {
   async serve(client: ConnectedClient, limits: ClientStreamLimits): Promise<void> {
     const open = new Set<Promise<void>>();
     const refusing = new Set<Promise<void>>();
+    const refusals = new RefusalLog(client.name);
     for await (const stream of client.session) {
       const limit = typeof limits.maxStreamsPerClient === "function"
         ? limits.maxStreamsPerClient()
         : limits.maxStreamsPerClient;
       if (open.size >= limit) {
         this.#count(UNKNOWN_KIND, "limit");
-        logger.warn(
+        refusals.log(
+          "warn",
           "Refused a stream opened by {client}: {count} client-opened streams are open, the limit " +
             "(max_client_streams) is {limit}",
           { client: client.name, count: open.size, limit },
         );
-        // Not read, not waited for: the answer and a reset, so a flood holds nothing.
+        // Answered, then released once the client ends it (or after the linger). At most `limit` such
+        // refusals linger per session; beyond that a flood gets bare resets and holds nothing.
+        if (refusing.size >= limit) {
+          abortQuietly(stream);
+          continue;
+        }
         const refusal: Promise<void> = refuse(stream, {
           ok: false,
           code: "LIMIT",
           reason: `${open.size} streams of this client are open; the server's limit is ${limit} ` +
             `(max_client_streams)`,
-        }, { linger: false }).finally(() => refusing.delete(refusal));
+        }).finally(() => refusing.delete(refusal));
         refusing.add(refusal);
         continue;
       }
-      const task: Promise<void> = this.#serveOne(client, stream, limits)
+      const task: Promise<void> = this.#serveOne(client, stream, limits, refusals)
         .catch((error) => {
           logger.error("Unexpected failure serving a stream of {client}: {error}", {
             client: client.name,
@@ -166,7 +213,12 @@ export class ClientStreamHandlers {
     await Promise.all([...open, ...refusing]);
   }
 
-  async #serveOne(client: ConnectedClient, stream: Stream, limits: ClientStreamLimits): Promise<void> {
+  async #serveOne(
+    client: ConnectedClient,
+    stream: Stream,
+    limits: ClientStreamLimits,
+    refusals: RefusalLog,
+  ): Promise<void> {
     const timeoutMs = limits.openRequestTimeoutMs ?? OPEN_REQUEST_TIMEOUT_MS;
     let request: OpenRequest;
     try {
@@ -179,7 +231,7 @@ export class ClientStreamHandlers {
         ? error.message
         : `the stream failed before its open request: ${errorMessage(error)}`;
       this.#count(UNKNOWN_KIND, timedOut ? "timeout" : "bad_request");
-      logger.info("Refused a stream opened by {client} (stream {id}): {reason}", {
+      refusals.log("info", "Refused a stream opened by {client} (stream {id}): {reason}", {
         client: client.name,
         id: stream.id,
         reason,
@@ -192,7 +244,7 @@ export class ClientStreamHandlers {
     if (!handler) {
       this.#count(request.kind, "disabled");
       const reason = `this server does not serve "${request.kind}" streams`;
-      logger.info("Refused a {kind} stream of {client}: {reason}", {
+      refusals.log("info", "Refused a {kind} stream of {client} (DISABLED): {reason}", {
         kind: request.kind,
         client: client.name,
         reason,
@@ -213,6 +265,12 @@ export class ClientStreamHandlers {
     }
     if (!outcome.ok) {
       this.#count(request.kind, outcome.code.toLowerCase());
+      refusals.log("info", "Refused a {kind} stream of {client} ({code}): {reason}", {
+        kind: request.kind,
+        client: client.name,
+        code: outcome.code,
+        reason: outcome.reason,
+      });
       await refuse(stream, outcome);
       return;
     }
@@ -237,7 +295,8 @@ export class ClientStreamHandlers {
 /**
  * Answers a refusal on `stream`, half-closes it, waits up to {@linkcode REFUSED_LINGER_MS} for the client
  * to end its side (discarding what it sends), then releases it (reset if the client did not end it).
- * With `linger: false` (a read is still pending on the stream) it is reset right after the reply.
+ * With `linger: false` (a read is still pending on the stream) it is closed after the reply and reset once
+ * the linger is over (a no-op when the client ended it meanwhile).
  */
 export async function refuse(
   stream: Stream,
@@ -252,6 +311,10 @@ export async function refuse(
     );
     await stream.closeWrite();
     if (options.linger === false) {
+      // A read is pending: close() ends it and discards what comes; a reset right away could overtake the
+      // reply (a reset stream drops what it buffered), so it only comes after the linger.
+      closeQuietly(stream);
+      await sleep(REFUSED_LINGER_MS);
       abortQuietly(stream);
       return;
     }

@@ -5,7 +5,8 @@ import type { Session, Stream } from "../mux/mod.ts";
 import { encodeOpenRequest, readOpenReply } from "../protocol/open_request.ts";
 import { RpcPeer } from "../rpc/mod.ts";
 import { pipeBoth } from "../transport/pipe.ts";
-import { ClientStreamHandlers, type ClientStreamLimits } from "./client_streams.ts";
+import { ClientStreamHandlers, type ClientStreamLimits, REFUSAL_LOG_BURST } from "./client_streams.ts";
+import { withLogRecords } from "../../testing/log.ts";
 import { ConnectedClient } from "./connected_client.ts";
 
 const encoder = new TextEncoder();
@@ -233,4 +234,24 @@ Deno.test("an open request pipelined with the first bytes of the connection: the
   assert.deepEqual(await within(readOpenReply(stream), 5000, "reply"), { ok: true });
   assert.equal(await within(readText(stream), 5000, "echo"), "SSH-2.0-OpenSSH_9.6\r\n");
   stream.close();
+});
+
+Deno.test("a client refused in a loop gets every refusal counted but at most a burst of log lines per window", async () => {
+  await withLogRecords(async (records) => {
+    const handlers = echoHandlers();
+    await using tunnel = await served(handlers, { maxStreamsPerClient: 8 });
+    const total = REFUSAL_LOG_BURST + 15;
+    for (let i = 0; i < total; i++) {
+      const stream = await tunnel.session.open();
+      await writeAll(stream, encodeOpenRequest({ kind: "visit", name: "missing", publish_port: 1 }));
+      const reply = await within(readOpenReply(stream), 5000, "reply");
+      assert.ok(!reply.ok && reply.code === "NOT_FOUND");
+      stream.close();
+    }
+    assert.equal(handlers.counts.visit?.not_found, total);
+    const logged = records.filter((record) =>
+      String(record.message.join("")).includes("Refused a visit stream")
+    );
+    assert.equal(logged.length, REFUSAL_LOG_BURST);
+  });
 });

@@ -109,15 +109,9 @@ export function visitHandler(context: VisitContext) {
       }
       matches.push({ owner, proxy });
     }
-    const refuse = (code: ClientStreamRefusal["code"], reason: string): Promise<ClientStreamOutcome> => {
-      logger.info("Visit of {visitor} to {target} refused ({code}): {reason}", {
-        visitor: visitor.name,
-        target,
-        code,
-        reason,
-      });
-      return Promise.resolve({ ok: false, code, reason });
-    };
+    // The dispatcher logs each refusal (client_streams.ts, at most a burst per window) and counts it.
+    const refuse = (code: ClientStreamRefusal["code"], reason: string): Promise<ClientStreamOutcome> =>
+      Promise.resolve({ ok: false, code, reason });
     if (matches.length === 0) {
       return refuse("NOT_FOUND", `no connected client has a proxy open to visitors named ${target}`);
     }
