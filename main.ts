@@ -231,8 +231,14 @@ program.command("reload")
     "make a running server or client reload its config (through its stats endpoint; SIGHUP does the same)",
   )
   .option("-u, --url <url>", `stats endpoint (stats_addr:stats_port; default: ${DEFAULT_TOP_URL})`)
-  .option("-c, --config <file>", "read the endpoint's URL and stats_token from the server's or client's config")
-  .option("--token <token>", "the endpoint's stats_token (default: $TLS_TUNNEL_STATS_TOKEN, kept out of `ps`)")
+  .option(
+    "-c, --config <file>",
+    "read the endpoint's URL and stats_token from the server's or client's config",
+  )
+  .option(
+    "--token <token>",
+    "the endpoint's stats_token (default: $TLS_TUNNEL_STATS_TOKEN, kept out of `ps`)",
+  )
   .action(async (options: { url?: string; config?: string; token?: string }) => {
     const { reloadCommand } = await import("./lib/cli/reload.ts");
     const token = options.token ?? Deno.env.get("TLS_TUNNEL_STATS_TOKEN");
