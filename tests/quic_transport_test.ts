@@ -15,7 +15,8 @@ import assert from "node:assert/strict";
 import { writeAll } from "../lib/net/conn.ts";
 import { captureOutput } from "../lib/cli/_command_output.ts";
 import { checkCommand } from "../lib/cli/check.ts";
-import { QUIC_ALPN } from "../lib/transport/quic.ts";
+import { generateCertificates } from "../lib/pki/cert.ts";
+import { QUIC_ALPN, quicTransport } from "../lib/transport/quic.ts";
 import {
   canBind,
   echoes,
@@ -152,6 +153,50 @@ Deno.test("quic: garbage datagrams and hostile QUIC clients on the server's port
   } finally {
     conn.close();
   }
+});
+
+Deno.test("quic: max_pending_per_ip counts QUIC connections as on tls: one beyond it is refused at once, a client gets in once the silent one hit the deadline", async () => {
+  await using fixture = await TunnelFixture.start(
+    `${QUIC}max_pending_per_ip = 1\nhandshake_timeout_secs = 2\n`,
+  );
+  const holding = quicAttempt(fixture.port, {});
+  // The first (silent) connection holds 127.0.0.1's only pending slot until its deadline.
+  await waitFor(
+    () => fixture.server.snapshot().pending_connections === 1,
+    5000,
+    "the first to be pending",
+    20,
+  );
+  // Closed by the server within its handshake (the close code is not shown to a client still in it).
+  assert.match(
+    await quicAttempt(fixture.port, {}),
+    /failed: aborted by peer: .*closed during the handshake|closed by the server: 1 refused/,
+  );
+  assert.equal(fixture.server.snapshot().connections_refused.pending_per_ip_limit, 1);
+  assert.match(await holding, /closed by the server: 2 handshake timeout/);
+  const echo = fixture.echo();
+  const client = await fixture.client([{ name: "late", publishPort: 0, localPort: echo.port }], {
+    extra: QUIC,
+  });
+  const publicPort = acceptedPort(await client.registered, "late");
+  const payload = patternBytes(16 * 1024, 9);
+  assert.equal(await sha256Hex(await roundTrip(publicPort, payload)), await sha256Hex(payload));
+});
+
+Deno.test("quic: a server certificate from another CA than ca_cert_path fails the dial naming the file", async () => {
+  const other = await generateCertificates({ commonName: "localhost", altNames: [], validityDays: 2 });
+  await using fixture = await TunnelFixture.start(QUIC);
+  await assert.rejects(
+    quicTransport.dial({
+      hostname: "127.0.0.1",
+      port: fixture.port,
+      serverName: "localhost",
+      caCertPem: other.caCertPem,
+      caCertPath: "/etc/other-ca.pem",
+      timeoutMs: 5000,
+    }),
+    /not accepted .*does not chain to the CA in ca_cert_path \/etc\/other-ca\.pem/,
+  );
 });
 
 Deno.test('quic: check notes that transport = "quic" needs --unstable-net and refuses skip_verify and proxy_url with it', async () => {

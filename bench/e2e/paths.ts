@@ -16,7 +16,7 @@
  * @module
  */
 
-import { freePort, makeWorkdir } from "../../testing/helpers.ts";
+import { CLI_PERMISSIONS, freePort, makeWorkdir } from "../../testing/helpers.ts";
 import type { BenchContext } from "../_harness.ts";
 import { connectionChurn, type Connector, tcpConnector, tlsConnector } from "./load.ts";
 import {
@@ -41,8 +41,8 @@ export const PathName = {
   tunnelWss: "tls-tunnel wss",
   tunnelHttp2: "tls-tunnel http2",
   tunnelNginx: "tls-tunnel wss via nginx",
-  // quic: tunnelQuic: "tls-tunnel quic", with its TRANSPORT_PATHS entry below and its place in ALL_PATHS
-  // (sections/_tunnel_common.ts).
+  /** Experimental; its processes run with `--unstable-net`. */
+  tunnelQuic: "tls-tunnel quic",
   ssh: "ssh -R",
   sshGcm: "ssh -R aes128-gcm",
   sshTty: "ssh -tt -R",
@@ -64,14 +64,14 @@ export interface TransportPath {
 }
 
 /**
- * The tunnel over every other transport, beside the tls tunnel ({@linkcode PathName.tunnel}). The quic
- * transport goes here once it exists, e.g. `{ name: PathName.tunnelQuic, transport: "quic",
- * permissions: ["--unstable-net", ...DEFAULT_PERMISSIONS] }`.
+ * The tunnel over every other transport, beside the tls tunnel ({@linkcode PathName.tunnel}); quic's
+ * processes get `--unstable-net` besides the CLI's usual permissions.
  */
 export const TRANSPORT_PATHS: readonly TransportPath[] = [
   { name: PathName.tunnelWss, transport: "wss" },
   { name: PathName.tunnelHttp2, transport: "http2" },
   { name: PathName.tunnelNginx, transport: "wss", viaNginx: true },
+  { name: PathName.tunnelQuic, transport: "quic", permissions: ["--unstable-net", ...CLI_PERMISSIONS] },
 ];
 
 /** The cipher of the second ssh variant. */

@@ -18,7 +18,7 @@ export const ALL_PATHS: readonly PathNameValue[] = [
   PathName.tunnelWss,
   PathName.tunnelHttp2,
   PathName.tunnelNginx,
-  // quic: PathName.tunnelQuic goes here, after the other transports.
+  PathName.tunnelQuic,
   PathName.ssh,
   PathName.sshGcm,
 ];

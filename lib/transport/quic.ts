@@ -39,54 +39,38 @@
  * @module
  */
 
-import { formatHostPort, isIpAddress, isIpv6 } from "../net/address.ts";
 import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
 import { requireUnstableNet } from "../net/unstable.ts";
-import type { DuplexConn } from "../net/conn.ts";
-import { errorMessage } from "../text.ts";
 import {
   type AdmittedConn,
-  type DialedConn,
   type IncomingConn,
   type Transport,
-  TransportDialError,
-  type TransportDialOptions,
   TransportHandshakeTimeoutError,
   type TransportListener,
   type TransportListenOptions,
 } from "./transport.ts";
-import { displayFingerprint } from "./tls.ts";
+import {
+  CLOSE_HANDSHAKE_TIMEOUT,
+  CLOSE_NORMAL,
+  CLOSE_REFUSED,
+  closeConnection,
+  closeEndpoint,
+  QUIC_ALPN,
+  QUIC_IDLE_TIMEOUT_MS,
+  QUIC_KEEPALIVE_INTERVAL_MS,
+  QUIC_MAX_PENDING_HANDSHAKES,
+  QuicStreamConn,
+} from "./_quic_common.ts";
+import { dialQuic } from "./_quic_dial.ts";
 
-/** The ALPN protocol both ends require; a QUIC peer offering anything else fails the handshake. */
-export const QUIC_ALPN = "tls-tunnel/1";
-/**
- * Connections the server holds in handshake at once (accepted, tunnel stream not yet arrived); beyond,
- * a new one is refused with no handshake state. The server's own pending limits apply below it.
- */
-export const QUIC_MAX_PENDING_HANDSHAKES = 256;
-/** A QUIC connection whose peer sent nothing for this long is closed (the smaller of both ends' values). */
-export const QUIC_IDLE_TIMEOUT_MS = 30_000;
-/** Both ends send a QUIC PING after this long without sending, so a quiet tunnel never idles out. */
-export const QUIC_KEEPALIVE_INTERVAL_MS = 10_000;
-
-/**
- * How long `close()` waits for the peer's FIN before closing the QUIC connection (which drops anything
- * unacknowledged); see {@linkcode QuicStreamConn}.
- */
-export const QUIC_CLOSE_LINGER_MS = 2000;
-
-/** Application close codes sent in the CONNECTION_CLOSE frame. */
-const CLOSE_NORMAL = 0;
-const CLOSE_REFUSED = 1;
-const CLOSE_HANDSHAKE_TIMEOUT = 2;
-
-/** Largest read taken from a QUIC stream at once. */
-const READ_CHUNK_BYTES = 64 * 1024;
-
-/** The QUIC connection to the server could not be established; the message says why and what to do. */
-export class QuicDialError extends TransportDialError {
-  override name = "QuicDialError";
-}
+export {
+  QUIC_ALPN,
+  QUIC_CLOSE_LINGER_MS,
+  QUIC_IDLE_TIMEOUT_MS,
+  QUIC_KEEPALIVE_INTERVAL_MS,
+  QUIC_MAX_PENDING_HANDSHAKES,
+} from "./_quic_common.ts";
+export { QuicDialError } from "./_quic_dial.ts";
 
 /** The `"quic"` transport. */
 export const quicTransport: Transport = {
@@ -94,190 +78,6 @@ export const quicTransport: Transport = {
   listen: listenQuic,
   dial: dialQuic,
 };
-
-// ---------------------------------------------------------------------------------------------------
-// Freeing endpoints
-
-type FullCollection = () => void;
-let fullCollection: Promise<FullCollection | null> | null = null;
-let collectionTimer: ReturnType<typeof setTimeout> | undefined;
-
-/** V8's full collection through `node:v8`/`node:vm` (as in `cli/_idle_gc.ts`), or null. */
-function loadFullCollection(): Promise<FullCollection | null> {
-  fullCollection ??= (async () => {
-    try {
-      const { default: v8 } = await import("node:v8");
-      const { default: vm } = await import("node:vm");
-      v8.setFlagsFromString("--expose-gc");
-      const gc: unknown = vm.runInNewContext("gc");
-      return typeof gc === "function" ? () => gc() : null;
-    } catch {
-      return null;
-    }
-  })();
-  return fullCollection;
-}
-
-/** When the collections after an endpoint's close run, from its close: the connection ops settle first. */
-const COLLECTION_DELAYS_MS = [0, 100, 1000];
-
-/**
- * Closes `endpoint` and, once the caller's references are gone and its connections' last operations have
- * settled, collects garbage so that its UDP socket is really released (see the module doc): a full
- * collection of the small heap a tunnel keeps takes a few milliseconds, and runs only after a close.
- */
-function closeEndpoint(endpoint: Deno.QuicEndpoint): void {
-  try {
-    endpoint.close({ closeCode: CLOSE_NORMAL, reason: "" });
-  } catch {
-    // Already closed.
-  }
-  pendingCollections = [...COLLECTION_DELAYS_MS];
-  if (collectionTimer === undefined) scheduleCollection(0);
-}
-
-let pendingCollections: number[] = [];
-
-function scheduleCollection(elapsedMs: number): void {
-  const next = pendingCollections.shift();
-  if (next === undefined) return;
-  collectionTimer = setTimeout(() => {
-    collectionTimer = undefined;
-    void loadFullCollection().then((collect) => {
-      collect?.();
-      if (collectionTimer === undefined) scheduleCollection(next);
-    });
-  }, Math.max(0, next - elapsedMs));
-  // Never what keeps a process alive.
-  Deno.unrefTimer(collectionTimer);
-}
-
-/** Closes a QUIC connection; safe on one already closed. */
-function closeConnection(conn: Deno.QuicConn, closeCode: number, reason: string): void {
-  try {
-    conn.close({ closeCode, reason });
-  } catch {
-    // Already closed.
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The byte stream
-
-/**
- * A {@linkcode DuplexConn} over one bidirectional QUIC stream. `closeWrite` sends the stream's FIN.
- * `close` sends the FIN after what is queued, but closing the QUIC connection at once would throw away
- * whatever was written and not yet acknowledged (a server's last answer before it closes, which TCP
- * would still deliver). So the connection is closed (`onClose`) once both FINs are known to have
- * crossed: at once when the peer's FIN came after ours; when it has not come, as soon as it does (the
- * peer sends it after reading ours, so everything we wrote has arrived); when it came before ours, the
- * peer closes the connection once it has read our FIN. Never later than {@linkcode QUIC_CLOSE_LINGER_MS}.
- */
-class QuicStreamConn implements DuplexConn {
-  #conn: Deno.QuicConn | null;
-  readonly #reader: ReadableStreamBYOBReader;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #onClose: (() => void) | null;
-  /** Our read buffer: a BYOB read transfers it and hands it back in its result. */
-  #scratch: ArrayBuffer | null = new ArrayBuffer(READ_CHUNK_BYTES);
-  #closed = false;
-  #finished = false;
-  #finSent = false;
-  /** Whether the peer's FIN has been read, and whether ours had been sent by then. */
-  #peerFin: "before-ours" | "after-ours" | null = null;
-
-  constructor(conn: Deno.QuicConn, stream: Deno.QuicBidirectionalStream, onClose: () => void) {
-    this.#conn = conn;
-    this.#reader = stream.readable.getReader({ mode: "byob" });
-    this.#writer = stream.writable.getWriter();
-    this.#onClose = onClose;
-    // A failed write or a cancelled read is seen through the calls; these must not end the process.
-    this.#writer.closed.catch(() => {});
-    this.#reader.closed.catch(() => {});
-  }
-
-  /** One read of at most `maxBytes` into our buffer; null at the end of the stream. */
-  async #readChunk(maxBytes: number): Promise<Uint8Array | null> {
-    const scratch = this.#scratch ?? new ArrayBuffer(READ_CHUNK_BYTES);
-    this.#scratch = null;
-    const result = await this.#reader.read(
-      new Uint8Array(scratch, 0, Math.min(maxBytes, scratch.byteLength)),
-    );
-    const view = result.value;
-    if (view !== undefined) this.#scratch = view.buffer as ArrayBuffer;
-    if (result.done || view === undefined) {
-      this.#peerFin ??= this.#finSent ? "after-ours" : "before-ours";
-      return null;
-    }
-    return view;
-  }
-
-  async read(buffer: Uint8Array): Promise<number | null> {
-    if (this.#closed) return null;
-    let view: Uint8Array | null;
-    try {
-      view = await this.#readChunk(buffer.length);
-    } catch (error) {
-      if (this.#closed) return null;
-      throw new Deno.errors.ConnectionReset(`QUIC stream failed: ${errorMessage(error)}`, { cause: error });
-    }
-    if (view === null || this.#closed) return null;
-    buffer.set(view);
-    return view.length;
-  }
-
-  async write(data: Uint8Array): Promise<number> {
-    if (this.#closed) throw new Deno.errors.BrokenPipe("The QUIC connection is closed");
-    try {
-      await this.#writer.write(data);
-    } catch (error) {
-      throw new Deno.errors.BrokenPipe(`QUIC stream write failed: ${errorMessage(error)}`, { cause: error });
-    }
-    return data.length;
-  }
-
-  async closeWrite(): Promise<void> {
-    if (this.#closed || this.#finSent) return;
-    this.#finSent = true;
-    try {
-      await this.#writer.close();
-    } catch {
-      // The stream or the connection is gone: nothing is left to end.
-    }
-  }
-
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (!this.#finSent) {
-      this.#finSent = true;
-      this.#writer.close().catch(() => {});
-    }
-    const finish = () => {
-      if (this.#finished) return;
-      this.#finished = true;
-      clearTimeout(linger);
-      this.#reader.cancel().catch(() => {});
-      const onClose = this.#onClose;
-      // Nothing here may keep the connection (and so its endpoint) reachable once it is closed.
-      this.#onClose = null;
-      this.#conn = null;
-      onClose?.();
-    };
-    const linger = setTimeout(finish, QUIC_CLOSE_LINGER_MS);
-    this.#conn?.closed.then(finish, finish);
-    if (this.#peerFin === "after-ours") finish();
-    else if (this.#peerFin === null) this.#drain().then(finish, finish);
-    // "before-ours": the peer closes the connection once it has read our FIN.
-  }
-
-  /** Reads and drops what the peer still sends, until its FIN. */
-  async #drain(): Promise<void> {
-    while (!this.#finished && await this.#readChunk(READ_CHUNK_BYTES) !== null) {
-      // Dropped: nobody reads a closed connection.
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Server side
@@ -553,176 +353,4 @@ async function tunnelStream(
   } finally {
     streams.releaseLock();
   }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Client side
-
-/** Dials the server over QUIC and opens the tunnel stream within `options.timeoutMs`. */
-async function dialQuic(options: TransportDialOptions, abort?: AbortSignal): Promise<DialedConn> {
-  requireUnstableNet('transport = "quic"');
-  const where = formatHostPort(options.hostname, options.port);
-  if (options.proxy) {
-    throw new QuicDialError(
-      `transport = "quic" runs over UDP, which ${options.proxy.hop} cannot carry (HTTP CONNECT and SOCKS5 ` +
-        `carry TCP); connect directly (list ${options.hostname} in NO_PROXY, or remove proxy_url) or use ` +
-        `transport = "tls", "wss" or "http2" through the proxy`,
-    );
-  }
-  if (options.skipVerify && options.pinnedFingerprint === undefined) {
-    throw new QuicDialError(
-      `skip_verify cannot be used with transport = "quic" (Deno's QUIC client always verifies); pin the ` +
-        `server's certificate with server_fingerprint (the server logs it) or set ca_cert_path`,
-    );
-  }
-  const timeout = AbortSignal.timeout(options.timeoutMs);
-  const signal = abort ? AbortSignal.any([abort, timeout]) : timeout;
-  void loadFullCollection();
-  const address = await resolveServer(options.hostname, where, signal, options.timeoutMs, timeout);
-  let endpoint: Deno.QuicEndpoint;
-  try {
-    endpoint = new Deno.QuicEndpoint({ hostname: isIpv6(address) ? "::" : "0.0.0.0", port: 0 });
-  } catch (error) {
-    throw new QuicDialError(`Cannot open a UDP socket to reach ${where}: ${errorMessage(error)}`, {
-      cause: error,
-    });
-  }
-  const onAbort = () => closeEndpoint(endpoint);
-  signal.addEventListener("abort", onAbort, { once: true });
-  let conn: Deno.QuicConn | null = null;
-  try {
-    const pin = options.pinnedFingerprint === undefined ? null : pinBytes(options.pinnedFingerprint);
-    const connectOptions: Deno.ConnectQuicOptions<false> & {
-      serverCertificateHashes?: { algorithm: string; value: Uint8Array }[];
-    } = {
-      endpoint,
-      hostname: address,
-      port: options.port,
-      serverName: options.serverName ?? options.hostname,
-      alpnProtocols: [QUIC_ALPN],
-      keepAliveInterval: QUIC_KEEPALIVE_INTERVAL_MS,
-      maxIdleTimeout: QUIC_IDLE_TIMEOUT_MS,
-      // The server never opens a stream.
-      maxConcurrentBidirectionalStreams: 0,
-      maxConcurrentUnidirectionalStreams: 0,
-    };
-    if (pin !== null) connectOptions.serverCertificateHashes = [{ algorithm: "sha-256", value: pin }];
-    else if (options.caCertPem) connectOptions.caCerts = [options.caCertPem];
-    conn = await Deno.connectQuic(connectOptions);
-    if (signal.aborted) throw signal.reason;
-    const stream = await conn.createBidirectionalStream();
-    if (signal.aborted) throw signal.reason;
-    signal.removeEventListener("abort", onAbort);
-    const connected = conn;
-    return Object.assign(
-      new QuicStreamConn(connected, stream, () => {
-        closeConnection(connected, CLOSE_NORMAL, "");
-        closeEndpoint(endpoint);
-      }),
-      { remote: where },
-    );
-  } catch (error) {
-    signal.removeEventListener("abort", onAbort);
-    if (conn !== null) closeConnection(conn, CLOSE_NORMAL, "");
-    closeEndpoint(endpoint);
-    throw describeDialError(error, options, where, signal.aborted && timeout.aborted);
-  }
-}
-
-/** The server's address: an IP literal as is, else the first A (then AAAA) record, within the dial's time. */
-async function resolveServer(
-  hostname: string,
-  where: string,
-  signal: AbortSignal,
-  timeoutMs: number,
-  timeout: AbortSignal,
-): Promise<string> {
-  const literal = hostname.startsWith("[") && hostname.endsWith("]") ? hostname.slice(1, -1) : hostname;
-  if (isIpAddress(literal)) return literal;
-  const failures: string[] = [];
-  for (const type of ["A", "AAAA"] as const) {
-    try {
-      const [first] = await Deno.resolveDns(literal, type, { signal });
-      if (first !== undefined) return first;
-      failures.push(`no ${type} record`);
-    } catch (error) {
-      if (signal.aborted) {
-        throw timeout.aborted
-          ? new QuicDialError(`Timed out after ${timeoutMs} ms resolving ${hostname} to reach ${where}`)
-          : new QuicDialError(`Aborted resolving ${hostname} to reach ${where}`, { cause: signal.reason });
-      }
-      failures.push(`${type}: ${errorMessage(error)}`);
-    }
-  }
-  throw new QuicDialError(
-    `Cannot resolve server_addr ${hostname} (${failures.join("; ")}); check the name or use an IP address`,
-  );
-}
-
-/** The pin (hex, colons and `SHA256:` allowed) as the 32 bytes of the digest. */
-function pinBytes(pin: string): Uint8Array<ArrayBuffer> {
-  const digits = pin.replace(/^sha256:/i, "").replaceAll(":", "").toLowerCase();
-  if (!/^[0-9a-f]{64}$/.test(digits)) {
-    throw new QuicDialError(`server_fingerprint ${pin} is not a SHA-256 fingerprint (64 hex digits)`);
-  }
-  return Uint8Array.from(digits.match(/../g) ?? [], (pair) => parseInt(pair, 16));
-}
-
-/** The message for a failed dial: what failed and what to do. */
-function describeDialError(
-  error: unknown,
-  options: TransportDialOptions,
-  where: string,
-  timedOut: boolean,
-): QuicDialError {
-  if (error instanceof QuicDialError) return error;
-  const detail = errorMessage(error);
-  if (timedOut || /timed out/i.test(detail)) {
-    return new QuicDialError(
-      `Timed out connecting to ${where} over QUIC (UDP) after ${options.timeoutMs} ms: is the server ` +
-        `running with transport = "quic", and does its firewall let UDP port ${options.port} through?`,
-      { cause: error },
-    );
-  }
-  if (/doesn't support any known protocol|no_application_protocol|error 120/i.test(detail)) {
-    return new QuicDialError(
-      `${where} answers QUIC but not the tunnel's ALPN "${QUIC_ALPN}" (${detail}); is it a tls-tunnel ` +
-        `server with transport = "quic"?`,
-      { cause: error },
-    );
-  }
-  if (options.pinnedFingerprint !== undefined && /certificate|UnknownIssuer/i.test(detail)) {
-    const pinned = displayFingerprint(options.pinnedFingerprint.replace(/^sha256:/i, "").replaceAll(":", ""));
-    return new QuicDialError(
-      `Server ${where} presented a certificate other than the one server_fingerprint (--fingerprint) pins ` +
-        `(${pinned}); refused before sending the key. If the server's certificate was replaced on purpose, ` +
-        "pin the new fingerprint (the server logs it at start); otherwise someone may be intercepting the " +
-        "connection",
-      { cause: error },
-    );
-  }
-  if (/NotValidForName|not valid for name/i.test(detail)) {
-    return new QuicDialError(
-      `TLS certificate of ${where} was not accepted (${detail}): it is not issued for the name ` +
-        `'${options.serverName ?? options.hostname}'; set server_name to a name in its certificate ` +
-        "(tls-tunnel cert --alt-names adds names)",
-      { cause: error },
-    );
-  }
-  if (/certificate|UnknownIssuer|BadCertificate|CaUsedAsEndEntity/i.test(detail)) {
-    const advice = options.caCertPem === undefined
-      ? "set ca_cert_path to the server's CA (tls-tunnel cert writes ca.pem)"
-      : `it does not chain to the CA in ca_cert_path ${
-        options.caCertPath ?? ""
-      }; point ca_cert_path at the ` +
-        "CA that signed the server's certificate (the ca.pem written with it), or pin it with " +
-        "server_fingerprint";
-    return new QuicDialError(`TLS certificate of ${where} was not accepted (${detail}); ${advice}`, {
-      cause: error,
-    });
-  }
-  if (options.timeoutMs > 0 && /aborted|closed/i.test(detail) && !/by peer/i.test(detail)) {
-    return new QuicDialError(`Aborted connecting to ${where} over QUIC`, { cause: error });
-  }
-  return new QuicDialError(`Cannot connect to ${where} over QUIC: ${detail}`, { cause: error });
 }

@@ -154,18 +154,9 @@ Deno.test("quic: a pinned fingerprint is the only check; another pin is refused 
   }
 });
 
-Deno.test("quic: a certificate from another CA, or for another name, fails the dial with what to change", async () => {
-  const other = await (await import("../pki/cert.ts")).generateCertificates({
-    commonName: "localhost",
-    altNames: [],
-    validityDays: 2,
-  });
+Deno.test("quic: a certificate for another name fails the dial with what to change", async () => {
   const { listener } = await listenAdmitting(quicTransport);
   try {
-    await assert.rejects(
-      dialLoopback(listener.addr.port, { caCertPem: other.caCertPem, caCertPath: "/etc/other-ca.pem" }),
-      /not accepted .*does not chain to the CA in ca_cert_path \/etc\/other-ca\.pem/,
-    );
     await assert.rejects(
       dialLoopback(listener.addr.port, { serverName: "example.com" }),
       /not issued for the name 'example\.com'; set server_name/,
