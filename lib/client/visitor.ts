@@ -22,6 +22,11 @@ import type { VisitorSnapshot } from "../stats/snapshot.ts";
 
 const logger = getLogger(["tls-tunnel", "client", "visitor"]);
 
+/** Refusals one visitor logs per {@linkcode REFUSAL_LOG_WINDOW_MS}; the rest are counted, then summed up. */
+const REFUSAL_LOG_BURST = 10;
+/** The window of {@linkcode REFUSAL_LOG_BURST}. */
+const REFUSAL_LOG_WINDOW_MS = 10_000;
+
 /** How long the server may take to answer a visit (it opens a stream to the target; no round trip). */
 export const VISIT_REPLY_TIMEOUT_MS = 15_000;
 
@@ -62,6 +67,8 @@ export class Visitor {
   readonly #connections = new Set<Deno.TcpConn>();
   readonly #carried = new Set<Promise<void>>();
   #stopped = false;
+  /** The refusal log's window: an application retrying in a loop cannot flood the log. */
+  #logWindow = { startMs: Number.NEGATIVE_INFINITY, logged: 0, suppressed: 0 };
 
   constructor(
     /** The `[[visitors]]` entry. */
@@ -133,9 +140,27 @@ export class Visitor {
     this.#carried.add(carried);
   }
 
+  /** Counts a connection that was not carried and logs why (at most a burst per window). */
   #refused(reason: string, message: string): void {
     this.counters.refused[reason] = (this.counters.refused[reason] ?? 0) + 1;
     this.counters.lastError = message;
+    const window = this.#logWindow;
+    const nowMs = performance.now();
+    if (nowMs - window.startMs >= REFUSAL_LOG_WINDOW_MS) {
+      if (window.suppressed > 0) {
+        logger.warn("Visitor {target}: {count} more connections were refused without a log line", {
+          target: this.target,
+          count: window.suppressed,
+        });
+      }
+      this.#logWindow = { startMs: nowMs, logged: 0, suppressed: 0 };
+    }
+    if (this.#logWindow.logged >= REFUSAL_LOG_BURST) {
+      this.#logWindow.suppressed++;
+      return;
+    }
+    this.#logWindow.logged++;
+    logger.warn("Visitor {target}: {message}", { target: this.target, message });
   }
 
   async #visit(conn: Deno.TcpConn): Promise<void> {
@@ -150,7 +175,6 @@ export class Visitor {
       const message = `not connected to the server; the connection from ${peer} is reset (the visitor ` +
         `keeps listening and works again once the client is reconnected)`;
       this.#refused("no_session", message);
-      logger.warn("Visitor {target}: {message}", { target: this.target, message });
       abortQuietly(conn);
       return;
     }
@@ -168,7 +192,6 @@ export class Visitor {
       if (!reply.ok) {
         const message = `the server refused the connection from ${peer} (${reply.code}): ${reply.reason}`;
         this.#refused(reply.code.toLowerCase(), message);
-        logger.warn("Visitor {target}: {message}", { target: this.target, message });
         closeQuietly(stream);
         // A reset: the application sees the connection fail, not an empty answer.
         abortQuietly(conn);
