@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { RpcPeer } from "../lib/rpc/mod.ts";
 import { writeAll } from "../lib/net/conn.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
+import { encodeStreamHeader } from "../lib/protocol/stream_header.ts";
+import { readOpenReply } from "../lib/protocol/open_request.ts";
 import { EchoService, roundTrip, waitFor } from "../testing/helpers.ts";
 import { dialSession, dialTls, RawClient, rejectsWithCode } from "../testing/raw_client.ts";
 import { acceptedPort, AUTH_KEY, TunnelFixture } from "../testing/tunnel.ts";
@@ -183,10 +185,13 @@ Deno.test("data streams start with the documented header and the client's own st
     assert.equal(new TextDecoder().decode(data), "raw");
     stream.close();
     closeQuietly(outside);
-    // A stream the client opens is refused without ending the session.
+    // A stream the client opens that does not start with an open request (§5b; here a stream header) is
+    // refused without ending the session.
     const stray = await client.session.open();
-    const refused = await stray.read(new Uint8Array(1)).then(() => false, () => true);
-    assert.ok(refused, "the stray stream was reset");
+    await writeAll(stray, encodeStreamHeader({ proxy: "web", peer_addr: "127.0.0.1:1", conn_id: 1 }));
+    const refused = await readOpenReply(stray);
+    assert.ok(!refused.ok && refused.code === "BAD_REQUEST", JSON.stringify(refused));
+    stray.close();
     assert.equal((await client.rpc.request("heartbeat", { time_ms: 1 }) as { time_ms: number }).time_ms, 1);
   } finally {
     await client.close();
