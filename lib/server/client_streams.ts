@@ -237,7 +237,10 @@ export class ClientStreamHandlers {
         reason,
       });
       // After a timeout a read is still pending on the stream: answer, then reset rather than drain.
-      await refuse(stream, { ok: false, code: "BAD_REQUEST", reason }, { linger: !timedOut });
+      await refuse(stream, { ok: false, code: "BAD_REQUEST", reason }, {
+        linger: !timedOut,
+        signal: client.signal,
+      });
       return;
     }
     const handler = this.#handlers.get(request.kind);
@@ -301,7 +304,7 @@ export class ClientStreamHandlers {
 export async function refuse(
   stream: Stream,
   refusal: ClientStreamRefusal,
-  options: { linger?: boolean } = {},
+  options: { linger?: boolean; signal?: AbortSignal } = {},
 ): Promise<void> {
   try {
     await withTimeout(
@@ -314,7 +317,8 @@ export async function refuse(
       // A read is pending: close() ends it and discards what comes; a reset right away could overtake the
       // reply (a reset stream drops what it buffered), so it only comes after the linger.
       closeQuietly(stream);
-      await sleep(REFUSED_LINGER_MS);
+      // Cut short when the session ends (its streams end with it).
+      await sleep(REFUSED_LINGER_MS, options.signal).catch(() => {});
       abortQuietly(stream);
       return;
     }
