@@ -29,6 +29,8 @@ import {
 } from "../testing/helpers.ts";
 import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
+import { listenAdmitting } from "../testing/transport.ts";
+import { readExactly } from "../testing/bytes.ts";
 
 const QUIC = `transport = "quic"\n`;
 const UNSTABLE_NET = ["--unstable-net"];
@@ -197,6 +199,40 @@ Deno.test("quic: a server certificate from another CA than ca_cert_path fails th
     }),
     /not accepted .*does not chain to the CA in ca_cert_path \/etc\/other-ca\.pem/,
   );
+});
+
+Deno.test("quic: a replaced certificate is presented from the next handshake on; a connection up keeps working", async () => {
+  const [certs, other] = await Promise.all([
+    testCertificates(),
+    generateCertificates({ commonName: "localhost", altNames: [], validityDays: 2 }),
+  ]);
+  const { listener, next } = await listenAdmitting(quicTransport);
+  const dial = (caCertPem: string) =>
+    quicTransport.dial({
+      hostname: "127.0.0.1",
+      port: listener.addr.port,
+      serverName: "localhost",
+      caCertPem,
+      timeoutMs: 5000,
+    });
+  try {
+    const accepted = next();
+    const before = await dial(certs.caCertPem);
+    await writeAll(before, new TextEncoder().encode("one"));
+    const server = await accepted;
+    await server.handshake();
+    assert.ok(listener.replaceCertificate);
+    await listener.replaceCertificate(other.serverChainPem, other.serverKeyPem);
+    await assert.rejects(dial(certs.caCertPem), /not accepted/);
+    const after = await dial(other.caCertPem);
+    after.close();
+    await writeAll(before, new TextEncoder().encode("two"));
+    assert.deepEqual(await readExactly(server, 6), new TextEncoder().encode("onetwo"));
+    before.close();
+    server.close();
+  } finally {
+    listener.close();
+  }
 });
 
 Deno.test('quic: check notes that transport = "quic" needs --unstable-net and refuses skip_verify and proxy_url with it', async () => {

@@ -94,24 +94,29 @@ function listenQuic(options: TransportListenOptions, signal?: AbortSignal): Prom
   }
   let listener: Deno.QuicListener;
   try {
-    listener = endpoint.listen({
-      alpnProtocols: [QUIC_ALPN],
-      cert: options.certPem,
-      key: options.keyPem,
-      keepAliveInterval: QUIC_KEEPALIVE_INTERVAL_MS,
-      maxIdleTimeout: QUIC_IDLE_TIMEOUT_MS,
-      // The tunnel's one stream; a peer cannot make the server hold more.
-      maxConcurrentBidirectionalStreams: 1,
-      maxConcurrentUnidirectionalStreams: 0,
-    });
+    listener = endpoint.listen(serverListenOptions(options.certPem, options.keyPem));
   } catch (error) {
     closeEndpoint(endpoint);
     return Promise.reject(error);
   }
-  const quic = new QuicTransportListener(endpoint, listener, options.handshakeTimeoutMs);
+  const quic = new QuicTransportListener(endpoint, listener, options);
   if (signal?.aborted) quic.close();
   else signal?.addEventListener("abort", () => quic.close(), { once: true });
   return Promise.resolve(quic);
+}
+
+/** The endpoint's server side: the certificate, the ALPN, keep-alive and the stream limits. */
+function serverListenOptions(certPem: string, keyPem: string): Deno.QuicListenOptions {
+  return {
+    alpnProtocols: [QUIC_ALPN],
+    cert: certPem,
+    key: keyPem,
+    keepAliveInterval: QUIC_KEEPALIVE_INTERVAL_MS,
+    maxIdleTimeout: QUIC_IDLE_TIMEOUT_MS,
+    // The tunnel's one stream; a peer cannot make the server hold more.
+    maxConcurrentBidirectionalStreams: 1,
+    maxConcurrentUnidirectionalStreams: 0,
+  };
 }
 
 /**
@@ -167,11 +172,13 @@ class QuicTransportListener implements TransportListener {
   #live = 0;
   /** Connections accepted whose tunnel stream has not arrived. */
   #handshaking = 0;
+  /** The listeners a certificate replacement made (held so that they live as long as this one). */
+  #replaced: Deno.QuicListener[] = [];
 
-  constructor(endpoint: Deno.QuicEndpoint, listener: Deno.QuicListener, handshakeTimeoutMs: number) {
+  constructor(endpoint: Deno.QuicEndpoint, listener: Deno.QuicListener, options: TransportListenOptions) {
     this.#endpoint = endpoint;
     this.#listener = listener;
-    this.#handshakeTimeoutMs = handshakeTimeoutMs;
+    this.#handshakeTimeoutMs = options.handshakeTimeoutMs;
     const bound = endpoint.addr;
     this.addr = { transport: "udp", hostname: bound.hostname, port: bound.port };
   }
@@ -250,9 +257,29 @@ class QuicTransportListener implements TransportListener {
     closeEndpoint(endpoint);
   }
 
+  /**
+   * Presents `certPem`/`keyPem` from the next QUIC handshake on (connections up keep theirs). Deno 2.9.6
+   * has no call for it, but a second `listen()` on the endpoint replaces its server configuration, and
+   * incoming connections keep arriving where the accept loop waits; a pair it cannot load rejects and the
+   * old one stays.
+   */
+  replaceCertificate(certPem: string, keyPem: string): Promise<void> {
+    const endpoint = this.#endpoint;
+    if (this.#closed || endpoint === null) {
+      return Promise.reject(new Error("the QUIC listener is closed"));
+    }
+    try {
+      this.#replaced.push(endpoint.listen(serverListenOptions(certPem, keyPem)));
+      return Promise.resolve();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#replaced = [];
     try {
       this.#listener?.stop();
     } catch {
