@@ -27,6 +27,10 @@ export interface RawProxy {
   publish_addr?: string;
   publish_port_range?: { start: number; end: number };
   fallback_to_system_port?: boolean;
+  /** A group shared with other clients' proxies (README "Groups"). */
+  group?: string;
+  /** The group's key. */
+  group_key?: string;
 }
 
 /** `bind_retry` of a `register_proxies` request. */

@@ -1,8 +1,10 @@
 /**
  * Property: whatever a client does with `register_proxies` (pipelined calls, same or different names,
- * same or overlapping ports, port 0, ranges, bind retries), and however its sessions end (disconnects
- * mid-call, reconnects that replace a session), the ports the server process really has bound are
- * exactly the ports in its registry of published proxies; and once every client has left, none.
+ * same or overlapping ports, port 0, ranges, bind retries, groups shared with other clients with right or
+ * wrong keys), and however its sessions end (disconnects mid-call, reconnects that replace a session), the
+ * ports the server process really has bound are exactly the ports in its registry of published proxies (a
+ * group's port held by its members only, every group's port in the registry); and once every client has
+ * left, none, and no group.
  *
  * Runs the real server over real TLS, driven by hand-made protocol clients. Seeded and bounded; more
  * runs locally with `REGISTRATION_PROPERTY_RUNS=500` (and `REGISTRATION_PROPERTY_SEED=<n>` to replay a
@@ -32,6 +34,8 @@ interface ProxyPlan {
   port: PortRef;
   range?: [number, number] | undefined;
   fallback?: boolean | undefined;
+  /** Group membership: its name and which of two keys it presents. */
+  group?: { name: string; key: string } | undefined;
 }
 
 type Action =
@@ -43,6 +47,7 @@ type Action =
     /** Close the session this many ms after sending, before the answers (null: wait for them). */
     leaveAfterMs: number | null;
   }
+  | { kind: "member"; client: number; name: string; rightKey: boolean }
   | { kind: "disconnect"; client: number }
   | { kind: "reconnect"; client: number }
   | { kind: "block"; port: number }
@@ -54,6 +59,14 @@ const proxyPlan: fc.Arbitrary<ProxyPlan> = fc.record({
   port: fc.oneof(poolIndex, fc.constant("system" as const)),
   range: fc.option(fc.tuple(poolIndex, poolIndex), { nil: undefined }),
   fallback: fc.option(fc.boolean(), { nil: undefined }),
+  group: fc.option(
+    // Mostly one group and its right key, so that members of several clients meet on one port.
+    fc.record({
+      name: fc.constantFrom("g", "g", "g", "h"),
+      key: fc.constantFrom("key-one-0123", "key-one-0123", "key-one-0123", "key-two-0123"),
+    }),
+    { nil: undefined, freq: 3 },
+  ),
 }, { requiredKeys: ["name", "port"] });
 const clientIndex = fc.integer({ min: 0, max: CLIENT_IDS.length - 1 });
 const action: fc.Arbitrary<Action> = fc.oneof(
@@ -72,6 +85,16 @@ const action: fc.Arbitrary<Action> = fc.oneof(
         { nil: null },
       ),
       leaveAfterMs: fc.option(fc.integer({ min: 0, max: 15 }), { nil: null, freq: 4 }),
+    }),
+  },
+  {
+    // A member of group "g" on the pool's first port, its session kept: members of several clients meet.
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant("member" as const),
+      client: clientIndex,
+      name: fc.constantFrom(...NAMES),
+      rightKey: fc.boolean(),
     }),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("disconnect" as const), client: clientIndex }) },
@@ -98,14 +121,32 @@ function freePool(): number {
 /** The ports of every proxy in the server's registry that holds a listener, with their owners. */
 function registryPorts(server: TunnelServer): Map<number, string> {
   const ports = new Map<number, string>();
+  /** Per port held by group members: the group's name (members of one group share its port). */
+  const groupOf = new Map<number, string>();
   for (const client of server.clients.values()) {
     for (const proxy of client.proxies.values()) {
       const port = proxy.boundPort;
       if (port === null) continue;
       const owner = `${client.clientId}/${proxy.spec.name}`;
-      assert.ok(!ports.has(port), `port ${port} is in the registry twice: ${ports.get(port)} and ${owner}`);
-      ports.set(port, owner);
+      const group = proxy.spec.group;
+      const shared = group !== undefined && groupOf.get(port) === group;
+      assert.ok(
+        !ports.has(port) || shared,
+        `port ${port} is in the registry twice: ${ports.get(port)} and ${owner}`,
+      );
+      if (group !== undefined && !ports.has(port)) groupOf.set(port, group);
+      assert.ok(
+        ports.has(port) === shared,
+        `port ${port}: ${owner} of group ${group} shares it outside its group`,
+      );
+      ports.set(port, shared ? `${ports.get(port)}+${owner}` : owner);
     }
+  }
+  // Every group holds its port for a member in the registry, and only while it has one.
+  for (const group of server.groups.snapshot()) {
+    const port = Number(group.publish_addr.slice(group.publish_addr.lastIndexOf(":") + 1));
+    assert.ok(group.members.length > 0, `group ${group.name} on ${port} has no member but holds its port`);
+    assert.equal(groupOf.get(port), group.name, `group ${group.name}'s port ${port} is not its members'`);
   }
   return ports;
 }
@@ -126,11 +167,20 @@ class Run {
   }
 
   toRaw(plan: ProxyPlan): RawProxy {
-    const raw: RawProxy = { name: plan.name, publish_port: this.port(plan.port) };
-    if (plan.range) {
+    // Group members mostly meet on the pool's first port (port 0 stays possible: refused as INVALID_PROXY).
+    const port = plan.group && plan.port !== "system"
+      ? this.port(plan.port % 2 === 0 ? 0 : plan.port)
+      : this.port(plan.port);
+    const raw: RawProxy = { name: plan.name, publish_port: port };
+    // A group member names one explicit port (a range would only be refused as INVALID_PROXY).
+    if (plan.range && !plan.group) {
       raw.publish_port_range = { start: this.port(plan.range[0]), end: this.port(plan.range[1]) };
     }
     if (plan.fallback !== undefined) raw.fallback_to_system_port = plan.fallback;
+    if (plan.group) {
+      raw.group = plan.group.name;
+      raw.group_key = plan.group.key;
+    }
     return raw;
   }
 
@@ -203,6 +253,17 @@ class Run {
           await this.leave(step.client);
         }
         await Promise.all(calls);
+        return;
+      }
+      case "member": {
+        const { client, sessionId } = await this.connect(step.client);
+        const result = await client.register([{
+          name: step.name,
+          publish_port: this.port(0),
+          group: "g",
+          group_key: step.rightKey ? "key-one-0123" : "key-two-0123",
+        }]);
+        this.record(sessionId, result);
         return;
       }
       case "disconnect":
@@ -286,6 +347,7 @@ Deno.test("whatever clients register and however their sessions end, bound ports
       await waitFor(() => tunnel.server.clients.size === 0, 5000, "every session to end on the server");
       run.check();
       assert.equal(registryPorts(tunnel.server).size, 0);
+      assert.equal(tunnel.server.groups.size, 0, "a group outlived its members");
       for (const port of run.pool) assert.ok(canBind(port), `port ${port} is free after every client left`);
     }),
     { numRuns: RUNS, seed: SEED, endOnFailure: !Deno.env.get("REGISTRATION_PROPERTY_SHRINK") },
