@@ -234,3 +234,49 @@ Deno.test("two clients in one http group serve one domain on the vhost port; a w
     await Promise.all(backends.map((backend) => backend.shutdown()));
   }
 });
+
+Deno.test("a member whose health check fails is skipped: every connection goes to the healthy one", async () => {
+  const statsPort = freePort();
+  await using tunnel = await ProcessTunnel.create(`stats_addr = "127.0.0.1"\nstats_port = ${statsPort}\n`);
+  const alive = new IdService("alive");
+  // A port nothing listens on: the second member's local service is down.
+  const deadPort = freePort();
+  try {
+    const port = freePort();
+    await tunnel.server();
+    const groupLines =
+      `group = "web"\ngroup_key = "${GROUP_KEY}"\nhealth_check = { interval_secs = 1, timeout_secs = 1 }`;
+    const good = tunnel.client(
+      await tunnel.clientConfig("good", [{
+        name: "web",
+        publishPort: port,
+        localPort: alive.port,
+        lines: groupLines,
+      }], `client_id = "good"`),
+    );
+    await good.waitForLine(proxyUp("web"));
+    const bad = tunnel.client(
+      await tunnel.clientConfig("bad", [{
+        name: "web",
+        publishPort: port,
+        localPort: deadPort,
+        lines: groupLines,
+      }], `client_id = "bad"`),
+    );
+    await bad.waitForLine(proxyUp("web"));
+    await waitFor(
+      async () =>
+        (await serverStats(statsPort)).groups?.find((entry) => entry.name === "web")?.members.find((member) =>
+          member.client === "bad"
+        )?.healthy === false,
+      10_000,
+      "the server to mark the member with the dead service unhealthy",
+      100,
+    );
+    const answers: string[] = [];
+    for (let index = 0; index < 10; index++) answers.push(await askId(port));
+    assert.deepEqual(tally(answers), { alive: 10 }, answers.join(","));
+  } finally {
+    await alive.close();
+  }
+});
