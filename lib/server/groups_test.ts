@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { ProxySpec } from "../protocol/control.ts";
+import { type ProxySpec, ProxySpecRequest } from "../protocol/control.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
 import { type GroupMemberProxy, type GroupMembership, GroupRegistry, groupSpecProblem } from "./groups.ts";
 import type { OutsideConn, PublishedListener } from "./proxy_kinds/kind.ts";
@@ -231,4 +231,28 @@ Deno.test("groupSpecProblem: key without group, group without key, udp, private,
     groupSpecProblem(spec({ proxy_type: "http", publish_port: 0, custom_domains: ["a.test"] })),
     null,
   );
+});
+
+Deno.test("the wire refuses hostile group fields: an oversized key, a name that is not a name, an unknown policy, max_connections out of range", () => {
+  const base = { ...spec() };
+  assert.ok(ProxySpecRequest.safeParse(base).success);
+  for (
+    const bad of [
+      { group_key: "k".repeat(1025) },
+      { group_key: "" },
+      { group: "../etc" },
+      { group: "a".repeat(65) },
+      { group: "web\r\nX: y" },
+      { lb_policy: "random" },
+      { max_connections: 0 },
+      { max_connections: 1_000_001 },
+      { max_connections: 1.5 },
+    ]
+  ) {
+    assert.equal(
+      ProxySpecRequest.safeParse({ ...base, ...bad }).success,
+      false,
+      JSON.stringify(bad).slice(0, 80),
+    );
+  }
 });
