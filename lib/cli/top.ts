@@ -263,6 +263,27 @@ export function renderPlainTable(stats: ServedStats): string {
         ),
       ], new Set([5, 6, 7, 8, 9])),
     );
+    // Groups of clients sharing a port or domain (README "Groups"), when there are any.
+    const groups = stats.groups ?? [];
+    if (groups.length > 0) {
+      lines.push(
+        "",
+        ...formatColumns([
+          ["GROUP", "KIND", "PUBLISHED", "POLICY", "MEMBERS", "HEALTHY", "TOTAL", "REFUSED", "CLIENTS"],
+          ...groups.map((group) => [
+            group.name,
+            group.kind,
+            group.hosts?.length ? group.hosts.join(",") : group.publish_addr,
+            group.lb_policy,
+            String(group.members.length),
+            String(group.members.filter((member) => member.healthy).length),
+            String(group.connections_total),
+            String(group.refused_total),
+            group.members.map((member) => member.client).join(","),
+          ]),
+        ], new Set([4, 5, 6, 7])),
+      );
+    }
   } else {
     const countdown = stats.state === "waiting" && stats.next_attempt_at_ms !== null
       ? `, reconnecting in ${((stats.next_attempt_at_ms - stats.now_ms) / 1000).toFixed(1)} s`

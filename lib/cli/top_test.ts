@@ -446,3 +446,32 @@ Deno.test("top marks a udp proxy's port /udp and shows its flows, datagrams and 
   assert.match(text, /\n {2}↳ udp: 3 flows, 1000 in, 998 out, 3 dropped \(oversized 1, queue_full 2\)/);
   assert.doesNotMatch(text, /9000\/udp/, "the tcp proxy is not marked");
 });
+
+Deno.test("the plain table lists groups of clients with their members, healthy count and counters", () => {
+  const snapshot = serverSnapshot();
+  const text = renderPlainTable({
+    ...served(snapshot),
+    groups: [{
+      name: "web",
+      kind: "tcp",
+      publish_addr: "0.0.0.0:8080",
+      lb_policy: "round_robin",
+      connections_total: 30,
+      refused_total: 1,
+      members: [
+        { client: "office", proxy: "web", healthy: true, active_connections: 2 },
+        { client: "lab", proxy: "web", healthy: false, active_connections: 0 },
+      ],
+    }],
+  } as ServedStats);
+  const lines = text.trimEnd().split("\n");
+  const header = lines.findIndex((line) =>
+    /^GROUP\s+KIND\s+PUBLISHED\s+POLICY\s+MEMBERS\s+HEALTHY/.test(line)
+  );
+  assert.ok(header > 0, text);
+  assert.match(
+    lines[header + 1] ?? "",
+    /^web\s+tcp\s+0\.0\.0\.0:8080\s+round_robin\s+2\s+1\s+30\s+1\s+office,lab$/,
+  );
+  assert.doesNotMatch(renderPlainTable(served(snapshot)), /^GROUP/m);
+});
