@@ -102,7 +102,13 @@ function visitorListening(name: string): RegExp {
 
 /** Connects to 127.0.0.1:`port`, sends `text` and returns what comes back, or the error of the read. */
 async function tryEcho(port: number, text: string): Promise<string | Error> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  } catch (error) {
+    // A reset can beat the connect's own completion (the visitor resets at once): the same refusal.
+    return error as Error;
+  }
   try {
     await conn.write(encoder.encode(text));
     await conn.closeWrite();

@@ -12,7 +12,13 @@ function config(bindPort = 0): VisitorConfig {
 
 /** Connects to the visitor, sends `text`, and returns what came back or the error that ended the read. */
 async function exchange(port: number, text: string): Promise<string | Error> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  } catch (error) {
+    // A reset can beat the connect's own completion (the visitor resets at once): the same refusal.
+    return error as Error;
+  }
   try {
     await writeAll(conn, new TextEncoder().encode(text));
     const buffer = new Uint8Array(64);
