@@ -236,7 +236,8 @@ export class ProxyRegistrar {
       );
     }
     if (proxy.visibility === "private") return registerPrivate(client, published);
-    if (!kind.vhost && proxy.publish_port !== 0 && !proxy.publish_port_range) {
+    // Groups hold TCP ports: a udp proxy may publish the same port number beside one.
+    if (proxy.proxy_type === "tcp" && proxy.publish_port !== 0 && !proxy.publish_port_range) {
       const group = this.context.groups?.at(proxy.publish_addr, proxy.publish_port);
       if (proxy.group !== undefined) return await this.#publishInGroup(client, published, kind);
       if (group) {
