@@ -120,6 +120,7 @@ export class VhostGroupTarget implements VhostProxyTarget {
     return first === undefined ? null : pool[first] ?? null;
   }
 
+  /** Opens a stream to the member picked for `peer` (counted there); rejects when no member is available. */
   openRoutedStream(peer: string): Promise<{ stream: DuplexConn & { reset?(): void }; done: () => void }> {
     const member = this.pick(peer);
     if (!member) {
@@ -130,6 +131,7 @@ export class VhostGroupTarget implements VhostProxyTarget {
     return member.openRoutedStream(peer);
   }
 
+  /** Hands an https connection to the member picked for its peer; false (counted) when none takes it. */
   deliver(conn: OutsideConn): boolean {
     const member = this.pick(formatAddr(conn.remoteAddr));
     if (member?.deliver(conn)) {
