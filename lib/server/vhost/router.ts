@@ -2,9 +2,8 @@
  * The server-wide virtual-host router: which proxy serves a host name (and, for HTTP, a path prefix).
  * Registration adds a proxy's routes in one step or not at all; they are removed when the proxy stops
  * (its session ends, the client leaves). A host name (with location, for HTTP) is served by one client:
- * another client asking for it is refused (`DOMAIN_IN_USE`). Serving one domain from several clients
- * (groups, issue 14) is a later step: {@linkcode VhostRouter.add} is where a group's members would share
- * a route.
+ * another client asking for it is refused (`DOMAIN_IN_USE`). Several clients serve one domain as a group:
+ * the route's target is then the group's (`../group_vhost.ts`), which picks a member per request.
  *
  * @module
  */
