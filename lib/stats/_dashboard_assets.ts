@@ -1393,6 +1393,61 @@ export const DASHBOARD_JS: string = `(() => {
     }, pill(server.state))), proxyTable(server.proxies, serverRateKey(server.name), !connected));
   }
 
+  // lib/stats/dashboard/groups_view.ts
+  function groupsArticle(groups) {
+    if (groups === void 0 || groups.length === 0) return null;
+    const rows = groups.map((group) => {
+      const healthy = group.members.filter((member) => member.healthy).length;
+      return h("tr", {
+        "data-group": \`\${group.kind}/\${group.name}\`
+      }, h("td", null, h("b", {
+        text: group.name
+      }), \` \${group.kind}\`), h("td", {
+        class: "mono",
+        text: group.hosts?.length ? group.hosts.join(", ") : group.publish_addr
+      }), h("td", {
+        text: group.lb_policy
+      }), h("td", {
+        class: "num",
+        text: \`\${healthy} / \${group.members.length}\`
+      }), h("td", null, group.members.map((member) => h("span", {
+        class: "fact",
+        "data-healthy": String(member.healthy),
+        text: \`\${member.client} (\${member.active_connections}\${member.healthy ? "" : ", unhealthy"}) \`
+      }))), h("td", {
+        class: "num",
+        text: String(group.connections_total)
+      }), h("td", {
+        class: "num",
+        text: String(group.refused_total)
+      }));
+    });
+    return h("article", {
+      class: "client",
+      "data-groups": "",
+      "data-state": "connected"
+    }, h("div", {
+      class: "client-head"
+    }, h("span", {
+      class: "client-name",
+      text: "Groups"
+    })), h("div", {
+      class: "table-wrap"
+    }, h("table", {
+      class: "visitors"
+    }, h("thead", null, h("tr", null, [
+      "Group",
+      "Port or hosts",
+      "Policy",
+      "Healthy",
+      "Members (open)",
+      "Total",
+      "Refused"
+    ].map((text) => h("th", {
+      text
+    })))), h("tbody", null, rows))));
+  }
+
   // lib/stats/dashboard/server_view.ts
   var KEEP_GONE_MS = 10 * 60 * 1e3;
   function byName(a, b) {
@@ -1510,7 +1565,7 @@ export const DASHBOARD_JS: string = `(() => {
         text: "tls-tunnel client -c client.toml"
       }), "."));
     } else {
-      replace($("clients"), all, forwardsArticle(snap.forwards, snap.forwards_active), clientStreamsArticle(snap.client_opened_streams));
+      replace($("clients"), all, groupsArticle(snap.groups), forwardsArticle(snap.forwards, snap.forwards_active), clientStreamsArticle(snap.client_opened_streams));
     }
   }
   function offlineCard(entry, t) {

@@ -13,6 +13,7 @@ import { $, card, h, pill, replace, sparkline } from "./dom.ts";
 import { proxyTable } from "./proxy_table.ts";
 import { forwardsArticle } from "./forwarders_view.ts";
 import { clientStreamsArticle } from "./visitors_view.ts";
+import { groupsArticle } from "./groups_view.ts";
 import { now, plural, type Rate, state } from "./state.ts";
 
 /** How long a disconnected client stays on the page. */
@@ -163,6 +164,7 @@ export function renderServer(snap: ServerSnapshot & ServedStats, totals: Rate): 
     replace(
       $("clients"),
       all,
+      groupsArticle(snap.groups),
       forwardsArticle(snap.forwards, snap.forwards_active),
       clientStreamsArticle(snap.client_opened_streams),
     );
