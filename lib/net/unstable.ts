@@ -16,8 +16,8 @@ export class UnstableNetRequiredError extends Error {
   constructor(feature: string) {
     super(
       `${feature} needs Deno's --unstable-net (UDP and QUIC are unstable in Deno 2.9.6): run ` +
-        `'deno run --unstable-net …' (or 'deno task server:unstable' / 'client:unstable'), or use the ` +
-        `tls-tunnel executable built with it`,
+        `'deno run --unstable-net …' (or 'deno task server:unstable' / 'client:unstable'), or build an ` +
+        `executable with it: 'deno task compile:unstable' (the released executables run without it)`,
     );
     this.feature = feature;
   }
