@@ -1,7 +1,6 @@
 /**
- * The `"http2"` transport end to end: the real CLI (`deno run main.ts server/client` processes) carries a
- * tunnel over one HTTP/2 stream (sha256-checked both ways, half-close, port release on `kill -9`,
- * reconnect), and hostile peers (wrong paths, a flood of streams, oversized headers, no preface) are
+ * The `"http2"` transport's own cases (the real-process transfer, kill -9 and restart scenario every
+ * transport shares is in `transport_process_test.ts`): hostile peers (wrong paths, a flood of streams, oversized headers, no preface) are
  * answered or closed within bounds while a real client keeps working (in-process server, real TLS).
  */
 
@@ -11,44 +10,10 @@ import * as nodeTls from "node:tls";
 import { withTimeout } from "../lib/_async.ts";
 import { closeQuietly } from "../lib/transport/pipe.ts";
 import { HTTP2_MAX_OTHER_STREAMS } from "../lib/transport/http2.ts";
-import {
-  canBind,
-  echoes,
-  patternBytes,
-  roundTrip,
-  sha256Hex,
-  testCertificates,
-  waitFor,
-} from "../testing/helpers.ts";
-import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
+import { patternBytes, roundTrip, sha256Hex, testCertificates } from "../testing/helpers.ts";
 import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
 
 const HTTP2 = `transport = "http2"\n`;
-
-Deno.test('http2: the CLI\'s client and server with transport = "http2" carry 16 MiB each way (sha256, half-close), release the port when the client is killed with -9, and reconnect after either side is killed', async () => {
-  await using tunnel = await ProcessTunnel.create(HTTP2);
-  const { server, client, publishPort } = await tunnel.serverAndClient({ name: "echo" }, HTTP2);
-  const data = patternBytes(16 * 1024 * 1024, 21);
-  // roundTrip half-closes after writing: the echo's end comes back only if the half-close crossed.
-  const echoed = await roundTrip(publishPort, data, 60_000);
-  assert.equal(await sha256Hex(echoed), await sha256Hex(data));
-
-  client.kill("SIGKILL");
-  await client.status();
-  await waitFor(() => canBind(publishPort), 10_000, "the public port to be released after kill -9", 50);
-
-  const again = tunnel.client(`${tunnel.dir}/client.toml`);
-  await again.waitForLine(proxyUp("echo"));
-  const small = patternBytes(256 * 1024, 3);
-  assert.equal(await sha256Hex(await roundTrip(publishPort, small)), await sha256Hex(small));
-
-  // The server killed: the client notices over HTTP/2 and reconnects to the next one.
-  server.kill("SIGKILL");
-  await server.status();
-  await tunnel.server();
-  await waitFor(() => echoes(publishPort, "back"), 20_000, "the client to reconnect to the new server", 200);
-  assert.equal(await sha256Hex(await roundTrip(publishPort, small)), await sha256Hex(small));
-});
 
 /** An HTTP/2 session over TLS to the fixture's server, as any HTTP/2 client (curl, a browser) opens it. */
 async function h2Session(port: number): Promise<nodeHttp2.ClientHttp2Session> {
