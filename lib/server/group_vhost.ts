@@ -16,6 +16,7 @@ import { ProxyRejectCode, type ProxySpec } from "../protocol/control.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
 import type { GroupSnapshot } from "../stats/snapshot.ts";
 import { secretsEqual } from "../text.ts";
+import { GROUP_PROBE_INTERVAL_MS } from "./groups.ts";
 import type { OutsideConn } from "./proxy_kinds/kind.ts";
 import type { VhostRouter } from "./vhost/router.ts";
 import type { VhostRefusal } from "./vhost/service.ts";
@@ -36,6 +37,8 @@ function routingOf(spec: ProxySpec, hosts: readonly string[]): string {
 export class VhostGroupTarget implements VhostProxyTarget {
   readonly #members: VhostPublication[] = [];
   readonly #rotation = new BalanceRotation();
+  /** When each member last got a probe while marked unhealthy by failed connections (ms since epoch). */
+  readonly #lastProbeMs = new WeakMap<VhostPublication, number>();
   /** Bytes of the group's requests (the members count their streams; the vhost server counts bytes here). */
   readonly stats = new ProxyStats();
   /** Streams and connections handed to a member since the group formed. */
@@ -54,6 +57,8 @@ export class VhostGroupTarget implements VhostProxyTarget {
     readonly addr: Deno.NetAddr,
     /** The spec of the member that formed the group: routing fields are the same for all. */
     readonly firstSpec: ProxySpec,
+    /** The clock for probes (ms since epoch); tests pass a fake one. */
+    readonly nowMs: () => number = Date.now,
   ) {
     this.stats.setStatus("healthy");
   }
@@ -105,10 +110,29 @@ export class VhostGroupTarget implements VhostProxyTarget {
     return this.#members.length;
   }
 
-  /** The member for a new request or connection from `peer` ("host:port"), or null. */
+  /**
+   * The member for a new request or connection from `peer` ("host:port"), or null. A member marked
+   * unhealthy by failed connections gets one as a probe every {@linkcode GROUP_PROBE_INTERVAL_MS} (as
+   * in a tcp group).
+   */
   pick(peer: string): VhostPublication | null {
     const live = this.#members.filter((member) => !member.unavailable);
     const healthy = live.filter((member) => member.stats.status !== "unhealthy");
+    if (healthy.length > 0 && healthy.length < live.length) {
+      const now = this.nowMs();
+      const probe = live.find((member) =>
+        member.stats.status === "unhealthy" &&
+        now - Math.max(
+                this.#lastProbeMs.get(member) ?? Number.NEGATIVE_INFINITY,
+                member.stats.statusSinceMs,
+              ) >=
+          GROUP_PROBE_INTERVAL_MS
+      );
+      if (probe) {
+        this.#lastProbeMs.set(probe, now);
+        return probe;
+      }
+    }
     const pool = healthy.length > 0 ? healthy : live;
     const order = this.#rotation.plan(
       pool.length,

@@ -168,3 +168,22 @@ Deno.test("https vhost group: connections go to members in turn and are refused 
   assert.equal(router.size, 0);
   assert.equal(target.deliver(conn()), false);
 });
+
+Deno.test("vhost group: a member marked unhealthy by failed requests gets one probe per interval, else is skipped", async () => {
+  const router = new VhostRouter<VhostProxyTarget>();
+  const groups = new VhostGroups();
+  const asked: string[] = [];
+  const hosts = ["probe.example.com"];
+  const sick = routed("sick", asked);
+  const a = groups.publish(routed("well", asked), "http", { clientId: "a", name: "a" }, hosts, router, ADDR);
+  const b = groups.publish(sick, "http", { clientId: "b", name: "b" }, hosts, router, ADDR);
+  assert.ok(a instanceof VhostPublication && b instanceof VhostPublication);
+  sick.stats.setStatus("unhealthy", "failed");
+  sick.stats.statusSinceMs = Date.now() - 60_000; // marked long ago: a probe is due
+  const target = router.match("probe.example.com")?.target;
+  assert.ok(target);
+  for (let index = 0; index < 4; index++) (await target.openRoutedStream("192.0.2.1:5000")).stream.close();
+  assert.deepEqual(asked, ["sick", "well", "well", "well"]);
+  a.close();
+  b.close();
+});

@@ -27,6 +27,13 @@ const logger = getLogger(["tls-tunnel", "server", "group"]);
 /** Connections handed to a member and not yet taken by its accept loop, at most. */
 const MAX_QUEUED_CONNECTIONS = 256;
 
+/**
+ * How often a member marked unhealthy by failed connections (not by its client's health check) gets one
+ * connection as a probe: only a connection that reaches its service can mark it healthy again, and a
+ * member that is always skipped would never get one. (A health check reports recovery by itself.)
+ */
+export const GROUP_PROBE_INTERVAL_MS = 5_000;
+
 /** What a group needs of a member's proxy (a `PublishedProxy`). */
 export interface GroupMemberProxy {
   /** The proxy as registered. */
@@ -58,6 +65,8 @@ export class GroupMembership implements PublishedListener {
   #closed = false;
   /** Resolves once the group no longer needs this member (and, if it was the last, the port is free). */
   #left: Promise<void> = Promise.resolve();
+  /** When this member last got a probe connection while unhealthy (ms since epoch, the group's clock). */
+  lastProbeMs = Number.NEGATIVE_INFINITY;
 
   constructor(readonly group: PublishedGroup, readonly proxy: GroupMemberProxy) {}
 
@@ -135,6 +144,8 @@ export class PublishedGroup {
     readonly listener: PublishedListener,
     /** Called once when the last member left and the listener is closed. */
     readonly onEmpty: (group: PublishedGroup) => void,
+    /** The clock for probes (ms since epoch, as a proxy's `statusSinceMs`); tests pass a fake one. */
+    readonly nowMs: () => number = Date.now,
   ) {
     this.#loop = acceptEach(listener, (conn) => this.dispatch(conn), {
       stopped: () => this.#closed,
@@ -213,11 +224,24 @@ export class PublishedGroup {
 
   /**
    * The member a new connection from `peerHost` goes to: the policy's pick among the live, healthy
-   * members (among all live ones when none is healthy), or null when none is live.
+   * members (among all live ones when none is healthy), or null when none is live. A member marked
+   * unhealthy by failed connections gets one as a probe every {@linkcode GROUP_PROBE_INTERVAL_MS}.
    */
   pick(peerHost: string): GroupMembership | null {
     const live = this.#members.filter((member) => !member.closed && !member.proxy.stopped);
     const healthyOnes = live.filter((member) => healthy(member.proxy));
+    if (healthyOnes.length > 0 && healthyOnes.length < live.length) {
+      const now = this.nowMs();
+      const probe = live.find((member) =>
+        !member.proxy.refuseConnections && member.proxy.stats.status === "unhealthy" &&
+        // The interval counts from the mark, then from the last probe.
+        now - Math.max(member.lastProbeMs, member.proxy.stats.statusSinceMs) >= GROUP_PROBE_INTERVAL_MS
+      );
+      if (probe) {
+        probe.lastProbeMs = now;
+        return probe;
+      }
+    }
     const pool = healthyOnes.length > 0 ? healthyOnes : live;
     const order = this.#rotation.plan(
       pool.length,
@@ -269,6 +293,9 @@ export class PublishedGroup {
 export class GroupRegistry {
   readonly #groups = new Set<PublishedGroup>();
 
+  /** @param nowMs the clock of the groups' probes (ms); tests pass a fake one */
+  constructor(readonly nowMs: () => number = Date.now) {}
+
   /** The group whose binding overlaps `addr:port`, or null. */
   at(addr: string, port: number): PublishedGroup | null {
     if (port === 0) return null;
@@ -289,6 +316,7 @@ export class GroupRegistry {
       spec.lb_policy ?? "round_robin",
       listener,
       (empty) => this.#groups.delete(empty),
+      this.nowMs,
     );
     this.#groups.add(group);
     return group;

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { type ProxySpec, ProxySpecRequest } from "../protocol/control.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
-import { type GroupMemberProxy, type GroupMembership, GroupRegistry, groupSpecProblem } from "./groups.ts";
+import {
+  GROUP_PROBE_INTERVAL_MS,
+  type GroupMemberProxy,
+  type GroupMembership,
+  GroupRegistry,
+  groupSpecProblem,
+} from "./groups.ts";
 import type { OutsideConn, PublishedListener } from "./proxy_kinds/kind.ts";
 
 const KEY = "group-key-0123456789";
@@ -255,4 +261,35 @@ Deno.test("the wire refuses hostile group fields: an oversized key, a name that 
       JSON.stringify(bad).slice(0, 80),
     );
   }
+});
+
+Deno.test("a member marked unhealthy by failed connections gets one probe connection per interval, then rejoins when healthy", () => {
+  let now = 1_000_000;
+  const registry = new GroupRegistry(() => now);
+  const group = registry.create(spec(), new FakeListener());
+  const a = member("a");
+  const b = member("b");
+  const ma = group.join(a);
+  const mb = group.join(b);
+  b.stats.setStatus("unhealthy", "3 connections in a row could not reach the local service");
+  b.stats.statusSinceMs = now;
+  // Within the interval: never b.
+  for (let index = 0; index < 5; index++) assert.equal(group.pick("192.0.2.1"), ma);
+  now += GROUP_PROBE_INTERVAL_MS;
+  assert.equal(group.pick("192.0.2.1"), mb, "one probe after the interval");
+  assert.equal(group.pick("192.0.2.1"), ma);
+  assert.equal(group.pick("192.0.2.1"), ma);
+  now += GROUP_PROBE_INTERVAL_MS;
+  assert.equal(group.pick("192.0.2.1"), mb, "the next probe an interval later");
+  // A member whose client reports its service down (health check) is never probed: it reports recovery.
+  b.refuseConnections = true;
+  now += GROUP_PROBE_INTERVAL_MS * 2;
+  for (let index = 0; index < 5; index++) assert.equal(group.pick("192.0.2.1"), ma);
+  // Healthy again: back in the rotation.
+  b.refuseConnections = false;
+  b.stats.setStatus("healthy");
+  const picks = new Set([group.pick("192.0.2.1"), group.pick("192.0.2.1")]);
+  assert.equal(picks.size, 2);
+  ma.close();
+  mb.close();
 });
