@@ -132,6 +132,7 @@ Deno.test("three clients in one group share a port: spread, survive a kill -9, r
     const victim = clients[2];
     assert.ok(victim);
     victim.kill("SIGKILL");
+    const killedAtMs = performance.now();
     await victim.status();
     await waitFor(
       async () =>
@@ -139,6 +140,9 @@ Deno.test("three clients in one group share a port: spread, survive a kill -9, r
       15_000,
       "the server to drop the killed member",
       100,
+    );
+    console.log(
+      `the server dropped the killed member after ${((performance.now() - killedAtMs) / 1000).toFixed(1)} s`,
     );
     const after: string[] = [];
     for (let index = 0; index < 30; index++) after.push(await askId(port));
