@@ -110,7 +110,7 @@ export class GroupMembership implements PublishedListener {
     this.#closed = true;
     const queued = this.#queue.splice(0);
     this.#left = this.group.leave(this);
-    for (const conn of queued) this.group.dispatch(conn);
+    for (const conn of queued) this.group.dispatch(conn, true);
     const waiting = this.#waiting;
     this.#waiting = null;
     if (waiting) void this.#left.then(() => waiting.reject(closedError()));
@@ -256,9 +256,12 @@ export class PublishedGroup {
     return null;
   }
 
-  /** Hands an outside connection to a member, or resets it (counted) when none can take it. */
-  dispatch(conn: OutsideConn): void {
-    this.connectionsTotal++;
+  /**
+   * Hands an outside connection to a member, or resets it (counted) when none can take it. `again`: a
+   * leaving member's queued connection, counted when it was first accepted.
+   */
+  dispatch(conn: OutsideConn, again = false): void {
+    if (!again) this.connectionsTotal++;
     const peerHost = hostOfHostPort(formatAddr(conn.remoteAddr));
     // The pick first; a member whose queue is full (its accept loop is behind) passes to the next.
     for (let attempt = 0; attempt < this.#members.length; attempt++) {
