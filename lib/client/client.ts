@@ -90,7 +90,7 @@ export interface TunnelClientOptions {
   clientId?: Promise<string>;
   /**
    * Whether this client runs the config's `[[visitors]]` (default true). A client of several servers runs
-   * them on its first server only: one local port each.
+   * them itself, over every server's session (multi_server.ts): one local port each.
    */
   runVisitors?: boolean;
   /** Whether this client runs the config's `[[forwarders]]` (default true); like visitors, on one server only. */
@@ -154,6 +154,14 @@ export class TunnelClient {
     this.visitors = options.runVisitors === false
       ? []
       : (options.config.visitors ?? []).map((visitor) => new Visitor(visitor, () => this.#visitSession));
+  }
+
+  /**
+   * The authenticated session client-opened streams (visits) go on now, or null between sessions; a client
+   * of several servers hands every server's to its visitors.
+   */
+  get visitSession(): Session | null {
+    return this.#visitSession;
   }
 
   /** The backend pool of the proxy `name` (its per-backend counters), or undefined for an unknown name. */

@@ -7,6 +7,10 @@
  * A server that refuses the client for good (a wrong key, another copy running) stops only its own
  * session; the client gives up when every server has refused it.
  *
+ * Visitors (`[[visitors]]`) are run here, not by one server's client: one local port each, bound while any
+ * server might still carry it, and each connection goes through the first server that has the target
+ * (visitor.ts orders them).
+ *
  * @module
  */
 
@@ -20,6 +24,7 @@ import { type ClientProxyState, FatalClientError, TunnelClient } from "./client.
 import { mergeProxySnapshots } from "./multi_server_snapshot.ts";
 import { defaultClientId } from "./registration.ts";
 import type { ClientReloadResult } from "./reload.ts";
+import { Visitor, VisitorBindError, type VisitRoute } from "./visitor.ts";
 
 const logger = getLogger(["tls-tunnel", "client"]);
 
@@ -57,6 +62,8 @@ export class MultiServerClient {
   #config: ClientConfig;
   /** One client_id for every server, derived once from the whole config (as with one server). */
   readonly #clientId: Promise<string>;
+  /** With several servers, the config's visitors, over every server's session (with one: that client's). */
+  readonly #visitors: readonly Visitor[];
 
   /**
    * @throws {UnknownTransportError} when a server's `transport` names no registered transport
@@ -67,6 +74,17 @@ export class MultiServerClient {
     this.#config = options.config;
     this.#clientId = Promise.resolve(options.config.clientId ?? defaultClientId(options.config));
     this.#runs = options.config.servers.map((endpoint) => this.#serverRun(endpoint, options.config));
+    this.#visitors = this.#runs.length > 1
+      ? (options.config.visitors ?? []).map((visitor) => new Visitor(visitor, () => this.#visitRoutes()))
+      : [];
+  }
+
+  /** Every server's session for the visitors, in config order (none for a server that refused the client). */
+  #visitRoutes(): VisitRoute[] {
+    return this.#runs.map((run) => ({
+      server: run.endpoint.name,
+      session: run.refusal === null ? run.client.visitSession : null,
+    }));
   }
 
   /** The per-server clients, in the order of `config.servers`. */
@@ -90,7 +108,19 @@ export class MultiServerClient {
         servers: this.#runs.map((run) => run.endpoint.name).join(", "),
       });
     }
-    await Promise.all(this.#runs.map((run) => this.#runOne(run)));
+    // Bound before the first session and kept until every server's run is over.
+    try {
+      for (const visitor of this.#visitors) visitor.listen();
+    } catch (error) {
+      await Promise.all(this.#visitors.map((visitor) => visitor.close()));
+      if (!(error instanceof VisitorBindError)) throw error;
+      throw new FatalClientError(error.message, 0, { cause: error });
+    }
+    try {
+      await Promise.all(this.#runs.map((run) => this.#runOne(run)));
+    } finally {
+      await Promise.all(this.#visitors.map((visitor) => visitor.close()));
+    }
     const refusals = this.#runs.map((run) => run.refusal);
     const first = refusals[0];
     if (first && refusals.every((refusal) => refusal !== null)) throw first;
@@ -128,8 +158,8 @@ export class MultiServerClient {
       events: this.events,
       clientId: this.#clientId,
       onStatusChange: (proxies) => this.#options.onStatusChange?.(endpoint, proxies),
-      // One local port per visitor: the first server's session carries them.
-      runVisitors: endpoint === config.servers[0],
+      // With several servers the visitors are this object's (one local port each, every server's session).
+      runVisitors: config.servers.length === 1,
       // And one local proxy per forwarder, the same way.
       runForwarders: endpoint === config.servers[0],
     });
@@ -201,10 +231,7 @@ export class MultiServerClient {
       recent_events: this.events.recent(),
       servers,
       ...(only?.snapshot.forwarders ? { forwarders: only.snapshot.forwarders } : {}),
-      // The first server's client runs the visitors (one local port each).
-      ...(this.#runs[0]?.client.visitors.length
-        ? { visitors: this.#runs[0].client.visitors.map((visitor) => visitor.snapshot()) }
-        : {}),
+      ...(this.#visitors.length > 0 ? { visitors: this.#visitors.map((visitor) => visitor.snapshot()) } : {}),
     };
   }
 

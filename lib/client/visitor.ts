@@ -5,12 +5,18 @@
  * that arrives while there is no session is reset at once (and logged), and the next one after the
  * session is back works.
  *
+ * A client of several servers (`[client] servers`) gives its visitors every server's session: each local
+ * connection tries the connected servers one after the other, each at most once (servers that refused or
+ * failed this visitor lately last, then in config order), and is carried by the first that answers ok. Only
+ * when every server refused or failed is the local connection reset, and the log line names each server's
+ * answer. The visitor's counters keep a line per server (`servers` in its snapshot).
+ *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
 import type { VisitorConfig } from "../config/types.ts";
-import type { Session } from "../mux/mod.ts";
+import type { Session, Stream } from "../mux/mod.ts";
 import { acceptEach } from "../net/accept.ts";
 import { formatAddr, formatHostPort } from "../net/address.ts";
 import { writeAll } from "../net/conn.ts";
@@ -18,7 +24,7 @@ import { encodeOpenRequest, readOpenReply, type VisitRequest } from "../protocol
 import { abortQuietly, closeQuietly, pipeBoth } from "../transport/pipe.ts";
 import { withTimeout } from "../_async.ts";
 import { errorMessage } from "../text.ts";
-import type { VisitorSnapshot } from "../stats/snapshot.ts";
+import type { VisitorServerSnapshot, VisitorSnapshot } from "../stats/snapshot.ts";
 
 const logger = getLogger(["tls-tunnel", "client", "visitor"]);
 
@@ -29,6 +35,26 @@ const REFUSAL_LOG_WINDOW_MS = 10_000;
 
 /** How long the server may take to answer a visit (it opens a stream to the target; no round trip). */
 export const VISIT_REPLY_TIMEOUT_MS = 15_000;
+
+/**
+ * How long a server's refusal or failure puts it behind the others in a visitor's order: a server without
+ * the target is asked again after this, not on every connection.
+ */
+export const ROUTE_FAILURE_MEMORY_MS = 30_000;
+
+/** One server a visitor may reach its target through. */
+export interface VisitRoute {
+  /** The server's name (`[[client.servers]]` name, or `host:port`), for logs and per-server counters. */
+  readonly server: string;
+  /** That server's authenticated session now, or null while there is none. */
+  readonly session: Session | null;
+}
+
+/**
+ * Where a visitor's connections go: one server's session (null while there is none), or, for a client of
+ * several servers, every server as a {@linkcode VisitRoute} in config order.
+ */
+export type VisitRoutes = () => Session | null | readonly VisitRoute[];
 
 /** The visitor could not bind its local port. */
 export class VisitorBindError extends Error {
@@ -51,6 +77,23 @@ export interface VisitorCounters {
   lastError: string | null;
 }
 
+/** One server's share of a visitor's connections (several servers only). */
+interface RouteCounters {
+  /** Local connections this server carried. */
+  visits: number;
+  /** This server's refusals and failures, by reason (the refusal code in lower case, `failed`). */
+  refused: Record<string, number>;
+  /** Refusals and failures since this server last carried one; orders the servers. */
+  consecutiveFailures: number;
+  /** When it last refused or failed (performance.now()). */
+  lastFailureAtMs: number;
+}
+
+/** What one server answered a visit. */
+type Attempt =
+  | { ok: true; stream: Stream }
+  | { ok: false; reason: string; message: string };
+
 /** One visitor: its local listener and the connections it carries. */
 export class Visitor {
   /** Live counters. */
@@ -62,6 +105,8 @@ export class Visitor {
     bytesOut: 0,
     lastError: null,
   };
+  /** Per-server counters by server name, once the routes name servers. */
+  readonly #routeCounters = new Map<string, RouteCounters>();
   #listener: Deno.TcpListener | null = null;
   #acceptLoop: Promise<void> | null = null;
   readonly #connections = new Set<Deno.TcpConn>();
@@ -73,8 +118,8 @@ export class Visitor {
   constructor(
     /** The `[[visitors]]` entry. */
     readonly config: VisitorConfig,
-    /** The client's authenticated session now, or null while it has none. */
-    readonly session: () => Session | null,
+    /** The client's authenticated session now (null while it has none), or every server's. */
+    readonly routes: VisitRoutes,
   ) {}
 
   /** The bound local address (after {@linkcode listen}). */
@@ -170,7 +215,53 @@ export class Visitor {
     } catch {
       // The connection is already gone; the first read says so.
     }
-    const session = this.session();
+    const routes = this.routes();
+    if (!Array.isArray(routes)) {
+      await this.#visitOne(conn, peer, routes as Session | null);
+      return;
+    }
+    const request = this.#request();
+    /** Each server's answer, in the order asked, for the log line when none carried the connection. */
+    const answers: Array<{ server: string; reason: string; message: string }> = [];
+    let stream: Stream | null = null;
+    for (const route of this.#ordered(routes)) {
+      if (this.#stopped) break;
+      const session = route.session;
+      if (session === null || session.isClosed) {
+        answers.push({ server: route.server, reason: "no_session", message: "not connected" });
+        continue;
+      }
+      const attempt = await this.#attempt(session, request);
+      const counters = this.#routeCounter(route.server);
+      if (attempt.ok) {
+        counters.visits++;
+        counters.consecutiveFailures = 0;
+        stream = attempt.stream;
+        break;
+      }
+      counters.refused[attempt.reason] = (counters.refused[attempt.reason] ?? 0) + 1;
+      counters.consecutiveFailures++;
+      counters.lastFailureAtMs = performance.now();
+      answers.push({ server: route.server, reason: attempt.reason, message: attempt.message });
+    }
+    if (stream === null) {
+      const reason = mostTelling(answers);
+      const list = answers.length > 0
+        ? answers.map((answer) => `${answer.server}: ${answer.message}`).join("; ")
+        : "no server configured";
+      const message = reason === "no_session"
+        ? `not connected to any server (${list}); the connection from ${peer} is reset (the visitor keeps ` +
+          `listening and works again once the client is reconnected)`
+        : `no server carried the connection from ${peer}, it is reset: ${list}`;
+      this.#refused(reason, message);
+      abortQuietly(conn);
+      return;
+    }
+    await this.#carry(conn, peer, stream);
+  }
+
+  /** One server, as before there were several: the exact refusal, or an error (counted as `failed`). */
+  async #visitOne(conn: Deno.TcpConn, peer: string, session: Session | null): Promise<void> {
     if (session === null || session.isClosed) {
       const message = `not connected to the server; the connection from ${peer} is reset (the visitor ` +
         `keeps listening and works again once the client is reconnected)`;
@@ -178,16 +269,9 @@ export class Visitor {
       abortQuietly(conn);
       return;
     }
-    const request: VisitRequest = {
-      kind: "visit",
-      name: this.config.name,
-      publish_port: this.config.publishPort,
-      ...(this.config.client !== undefined ? { client: this.config.client } : {}),
-      ...(this.config.secretKey !== undefined ? { secret_key: this.config.secretKey } : {}),
-    };
     const stream = await session.open();
     try {
-      await writeAll(stream, encodeOpenRequest(request));
+      await writeAll(stream, encodeOpenRequest(this.#request()));
       const reply = await withTimeout(readOpenReply(stream), VISIT_REPLY_TIMEOUT_MS, "the server's answer");
       if (!reply.ok) {
         const message = `the server refused the connection from ${peer} (${reply.code}): ${reply.reason}`;
@@ -201,6 +285,86 @@ export class Visitor {
       abortQuietly(stream);
       throw error;
     }
+    await this.#carry(conn, peer, stream);
+  }
+
+  /** The visit request this visitor sends. */
+  #request(): VisitRequest {
+    return {
+      kind: "visit",
+      name: this.config.name,
+      publish_port: this.config.publishPort,
+      ...(this.config.client !== undefined ? { client: this.config.client } : {}),
+      ...(this.config.secretKey !== undefined ? { secret_key: this.config.secretKey } : {}),
+    };
+  }
+
+  /**
+   * The servers in the order to ask them: those that refused or failed this visitor within
+   * {@linkcode ROUTE_FAILURE_MEMORY_MS} after the others (fewest failures first), then in config order.
+   * Without a session a server is still listed (its answer is "not connected"), last.
+   */
+  #ordered(routes: readonly VisitRoute[]): VisitRoute[] {
+    const nowMs = performance.now();
+    const rank = (route: VisitRoute): number => {
+      if (route.session === null || route.session.isClosed) return Number.MAX_SAFE_INTEGER;
+      const counters = this.#routeCounters.get(route.server);
+      if (counters === undefined || nowMs - counters.lastFailureAtMs >= ROUTE_FAILURE_MEMORY_MS) return 0;
+      return counters.consecutiveFailures;
+    };
+    // Array.prototype.sort is stable: equal ranks keep the config order.
+    return routes.map((route) => ({ route, rank: rank(route) }))
+      .sort((a, b) => a.rank - b.rank)
+      .map(({ route }) => route);
+  }
+
+  #routeCounter(server: string): RouteCounters {
+    let counters = this.#routeCounters.get(server);
+    if (counters === undefined) {
+      counters = {
+        visits: 0,
+        refused: {},
+        consecutiveFailures: 0,
+        lastFailureAtMs: Number.NEGATIVE_INFINITY,
+      };
+      this.#routeCounters.set(server, counters);
+    }
+    return counters;
+  }
+
+  /**
+   * Asks one server for the target: its stream once it answered ok, or why not. The whole exchange (the
+   * open too: a session that died without a word may hold it) is bounded by {@linkcode VISIT_REPLY_TIMEOUT_MS}.
+   */
+  async #attempt(session: Session, request: VisitRequest): Promise<Attempt> {
+    const opening = session.open();
+    try {
+      const reply = await withTimeout(
+        (async () => {
+          const stream = await opening;
+          await writeAll(stream, encodeOpenRequest(request));
+          return await readOpenReply(stream);
+        })(),
+        VISIT_REPLY_TIMEOUT_MS,
+        "the server's answer",
+      );
+      const opened: Stream = await opening;
+      if (reply.ok) return { ok: true, stream: opened };
+      closeQuietly(opened);
+      return {
+        ok: false,
+        reason: reply.code.toLowerCase(),
+        message: `refused (${reply.code}): ${reply.reason}`,
+      };
+    } catch (error) {
+      // The stream is reset, now or (opened after the timeout) as soon as it exists.
+      opening.then((stream) => abortQuietly(stream), () => {});
+      return { ok: false, reason: "failed", message: `failed: ${errorMessage(error)}` };
+    }
+  }
+
+  /** Carries an accepted visit: the local connection and the server's stream, both ways. */
+  async #carry(conn: Deno.TcpConn, peer: string, stream: Stream): Promise<void> {
     this.counters.activeConnections++;
     try {
       const result = await pipeBoth(conn, stream, { counters: this.counters });
@@ -230,7 +394,17 @@ export class Visitor {
       bytes_in: counters.bytesIn,
       bytes_out: counters.bytesOut,
       last_error: counters.lastError,
+      ...(this.#routeCounters.size > 0 ? { servers: this.#serverSnapshots() } : {}),
     };
+  }
+
+  /** Each server's share, in the order servers were first asked. */
+  #serverSnapshots(): VisitorServerSnapshot[] {
+    return [...this.#routeCounters].map(([name, counters]) => ({
+      name,
+      visits: counters.visits,
+      refused: { ...counters.refused },
+    }));
   }
 
   /**
@@ -243,4 +417,18 @@ export class Visitor {
     await this.#acceptLoop;
     await Promise.all([...this.#carried]);
   }
+}
+
+/**
+ * The reason a connection no server carried is counted under: a server's refusal other than NOT_FOUND
+ * (that server has the target and says why not), then NOT_FOUND, then a failure, then no session.
+ */
+function mostTelling(answers: readonly { reason: string }[]): string {
+  const rank = (reason: string): number =>
+    reason === "no_session" ? 3 : reason === "failed" ? 2 : reason === "not_found" ? 1 : 0;
+  let best: string | null = null;
+  for (const { reason } of answers) {
+    if (best === null || rank(reason) < rank(best)) best = reason;
+  }
+  return best ?? "no_session";
 }

@@ -105,3 +105,127 @@ Deno.test("without a session a visitor resets each connection and keeps listenin
     await sessions.close();
   }
 });
+
+/** A server side that answers each visit stream on `session` with `refusal` (or ok and an echo in upper case). */
+function answerVisits(
+  session: Session,
+  refusal: { code: "NOT_FOUND" | "DENIED" | "UNREACHABLE"; reason: string } | null,
+): Promise<void> {
+  return (async () => {
+    for (;;) {
+      const stream = await session.accept();
+      if (stream === null) return;
+      await readOpenRequest(stream);
+      if (refusal !== null) {
+        await writeAll(stream, encodeOpenReply({ ok: false, ...refusal }));
+        await stream.closeWrite();
+        stream.close();
+        continue;
+      }
+      await writeAll(stream, encodeOpenReply({ ok: true }));
+      const buffer = new Uint8Array(64);
+      const count = await stream.read(buffer);
+      await writeAll(
+        stream,
+        new TextEncoder().encode(new TextDecoder().decode(buffer.subarray(0, count ?? 0)).toUpperCase()),
+      );
+      await stream.closeWrite();
+      stream.close();
+    }
+  })();
+}
+
+Deno.test("a visitor with several servers is carried by the first that has the target; a server that refused goes last for a while; all refusing resets the connection and names each", async () => {
+  const one = memorySessions({ keepaliveIntervalMs: 0 });
+  const two = memorySessions({ keepaliveIntervalMs: 0 });
+  let twoSession: Session | null = two.client;
+  const visitor = new Visitor(config(), () => [
+    { server: "a", session: one.client },
+    { server: "b", session: twoSession },
+    { server: "c", session: null },
+  ]);
+  const servingOne = answerVisits(one.server, { code: "NOT_FOUND", reason: "no such proxy here" });
+  const servingTwo = answerVisits(two.server, null);
+  const addr = visitor.listen();
+  try {
+    assert.equal(await exchange(addr.port, "first"), "FIRST");
+    // a refused a moment ago: b is asked first now, a is not asked at all.
+    assert.equal(await exchange(addr.port, "second"), "SECOND");
+    assert.deepEqual(visitor.snapshot().servers, [
+      { name: "a", visits: 0, refused: { not_found: 1 } },
+      { name: "b", visits: 2, refused: {} },
+    ]);
+    assert.deepEqual(visitor.counters.refused, {});
+
+    // b gone too: a is asked again and refuses; the connection is reset, each server's answer logged.
+    twoSession = null;
+    const refused = await exchange(addr.port, "third");
+    assert.ok(refused instanceof Error || refused === "", `answered ${JSON.stringify(refused)}`);
+    assert.deepEqual(visitor.counters.refused, { not_found: 1 });
+    const message = visitor.counters.lastError ?? "";
+    assert.match(message, /no server carried the connection/);
+    assert.match(message, /a: refused \(NOT_FOUND\): no such proxy here/);
+    assert.match(message, /b: not connected/);
+    assert.match(message, /c: not connected/);
+  } finally {
+    await visitor.close();
+    await one.close();
+    await two.close();
+    await servingOne;
+    await servingTwo;
+  }
+});
+
+Deno.test("a visitor with several servers and no session anywhere resets the connection as not connected", async () => {
+  const visitor = new Visitor(
+    config(),
+    () => [{ server: "a", session: null }, { server: "b", session: null }],
+  );
+  const addr = visitor.listen();
+  try {
+    const offline = await exchange(addr.port, "anyone?");
+    assert.ok(offline instanceof Error || offline === "", `answered ${JSON.stringify(offline)}`);
+    assert.deepEqual(visitor.counters.refused, { no_session: 1 });
+    assert.match(
+      visitor.counters.lastError ?? "",
+      /not connected to any server \(a: not connected; b: not connected\)/,
+    );
+    assert.equal(visitor.snapshot().servers, undefined);
+  } finally {
+    await visitor.close();
+  }
+});
+
+Deno.test("a visitor with several servers tries the next when one resets the visit stream, and counts it failed there", async () => {
+  const one = memorySessions({ keepaliveIntervalMs: 0 });
+  const two = memorySessions({ keepaliveIntervalMs: 0 });
+  const visitor = new Visitor(config(), () => [
+    { server: "a", session: one.client },
+    { server: "b", session: two.client },
+  ]);
+  // Server a: the stream dies under the visit (what a server going away looks like before the session ends).
+  const resetting = (async () => {
+    for (;;) {
+      const stream = await one.server.accept();
+      if (stream === null) return;
+      await readOpenRequest(stream);
+      stream.reset();
+    }
+  })();
+  const servingTwo = answerVisits(two.server, null);
+  const addr = visitor.listen();
+  try {
+    assert.equal(await exchange(addr.port, "carried"), "CARRIED");
+    assert.deepEqual(visitor.snapshot().servers, [
+      { name: "a", visits: 0, refused: { failed: 1 } },
+      { name: "b", visits: 1, refused: {} },
+    ]);
+    assert.deepEqual(visitor.counters.refused, {});
+  } finally {
+    await visitor.close();
+    await one.close();
+    await two.close();
+    await resetting;
+    await servingTwo;
+  }
+});

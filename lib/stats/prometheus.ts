@@ -44,7 +44,9 @@
  * `tls_tunnel_client_server_{connected,state,sessions_total,connect_failures_total,rtt_seconds,
  * next_attempt_seconds}{server}` and labels its proxy series `server`, `proxy` (one series per server).
  * A client with `[[visitors]]` adds `tls_tunnel_visitor_{connections_active,connections_total,sent_bytes_total,
- * received_bytes_total}{visitor,bind}` and `tls_tunnel_visitor_refused_total{visitor,bind,reason}`.
+ * received_bytes_total}{visitor,bind}` and `tls_tunnel_visitor_refused_total{visitor,bind,reason}`; with
+ * several servers also `tls_tunnel_visitor_server_visits_total{visitor,bind,server}` and
+ * `tls_tunnel_visitor_server_refused_total{visitor,bind,server,reason}`.
  * A client with `[[forwarders]]` adds `tls_tunnel_forwarder_connections_total{forwarder,route,result}`,
  * `tls_tunnel_forwarder_connections_active{forwarder}`, `tls_tunnel_forwarder_sent_bytes_total{forwarder}`
  * and `tls_tunnel_forwarder_received_bytes_total{forwarder}`.
@@ -674,6 +676,38 @@ function renderVisitors(out: Exposition, visitors: VisitorSnapshot[]): void {
   for (const [name, type, help, read] of numeric) {
     out.family(name, type, help);
     for (const visitor of visitors) out.sample(name, labels(visitor), read(visitor));
+  }
+  // Several servers: each server's share of the visitor's connections.
+  if (!visitors.some((visitor) => visitor.servers !== undefined)) return;
+  out.family(
+    "tls_tunnel_visitor_server_visits_total",
+    "counter",
+    "Local connections of a visitor this server carried (a client of several servers)",
+  );
+  for (const visitor of visitors) {
+    for (const server of visitor.servers ?? []) {
+      out.sample(
+        "tls_tunnel_visitor_server_visits_total",
+        { ...labels(visitor), server: server.name },
+        server.visits,
+      );
+    }
+  }
+  out.family(
+    "tls_tunnel_visitor_server_refused_total",
+    "counter",
+    "A server's refusals and failures of a visitor's connections, by reason (the next server was asked)",
+  );
+  for (const visitor of visitors) {
+    for (const server of visitor.servers ?? []) {
+      for (const [reason, count] of Object.entries(server.refused)) {
+        out.sample(
+          "tls_tunnel_visitor_server_refused_total",
+          { ...labels(visitor), server: server.name, reason },
+          count,
+        );
+      }
+    }
   }
 }
 

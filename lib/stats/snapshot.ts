@@ -339,6 +339,18 @@ export interface VisitorSnapshot {
   bytes_out: number;
   /** The last refusal or failure, for people. */
   last_error: string | null;
+  /** With several servers (`[client] servers`): each server's share, once the visitor asked it. */
+  servers?: VisitorServerSnapshot[];
+}
+
+/** One server's share of a visitor's connections (a client of several servers). */
+export interface VisitorServerSnapshot {
+  /** The server's name (`[[client.servers]]` name, or `host:port`). */
+  name: string;
+  /** Local connections this server carried. */
+  visits: number;
+  /** This server's refusals and failures, by reason (its refusal code in lower case, `failed`). */
+  refused: Record<string, number>;
 }
 
 /** One server of a client that keeps sessions to several (`[client] servers`). */
