@@ -10,6 +10,7 @@ import { CliProcess, freePort, waitFor } from "../testing/helpers.ts";
 import { echoAt, freePortOnAll, SERVER_ADDRESSES, TwoServers } from "../testing/multi_server.ts";
 import { FAST_RECONNECT, PROCESS_AUTH_KEY } from "../testing/process_tunnel.ts";
 import type { ClientRoleSnapshot, VisitorServerSnapshot } from "../lib/stats/snapshot.ts";
+import { STALLED_ANSWER_MS } from "../lib/client/visitor.ts";
 
 const [ADDRESS_A, ADDRESS_B] = SERVER_ADDRESSES;
 const SERVER_NAMES = ["a", "b"] as const;
@@ -24,13 +25,14 @@ async function writeClient(
   indexes: readonly number[],
   tables: string,
   statsPort?: number,
+  keepaliveTimeoutSecs = 3,
 ): Promise<string> {
   const path = `${fixture.dir}/${name}.toml`;
   await Deno.writeTextFile(
     path,
     `[client]\nserver_port = ${fixture.tunnelPort}\nserver_name = "localhost"\n` +
       `ca_cert_path = "${fixture.caPath}"\nauth_key = "${PROCESS_AUTH_KEY}"\nclient_id = "${name}"\n` +
-      `keepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n` +
+      `keepalive_interval_secs = 1\nkeepalive_timeout_secs = ${keepaliveTimeoutSecs}\n` +
       (statsPort !== undefined ? `stats_port = ${statsPort}\n` : "") + "\n" +
       indexes.map((index) =>
         `[[client.servers]]\nname = "${SERVER_NAMES[index]}"\nserver_addr = "${SERVER_ADDRESSES[index]}"\n`
@@ -116,6 +118,47 @@ Deno.test("a visitor with two servers keeps working through the other when its f
     assert.ok(other !== undefined && other.visits === 10, `per-server counters: ${JSON.stringify(after)}`);
     assert.deepEqual(await visitorRefused(statsPort), refusedBefore, "no local connection was reset");
   } finally {
+    await visitor.stop();
+    await owner.stop();
+  }
+});
+
+Deno.test("a visitor with two servers asks the other first while its first choice is frozen (SIGSTOP) and its session still looks alive", async () => {
+  await using fixture = await TwoServers.create();
+  const publishPort = freePortOnAll();
+  const bindPort = freePort();
+  const statsPort = freePort();
+  await fixture.startServer(0);
+  await fixture.startServer(1);
+  const owner = startClient(await writeClient(fixture, "owner", [0, 1], privateDb(fixture, publishPort)));
+  // A keepalive timeout longer than the test: the session to the frozen server is not ended under it.
+  const visitor = startClient(
+    await writeClient(fixture, "visitor", [0, 1], visitDb(publishPort, bindPort), statsPort, 30),
+  );
+  const frozen = fixture.servers[0];
+  try {
+    await waitForLines(owner, /Proxy db: private \(visitors/, 2);
+    await waitForLines(visitor, /Authenticated with 127\.0\.0\.[23]:/, 2);
+    assert.equal(await echoAt("127.0.0.1", bindPort, "ping"), "ping");
+    assert.deepEqual(await visitorServers(statsPort), [{ name: "a", visits: 1, refused: {} }]);
+
+    frozen?.kill("SIGSTOP");
+    // The first connection after the freeze waits on server a (nothing says it is gone yet) …
+    const waiting = echoAt("127.0.0.1", bindPort, "waited", 20_000).catch((error) => String(error));
+    await new Promise((resolve) => setTimeout(resolve, STALLED_ANSWER_MS + 500));
+    // … and once it has waited STALLED_ANSWER_MS, new connections go to server b first, at once.
+    const startMs = performance.now();
+    assert.equal(await echoAt("127.0.0.1", bindPort, "through b"), "through b");
+    const elapsedMs = performance.now() - startMs;
+    assert.ok(elapsedMs < 5000, `carried in ${elapsedMs.toFixed(0)} ms (the reply timeout is 15 s)`);
+    const during = await visitorServers(statsPort);
+    assert.equal(during.find((server) => server.name === "b")?.visits, 1, JSON.stringify(during));
+
+    // Thawed, server a answers (or refuses, or its session ends): the waiting connection is carried anyway.
+    frozen?.kill("SIGCONT");
+    assert.equal(await waiting, "waited");
+  } finally {
+    frozen?.kill("SIGCONT");
     await visitor.stop();
     await owner.stop();
   }

@@ -6,10 +6,11 @@
  * session is back works.
  *
  * A client of several servers (`[client] servers`) gives its visitors every server's session: each local
- * connection tries the connected servers one after the other, each at most once (servers that refused or
- * failed this visitor lately last, then in config order), and is carried by the first that answers ok. Only
- * when every server refused or failed is the local connection reset, and the log line names each server's
- * answer. The visitor's counters keep a line per server (`servers` in its snapshot).
+ * connection tries the connected servers one after the other, each at most once (in config order, but
+ * servers that refused or failed this visitor lately, or that leave a visit unanswered, after the others),
+ * and is carried by the first that answers ok. Only when every server refused or failed is the local
+ * connection reset, and the log line names each server's answer. The visitor's counters keep a line per
+ * server (`servers` in its snapshot).
  *
  * @module
  */
@@ -41,6 +42,13 @@ export const VISIT_REPLY_TIMEOUT_MS = 15_000;
  * the target is asked again after this, not on every connection.
  */
 export const ROUTE_FAILURE_MEMORY_MS = 30_000;
+
+/**
+ * A server that has left a visit unanswered this long is stalled (a frozen process, a dead path its
+ * keepalive has not caught yet): new connections ask the others first, while the waiting one waits for its
+ * answer, the end of that session, or {@linkcode VISIT_REPLY_TIMEOUT_MS}.
+ */
+export const STALLED_ANSWER_MS = 3_000;
 
 /** One server a visitor may reach its target through. */
 export interface VisitRoute {
@@ -87,6 +95,8 @@ interface RouteCounters {
   consecutiveFailures: number;
   /** When it last refused or failed (performance.now()). */
   lastFailureAtMs: number;
+  /** The visits waiting for this server's answer now, by when each was sent (performance.now()). */
+  readonly pending: Set<{ readonly startMs: number }>;
 }
 
 /** What one server answered a visit. */
@@ -231,8 +241,10 @@ export class Visitor {
         answers.push({ server: route.server, reason: "no_session", message: "not connected" });
         continue;
       }
-      const attempt = await this.#attempt(session, request);
       const counters = this.#routeCounter(route.server);
+      const waiting = { startMs: performance.now() };
+      counters.pending.add(waiting);
+      const attempt = await this.#attempt(session, request).finally(() => counters.pending.delete(waiting));
       if (attempt.ok) {
         counters.visits++;
         counters.consecutiveFailures = 0;
@@ -302,14 +314,19 @@ export class Visitor {
   /**
    * The servers in the order to ask them: those that refused or failed this visitor within
    * {@linkcode ROUTE_FAILURE_MEMORY_MS} after the others (fewest failures first), then in config order.
-   * Without a session a server is still listed (its answer is "not connected"), last.
+   * A stalled server (a visit unanswered for {@linkcode STALLED_ANSWER_MS}) comes after those; without a
+   * session a server is still listed (its answer is "not connected"), last.
    */
   #ordered(routes: readonly VisitRoute[]): VisitRoute[] {
     const nowMs = performance.now();
     const rank = (route: VisitRoute): number => {
       if (route.session === null || route.session.isClosed) return Number.MAX_SAFE_INTEGER;
       const counters = this.#routeCounters.get(route.server);
-      if (counters === undefined || nowMs - counters.lastFailureAtMs >= ROUTE_FAILURE_MEMORY_MS) return 0;
+      if (counters === undefined) return 0;
+      for (const { startMs } of counters.pending) {
+        if (nowMs - startMs >= STALLED_ANSWER_MS) return Number.MAX_SAFE_INTEGER - 1;
+      }
+      if (nowMs - counters.lastFailureAtMs >= ROUTE_FAILURE_MEMORY_MS) return 0;
       return counters.consecutiveFailures;
     };
     // Array.prototype.sort is stable: equal ranks keep the config order.
@@ -326,6 +343,7 @@ export class Visitor {
         refused: {},
         consecutiveFailures: 0,
         lastFailureAtMs: Number.NEGATIVE_INFINITY,
+        pending: new Set(),
       };
       this.#routeCounters.set(server, counters);
     }
