@@ -160,7 +160,7 @@ export class MultiServerClient {
       onStatusChange: (proxies) => this.#options.onStatusChange?.(endpoint, proxies),
       // With several servers the visitors are this object's (one local port each, every server's session).
       runVisitors: config.servers.length === 1,
-      // And one local proxy per forwarder, the same way.
+      // One local proxy per forwarder: the first server's session carries them.
       runForwarders: endpoint === config.servers[0],
     });
     return { endpoint, client, stop, refusal: null };
