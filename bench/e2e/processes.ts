@@ -8,7 +8,7 @@
  * @module
  */
 
-import { CliProcess, freePort, makeWorkdir, PROJECT_ROOT } from "../../testing/helpers.ts";
+import { CLI_PERMISSIONS, CliProcess, freePort, makeWorkdir, PROJECT_ROOT } from "../../testing/helpers.ts";
 import { buildBundle } from "../../scripts/compile_all.ts";
 
 /** Something the bench started and must stop. */
@@ -329,17 +329,52 @@ export const SERVER_LISTENING = /Listening for clients on/;
 /** Log line of the client once the bench proxy is published; group 1 is the port. */
 export const PROXY_PUBLISHED = /Proxy bench: 127\.0\.0\.1:(\d+)/;
 
-/** Starts `deno run ENTRY ROLE -c CONFIG` and waits for `readyLine`; stops it if that never comes. */
+/** Environment variable with extra Deno flags for the tunnel's server and client processes. */
+export const TUNNEL_FLAGS_ENV = "TLS_TUNNEL_BENCH_TUNNEL_FLAGS";
+
+/**
+ * Extra Deno flags for every tunnel server and client the bench starts, from {@linkcode TUNNEL_FLAGS_ENV}
+ * split on whitespace (e.g. `--v8-flags=--min-semi-space-size=16,--max-semi-space-size=16`), so an A/B
+ * of runtime flags needs no code change. Each must start with `--`: anything else would be taken for the
+ * script.
+ */
+export function tunnelFlagsFromEnv(): string[] {
+  const text = Deno.env.get(TUNNEL_FLAGS_ENV)?.trim() ?? "";
+  if (text === "") return [];
+  const flags = text.split(/\s+/);
+  const bad = flags.find((flag) => !flag.startsWith("--"));
+  if (bad !== undefined) {
+    throw new Error(
+      `${TUNNEL_FLAGS_ENV} holds "${bad}", which is not a Deno flag: give flags such as ` +
+        `"--v8-flags=--min-semi-space-size=16,--max-semi-space-size=16", separated by spaces`,
+    );
+  }
+  if (!tunnelFlagsShown) {
+    tunnelFlagsShown = true;
+    console.error(`[bench] tunnel server and client run with ${TUNNEL_FLAGS_ENV}: ${flags.join(" ")}`);
+  }
+  return flags;
+}
+
+let tunnelFlagsShown = false;
+
+/**
+ * Starts `deno run [TUNNEL FLAGS] ENTRY ROLE -c CONFIG` and waits for `readyLine`; stops it if that
+ * never comes.
+ */
 async function startTunnelRole(
   role: "server" | "client",
   configPath: string,
   readyLine: RegExp,
   entry: string,
-  permissions?: string[],
+  permissions: readonly string[] = CLI_PERMISSIONS,
 ): Promise<CliChild> {
   const child = track(
     new CliChild(
-      new CliProcess([role, "-c", configPath], { entry, ...(permissions ? { permissions } : {}) }),
+      new CliProcess([role, "-c", configPath], {
+        entry,
+        permissions: [...tunnelFlagsFromEnv(), ...permissions],
+      }),
     ),
   );
   try {
