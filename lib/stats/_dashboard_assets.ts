@@ -706,6 +706,11 @@ col.c-spark {
   width: 110px;
   height: 22px;
 }
+
+/* A head fact that counts failures (503s, 504s, refused), when it is not zero. */
+.client .fact.bad b {
+  color: var(--red);
+}
 `;
 
 /** The icon: a lock inside a tunnel arch. (favicon.svg) */
@@ -908,12 +913,12 @@ export const DASHBOARD_JS: string = `(() => {
     const values = throughput.bytes_in.map((bytesIn, index) => bytesIn + (throughput.bytes_out[index] ?? 0));
     const svg = sparkline(values, "#58a6ff", values.length);
     svg.setAttribute("class", "spark proxy-spark");
-    const total = values.reduce((sum, value) => sum + value, 0);
+    const total2 = values.reduce((sum, value) => sum + value, 0);
     const peak = Math.max(0, ...values);
     const minutes = Math.round(values.length * throughput.bucket_secs / 60);
-    svg.setAttribute("data-total-bytes", String(Math.round(total)));
+    svg.setAttribute("data-total-bytes", String(Math.round(total2)));
     const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
-    title.textContent = "last " + minutes + " min: " + formatBytes(total) + " both ways, busiest minute " + formatBytes(peak);
+    title.textContent = "last " + minutes + " min: " + formatBytes(total2) + " both ways, busiest minute " + formatBytes(peak);
     svg.appendChild(title);
     return h("span", {
       class: "spark-cell"
@@ -1332,14 +1337,14 @@ export const DASHBOARD_JS: string = `(() => {
     })), h("span", {
       class: "push-right"
     }, pill(snap.state)));
-    let active = 0, total = 0, failed = 0, up = 0;
+    let active = 0, total2 = 0, failed = 0, up = 0;
     snap.proxies.forEach((p) => {
       if (p.status === "healthy") up++;
       active += p.active_connections;
-      total += p.total_connections;
+      total2 += p.total_connections;
       failed += p.failed_connections;
     });
-    replace($("cards"), card("Proxies", up, "/ " + snap.proxies.length + " healthy", plural(snap.sessions_total, "session") + " since start", up < snap.proxies.length ? "warn" : ""), card("Connections", active, "active", total + " total \\xB7 " + failed + " failed", ""), card("Inbound", formatRate(totals.in), "", "towards local services", "", sparkline(state.sparkIn, "#3fb950")), card("Outbound", formatRate(totals.out), "", "back through the tunnel", "", sparkline(state.sparkOut, "#58a6ff")), servers ? card("Servers", connectedServers, "/ " + servers.length + " connected", "a session to each", connectedServers < servers.length ? "warn" : "") : card("Round trip", formatRtt(snap.rtt_ms), "", "keepalive to the server", ""));
+    replace($("cards"), card("Proxies", up, "/ " + snap.proxies.length + " healthy", plural(snap.sessions_total, "session") + " since start", up < snap.proxies.length ? "warn" : ""), card("Connections", active, "active", total2 + " total \\xB7 " + failed + " failed", ""), card("Inbound", formatRate(totals.in), "", "towards local services", "", sparkline(state.sparkIn, "#3fb950")), card("Outbound", formatRate(totals.out), "", "back through the tunnel", "", sparkline(state.sparkOut, "#58a6ff")), servers ? card("Servers", connectedServers, "/ " + servers.length + " connected", "a session to each", connectedServers < servers.length ? "warn" : "") : card("Round trip", formatRtt(snap.rtt_ms), "", "keepalive to the server", ""));
     if (servers) {
       $("list-title").textContent = "Servers";
       $("list-hint").textContent = snap.proxies.length + " proxies configured, registered on each server";
@@ -1448,6 +1453,137 @@ export const DASHBOARD_JS: string = `(() => {
     })))), h("tbody", null, rows))));
   }
 
+  // lib/stats/dashboard/ports_view.ts
+  function tableArticle(marker, title, facts, headings, rows) {
+    return h("article", {
+      class: "client",
+      [marker]: "",
+      "data-state": "connected"
+    }, h("div", {
+      class: "client-head"
+    }, h("span", {
+      class: "client-name",
+      text: title
+    }), facts), h("div", {
+      class: "table-wrap"
+    }, h("table", {
+      class: "visitors"
+    }, h("thead", null, h("tr", null, headings.map((text) => h("th", {
+      text
+    })))), h("tbody", null, rows))));
+  }
+  function fact(label, value, bad = false) {
+    return h("span", {
+      class: "fact" + (bad ? " bad" : "")
+    }, label + " ", h("b", {
+      text: value
+    }));
+  }
+  function listenersArticle(listeners) {
+    if (listeners === void 0 || listeners.length < 2) return null;
+    const rows = listeners.map((listener) => h("tr", {
+      "data-listener": \`\${listener.transport} \${listener.listen_addr}\`
+    }, h("td", null, h("b", {
+      text: listener.transport
+    }), listener.behind_proxy ? " (behind proxy)" : ""), h("td", {
+      class: "mono",
+      text: listener.listen_addr
+    }), h("td", {
+      class: "mono",
+      text: listener.transport === "tls" ? "\\u2013" : listener.server_path
+    }), h("td", {
+      class: "num",
+      text: String(listener.connections_total)
+    }), h("td", {
+      class: "num",
+      text: String(listener.sessions_total)
+    })));
+    return tableArticle("data-listeners", "Tunnel listeners", [], [
+      "Transport",
+      "Address",
+      "Path",
+      "Connections",
+      "Sessions"
+    ], rows);
+  }
+  function total(entries) {
+    return entries.reduce((sum, entry) => sum + entry.count, 0);
+  }
+  function vhostArticle(vhost) {
+    if (vhost === void 0) return null;
+    const byHost = /* @__PURE__ */ new Map();
+    for (const entry of vhost.http_requests) {
+      const list = byHost.get(entry.host) ?? [];
+      list.push({
+        status: entry.status,
+        count: entry.count
+      });
+      byHost.set(entry.host, list);
+    }
+    const routed = new Map(vhost.https_connections.map((entry) => [
+      entry.host,
+      entry.count
+    ]));
+    const statuses = (host) => (byHost.get(host) ?? []).map((entry) => \`\${entry.status}: \${entry.count}\`).join(" \\xB7 ") || "\\u2013";
+    const shown = /* @__PURE__ */ new Set();
+    const rows = (vhost.route_list ?? []).map((route) => {
+      shown.add(\`\${route.kind} \${route.host}\`);
+      const served = route.group !== void 0 ? \`group \${route.group}\` : \`\${route.client} / \${route.proxy}\`;
+      return h("tr", {
+        "data-route": \`\${route.kind} \${route.host}\${route.location === "/" ? "" : route.location}\`
+      }, h("td", {
+        text: route.kind
+      }), h("td", {
+        class: "mono",
+        text: route.host + (route.location === "/" ? "" : route.location)
+      }), h("td", {
+        text: served
+      }), h("td", {
+        class: "num"
+      }, route.kind === "http" ? statuses(route.host) : \`\${routed.get(route.host) ?? 0} routed\`));
+    });
+    for (const host of byHost.keys()) {
+      if (shown.has(\`http \${host}\`)) continue;
+      shown.add(\`http \${host}\`);
+      rows.push(h("tr", {
+        "data-route": \`http \${host}\`,
+        "data-unrouted": ""
+      }, h("td", {
+        text: "http"
+      }), h("td", {
+        class: "mono",
+        text: host === "" ? "(any host without a route)" : host
+      }), h("td", {
+        text: host === "" ? "no tunnel" : "no route now"
+      }), h("td", {
+        class: "num",
+        text: statuses(host)
+      })));
+    }
+    const ports = [
+      ...vhost.http_addr !== null ? [
+        fact("http", vhost.http_addr)
+      ] : [],
+      ...vhost.https_addr !== null ? [
+        fact("https", vhost.https_addr)
+      ] : []
+    ];
+    return tableArticle("data-vhost", "Virtual hosts", [
+      ...ports,
+      fact("routes", String(vhost.routes)),
+      fact("requests", String(total(vhost.http_requests))),
+      fact("503 no tunnel", String(vhost.http_no_tunnel_total), vhost.http_no_tunnel_total > 0),
+      fact("504 timeout", String(vhost.http_timeouts_total), vhost.http_timeouts_total > 0),
+      fact("https routed", String(total(vhost.https_connections))),
+      fact("refused", String(vhost.https_refused_total), vhost.https_refused_total > 0)
+    ], [
+      "Kind",
+      "Host",
+      "Client / proxy",
+      "Requests by status"
+    ], rows);
+  }
+
   // lib/stats/dashboard/server_view.ts
   var KEEP_GONE_MS = 10 * 60 * 1e3;
   function byName(a, b) {
@@ -1473,19 +1609,19 @@ export const DASHBOARD_JS: string = `(() => {
     for (const [name, gone] of state.gone) {
       if (snap.now_ms - gone.goneAt > KEEP_GONE_MS) state.gone.delete(name);
     }
-    let active = 0, total = 0, failed = 0, proxies = 0, up = 0, streams = 0;
+    let active = 0, total2 = 0, failed = 0, proxies = 0, up = 0, streams = 0;
     snap.clients.forEach((c) => {
       streams += c.streams;
       c.proxies.forEach((p) => {
         proxies++;
         if (p.status === "healthy") up++;
         active += p.active_connections;
-        total += p.total_connections;
+        total2 += p.total_connections;
         failed += p.failed_connections;
       });
     });
     const goneCount = state.gone.size;
-    replace($("cards"), card("Clients", snap.clients.length, "connected", goneCount ? goneCount + " recently disconnected" : plural(snap.sessions_total, "session") + " since start", goneCount ? "warn" : ""), card("Proxies", up, "/ " + proxies + " healthy", plural(streams, "yamux stream") + " open", up < proxies ? "warn" : ""), card("Connections", active, "active", total + " total \\xB7 " + failed + " failed", ""), card("Inbound", formatRate(totals.in), "", "from outside peers", "", sparkline(state.sparkIn, "#3fb950")), card("Outbound", formatRate(totals.out), "", "back to outside peers", "", sparkline(state.sparkOut, "#58a6ff")), card("Auth failures", snap.auth_failures_total, "", "since start", snap.auth_failures_total ? "bad" : ""));
+    replace($("cards"), card("Clients", snap.clients.length, "connected", goneCount ? goneCount + " recently disconnected" : plural(snap.sessions_total, "session") + " since start", goneCount ? "warn" : ""), card("Proxies", up, "/ " + proxies + " healthy", plural(streams, "yamux stream") + " open", up < proxies ? "warn" : ""), card("Connections", active, "active", total2 + " total \\xB7 " + failed + " failed", ""), card("Inbound", formatRate(totals.in), "", "from outside peers", "", sparkline(state.sparkIn, "#3fb950")), card("Outbound", formatRate(totals.out), "", "back to outside peers", "", sparkline(state.sparkOut, "#58a6ff")), card("Auth failures", snap.auth_failures_total, "", "since start", snap.auth_failures_total ? "bad" : ""));
     $("list-title").textContent = "Clients";
     const offlineCount = (snap.offline_clients ?? []).filter((entry) => !state.gone.has(entry.name)).length;
     $("list-hint").textContent = snap.clients.length + " connected" + (goneCount ? ", " + goneCount + " disconnected" : "") + (offlineCount ? ", " + offlineCount + " offline" : "");
@@ -1558,14 +1694,18 @@ export const DASHBOARD_JS: string = `(() => {
       ...goneCards.filter((el) => el !== null),
       ...offlineCards
     ];
+    const ports = [
+      vhostArticle(snap.vhost),
+      listenersArticle(snap.listeners)
+    ].filter((el) => el !== null);
     if (all.length === 0) {
       replace($("clients"), h("div", {
         class: "empty"
       }, "No clients connected yet. Start one with ", h("code", {
         text: "tls-tunnel client -c client.toml"
-      }), "."));
+      }), "."), ports);
     } else {
-      replace($("clients"), all, groupsArticle(snap.groups), forwardsArticle(snap.forwards, snap.forwards_active), clientStreamsArticle(snap.client_opened_streams));
+      replace($("clients"), all, ports, groupsArticle(snap.groups), forwardsArticle(snap.forwards, snap.forwards_active), clientStreamsArticle(snap.client_opened_streams));
     }
   }
   function offlineCard(entry, t) {

@@ -260,6 +260,22 @@ export interface GroupSnapshot {
   }>;
 }
 
+/** One route of a vhost port: a host (and, for http, a path prefix) and the proxy serving it. */
+export interface VhostRouteSnapshot {
+  /** `"http"` or `"https"`. */
+  kind: "http" | "https";
+  /** The host name. */
+  host: string;
+  /** The path prefix (`"/"` for every path; always `"/"` for https). */
+  location: string;
+  /** The serving client's name (a group's route: the client that formed it). */
+  client: string;
+  /** The serving proxy's name. */
+  proxy: string;
+  /** The group holding the route, when a group does. */
+  group?: string;
+}
+
 /** The vhost counters in the stats endpoint's form (`/api/stats` → `vhost`). */
 export interface VhostSnapshot {
   /** `host:port` of the HTTP vhost listener, or null without one. */
@@ -268,6 +284,11 @@ export interface VhostSnapshot {
   https_addr: string | null;
   /** Host names routed now (http and https). */
   routes: number;
+  /**
+   * The routes themselves (http first, then https; by host), at most 200: which client's proxy serves
+   * each host and location. Absent from endpoints older than this field.
+   */
+  route_list?: VhostRouteSnapshot[];
   /** HTTP requests answered, by host (`""`: no route) and status code. */
   http_requests: Array<{ host: string; status: number; count: number }>;
   /** 503s for a host no tunnel serves (or whose client is down). */

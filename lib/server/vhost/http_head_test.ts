@@ -196,6 +196,17 @@ Deno.test("the router picks the longest location at a segment boundary, per host
     proxyName: "api",
   });
   assert.equal(router.serves("new.example.com"), false, "a refused registration adds no route at all");
+  // The stats endpoint's list: by host, longest location first, cut at the bound asked for.
+  const other = target("b");
+  assert.equal(router.add(other, ["b.example.com"], []), null);
+  assert.deepEqual(router.list(10).map((route) => `${route.host}${route.location}`), [
+    "app.example.com/api/v2/",
+    "app.example.com/api",
+    "app.example.com/",
+    "b.example.com/",
+  ]);
+  assert.equal(router.list(2).length, 2);
+  router.remove(other);
   assert.equal(router.remove(api), 1);
   assert.equal(router.match("app.example.com", "/api")?.target, web);
   router.remove(web);

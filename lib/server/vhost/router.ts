@@ -115,6 +115,18 @@ export class VhostRouter<T extends VhostTarget> {
     return null;
   }
 
+  /** Up to `max` routes, by host then longest location first (the stats endpoint's list). */
+  list(max: number): VhostRoute<T>[] {
+    const out: VhostRoute<T>[] = [];
+    for (const host of this.hosts()) {
+      for (const route of this.#hosts.get(host) ?? []) {
+        if (out.length >= max) return out;
+        out.push(route);
+      }
+    }
+    return out;
+  }
+
   /** Whether any route serves `host`. */
   serves(host: string): boolean {
     return this.#hosts.has(host);

@@ -22,6 +22,9 @@ import type { GroupSnapshot } from "../../stats/snapshot.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "vhost"]);
 
+/** Most routes `/api/stats` lists (the count is always whole): keeps the snapshot small. */
+const MAX_LISTED_ROUTES = 200;
+
 /** Why a vhost proxy is not published. */
 export interface VhostRefusal {
   code: ProxyRejectCodeValue;
@@ -205,6 +208,16 @@ export class VhostService {
       http: this.#http ? formatAddr(this.#http.addr) : null,
       https: this.#https ? formatAddr(this.#https.addr) : null,
       routes: this.#routers.http.size + this.#routers.https.size,
+      routeList: (["http", "https"] as const).flatMap((kind) =>
+        this.#routers[kind].list(MAX_LISTED_ROUTES).map((route) => ({
+          kind,
+          host: route.host,
+          location: route.location,
+          client: route.target.clientName,
+          proxy: route.target.proxyName,
+          ...(route.target.group !== undefined ? { group: route.target.group } : {}),
+        }))
+      ).slice(0, MAX_LISTED_ROUTES),
     });
   }
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { VhostSnapshot } from "../../stats/snapshot.ts";
+import type { VhostRouteSnapshot, VhostSnapshot } from "../../stats/snapshot.ts";
 
 export type { VhostSnapshot };
 
@@ -45,7 +45,9 @@ export class VhostStats {
   }
 
   /** The counters in the stats endpoint's form. */
-  snapshot(addrs: { http: string | null; https: string | null; routes: number }): VhostSnapshot {
+  snapshot(
+    addrs: { http: string | null; https: string | null; routes: number; routeList?: VhostRouteSnapshot[] },
+  ): VhostSnapshot {
     const requests: VhostSnapshot["http_requests"] = [];
     for (const [host, byStatus] of [...this.#requests].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)) {
       for (const [status, count] of [...byStatus].sort(([a], [b]) => a - b)) {
@@ -56,6 +58,7 @@ export class VhostStats {
       http_addr: addrs.http,
       https_addr: addrs.https,
       routes: addrs.routes,
+      ...(addrs.routeList !== undefined ? { route_list: addrs.routeList } : {}),
       http_requests: requests,
       http_no_tunnel_total: this.noTunnelTotal,
       http_timeouts_total: this.timeoutsTotal,

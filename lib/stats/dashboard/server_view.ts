@@ -14,6 +14,7 @@ import { proxyTable } from "./proxy_table.ts";
 import { forwardsArticle } from "./forwarders_view.ts";
 import { clientStreamsArticle } from "./visitors_view.ts";
 import { groupsArticle } from "./groups_view.ts";
+import { listenersArticle, vhostArticle } from "./ports_view.ts";
 import { now, plural, type Rate, state } from "./state.ts";
 
 /** How long a disconnected client stays on the page. */
@@ -149,6 +150,7 @@ export function renderServer(snap: ServerSnapshot & ServedStats, totals: Rate): 
   const offline = (snap.offline_clients ?? []).filter((entry) => !state.gone.has(entry.name));
   const offlineCards = offline.map((entry) => offlineCard(entry, t));
   const all = [...cards, ...goneCards.filter((el) => el !== null), ...offlineCards];
+  const ports = [vhostArticle(snap.vhost), listenersArticle(snap.listeners)].filter((el) => el !== null);
   if (all.length === 0) {
     replace(
       $("clients"),
@@ -159,11 +161,13 @@ export function renderServer(snap: ServerSnapshot & ServedStats, totals: Rate): 
         h("code", { text: "tls-tunnel client -c client.toml" }),
         ".",
       ),
+      ports,
     );
   } else {
     replace(
       $("clients"),
       all,
+      ports,
       groupsArticle(snap.groups),
       forwardsArticle(snap.forwards, snap.forwards_active),
       clientStreamsArticle(snap.client_opened_streams),
