@@ -11,99 +11,10 @@
 import assert from "node:assert/strict";
 import type { ServerSnapshot } from "../lib/stats/snapshot.ts";
 import { canBind, freePort, patternBytes, roundTrip, sha256Hex, waitFor } from "../testing/helpers.ts";
+import { installedNginx, NginxProcess, webSocketProxyServer } from "../testing/nginx.ts";
 import { PROCESS_AUTH_KEY, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 
-const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((path) => {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-});
-
-/** nginx in front of `upstreamPort`, on its own port, killed by PID on dispose. */
-class Nginx implements AsyncDisposable {
-  private constructor(readonly port: number, readonly child: Deno.ChildProcess, readonly dir: string) {}
-
-  static async start(
-    binary: string,
-    options: { upstreamPort: number; certPath: string; keyPath: string },
-  ): Promise<Nginx> {
-    const dir = await Deno.makeTempDir({ prefix: "tls-tunnel-nginx-" });
-    const port = freePort();
-    const temp = (name: string) => `${name} ${dir}/${name.replace("_temp_path", "")};`;
-    await Deno.writeTextFile(
-      `${dir}/nginx.conf`,
-      `daemon off;
-master_process on;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  ${temp("client_body_temp_path")}
-  ${temp("proxy_temp_path")}
-  ${temp("fastcgi_temp_path")}
-  ${temp("uwsgi_temp_path")}
-  ${temp("scgi_temp_path")}
-  server {
-    listen 127.0.0.1:${port} ssl;
-    server_name localhost;
-    ssl_certificate ${options.certPath};
-    ssl_certificate_key ${options.keyPath};
-    location /tunnel {
-      proxy_pass http://127.0.0.1:${options.upstreamPort};
-      proxy_bind 127.0.0.2;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection "upgrade";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_read_timeout 3600s;
-      proxy_send_timeout 3600s;
-      proxy_buffering off;
-    }
-  }
-}
-`,
-    );
-    const child = new Deno.Command(binary, {
-      args: ["-p", dir, "-c", `${dir}/nginx.conf`, "-e", `${dir}/error.log`],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const nginx = new Nginx(port, child, dir);
-    try {
-      await waitFor(() => !canBind(port), 10_000, "nginx to listen");
-    } catch (error) {
-      await nginx[Symbol.asyncDispose]();
-      throw error;
-    }
-    return nginx;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    const stderr = new Response(this.child.stderr).text();
-    const timer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }, 5000);
-    await this.child.status;
-    clearTimeout(timer);
-    await stderr;
-    await Deno.remove(this.dir, { recursive: true });
-  }
-}
+const NGINX = installedNginx();
 
 /** The server's `/api/stats`. */
 async function serverStats(statsPort: number): Promise<ServerSnapshot> {
@@ -125,10 +36,16 @@ async function throughNginx(
     `transport = "wss"\nbehind_proxy = true\ntrusted_proxies = ${trustedProxies}\nstats_port = ${statsPort}\n`,
   );
   await tunnel.server();
-  await using nginx = await Nginx.start(nginxBinary, {
-    upstreamPort: tunnel.serverPort,
-    certPath: `${tunnel.dir}/cert.pem`,
-    keyPath: `${tunnel.dir}/key.pem`,
+  // nginx reaches the server from 127.0.0.2, so its address and the client's differ.
+  await using nginx = await NginxProcess.start(nginxBinary, {
+    workerConnections: 256,
+    server: (site) =>
+      webSocketProxyServer(site, {
+        upstreamPort: tunnel.serverPort,
+        certPath: `${tunnel.dir}/cert.pem`,
+        keyPath: `${tunnel.dir}/key.pem`,
+        bindAddress: "127.0.0.2",
+      }),
   });
   const publishPort = freePort();
   const configPath = `${tunnel.dir}/wss-client.toml`;

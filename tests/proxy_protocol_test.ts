@@ -6,94 +6,37 @@
  */
 
 import assert from "node:assert/strict";
-import { canBind, freePort, waitFor } from "../testing/helpers.ts";
+import { freePort, waitFor } from "../testing/helpers.ts";
+import { installedNginx, NginxProcess } from "../testing/nginx.ts";
 import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 
-const NGINX = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((path) => {
-  try {
-    return Deno.statSync(path).isFile;
-  } catch {
-    return false;
-  }
-});
+const NGINX = installedNginx();
 
-/** nginx that takes the PROXY protocol on its port, killed by PID on dispose. */
-class ProxyProtocolNginx implements AsyncDisposable {
-  private constructor(readonly port: number, readonly child: Deno.ChildProcess, readonly dir: string) {}
-
-  static async start(binary: string): Promise<ProxyProtocolNginx> {
-    const dir = await Deno.makeTempDir({ prefix: "tls-tunnel-nginx-pp-" });
-    const port = freePort();
-    const temp = (name: string) => `${name} ${dir}/${name.replace("_temp_path", "")};`;
-    await Deno.writeTextFile(
-      `${dir}/nginx.conf`,
-      `daemon off;
-master_process on;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 64; }
-http {
-  log_format pp '$proxy_protocol_addr:$proxy_protocol_port $remote_addr "$request" $status';
-  access_log ${dir}/access.log pp;
-  ${temp("client_body_temp_path")}
-  ${temp("proxy_temp_path")}
-  ${temp("fastcgi_temp_path")}
-  ${temp("uwsgi_temp_path")}
-  ${temp("scgi_temp_path")}
-  server {
+/** nginx that takes the PROXY protocol on its port and logs `$proxy_protocol_addr`; stopped on dispose. */
+function startProxyProtocolNginx(binary: string): Promise<NginxProcess> {
+  return NginxProcess.start(binary, {
+    tempPrefix: "tls-tunnel-nginx-pp-",
+    workerConnections: 64,
+    logging: ({ dir }) =>
+      `log_format pp '$proxy_protocol_addr:$proxy_protocol_port $remote_addr "$request" $status';
+  access_log ${dir}/access.log pp;`,
+    server: ({ port }) =>
+      `server {
     listen 127.0.0.1:${port} proxy_protocol;
     location / {
       default_type text/plain;
       return 200 "$proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr $proxy_protocol_server_port";
     }
-  }
+  }`,
+  });
 }
-`,
-    );
-    const child = new Deno.Command(binary, {
-      args: ["-p", dir, "-c", `${dir}/nginx.conf`, "-e", `${dir}/error.log`],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    const nginx = new ProxyProtocolNginx(port, child, dir);
-    try {
-      await waitFor(() => !canBind(port), 10_000, "nginx to listen");
-    } catch (error) {
-      await nginx[Symbol.asyncDispose]();
-      throw error;
-    }
-    return nginx;
-  }
 
-  /** nginx's access log so far. */
-  async accessLog(): Promise<string> {
-    try {
-      return await Deno.readTextFile(`${this.dir}/access.log`);
-    } catch {
-      return "";
-    }
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    try {
-      this.child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    const stderr = new Response(this.child.stderr).text();
-    const timer = setTimeout(() => {
-      try {
-        this.child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }, 5000);
-    await this.child.status;
-    clearTimeout(timer);
-    await stderr;
-    await Deno.remove(this.dir, { recursive: true });
+/** nginx's access log so far. */
+async function accessLog(nginx: NginxProcess): Promise<string> {
+  try {
+    return await Deno.readTextFile(`${nginx.dir}/access.log`);
+  } catch {
+    return "";
   }
 }
 
@@ -128,7 +71,7 @@ Deno.test({
   name: "proxy_protocol v1 and v2: nginx behind the tunnel sees the outside peer's address and port",
   ignore: NGINX === undefined,
   async fn() {
-    await using nginx = await ProxyProtocolNginx.start(NGINX ?? "");
+    await using nginx = await startProxyProtocolNginx(NGINX ?? "");
     await using tunnel = await ProcessTunnel.create();
     await tunnel.server();
     const v1Port = freePort();
@@ -157,11 +100,11 @@ Deno.test({
     assert.doesNotMatch(plain.status, / 200 /);
 
     await waitFor(
-      async () => (await nginx.accessLog()).split("\n").filter((line) => line).length >= 2,
+      async () => (await accessLog(nginx)).split("\n").filter((line) => line).length >= 2,
       5000,
       "the log",
     );
-    const log = await nginx.accessLog();
+    const log = await accessLog(nginx);
     assert.match(log, /^127\.0\.0\.1:\d+ 127\.0\.0\.1 "GET \/ HTTP\/1\.0" 200$/m);
   },
 });

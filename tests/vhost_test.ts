@@ -12,7 +12,8 @@
 
 import assert from "node:assert/strict";
 import { connect as connectTls } from "node:tls";
-import { canBind, CliProcess, freePort, makeWorkdir, sha256Hex, waitFor } from "../testing/helpers.ts";
+import { CliProcess, freePort, makeWorkdir, sha256Hex, waitFor } from "../testing/helpers.ts";
+import { installedNginx, NginxProcess } from "../testing/nginx.ts";
 import { PROCESS_AUTH_KEY } from "../testing/process_tunnel.ts";
 import { expositionProblems } from "../testing/exposition_lint.ts";
 
@@ -29,7 +30,7 @@ function binary(...paths: string[]): string | undefined {
   });
 }
 
-const NGINX = binary("/usr/sbin/nginx", "/usr/bin/nginx");
+const NGINX = installedNginx();
 const CURL = binary("/usr/bin/curl", "/usr/local/bin/curl");
 const OPENSSL = binary("/usr/bin/openssl", "/usr/local/bin/openssl");
 const WRK = binary("/usr/bin/wrk", "/usr/local/bin/wrk");
@@ -101,9 +102,8 @@ function startBackend(name: string): { server: Deno.HttpServer<Deno.NetAddr>; po
 }
 
 /** nginx serving a static page on a free loopback port; null when nginx is not installed. */
-async function startNginx(dir: string): Promise<{ port: number; stop(): Promise<void> } | null> {
+async function startNginx(dir: string): Promise<NginxProcess | null> {
   if (!NGINX) return null;
-  const port = freePort();
   const root = `${dir}/nginx`;
   await Deno.mkdir(`${root}/html`, { recursive: true });
   await Deno.writeTextFile(`${root}/html/index.html`, "hello from nginx\n");
@@ -112,51 +112,16 @@ async function startNginx(dir: string): Promise<{ port: number; stop(): Promise<
   await Deno.chmod(root, 0o755);
   await Deno.chmod(`${root}/html`, 0o755);
   await Deno.chmod(`${root}/html/index.html`, 0o644);
-  const temp = (name: string) => `${name} ${root}/${name.replace("_temp_path", "")};`;
-  await Deno.writeTextFile(
-    `${root}/nginx.conf`,
-    `daemon off;
-master_process on;
-worker_processes 1;
-pid ${root}/nginx.pid;
-error_log ${root}/error.log warn;
-events { worker_connections 256; }
-http {
-  access_log off;
-  ${temp("client_body_temp_path")}
-  ${temp("proxy_temp_path")}
-  ${temp("fastcgi_temp_path")}
-  ${temp("uwsgi_temp_path")}
-  ${temp("scgi_temp_path")}
-  server {
+  return await NginxProcess.start(NGINX, {
+    dir: root,
+    workerConnections: 256,
+    server: ({ port }) =>
+      `server {
     listen 127.0.0.1:${port};
     root ${root}/html;
     keepalive_requests 100000;
-  }
-}
-`,
-  );
-  const child = new Deno.Command(NGINX, {
-    args: ["-p", root, "-c", `${root}/nginx.conf`, "-e", `${root}/error.log`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const stop = async () => {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    await child.status;
-  };
-  try {
-    await waitFor(() => !canBind(port), 10_000, "nginx to listen");
-  } catch (error) {
-    await stop();
-    throw error;
-  }
-  return { port, stop };
+  }`,
+  });
 }
 
 /** A raw HTTP/1.1 exchange on an open connection: writes `request`, reads one response (Content-Length). */
