@@ -21,8 +21,11 @@ import type {
   ClientServerSnapshot,
   ClientSnapshot,
   EventSnapshot,
+  ForwarderSnapshot,
+  ListenerSnapshot,
   ProxySnapshot,
   VhostSnapshot,
+  VisitorSnapshot,
 } from "../stats/snapshot.ts";
 import { escapeForTerminal } from "../text.ts";
 
@@ -303,6 +306,99 @@ function vhostLine(vhost: VhostSnapshot): Line {
   ]);
 }
 
+/** A visitor's counts: carried (`ok`, open ones included), refused by the server as `denied`, and the rest. */
+export interface VisitorCounts {
+  ok: number;
+  denied: number;
+  /** Not carried for any other reason (`not_found`, `no_session`, `failed`, …). */
+  otherRefused: number;
+}
+
+/** Sums a visitor's results: every accepted connection was carried unless it is counted as refused. */
+export function visitorCounts(visitor: VisitorSnapshot): VisitorCounts {
+  let refused = 0;
+  for (const count of Object.values(visitor.refused)) refused += count;
+  const denied = visitor.refused.denied ?? 0;
+  return { ok: Math.max(0, visitor.total_connections - refused), denied, otherRefused: refused - denied };
+}
+
+/** Where a visitor leads: `owner/proxy:port` (`*` when any client's proxy of that name will do). */
+export function visitorTarget(visitor: VisitorSnapshot): string {
+  return `${visitor.client ?? "*"}/${visitor.name}:${visitor.publish_port}`;
+}
+
+/** A forwarder's results summed over routes: `ok`, and everything else as refused. */
+export function forwarderCounts(forwarder: ForwarderSnapshot): { ok: number; refused: number } {
+  let ok = 0;
+  let refused = 0;
+  for (const results of Object.values(forwarder.results)) {
+    for (const [result, count] of Object.entries(results)) {
+      if (result === "ok") ok += count;
+      else refused += count;
+    }
+  }
+  return { ok, refused };
+}
+
+/** A visitor of the client: `127.0.0.1:15432 → office/db:5432  open 1  ok 9  denied 1  refused 0`. */
+function visitorLine(visitor: VisitorSnapshot): Line {
+  const counts = visitorCounts(visitor);
+  return new Line([
+    { text: `${visitor.listen_addr ?? `${visitor.bind} (not bound)`} → `, style: ANSI.bold },
+    { text: `${visitorTarget(visitor)}  open ${visitor.active_connections}  ok ${counts.ok}  ` },
+    {
+      text: `denied ${counts.denied}  refused ${counts.otherRefused}`,
+      style: counts.denied + counts.otherRefused > 0 ? ANSI.yellow : ANSI.dim,
+    },
+    { text: `  in ${formatBytes(visitor.bytes_in)} out ${formatBytes(visitor.bytes_out)}` },
+    { text: visitor.last_error ? `  ${visitor.last_error}` : "", style: ANSI.red },
+  ]);
+}
+
+/** A forwarder of the client: `egress http 127.0.0.1:3128  open 1  ok 12  refused 3  in … out …`. */
+function forwarderLine(forwarder: ForwarderSnapshot): Line {
+  const counts = forwarderCounts(forwarder);
+  return new Line([
+    { text: `${fit(forwarder.name, 16)} `, style: ANSI.bold },
+    { text: `${forwarder.proxy_type} ${forwarder.listen_addr ?? "(not bound)"}  ` },
+    { text: `open ${forwarder.active_connections}  ok ${counts.ok}  ` },
+    { text: `refused ${counts.refused}`, style: counts.refused > 0 ? ANSI.yellow : ANSI.dim },
+    { text: `  in ${formatBytes(forwarder.bytes_in)} out ${formatBytes(forwarder.bytes_out)}` },
+  ]);
+}
+
+/** The client's visitors and forwarders under its proxies: a title line, then one line each. */
+function clientStreamLines(
+  visitors: VisitorSnapshot[] | undefined,
+  forwarders: ForwarderSnapshot[] | undefined,
+): Line[] {
+  const lines: Line[] = [];
+  if (visitors && visitors.length > 0) {
+    lines.push(new Line([]), new Line([{ text: "VISITORS (bind → owner/proxy:port)", style: ANSI.dim }]));
+    lines.push(...visitors.map(visitorLine));
+  }
+  if (forwarders && forwarders.length > 0) {
+    lines.push(new Line([]), new Line([{ text: "FORWARDERS", style: ANSI.dim }]));
+    lines.push(...forwarders.map(forwarderLine));
+  }
+  return lines;
+}
+
+/** The server's tunnel listeners, with several: `listeners tls 0.0.0.0:8443 3/2 · wss 0.0.0.0:443 /tunnel 0/0`. */
+function listenersLine(listeners: ListenerSnapshot[] | undefined): Line | null {
+  if (!listeners || listeners.length < 2) return null;
+  return new Line([
+    { text: "listeners (conns/sessions) " },
+    {
+      text: listeners.map((listener) =>
+        `${listener.transport} ${listener.listen_addr}${
+          listener.transport === "tls" ? "" : ` ${listener.server_path}`
+        } ${listener.connections_total}/${listener.sessions_total}`
+      ).join(" · "),
+    },
+  ]);
+}
+
 function errorLine(indent: string, proxy: ProxySnapshot): Line | null {
   if (!proxy.last_error) return null;
   return new Line([{ text: `${indent}  ↳ last error: ` }, { text: proxy.last_error, style: ANSI.red }]);
@@ -410,6 +506,7 @@ export function renderScreen(
         ]),
       ),
       ...(stats.vhost ? [vhostLine(stats.vhost)] : []),
+      ...[listenersLine(stats.listeners)].filter((line) => line !== null),
       new Line([]),
     );
     if (stats.clients.length === 0) {
@@ -461,6 +558,7 @@ export function renderScreen(
       const error = errorLine("", proxy);
       if (error) body.push(error);
     }
+    body.push(...clientStreamLines(stats.visitors, stats.forwarders));
   }
   const footer = new Line([
     { text: options.error ? `! ${options.error}` : "", style: ANSI.red },

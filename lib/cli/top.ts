@@ -14,7 +14,14 @@ import type { ServedStats } from "../stats/http.ts";
 import { formatDuration } from "../stats/format.ts";
 import type { ProxySnapshot } from "../stats/snapshot.ts";
 import { errorMessage, escapeForTerminal } from "../text.ts";
-import { computeRates, type Rates, renderScreen } from "./_top_screen.ts";
+import {
+  computeRates,
+  forwarderCounts,
+  type Rates,
+  renderScreen,
+  visitorCounts,
+  visitorTarget,
+} from "./_top_screen.ts";
 import { expandHome } from "./config_path.ts";
 import { activeLogFormat, writeOutput } from "./logging.ts";
 
@@ -284,6 +291,23 @@ export function renderPlainTable(stats: ServedStats): string {
         ], new Set([4, 5, 6, 7])),
       );
     }
+    // Tunnel listeners, when there are several (one is already named on the first line).
+    const listeners = stats.listeners ?? [];
+    if (listeners.length > 1) {
+      lines.push(
+        "",
+        ...formatColumns([
+          ["LISTENER", "ADDRESS", "PATH", "CONNECTIONS", "SESSIONS"],
+          ...listeners.map((listener) => [
+            listener.transport + (listener.behind_proxy ? " (behind proxy)" : ""),
+            listener.listen_addr,
+            listener.transport === "tls" ? "-" : listener.server_path,
+            String(listener.connections_total),
+            String(listener.sessions_total),
+          ]),
+        ], new Set([3, 4])),
+      );
+    }
   } else {
     const countdown = stats.state === "waiting" && stats.next_attempt_at_ms !== null
       ? `, reconnecting in ${((stats.next_attempt_at_ms - stats.now_ms) / 1000).toFixed(1)} s`
@@ -302,6 +326,51 @@ export function renderPlainTable(stats: ServedStats): string {
       "",
       ...formatColumns([proxyHeader, ...stats.proxies.map(proxyCells)], new Set([4, 5, 6, 7, 8])),
     );
+    const visitors = stats.visitors ?? [];
+    if (visitors.length > 0) {
+      lines.push(
+        "",
+        ...formatColumns([
+          ["VISITOR", "TARGET", "LISTEN", "ACTIVE", "TOTAL", "OK", "DENIED", "REFUSED", "LAST_ERROR"],
+          ...visitors.map((visitor) => {
+            const counts = visitorCounts(visitor);
+            return [
+              visitor.bind,
+              visitorTarget(visitor),
+              visitor.listen_addr ?? "-",
+              String(visitor.active_connections),
+              String(visitor.total_connections),
+              String(counts.ok),
+              String(counts.denied),
+              String(counts.otherRefused),
+              visitor.last_error ?? "-",
+            ];
+          }),
+        ], new Set([3, 4, 5, 6, 7])),
+      );
+    }
+    const forwarders = stats.forwarders ?? [];
+    if (forwarders.length > 0) {
+      lines.push(
+        "",
+        ...formatColumns([
+          ["FORWARDER", "TYPE", "LISTEN", "ACTIVE", "OK", "REFUSED", "BYTES_IN", "BYTES_OUT"],
+          ...forwarders.map((forwarder) => {
+            const counts = forwarderCounts(forwarder);
+            return [
+              forwarder.name,
+              forwarder.proxy_type,
+              forwarder.listen_addr ?? "-",
+              String(forwarder.active_connections),
+              String(counts.ok),
+              String(counts.refused),
+              String(forwarder.bytes_in),
+              String(forwarder.bytes_out),
+            ];
+          }),
+        ], new Set([3, 4, 5, 6, 7])),
+      );
+    }
   }
   return lines.map(escapeForTerminal).join("\n") + "\n";
 }

@@ -475,3 +475,152 @@ Deno.test("the plain table lists groups of clients with their members, healthy c
   );
   assert.doesNotMatch(renderPlainTable(served(snapshot)), /^GROUP/m);
 });
+
+/** A client snapshot with two visitors (one refused by the server) and a forwarder, names from the wire. */
+function clientWithVisitors(name = "db"): ServedStats {
+  const snapshot = clientSnapshot(NOW_MS);
+  snapshot.visitors = [{
+    name,
+    publish_port: 5432,
+    client: "office",
+    bind: "127.0.0.1:15432",
+    listen_addr: "127.0.0.1:15432",
+    active_connections: 1,
+    total_connections: 12,
+    refused: { denied: 2, not_found: 1 },
+    bytes_in: 2048,
+    bytes_out: 4096,
+    last_error: null,
+  }, {
+    name: "cache",
+    publish_port: 6379,
+    client: null,
+    bind: "127.0.0.1:16379",
+    listen_addr: null,
+    active_connections: 0,
+    total_connections: 0,
+    refused: {},
+    bytes_in: 0,
+    bytes_out: 0,
+    last_error: null,
+  }];
+  snapshot.forwarders = [{
+    name: "egress",
+    proxy_type: "http",
+    listen_addr: "127.0.0.1:3128",
+    active_connections: 1,
+    results: { proxy: { ok: 7, forbidden: 2 }, direct: { ok: 3 }, none: { bad_request: 1 } },
+    bytes_out: 100,
+    bytes_in: 200,
+  }];
+  return served(snapshot);
+}
+
+Deno.test("top lists a client's visitors (bind → owner/proxy:port, ok/denied/refused) and forwarders", () => {
+  const table = renderPlainTable(clientWithVisitors());
+  assert.match(table, /\nVISITOR\s+TARGET\s+LISTEN\s+ACTIVE\s+TOTAL\s+OK\s+DENIED\s+REFUSED\s+LAST_ERROR\n/);
+  // 12 accepted, 3 refused (2 denied, 1 not found): 9 carried.
+  assert.match(
+    table,
+    /\n127\.0\.0\.1:15432\s+office\/db:5432\s+127\.0\.0\.1:15432\s+1\s+12\s+9\s+2\s+1\s+-\n/,
+  );
+  assert.match(table, /\n127\.0\.0\.1:16379\s+\*\/cache:6379\s+-\s+0\s+0\s+0\s+0\s+0\s+-\n/);
+  assert.match(table, /\nFORWARDER\s+TYPE\s+LISTEN\s+ACTIVE\s+OK\s+REFUSED\s+BYTES_IN\s+BYTES_OUT\n/);
+  assert.match(table, /\negress\s+http\s+127\.0\.0\.1:3128\s+1\s+10\s+3\s+200\s+100\n/);
+
+  const screen = renderScreen(clientWithVisitors(), new Map(), {
+    columns: 160,
+    rows: 30,
+    color: false,
+    url: "http://127.0.0.1:9101",
+    intervalMs: 1000,
+  }).join("\n");
+  assert.match(screen, /\nVISITORS \(bind → owner\/proxy:port\)\n/);
+  assert.match(
+    screen,
+    /\n127\.0\.0\.1:15432 → office\/db:5432 {2}open 1 {2}ok 9 {2}denied 2 {2}refused 1 {2}in 2\.00 KiB out 4\.00 KiB\n/,
+  );
+  assert.match(screen, /\n127\.0\.0\.1:16379 \(not bound\) → \*\/cache:6379 {2}open 0 {2}ok 0 {2}denied 0/);
+  assert.match(screen, /\nFORWARDERS\n/);
+  assert.match(
+    screen,
+    /\negress\s+http 127\.0\.0\.1:3128 {2}open 1 {2}ok 10 {2}refused 3 {2}in 200 B out 100 B/,
+  );
+  // Without visitors or forwarders neither section appears.
+  const plain = renderPlainTable(served(clientSnapshot(NOW_MS)));
+  assert.doesNotMatch(plain, /VISITOR|FORWARDER/);
+});
+
+Deno.test("top escapes a visitor's names from the wire in the table and the screen", () => {
+  const stats = clientWithVisitors("db\x1b]0;pwned\x07");
+  assert.ok(stats.role === "client");
+  const [visitor] = stats.visitors ?? [];
+  assert.ok(visitor);
+  visitor.last_error = "DENIED\r\nFORGED\u202e";
+  const table = renderPlainTable(stats);
+  assert.doesNotMatch(table, RAW_HOSTILE);
+  assert.match(table, /office\/db\\u001b\]0;pwned\\u0007:5432/);
+  for (const color of [false, true]) {
+    const lines = renderScreen(stats, new Map(), {
+      columns: 200,
+      rows: 40,
+      color,
+      url: "http://x",
+      intervalMs: 1000,
+    });
+    const text = color ? lines.join("\n").replace(ANSI_CODE, "") : lines.join("\n");
+    assert.doesNotMatch(text, RAW_HOSTILE);
+    assert.match(text, /DENIED\\r\\nFORGED\\u202e/);
+  }
+});
+
+Deno.test("top lists a server's tunnel listeners with their connections and sessions when it has several", () => {
+  const stats = served(serverSnapshot());
+  assert.ok(stats.role === "server");
+  stats.listeners = [
+    {
+      transport: "tls",
+      listen_addr: "0.0.0.0:8443",
+      server_path: "/tunnel",
+      behind_proxy: false,
+      connections_total: 3,
+      sessions_total: 2,
+    },
+    {
+      transport: "wss",
+      listen_addr: "127.0.0.1:8080",
+      server_path: "/tunnel",
+      behind_proxy: true,
+      connections_total: 5,
+      sessions_total: 4,
+    },
+  ];
+  const table = renderPlainTable(stats);
+  assert.match(table, /\nLISTENER\s+ADDRESS\s+PATH\s+CONNECTIONS\s+SESSIONS\n/);
+  assert.match(table, /\ntls\s+0\.0\.0\.0:8443\s+-\s+3\s+2\n/);
+  assert.match(table, /\nwss \(behind proxy\)\s+127\.0\.0\.1:8080\s+\/tunnel\s+5\s+4\n?/);
+  const screen = renderScreen(stats, new Map(), {
+    columns: 160,
+    rows: 30,
+    color: false,
+    url: "http://127.0.0.1:9100",
+    intervalMs: 1000,
+  }).join("\n");
+  assert.match(
+    screen,
+    /\nlisteners \(conns\/sessions\) tls 0\.0\.0\.0:8443 3\/2 · wss 127\.0\.0\.1:8080 \/tunnel 5\/4\n/,
+  );
+  // One listener: the header already names it.
+  stats.listeners = stats.listeners.slice(0, 1);
+  assert.doesNotMatch(renderPlainTable(stats), /LISTENER/);
+  assert.doesNotMatch(
+    renderScreen(stats, new Map(), {
+      columns: 160,
+      rows: 30,
+      color: false,
+      url: "http://127.0.0.1:9100",
+      intervalMs: 1000,
+    }).join("\n"),
+    /listeners/,
+  );
+});
