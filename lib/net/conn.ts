@@ -44,3 +44,39 @@ export interface LendingConn extends DuplexConn {
 export function isLendingConn(conn: DuplexConn): conn is LendingConn {
   return typeof (conn as Partial<LendingConn>).readLent === "function";
 }
+
+/**
+ * `conn` with `prefix` read first: bytes already taken from it (a peeked ClientHello or preface) handed
+ * out again before the rest of the stream. Writes, half-close and close go to `conn`.
+ */
+export class PrefixedConn<C extends DuplexConn = DuplexConn> implements DuplexConn {
+  #prefix: Uint8Array;
+
+  constructor(/** The connection the prefix was read from. */ readonly conn: C, prefix: Uint8Array) {
+    this.#prefix = prefix;
+  }
+
+  /** Reads the prefix's bytes first, then `conn`'s. */
+  read(buffer: Uint8Array): Promise<number | null> {
+    if (this.#prefix.length === 0) return this.conn.read(buffer);
+    const count = Math.min(buffer.length, this.#prefix.length);
+    buffer.set(this.#prefix.subarray(0, count));
+    this.#prefix = this.#prefix.subarray(count);
+    return Promise.resolve(count);
+  }
+
+  /** Writes to `conn`. */
+  write(data: Uint8Array): Promise<number> {
+    return this.conn.write(data);
+  }
+
+  /** Half-closes `conn`. */
+  closeWrite(): Promise<void> {
+    return this.conn.closeWrite();
+  }
+
+  /** Closes `conn`. */
+  close(): void {
+    this.conn.close();
+  }
+}

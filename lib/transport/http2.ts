@@ -45,7 +45,7 @@ import type {
   ServerHttp2Stream,
   Settings,
 } from "node:http2";
-import type { DuplexConn } from "../net/conn.ts";
+import { type DuplexConn, PrefixedConn } from "../net/conn.ts";
 import { type NodeDuplexSocket, NodeSocketConn } from "../net/node_socket_conn.ts";
 import { serverTlsWrapper, TcpTransportListener } from "./_tcp_listener.ts";
 import { duplexConnStream, nodeSocketDuplex } from "./node_duplex.ts";
@@ -202,7 +202,8 @@ class ServerHttp2Conn implements AdmittedConn {
 
   /** Reads the HTTP/1.1 request head (wss's bounds; the handshake deadline bounds the time), answers 404. */
   async #refuseHttp1(bytes: Uint8Array): Promise<void> {
-    const conn = new PrefixedConn(bytes, new NodeSocketConn(this.#carrier));
+    // The bytes the preface peek took are read again first.
+    const conn = new PrefixedConn(new NodeSocketConn(this.#carrier), bytes);
     try {
       const status = await refuseHttp1Request(conn);
       this.#fail(
@@ -343,30 +344,6 @@ export class Http1RequestRefusedError extends Error {
   override name = "Http1RequestRefusedError";
   constructor(message: string, /** The HTTP status answered. */ readonly status: number) {
     super(message);
-  }
-}
-
-/** `conn` with `prefix` read first (the bytes the preface peek took). */
-class PrefixedConn implements DuplexConn {
-  #prefix: Uint8Array;
-  constructor(prefix: Uint8Array, readonly conn: DuplexConn) {
-    this.#prefix = prefix;
-  }
-  read(buffer: Uint8Array): Promise<number | null> {
-    if (this.#prefix.length === 0) return this.conn.read(buffer);
-    const count = Math.min(buffer.length, this.#prefix.length);
-    buffer.set(this.#prefix.subarray(0, count));
-    this.#prefix = this.#prefix.subarray(count);
-    return Promise.resolve(count);
-  }
-  write(data: Uint8Array): Promise<number> {
-    return this.conn.write(data);
-  }
-  closeWrite(): Promise<void> {
-    return this.conn.closeWrite();
-  }
-  close(): void {
-    this.conn.close();
   }
 }
 

@@ -20,10 +20,8 @@
 
 import { getLogger } from "@logtape/logtape";
 import { type DuplexConn, writeAll } from "../../net/conn.ts";
-import { acceptEach } from "../../net/accept.ts";
 import { formatAddr, unmapIpv4 } from "../../net/address.ts";
 import { hostOfHostHeader } from "../../net/sni.ts";
-import { listenTcp } from "../../net/tcp.ts";
 import { abortQuietly, closeQuietly, pipeBoth } from "../../transport/pipe.ts";
 import { secretsEqual } from "../../text.ts";
 import {
@@ -42,6 +40,7 @@ import {
   type ResponseHead,
 } from "./http_head.ts";
 import { acceptsHtml, displayHost, statusResponse } from "./pages.ts";
+import { VhostListener } from "./listener.ts";
 import { BufferedReader } from "./reader.ts";
 import type { VhostRouter } from "./router.ts";
 import type { VhostStats } from "./stats.ts";
@@ -87,14 +86,17 @@ type ExchangeEnd = "keep" | "close" | "retry";
 
 /** The shared HTTP port. */
 export class VhostHttpServer {
-  readonly #listener: Deno.TcpListener;
-  readonly #connections = new Set<Deno.TcpConn>();
-  #loop: Promise<void> | null = null;
-  #closed = false;
+  readonly #listener: VhostListener;
 
   /** Binds the port. @throws {BindError} classified */
   constructor(readonly options: VhostHttpOptions) {
-    this.#listener = listenTcp(options.hostname, options.port, "vhost_http_port");
+    this.#listener = new VhostListener({
+      hostname: options.hostname,
+      port: options.port,
+      key: "vhost_http_port",
+      label: "HTTP vhost",
+      maxConnections: MAX_HTTP_CONNECTIONS,
+    }, (conn) => this.#serve(conn));
   }
 
   /** The bound address. */
@@ -104,39 +106,27 @@ export class VhostHttpServer {
 
   /** Starts accepting; resolves when {@linkcode close} ends the loop. */
   serve(): Promise<void> {
-    this.#loop ??= acceptEach(this.#listener, (conn) => this.#admit(conn), {
-      stopped: () => this.#closed,
-      onError: (error) =>
-        logger.warn("Accept on the HTTP vhost port failed: {error}", { error: String(error) }),
-    });
-    return this.#loop;
+    return this.#listener.serve();
   }
 
   /** Stops accepting and closes every outside connection. */
-  async close(): Promise<void> {
-    this.#closed = true;
-    closeQuietly(this.#listener);
-    for (const conn of this.#connections) closeQuietly(conn);
-    await this.#loop;
+  close(): Promise<void> {
+    return this.#listener.close();
   }
 
-  #admit(conn: Deno.TcpConn): void {
-    if (this.#connections.size >= MAX_HTTP_CONNECTIONS) {
-      closeQuietly(conn);
-      return;
-    }
+  async #serve(conn: Deno.TcpConn): Promise<void> {
     try {
       conn.setNoDelay(true);
     } catch {
       // Gone already: the first read says so.
     }
-    this.#connections.add(conn);
-    this.#serveConnection(conn)
-      .catch((error) => logger.debug("HTTP vhost connection ended: {error}", { error: String(error) }))
-      .finally(() => {
-        this.#connections.delete(conn);
-        closeQuietly(conn);
-      });
+    try {
+      await this.#serveConnection(conn);
+    } catch (error) {
+      logger.debug("HTTP vhost connection ended: {error}", { error: String(error) });
+    } finally {
+      closeQuietly(conn);
+    }
   }
 
   async #serveConnection(conn: Deno.TcpConn): Promise<void> {

@@ -10,11 +10,11 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { acceptEach } from "../../net/accept.ts";
+import { PrefixedConn } from "../../net/conn.ts";
 import { MAX_CLIENT_HELLO_BYTES, readClientHelloSni } from "../../net/sni.ts";
-import { listenTcp } from "../../net/tcp.ts";
 import { abortQuietly, closeQuietly } from "../../transport/pipe.ts";
 import type { OutsideConn } from "../proxy_kinds/kind.ts";
+import { VhostListener } from "./listener.ts";
 import type { VhostRouter } from "./router.ts";
 import type { VhostStats } from "./stats.ts";
 import type { VhostProxyTarget } from "./target.ts";
@@ -41,38 +41,10 @@ export interface VhostHttpsOptions {
 }
 
 /** A TCP connection whose first bytes (already read) are handed out again before the rest. */
-export class PrefixedConn implements OutsideConn {
-  #prefix: Uint8Array | null;
-
-  constructor(readonly conn: Deno.TcpConn, prefix: Uint8Array) {
-    this.#prefix = prefix.length > 0 ? prefix : null;
-  }
-
+export class PrefixedTcpConn extends PrefixedConn<Deno.TcpConn> implements OutsideConn {
+  /** The outside peer's address. */
   get remoteAddr(): Deno.Addr {
     return this.conn.remoteAddr;
-  }
-
-  read(buffer: Uint8Array): Promise<number | null> {
-    const prefix = this.#prefix;
-    if (prefix) {
-      const count = Math.min(buffer.length, prefix.length);
-      buffer.set(prefix.subarray(0, count));
-      this.#prefix = count < prefix.length ? prefix.subarray(count) : null;
-      return Promise.resolve(count);
-    }
-    return this.conn.read(buffer);
-  }
-
-  write(data: Uint8Array): Promise<number> {
-    return this.conn.write(data);
-  }
-
-  closeWrite(): Promise<void> {
-    return this.conn.closeWrite();
-  }
-
-  close(): void {
-    this.conn.close();
   }
 
   /** A real TCP reset, as for a `tcp` proxy's connection. */
@@ -83,14 +55,22 @@ export class PrefixedConn implements OutsideConn {
 
 /** The shared HTTPS port. */
 export class VhostHttpsServer {
-  readonly #listener: Deno.TcpListener;
-  readonly #pending = new Set<Deno.TcpConn>();
-  #loop: Promise<void> | null = null;
-  #closed = false;
+  readonly #listener: VhostListener;
 
   /** Binds the port. @throws {BindError} classified */
   constructor(readonly options: VhostHttpsOptions) {
-    this.#listener = listenTcp(options.hostname, options.port, "vhost_https_port");
+    this.#listener = new VhostListener({
+      hostname: options.hostname,
+      port: options.port,
+      key: "vhost_https_port",
+      label: "HTTPS vhost",
+      maxConnections: MAX_PENDING_HELLOS,
+      onRefused: () => this.options.stats.httpsRefusedTotal++,
+    }, (conn) =>
+      this.#route(conn).catch((error) => {
+        logger.debug("HTTPS vhost connection dropped: {error}", { error: String(error) });
+        closeQuietly(conn);
+      }));
   }
 
   /** The bound address. */
@@ -100,33 +80,15 @@ export class VhostHttpsServer {
 
   /** Starts accepting; resolves when {@linkcode close} ends the loop. */
   serve(): Promise<void> {
-    this.#loop ??= acceptEach(this.#listener, (conn) => this.#admit(conn), {
-      stopped: () => this.#closed,
-      onError: (error) =>
-        logger.warn("Accept on the HTTPS vhost port failed: {error}", { error: String(error) }),
-    });
-    return this.#loop;
+    return this.#listener.serve();
   }
 
-  /** Stops accepting; connections handed to proxies are theirs (they end with their proxy). */
-  async close(): Promise<void> {
-    this.#closed = true;
-    closeQuietly(this.#listener);
-    for (const conn of this.#pending) closeQuietly(conn);
-    await this.#loop;
-  }
-
-  #admit(conn: Deno.TcpConn): void {
-    if (this.#pending.size >= MAX_PENDING_HELLOS) {
-      this.options.stats.httpsRefusedTotal++;
-      closeQuietly(conn);
-      return;
-    }
-    this.#pending.add(conn);
-    this.#route(conn).catch((error) => {
-      logger.debug("HTTPS vhost connection dropped: {error}", { error: String(error) });
-      closeQuietly(conn);
-    }).finally(() => this.#pending.delete(conn));
+  /**
+   * Stops accepting and closes connections still sending their ClientHello; connections handed to
+   * proxies are theirs (they end with their proxy).
+   */
+  close(): Promise<void> {
+    return this.#listener.close();
   }
 
   async #route(conn: Deno.TcpConn): Promise<void> {
@@ -172,7 +134,7 @@ export class VhostHttpsServer {
       return;
     }
     // The ClientHello bytes go to the service first: it completes the handshake with its certificate.
-    const routed = new PrefixedConn(conn, buffer.slice(0, received));
+    const routed = new PrefixedTcpConn(conn, buffer.slice(0, received));
     try {
       conn.setNoDelay(true);
     } catch {
