@@ -4,7 +4,9 @@
  * one client process (`deno run main.ts …`, over `tls`) publish a small keep-alive HTTP service (its own
  * process, `vhost_backend.ts`) both ways; the bench process sends `GET /` on 8 keep-alive connections for
  * a fixed time, each waiting for its answer before the next request, and reports requests/s with the
- * p50 latency beside it.
+ * p50 latency beside it. Then `wrk` (vhost_wrk.ts) loads each path for 10 s with keep-alive connections,
+ * alternating the Host header over two names (two `http` proxies on the vhost port): requests/s, p50, p99
+ * and errors from wrk's own report.
  *
  * @module
  */
@@ -19,6 +21,7 @@ import {
   writeTunnelFiles,
 } from "../e2e/processes.ts";
 import { CliProcess, freePort } from "../../testing/helpers.ts";
+import { wrkCase, wrkPath, wrkScript } from "./vhost_wrk.ts";
 
 const CONNECTIONS = 8;
 const DURATION_MS = { full: 3000, quick: 1000 };
@@ -99,7 +102,8 @@ export const vhostSection: BenchSection = {
   name: "vhost",
   description: "HTTP requests/s through the shared vhost port (http proxy) vs a tcp proxy vs direct",
   runs: (context) => (context.quick ? 1 : 5),
-  budgetMs: (context) => (context.quick ? 60_000 : 180_000),
+  // The wrk cases add 3 × (2 s warm-up + 10 s per measured run).
+  budgetMs: (context) => (context.quick ? 120_000 : 360_000),
   runTimeoutMs: () => 30_000,
   async setup(context) {
     const { child: backend, ready } = await ScriptChild.start<{ port: number }>(
@@ -119,9 +123,13 @@ export const vhostSection: BenchSection = {
       await Deno.writeTextFile(
         files.clientConfigPath,
         `\n[[proxies]]\nname = "web"\nproxy_type = "http"\ncustom_domains = ["app.bench"]\n` +
-          `local_port = ${ready.port}\n`,
+          `local_port = ${ready.port}\n\n[[proxies]]\nname = "api"\nproxy_type = "http"\n` +
+          `custom_domains = ["api.bench"]\nlocal_port = ${ready.port}\n`,
         { append: true },
       );
+      const scriptPath = `${files.dir}/two_hosts.lua`;
+      await Deno.writeTextFile(scriptPath, wrkScript(["app.bench", "api.bench"]));
+      const wrk = wrkPath();
       const server = track(new CliChild(new CliProcess(["server", "-c", files.serverConfigPath])));
       children.push(server);
       await server.cli.waitForLine(/Listening for clients on/, 20_000);
@@ -129,6 +137,7 @@ export const vhostSection: BenchSection = {
       children.push(client);
       const published = await client.cli.waitForLine(/Proxy bench: 127\.0\.0\.1:(\d+)/, 20_000);
       await client.cli.waitForLine(/Proxy web: /, 20_000);
+      await client.cli.waitForLine(/Proxy api: /, 20_000);
       const tcpPort = Number(published[1]);
       context.log(`vhost: backend :${ready.port}, tcp proxy :${tcpPort}, vhost :${vhostPort}`);
       return {
@@ -136,6 +145,9 @@ export const vhostSection: BenchSection = {
           loadCase(context, "direct", () => ({ port: ready.port, host: "app.bench" })),
           loadCase(context, "tcp proxy", () => ({ port: tcpPort, host: "app.bench" }), "direct"),
           loadCase(context, "http vhost", () => ({ port: vhostPort, host: "app.bench" }), "direct"),
+          wrkCase(context, wrk, scriptPath, "direct", () => ready.port),
+          wrkCase(context, wrk, scriptPath, "tcp proxy", () => tcpPort, "direct"),
+          wrkCase(context, wrk, scriptPath, "2 http vhosts", () => vhostPort, "direct"),
         ],
         async teardown() {
           for (const child of [...children].reverse()) await stopChild(child);
