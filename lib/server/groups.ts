@@ -20,12 +20,10 @@ import type { ProxyStats } from "../stats/proxy_stats.ts";
 import type { GroupSnapshot } from "../stats/snapshot.ts";
 import { secretsEqual } from "../text.ts";
 import { abortQuietly } from "../transport/pipe.ts";
+import { HandedConnections } from "./handed_connections.ts";
 import type { OutsideConn, PublishedListener } from "./proxy_kinds/kind.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "group"]);
-
-/** Connections handed to a member and not yet taken by its accept loop, at most. */
-const MAX_QUEUED_CONNECTIONS = 256;
 
 /**
  * How often a member marked unhealthy by failed connections (not by its client's health check) gets one
@@ -60,9 +58,8 @@ function healthy(proxy: GroupMemberProxy): boolean {
  * `stop()`/`stopListening()` resolve with the port released, as for a port of its own.
  */
 export class GroupMembership implements PublishedListener {
-  readonly #queue: OutsideConn[] = [];
-  #waiting: { resolve: (conn: OutsideConn) => void; reject: (error: Error) => void } | null = null;
-  #closed = false;
+  /** Connections the group handed this member, for its accept loop. */
+  readonly #handed = new HandedConnections();
   /** Resolves once the group no longer needs this member (and, if it was the last, the port is free). */
   #left: Promise<void> = Promise.resolve();
   /** When this member last got a probe connection while unhealthy (ms since epoch, the group's clock). */
@@ -77,43 +74,26 @@ export class GroupMembership implements PublishedListener {
 
   /** Whether this member left. */
   get closed(): boolean {
-    return this.#closed;
+    return this.#handed.closed;
   }
 
   /** Hands `conn` to this member's accept loop; false when it left or its queue is full. */
   deliver(conn: OutsideConn): boolean {
-    if (this.#closed) return false;
-    if (this.#waiting) {
-      const waiting = this.#waiting;
-      this.#waiting = null;
-      waiting.resolve(conn);
-      return true;
-    }
-    if (this.#queue.length >= MAX_QUEUED_CONNECTIONS) return false;
-    this.#queue.push(conn);
-    return true;
+    return this.#handed.deliver(conn);
   }
 
   /** The next connection the group handed this member. */
   accept(): Promise<OutsideConn> {
-    const queued = this.#queue.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.#closed) return this.#left.then(() => Promise.reject(closedError()));
-    return new Promise((resolve, reject) => {
-      this.#waiting = { resolve, reject };
-    });
+    return this.#handed.accept(() => this.#left.then(() => Promise.reject(closedError())));
   }
 
   /** Leaves the group; connections queued for this member go to the others (or are reset). */
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    const queued = this.#queue.splice(0);
+    if (this.#handed.closed) return;
+    const { queued, rejectWaiting } = this.#handed.close();
     this.#left = this.group.leave(this);
     for (const conn of queued) this.group.dispatch(conn, true);
-    const waiting = this.#waiting;
-    this.#waiting = null;
-    if (waiting) void this.#left.then(() => waiting.reject(closedError()));
+    if (rejectWaiting) void this.#left.then(() => rejectWaiting(closedError()));
   }
 }
 

@@ -12,11 +12,9 @@ import type { DuplexConn } from "../../net/conn.ts";
 import type { ProxySpec } from "../../protocol/control.ts";
 import type { ProxyStats } from "../../stats/proxy_stats.ts";
 import { closeQuietly } from "../../transport/pipe.ts";
+import { HandedConnections } from "../handed_connections.ts";
 import type { OutsideConn, PublishedListener } from "../proxy_kinds/kind.ts";
 import type { VhostTarget } from "./router.ts";
-
-/** Connections routed to an https proxy and not yet taken by its accept loop, at most. */
-const MAX_QUEUED_CONNECTIONS = 256;
 
 /** What the vhost servers need of a routed proxy. */
 export interface VhostProxyTarget extends VhostTarget {
@@ -43,9 +41,8 @@ export interface RoutedProxy {
 
 /** An `http`/`https` proxy's presence on a shared vhost port. */
 export class VhostPublication implements PublishedListener, VhostProxyTarget {
-  readonly #queue: OutsideConn[] = [];
-  #waiting: { resolve: (conn: OutsideConn) => void; reject: (error: Error) => void } | null = null;
-  #closed = false;
+  /** Connections routed to this https proxy, for its accept loop. */
+  readonly #handed = new HandedConnections();
 
   constructor(
     readonly proxy: RoutedProxy,
@@ -70,7 +67,7 @@ export class VhostPublication implements PublishedListener, VhostProxyTarget {
   }
 
   get unavailable(): boolean {
-    return this.#closed || this.proxy.stopped || this.proxy.refuseConnections;
+    return this.#handed.closed || this.proxy.stopped || this.proxy.refuseConnections;
   }
 
   openRoutedStream(peer: string): Promise<{ stream: DuplexConn & { reset?(): void }; done: () => void }> {
@@ -78,34 +75,21 @@ export class VhostPublication implements PublishedListener, VhostProxyTarget {
   }
 
   deliver(conn: OutsideConn): boolean {
-    if (this.#closed) return false;
-    if (this.#waiting) {
-      const waiting = this.#waiting;
-      this.#waiting = null;
-      waiting.resolve(conn);
-      return true;
-    }
-    if (this.#queue.length >= MAX_QUEUED_CONNECTIONS) return false;
-    this.#queue.push(conn);
-    return true;
+    return this.#handed.deliver(conn);
   }
 
   /** The next routed connection (https); an http proxy's never come, its requests are streamed per exchange. */
   accept(): Promise<OutsideConn> {
-    const queued = this.#queue.shift();
-    if (queued) return Promise.resolve(queued);
-    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("the vhost publication is closed"));
-    return new Promise((resolve, reject) => {
-      this.#waiting = { resolve, reject };
-    });
+    return this.#handed.accept(() =>
+      Promise.reject(new Deno.errors.BadResource("the vhost publication is closed"))
+    );
   }
 
   close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#handed.closed) return;
+    const { queued, rejectWaiting } = this.#handed.close();
     this.onClose(this);
-    this.#waiting?.reject(new Deno.errors.BadResource("the vhost publication is closed"));
-    this.#waiting = null;
-    for (const conn of this.#queue.splice(0)) closeQuietly(conn);
+    rejectWaiting?.(new Deno.errors.BadResource("the vhost publication is closed"));
+    for (const conn of queued) closeQuietly(conn);
   }
 }
