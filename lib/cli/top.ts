@@ -291,6 +291,31 @@ export function renderPlainTable(stats: ServedStats): string {
         ], new Set([4, 5, 6, 7])),
       );
     }
+    // The vhost ports' routes (host → client/proxy) with each host's requests by status.
+    const routes = stats.vhost?.route_list ?? [];
+    if (routes.length > 0) {
+      const statuses = (host: string) =>
+        (stats.vhost?.http_requests ?? []).filter((entry) => entry.host === host)
+          .map((entry) => `${entry.status}:${entry.count}`).join(",") || "-";
+      lines.push(
+        "",
+        ...formatColumns([
+          ["ROUTE", "KIND", "CLIENT", "PROXY", "GROUP", "REQUESTS"],
+          ...routes.map((route) => [
+            route.host + (route.location === "/" ? "" : route.location),
+            route.kind,
+            route.client,
+            route.proxy,
+            route.group ?? "-",
+            route.kind === "http"
+              ? statuses(route.host)
+              : `${
+                stats.vhost?.https_connections.find((entry) => entry.host === route.host)?.count ?? 0
+              } routed`,
+          ]),
+        ]),
+      );
+    }
     // Tunnel listeners, when there are several (one is already named on the first line).
     const listeners = stats.listeners ?? [];
     if (listeners.length > 1) {

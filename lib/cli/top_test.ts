@@ -624,3 +624,33 @@ Deno.test("top lists a server's tunnel listeners with their connections and sess
     /listeners/,
   );
 });
+
+Deno.test("the plain table of a server lists its vhost routes with client, proxy and requests by status", () => {
+  const stats = served(serverSnapshot());
+  assert.ok(stats.role === "server");
+  stats.vhost = {
+    http_addr: "0.0.0.0:80",
+    https_addr: "0.0.0.0:443",
+    routes: 3,
+    route_list: [
+      { kind: "http", host: "app.example.com", location: "/", client: "office", proxy: "web" },
+      { kind: "http", host: "app.example.com", location: "/api", client: "lab", proxy: "api", group: "apis" },
+      { kind: "https", host: "shop.example.com", location: "/", client: "office", proxy: "shop" },
+    ],
+    http_requests: [
+      { host: "", status: 503, count: 2 },
+      { host: "app.example.com", status: 200, count: 40 },
+      { host: "app.example.com", status: 504, count: 1 },
+    ],
+    http_no_tunnel_total: 2,
+    http_timeouts_total: 1,
+    https_connections: [{ host: "shop.example.com", count: 7 }],
+    https_refused_total: 0,
+  };
+  const table = renderPlainTable(stats);
+  assert.match(table, /\nROUTE\s+KIND\s+CLIENT\s+PROXY\s+GROUP\s+REQUESTS\n/);
+  assert.match(table, /\napp\.example\.com\s+http\s+office\s+web\s+-\s+200:40,504:1\n/);
+  assert.match(table, /\napp\.example\.com\/api\s+http\s+lab\s+api\s+apis\s+200:40,504:1\n/);
+  assert.match(table, /\nshop\.example\.com\s+https\s+office\s+shop\s+-\s+7 routed\n?/);
+  assert.doesNotMatch(renderPlainTable(served(serverSnapshot())), /^ROUTE/m);
+});
