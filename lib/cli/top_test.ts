@@ -634,7 +634,14 @@ Deno.test("the plain table of a server lists its vhost routes with client, proxy
     routes: 3,
     route_list: [
       { kind: "http", host: "app.example.com", location: "/", client: "office", proxy: "web" },
-      { kind: "http", host: "app.example.com", location: "/api", client: "lab", proxy: "api", group: "apis" },
+      {
+        kind: "http",
+        host: "app.example.com",
+        location: "/api",
+        client: "group 'apis'",
+        proxy: "apis",
+        group: "apis",
+      },
       { kind: "https", host: "shop.example.com", location: "/", client: "office", proxy: "shop" },
     ],
     http_requests: [
@@ -650,7 +657,7 @@ Deno.test("the plain table of a server lists its vhost routes with client, proxy
   const table = renderPlainTable(stats);
   assert.match(table, /\nROUTE\s+KIND\s+CLIENT\s+PROXY\s+GROUP\s+REQUESTS\n/);
   assert.match(table, /\napp\.example\.com\s+http\s+office\s+web\s+-\s+200:40,504:1\n/);
-  assert.match(table, /\napp\.example\.com\/api\s+http\s+lab\s+api\s+apis\s+200:40,504:1\n/);
+  assert.match(table, /\napp\.example\.com\/api\s+http\s+group 'apis'\s+apis\s+apis\s+200:40,504:1\n/);
   assert.match(table, /\nshop\.example\.com\s+https\s+office\s+shop\s+-\s+7 routed\n?/);
   assert.doesNotMatch(renderPlainTable(served(serverSnapshot())), /^ROUTE/m);
 });

@@ -268,9 +268,9 @@ export interface VhostRouteSnapshot {
   host: string;
   /** The path prefix (`"/"` for every path; always `"/"` for https). */
   location: string;
-  /** The serving client's name (a group's route: the client that formed it). */
+  /** The serving client's name; on a group's route `group 'NAME'` (its members are in `groups`). */
   client: string;
-  /** The serving proxy's name. */
+  /** The serving proxy's name; on a group's route the group's name. */
   proxy: string;
   /** The group holding the route, when a group does. */
   group?: string;
