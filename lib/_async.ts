@@ -34,3 +34,16 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * Runs `run` now and tells how it went as a promise: resolved, or rejected with what it threw (for a
+ * method that promises its outcome but does its work synchronously).
+ */
+export function settleNow(run: () => void): Promise<void> {
+  try {
+    run();
+    return Promise.resolve();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}

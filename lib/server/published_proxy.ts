@@ -198,16 +198,10 @@ export class PublishedProxy {
     this.stats.activeConnections++;
     this.stats.totalConnections++;
     try {
-      let stream: DuplexConn | null = null;
+      let stream: DuplexConn;
       try {
-        const openStartedMs = performance.now();
-        stream = await this.openStream();
-        this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
-        await writeAll(stream, this.kind.streamHeader(this.spec, peer, connId));
-        this.connectFailures.streamOpened(connId);
+        stream = await this.#openHeaderedStream(peer, connId);
       } catch (error) {
-        if (stream) closeQuietly(stream);
-        this.stats.failedConnections++;
         logger.debug("Cannot open a stream for {peer} on {proxy}: {error}", {
           peer,
           proxy: this.spec.name,
@@ -232,6 +226,26 @@ export class PublishedProxy {
   }
 
   /**
+   * Opens a stream to the client for connection `connId` from `peer` and writes its stream header; when
+   * either fails, closes the stream, counts a failed connection and rethrows.
+   */
+  async #openHeaderedStream(peer: string, connId: number): Promise<DuplexConn & { reset?(): void }> {
+    let stream: (DuplexConn & { reset?(): void }) | null = null;
+    try {
+      const openStartedMs = performance.now();
+      stream = await this.openStream();
+      this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
+      await writeAll(stream, this.kind.streamHeader(this.spec, peer, connId));
+      this.connectFailures.streamOpened(connId);
+      return stream;
+    } catch (error) {
+      if (stream) closeQuietly(stream);
+      this.stats.failedConnections++;
+      throw error;
+    }
+  }
+
+  /**
    * Opens a stream to the client for an exchange a shared vhost port routed to this proxy (an `http`
    * proxy's requests, `lib/server/vhost/`), its stream header written, and counts it as a connection
    * (active until `done` is called, once). Rejects, counted as failed, when the stream cannot be opened.
@@ -244,19 +258,7 @@ export class PublishedProxy {
         `proxy '${this.spec.name}' carries max_connections (${this.spec.max_connections}) already`,
       );
     }
-    const connId = this.#nextConnId++;
-    let stream: (DuplexConn & { reset?(): void }) | null = null;
-    try {
-      const openStartedMs = performance.now();
-      stream = await this.openStream();
-      this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
-      await writeAll(stream, this.kind.streamHeader(this.spec, peer, connId));
-      this.connectFailures.streamOpened(connId);
-    } catch (error) {
-      if (stream) closeQuietly(stream);
-      this.stats.failedConnections++;
-      throw error;
-    }
+    const stream = await this.#openHeaderedStream(peer, this.#nextConnId++);
     this.stats.activeConnections++;
     this.stats.totalConnections++;
     let counted = true;

@@ -10,6 +10,7 @@
 
 import type { Server, Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
+import { settleNow } from "../_async.ts";
 import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
 import type { AdmittedConn, IncomingConn, TransportListener, TransportListenOptions } from "./transport.ts";
 
@@ -147,12 +148,7 @@ export class TcpTransportListener implements TransportListener {
   replaceCertificate(certPem: string, keyPem: string): Promise<void> {
     const swap = this.#swapCertificate;
     if (swap === null) return Promise.reject(new Error("this listener has no TLS certificate of its own"));
-    try {
-      swap(certPem, keyPem);
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return settleNow(() => swap(certPem, keyPem));
   }
 
   /** Stops accepting; admitted connections stay open. Safe to call more than once. */

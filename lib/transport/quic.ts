@@ -39,6 +39,7 @@
  * @module
  */
 
+import { settleNow } from "../_async.ts";
 import { classifyBindError, requireIpLiteral } from "../net/tcp.ts";
 import { requireUnstableNet } from "../net/unstable.ts";
 import {
@@ -268,12 +269,9 @@ class QuicTransportListener implements TransportListener {
     if (this.#closed || endpoint === null) {
       return Promise.reject(new Error("the QUIC listener is closed"));
     }
-    try {
+    return settleNow(() => {
       this.#replaced.push(endpoint.listen(serverListenOptions(certPem, keyPem)));
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    });
   }
 
   close(): void {
