@@ -6,6 +6,9 @@
  * @module
  */
 
+import { freePort, waitFor } from "./helpers.ts";
+import { echoesAt, SERVER_ADDRESSES, TwoServers } from "./multi_server.ts";
+
 /** Where haproxy is, or null when it is not installed. */
 export function haproxyPath(): string | null {
   for (const path of ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"]) {
@@ -131,6 +134,65 @@ export class Haproxy implements AsyncDisposable {
     }
     await this.#child.status;
     await this.#pump.catch(() => {});
+  }
+}
+
+/** How haproxy checks and retries in a {@linkcode BehindHaproxy} set-up. */
+export type FailoverHaproxyOptions = Pick<HaproxyOptions, "checkIntervalMs" | "fall" | "redispatch">;
+
+/**
+ * The two-server set-up the failover test and bench run: two servers and their client
+ * ({@linkcode TwoServers}), the proxy answering on both addresses, and haproxy on a free loopback port
+ * balancing its published port over the two (servers `a` and `b`). Disposing it stops haproxy, then the
+ * processes.
+ */
+export class BehindHaproxy implements AsyncDisposable {
+  private constructor(
+    /** The servers and the client. */
+    readonly fixture: TwoServers,
+    /** haproxy in front of them. */
+    readonly haproxy: Haproxy,
+    /** haproxy's frontend port on 127.0.0.1. */
+    readonly frontendPort: number,
+  ) {}
+
+  /** Starts both servers, the client and haproxy (`binary`); resolves once the proxy answers on both. */
+  static async start(binary: string, options: FailoverHaproxyOptions): Promise<BehindHaproxy> {
+    const fixture = await TwoServers.create();
+    try {
+      const { publishPort } = fixture;
+      await fixture.startServer(0);
+      await fixture.startServer(1);
+      fixture.startClient();
+      for (const address of SERVER_ADDRESSES) {
+        await waitFor(() => echoesAt(address, publishPort), 15_000, `the proxy on ${address}`, 50);
+      }
+      const frontendPort = freePort();
+      const haproxy = await Haproxy.start({
+        binary,
+        dir: fixture.dir,
+        frontendPort,
+        backends: SERVER_ADDRESSES.map((host, index) => ({
+          name: "ab"[index] ?? "",
+          host,
+          port: publishPort,
+        })),
+        ...options,
+      });
+      return new BehindHaproxy(fixture, haproxy, frontendPort);
+    } catch (error) {
+      await fixture[Symbol.asyncDispose]();
+      throw error;
+    }
+  }
+
+  /** Stops haproxy, then the servers and the client. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      await this.haproxy[Symbol.asyncDispose]();
+    } finally {
+      await this.fixture[Symbol.asyncDispose]();
+    }
   }
 }
 

@@ -8,9 +8,8 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort, waitFor } from "../testing/helpers.ts";
-import { echoesAt, SERVER_ADDRESSES, TwoServers } from "../testing/multi_server.ts";
-import { connectionLoop, failoverFigures, Haproxy, haproxyPath } from "../testing/failover.ts";
+import { waitFor } from "../testing/helpers.ts";
+import { BehindHaproxy, connectionLoop, failoverFigures, haproxyPath } from "../testing/failover.ts";
 
 const HAPROXY = haproxyPath();
 const CHECK_INTERVAL_MS = 200;
@@ -22,24 +21,12 @@ Deno.test({
     "behind haproxy, killing one of two servers fails only connections in flight or before the health check notices",
   ignore: HAPROXY === null,
   async fn() {
-    await using fixture = await TwoServers.create();
-    const { publishPort } = fixture;
-    await fixture.startServer(0);
-    await fixture.startServer(1);
-    fixture.startClient();
-    for (const address of SERVER_ADDRESSES) {
-      await waitFor(() => echoesAt(address, publishPort), 15_000, `the proxy on ${address}`, 50);
-    }
-    const frontendPort = freePort();
-    await using haproxy = await Haproxy.start({
-      binary: HAPROXY ?? "",
-      dir: fixture.dir,
-      frontendPort,
-      backends: SERVER_ADDRESSES.map((host, index) => ({ name: "ab"[index] ?? "", host, port: publishPort })),
+    await using setup = await BehindHaproxy.start(HAPROXY ?? "", {
       checkIntervalMs: CHECK_INTERVAL_MS,
       fall: FALL,
       redispatch: true,
     });
+    const { fixture, haproxy, frontendPort } = setup;
 
     const stop = new AbortController();
     const loop = connectionLoop(frontendPort, LOOP_INTERVAL_MS, stop.signal);

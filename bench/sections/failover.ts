@@ -17,9 +17,7 @@
  */
 
 import type { BenchCase, BenchContext, BenchFigure, BenchSection } from "../_harness.ts";
-import { freePort, waitFor } from "../../testing/helpers.ts";
-import { echoesAt, SERVER_ADDRESSES, TwoServers } from "../../testing/multi_server.ts";
-import { connectionLoop, failoverFigures, Haproxy, haproxyPath } from "../../testing/failover.ts";
+import { BehindHaproxy, connectionLoop, failoverFigures, haproxyPath } from "../../testing/failover.ts";
 
 const CHECK_INTERVAL_MS = 200;
 const FALL = 2;
@@ -32,24 +30,12 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One run: fresh processes, the loop, the kill; the figures. */
 async function oneRun(binary: string, redispatch: boolean, signal: AbortSignal) {
-  await using fixture = await TwoServers.create();
-  const { publishPort } = fixture;
-  await fixture.startServer(0);
-  await fixture.startServer(1);
-  fixture.startClient();
-  for (const address of SERVER_ADDRESSES) {
-    await waitFor(() => echoesAt(address, publishPort), 15_000, `the proxy on ${address}`, 50);
-  }
-  const frontendPort = freePort();
-  await using haproxy = await Haproxy.start({
-    binary,
-    dir: fixture.dir,
-    frontendPort,
-    backends: SERVER_ADDRESSES.map((host, index) => ({ name: "ab"[index] ?? "", host, port: publishPort })),
+  await using setup = await BehindHaproxy.start(binary, {
     checkIntervalMs: CHECK_INTERVAL_MS,
     fall: FALL,
     redispatch,
   });
+  const { fixture, haproxy, frontendPort } = setup;
   const stop = new AbortController();
   signal.addEventListener("abort", () => stop.abort(), { once: true });
   const loop = connectionLoop(frontendPort, LOOP_INTERVAL_MS, stop.signal);
