@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import type { ClientRoleSnapshot, ServerSnapshot, UdpSnapshot } from "../lib/stats/snapshot.ts";
-import { CliProcess, freePort, waitFor } from "../testing/helpers.ts";
+import { CLI_PERMISSIONS, CliProcess, freePort, waitFor } from "../testing/helpers.ts";
 import {
   FAST_RECONNECT,
   LISTENING,
@@ -23,16 +23,9 @@ import { hasUnstableNet } from "../lib/net/unstable.ts";
 import { TunnelFixture } from "../testing/tunnel.ts";
 
 /** The permissions of the CLI's children, with UDP. */
-const UNSTABLE = [
-  "--unstable-net",
-  "--allow-net",
-  "--allow-read",
-  "--allow-env",
-  "--allow-sys=hostname",
-  "--allow-ffi",
-];
+const UNSTABLE = ["--unstable-net", ...CLI_PERMISSIONS];
 /** The same without `--unstable-net`. */
-const STABLE = UNSTABLE.slice(1);
+const STABLE = [...CLI_PERMISSIONS];
 
 function installed(...paths: string[]): string | undefined {
   return paths.find((path) => {

@@ -14,17 +14,10 @@
 import type { BenchCase, BenchContext, BenchSection } from "../_harness.ts";
 import { type ChildHandle, stopChild, track, writeTunnelFiles } from "../e2e/processes.ts";
 import { CliChild } from "../e2e/processes.ts";
-import { CliProcess } from "../../testing/helpers.ts";
+import { CLI_PERMISSIONS, CliProcess } from "../../testing/helpers.ts";
 
 /** The server's and client's permissions: the default ones plus `--unstable-net`. */
-const UNSTABLE = [
-  "--unstable-net",
-  "--allow-net",
-  "--allow-read",
-  "--allow-env",
-  "--allow-sys=hostname",
-  "--allow-ffi",
-];
+const UNSTABLE = ["--unstable-net", ...CLI_PERMISSIONS];
 
 const RTT_COUNT = { full: 2000, quick: 300 };
 const THROUGHPUT_MS = { full: 3000, quick: 1000 };
