@@ -373,6 +373,46 @@ export async function echoes(port: number, text: string): Promise<boolean> {
   }
 }
 
+/**
+ * Connects to 127.0.0.1:`port` and sends `text`; returns what came back (the first read's bytes, at most
+ * 64; with `untilEnd`, everything up to the end after half-closing), or the error that ended the connect,
+ * the write or the read. A refused connection (a visitor's) shows as an Error or "": a reset can beat the
+ * connect's own completion.
+ */
+export async function tryExchange(
+  port: number,
+  text: string,
+  options: { untilEnd?: boolean } = {},
+): Promise<string | Error> {
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  } catch (error) {
+    return error as Error;
+  }
+  try {
+    await writeAll(conn, new TextEncoder().encode(text));
+    if (options.untilEnd !== true) {
+      const buffer = new Uint8Array(64);
+      const count = await conn.read(buffer);
+      return count === null ? "" : new TextDecoder().decode(buffer.subarray(0, count));
+    }
+    await conn.closeWrite();
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(4096);
+    for (;;) {
+      const count = await conn.read(buffer);
+      if (count === null) break;
+      chunks.push(buffer.slice(0, count));
+    }
+    return new TextDecoder().decode(concatBytes(chunks));
+  } catch (error) {
+    return error as Error;
+  } finally {
+    conn.close();
+  }
+}
+
 /** The events with `code` that `client` has recorded (from the server's notices and its own). */
 export function eventsOf(client: TunnelClient, code: string): EventSnapshot[] {
   return client.events.recent().filter((event) => event.code === code);

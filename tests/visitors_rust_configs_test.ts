@@ -5,31 +5,18 @@
  */
 
 import assert from "node:assert/strict";
-import { canBind, CliProcess, EchoService, freePort, makeWorkdir, PROJECT_ROOT } from "../testing/helpers.ts";
+import {
+  canBind,
+  CliProcess,
+  EchoService,
+  freePort,
+  makeWorkdir,
+  PROJECT_ROOT,
+  tryExchange,
+} from "../testing/helpers.ts";
 import { echoThrough } from "../testing/process_tunnel.ts";
 
 const RUST = new URL("../shared/compat/rust-tls-tunnel-1.5.1/", `file://${PROJECT_ROOT}`).pathname;
-
-/** Connects, sends a line, and returns what came back, or the error of the read. */
-async function tryEcho(port: number): Promise<string | Error> {
-  let conn: Deno.TcpConn;
-  try {
-    conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  } catch (error) {
-    // A reset can beat the connect's own completion: the same refusal.
-    return error as Error;
-  }
-  try {
-    await conn.write(new TextEncoder().encode("SELECT 1;\n"));
-    const buffer = new Uint8Array(64);
-    const count = await conn.read(buffer);
-    return count === null ? "" : new TextDecoder().decode(buffer.subarray(0, count));
-  } catch (error) {
-    return error as Error;
-  } finally {
-    conn.close();
-  }
-}
 
 Deno.test("the Rust tool's visitor examples run: client A's ssh-proxy is private, client B's visitor reaches it, its mysql visitor is told NOT_FOUND", async () => {
   const work = await makeWorkdir();
@@ -76,7 +63,7 @@ Deno.test("the Rust tool's visitor examples run: client A's ssh-proxy is private
     );
 
     assert.equal(await echoThrough(sshVisitorPort, "SSH-2.0-test\r\n"), "SSH-2.0-test\r\n");
-    const mysql = await tryEcho(mysqlVisitorPort);
+    const mysql = await tryExchange(mysqlVisitorPort, "SELECT 1;\n");
     assert.ok(mysql instanceof Error || mysql === "", `answered ${JSON.stringify(mysql)}`);
     await b.waitForLine(/Visitor 'mysql-proxy' \(publish_port 3306\): .*\(NOT_FOUND\)/, 5000);
   } finally {

@@ -6,7 +6,14 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { canBind, type CliProcess, freePort, patternBytes, waitFor } from "../testing/helpers.ts";
+import {
+  canBind,
+  type CliProcess,
+  freePort,
+  patternBytes,
+  tryExchange,
+  waitFor,
+} from "../testing/helpers.ts";
 import { echoThrough, PROCESS_AUTH_KEY, ProcessTunnel } from "../testing/process_tunnel.ts";
 import { RawClient, RawServer } from "../testing/raw_client.ts";
 import { writeAll } from "../lib/net/conn.ts";
@@ -98,33 +105,6 @@ function privateUp(name: string): RegExp {
 /** The line a client logs once its visitor listens. */
 function visitorListening(name: string): RegExp {
   return new RegExp(`Visitor '${name}' \\(publish_port \\d+[^)]*\\) listening on`);
-}
-
-/** Connects to 127.0.0.1:`port`, sends `text` and returns what comes back, or the error of the read. */
-async function tryEcho(port: number, text: string): Promise<string | Error> {
-  let conn: Deno.TcpConn;
-  try {
-    conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  } catch (error) {
-    // A reset can beat the connect's own completion (the visitor resets at once): the same refusal.
-    return error as Error;
-  }
-  try {
-    await conn.write(encoder.encode(text));
-    await conn.closeWrite();
-    const chunks: Uint8Array[] = [];
-    const buffer = new Uint8Array(4096);
-    for (;;) {
-      const count = await conn.read(buffer);
-      if (count === null) break;
-      chunks.push(buffer.slice(0, count));
-    }
-    return chunks.map((chunk) => decoder.decode(chunk)).join("");
-  } catch (error) {
-    return error as Error;
-  } finally {
-    conn.close();
-  }
 }
 
 async function stats(
@@ -258,7 +238,7 @@ Deno.test("a visitor reaches another client's private proxy (interactive, 64 MiB
     held.close();
 
     // While the owner is away: refused, and the visitor says why.
-    const away = await tryEcho(visitPort, "anyone?");
+    const away = await tryExchange(visitPort, "anyone?", { untilEnd: true });
     assert.ok(away instanceof Error || away === "", `answered ${JSON.stringify(away)}`);
     await laptop.waitForLine(/\(NOT_FOUND\)/, 5000);
 
@@ -272,7 +252,7 @@ Deno.test("a visitor reaches another client's private proxy (interactive, 64 MiB
     await server.status();
     await laptop.waitForLine(/Session with .* ended|Attempt \d+ to reach/, 10_000);
     assert.ok(!canBind(visitPort), "the visitor's port stays bound while its session is down");
-    const offline = await tryEcho(visitPort, "offline");
+    const offline = await tryExchange(visitPort, "offline", { untilEnd: true });
     assert.ok(offline instanceof Error || offline === "", `answered ${JSON.stringify(offline)}`);
     server = await tunnel.server();
     const reconnectsBefore = laptop.lines.filter((line) => /Authenticated with/.test(line)).length;
@@ -356,7 +336,7 @@ Deno.test("visits are refused with the reason logged by the visitor and the serv
     [intern, internPort, /\(DENIED\): client intern may visit only laptop \(allow_visit/],
   ];
   for (const [client, port, reason] of refusals) {
-    const result = await tryEcho(port, "let me in");
+    const result = await tryExchange(port, "let me in", { untilEnd: true });
     // The application sees its connection fail (reset), never an answer.
     assert.ok(result instanceof Error || result === "", `refused visit answered ${JSON.stringify(result)}`);
     await client.waitForLine(reason, 5000);

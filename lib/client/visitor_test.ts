@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { memorySessions, within } from "../../testing/mux.ts";
+import { tryExchange } from "../../testing/helpers.ts";
 import type { VisitorConfig } from "../config/types.ts";
 import type { Session } from "../mux/mod.ts";
 import { writeAll } from "../net/conn.ts";
@@ -8,27 +9,6 @@ import { Visitor, VisitorBindError } from "./visitor.ts";
 
 function config(bindPort = 0): VisitorConfig {
   return { name: "db", publishPort: 5432, bindAddr: "127.0.0.1", bindPort, secretKey: "open sesame" };
-}
-
-/** Connects to the visitor, sends `text`, and returns what came back or the error that ended the read. */
-async function exchange(port: number, text: string): Promise<string | Error> {
-  let conn: Deno.TcpConn;
-  try {
-    conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  } catch (error) {
-    // A reset can beat the connect's own completion (the visitor resets at once): the same refusal.
-    return error as Error;
-  }
-  try {
-    await writeAll(conn, new TextEncoder().encode(text));
-    const buffer = new Uint8Array(64);
-    const count = await conn.read(buffer);
-    return count === null ? "" : new TextDecoder().decode(buffer.subarray(0, count));
-  } catch (error) {
-    return error as Error;
-  } finally {
-    conn.close();
-  }
 }
 
 Deno.test("a visitor whose port is taken fails with a message naming the address and what to do", () => {
@@ -53,7 +33,7 @@ Deno.test("without a session a visitor resets each connection and keeps listenin
   const visitor = new Visitor(config(), () => session);
   const addr = visitor.listen();
   try {
-    const offline = await exchange(addr.port, "anyone?");
+    const offline = await tryExchange(addr.port, "anyone?");
     assert.ok(offline instanceof Error || offline === "", `answered ${JSON.stringify(offline)}`);
     assert.deepEqual(visitor.counters.refused, { no_session: 1 });
     assert.match(visitor.counters.lastError ?? "", /not connected to the server/);
@@ -79,7 +59,7 @@ Deno.test("without a session a visitor resets each connection and keeps listenin
       await stream.closeWrite();
       stream.close();
     })();
-    assert.equal(await exchange(addr.port, "hello"), "HELLO");
+    assert.equal(await tryExchange(addr.port, "hello"), "HELLO");
     await serving;
 
     // A refusal: the application's connection fails, and the reason is kept.
@@ -94,7 +74,7 @@ Deno.test("without a session a visitor resets each connection and keeps listenin
       await stream.closeWrite();
       stream.close();
     })();
-    const denied = await exchange(addr.port, "let me in");
+    const denied = await tryExchange(addr.port, "let me in");
     assert.ok(denied instanceof Error || denied === "", `answered ${JSON.stringify(denied)}`);
     await refusing;
     assert.deepEqual(visitor.counters.refused, { no_session: 1, denied: 1 });
@@ -148,9 +128,9 @@ Deno.test("a visitor with several servers is carried by the first that has the t
   const servingTwo = answerVisits(two.server, null);
   const addr = visitor.listen();
   try {
-    assert.equal(await exchange(addr.port, "first"), "FIRST");
+    assert.equal(await tryExchange(addr.port, "first"), "FIRST");
     // a refused a moment ago: b is asked first now, a is not asked at all.
-    assert.equal(await exchange(addr.port, "second"), "SECOND");
+    assert.equal(await tryExchange(addr.port, "second"), "SECOND");
     assert.deepEqual(visitor.snapshot().servers, [
       { name: "a", visits: 0, refused: { not_found: 1 } },
       { name: "b", visits: 2, refused: {} },
@@ -159,7 +139,7 @@ Deno.test("a visitor with several servers is carried by the first that has the t
 
     // b gone too: a is asked again and refuses; the connection is reset, each server's answer logged.
     twoSession = null;
-    const refused = await exchange(addr.port, "third");
+    const refused = await tryExchange(addr.port, "third");
     assert.ok(refused instanceof Error || refused === "", `answered ${JSON.stringify(refused)}`);
     assert.deepEqual(visitor.counters.refused, { not_found: 1 });
     const message = visitor.counters.lastError ?? "";
@@ -183,7 +163,7 @@ Deno.test("a visitor with several servers and no session anywhere resets the con
   );
   const addr = visitor.listen();
   try {
-    const offline = await exchange(addr.port, "anyone?");
+    const offline = await tryExchange(addr.port, "anyone?");
     assert.ok(offline instanceof Error || offline === "", `answered ${JSON.stringify(offline)}`);
     assert.deepEqual(visitor.counters.refused, { no_session: 1 });
     assert.match(
@@ -215,7 +195,7 @@ Deno.test("a visitor with several servers tries the next when one resets the vis
   const servingTwo = answerVisits(two.server, null);
   const addr = visitor.listen();
   try {
-    assert.equal(await exchange(addr.port, "carried"), "CARRIED");
+    assert.equal(await tryExchange(addr.port, "carried"), "CARRIED");
     assert.deepEqual(visitor.snapshot().servers, [
       { name: "a", visits: 0, refused: { failed: 1 } },
       { name: "b", visits: 1, refused: {} },
