@@ -10,6 +10,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { exposeFullCollection, type FullCollection } from "../_gc.ts";
 import { errorMessage } from "../text.ts";
 
 const logger = getLogger(["tls-tunnel", "cli"]);
@@ -18,7 +19,7 @@ const logger = getLogger(["tls-tunnel", "cli"]);
 export const IDLE_CHECK_INTERVAL_MS = 10_000;
 
 /** A full garbage collection, or null where the runtime does not offer one. */
-export type FullCollection = () => void;
+export type { FullCollection };
 
 /**
  * V8's full collection, reached through `node:v8` and `node:vm` (Deno has no flag-free way); null if the
@@ -26,11 +27,7 @@ export type FullCollection = () => void;
  */
 export async function loadFullCollection(): Promise<FullCollection | null> {
   try {
-    const { default: v8 } = await import("node:v8");
-    const { default: vm } = await import("node:vm");
-    v8.setFlagsFromString("--expose-gc");
-    const gc: unknown = vm.runInNewContext("gc");
-    return typeof gc === "function" ? () => gc() : null;
+    return await exposeFullCollection();
   } catch (error) {
     logger.debug("No full garbage collection available ({error}); memory is left to V8", {
       error: errorMessage(error),

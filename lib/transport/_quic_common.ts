@@ -6,6 +6,7 @@
  * @module
  */
 
+import { exposeFullCollection, type FullCollection } from "../_gc.ts";
 import type { DuplexConn } from "../net/conn.ts";
 import { errorMessage } from "../text.ts";
 
@@ -40,23 +41,12 @@ const READ_CHUNK_BYTES = 64 * 1024;
 // ---------------------------------------------------------------------------------------------------
 // Freeing endpoints
 
-type FullCollection = () => void;
 let fullCollection: Promise<FullCollection | null> | null = null;
 let collectionTimer: ReturnType<typeof setTimeout> | undefined;
 
-/** V8's full collection through `node:v8`/`node:vm` (as in `cli/_idle_gc.ts`), or null. */
+/** V8's full collection (`lib/_gc.ts`, as `cli/_idle_gc.ts` uses it), loaded once; null if refused. */
 export function loadFullCollection(): Promise<FullCollection | null> {
-  fullCollection ??= (async () => {
-    try {
-      const { default: v8 } = await import("node:v8");
-      const { default: vm } = await import("node:vm");
-      v8.setFlagsFromString("--expose-gc");
-      const gc: unknown = vm.runInNewContext("gc");
-      return typeof gc === "function" ? () => gc() : null;
-    } catch {
-      return null;
-    }
-  })();
+  fullCollection ??= exposeFullCollection().catch(() => null);
   return fullCollection;
 }
 
