@@ -85,36 +85,20 @@ interface Upstream {
 type ExchangeEnd = "keep" | "close" | "retry";
 
 /** The shared HTTP port. */
-export class VhostHttpServer {
-  readonly #listener: VhostListener;
-
+export class VhostHttpServer extends VhostListener {
   /** Binds the port. @throws {BindError} classified */
   constructor(readonly options: VhostHttpOptions) {
-    this.#listener = new VhostListener({
+    super({
       hostname: options.hostname,
       port: options.port,
       key: "vhost_http_port",
       label: "HTTP vhost",
       maxConnections: MAX_HTTP_CONNECTIONS,
-    }, (conn) => this.#serve(conn));
+    });
   }
 
-  /** The bound address. */
-  get addr(): Deno.NetAddr {
-    return this.#listener.addr;
-  }
-
-  /** Starts accepting; resolves when {@linkcode close} ends the loop. */
-  serve(): Promise<void> {
-    return this.#listener.serve();
-  }
-
-  /** Stops accepting and closes every outside connection. */
-  close(): Promise<void> {
-    return this.#listener.close();
-  }
-
-  async #serve(conn: Deno.TcpConn): Promise<void> {
+  /** Serves one outside connection's requests; closes it at the end. */
+  protected override async handle(conn: Deno.TcpConn): Promise<void> {
     try {
       conn.setNoDelay(true);
     } catch {

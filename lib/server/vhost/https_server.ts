@@ -53,42 +53,29 @@ export class PrefixedTcpConn extends PrefixedConn<Deno.TcpConn> implements Outsi
   }
 }
 
-/** The shared HTTPS port. */
-export class VhostHttpsServer {
-  readonly #listener: VhostListener;
-
+/**
+ * The shared HTTPS port. `close()` closes the connections still sending their ClientHello; those handed
+ * to proxies are theirs (they end with their proxy).
+ */
+export class VhostHttpsServer extends VhostListener {
   /** Binds the port. @throws {BindError} classified */
   constructor(readonly options: VhostHttpsOptions) {
-    this.#listener = new VhostListener({
+    super({
       hostname: options.hostname,
       port: options.port,
       key: "vhost_https_port",
       label: "HTTPS vhost",
       maxConnections: MAX_PENDING_HELLOS,
-      onRefused: () => this.options.stats.httpsRefusedTotal++,
-    }, (conn) =>
-      this.#route(conn).catch((error) => {
-        logger.debug("HTTPS vhost connection dropped: {error}", { error: String(error) });
-        closeQuietly(conn);
-      }));
+      onRefused: () => options.stats.httpsRefusedTotal++,
+    });
   }
 
-  /** The bound address. */
-  get addr(): Deno.NetAddr {
-    return this.#listener.addr;
-  }
-
-  /** Starts accepting; resolves when {@linkcode close} ends the loop. */
-  serve(): Promise<void> {
-    return this.#listener.serve();
-  }
-
-  /**
-   * Stops accepting and closes connections still sending their ClientHello; connections handed to
-   * proxies are theirs (they end with their proxy).
-   */
-  close(): Promise<void> {
-    return this.#listener.close();
+  /** Routes one connection by its ClientHello's SNI (held until it is handed to a proxy or closed). */
+  protected override handle(conn: Deno.TcpConn): Promise<void> {
+    return this.#route(conn).catch((error) => {
+      logger.debug("HTTPS vhost connection dropped: {error}", { error: String(error) });
+      closeQuietly(conn);
+    });
   }
 
   async #route(conn: Deno.TcpConn): Promise<void> {

@@ -29,23 +29,25 @@ export interface VhostListenerOptions {
   onRefused?: () => void;
 }
 
-/** A bound vhost port whose connections are held while `handle` runs. */
-export class VhostListener {
+/**
+ * A bound vhost port whose connections are held while {@linkcode handle} runs: the HTTP and HTTPS vhost
+ * servers extend it with their handling.
+ */
+export abstract class VhostListener {
+  readonly #port: VhostListenerOptions;
   readonly #listener: Deno.TcpListener;
   readonly #connections = new Set<Deno.TcpConn>();
   #loop: Promise<void> | null = null;
   #closed = false;
 
-  /**
-   * Binds the port; `handle` serves one connection (a rejection closes it). @throws {BindError}
-   * classified
-   */
-  constructor(
-    readonly options: VhostListenerOptions,
-    readonly handle: (conn: Deno.TcpConn) => Promise<void>,
-  ) {
-    this.#listener = listenTcp(options.hostname, options.port, options.key);
+  /** Binds the port. @throws {BindError} classified */
+  constructor(port: VhostListenerOptions) {
+    this.#port = port;
+    this.#listener = listenTcp(port.hostname, port.port, port.key);
   }
+
+  /** Serves one accepted connection; a rejection closes it. */
+  protected abstract handle(conn: Deno.TcpConn): Promise<void>;
 
   /** The bound address. */
   get addr(): Deno.NetAddr {
@@ -57,12 +59,12 @@ export class VhostListener {
     this.#loop ??= acceptEach(this.#listener, (conn) => this.#admit(conn), {
       stopped: () => this.#closed,
       onError: (error) =>
-        logger.warn(`Accept on the ${this.options.label} port failed: {error}`, { error: String(error) }),
+        logger.warn(`Accept on the ${this.#port.label} port failed: {error}`, { error: String(error) }),
     });
     return this.#loop;
   }
 
-  /** Stops accepting and closes every connection whose handler still runs. */
+  /** Stops accepting and closes every connection whose handling still runs. */
   async close(): Promise<void> {
     this.#closed = true;
     closeQuietly(this.#listener);
@@ -71,8 +73,8 @@ export class VhostListener {
   }
 
   #admit(conn: Deno.TcpConn): void {
-    if (this.#connections.size >= this.options.maxConnections) {
-      this.options.onRefused?.();
+    if (this.#connections.size >= this.#port.maxConnections) {
+      this.#port.onRefused?.();
       closeQuietly(conn);
       return;
     }
