@@ -12,7 +12,7 @@ import type { EventSnapshot } from "../lib/stats/snapshot.ts";
 import type { TunnelClient } from "../lib/client/client.ts";
 
 export { patternBytes, sha256Hex } from "./bytes.ts";
-import { concatBytes } from "./bytes.ts";
+import { concatBytes, readAll } from "./bytes.ts";
 
 /** Project root, where main.ts lives. */
 export const PROJECT_ROOT = new URL("../", import.meta.url).pathname;
@@ -398,14 +398,7 @@ export async function tryExchange(
       return count === null ? "" : new TextDecoder().decode(buffer.subarray(0, count));
     }
     await conn.closeWrite();
-    const chunks: Uint8Array[] = [];
-    const buffer = new Uint8Array(4096);
-    for (;;) {
-      const count = await conn.read(buffer);
-      if (count === null) break;
-      chunks.push(buffer.slice(0, count));
-    }
-    return new TextDecoder().decode(concatBytes(chunks));
+    return new TextDecoder().decode(await readAll(conn, 4096));
   } catch (error) {
     return error as Error;
   } finally {

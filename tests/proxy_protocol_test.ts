@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import { readAll } from "../testing/bytes.ts";
 import { freePort, waitFor } from "../testing/helpers.ts";
 import { installedNginx, NginxProcess } from "../testing/nginx.ts";
 import { ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
@@ -47,14 +48,7 @@ async function getFrom(port: number): Promise<{ body: string; localPort: number;
   const timer = setTimeout(() => conn.close(), 10_000);
   try {
     await conn.write(new TextEncoder().encode("GET / HTTP/1.0\r\nHost: pp.test\r\n\r\n"));
-    const chunks: Uint8Array[] = [];
-    const buffer = new Uint8Array(4096);
-    for (;;) {
-      const count = await conn.read(buffer);
-      if (count === null) break;
-      chunks.push(buffer.slice(0, count));
-    }
-    const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((chunk) => [...chunk])));
+    const text = new TextDecoder().decode(await readAll(conn, 4096));
     const [head = "", body = ""] = text.split("\r\n\r\n");
     return { body, localPort, status: head.split("\r\n")[0] ?? "" };
   } finally {
