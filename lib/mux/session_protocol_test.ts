@@ -202,9 +202,11 @@ Deno.test("a connection ending inside a frame is a connection error", async () =
 });
 
 Deno.test("keepalive ends the session when the peer reads but never answers", async () => {
+  // Taken before the session exists: its first ping (and the 300 ms deadline) starts with it, so a
+  // pause between the two (a GC under load) would otherwise show as an early end.
+  const started = performance.now();
   const { session, close } = rawClient({ keepaliveIntervalMs: 50, keepaliveTimeoutMs: 300 });
   try {
-    const started = performance.now();
     await within(session.closed, 3000, "keepalive timeout");
     const elapsed = performance.now() - started;
     assert.ok(elapsed >= 290 && elapsed < 2000, `ended after ${elapsed} ms`);
