@@ -177,11 +177,12 @@ async function ask(
   throw new Error(`No answer to ${JSON.stringify(request.slice(0, 30))} from 127.0.0.1:${port}`);
 }
 
-Deno.test({
-  name: "dig asks dnsmasq through a udp proxy and gets its answer",
-  ignore: DNSMASQ === undefined || DIG === undefined,
-  async fn() {
-    await using tunnel = await ProcessTunnel.create();
+/** dnsmasq answering `test.example` on a free loopback UDP port, as a child process. */
+async function startDnsmasq(): Promise<{ dnsmasq: Deno.ChildProcess; dnsPort: number }> {
+  // A free port can be taken by a parallel test between the probe and dnsmasq's bind (it then exits at
+  // once): try another port, and say what dnsmasq said if every try fails.
+  const failures: string[] = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
     const dnsPort = freeUdpPort();
     const dnsmasq = new Deno.Command(DNSMASQ ?? "dnsmasq", {
       args: [
@@ -198,6 +199,38 @@ Deno.test({
       stdout: "null",
       stderr: "piped",
     }).spawn();
+    const exited = await Promise.race([
+      dnsmasq.status.then(() => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), 500)),
+    ]);
+    if (!exited) return { dnsmasq, dnsPort };
+    failures.push(`port ${dnsPort}: ${new TextDecoder().decode(await readAllOf(dnsmasq.stderr)).trim()}`);
+  }
+  throw new Error(`dnsmasq did not start:\n${failures.join("\n")}`);
+}
+
+/** Stops a dnsmasq of {@linkcode startDnsmasq}, if it still runs. */
+async function stopDnsmasq(dnsmasq: Deno.ChildProcess): Promise<void> {
+  try {
+    dnsmasq.kill("SIGTERM");
+  } catch {
+    // It has already exited.
+  }
+  await dnsmasq.status;
+  await dnsmasq.stderr.cancel();
+}
+
+/** Everything a child's output stream holds until it ends. */
+async function readAllOf(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+Deno.test({
+  name: "dig asks dnsmasq through a udp proxy and gets its answer",
+  ignore: DNSMASQ === undefined || DIG === undefined,
+  async fn() {
+    await using tunnel = await ProcessTunnel.create();
+    const { dnsmasq, dnsPort } = await startDnsmasq();
     const dig = async (port: number, tries: number, tcp = false) => {
       const output = await new Deno.Command(DIG ?? "dig", {
         args: [
@@ -238,9 +271,7 @@ Deno.test({
       );
     } finally {
       await stopAll(client, server);
-      dnsmasq.kill("SIGTERM");
-      await dnsmasq.status;
-      await dnsmasq.stderr.cancel();
+      await stopDnsmasq(dnsmasq);
     }
   },
 });
