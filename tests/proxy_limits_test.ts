@@ -140,7 +140,10 @@ async function connectionClosedAtOnce(port: number, ms: number): Promise<boolean
   try {
     conn = await Deno.connect({ hostname: "127.0.0.1", port });
   } catch (error) {
-    if (error instanceof Deno.errors.ConnectionReset) return true;
+    // The reset seen by connect(2)'s follow-up calls: ECONNRESET, or ENOTCONN from getpeername.
+    if (error instanceof Deno.errors.ConnectionReset || error instanceof Deno.errors.NotConnected) {
+      return true;
+    }
     throw error;
   }
   const isClosed = await closedWithin(conn, ms);
