@@ -875,6 +875,18 @@ export const DASHBOARD_JS: string = `(() => {
       text: foot
     }) : null, spark ?? null);
   }
+  function dataTable(tableClass, head, rows) {
+    return h("div", {
+      class: "table-wrap"
+    }, h("table", {
+      class: tableClass
+    }, h("thead", null, h("tr", null, head.map((text) => h("th", {
+      text
+    })))), h("tbody", null, rows)));
+  }
+  function resultCounts(counts) {
+    return Object.entries(counts).sort(([a], [b]) => a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)).map(([result, count]) => \`\${result} \${count}\`).join(" \\xB7 ") || "\\u2013";
+  }
 
   // lib/stats/dashboard/state.ts
   var state = {
@@ -1048,18 +1060,6 @@ export const DASHBOARD_JS: string = `(() => {
   }
 
   // lib/stats/dashboard/forwarders_view.ts
-  function results(counts2) {
-    return Object.entries(counts2).sort(([a], [b]) => a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)).map(([result, count]) => \`\${result} \${count}\`).join(" \\xB7 ") || "\\u2013";
-  }
-  function table(head, rows) {
-    return h("div", {
-      class: "table-wrap"
-    }, h("table", {
-      class: "forwarders"
-    }, h("thead", null, h("tr", null, head.map((text) => h("th", {
-      text
-    })))), h("tbody", null, rows)));
-  }
   function forwardersArticle(forwarders) {
     if (forwarders === void 0 || forwarders.length === 0) return null;
     const rows = forwarders.map((forwarder) => h("tr", {
@@ -1073,11 +1073,11 @@ export const DASHBOARD_JS: string = `(() => {
       class: "num",
       text: String(forwarder.active_connections)
     }), h("td", {
-      text: results(forwarder.results.proxy ?? {})
+      text: resultCounts(forwarder.results.proxy ?? {})
     }), h("td", {
-      text: results(forwarder.results.direct ?? {})
+      text: resultCounts(forwarder.results.direct ?? {})
     }), h("td", {
-      text: results(forwarder.results.none ?? {})
+      text: resultCounts(forwarder.results.none ?? {})
     }), h("td", {
       class: "num",
       text: formatBytes(forwarder.bytes_out) + " / " + formatBytes(forwarder.bytes_in)
@@ -1091,7 +1091,7 @@ export const DASHBOARD_JS: string = `(() => {
     }, h("span", {
       class: "client-name",
       text: "Forwarders"
-    })), table([
+    })), dataTable("forwarders", [
       "Forwarder",
       "Local proxy",
       "Active",
@@ -1123,7 +1123,7 @@ export const DASHBOARD_JS: string = `(() => {
     })), h("td", {
       text: group.forwarder
     }), h("td", {
-      text: results(group.counts)
+      text: resultCounts(group.counts)
     })));
     return h("article", {
       class: "client",
@@ -1138,7 +1138,7 @@ export const DASHBOARD_JS: string = `(() => {
       class: "fact"
     }, h("b", {
       text: String(active ?? 0)
-    }), " open now")), table([
+    }), " open now")), dataTable("forwarders", [
       "Client",
       "Forwarder",
       "Results since start"
@@ -1146,18 +1146,6 @@ export const DASHBOARD_JS: string = `(() => {
   }
 
   // lib/stats/dashboard/visitors_view.ts
-  function counts(entries) {
-    return Object.entries(entries).sort(([a], [b]) => a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)).map(([result, count]) => \`\${result} \${count}\`).join(" \\xB7 ") || "\\u2013";
-  }
-  function table2(head, rows) {
-    return h("div", {
-      class: "table-wrap"
-    }, h("table", {
-      class: "visitors"
-    }, h("thead", null, h("tr", null, head.map((text) => h("th", {
-      text
-    })))), h("tbody", null, rows)));
-  }
   function visitorsArticle(visitors) {
     if (visitors === void 0 || visitors.length === 0) return null;
     const rows = visitors.map((visitor) => h("tr", {
@@ -1174,7 +1162,7 @@ export const DASHBOARD_JS: string = `(() => {
       class: "num",
       text: String(visitor.total_connections)
     }), h("td", {
-      text: counts(visitor.refused)
+      text: resultCounts(visitor.refused)
     }), h("td", {
       class: "num",
       text: formatBytes(visitor.bytes_in) + " / " + formatBytes(visitor.bytes_out)
@@ -1190,7 +1178,7 @@ export const DASHBOARD_JS: string = `(() => {
     }, h("span", {
       class: "client-name",
       text: "Visitors"
-    })), table2([
+    })), dataTable("visitors", [
       "Local port",
       "Target proxy",
       "Active",
@@ -1202,12 +1190,12 @@ export const DASHBOARD_JS: string = `(() => {
   }
   function clientStreamsArticle(opened) {
     if (opened === void 0 || Object.keys(opened).length === 0) return null;
-    const rows = Object.entries(opened).map(([kind, results2]) => h("tr", {
+    const rows = Object.entries(opened).map(([kind, results]) => h("tr", {
       "data-opened": kind
     }, h("td", null, h("b", {
       text: kind
     })), h("td", {
-      text: counts(results2)
+      text: resultCounts(results)
     })));
     return h("article", {
       class: "client",
@@ -1218,7 +1206,7 @@ export const DASHBOARD_JS: string = `(() => {
     }, h("span", {
       class: "client-name",
       text: "Client-opened streams (visits, forwards)"
-    })), table2([
+    })), dataTable("visitors", [
       "Kind",
       "Results since start"
     ], rows));
@@ -1436,11 +1424,7 @@ export const DASHBOARD_JS: string = `(() => {
     }, h("span", {
       class: "client-name",
       text: "Groups"
-    })), h("div", {
-      class: "table-wrap"
-    }, h("table", {
-      class: "visitors"
-    }, h("thead", null, h("tr", null, [
+    })), dataTable("visitors", [
       "Group",
       "Port or hosts",
       "Policy",
@@ -1448,9 +1432,7 @@ export const DASHBOARD_JS: string = `(() => {
       "Members (open)",
       "Total",
       "Refused"
-    ].map((text) => h("th", {
-      text
-    })))), h("tbody", null, rows))));
+    ], rows));
   }
 
   // lib/stats/dashboard/ports_view.ts
@@ -1464,13 +1446,7 @@ export const DASHBOARD_JS: string = `(() => {
     }, h("span", {
       class: "client-name",
       text: title
-    }), facts), h("div", {
-      class: "table-wrap"
-    }, h("table", {
-      class: "visitors"
-    }, h("thead", null, h("tr", null, headings.map((text) => h("th", {
-      text
-    })))), h("tbody", null, rows))));
+    }), facts), dataTable("visitors", headings, rows));
   }
   function fact(label, value, bad = false) {
     return h("span", {

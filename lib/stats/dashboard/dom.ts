@@ -124,3 +124,24 @@ export function card(
     spark ?? null,
   );
 }
+
+/** A scrolling table of class `tableClass`: one heading row, then `rows`. */
+export function dataTable(tableClass: string, head: string[], rows: HTMLElement[]): HTMLElement {
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: tableClass },
+      h("thead", null, h("tr", null, head.map((text) => h("th", { text })))),
+      h("tbody", null, rows),
+    ),
+  );
+}
+
+/** Counts by result, `{ok: 3, denied: 1}` → `"ok 3 · denied 1"`: ok first, the rest by name; "–" for none. */
+export function resultCounts(counts: Record<string, number>): string {
+  return Object.entries(counts)
+    .sort(([a], [b]) => (a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)))
+    .map(([result, count]) => `${result} ${count}`).join(" · ") || "–";
+}

@@ -9,27 +9,7 @@
 
 import type { ForwardCountSnapshot, ForwarderSnapshot } from "../snapshot.ts";
 import { formatBytes } from "../format.ts";
-import { h } from "./dom.ts";
-
-/** `{ok: 3, forbidden: 1}` → `"ok 3 · forbidden 1"`, ok first. */
-function results(counts: Record<string, number>): string {
-  return Object.entries(counts)
-    .sort(([a], [b]) => (a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)))
-    .map(([result, count]) => `${result} ${count}`).join(" · ") || "–";
-}
-
-function table(head: string[], rows: HTMLElement[]): HTMLElement {
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      { class: "forwarders" },
-      h("thead", null, h("tr", null, head.map((text) => h("th", { text })))),
-      h("tbody", null, rows),
-    ),
-  );
-}
+import { dataTable, h, resultCounts } from "./dom.ts";
 
 /** A client's forwarders as an article, or null without any. */
 export function forwardersArticle(forwarders: ForwarderSnapshot[] | undefined): HTMLElement | null {
@@ -41,9 +21,9 @@ export function forwardersArticle(forwarders: ForwarderSnapshot[] | undefined): 
       h("td", null, h("b", { text: forwarder.name })),
       h("td", { class: "mono", text: `${forwarder.proxy_type} ${forwarder.listen_addr ?? "–"}` }),
       h("td", { class: "num", text: String(forwarder.active_connections) }),
-      h("td", { text: results(forwarder.results.proxy ?? {}) }),
-      h("td", { text: results(forwarder.results.direct ?? {}) }),
-      h("td", { text: results(forwarder.results.none ?? {}) }),
+      h("td", { text: resultCounts(forwarder.results.proxy ?? {}) }),
+      h("td", { text: resultCounts(forwarder.results.direct ?? {}) }),
+      h("td", { text: resultCounts(forwarder.results.none ?? {}) }),
       h("td", {
         class: "num",
         text: formatBytes(forwarder.bytes_out) + " / " + formatBytes(forwarder.bytes_in),
@@ -54,7 +34,7 @@ export function forwardersArticle(forwarders: ForwarderSnapshot[] | undefined): 
     "article",
     { class: "client", "data-forwarders": "", "data-state": "connected" },
     h("div", { class: "client-head" }, h("span", { class: "client-name", text: "Forwarders" })),
-    table([
+    dataTable("forwarders", [
       "Forwarder",
       "Local proxy",
       "Active",
@@ -85,7 +65,7 @@ export function forwardsArticle(
       { "data-forward": `${group.client}/${group.forwarder}` },
       h("td", null, h("b", { text: group.client })),
       h("td", { text: group.forwarder }),
-      h("td", { text: results(group.counts) }),
+      h("td", { text: resultCounts(group.counts) }),
     )
   );
   return h(
@@ -97,6 +77,6 @@ export function forwardsArticle(
       h("span", { class: "client-name", text: "Forwarded connections" }),
       h("span", { class: "fact" }, h("b", { text: String(active ?? 0) }), " open now"),
     ),
-    table(["Client", "Forwarder", "Results since start"], rows),
+    dataTable("forwarders", ["Client", "Forwarder", "Results since start"], rows),
   );
 }

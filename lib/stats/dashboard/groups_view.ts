@@ -7,7 +7,7 @@
  */
 
 import type { GroupSnapshot } from "../snapshot.ts";
-import { h } from "./dom.ts";
+import { dataTable, h } from "./dom.ts";
 
 /** The server's groups as an article, or null without any. */
 export function groupsArticle(groups: GroupSnapshot[] | undefined): HTMLElement | null {
@@ -40,26 +40,10 @@ export function groupsArticle(groups: GroupSnapshot[] | undefined): HTMLElement 
     "article",
     { class: "client", "data-groups": "", "data-state": "connected" },
     h("div", { class: "client-head" }, h("span", { class: "client-name", text: "Groups" })),
-    h(
-      "div",
-      { class: "table-wrap" },
-      h(
-        "table",
-        { class: "visitors" },
-        h(
-          "thead",
-          null,
-          h(
-            "tr",
-            null,
-            ["Group", "Port or hosts", "Policy", "Healthy", "Members (open)", "Total", "Refused"]
-              .map((
-                text,
-              ) => h("th", { text })),
-          ),
-        ),
-        h("tbody", null, rows),
-      ),
+    dataTable(
+      "visitors",
+      ["Group", "Port or hosts", "Policy", "Healthy", "Members (open)", "Total", "Refused"],
+      rows,
     ),
   );
 }

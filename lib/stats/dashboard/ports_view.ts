@@ -9,7 +9,7 @@
  */
 
 import type { ListenerSnapshot, VhostSnapshot } from "../snapshot.ts";
-import { h } from "./dom.ts";
+import { dataTable, h } from "./dom.ts";
 
 /** A card with a title, facts beside it and one table. */
 function tableArticle(
@@ -23,16 +23,7 @@ function tableArticle(
     "article",
     { class: "client", [marker]: "", "data-state": "connected" },
     h("div", { class: "client-head" }, h("span", { class: "client-name", text: title }), facts),
-    h(
-      "div",
-      { class: "table-wrap" },
-      h(
-        "table",
-        { class: "visitors" },
-        h("thead", null, h("tr", null, headings.map((text) => h("th", { text })))),
-        h("tbody", null, rows),
-      ),
-    ),
+    dataTable("visitors", headings, rows),
   );
 }
 

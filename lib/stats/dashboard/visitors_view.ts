@@ -9,27 +9,7 @@
 
 import type { VisitorSnapshot } from "../snapshot.ts";
 import { formatBytes } from "../format.ts";
-import { h } from "./dom.ts";
-
-/** `{ok: 3, denied: 1}` → `"ok 3 · denied 1"`, ok first. */
-function counts(entries: Record<string, number>): string {
-  return Object.entries(entries)
-    .sort(([a], [b]) => (a === "ok" ? -1 : b === "ok" ? 1 : a.localeCompare(b)))
-    .map(([result, count]) => `${result} ${count}`).join(" · ") || "–";
-}
-
-function table(head: string[], rows: HTMLElement[]): HTMLElement {
-  return h(
-    "div",
-    { class: "table-wrap" },
-    h(
-      "table",
-      { class: "visitors" },
-      h("thead", null, h("tr", null, head.map((text) => h("th", { text })))),
-      h("tbody", null, rows),
-    ),
-  );
-}
+import { dataTable, h, resultCounts } from "./dom.ts";
 
 /** A client's visitors as an article, or null without any. */
 export function visitorsArticle(visitors: VisitorSnapshot[] | undefined): HTMLElement | null {
@@ -48,7 +28,7 @@ export function visitorsArticle(visitors: VisitorSnapshot[] | undefined): HTMLEl
       ),
       h("td", { class: "num", text: String(visitor.active_connections) }),
       h("td", { class: "num", text: String(visitor.total_connections) }),
-      h("td", { text: counts(visitor.refused) }),
+      h("td", { text: resultCounts(visitor.refused) }),
       h("td", { class: "num", text: formatBytes(visitor.bytes_in) + " / " + formatBytes(visitor.bytes_out) }),
       h("td", { text: visitor.last_error ?? "" }),
     )
@@ -57,7 +37,8 @@ export function visitorsArticle(visitors: VisitorSnapshot[] | undefined): HTMLEl
     "article",
     { class: "client", "data-visitors": "", "data-state": "connected" },
     h("div", { class: "client-head" }, h("span", { class: "client-name", text: "Visitors" })),
-    table(
+    dataTable(
+      "visitors",
       ["Local port", "Target proxy", "Active", "Total", "Refused", "Sent / received", "Last error"],
       rows,
     ),
@@ -74,7 +55,7 @@ export function clientStreamsArticle(
       "tr",
       { "data-opened": kind },
       h("td", null, h("b", { text: kind })),
-      h("td", { text: counts(results) }),
+      h("td", { text: resultCounts(results) }),
     )
   );
   return h(
@@ -85,6 +66,6 @@ export function clientStreamsArticle(
       { class: "client-head" },
       h("span", { class: "client-name", text: "Client-opened streams (visits, forwards)" }),
     ),
-    table(["Kind", "Results since start"], rows),
+    dataTable("visitors", ["Kind", "Results since start"], rows),
   );
 }
