@@ -130,8 +130,12 @@ Deno.test("a visitor with two servers asks the other first while its first choic
   const statsPort = freePort();
   await fixture.startServer(0);
   await fixture.startServer(1);
-  const owner = startClient(await writeClient(fixture, "owner", [0, 1], privateDb(fixture, publishPort)));
-  // A keepalive timeout longer than the test: the session to the frozen server is not ended under it.
+  // Keepalive timeouts longer than the test, for the owner as for the visitor: neither session to the frozen
+  // server ends under it. With the owner's 3 s, the owner left server a during the freeze, and a, thawed and
+  // not yet aware, accepted the waiting visit and then lost it to the owner's closed connection (a reset).
+  const owner = startClient(
+    await writeClient(fixture, "owner", [0, 1], privateDb(fixture, publishPort), undefined, 30),
+  );
   const visitor = startClient(
     await writeClient(fixture, "visitor", [0, 1], visitDb(publishPort, bindPort), statsPort, 30),
   );
