@@ -46,7 +46,8 @@ export async function tcpSessions(
   return { client, server, close: () => closeAll(client, server) };
 }
 
-async function closeAll(...sessions: Session[]): Promise<void> {
+/** Closes `sessions` and waits until each is over. */
+export async function closeAll(...sessions: Session[]): Promise<void> {
   await Promise.all(sessions.map((session) => session.close()));
 }
 

@@ -196,11 +196,15 @@ export class Session {
    * Opens a stream: queues its SYN (on a window update frame) and resolves without waiting for the
    * peer's ACK. At most `maxUnackedOpens` opens may await their ACK; beyond that this waits.
    *
+   * `firstBytes`, when given, are written to the stream at once, so that they go out in the same batch
+   * (one connection write, one TLS record) as the SYN: the peer reads them with the stream instead of one
+   * wake-up later. The tunnel's stream header goes so.
+   *
    * @throws {RemoteGoAwayError} the peer sent GoAway
    * @throws {StreamLimitError} `maxStreams` live streams, or stream ids exhausted
    * @throws {SessionClosedError} the session is over
    */
-  async open(): Promise<Stream> {
+  async open(firstBytes?: Uint8Array): Promise<Stream> {
     for (;;) {
       this.#throwIfCannotOpen();
       if (this.#unacked.size < this.options.maxUnackedOpens) break;
@@ -225,6 +229,15 @@ export class Session {
     this.#unacked.add(port);
     this.#streams.set(id, port);
     this.#queueControl(FrameType.WindowUpdate, Flag.SYN, id, this.#extraInitialWindow());
+    if (firstBytes !== undefined && firstBytes.length > 0) {
+      try {
+        await port.stream.write(firstBytes);
+      } catch (error) {
+        // Nobody else holds the stream: it must not stay open.
+        port.stream.reset();
+        throw error;
+      }
+    }
     return port.stream;
   }
 
@@ -236,7 +249,7 @@ export class Session {
     while (this.#acceptQueue.length > 0) {
       const port = this.#acceptQueue.shift() as StreamPort;
       if (port.stream.isClosed) continue;
-      this.#queueControl(FrameType.WindowUpdate, Flag.ACK, port.id, this.#extraInitialWindow());
+      this.#writer.queueLazyControl(FrameType.WindowUpdate, Flag.ACK, port.id, this.#extraInitialWindow());
       return Promise.resolve(port.stream);
     }
     if (this.#closeReason !== null) return Promise.resolve(null);
@@ -375,7 +388,7 @@ export class Session {
     this.#streams.set(id, port);
     const waiter = this.#acceptWaiters.shift();
     if (waiter !== undefined) {
-      this.#queueControl(FrameType.WindowUpdate, Flag.ACK, id, this.#extraInitialWindow());
+      this.#writer.queueLazyControl(FrameType.WindowUpdate, Flag.ACK, id, this.#extraInitialWindow());
       waiter(port.stream);
     } else {
       this.#acceptQueue.push(port);

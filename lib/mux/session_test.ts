@@ -6,11 +6,21 @@
  */
 
 import assert from "node:assert/strict";
-import { INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
+import { Flag, FrameType, INITIAL_STREAM_WINDOW_BYTES } from "./constants.ts";
+import { FrameDecoder } from "./decoder.ts";
+import type { DuplexConn } from "../net/conn.ts";
 import { RemoteGoAwayError, SessionClosedError, StreamClosedError, StreamResetError } from "./errors.ts";
 import { Session } from "./session.ts";
 import { memoryPair } from "../net/memory_pair.ts";
-import { accepted, memorySessions, patternBytes, readAll, sha256Hex, within } from "../../testing/mux.ts";
+import {
+  accepted,
+  closeAll,
+  memorySessions,
+  patternBytes,
+  readAll,
+  sha256Hex,
+  within,
+} from "../../testing/mux.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -183,6 +193,95 @@ Deno.test("open() waits while maxUnackedOpens streams await their ACK", async ()
     assert.equal((await within(third, 2000, "open after an ACK")).id, 5);
   } finally {
     await close();
+  }
+});
+
+/** `conn`, recording a copy of every write (each one is a TLS record and a system call on a real session). */
+function recordingWrites(conn: DuplexConn): { conn: DuplexConn; writes: Uint8Array[] } {
+  const writes: Uint8Array[] = [];
+  return {
+    writes,
+    conn: {
+      read: (buffer) => conn.read(buffer),
+      write: (bytes) => {
+        writes.push(bytes.slice());
+        return conn.write(bytes);
+      },
+      closeWrite: () => conn.closeWrite(),
+      close: () => conn.close(),
+    },
+  };
+}
+
+/** The [type, flags, stream id] of each frame in each of `writes`. */
+function streamFrames(writes: readonly Uint8Array[]): Array<Array<[number, number, number]>> {
+  const perWrite = writes.map((write) => {
+    const decoder = new FrameDecoder();
+    decoder.push(write);
+    const frames: Array<[number, number, number]> = [];
+    for (let frame = decoder.next(); frame !== null; frame = decoder.next()) {
+      frames.push([frame.header.type, frame.header.flags, frame.header.streamId]);
+    }
+    return frames;
+  });
+  return perWrite.filter((frames) => frames.length > 0);
+}
+
+Deno.test("open(firstBytes) sends the SYN and those bytes in one write; the ACK rides with the answer", async () => {
+  const [a, b] = memoryPair({ capacityBytes: 1024 * 1024 });
+  const opener = recordingWrites(a);
+  const accepter = recordingWrites(b);
+  // No keepalive: a ping's answer would carry the ACK along before the stream's answer does.
+  const server = new Session(opener.conn, { role: "server", keepaliveIntervalMs: 0 });
+  const client = new Session(accepter.conn, { role: "client", keepaliveIntervalMs: 0 });
+  try {
+    // Each session pings once at the start (an RTT sample): let those exchanges end first.
+    await Promise.all([server.ping(), client.ping()]);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    opener.writes.length = 0;
+    accepter.writes.length = 0;
+    const opened = await server.open(encoder.encode("header"));
+    const stream = await accepted(client);
+    // Answered in the same tick as the accept: the lazy ACK has had no chance to go alone.
+    await stream.write(encoder.encode("answer"));
+    const first = new Uint8Array(6);
+    assert.equal(await stream.read(first), 6);
+    assert.equal(decoder.decode(first), "header");
+    const answer = new Uint8Array(6);
+    assert.equal(await opened.read(answer), 6);
+    assert.equal(decoder.decode(answer), "answer");
+    assert.deepEqual(streamFrames(opener.writes), [[[FrameType.WindowUpdate, Flag.SYN, 2], [
+      FrameType.Data,
+      0,
+      2,
+    ]]]);
+    assert.deepEqual(streamFrames(accepter.writes), [[[FrameType.WindowUpdate, Flag.ACK, 2], [
+      FrameType.Data,
+      0,
+      2,
+    ]]]);
+  } finally {
+    await closeAll(client, server);
+  }
+});
+
+Deno.test("an accepted stream that never answers still has its ACK sent, alone, within a second", async () => {
+  const [a, b] = memoryPair({ capacityBytes: 1024 * 1024 });
+  const accepter = recordingWrites(b);
+  const server = new Session(a, { role: "server", maxUnackedOpens: 1, keepaliveIntervalMs: 0 });
+  const client = new Session(accepter.conn, { role: "client", keepaliveIntervalMs: 0 });
+  try {
+    await Promise.all([server.ping(), client.ping()]);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    accepter.writes.length = 0;
+    await server.open();
+    await accepted(client);
+    // open() waits for the first stream's ACK (maxUnackedOpens 1): it comes without any data to ride on.
+    const second = await within(server.open(), 1000, "an open after the lazy ACK");
+    assert.equal(second.id, 4);
+    assert.deepEqual(streamFrames(accepter.writes), [[[FrameType.WindowUpdate, Flag.ACK, 2]]]);
+  } finally {
+    await closeAll(client, server);
   }
 });
 

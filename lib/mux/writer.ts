@@ -19,6 +19,12 @@ const MIN_DATA_FRAGMENT_BYTES = 16 * 1024;
 /** Extra batch room kept for control frames (window updates, pings) beyond the data bound. */
 const CONTROL_RESERVE_BYTES = 64 * 1024;
 
+/**
+ * Longest a lazy control frame ({@linkcode FrameWriter.queueLazyControl}) waits for another frame to
+ * ride with before it is written alone.
+ */
+export const LAZY_CONTROL_DELAY_MS = 2;
+
 /** Control frames may grow the batch by at most this much before we conclude the peer stopped reading. */
 export const MAX_CONTROL_BACKLOG_BYTES = 4 * 1024 * 1024;
 
@@ -102,6 +108,8 @@ export class FrameWriter {
   #idleWaiters: Array<() => void> = [];
   /** `stop()` was called: new frames are dropped. */
   #stopped = false;
+  /** Writes the batch if lazy frames waited {@linkcode LAZY_CONTROL_DELAY_MS} with nothing else to send. */
+  #lazyTimer: ReturnType<typeof setTimeout> | null = null;
 
   /**
    * @param trace records each frame queued (`-vv`); null when tracing is off
@@ -132,7 +140,22 @@ export class FrameWriter {
 
   /** Queues a header-only frame; never waits (control frames may use the batch's reserve). */
   queueControl(type: number, flags: number, streamId: number, length: number): void {
-    if (!this.#stopped) this.#queueHeader(type, flags, streamId, length);
+    if (!this.#stopped && this.#queueHeader(type, flags, streamId, length)) this.#scheduleFlush();
+  }
+
+  /**
+   * Queues a header-only frame that need not go out at once (a stream's ACK): it rides with the next
+   * frames written, or goes alone after {@linkcode LAZY_CONTROL_DELAY_MS}. An accepted stream's ACK
+   * written at once costs a connection write (a TLS record, a system call that wakes the peer) just
+   * when the stream's first work starts; deferred, it goes with the stream's first answer.
+   */
+  queueLazyControl(type: number, flags: number, streamId: number, length: number): void {
+    if (this.#stopped || !this.#queueHeader(type, flags, streamId, length)) return;
+    if (this.#writing || this.#flushScheduled || this.#lazyTimer !== null) return;
+    this.#lazyTimer = setTimeout(() => {
+      this.#lazyTimer = null;
+      this.#scheduleFlush();
+    }, LAZY_CONTROL_DELAY_MS);
   }
 
   /** `source` has write data and send window: schedule it in the round-robin send queue. */
@@ -154,6 +177,12 @@ export class FrameWriter {
     if (lastFrame !== undefined) {
       this.#queueHeader(lastFrame.type, lastFrame.flags, lastFrame.streamId, lastFrame.length);
     }
+    // Lazy frames waiting in the batch go now, with the last frame.
+    if (this.#lazyTimer !== null) {
+      clearTimeout(this.#lazyTimer);
+      this.#lazyTimer = null;
+    }
+    if (this.#batchLength > 0) this.#scheduleFlush();
   }
 
   /** Resolves once every queued frame is written, the writer failed, or `timeoutMs` passed. */
@@ -181,12 +210,13 @@ export class FrameWriter {
     });
   }
 
-  #queueHeader(type: number, flags: number, streamId: number, length: number): void {
-    if (this.#batchLength + HEADER_SIZE_BYTES > this.#batch.length && !this.#growBatch()) return;
+  /** Puts a header-only frame in the filling batch; false when it could not (the session failed). */
+  #queueHeader(type: number, flags: number, streamId: number, length: number): boolean {
+    if (this.#batchLength + HEADER_SIZE_BYTES > this.#batch.length && !this.#growBatch()) return false;
     writeHeader(this.#batch, this.#batchLength, type, flags, streamId, length);
     if (this.#trace !== null) this.#trace("sent", type, flags, streamId, length);
     this.#batchLength += HEADER_SIZE_BYTES;
-    this.#scheduleFlush();
+    return true;
   }
 
   /** Doubles the filling batch for control frames; fails the session if the peer stopped reading. */
@@ -247,6 +277,11 @@ export class FrameWriter {
 
   #scheduleFlush(): void {
     if (this.#writing || this.#flushScheduled) return;
+    if (this.#lazyTimer !== null) {
+      // Lazy frames in the batch go with this flush.
+      clearTimeout(this.#lazyTimer);
+      this.#lazyTimer = null;
+    }
     this.#flushScheduled = true;
     queueMicrotask(() => {
       this.#flushScheduled = false;

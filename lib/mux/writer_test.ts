@@ -12,6 +12,7 @@ import type { Frame } from "./frame.ts";
 import {
   FrameWriter,
   type FrameWriterOptions,
+  LAZY_CONTROL_DELAY_MS,
   MAX_CONTROL_BACKLOG_BYTES,
   type SendSource,
 } from "./writer.ts";
@@ -100,6 +101,46 @@ Deno.test("control frames queued in one tick go out in one connection write", as
       0,
     ]],
   );
+});
+
+Deno.test("a lazy control frame rides with the next frames written, in one connection write", async () => {
+  const { conn, writer } = setup();
+  writer.queueLazyControl(FrameType.WindowUpdate, Flag.ACK, 2, 0);
+  // A turn of the event loop passes: the ACK alone is not written.
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.equal(conn.writes.length, 0);
+  writer.wantsToSend(new FakeSource(2, pattern(100, 1)));
+  await writer.waitIdle(Infinity);
+  assert.equal(conn.writes.length, 1);
+  assert.deepEqual(
+    conn.frames().map((frame) => [frame.header.type, frame.header.flags, frame.header.streamId]),
+    [[FrameType.WindowUpdate, Flag.ACK, 2], [FrameType.Data, 0, 2]],
+  );
+});
+
+Deno.test("a lazy control frame with nothing to ride with goes alone after LAZY_CONTROL_DELAY_MS", async () => {
+  const { conn, writer } = setup();
+  const startedMs = performance.now();
+  writer.queueLazyControl(FrameType.WindowUpdate, Flag.ACK, 2, 0);
+  writer.queueLazyControl(FrameType.WindowUpdate, Flag.ACK, 4, 0);
+  await writer.waitIdle(1000);
+  const elapsedMs = performance.now() - startedMs;
+  assert.equal(conn.writes.length, 1, "both ACKs in one write");
+  assert.deepEqual(conn.frames().map((frame) => frame.header.streamId), [2, 4]);
+  assert.ok(elapsedMs >= LAZY_CONTROL_DELAY_MS - 1, `written after ${elapsedMs} ms`);
+  assert.ok(elapsedMs < 500, `written after ${elapsedMs} ms`);
+});
+
+Deno.test("stop() writes lazy control frames at once, and leaves no timer behind", async () => {
+  const { conn, writer } = setup();
+  writer.queueLazyControl(FrameType.WindowUpdate, Flag.ACK, 2, 0);
+  writer.stop({ type: FrameType.GoAway, flags: 0, streamId: SESSION_STREAM_ID, length: 0 });
+  await writer.waitIdle(Infinity);
+  assert.deepEqual(conn.frames().map((frame) => frame.header.type), [
+    FrameType.WindowUpdate,
+    FrameType.GoAway,
+  ]);
+  // The test's sanitizers fail it if the lazy timer were still pending.
 });
 
 Deno.test("streams that want to send take turns, one frame each", async () => {

@@ -222,7 +222,7 @@ export class ProxyRegistrar {
     const published = new PublishedProxy(
       proxy,
       client.name,
-      () => client.session.open(),
+      (firstBytes) => client.session.open(firstBytes),
       this.context.openLatency,
       kind,
     );

@@ -9,7 +9,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { ProxySpec } from "../protocol/control.ts";
-import { type DuplexConn, writeAll } from "../net/conn.ts";
+import type { DuplexConn } from "../net/conn.ts";
 import { abortQuietly, closeQuietly, pipeBoth } from "../transport/pipe.ts";
 import { ProxyStats } from "../stats/proxy_stats.ts";
 import { acceptEach } from "../net/accept.ts";
@@ -30,8 +30,11 @@ import { serverProxyKindFor } from "./proxy_kinds/registry.ts";
 
 const logger = getLogger(["tls-tunnel", "server", "proxy"]);
 
-/** Opens a stream to the client that owns the proxy. */
-export type OpenClientStream = () => Promise<DuplexConn & { reset?(): void }>;
+/**
+ * Opens a stream to the client that owns the proxy, with `firstBytes` (the stream header) written in the
+ * same connection write as the stream's SYN.
+ */
+export type OpenClientStream = (firstBytes: Uint8Array) => Promise<DuplexConn & { reset?(): void }>;
 
 /**
  * A published port: accepts outside connections and carries each over its own stream to the client.
@@ -122,14 +125,8 @@ export class PublishedProxy {
       openFlow: async (peer) => {
         const connId = this.#nextConnId++;
         const openStartedMs = performance.now();
-        const stream = await this.openStream();
+        const stream = await this.openStream(this.kind.streamHeader(this.spec, peer, connId));
         this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
-        try {
-          await writeAll(stream, this.kind.streamHeader(this.spec, peer, connId));
-        } catch (error) {
-          abortQuietly(stream);
-          throw error;
-        }
         this.connectFailures.streamOpened(connId);
         return stream;
       },
@@ -233,9 +230,8 @@ export class PublishedProxy {
     let stream: (DuplexConn & { reset?(): void }) | null = null;
     try {
       const openStartedMs = performance.now();
-      stream = await this.openStream();
+      stream = await this.openStream(this.kind.streamHeader(this.spec, peer, connId));
       this.openLatency?.observe((performance.now() - openStartedMs) / 1000);
-      await writeAll(stream, this.kind.streamHeader(this.spec, peer, connId));
       this.connectFailures.streamOpened(connId);
       return stream;
     } catch (error) {

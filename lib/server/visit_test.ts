@@ -54,7 +54,7 @@ function addProxy(
     visibility: "private",
     ...extra,
   };
-  const proxy = new PublishedProxy(spec, client.name, () => client.session.open());
+  const proxy = new PublishedProxy(spec, client.name, (firstBytes) => client.session.open(firstBytes));
   assert.equal(client.claim(proxy), null);
   if (spec.visibility === "private") {
     const answer = registerPrivate(client, proxy);
