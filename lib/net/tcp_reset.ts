@@ -69,8 +69,12 @@ function load(): string | null {
   return unavailableReason;
 }
 
-/** Descriptors of dialed connections, found by {@linkcode connectTcp} (Deno keeps none for them). */
-const dialedDescriptors = new WeakMap<object, number>();
+/**
+ * Where to look for the descriptor of a connection {@linkcode connectTcp} dialed (Deno keeps none for
+ * them): the lowest free descriptor just before it connected. Looked up only when the connection is reset
+ * (rare), so that dialing costs no extra system call beyond the two that note it; the result replaces it.
+ */
+const dialedDescriptors = new WeakMap<object, { lowestFree: number } | number>();
 /** How many descriptors above the lowest free one {@linkcode connectTcp} looks at for its socket. */
 const DESCRIPTOR_SEARCH_SPAN = 256;
 
@@ -95,12 +99,11 @@ function isSocketOf(calls: LibcCalls, fd: number, localPort: number, remote: Den
 }
 
 /**
- * `Deno.connect` to an IPv4 address, remembering the connection's descriptor so that
- * {@linkcode resetTcpConn} can reset it. Deno keeps no descriptor for a connection it dialed, so when resets
- * are available the lowest free descriptor is noted just before connecting (Linux gives a new socket the
- * lowest free one) and, once connected, the socket is looked for from there, matched by both of its
- * addresses: three or four system calls. Any other address, or no match, gives a plain connection (closed
- * with FIN).
+ * `Deno.connect` to an IPv4 address, remembering where its descriptor is so that {@linkcode resetTcpConn}
+ * can reset it. Deno keeps no descriptor for a connection it dialed, so when resets are available the
+ * lowest free descriptor is noted just before connecting (Linux gives a new socket the lowest free one: two
+ * system calls); a reset looks for the socket from there, matched by both of its addresses. Any other
+ * address, or no match, gives a plain connection (closed with FIN).
  */
 export async function connectTcp(options: Deno.ConnectOptions & { hostname: string }): Promise<Deno.TcpConn> {
   const calls = load() === null ? libc : null;
@@ -112,17 +115,26 @@ export async function connectTcp(options: Deno.ConnectOptions & { hostname: stri
     if (lowestFree >= 0) calls.close(lowestFree);
   }
   const conn = await Deno.connect(options);
-  if (calls !== null && lowestFree >= 0) {
-    const local = conn.localAddr as Deno.NetAddr;
-    const remote = conn.remoteAddr as Deno.NetAddr;
-    for (let fd = lowestFree; fd < lowestFree + DESCRIPTOR_SEARCH_SPAN; fd++) {
-      if (isSocketOf(calls, fd, local.port, remote)) {
-        dialedDescriptors.set(conn, fd);
-        break;
-      }
+  if (calls !== null && lowestFree >= 0) dialedDescriptors.set(conn, { lowestFree });
+  return conn;
+}
+
+/** The descriptor of `conn`, dialed by {@linkcode connectTcp}, looked for once; null when not found. */
+function dialedDescriptor(conn: Deno.TcpConn | object): number | null {
+  const known = dialedDescriptors.get(conn);
+  if (known === undefined) return null;
+  if (typeof known === "number") return known;
+  dialedDescriptors.delete(conn);
+  if (libc === null || !("localAddr" in conn) || !("remoteAddr" in conn)) return null;
+  const local = conn.localAddr as Deno.NetAddr;
+  const remote = conn.remoteAddr as Deno.NetAddr;
+  for (let fd = known.lowestFree; fd < known.lowestFree + DESCRIPTOR_SEARCH_SPAN; fd++) {
+    if (isSocketOf(libc, fd, local.port, remote)) {
+      dialedDescriptors.set(conn, fd);
+      return fd;
     }
   }
-  return conn;
+  return null;
 }
 
 /**
@@ -132,10 +144,12 @@ export function tcpResetUnavailableReason(): string | null {
   return load();
 }
 
-/** The OS descriptor of `conn`: the one Deno keeps on an accepted connection, or {@linkcode connectTcp}'s. */
+/**
+ * The OS descriptor of `conn`: the one Deno keeps on an accepted connection, or {@linkcode connectTcp}'s.
+ * Only for a connection known to be open: a closed one's number may belong to another socket by now.
+ */
 function descriptorOf(conn: object): number | null {
-  const dialed = dialedDescriptors.get(conn);
-  if (dialed !== undefined) return dialed;
+  if (dialedDescriptors.has(conn)) return dialedDescriptor(conn);
   for (const symbol of Object.getOwnPropertySymbols(conn)) {
     if (symbol.description !== "Deno.internal.fd") continue;
     const fd = (conn as Record<symbol, unknown>)[symbol];
@@ -151,13 +165,13 @@ function descriptorOf(conn: object): number | null {
  */
 export function resetTcpConn(conn: { close(): void; setNoDelay?: (noDelay?: boolean) => void }): boolean {
   let reset = false;
-  const fd = descriptorOf(conn);
-  if (fd !== null && typeof conn.setNoDelay === "function" && load() === null && libc !== null) {
+  if (typeof conn.setNoDelay === "function" && load() === null && libc !== null) {
     try {
       // Throws BadResource once the connection is closed: its descriptor number may belong to another
-      // socket by now and must not be touched.
+      // socket by now and must not be touched (nor looked for).
       conn.setNoDelay(true);
-      reset = libc.connect(fd, AF_UNSPEC_ADDR, AF_UNSPEC_ADDR.length) === 0;
+      const fd = descriptorOf(conn);
+      if (fd !== null) reset = libc.connect(fd, AF_UNSPEC_ADDR, AF_UNSPEC_ADDR.length) === 0;
     } catch {
       // Already closed: nothing to reset.
     }
