@@ -237,26 +237,45 @@ function statsTokenRule(role: Table, prefix: "server" | "client", defaultAddr: s
   }];
 }
 
-/** Cross-key rules of a client document (`{ client: …, proxies: […] }`). */
 /**
  * What `transport = "quic"` cannot do in Deno 2.9.6: skip verification (its QUIC client always
  * verifies) or leave through `proxy_url` (HTTP CONNECT and SOCKS5 carry TCP, QUIC is UDP).
  */
 function quicClientRules(client: Table): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
-  if (bool(client, "skip_verify") === true && !has(client, "server_fingerprint")) {
+  const skipVerify = bool(client, "skip_verify") === true;
+  const proxied = has(client, "proxy_url");
+  // The servers reached over quic: each `servers` entry whose transport (its own, else [client]'s) is quic,
+  // or the one server of `server_addr`. An entry's own server_fingerprint stands in for [client]'s.
+  const quicServers: Array<{ where: string; pinned: boolean }> = [];
+  const clientQuic = str(client, "transport") === "quic";
+  if (Array.isArray(client.servers)) {
+    client.servers.forEach((entry, index) => {
+      const own = table(entry);
+      const transport = own !== undefined && typeof own.transport === "string" ? own.transport : undefined;
+      if ((transport ?? (clientQuic ? "quic" : undefined)) !== "quic") return;
+      const pinned = (own !== undefined && has(own, "server_fingerprint")) ||
+        has(client, "server_fingerprint");
+      quicServers.push({ where: `servers[${index}]`, pinned });
+    });
+  } else if (clientQuic) quicServers.push({ where: "", pinned: has(client, "server_fingerprint") });
+  const unpinned = quicServers.filter((server) => !server.pinned);
+  if (skipVerify && unpinned.length > 0) {
+    const which = unpinned[0]?.where ? ` (${unpinned.map((server) => server.where).join(", ")})` : "";
     issues.push({
       path: "client.skip_verify",
       message:
-        'skip_verify = true cannot be used with transport = "quic" (Deno\'s QUIC client always verifies)',
+        `skip_verify = true cannot be used with transport = "quic"${which} (Deno's QUIC client always ` +
+        "verifies)",
       hint:
         "pin the server's certificate with server_fingerprint (the server logs it at start), or set ca_cert_path",
     });
   }
-  if (has(client, "proxy_url")) {
+  if (proxied && quicServers.length > 0) {
+    const which = quicServers[0]?.where ? ` (${quicServers.map((server) => server.where).join(", ")})` : "";
     issues.push({
       path: "client.proxy_url",
-      message: 'transport = "quic" runs over UDP, which an HTTP CONNECT or SOCKS5 proxy cannot carry',
+      message: `transport = "quic"${which} runs over UDP, which an HTTP CONNECT or SOCKS5 proxy cannot carry`,
       hint:
         'remove proxy_url to connect directly, or use transport = "tls", "wss" or "http2" through the proxy',
     });
@@ -264,6 +283,7 @@ function quicClientRules(client: Table): ConfigIssue[] {
   return issues;
 }
 
+/** Cross-key rules of a client document (`{ client: …, proxies: […] }`). */
 export function clientRules(document: Table): ConfigIssue[] {
   const client = table(document.client);
   if (client === undefined) return [];
@@ -284,7 +304,7 @@ export function clientRules(document: Table): ConfigIssue[] {
       max: DEFAULTS.client.reconnect.max_delay_secs,
     }),
   );
-  if (str(client, "transport") === "quic") issues.push(...quicClientRules(client));
+  issues.push(...quicClientRules(client));
   if (bool(client, "skip_verify") === true && has(client, "ca_cert_path")) {
     issues.push({
       path: "client.skip_verify",

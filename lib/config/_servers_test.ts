@@ -109,3 +109,28 @@ Deno.test("default_publish_addr: 0.0.0.0 by default, an IP literal only", () => 
     );
   }
 });
+
+Deno.test('a quic [[client.servers]] entry is checked like transport = "quic": skip_verify needs a pin, proxy_url is refused', () => {
+  const FP = Array.from({ length: 32 }, () => "AB").join(":");
+  const entries = `[[client.servers]]\nserver_addr = "a.example.com"\n\n` +
+    `[[client.servers]]\nserver_addr = "b.example.com"\ntransport = "quic"\n`;
+  const skip = issues(`[client]\nauth_key = "${KEY}"\nskip_verify = true\n\n${entries}\n${PROXY}`);
+  assert.equal(skip.length, 1, skip.join("\n"));
+  assert.match(
+    skip[0] ?? "",
+    /client\.skip_verify: skip_verify = true cannot be used with transport = "quic" \(servers\[1\]\)/,
+  );
+  // The quic entry's own pin answers it; the tls entry may skip verification.
+  const pinned = client(`skip_verify = true\n\n${entries}server_fingerprint = "${FP}"\n`);
+  assert.deepEqual(pinned.servers.map((s) => s.transport), ["tls", "quic"]);
+  const proxied = issues(
+    `[client]\nauth_key = "${KEY}"\nproxy_url = "http://127.0.0.1:3128"\n\n${entries}\n${PROXY}`,
+  );
+  assert.equal(proxied.length, 1, proxied.join("\n"));
+  assert.match(proxied[0] ?? "", /client\.proxy_url: transport = "quic" \(servers\[1\]\) runs over UDP/);
+  // Every entry quic through [client] transport: each is named.
+  const all = issues(
+    `[client]\nauth_key = "${KEY}"\ntransport = "quic"\nskip_verify = true\nservers = ["a.example.com:1", "b.example.com:2"]\n\n${PROXY}`,
+  );
+  assert.match(all.join("\n"), /\(servers\[0\], servers\[1\]\)/);
+});
