@@ -141,11 +141,11 @@ export class ProcessTunnel implements AsyncDisposable {
     return { server, client, publishPort };
   }
 
-  /** Starts a client process with the config at `configPath` (fast reconnects). */
-  client(configPath: string): CliProcess {
+  /** Starts a client process with the config at `configPath` (fast reconnects), `env` added to its environment. */
+  client(configPath: string, env: Record<string, string> = {}): CliProcess {
     return this.#track(
       new CliProcess(["client", "-c", configPath], {
-        env: FAST_RECONNECT,
+        env: { ...FAST_RECONNECT, ...env },
         entry: this.entry,
         ...this.#permissions(),
       }),

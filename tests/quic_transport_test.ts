@@ -23,7 +23,7 @@ import {
   testCertificates,
   waitFor,
 } from "../testing/helpers.ts";
-import { ProcessTunnel } from "../testing/process_tunnel.ts";
+import { echoThrough, ProcessTunnel, proxyUp } from "../testing/process_tunnel.ts";
 import { acceptedPort, TunnelFixture } from "../testing/tunnel.ts";
 import { listenAdmitting } from "../testing/transport.ts";
 import { readExactly } from "../testing/bytes.ts";
@@ -44,6 +44,26 @@ Deno.test('quic: a server or client with transport = "quic" started without --un
   assert.equal((await client.status()).code, 1, client.output);
   assert.ok(client.records.some((record) => NEEDS_UNSTABLE_NET.test(record.message)), client.output);
   assert.doesNotMatch(client.output, /Connecting to/);
+});
+
+Deno.test("quic: a client whose environment names HTTPS_PROXY connects directly and says the proxy is not used", async () => {
+  await using tunnel = await ProcessTunnel.create(QUIC, { denoFlags: ["--unstable-net"] });
+  await tunnel.server();
+  const publishPort = freePort();
+  // Nothing listens on port 9 (discard): a dial through this proxy would fail every time.
+  const client = tunnel.client(
+    await tunnel.clientConfig("client", [{ name: "echo", publishPort }], QUIC),
+    { HTTPS_PROXY: "http://127.0.0.1:9" },
+  );
+  await client.waitForLine(proxyUp("echo"));
+  assert.equal(await echoThrough(publishPort, "direct over udp"), "direct over udp");
+  assert.ok(
+    client.records.some((record) =>
+      /^HTTPS_PROXY is not used for 127\.0\.0\.1: transport = "quic" runs over UDP/.test(record.message)
+    ),
+    client.output,
+  );
+  assert.doesNotMatch(client.output, /Leaving through/);
 });
 
 /** A QUIC connection attempt to the fixture's server as `options` make it; resolves whatever happens. */

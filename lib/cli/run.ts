@@ -273,7 +273,7 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
   // The outbound proxy towards each server (NO_PROXY may list some of them).
   const proxies = new Map<string, OutboundProxy | null>();
   for (const server of config.servers) {
-    const proxy = outboundProxyOf({ ...config, serverAddr: server.serverAddr });
+    const proxy = outboundProxyOf({ ...config, serverAddr: server.serverAddr }, server.transport === "quic");
     if (typeof proxy === "number") return proxy;
     proxies.set(server.name, proxy);
   }
@@ -325,9 +325,11 @@ export async function clientCommand(options: ClientCommandOptions): Promise<numb
 /**
  * The outbound proxy to the server: `proxy_url`, else the environment's (`HTTPS_PROXY`… unless
  * `NO_PROXY` lists the server), said once in the log with its credentials masked; an exit code when the
- * environment's proxy URL is malformed.
+ * environment's proxy URL is malformed. A server reached over quic (`overUdp`) never takes the
+ * environment's proxy: HTTP CONNECT and SOCKS5 carry TCP only, so every dial would fail (`proxy_url` with
+ * quic is refused by the config already).
  */
-function outboundProxyOf(config: ClientConfig): OutboundProxy | null | number {
+function outboundProxyOf(config: ClientConfig, overUdp = false): OutboundProxy | null | number {
   if (config.proxyUrl !== undefined) {
     logger.info("Leaving through {hop} ({url}, proxy_url)", {
       hop: config.proxyUrl.hop,
@@ -342,6 +344,16 @@ function outboundProxyOf(config: ClientConfig): OutboundProxy | null | number {
     if (!(error instanceof ProxyUrlError)) throw error;
     console.error(`tls-tunnel: ${escapeForTerminal(error.message)} (or unset it to connect directly)`);
     return 1;
+  }
+  if (found.kind === "proxy" && overUdp) {
+    logger.info(
+      '{variable} is not used for {server}: transport = "quic" runs over UDP, which a proxy cannot carry',
+      {
+        variable: found.variable,
+        server: config.serverAddr,
+      },
+    );
+    return null;
   }
   if (found.kind === "proxy") {
     logger.info("Leaving through {hop} ({url}, from {variable})", {
