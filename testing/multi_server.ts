@@ -97,8 +97,11 @@ export class TwoServers implements AsyncDisposable {
     readonly cleanup: () => Promise<void>,
   ) {}
 
-  /** Writes both servers' configs and the client's (proxy `web` on one free port, no publish_addr). */
-  static async create(): Promise<TwoServers> {
+  /**
+   * Writes both servers' configs (with `serverExtra` lines in `[server]`) and the client's (proxy `web` on
+   * one free port, no publish_addr).
+   */
+  static async create(serverExtra = ""): Promise<TwoServers> {
     const work = await makeWorkdir();
     const fixture = new TwoServers(
       work.dir,
@@ -114,7 +117,7 @@ export class TwoServers implements AsyncDisposable {
         `[server]\nbind_addr = "${address}"\nbind_port = ${fixture.tunnelPort}\n` +
           `default_publish_addr = "${address}"\n` +
           `cert_path = "${work.certPath}"\nkey_path = "${work.keyPath}"\nauth_key = "${PROCESS_AUTH_KEY}"\n` +
-          `keepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n`,
+          `keepalive_interval_secs = 1\nkeepalive_timeout_secs = 3\n${serverExtra}`,
         { mode: 0o600 },
       );
     }

@@ -139,3 +139,59 @@ Deno.test("a proxy without publish_addr is published on the server's default_pub
     await server.stop();
   }
 });
+
+Deno.test("a client with two servers forwards through the first server that has a session: through b once a is killed", async () => {
+  await using fixture = await TwoServers.create("allow_forward = true\nforward_allow_private = true\n");
+  const web = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (request) => new Response(`hello ${new URL(request.url).pathname}\n`),
+  );
+  const forwarderPort = freePortOnAll();
+  const viaForwarder = Deno.createHttpClient({ proxy: { url: `http://127.0.0.1:${forwarderPort}` } });
+  /** GET `path` on the web server through the client's forwarder: the body, or the status when not 200. */
+  const get = async (path: string): Promise<string> => {
+    const response = await fetch(`http://127.0.0.1:${web.addr.port}${path}`, { client: viaForwarder });
+    const body = await response.text();
+    return response.status === 200 ? body : `${response.status} ${body}`;
+  };
+  try {
+    await Deno.writeTextFile(
+      fixture.clientConfigPath,
+      `\n[[forwarders]]\nname = "web-http"\nproxy_type = "http"\nbind_addr = "127.0.0.1"\nbind_port = ${forwarderPort}\n`,
+      { append: true },
+    );
+    await fixture.startServer(0);
+    await fixture.startServer(1);
+    const client = fixture.startClient();
+    await client.waitForLine(/Forwarder web-http: HTTP proxy on 127\.0\.0\.1:\d+/);
+    await waitFor(
+      async () => (await fixture.serverState("a")) === "connected",
+      10_000,
+      "server a connected",
+      100,
+    );
+    await waitFor(
+      async () => (await fixture.serverState("b")) === "connected",
+      10_000,
+      "server b connected",
+      100,
+    );
+    assert.equal(await get("/first"), "hello /first\n");
+
+    await fixture.killServer(0);
+    await waitFor(
+      async () => (await fixture.serverState("a")) !== "connected",
+      6000,
+      "server a shown down",
+      100,
+    );
+    // Server a's session is gone: the forwarder's next connection goes through b.
+    assert.equal(await get("/second"), "hello /second\n", client.output);
+    const stats = await fixture.clientStats();
+    assert.equal(stats.forwarders?.length, 1, "the forwarder appears once, not per server");
+    assert.equal(stats.forwarders?.[0]?.results.proxy?.ok, 2);
+  } finally {
+    viaForwarder.close();
+    await web.shutdown();
+  }
+});

@@ -43,9 +43,7 @@ import type { ClientProxyState, ClientState } from "./state.ts";
 import { localBackendsOf, StreamCarrier } from "./stream_carrier.ts";
 import { errorMessage } from "../text.ts";
 import { Visitor, VisitorBindError } from "./visitor.ts";
-import { type Forwarder, startForwarders, TunnelDownError } from "./forwarder.ts";
-import { BindError } from "../net/tcp.ts";
-import { GeoIpDatabaseError } from "./routing.ts";
+import { type Forwarder, startClientForwarders, TunnelDownError } from "./forwarder.ts";
 import {
   type ClientReloadResult,
   describeReload,
@@ -187,16 +185,11 @@ export class TunnelClient {
         throw new FatalClientError(error.message, 0, { cause: error });
       }
       if (this.#options.runForwarders !== false && (this.#config.forwarders ?? []).length > 0) {
-        try {
-          this.forwarders = await startForwarders(
-            this.#config.forwarders,
-            () => this.#forwardStream(),
-            signal,
-          );
-        } catch (error) {
-          if (!(error instanceof BindError) && !(error instanceof GeoIpDatabaseError)) throw error;
-          throw new FatalClientError(error.message, 0, { cause: error });
-        }
+        this.forwarders = await startClientForwarders(
+          this.#config.forwarders,
+          () => this.#forwardStream(),
+          signal,
+        );
       }
       while (!signal?.aborted) {
         attempt++;

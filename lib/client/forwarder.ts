@@ -21,7 +21,7 @@ import type { ForwarderConfig } from "../config/types.ts";
 import { acceptEach } from "../net/accept.ts";
 import { formatAddr, formatHostPort } from "../net/address.ts";
 import { type DuplexConn, writeAll } from "../net/conn.ts";
-import { listenTcp } from "../net/tcp.ts";
+import { BindError, listenTcp } from "../net/tcp.ts";
 import { encodeOpenRequest, readOpenReply } from "../protocol/open_request.ts";
 import { abortQuietly, closeQuietly, pipeBoth } from "../transport/pipe.ts";
 import { errorMessage } from "../text.ts";
@@ -42,7 +42,8 @@ import {
   readHttpProxyRequest,
 } from "./http_proxy_server.ts";
 import { readSocks5Request, socks5FailureReply, Socks5Refusal, socks5Reply } from "./socks5_server.ts";
-import { ForwardRouter, type Route, type RouteDecision } from "./routing.ts";
+import { ForwardRouter, GeoIpDatabaseError, type Route, type RouteDecision } from "./routing.ts";
+import { FatalClientError } from "./errors.ts";
 import type { ForwarderSnapshot } from "../stats/snapshot.ts";
 
 export type { ForwarderSnapshot } from "../stats/snapshot.ts";
@@ -413,4 +414,21 @@ export async function startForwarders(
     throw error;
   }
   return started;
+}
+
+/**
+ * {@linkcode startForwarders} for a client's run: a local port that cannot be bound or a GeoIP database
+ * that cannot be read ends the client ({@linkcode FatalClientError}: the same config would fail again).
+ */
+export async function startClientForwarders(
+  configs: readonly ForwarderConfig[],
+  openStream: OpenTunnelStream,
+  signal?: AbortSignal,
+): Promise<Forwarder[]> {
+  try {
+    return await startForwarders(configs, openStream, signal);
+  } catch (error) {
+    if (!(error instanceof BindError) && !(error instanceof GeoIpDatabaseError)) throw error;
+    throw new FatalClientError(error.message, 0, { cause: error });
+  }
 }

@@ -9,7 +9,8 @@
  *
  * Visitors (`[[visitors]]`) are run here, not by one server's client: one local port each, bound while any
  * server might still carry it, and each connection goes through the first server that has the target
- * (visitor.ts orders them).
+ * (visitor.ts orders them). Forwarders (`[[forwarders]]`) too: one local proxy each, and each forwarded
+ * connection goes through the first server, in config order, that has a session now.
  *
  * @module
  */
@@ -25,6 +26,8 @@ import { mergeProxySnapshots } from "./multi_server_snapshot.ts";
 import { defaultClientId } from "./registration.ts";
 import type { ClientReloadResult } from "./reload.ts";
 import { Visitor, VisitorBindError, type VisitRoute } from "./visitor.ts";
+import { type Forwarder, startClientForwarders, TunnelDownError } from "./forwarder.ts";
+import type { Stream } from "../mux/mod.ts";
 
 const logger = getLogger(["tls-tunnel", "client"]);
 
@@ -64,6 +67,11 @@ export class MultiServerClient {
   readonly #clientId: Promise<string>;
   /** With several servers, the config's visitors, over every server's session (with one: that client's). */
   readonly #visitors: readonly Visitor[];
+  /**
+   * With several servers, the config's forwarders while running (one local port each), over the first
+   * server in config order that has a session (with one server: that client's).
+   */
+  #forwarders: readonly Forwarder[] = [];
 
   /**
    * @throws {UnknownTransportError} when a server's `transport` names no registered transport
@@ -85,6 +93,18 @@ export class MultiServerClient {
       server: run.endpoint.name,
       session: run.refusal === null ? run.client.visitSession : null,
     }));
+  }
+
+  /**
+   * A stream for a forwarded connection: on the first server, in config order, with a session now (a
+   * server that is down or refused the client is passed over), or {@linkcode TunnelDownError}.
+   */
+  #forwardStream(): Promise<Stream> {
+    for (const run of this.#runs) {
+      const session = run.refusal === null ? run.client.visitSession : null;
+      if (session !== null && !session.isClosed) return session.open();
+    }
+    return Promise.reject(new TunnelDownError("no session with any of the servers now"));
   }
 
   /** The per-server clients, in the order of `config.servers`. */
@@ -117,9 +137,18 @@ export class MultiServerClient {
       throw new FatalClientError(error.message, 0, { cause: error });
     }
     try {
+      const forwarders = this.#runs.length > 1 ? this.#config.forwarders ?? [] : [];
+      if (forwarders.length > 0) {
+        this.#forwarders = await startClientForwarders(
+          forwarders,
+          () => this.#forwardStream(),
+          this.#options.signal,
+        );
+      }
       await Promise.all(this.#runs.map((run) => this.#runOne(run)));
     } finally {
       await Promise.all(this.#visitors.map((visitor) => visitor.close()));
+      await Promise.all(this.#forwarders.map((forwarder) => forwarder.close()));
     }
     const refusals = this.#runs.map((run) => run.refusal);
     const first = refusals[0];
@@ -160,8 +189,8 @@ export class MultiServerClient {
       onStatusChange: (proxies) => this.#options.onStatusChange?.(endpoint, proxies),
       // With several servers the visitors are this object's (one local port each, every server's session).
       runVisitors: config.servers.length === 1,
-      // One local proxy per forwarder: the first server's session carries them.
-      runForwarders: endpoint === config.servers[0],
+      // With several servers the forwarders are this object's (one local port each, any server's session).
+      runForwarders: config.servers.length === 1,
     });
     return { endpoint, client, stop, refusal: null };
   }
@@ -230,7 +259,9 @@ export class MultiServerClient {
       proxies: mergeProxySnapshots(servers.map((server) => server.proxies)),
       recent_events: this.events.recent(),
       servers,
-      ...(only?.snapshot.forwarders ? { forwarders: only.snapshot.forwarders } : {}),
+      ...(this.#forwarders.length > 0
+        ? { forwarders: this.#forwarders.map((forwarder) => forwarder.snapshot()) }
+        : {}),
       ...(this.#visitors.length > 0 ? { visitors: this.#visitors.map((visitor) => visitor.snapshot()) } : {}),
     };
   }
