@@ -259,23 +259,28 @@ function quicClientRules(client: Table): ConfigIssue[] {
       quicServers.push({ where: `servers[${index}]`, pinned });
     });
   } else if (clientQuic) quicServers.push({ where: "", pinned: has(client, "server_fingerprint") });
+  // " (servers[1], servers[3])" naming entries; nothing for the one server of server_addr.
+  const which = (servers: typeof quicServers) =>
+    servers[0]?.where ? ` (${servers.map((server) => server.where).join(", ")})` : "";
   const unpinned = quicServers.filter((server) => !server.pinned);
   if (skipVerify && unpinned.length > 0) {
-    const which = unpinned[0]?.where ? ` (${unpinned.map((server) => server.where).join(", ")})` : "";
     issues.push({
       path: "client.skip_verify",
       message:
-        `skip_verify = true cannot be used with transport = "quic"${which} (Deno's QUIC client always ` +
+        `skip_verify = true cannot be used with transport = "quic"${
+          which(unpinned)
+        } (Deno's QUIC client always ` +
         "verifies)",
       hint:
         "pin the server's certificate with server_fingerprint (the server logs it at start), or set ca_cert_path",
     });
   }
   if (proxied && quicServers.length > 0) {
-    const which = quicServers[0]?.where ? ` (${quicServers.map((server) => server.where).join(", ")})` : "";
     issues.push({
       path: "client.proxy_url",
-      message: `transport = "quic"${which} runs over UDP, which an HTTP CONNECT or SOCKS5 proxy cannot carry`,
+      message: `transport = "quic"${
+        which(quicServers)
+      } runs over UDP, which an HTTP CONNECT or SOCKS5 proxy cannot carry`,
       hint:
         'remove proxy_url to connect directly, or use transport = "tls", "wss" or "http2" through the proxy',
     });
